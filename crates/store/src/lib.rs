@@ -1,0 +1,224 @@
+//! The database handle. One URL picks the backend: `sqlite://PATH` (the embedded default) or
+//! `postgres://…`. Domain crates write one SQL text for both (`$1` placeholders, `BIGINT`
+//! integers, `TEXT` everywhere else) through sqlx's `Any` driver; where the dialects differ a
+//! migration carries one text per backend.
+//!
+//! Invariants:
+//! - times are `BIGINT` UTC milliseconds;
+//! - every write transaction goes through [`Db::begin_write`], which on SQLite serialises
+//!   writers in-process (SQLite has one writer; letting two deferred transactions race only
+//!   produces `SQLITE_BUSY`), and on PostgreSQL is a plain transaction.
+
+pub mod migrate;
+pub mod testing;
+
+pub use migrate::{Migration, MigrationSet};
+pub use sqlx;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration {set}/{version} failed: {source}")]
+    Migration {
+        set: String,
+        version: i64,
+        source: sqlx::Error,
+    },
+    #[error("database has migration {set}/{version} that this binary does not know; refusing to run an older binary on a newer schema")]
+    SchemaTooNew { set: String, version: i64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// True when the error is a unique or primary-key violation (a conflict for the client).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+impl From<StoreError> for yunnao_core::Problem {
+    fn from(error: StoreError) -> Self {
+        if error.is_unique_violation() {
+            return yunnao_core::Problem::conflict("a record with the same key already exists");
+        }
+        tracing::error!(%error, "database error");
+        yunnao_core::Problem::internal("the database could not complete the request")
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A shared handle to the platform database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    url: Arc<str>,
+    sqlite_writer: Arc<Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the process-wide writer slot until dropped.
+pub struct WriteTx {
+    pub tx: Transaction<'static, Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Transaction<'static, Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl Db {
+    /// Opens the database named by `url`, creating a SQLite file (and its folder) if missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let (connect_url, max_connections) = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(url);
+                if let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Other(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let url = if url.contains("mode=") {
+                    url.to_owned()
+                } else {
+                    format!("{url}{separator}mode=rwc")
+                };
+                (url, 8)
+            }
+            Backend::Postgres => (url.to_owned(), 16),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL is durable across
+                        // process crashes in WAL mode; busy_timeout covers other processes.
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connect_url)
+            .await?;
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTx> {
+        let writer = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _writer: writer,
+        })
+    }
+
+    /// Cheap liveness probe for `/ready`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The file path inside a `sqlite://PATH[?query]` URL.
+pub fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
+}
+
+/// Converts a stored 0/1 integer to bool (both backends store flags as BIGINT).
+pub fn flag(value: i64) -> bool {
+    value != 0
+}

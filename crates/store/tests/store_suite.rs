@@ -1,0 +1,150 @@
+//! The store contract, run on every backend.
+
+use yunnao_store::testing::{TestBackend, TestDb};
+use yunnao_store::{Migration, MigrationSet, backend_tests, migrate, sqlx};
+
+const SAMPLE: MigrationSet = MigrationSet {
+    name: "sample",
+    migrations: &[
+        Migration::portable(
+            1,
+            "readings",
+            "CREATE TABLE readings (id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, note TEXT)",
+        ),
+        Migration {
+            version: 2,
+            description: "index, dialect-specific",
+            sqlite: "CREATE INDEX readings_at ON readings (at_ms)",
+            postgres: "CREATE INDEX readings_at ON readings USING btree (at_ms)",
+        },
+    ],
+};
+
+async fn migrations_apply_once_and_are_recorded(backend: TestBackend) {
+    let test = TestDb::new(backend).await.expect("test database");
+    assert_eq!(migrate::run(&test.db, &[SAMPLE]).await.expect("migrate"), 2);
+    assert_eq!(migrate::run(&test.db, &[SAMPLE]).await.expect("again"), 0);
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM yunnao_migrations WHERE set_name = $1 ORDER BY version",
+    )
+    .bind("sample")
+    .fetch_all(test.db.pool())
+    .await
+    .expect("bookkeeping");
+    assert_eq!(versions, vec![1, 2]);
+
+    // A binary that knows fewer migrations than the database refuses to run.
+    let older = MigrationSet {
+        name: "sample",
+        migrations: &SAMPLE.migrations[..1],
+    };
+    let error = migrate::run(&test.db, &[older]).await.expect_err("too new");
+    assert!(error.to_string().contains("does not know"), "{error}");
+    test.cleanup().await;
+}
+
+async fn timestamps_keep_milliseconds_and_placeholders_bind(backend: TestBackend) {
+    let test = TestDb::new(backend).await.expect("test database");
+    migrate::run(&test.db, &[SAMPLE]).await.expect("migrate");
+    let at_ms = 1_764_392_997_123_i64;
+    let mut tx = test.db.begin_write().await.expect("tx");
+    sqlx::query("INSERT INTO readings (id, at_ms, value, note) VALUES ($1, $2, $3, $4)")
+        .bind("a")
+        .bind(at_ms)
+        .bind(4.5_f64)
+        .bind("雨量")
+        .execute(&mut **tx)
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    let (stored, value, note): (i64, f64, String) =
+        sqlx::query_as("SELECT at_ms, value, note FROM readings WHERE id = $1")
+            .bind("a")
+            .fetch_one(test.db.pool())
+            .await
+            .expect("select");
+    assert_eq!((stored, value, note.as_str()), (at_ms, 4.5, "雨量"));
+    test.cleanup().await;
+}
+
+async fn rolled_back_writes_leave_nothing_and_unique_violations_are_recognised(
+    backend: TestBackend,
+) {
+    let test = TestDb::new(backend).await.expect("test database");
+    migrate::run(&test.db, &[SAMPLE]).await.expect("migrate");
+    {
+        let mut tx = test.db.begin_write().await.expect("tx");
+        sqlx::query("INSERT INTO readings (id, at_ms, value) VALUES ('x', 1, 1.0)")
+            .execute(&mut **tx)
+            .await
+            .expect("insert");
+        // dropped without commit
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+        .fetch_one(test.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+
+    sqlx::query("INSERT INTO readings (id, at_ms, value) VALUES ('y', 1, 1.0)")
+        .execute(test.db.pool())
+        .await
+        .expect("insert");
+    let error: yunnao_store::StoreError =
+        sqlx::query("INSERT INTO readings (id, at_ms, value) VALUES ('y', 2, 2.0)")
+            .execute(test.db.pool())
+            .await
+            .expect_err("duplicate")
+            .into();
+    assert!(error.is_unique_violation());
+    assert_eq!(yunnao_core::Problem::from(error).status, 409);
+    test.cleanup().await;
+}
+
+async fn concurrent_writers_all_commit(backend: TestBackend) {
+    let test = TestDb::new(backend).await.expect("test database");
+    migrate::run(&test.db, &[SAMPLE]).await.expect("migrate");
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let db = test.db.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let mut tx = db.begin_write().await.expect("tx");
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .expect("read in tx");
+                sqlx::query("INSERT INTO readings (id, at_ms, value) VALUES ($1, $2, $3)")
+                    .bind(format!("{worker}-{i}"))
+                    .bind(count)
+                    .bind(0.0_f64)
+                    .execute(&mut **tx)
+                    .await
+                    .expect("insert");
+                tx.commit().await.expect("commit");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+        .fetch_one(test.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 200);
+    test.cleanup().await;
+}
+
+backend_tests!(
+    migrations_apply_once_and_are_recorded,
+    timestamps_keep_milliseconds_and_placeholders_bind,
+    rolled_back_writes_leave_nothing_and_unique_violations_are_recognised,
+    concurrent_writers_all_commit,
+);
+
+#[tokio::test]
+async fn rejects_unknown_url_schemes() {
+    let error = yunnao_store::Db::connect("mysql://x").await.expect_err("refused");
+    assert!(error.to_string().contains("sqlite://"));
+}
