@@ -222,3 +222,15 @@ pub fn sqlite_path(url: &str) -> &str {
 pub fn flag(value: i64) -> bool {
     value != 0
 }
+
+/// `.db()?` turns a sqlx result into a problem result in request paths: unique violations
+/// become 409, anything else a logged 500 with a safe message.
+pub trait DbResultExt<T> {
+    fn db(self) -> std::result::Result<T, yunnao_core::Problem>;
+}
+
+impl<T> DbResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self) -> std::result::Result<T, yunnao_core::Problem> {
+        self.map_err(|e| StoreError::from(e).into())
+    }
+}

@@ -1,0 +1,20 @@
+//! The HTTP edge shared by every API of the platform.
+//!
+//! - [`ApiJson`], [`ApiPath`], [`ApiQuery`]: extractors whose rejections are problem+json
+//!   (400 malformed, 413 too large, 415 wrong content type), never axum's plain-text bodies.
+//! - [`edge`]: wraps the assembled router with request ids, tracing, panic catching (a panic
+//!   becomes a 500 problem and the server keeps serving), the body limit, metrics, and problem
+//!   responses for unknown routes (404) and methods (405).
+//! - [`Metrics`]: Prometheus text exposition of request counts and latencies.
+
+mod extract;
+mod layers;
+mod metrics;
+
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use layers::{EdgeConfig, REQUEST_ID_HEADER, RequestId, edge};
+pub use metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
+pub use yunnao_core::Problem;
+
+/// What every fallible handler returns.
+pub type ApiResult<T> = Result<T, Problem>;

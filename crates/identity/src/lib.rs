@@ -1,0 +1,150 @@
+//! Identity and trust for the platform: departments (seeded from the plan's responsible units),
+//! users with argon2id passwords and roles, SM2-signed revocable bearer tokens, API clients with
+//! scoped keys, the SM3-chained audit log with SM2-signed checkpoints, and department e-seals.
+//!
+//! Owns the tables in [`MIGRATIONS`]; other crates use [`Principal`] (who is calling) and
+//! [`Identity::audit`] (to record shared reads), never these tables.
+
+pub mod api;
+pub mod audit;
+mod auth;
+mod clients;
+mod departments;
+mod keys;
+mod migrations;
+mod roles;
+pub mod seals;
+mod tokens;
+mod users;
+
+pub use audit::{AuditEntry, AuditNote, AuditRecord, VerifyReport};
+pub use auth::{Principal, PrincipalKind, authenticate_and_audit};
+pub use clients::{ApiClientView, CreatedApiClient, NewApiClient};
+pub use departments::Department;
+pub use keys::PlatformKeys;
+pub use migrations::MIGRATIONS;
+pub use roles::Role;
+pub use tokens::SignedIn;
+pub use users::{NewUser, UserPatch, UserView};
+
+use std::sync::Arc;
+use yunnao_bus::Bus;
+use yunnao_store::Db;
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub token_ttl_secs: i64,
+    /// Sign an audit checkpoint every this many records.
+    pub checkpoint_every: i64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 8 * 3600,
+            checkpoint_every: 64,
+        }
+    }
+}
+
+/// The identity service: cheap to clone, passed to handlers as state.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub db: Db,
+    pub bus: Bus,
+    pub keys: Arc<PlatformKeys>,
+    pub config: IdentityConfig,
+}
+
+impl Identity {
+    pub fn new(db: Db, bus: Bus, keys: PlatformKeys, config: IdentityConfig) -> Self {
+        Self {
+            db,
+            bus,
+            keys: Arc::new(keys),
+            config,
+        }
+    }
+}
+
+/// What seeding did, for the operator.
+#[derive(Debug, Default)]
+pub struct SeedReport {
+    pub departments_added: usize,
+    pub seal_keys_created: usize,
+    /// Set when the platform admin was created with a generated password: shown once.
+    pub generated_admin_password: Option<String>,
+    pub admin_created: bool,
+}
+
+pub const ADMIN_USERNAME: &str = "admin";
+/// The platform admin belongs to the big-data bureau, which runs the platform.
+pub const PLATFORM_DEPARTMENT: &str = "bigdata";
+
+impl Identity {
+    /// Loads the departments, gives each a seal key, and creates the platform admin if there is
+    /// none (with `admin_password`, or a generated one reported back). Idempotent.
+    pub async fn seed(&self, admin_password: Option<&str>) -> Result<SeedReport, yunnao_core::Problem> {
+        let mut report = SeedReport {
+            departments_added: departments::seed(&self.db).await?,
+            ..SeedReport::default()
+        };
+        report.seal_keys_created = seals::ensure_keys(self).await?;
+        if users::find_by_username(&self.db, ADMIN_USERNAME).await?.is_none() {
+            let password = match admin_password {
+                Some(p) => p.to_owned(),
+                None => {
+                    let generated = hex::encode(
+                        yunnao_gm::random_bytes::<12>()
+                            .map_err(|e| yunnao_core::Problem::internal(e.to_string()))?,
+                    );
+                    report.generated_admin_password = Some(generated.clone());
+                    generated
+                }
+            };
+            users::insert(
+                self,
+                NewUser {
+                    username: ADMIN_USERNAME.to_owned(),
+                    display_name: "平台管理员".to_owned(),
+                    password,
+                    department: PLATFORM_DEPARTMENT.to_owned(),
+                    roles: vec![Role::PlatformAdmin],
+                },
+            )
+            .await?;
+            report.admin_created = true;
+        }
+        Ok(report)
+    }
+
+    /// Demo accounts, one per role, all with `password`. Existing usernames are left alone.
+    pub async fn seed_demo_accounts(&self, password: &str) -> Result<Vec<(String, String)>, yunnao_core::Problem> {
+        let accounts = [
+            ("water.admin", "水务局管理员", "water", Role::DeptAdmin),
+            ("police.admin", "公安局管理员", "police", Role::DeptAdmin),
+            ("city.operator", "城管局值班员", "city-management", Role::Operator),
+            ("grid.worker", "网格员", "city-management", Role::GridWorker),
+            ("resident", "市民", "bigdata", Role::Resident),
+            ("enterprise", "企业用户", "bigdata", Role::Enterprise),
+        ];
+        let mut made = Vec::new();
+        for (username, display, department, role) in accounts {
+            if users::find_by_username(&self.db, username).await?.is_none() {
+                users::insert(
+                    self,
+                    NewUser {
+                        username: username.to_owned(),
+                        display_name: display.to_owned(),
+                        password: password.to_owned(),
+                        department: department.to_owned(),
+                        roles: vec![role],
+                    },
+                )
+                .await?;
+            }
+            made.push((username.to_owned(), role.as_str().to_owned()));
+        }
+        Ok(made)
+    }
+}
