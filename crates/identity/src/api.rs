@@ -59,10 +59,12 @@ async fn sign_in(
         actor: Some(body.username.clone()),
         department: None,
     };
-    let result = tokens::sign_in(&identity, &body.username, &body.password)
-        .await
-        .map(axum::Json);
-    noted(note, result)
+    let result = tokens::sign_in(&identity, &body.username, &body.password).await;
+    let note = AuditNote {
+        department: result.as_ref().ok().map(|s| s.user.department.clone()),
+        ..note
+    };
+    noted(note, result.map(axum::Json))
 }
 
 /// End the current session: the token stops working on every node at once.

@@ -156,23 +156,55 @@ impl Identity {
         .await
         .db()?;
         if record.seq % self.config.checkpoint_every.max(1) == 0 {
-            let signature = self
-                .keys
-                .signer()
-                .sign(&checkpoint_message(record.seq, &record.hash, record.at_ms));
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (seq, hash, signed_at_ms, signature) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(record.seq)
-            .bind(&record.hash)
-            .bind(record.at_ms)
-            .bind(signature.to_hex())
-            .execute(&mut **tx)
-            .await
-            .db()?;
+            self.insert_checkpoint(&mut tx, record.seq, &record.hash).await?;
         }
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Signs a checkpoint at the current head unless one is there already (called at shutdown,
+    /// so a cut tail is caught even between regular checkpoints).
+    pub async fn checkpoint_now(&self) -> Result<Option<i64>, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        if self.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ADVISORY_LOCK_KEY)
+                .execute(&mut **tx)
+                .await
+                .db()?;
+        }
+        let head: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_log WHERE seq NOT IN (SELECT seq FROM audit_checkpoints) \
+             AND seq = (SELECT MAX(seq) FROM audit_log)",
+        )
+        .fetch_optional(&mut **tx)
+        .await
+        .db()?;
+        let Some((seq, hash)) = head else {
+            return Ok(None);
+        };
+        self.insert_checkpoint(&mut tx, seq, &hash).await?;
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    async fn insert_checkpoint(&self, tx: &mut yunnao_store::WriteTx, seq: i64, hash: &str) -> Result<(), Problem> {
+        let signed_at_ms = yunnao_core::time::now_ms();
+        let signature = self
+            .keys
+            .signer()
+            .sign(&checkpoint_message(seq, hash, signed_at_ms));
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, signed_at_ms, signature) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind(hash)
+        .bind(signed_at_ms)
+        .bind(signature.to_hex())
+        .execute(&mut ***tx)
+        .await
+        .db()?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,134 @@
+//! Configuration, layered: built-in defaults → `yunnao.toml` (or `--config FILE`) →
+//! `YUNNAO_*` environment variables → command-line flags.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Folder for the embedded database, the platform key and other local state.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
+    pub db: Option<String>,
+    /// `memory://` (in-process, default).
+    pub bus: String,
+    /// The platform key (hex SM2 secret); default `data_dir/platform.key`, created if missing.
+    pub platform_key_file: Option<PathBuf>,
+    /// Password for the seeded `admin` if it does not exist yet; generated and shown once if unset.
+    pub admin_password: Option<String>,
+    pub token_ttl_secs: i64,
+    pub body_limit_bytes: usize,
+    /// tracing filter, e.g. `info` or `yunnao=debug,info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("yunnao-data"),
+            db: None,
+            bus: "memory://".into(),
+            platform_key_file: None,
+            admin_password: None,
+            token_ttl_secs: 8 * 3600,
+            body_limit_bytes: 1024 * 1024,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Flag values; only those given override the lower layers.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        figment = match file {
+            Some(path) if !path.exists() => {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file("yunnao.toml")),
+        };
+        figment
+            .merge(Env::prefixed("YUNNAO_").only(&[
+                "listen",
+                "data_dir",
+                "db",
+                "bus",
+                "platform_key_file",
+                "admin_password",
+                "token_ttl_secs",
+                "body_limit_bytes",
+                "log",
+            ]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| format!("configuration error: {e}"))
+    }
+
+    pub fn db_url(&self) -> String {
+        self.db.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("yunnao.db").display())
+        })
+    }
+
+    pub fn platform_key_path(&self) -> PathBuf {
+        self.platform_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("platform.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("yunnao.toml", "listen = \"127.0.0.1:9000\"\nbus = \"memory://\"\ntoken_ttl_secs = 60")?;
+            jail.set_env("YUNNAO_LISTEN", "127.0.0.1:9100");
+            jail.set_env("YUNNAO_TOKEN_TTL_SECS", "120");
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(config.listen, "127.0.0.1:9100", "env beats file");
+            assert_eq!(config.token_ttl_secs, 120);
+            let flags = Overrides {
+                listen: Some("127.0.0.1:9200".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, &flags).expect("loads");
+            assert_eq!(config.listen, "127.0.0.1:9200", "flags beat env");
+            assert_eq!(config.db_url(), "sqlite://yunnao-data/yunnao.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_without_any_configuration() {
+        figment::Jail::expect_with(|_jail| {
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(config, Config::default());
+            assert_eq!(config.listen, "127.0.0.1:8080");
+            Ok(())
+        });
+    }
+}

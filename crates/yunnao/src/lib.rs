@@ -1,0 +1,130 @@
+//! Wiring: the one place that knows every crate. Builds the database, bus, keys and services
+//! from a [`Config`], assembles the routers and applies the edge.
+
+pub mod config;
+mod platform;
+
+pub use config::{Config, Overrides};
+
+use axum::Router;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use yunnao_bus::Bus;
+use yunnao_http::{EdgeConfig, Metrics};
+use yunnao_identity::{Identity, IdentityConfig, PlatformKeys};
+use yunnao_store::{Db, MigrationSet, migrate};
+
+/// Every crate's migrations, in dependency order.
+pub const MIGRATIONS: &[MigrationSet] = &[yunnao_identity::MIGRATIONS];
+
+pub struct App {
+    pub router: Router,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub db: Db,
+    pub bus: Bus,
+    pub identity: Identity,
+    pub metrics: Metrics,
+    pub seed: yunnao_identity::SeedReport,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "yunnao 雲腦 city platform API", description = "Every error is RFC 9457 application/problem+json."),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
+
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.db_url()).await?;
+    migrate::run(&db, MIGRATIONS).await?;
+    Ok(db)
+}
+
+/// Builds the whole application: connects, migrates, seeds, assembles routes.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let db = open_db(config).await?;
+    let bus = Bus::from_url(&config.bus)?;
+    let keys = PlatformKeys::load_or_create(&config.platform_key_path()).map_err(anyhow::Error::msg)?;
+    let identity = Identity::new(
+        db.clone(),
+        bus.clone(),
+        keys,
+        IdentityConfig {
+            token_ttl_secs: config.token_ttl_secs,
+            ..IdentityConfig::default()
+        },
+    );
+    let seed = identity
+        .seed(config.admin_password.as_deref())
+        .await
+        .map_err(|p| anyhow::anyhow!("seeding failed: {p}"))?;
+    let metrics = Metrics::new();
+
+    let openapi_cell = Arc::new(std::sync::OnceLock::new());
+    let platform = platform::Platform {
+        db: db.clone(),
+        metrics: metrics.clone(),
+        openapi: openapi_cell.clone(),
+    };
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(yunnao_identity::api::router().with_state(identity.clone()))
+        .merge(platform::router().with_state(platform))
+        .split_for_parts();
+    let _ = openapi_cell.set(openapi.clone());
+
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        identity.clone(),
+        yunnao_identity::authenticate_and_audit,
+    ));
+    let router = yunnao_http::edge(
+        router,
+        &EdgeConfig {
+            body_limit_bytes: config.body_limit_bytes,
+        },
+        metrics.clone(),
+    );
+    Ok(App {
+        router,
+        openapi,
+        db,
+        bus,
+        identity,
+        metrics,
+        seed,
+    })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Err(problem) = app.identity.checkpoint_now().await {
+        tracing::error!(%problem, "final audit checkpoint failed");
+    }
+    app.db.close().await;
+    Ok(())
+}

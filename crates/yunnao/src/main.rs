@@ -1,0 +1,231 @@
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use yunnao::{Config, Overrides};
+
+/// 雲腦 yunnao — the open city operating platform.
+#[derive(Parser)]
+#[command(name = "yunnao", version, about)]
+struct Cli {
+    /// Configuration file (default: ./yunnao.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data folder (default ./yunnao-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default) or postgres://…
+    #[arg(long, global = true)]
+    db: Option<String>,
+    /// Event bus URL: memory:// (default).
+    #[arg(long, global = true)]
+    bus: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform.
+    Serve,
+    /// Run the platform with demo accounts in a fresh data folder (or --data-dir).
+    Demo,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// The audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Department e-seals.
+    Seal {
+        #[command(subcommand)]
+        command: SealCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain and the signed checkpoints; exit 1 naming the first bad record.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum SealCommand {
+    /// Verify a sealed JSON document offline with a department's public key (hex).
+    Verify {
+        #[arg(long)]
+        public_key: String,
+        file: PathBuf,
+    },
+}
+
+const DEMO_PASSWORD: &str = "yunnao-demo";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("yunnao: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+        db: cli.db,
+        bus: cli.bus,
+        admin_password: None,
+    };
+    let mut demo_dir = None;
+    if matches!(cli.command, Command::Demo) {
+        if overrides.data_dir.is_none() {
+            let dir = tempfile::Builder::new().prefix("yunnao-demo-").tempdir()?;
+            overrides.data_dir = Some(dir.path().to_path_buf());
+            demo_dir = Some(dir);
+        }
+        overrides.admin_password = Some(DEMO_PASSWORD.into());
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+    init_tracing(&config.log);
+    match cli.command {
+        Command::Version => {
+            println!("yunnao {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            yunnao::open_db(&config).await?;
+            println!("migrations applied to {}", config.db_url());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            serve(&config, false).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            serve(&config, true).await?;
+            drop(demo_dir);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(&config).await,
+        Command::Seal {
+            command: SealCommand::Verify { public_key, file },
+        } => seal_verify(&public_key, &file),
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
+    let app = yunnao::build(config).await?;
+    if let Some(password) = &app.seed.generated_admin_password {
+        let path = config.data_dir.join("admin-password.txt");
+        std::fs::write(&path, format!("{password}\n"))?;
+        println!("Created the platform admin: username admin, password {password} (also in {})", path.display());
+    }
+    let mut accounts = Vec::new();
+    if demo {
+        accounts = app
+            .identity
+            .seed_demo_accounts(DEMO_PASSWORD)
+            .await
+            .map_err(|p| anyhow::anyhow!("demo accounts: {p}"))?;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    let address = listener.local_addr()?;
+    println!("yunnao {} serving http://{address}/ (database: {}, data: {})",
+        env!("CARGO_PKG_VERSION"), app.db.backend().name(), config.data_dir.display());
+    if demo {
+        println!("Demo sign-ins (password {DEMO_PASSWORD}): admin (platform_admin)");
+        for (username, role) in &accounts {
+            println!("  {username} ({role})");
+        }
+        println!("Sign in: curl -s -X POST http://{address}/api/v1/auth/sign-in -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"{DEMO_PASSWORD}\"}}'");
+    }
+    yunnao::serve(app, listener, shutdown_signal()).await?;
+    println!("yunnao stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn audit_verify(config: &Config) -> anyhow::Result<ExitCode> {
+    let key_path = config.platform_key_path();
+    if !key_path.exists() {
+        anyhow::bail!("no platform key at {}: checkpoints cannot be checked", key_path.display());
+    }
+    let keys = yunnao_identity::PlatformKeys::load_or_create(&key_path).map_err(anyhow::Error::msg)?;
+    let db = yunnao::open_db(config).await?;
+    let report = yunnao_identity::audit::verify(&db, &keys.public_key())
+        .await
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    db.close().await;
+    if report.ok {
+        println!("audit chain OK: {} records, {} signed checkpoints", report.records, report.checkpoints);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "audit chain BROKEN at record {}: {}",
+            report.first_bad_seq.unwrap_or_default(),
+            report.reason.unwrap_or_default()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn seal_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = yunnao_gm::Sm2PublicKey::from_hex(public_key)?;
+    let text = std::fs::read_to_string(file)?;
+    let sealed: yunnao_identity::seals::SealedDocument = serde_json::from_str(&text)?;
+    match yunnao_identity::seals::verify_offline(&sealed, &key) {
+        Ok(()) => {
+            println!("seal valid: {} key {} sealed at {}", sealed.seal.department, sealed.seal.key_id, sealed.seal.sealed_at);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            println!("seal INVALID: {}", problem.detail.unwrap_or(problem.title));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
