@@ -105,7 +105,9 @@ impl Default for SubscribeOptions {
 pub enum Delivery {
     Event(Envelope),
     /// `missed` events were dropped for this subscriber since the last delivery.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 pub struct Subscription {

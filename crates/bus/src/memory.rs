@@ -54,7 +54,10 @@ impl InProcessBus {
         {
             let mut subscribers = self.lock();
             subscribers.retain(|s| !s.sender.is_closed());
-            for subscriber in subscribers.iter().filter(|s| s.pattern.matches(&envelope.subject)) {
+            for subscriber in subscribers
+                .iter()
+                .filter(|s| s.pattern.matches(&envelope.subject))
+            {
                 match subscriber.lag {
                     LagPolicy::Block => blocking.push(subscriber.sender.clone()),
                     LagPolicy::DropNewest => {

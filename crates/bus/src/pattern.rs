@@ -91,9 +91,21 @@ mod tests {
 
     #[test]
     fn rejects_malformed_patterns() {
-        assert!(matches!(Pattern::parse(""), Err(PatternError::EmptyToken(_))));
-        assert!(matches!(Pattern::parse("a..b"), Err(PatternError::EmptyToken(_))));
-        assert!(matches!(Pattern::parse(">.a"), Err(PatternError::RestNotLast(_))));
-        assert!(matches!(Pattern::parse("a.b*"), Err(PatternError::PartialWildcard(_))));
+        assert!(matches!(
+            Pattern::parse(""),
+            Err(PatternError::EmptyToken(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a..b"),
+            Err(PatternError::EmptyToken(_))
+        ));
+        assert!(matches!(
+            Pattern::parse(">.a"),
+            Err(PatternError::RestNotLast(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a.b*"),
+            Err(PatternError::PartialWildcard(_))
+        ));
     }
 }

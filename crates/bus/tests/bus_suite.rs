@@ -44,11 +44,15 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
 #[tokio::test]
 async fn typed_events_reach_matching_subscribers_only() {
     for (name, bus) in buses() {
-        let mut all = bus.subscribe("sensing.>", SubscribeOptions::default()).expect("sub");
+        let mut all = bus
+            .subscribe("sensing.>", SubscribeOptions::default())
+            .expect("sub");
         let mut one = bus
             .subscribe("sensing.alarm.raised.gauge-1", SubscribeOptions::default())
             .expect("sub");
-        let mut other = bus.subscribe("governance.>", SubscribeOptions::default()).expect("sub");
+        let mut other = bus
+            .subscribe("governance.>", SubscribeOptions::default())
+            .expect("sub");
 
         for device in ["gauge-1", "gauge-2"] {
             bus.publish(&AlarmRaised {
@@ -61,9 +65,15 @@ async fn typed_events_reach_matching_subscribers_only() {
 
         let first = within(all.next_event()).await.expect("event");
         assert_eq!(first.event_type, "sensing.alarm.raised", "{name}");
-        assert_eq!(first.decode::<AlarmRaised>().expect("decode").device, "gauge-1");
+        assert_eq!(
+            first.decode::<AlarmRaised>().expect("decode").device,
+            "gauge-1"
+        );
         let second = within(all.next_event()).await.expect("event");
-        assert_eq!(second.decode::<AlarmRaised>().expect("decode").device, "gauge-2");
+        assert_eq!(
+            second.decode::<AlarmRaised>().expect("decode").device,
+            "gauge-2"
+        );
         let only = within(one.next_event()).await.expect("event");
         assert_eq!(only.subject, "sensing.alarm.raised.gauge-1");
         assert!(
@@ -107,7 +117,11 @@ async fn drop_newest_counts_and_reports_what_a_slow_subscriber_missed() {
                 Delivery::Lagged { .. } => panic!("{name}: lag reported before queued events"),
             }
         }
-        assert_eq!(seen, ["d0", "d1", "d2", "d3"], "{name}: oldest kept, in order");
+        assert_eq!(
+            seen,
+            ["d0", "d1", "d2", "d3"],
+            "{name}: oldest kept, in order"
+        );
         assert_eq!(
             within(slow.next()).await,
             Some(Delivery::Lagged { missed: 6 }),

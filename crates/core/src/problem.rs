@@ -31,7 +31,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("forbidden", 403, "Not allowed"),
     ("not-found", 404, "Resource not found"),
     ("no-route", 404, "No such endpoint"),
-    ("method-not-allowed", 405, "Method not allowed on this endpoint"),
+    (
+        "method-not-allowed",
+        405,
+        "Method not allowed on this endpoint",
+    ),
     ("conflict", 409, "Conflict with the current state"),
     ("payload-too-large", 413, "Request body too large"),
     ("unsupported-media-type", 415, "Unsupported media type"),

@@ -83,8 +83,8 @@ fn sm2_signatures_cross_verify_with_openssl() {
 
     // OpenSSL signs, we verify.
     openssl(&["genpkey", "-algorithm", "SM2", "-out", "key.pem"], d);
-    let spki = openssl(&["pkey", "-in", "key.pem", "-pubout", "-outform", "DER"], d)
-        .expect("public key");
+    let spki =
+        openssl(&["pkey", "-in", "key.pem", "-pubout", "-outform", "DER"], d).expect("public key");
     let point = &spki[spki.len() - 65..];
     let theirs = Sm2PublicKey::from_sec1(point).expect("openssl public key parses");
     openssl(
@@ -102,8 +102,8 @@ fn sm2_signatures_cross_verify_with_openssl() {
 
     // We sign, OpenSSL verifies.
     let ours = Sm2KeyPair::generate().expect("key");
-    let spki = hex::decode(format!("{SM2_SPKI_PREFIX}{}", ours.public_key().to_hex()))
-        .expect("hex");
+    let spki =
+        hex::decode(format!("{SM2_SPKI_PREFIX}{}", ours.public_key().to_hex())).expect("hex");
     std::fs::write(d.join("ours.der"), spki).expect("write");
     std::fs::write(
         d.join("ours.sig"),

@@ -56,11 +56,11 @@ fn sm4_one_million_rounds_vector() {
 fn sm2_gmt_0003_5_annex_a2_signature_verifies() {
     let public_key = unhex(
         "04 09F9DF31 1E5421A1 50DD7D16 1E4BC5C6 72179FAD 1833FC07 6BB08FF3 56F35020
-            CCEA490C E26775A5 2DC6EA71 8CC1AA60 0AED05FB F35E084A 6632F607 2DA9AD13"
+            CCEA490C E26775A5 2DC6EA71 8CC1AA60 0AED05FB F35E084A 6632F607 2DA9AD13",
     );
     let signature = unhex(
         "F5A03B06 48D2C463 0EEAC513 E1BB81A1 5944DA38 27D5B741 43AC7EAC EEE720B3
-            B1B6AA29 DF212FD8 763182BC 0D421CA1 BB9038FD 1F7F42D4 840B69C4 85BBC1AA"
+            B1B6AA29 DF212FD8 763182BC 0D421CA1 BB9038FD 1F7F42D4 840B69C4 85BBC1AA",
     );
     let key = Sm2PublicKey::from_sec1(&public_key).expect("annex key parses");
     let signature = Sm2Signature::from_slice(&signature).expect("64 bytes");

@@ -76,8 +76,11 @@ pub fn edge(router: Router, config: &EdgeConfig, metrics: Metrics) -> Router {
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> Problem {
-    Problem::of("no-route", format!("there is no endpoint {method} {}", uri.path()))
-        .with_instance(uri.path().to_owned())
+    Problem::of(
+        "no-route",
+        format!("there is no endpoint {method} {}", uri.path()),
+    )
+    .with_instance(uri.path().to_owned())
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -89,9 +92,10 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     .into_response();
     // RFC 9110 wants Allow on 405; the router knows the methods but does not expose them, so
     // point clients to the API description instead.
-    response
-        .headers_mut()
-        .insert("link", HeaderValue::from_static("</openapi.json>; rel=\"service-desc\""));
+    response.headers_mut().insert(
+        "link",
+        HeaderValue::from_static("</openapi.json>; rel=\"service-desc\""),
+    );
     response
 }
 

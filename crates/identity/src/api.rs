@@ -143,7 +143,10 @@ pub struct DepartmentFilter {
 
 /// Department scope for list endpoints: platform admins choose freely, department admins get
 /// their own department, anyone else is refused.
-fn scoped_department(principal: &Principal, asked: Option<String>) -> Result<Option<String>, Problem> {
+fn scoped_department(
+    principal: &Principal,
+    asked: Option<String>,
+) -> Result<Option<String>, Problem> {
     if principal.is_platform_admin() {
         return Ok(asked);
     }
@@ -167,7 +170,9 @@ async fn list_users(
     ApiQuery(filter): ApiQuery<DepartmentFilter>,
 ) -> ApiResult<axum::Json<Vec<UserView>>> {
     let department = scoped_department(&principal, filter.department)?;
-    Ok(axum::Json(users::list(&identity.db, department.as_deref()).await?))
+    Ok(axum::Json(
+        users::list(&identity.db, department.as_deref()).await?,
+    ))
 }
 
 /// Create a user. Department admins create users in their own department only, and cannot
@@ -191,7 +196,11 @@ async fn create_user(
     ))
 }
 
-async fn visible_user(identity: &Identity, principal: &Principal, id: &str) -> Result<users::UserRow, Problem> {
+async fn visible_user(
+    identity: &Identity,
+    principal: &Principal,
+    id: &str,
+) -> Result<users::UserRow, Problem> {
     let row = users::find_by_id(&identity.db, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("there is no user {id:?}")))?;
@@ -229,12 +238,19 @@ async fn update_user(
     let row = visible_user(&identity, &principal, &id).await?;
     if patch.roles.is_some() || patch.disabled.is_some() {
         principal.require_manage(&row.department_code)?;
-        if patch.roles.as_ref().is_some_and(|r| r.contains(&Role::PlatformAdmin)) {
+        if patch
+            .roles
+            .as_ref()
+            .is_some_and(|r| r.contains(&Role::PlatformAdmin))
+        {
             principal.require_platform_admin()?;
         }
     }
     let user = users::update(&identity, &id, patch).await?;
-    Ok(noted(AuditNote::new("user.update", format!("user:{id}")), axum::Json(user)))
+    Ok(noted(
+        AuditNote::new("user.update", format!("user:{id}")),
+        axum::Json(user),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/api-clients", tag = "identity",
@@ -246,7 +262,9 @@ async fn list_api_clients(
     ApiQuery(filter): ApiQuery<DepartmentFilter>,
 ) -> ApiResult<axum::Json<Vec<ApiClientView>>> {
     let department = scoped_department(&principal, filter.department)?;
-    Ok(axum::Json(clients::list(&identity, department.as_deref()).await?))
+    Ok(axum::Json(
+        clients::list(&identity, department.as_deref()).await?,
+    ))
 }
 
 /// Register a scenario application; its key is in the response and nowhere else.
@@ -261,7 +279,10 @@ async fn create_api_client(
     principal.require_manage(&new.department)?;
     let created = clients::create(&identity, &principal, new).await?;
     Ok(noted(
-        AuditNote::new("api_client.create", format!("api_client:{}", created.client.id)),
+        AuditNote::new(
+            "api_client.create",
+            format!("api_client:{}", created.client.id),
+        ),
         (StatusCode::CREATED, axum::Json(created)),
     ))
 }
@@ -359,7 +380,10 @@ async fn seal_document(
     principal.require_any(&[Role::DeptAdmin, Role::Operator], "seals:write")?;
     let sealed = seals::seal(&identity, &department, content).await?;
     Ok(noted(
-        AuditNote::new("seal.apply", format!("seal:{}:{}", department, sealed.seal.digest)),
+        AuditNote::new(
+            "seal.apply",
+            format!("seal:{}:{}", department, sealed.seal.digest),
+        ),
         (StatusCode::CREATED, axum::Json(sealed)),
     ))
 }
@@ -382,7 +406,9 @@ async fn verify_seal(
 ) -> ApiResult<axum::Json<SealVerification>> {
     let published = seals::public_key(&identity, &sealed.seal.department).await?;
     let outcome = if published.key_id != sealed.seal.key_id {
-        Err(Problem::validation("the seal names a key the department does not publish"))
+        Err(Problem::validation(
+            "the seal names a key the department does not publish",
+        ))
     } else {
         let key = yunnao_gm::Sm2PublicKey::from_hex(&published.public_key)
             .map_err(|e| Problem::internal(e.to_string()))?;

@@ -156,7 +156,8 @@ impl Identity {
         .await
         .db()?;
         if record.seq % self.config.checkpoint_every.max(1) == 0 {
-            self.insert_checkpoint(&mut tx, record.seq, &record.hash).await?;
+            self.insert_checkpoint(&mut tx, record.seq, &record.hash)
+                .await?;
         }
         tx.commit().await?;
         Ok(record)
@@ -188,7 +189,12 @@ impl Identity {
         Ok(Some(seq))
     }
 
-    async fn insert_checkpoint(&self, tx: &mut yunnao_store::WriteTx, seq: i64, hash: &str) -> Result<(), Problem> {
+    async fn insert_checkpoint(
+        &self,
+        tx: &mut yunnao_store::WriteTx,
+        seq: i64,
+        hash: &str,
+    ) -> Result<(), Problem> {
         let signed_at_ms = yunnao_core::time::now_ms();
         let signature = self
             .keys
@@ -209,7 +215,12 @@ impl Identity {
 }
 
 /// Records after `after_seq`, optionally of one department, oldest first.
-pub async fn list(db: &Db, department: Option<&str>, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, Problem> {
+pub async fn list(
+    db: &Db,
+    department: Option<&str>,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, Problem> {
     const COLUMNS: &str =
         "seq, at_ms, actor, department, action, target, request_id, outcome, prev_hash, hash";
     let query = match department {
@@ -221,7 +232,12 @@ pub async fn list(db: &Db, department: Option<&str>, after_seq: i64, limit: i64)
             "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))),
     };
-    query.bind(after_seq).bind(limit).fetch_all(db.pool()).await.db()
+    query
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await
+        .db()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
@@ -258,8 +274,7 @@ pub async fn verify(db: &Db, platform_key: &Sm2PublicKey) -> Result<VerifyReport
     .fetch_all(db.pool())
     .await
     .db()?;
-    let checkpoint_seqs: std::collections::HashSet<i64> =
-        checkpoints.iter().map(|c| c.0).collect();
+    let checkpoint_seqs: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.0).collect();
     let mut records = 0;
     loop {
         let page = list(db, None, expected_seq - 1, PAGE).await?;
@@ -272,7 +287,10 @@ pub async fn verify(db: &Db, platform_key: &Sm2PublicKey) -> Result<VerifyReport
                     records,
                     checkpoints.len() as i64,
                     expected_seq,
-                    format!("record {expected_seq} is missing (next present is {})", record.seq),
+                    format!(
+                        "record {expected_seq} is missing (next present is {})",
+                        record.seq
+                    ),
                 ));
             }
             if record.prev_hash != hex::encode(&prev_hash) {
@@ -280,7 +298,11 @@ pub async fn verify(db: &Db, platform_key: &Sm2PublicKey) -> Result<VerifyReport
                     records,
                     checkpoints.len() as i64,
                     record.seq,
-                    format!("record {} does not link to record {}", record.seq, record.seq - 1),
+                    format!(
+                        "record {} does not link to record {}",
+                        record.seq,
+                        record.seq - 1
+                    ),
                 ));
             }
             let hash = record_hash(&prev_hash, record)?;
@@ -289,7 +311,10 @@ pub async fn verify(db: &Db, platform_key: &Sm2PublicKey) -> Result<VerifyReport
                     records,
                     checkpoints.len() as i64,
                     record.seq,
-                    format!("record {} was altered: its contents do not match its hash", record.seq),
+                    format!(
+                        "record {} was altered: its contents do not match its hash",
+                        record.seq
+                    ),
                 ));
             }
             if checkpoint_seqs.contains(&record.seq) {
@@ -301,7 +326,8 @@ pub async fn verify(db: &Db, platform_key: &Sm2PublicKey) -> Result<VerifyReport
         }
     }
     for (seq, hash, signed_at_ms, signature) in &checkpoints {
-        let bad = |reason: String| VerifyReport::bad(records, checkpoints.len() as i64, *seq, reason);
+        let bad =
+            |reason: String| VerifyReport::bad(records, checkpoints.len() as i64, *seq, reason);
         let Some(chained) = hashes_at_checkpoints.get(seq) else {
             return Ok(bad(format!(
                 "checkpoint {seq} names a record that is gone: the chain was cut after record {records}"

@@ -54,7 +54,8 @@ impl Principal {
 
     /// Platform admins manage every department; department admins only their own.
     pub fn can_manage(&self, department: &str) -> bool {
-        self.is_platform_admin() || (self.has_role(Role::DeptAdmin) && self.department == department)
+        self.is_platform_admin()
+            || (self.has_role(Role::DeptAdmin) && self.department == department)
     }
 
     pub fn require_manage(&self, department: &str) -> Result<(), Problem> {
@@ -83,7 +84,11 @@ impl Principal {
         } else {
             Err(Problem::forbidden(format!(
                 "this needs one of the roles {} or the scope {scope}",
-                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     }
@@ -102,7 +107,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 }
 
 fn credential(parts: &axum::http::HeaderMap) -> Option<String> {
-    if let Some(value) = parts.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, token) = value.trim().split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
@@ -123,7 +131,10 @@ async fn resolve(identity: &Identity, credential: &str) -> Result<Principal, Pro
 }
 
 fn is_write(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 fn outcome(status: u16) -> &'static str {
@@ -165,7 +176,11 @@ pub async fn authenticate_and_audit(
     if !is_write(&method) || route.is_none() {
         return response;
     }
-    let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();
+    let note = response
+        .extensions()
+        .get::<AuditNote>()
+        .cloned()
+        .unwrap_or_default();
     let entry = AuditEntry {
         actor: principal
             .as_ref()

@@ -70,19 +70,26 @@ fn validate_scope(scope: &str) -> Result<(), Problem> {
         let part = |s: &str| {
             !s.is_empty()
                 && s.len() <= 40
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
         };
         part(area) && part(action)
     });
     if valid {
         Ok(())
     } else {
-        Err(Problem::validation(format!("scope {scope:?} is not of the form area:action"))
-            .with_extension("field", "scopes"))
+        Err(
+            Problem::validation(format!("scope {scope:?} is not of the form area:action"))
+                .with_extension("field", "scopes"),
+        )
     }
 }
 
-pub(crate) async fn create(identity: &Identity, creator: &Principal, new: NewApiClient) -> Result<CreatedApiClient, Problem> {
+pub(crate) async fn create(
+    identity: &Identity,
+    creator: &Principal,
+    new: NewApiClient,
+) -> Result<CreatedApiClient, Problem> {
     if new.name.trim().is_empty() || new.name.chars().count() > 100 {
         return Err(Problem::validation("name must be 1 to 100 characters"));
     }
@@ -176,7 +183,10 @@ pub(crate) async fn get(identity: &Identity, id: &str) -> Result<Option<ApiClien
     Ok(get_row(identity, id).await?.map(ClientRow::view))
 }
 
-pub(crate) async fn list(identity: &Identity, department: Option<&str>) -> Result<Vec<ApiClientView>, Problem> {
+pub(crate) async fn list(
+    identity: &Identity,
+    department: Option<&str>,
+) -> Result<Vec<ApiClientView>, Problem> {
     let rows = match department {
         Some(code) => sqlx::query_as::<_, ClientRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM api_clients WHERE department_code = $1 ORDER BY created_at_ms"
@@ -197,12 +207,14 @@ pub(crate) async fn list(identity: &Identity, department: Option<&str>) -> Resul
 
 pub(crate) async fn revoke(identity: &Identity, id: &str) -> Result<(), Problem> {
     let mut tx = identity.db.begin_write().await?;
-    sqlx::query("UPDATE api_clients SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
-        .bind(yunnao_core::time::now_ms())
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE api_clients SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(yunnao_core::time::now_ms())
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .db()?;
     tx.commit().await?;
     Ok(())
 }

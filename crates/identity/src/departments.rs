@@ -50,22 +50,22 @@ pub(crate) async fn seed(db: &Db) -> Result<usize, Problem> {
 }
 
 pub(crate) async fn list(db: &Db) -> Result<Vec<Department>, Problem> {
-    Ok(sqlx::query_as::<_, Department>(
+    sqlx::query_as::<_, Department>(
         "SELECT code, name_zh, name_en, alias_zh FROM departments ORDER BY code",
     )
     .fetch_all(db.pool())
     .await
-    .db()?)
+    .db()
 }
 
 pub(crate) async fn get(db: &Db, code: &str) -> Result<Option<Department>, Problem> {
-    Ok(sqlx::query_as::<_, Department>(
+    sqlx::query_as::<_, Department>(
         "SELECT code, name_zh, name_en, alias_zh FROM departments WHERE code = $1",
     )
     .bind(code)
     .fetch_optional(db.pool())
     .await
-    .db()?)
+    .db()
 }
 
 pub(crate) async fn require(db: &Db, code: &str) -> Result<Department, Problem> {
@@ -84,7 +84,10 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), departments.len());
-        let bigdata = departments.iter().find(|d| d.code == "bigdata").expect("bigdata");
+        let bigdata = departments
+            .iter()
+            .find(|d| d.code == "bigdata")
+            .expect("bigdata");
         assert_eq!(bigdata.name_zh, "市大数据局");
         assert_eq!(bigdata.alias_zh, "市大數據局");
     }

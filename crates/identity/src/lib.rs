@@ -84,13 +84,19 @@ pub const PLATFORM_DEPARTMENT: &str = "bigdata";
 impl Identity {
     /// Loads the departments, gives each a seal key, and creates the platform admin if there is
     /// none (with `admin_password`, or a generated one reported back). Idempotent.
-    pub async fn seed(&self, admin_password: Option<&str>) -> Result<SeedReport, yunnao_core::Problem> {
+    pub async fn seed(
+        &self,
+        admin_password: Option<&str>,
+    ) -> Result<SeedReport, yunnao_core::Problem> {
         let mut report = SeedReport {
             departments_added: departments::seed(&self.db).await?,
             ..SeedReport::default()
         };
         report.seal_keys_created = seals::ensure_keys(self).await?;
-        if users::find_by_username(&self.db, ADMIN_USERNAME).await?.is_none() {
+        if users::find_by_username(&self.db, ADMIN_USERNAME)
+            .await?
+            .is_none()
+        {
             let password = match admin_password {
                 Some(p) => p.to_owned(),
                 None => {
@@ -119,11 +125,19 @@ impl Identity {
     }
 
     /// Demo accounts, one per role, all with `password`. Existing usernames are left alone.
-    pub async fn seed_demo_accounts(&self, password: &str) -> Result<Vec<(String, String)>, yunnao_core::Problem> {
+    pub async fn seed_demo_accounts(
+        &self,
+        password: &str,
+    ) -> Result<Vec<(String, String)>, yunnao_core::Problem> {
         let accounts = [
             ("water.admin", "水务局管理员", "water", Role::DeptAdmin),
             ("police.admin", "公安局管理员", "police", Role::DeptAdmin),
-            ("city.operator", "城管局值班员", "city-management", Role::Operator),
+            (
+                "city.operator",
+                "城管局值班员",
+                "city-management",
+                Role::Operator,
+            ),
             ("grid.worker", "网格员", "city-management", Role::GridWorker),
             ("resident", "市民", "bigdata", Role::Resident),
             ("enterprise", "企业用户", "bigdata", Role::Enterprise),

@@ -62,8 +62,9 @@ pub struct SealPublicKey {
 fn content_digest(content: &SealContent) -> Result<[u8; 32], Problem> {
     match (&content.document, &content.content_base64) {
         (Some(document), None) => {
-            let canonical = serde_json_canonicalizer::to_vec(document)
-                .map_err(|e| Problem::bad_request(format!("document cannot be canonicalised: {e}")))?;
+            let canonical = serde_json_canonicalizer::to_vec(document).map_err(|e| {
+                Problem::bad_request(format!("document cannot be canonicalised: {e}"))
+            })?;
             Ok(yunnao_gm::sm3(&canonical))
         }
         (None, Some(encoded)) => {
@@ -91,16 +92,23 @@ fn seal_message(seal: &Seal) -> Vec<u8> {
 pub fn verify_offline(sealed: &SealedDocument, public_key: &Sm2PublicKey) -> Result<(), Problem> {
     let digest = hex::encode(content_digest(&sealed.content)?);
     if digest != sealed.seal.digest {
-        return Err(Problem::validation("the content does not match the sealed digest: it was changed after sealing"));
+        return Err(Problem::validation(
+            "the content does not match the sealed digest: it was changed after sealing",
+        ));
     }
     if sealed.seal.algorithm != SEAL_ALGORITHM {
-        return Err(Problem::validation(format!("unknown seal algorithm {:?}", sealed.seal.algorithm)));
+        return Err(Problem::validation(format!(
+            "unknown seal algorithm {:?}",
+            sealed.seal.algorithm
+        )));
     }
     let signature = Sm2Signature::from_hex(&sealed.seal.signature)
         .map_err(|_| Problem::validation("the seal signature is malformed"))?;
     public_key
         .verify(&seal_message(&sealed.seal), &signature)
-        .map_err(|_| Problem::validation("the seal signature does not verify with this department's key"))
+        .map_err(|_| {
+            Problem::validation("the seal signature does not verify with this department's key")
+        })
 }
 
 fn associated_data(department: &str, key_id: &str) -> Vec<u8> {
@@ -152,7 +160,9 @@ pub async fn public_key(identity: &Identity, department: &str) -> Result<SealPub
             .fetch_optional(identity.db.pool())
             .await
             .db()?
-            .ok_or_else(|| Problem::not_found(format!("department {department:?} has no seal key")))?;
+            .ok_or_else(|| {
+                Problem::not_found(format!("department {department:?} has no seal key"))
+            })?;
     Ok(SealPublicKey {
         department: department.to_owned(),
         key_id,
@@ -163,7 +173,11 @@ pub async fn public_key(identity: &Identity, department: &str) -> Result<SealPub
 }
 
 /// Seals content with the department's key (authorisation is the caller's job).
-pub async fn seal(identity: &Identity, department: &str, content: SealContent) -> Result<SealedDocument, Problem> {
+pub async fn seal(
+    identity: &Identity,
+    department: &str,
+    content: SealContent,
+) -> Result<SealedDocument, Problem> {
     let digest = content_digest(&content)?;
     let (key_id, sealed_private): (String, String) = sqlx::query_as(
         "SELECT key_id, private_key_sealed FROM seal_keys WHERE department_code = $1",
@@ -183,10 +197,14 @@ pub async fn seal(identity: &Identity, department: &str, content: SealContent) -
                 .ok()
         })
         .ok_or_else(|| {
-            tracing::error!(department, "seal key cannot be unsealed: wrong platform key or tampered row");
+            tracing::error!(
+                department,
+                "seal key cannot be unsealed: wrong platform key or tampered row"
+            );
             Problem::internal("the department's seal key cannot be unsealed")
         })?;
-    let pair = Sm2KeyPair::from_secret_bytes(&secret).map_err(|e| Problem::internal(e.to_string()))?;
+    let pair =
+        Sm2KeyPair::from_secret_bytes(&secret).map_err(|e| Problem::internal(e.to_string()))?;
     let mut seal = Seal {
         department: department.to_owned(),
         key_id,

@@ -33,7 +33,11 @@ pub struct SignedIn {
     pub user: UserView,
 }
 
-pub(crate) async fn sign_in(identity: &Identity, username: &str, password: &str) -> Result<SignedIn, Problem> {
+pub(crate) async fn sign_in(
+    identity: &Identity,
+    username: &str,
+    password: &str,
+) -> Result<SignedIn, Problem> {
     let row = users::find_by_username(&identity.db, username).await?;
     let stored = row.as_ref().map(|r| r.password_hash.clone());
     let password_ok = users::verify_password(password.to_owned(), stored).await;
@@ -53,14 +57,16 @@ pub(crate) async fn sign_in(identity: &Identity, username: &str, password: &str)
         exp: now + identity.config.token_ttl_secs * 1000,
     };
     let mut tx = identity.db.begin_write().await?;
-    sqlx::query("INSERT INTO sessions (jti, user_id, issued_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
-        .bind(&claims.jti)
-        .bind(&claims.sub)
-        .bind(claims.iat)
-        .bind(claims.exp)
-        .execute(&mut **tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "INSERT INTO sessions (jti, user_id, issued_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&claims.jti)
+    .bind(&claims.sub)
+    .bind(claims.iat)
+    .bind(claims.exp)
+    .execute(&mut **tx)
+    .await
+    .db()?;
     tx.commit().await?;
     let token = encode(identity, &claims)?;
     Ok(SignedIn {
@@ -75,7 +81,10 @@ fn encode(identity: &Identity, claims: &Claims) -> Result<String, Problem> {
     let payload = serde_json::to_vec(claims).map_err(|e| Problem::internal(e.to_string()))?;
     let signed_part = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(payload));
     let signature = identity.keys.signer().sign(signed_part.as_bytes());
-    Ok(format!("{signed_part}.{}", URL_SAFE_NO_PAD.encode(signature.0)))
+    Ok(format!(
+        "{signed_part}.{}",
+        URL_SAFE_NO_PAD.encode(signature.0)
+    ))
 }
 
 /// Checks signature and expiry, then the session and user in the database.
@@ -100,7 +109,9 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
         .ok_or_else(invalid)?;
     let now = yunnao_core::time::now_ms();
     if claims.exp <= now {
-        return Err(Problem::unauthorized("the bearer token has expired; sign in again"));
+        return Err(Problem::unauthorized(
+            "the bearer token has expired; sign in again",
+        ));
     }
     let session: Option<(Option<i64>, String)> =
         sqlx::query_as("SELECT revoked_at_ms, user_id FROM sessions WHERE jti = $1")
@@ -111,7 +122,9 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
     match session {
         Some((None, user_id)) if user_id == claims.sub => {}
         Some((Some(_), _)) => {
-            return Err(Problem::unauthorized("the session was signed out or revoked"));
+            return Err(Problem::unauthorized(
+                "the session was signed out or revoked",
+            ));
         }
         _ => return Err(invalid()),
     }

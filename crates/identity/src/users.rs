@@ -61,10 +61,10 @@ pub(crate) fn validate_username(username: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(Problem::validation(
-            "username must be 3–64 characters of a–z, 0–9, '.', '_' or '-'",
+        Err(
+            Problem::validation("username must be 3–64 characters of a–z, 0–9, '.', '_' or '-'")
+                .with_extension("field", "username"),
         )
-        .with_extension("field", "username"))
     }
 }
 
@@ -80,8 +80,10 @@ pub(crate) fn validate_password(password: &str) -> Result<(), Problem> {
 
 fn validate_display_name(name: &str) -> Result<(), Problem> {
     if name.trim().is_empty() || name.chars().count() > 100 {
-        return Err(Problem::validation("display_name must be 1 to 100 characters")
-            .with_extension("field", "display_name"));
+        return Err(
+            Problem::validation("display_name must be 1 to 100 characters")
+                .with_extension("field", "display_name"),
+        );
     }
     Ok(())
 }
@@ -199,14 +201,18 @@ pub(crate) async fn insert(identity: &Identity, new: NewUser) -> Result<UserView
     validate_display_name(&new.display_name)?;
     validate_password(&new.password)?;
     if new.roles.is_empty() {
-        return Err(Problem::validation("a user needs at least one role")
-            .with_extension("field", "roles"));
+        return Err(
+            Problem::validation("a user needs at least one role").with_extension("field", "roles")
+        );
     }
     departments::require(&identity.db, &new.department)
         .await
         .map_err(|_| {
-            Problem::validation(format!("there is no department with code {:?}", new.department))
-                .with_extension("field", "department")
+            Problem::validation(format!(
+                "there is no department with code {:?}",
+                new.department
+            ))
+            .with_extension("field", "department")
         })?;
     let password_hash = hash_password(new.password).await?;
     let id = yunnao_core::new_id();
@@ -242,7 +248,11 @@ pub(crate) async fn insert(identity: &Identity, new: NewUser) -> Result<UserView
     view(&identity.db, row).await
 }
 
-async fn set_roles(tx: &mut yunnao_store::WriteTx, user_id: &str, roles: &[Role]) -> Result<(), Problem> {
+async fn set_roles(
+    tx: &mut yunnao_store::WriteTx,
+    user_id: &str,
+    roles: &[Role],
+) -> Result<(), Problem> {
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut ***tx)
@@ -262,7 +272,11 @@ async fn set_roles(tx: &mut yunnao_store::WriteTx, user_id: &str, roles: &[Role]
     Ok(())
 }
 
-pub(crate) async fn update(identity: &Identity, id: &str, patch: UserPatch) -> Result<UserView, Problem> {
+pub(crate) async fn update(
+    identity: &Identity,
+    id: &str,
+    patch: UserPatch,
+) -> Result<UserView, Problem> {
     if let Some(name) = &patch.display_name {
         validate_display_name(name)?;
     }
@@ -322,12 +336,18 @@ pub(crate) async fn update(identity: &Identity, id: &str, patch: UserPatch) -> R
     view(&identity.db, row).await
 }
 
-async fn revoke_sessions(tx: &mut yunnao_store::WriteTx, user_id: &str, now: i64) -> Result<(), Problem> {
-    sqlx::query("UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut ***tx)
-        .await
-        .db()?;
+async fn revoke_sessions(
+    tx: &mut yunnao_store::WriteTx,
+    user_id: &str,
+    now: i64,
+) -> Result<(), Problem> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut ***tx)
+    .await
+    .db()?;
     Ok(())
 }

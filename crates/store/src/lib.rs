@@ -6,8 +6,11 @@
 //! Invariants:
 //! - times are `BIGINT` UTC milliseconds;
 //! - every write transaction goes through [`Db::begin_write`], which on SQLite serialises
-//!   writers in-process (SQLite has one writer; letting two deferred transactions race only
-//!   produces `SQLITE_BUSY`), and on PostgreSQL is a plain transaction.
+//!   writers in-process and opens with `BEGIN IMMEDIATE` (SQLite has one writer; letting two
+//!   deferred transactions race only produces `SQLITE_BUSY`), and on PostgreSQL is a plain
+//!   transaction;
+//! - never call anything that writes (such as the audit log) while holding a [`WriteTx`]: on
+//!   SQLite that waits on itself.
 
 pub mod migrate;
 pub mod testing;
@@ -33,7 +36,9 @@ pub enum StoreError {
         version: i64,
         source: sqlx::Error,
     },
-    #[error("database has migration {set}/{version} that this binary does not know; refusing to run an older binary on a newer schema")]
+    #[error(
+        "database has migration {set}/{version} that this binary does not know; refusing to run an older binary on a newer schema"
+    )]
     SchemaTooNew { set: String, version: i64 },
     #[error("{0}")]
     Other(String),
@@ -191,7 +196,12 @@ impl Db {
             Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        let tx = match self.backend {
+            // IMMEDIATE takes the write lock up front and waits on busy_timeout, so a second
+            // process on the same file queues instead of failing with SQLITE_BUSY mid-transaction.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx {
             tx,
             _writer: writer,

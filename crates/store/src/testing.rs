@@ -59,8 +59,8 @@ impl TestDb {
     pub async fn new(backend: TestBackend) -> Result<Self> {
         match backend {
             TestBackend::Sqlite => {
-                let dir = tempfile::tempdir()
-                    .map_err(|e| StoreError::Other(format!("tempdir: {e}")))?;
+                let dir =
+                    tempfile::tempdir().map_err(|e| StoreError::Other(format!("tempdir: {e}")))?;
                 let url = format!("sqlite://{}/test.db", dir.path().display());
                 let db = Db::connect(&url).await?;
                 Ok(Self {
@@ -71,9 +71,8 @@ impl TestDb {
                 })
             }
             TestBackend::Postgres => {
-                let admin_url = std::env::var(POSTGRES_ENV).map_err(|_| {
-                    StoreError::Other(format!("{POSTGRES_ENV} is not set"))
-                })?;
+                let admin_url = std::env::var(POSTGRES_ENV)
+                    .map_err(|_| StoreError::Other(format!("{POSTGRES_ENV} is not set")))?;
                 let name = unique_name();
                 let admin = Db::connect(&admin_url).await?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -98,9 +97,11 @@ impl TestDb {
         if let Some((admin_url, name)) = self.postgres_admin
             && let Ok(admin) = Db::connect(&admin_url).await
         {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(admin.pool())
-                .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(admin.pool())
+            .await;
             admin.close().await;
         }
     }

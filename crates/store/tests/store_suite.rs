@@ -145,6 +145,8 @@ backend_tests!(
 
 #[tokio::test]
 async fn rejects_unknown_url_schemes() {
-    let error = yunnao_store::Db::connect("mysql://x").await.expect_err("refused");
+    let error = yunnao_store::Db::connect("mysql://x")
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("sqlite://"));
 }

@@ -86,9 +86,9 @@ impl Config {
     }
 
     pub fn db_url(&self) -> String {
-        self.db.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("yunnao.db").display())
-        })
+        self.db
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("yunnao.db").display()))
     }
 
     pub fn platform_key_path(&self) -> PathBuf {
@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("yunnao.toml", "listen = \"127.0.0.1:9000\"\nbus = \"memory://\"\ntoken_ttl_secs = 60")?;
+            jail.create_file(
+                "yunnao.toml",
+                "listen = \"127.0.0.1:9000\"\nbus = \"memory://\"\ntoken_ttl_secs = 60",
+            )?;
             jail.set_env("YUNNAO_LISTEN", "127.0.0.1:9100");
             jail.set_env("YUNNAO_TOKEN_TTL_SECS", "120");
             let config = Config::load(None, &Overrides::default()).expect("loads");

@@ -40,7 +40,9 @@ struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -63,7 +65,8 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let db = open_db(config).await?;
     let bus = Bus::from_url(&config.bus)?;
-    let keys = PlatformKeys::load_or_create(&config.platform_key_path()).map_err(anyhow::Error::msg)?;
+    let keys =
+        PlatformKeys::load_or_create(&config.platform_key_path()).map_err(anyhow::Error::msg)?;
     let identity = Identity::new(
         db.clone(),
         bus.clone(),

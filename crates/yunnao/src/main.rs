@@ -68,7 +68,10 @@ const DEMO_PASSWORD: &str = "yunnao-demo";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -135,7 +138,10 @@ fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
@@ -143,7 +149,10 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     if let Some(password) = &app.seed.generated_admin_password {
         let path = config.data_dir.join("admin-password.txt");
         std::fs::write(&path, format!("{password}\n"))?;
-        println!("Created the platform admin: username admin, password {password} (also in {})", path.display());
+        println!(
+            "Created the platform admin: username admin, password {password} (also in {})",
+            path.display()
+        );
     }
     let mut accounts = Vec::new();
     if demo {
@@ -155,14 +164,20 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let address = listener.local_addr()?;
-    println!("yunnao {} serving http://{address}/ (database: {}, data: {})",
-        env!("CARGO_PKG_VERSION"), app.db.backend().name(), config.data_dir.display());
+    println!(
+        "yunnao {} serving http://{address}/ (database: {}, data: {})",
+        env!("CARGO_PKG_VERSION"),
+        app.db.backend().name(),
+        config.data_dir.display()
+    );
     if demo {
         println!("Demo sign-ins (password {DEMO_PASSWORD}): admin (platform_admin)");
         for (username, role) in &accounts {
             println!("  {username} ({role})");
         }
-        println!("Sign in: curl -s -X POST http://{address}/api/v1/auth/sign-in -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"{DEMO_PASSWORD}\"}}'");
+        println!(
+            "Sign in: curl -s -X POST http://{address}/api/v1/auth/sign-in -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"{DEMO_PASSWORD}\"}}'"
+        );
     }
     yunnao::serve(app, listener, shutdown_signal()).await?;
     println!("yunnao stopped");
@@ -193,16 +208,23 @@ async fn shutdown_signal() {
 async fn audit_verify(config: &Config) -> anyhow::Result<ExitCode> {
     let key_path = config.platform_key_path();
     if !key_path.exists() {
-        anyhow::bail!("no platform key at {}: checkpoints cannot be checked", key_path.display());
+        anyhow::bail!(
+            "no platform key at {}: checkpoints cannot be checked",
+            key_path.display()
+        );
     }
-    let keys = yunnao_identity::PlatformKeys::load_or_create(&key_path).map_err(anyhow::Error::msg)?;
+    let keys =
+        yunnao_identity::PlatformKeys::load_or_create(&key_path).map_err(anyhow::Error::msg)?;
     let db = yunnao::open_db(config).await?;
     let report = yunnao_identity::audit::verify(&db, &keys.public_key())
         .await
         .map_err(|p| anyhow::anyhow!("{p}"))?;
     db.close().await;
     if report.ok {
-        println!("audit chain OK: {} records, {} signed checkpoints", report.records, report.checkpoints);
+        println!(
+            "audit chain OK: {} records, {} signed checkpoints",
+            report.records, report.checkpoints
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
@@ -220,7 +242,10 @@ fn seal_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitC
     let sealed: yunnao_identity::seals::SealedDocument = serde_json::from_str(&text)?;
     match yunnao_identity::seals::verify_offline(&sealed, &key) {
         Ok(()) => {
-            println!("seal valid: {} key {} sealed at {}", sealed.seal.department, sealed.seal.key_id, sealed.seal.sealed_at);
+            println!(
+                "seal valid: {} key {} sealed at {}",
+                sealed.seal.department, sealed.seal.key_id, sealed.seal.sealed_at
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(problem) => {

@@ -69,17 +69,27 @@ async fn ready(State(platform): State<Platform>) -> ApiResult<axum::Json<Ready>>
 /// Prometheus that key as its bearer credential).
 #[utoipa::path(get, path = "/metrics", tag = "platform",
     responses((status = 200, content_type = "text/plain"), (status = 401), (status = 403)))]
-async fn metrics(State(platform): State<Platform>, principal: Principal) -> ApiResult<impl IntoResponse> {
+async fn metrics(
+    State(platform): State<Platform>,
+    principal: Principal,
+) -> ApiResult<impl IntoResponse> {
     if !principal.is_platform_admin() && !principal.has_scope("metrics:read") {
-        return Err(Problem::forbidden("metrics need platform_admin or the scope metrics:read"));
+        return Err(Problem::forbidden(
+            "metrics need platform_admin or the scope metrics:read",
+        ));
     }
-    Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], platform.metrics.render()))
+    Ok((
+        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+        platform.metrics.render(),
+    ))
 }
 
 /// This document (public).
 #[utoipa::path(get, path = "/openapi.json", tag = "platform", security(()),
     responses((status = 200, content_type = "application/json")))]
-async fn openapi_json(State(platform): State<Platform>) -> ApiResult<axum::Json<utoipa::openapi::OpenApi>> {
+async fn openapi_json(
+    State(platform): State<Platform>,
+) -> ApiResult<axum::Json<utoipa::openapi::OpenApi>> {
     platform
         .openapi
         .get()

@@ -13,7 +13,12 @@ async fn health_is_public_everything_else_needs_a_credential(backend: TestBacken
     let health = server.request(Method::GET, "/health", None, None).await;
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
-    let ready: Value = server.request(Method::GET, "/ready", None, None).await.json().await.expect("json");
+    let ready: Value = server
+        .request(Method::GET, "/ready", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ready["status"], "ready");
 
     for (method, path) in [
@@ -27,7 +32,12 @@ async fn health_is_public_everything_else_needs_a_credential(backend: TestBacken
         expect_problem(response, 401, "unauthorized").await;
     }
     let forged = server
-        .request(Method::GET, "/api/v1/auth/me", Some("yn1.eyJqdGkiOiJ4In0.AAAA"), None)
+        .request(
+            Method::GET,
+            "/api/v1/auth/me",
+            Some("yn1.eyJqdGkiOiJ4In0.AAAA"),
+            None,
+        )
         .await;
     expect_problem(forged, 401, "unauthorized").await;
     server.cleanup().await;
@@ -50,7 +60,9 @@ async fn tokens_are_signed_and_revocable(backend: TestBackend) {
     tampered[10] = if tampered[10] == 'A' { 'B' } else { 'A' };
     let tampered: String = tampered.into_iter().collect();
     expect_problem(
-        server.request(Method::GET, "/api/v1/auth/me", Some(&tampered), None).await,
+        server
+            .request(Method::GET, "/api/v1/auth/me", Some(&tampered), None)
+            .await,
         401,
         "unauthorized",
     )
@@ -63,21 +75,40 @@ async fn tokens_are_signed_and_revocable(backend: TestBackend) {
         .json()
         .await
         .expect("json");
-    let public = yunnao_gm::Sm2PublicKey::from_hex(key["public_key"].as_str().expect("hex")).expect("key");
+    let public =
+        yunnao_gm::Sm2PublicKey::from_hex(key["public_key"].as_str().expect("hex")).expect("key");
     let (signed, signature) = token.rsplit_once('.').expect("three parts");
     use base64::Engine;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).expect("b64");
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature)
+        .expect("b64");
     public
-        .verify(signed.as_bytes(), &yunnao_gm::Sm2Signature::from_slice(&signature).expect("sig"))
+        .verify(
+            signed.as_bytes(),
+            &yunnao_gm::Sm2Signature::from_slice(&signature).expect("sig"),
+        )
         .expect("token signature verifies offline");
 
     let wrong = server
-        .request(Method::POST, "/api/v1/auth/sign-in", None, Some(json!({"username": "admin", "password": "nope-nope"})))
+        .request(
+            Method::POST,
+            "/api/v1/auth/sign-in",
+            None,
+            Some(json!({"username": "admin", "password": "nope-nope"})),
+        )
         .await;
     expect_problem(wrong, 401, "unauthorized").await;
 
-    assert_eq!(server.request(Method::POST, "/api/v1/auth/sign-out", Some(&token), None).await.status(), 204);
-    let after = server.request(Method::GET, "/api/v1/auth/me", Some(&token), None).await;
+    assert_eq!(
+        server
+            .request(Method::POST, "/api/v1/auth/sign-out", Some(&token), None)
+            .await
+            .status(),
+        204
+    );
+    let after = server
+        .request(Method::GET, "/api/v1/auth/me", Some(&token), None)
+        .await;
     let body = expect_problem(after, 401, "unauthorized").await;
     assert!(body["detail"].as_str().unwrap_or("").contains("signed out"));
     server.cleanup().await;
@@ -86,42 +117,69 @@ async fn tokens_are_signed_and_revocable(backend: TestBackend) {
 async fn department_admins_manage_only_their_department(backend: TestBackend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
-    let water_admin = server.user(&admin, "water.admin", "water", "dept_admin").await;
+    let water_admin = server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
 
     let own = server
-        .request(Method::POST, "/api/v1/users", Some(&water_admin), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/users",
+            Some(&water_admin),
+            Some(json!({
             "username": "water.operator", "display_name": "水务值班员", "password": "password-123",
-            "department": "water", "roles": ["operator"]})))
+            "department": "water", "roles": ["operator"]})),
+        )
         .await;
     assert_eq!(own.status(), 201);
     let created: Value = own.json().await.expect("json");
     assert_eq!(created["department"], "water");
 
     let other = server
-        .request(Method::POST, "/api/v1/users", Some(&water_admin), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/users",
+            Some(&water_admin),
+            Some(json!({
             "username": "police.x", "display_name": "x", "password": "password-123",
-            "department": "police", "roles": ["operator"]})))
+            "department": "police", "roles": ["operator"]})),
+        )
         .await;
     expect_problem(other, 403, "forbidden").await;
 
     let escalate = server
-        .request(Method::POST, "/api/v1/users", Some(&water_admin), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/users",
+            Some(&water_admin),
+            Some(json!({
             "username": "water.boss", "display_name": "x", "password": "password-123",
-            "department": "water", "roles": ["platform_admin"]})))
+            "department": "water", "roles": ["platform_admin"]})),
+        )
         .await;
     expect_problem(escalate, 403, "forbidden").await;
 
     let duplicate = server
-        .request(Method::POST, "/api/v1/users", Some(&water_admin), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/users",
+            Some(&water_admin),
+            Some(json!({
             "username": "water.operator", "display_name": "again", "password": "password-123",
-            "department": "water", "roles": ["operator"]})))
+            "department": "water", "roles": ["operator"]})),
+        )
         .await;
     expect_problem(duplicate, 409, "conflict").await;
 
     let invalid = server
-        .request(Method::POST, "/api/v1/users", Some(&water_admin), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/users",
+            Some(&water_admin),
+            Some(json!({
             "username": "Bad Name", "display_name": "x", "password": "short",
-            "department": "water", "roles": ["operator"]})))
+            "department": "water", "roles": ["operator"]})),
+        )
         .await;
     expect_problem(invalid, 422, "validation").await;
 
@@ -134,7 +192,14 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
     assert!(listed.iter().all(|u| u["department"] == "water"));
     assert_eq!(listed.len(), 2);
     expect_problem(
-        server.request(Method::GET, "/api/v1/users?department=police", Some(&water_admin), None).await,
+        server
+            .request(
+                Method::GET,
+                "/api/v1/users?department=police",
+                Some(&water_admin),
+                None,
+            )
+            .await,
         403,
         "forbidden",
     )
@@ -142,10 +207,30 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
 
     // An operator manages nobody, and cannot see the admin's account.
     let operator = server.sign_in("water.operator", "password-123").await;
-    expect_problem(server.request(Method::GET, "/api/v1/users", Some(&operator), None).await, 403, "forbidden").await;
-    let admin_id = server.request(Method::GET, "/api/v1/auth/me", Some(&admin), None).await.json::<Value>().await.expect("json")["id"].clone();
     expect_problem(
-        server.request(Method::GET, &format!("/api/v1/users/{}", admin_id.as_str().expect("id")), Some(&operator), None).await,
+        server
+            .request(Method::GET, "/api/v1/users", Some(&operator), None)
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let admin_id = server
+        .request(Method::GET, "/api/v1/auth/me", Some(&admin), None)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["id"]
+        .clone();
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                &format!("/api/v1/users/{}", admin_id.as_str().expect("id")),
+                Some(&operator),
+                None,
+            )
+            .await,
         404,
         "not-found",
     )
@@ -154,10 +239,22 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
     // Disabling a user ends their sessions.
     let operator_id = created["id"].as_str().expect("id");
     let patched = server
-        .request(Method::PATCH, &format!("/api/v1/users/{operator_id}"), Some(&water_admin), Some(json!({"disabled": true})))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/users/{operator_id}"),
+            Some(&water_admin),
+            Some(json!({"disabled": true})),
+        )
         .await;
     assert_eq!(patched.status(), 200);
-    expect_problem(server.request(Method::GET, "/api/v1/auth/me", Some(&operator), None).await, 401, "unauthorized").await;
+    expect_problem(
+        server
+            .request(Method::GET, "/api/v1/auth/me", Some(&operator), None)
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
 
     let departments: Vec<Value> = server
         .request(Method::GET, "/api/v1/departments", Some(&water_admin), None)
@@ -166,7 +263,11 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
         .await
         .expect("json");
     assert_eq!(departments.len(), 50);
-    assert!(departments.iter().any(|d| d["code"] == "water" && d["name_zh"] == "市水务管理局"));
+    assert!(
+        departments
+            .iter()
+            .any(|d| d["code"] == "water" && d["name_zh"] == "市水务管理局")
+    );
     server.cleanup().await;
 }
 
@@ -174,7 +275,11 @@ async fn malformed_requests_get_problems_and_the_server_keeps_serving(backend: T
     let server = TestServer::start_with(backend, |c| c.body_limit_bytes = 16 * 1024).await;
     let token = server.admin().await;
     let post_raw = |body: Vec<u8>, content_type: Option<&'static str>| {
-        let mut request = server.client.post(server.url("/api/v1/users")).bearer_auth(&token).body(body);
+        let mut request = server
+            .client
+            .post(server.url("/api/v1/users"))
+            .bearer_auth(&token)
+            .body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
@@ -197,16 +302,60 @@ async fn malformed_requests_get_problems_and_the_server_keeps_serving(backend: T
         let response = post_raw(body, content_type).await.expect("sent");
         expect_problem(response, status, slug).await;
     }
-    expect_problem(server.request(Method::GET, "/no/such/route", Some(&token), None).await, 404, "no-route").await;
-    expect_problem(server.request(Method::DELETE, "/api/v1/departments", Some(&token), None).await, 405, "method-not-allowed").await;
-    expect_problem(server.request(Method::GET, "/api/v1/audit?limit=abc", Some(&token), None).await, 400, "bad-request").await;
-    expect_problem(server.request(Method::GET, "/api/v1/departments/nope", Some(&token), None).await, 404, "not-found").await;
+    expect_problem(
+        server
+            .request(Method::GET, "/no/such/route", Some(&token), None)
+            .await,
+        404,
+        "no-route",
+    )
+    .await;
+    expect_problem(
+        server
+            .request(Method::DELETE, "/api/v1/departments", Some(&token), None)
+            .await,
+        405,
+        "method-not-allowed",
+    )
+    .await;
+    expect_problem(
+        server
+            .request(Method::GET, "/api/v1/audit?limit=abc", Some(&token), None)
+            .await,
+        400,
+        "bad-request",
+    )
+    .await;
+    expect_problem(
+        server
+            .request(Method::GET, "/api/v1/departments/nope", Some(&token), None)
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
 
     // Nothing half-written, and still serving.
-    let users: Vec<Value> = server.request(Method::GET, "/api/v1/users", Some(&token), None).await.json().await.expect("json");
+    let users: Vec<Value> = server
+        .request(Method::GET, "/api/v1/users", Some(&token), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(users.len(), 1);
-    assert_eq!(server.request(Method::GET, "/health", None, None).await.status(), 200);
-    let problem_doc: Value = server.request(Method::GET, "/problems/payload-too-large", None, None).await.json().await.expect("json");
+    assert_eq!(
+        server
+            .request(Method::GET, "/health", None, None)
+            .await
+            .status(),
+        200
+    );
+    let problem_doc: Value = server
+        .request(Method::GET, "/problems/payload-too-large", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(problem_doc["status"], 413);
     server.cleanup().await;
 }
@@ -215,76 +364,172 @@ async fn api_clients_have_scoped_revocable_keys(backend: TestBackend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let created = server
-        .request(Method::POST, "/api/v1/api-clients", Some(&admin), Some(json!({
-            "name": "Prometheus", "department": "bigdata", "scopes": ["metrics:read"]})))
+        .request(
+            Method::POST,
+            "/api/v1/api-clients",
+            Some(&admin),
+            Some(json!({
+            "name": "Prometheus", "department": "bigdata", "scopes": ["metrics:read"]})),
+        )
         .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.expect("json");
     let key = created["api_key"].as_str().expect("key").to_owned();
 
-    let metrics = server.client.get(server.url("/metrics")).header("x-api-key", &key).send().await.expect("sent");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("yunnao_http_requests_total"), "{text}");
 
     // A key without the scope is refused; a wrong secret is not a key at all.
     let other: Value = server
-        .request(Method::POST, "/api/v1/api-clients", Some(&admin), Some(json!({
-            "name": "Parking app", "department": "transport", "scopes": ["parking:read"]})))
+        .request(
+            Method::POST,
+            "/api/v1/api-clients",
+            Some(&admin),
+            Some(json!({
+            "name": "Parking app", "department": "transport", "scopes": ["parking:read"]})),
+        )
         .await
         .json()
         .await
         .expect("json");
     let other_key = other["api_key"].as_str().expect("key");
-    expect_problem(server.request(Method::GET, "/metrics", Some(other_key), None).await, 403, "forbidden").await;
-    let forged = format!("{}0", &key[..key.len() - 1]);
-    expect_problem(server.request(Method::GET, "/metrics", Some(&forged), None).await, 401, "unauthorized").await;
     expect_problem(
-        server.request(Method::POST, "/api/v1/api-clients", Some(&admin), Some(json!({
-            "name": "x", "department": "bigdata", "scopes": ["Not A Scope"]}))).await,
+        server
+            .request(Method::GET, "/metrics", Some(other_key), None)
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let forged = format!("{}0", &key[..key.len() - 1]);
+    expect_problem(
+        server
+            .request(Method::GET, "/metrics", Some(&forged), None)
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    expect_problem(
+        server
+            .request(
+                Method::POST,
+                "/api/v1/api-clients",
+                Some(&admin),
+                Some(json!({
+            "name": "x", "department": "bigdata", "scopes": ["Not A Scope"]})),
+            )
+            .await,
         422,
         "validation",
     )
     .await;
 
     let id = created["client"]["id"].as_str().expect("id");
-    assert_eq!(server.request(Method::DELETE, &format!("/api/v1/api-clients/{id}"), Some(&admin), None).await.status(), 204);
-    expect_problem(server.request(Method::GET, "/metrics", Some(&key), None).await, 401, "unauthorized").await;
+    assert_eq!(
+        server
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/api-clients/{id}"),
+                Some(&admin),
+                None
+            )
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        server
+            .request(Method::GET, "/metrics", Some(&key), None)
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
     server.cleanup().await;
 }
 
 async fn seals_verify_offline_and_detect_changes(backend: TestBackend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
-    let water_admin = server.user(&admin, "water.admin", "water", "dept_admin").await;
+    let water_admin = server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
     let document = json!({"report": "水库水位月报", "month": "2026-11", "values": [4.2, 4.5], "z": {"b": 1, "a": 2}});
     let sealed = server
-        .request(Method::POST, "/api/v1/seals/water/seal", Some(&water_admin), Some(json!({"document": document})))
+        .request(
+            Method::POST,
+            "/api/v1/seals/water/seal",
+            Some(&water_admin),
+            Some(json!({"document": document})),
+        )
         .await;
     assert_eq!(sealed.status(), 201);
     let sealed: Value = sealed.json().await.expect("json");
     assert_eq!(sealed["seal"]["department"], "water");
 
     // Another department's admin cannot use the water bureau's seal; nor can the platform admin.
-    let police_admin = server.user(&admin, "police.admin", "police", "dept_admin").await;
+    let police_admin = server
+        .user(&admin, "police.admin", "police", "dept_admin")
+        .await;
     for token in [&police_admin, &admin] {
         expect_problem(
-            server.request(Method::POST, "/api/v1/seals/water/seal", Some(token), Some(json!({"document": {}}))).await,
+            server
+                .request(
+                    Method::POST,
+                    "/api/v1/seals/water/seal",
+                    Some(token),
+                    Some(json!({"document": {}})),
+                )
+                .await,
             403,
             "forbidden",
         )
         .await;
     }
 
-    let verdict: Value = server.request(Method::POST, "/api/v1/seals/verify", None, Some(sealed.clone())).await.json().await.expect("json");
+    let verdict: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/seals/verify",
+            None,
+            Some(sealed.clone()),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(verdict["valid"], true, "{verdict}");
     let mut changed = sealed.clone();
     changed["document"]["values"][1] = json!(9.9);
-    let verdict: Value = server.request(Method::POST, "/api/v1/seals/verify", None, Some(changed.clone())).await.json().await.expect("json");
+    let verdict: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/seals/verify",
+            None,
+            Some(changed.clone()),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(verdict["valid"], false);
 
     // Offline: the published key and the CLI, no server involved.
-    let key: Value = server.request(Method::GET, "/api/v1/seals/water", None, None).await.json().await.expect("json");
+    let key: Value = server
+        .request(Method::GET, "/api/v1/seals/water", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     let public_key = key["public_key"].as_str().expect("hex");
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.json");
@@ -299,7 +544,11 @@ async fn seals_verify_offline_and_detect_changes(backend: TestBackend) {
             .expect("cli runs")
     };
     let ok = run(&good);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let failed = run(&bad);
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stdout).contains("changed after sealing"));
@@ -308,7 +557,12 @@ async fn seals_verify_offline_and_detect_changes(backend: TestBackend) {
 
 async fn every_documented_route_is_served_and_every_route_documented(backend: TestBackend) {
     let server = TestServer::start(backend).await;
-    let doc: Value = server.request(Method::GET, "/openapi.json", None, None).await.json().await.expect("json");
+    let doc: Value = server
+        .request(Method::GET, "/openapi.json", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let paths = doc["paths"].as_object().expect("paths");
     let mut operations = 0;
@@ -324,7 +578,8 @@ async fn every_documented_route_is_served_and_every_route_documented(backend: Te
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
             assert!(
-                body["type"] != "/problems/no-route" && body["type"] != "/problems/method-not-allowed",
+                body["type"] != "/problems/no-route"
+                    && body["type"] != "/problems/method-not-allowed",
                 "{method} {path} is documented but not served"
             );
             assert!(status < 500, "{method} {path} answered {status}");
@@ -366,12 +621,18 @@ fn no_route_bypasses_the_openapi_router() {
                     if code.starts_with("//") {
                         continue;
                     }
-                    if code.contains(".route(\"") || code.contains(".route_service(") || code.contains(".nest_service(") {
+                    if code.contains(".route(\"")
+                        || code.contains(".route_service(")
+                        || code.contains(".nest_service(")
+                    {
                         offenders.push(format!("{}:{}", path.display(), number + 1));
                     }
                 }
             }
         }
     }
-    assert!(offenders.is_empty(), "routes outside OpenApiRouter::routes!: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "routes outside OpenApiRouter::routes!: {offenders:?}"
+    );
 }

@@ -38,7 +38,9 @@ impl TestServer {
         adjust(&mut config);
         let app = yunnao::build(&config).await.expect("app builds");
         let identity = app.identity.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -64,7 +66,13 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -77,7 +85,12 @@ impl TestServer {
 
     pub async fn sign_in(&self, username: &str, password: &str) -> String {
         let response = self
-            .request(Method::POST, "/api/v1/auth/sign-in", None, Some(json!({"username": username, "password": password})))
+            .request(
+                Method::POST,
+                "/api/v1/auth/sign-in",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(response.status(), 200, "sign-in of {username}");
         let body: Value = response.json().await.expect("json");
