@@ -190,6 +190,15 @@ async fn create_user(
         principal.require_platform_admin()?;
     }
     let user = users::insert(&identity, new).await?;
+    let event = crate::UserCreated {
+        id: user.id.clone(),
+        username: user.username.clone(),
+        department: user.department.clone(),
+        roles: user.roles.clone(),
+    };
+    if let Err(error) = identity.bus.publish(&event).await {
+        tracing::error!(%error, "user.created event not published");
+    }
     Ok(noted(
         AuditNote::new("user.create", format!("user:{}", user.id)),
         (StatusCode::CREATED, axum::Json(user)),

@@ -162,3 +162,20 @@ impl Identity {
         Ok(made)
     }
 }
+
+/// Published on `identity.user.created.<department>` when a user is created.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct UserCreated {
+    pub id: String,
+    pub username: String,
+    pub department: String,
+    pub roles: Vec<Role>,
+}
+
+impl yunnao_bus::Event for UserCreated {
+    const TYPE: &'static str = "identity.user.created";
+    const VERSION: u32 = 1;
+    fn subject(&self) -> String {
+        format!("identity.user.created.{}", self.department)
+    }
+}

@@ -105,7 +105,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         overrides.admin_password = Some(DEMO_PASSWORD.into());
     }
     let config = Config::load(cli.config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
-    init_tracing(&config.log);
+    // One-shot commands print their own result; only warnings from the layers below belong there.
+    let serving = matches!(cli.command, Command::Serve | Command::Demo);
+    init_tracing(if serving { &config.log } else { "warn" });
     match cli.command {
         Command::Version => {
             println!("yunnao {}", env!("CARGO_PKG_VERSION"));

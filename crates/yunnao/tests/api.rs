@@ -120,6 +120,14 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
     let water_admin = server
         .user(&admin, "water.admin", "water", "dept_admin")
         .await;
+    let mut events = server
+        .identity
+        .bus
+        .subscribe(
+            "identity.user.created.*",
+            yunnao_bus::SubscribeOptions::default(),
+        )
+        .expect("subscribe");
 
     let own = server
         .request(
@@ -134,6 +142,13 @@ async fn department_admins_manage_only_their_department(backend: TestBackend) {
     assert_eq!(own.status(), 201);
     let created: Value = own.json().await.expect("json");
     assert_eq!(created["department"], "water");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next_event())
+        .await
+        .expect("event in time")
+        .expect("event");
+    assert_eq!(event.subject, "identity.user.created.water");
+    let event: yunnao_identity::UserCreated = event.decode().expect("typed event");
+    assert_eq!(event.username, "water.operator");
 
     let other = server
         .request(
