@@ -105,14 +105,7 @@ fn checkpoint_message(seq: i64, hash: &str, signed_at_ms: i64) -> Vec<u8> {
 impl Identity {
     /// Appends one record to the chain and returns it.
     pub async fn audit(&self, entry: AuditEntry) -> Result<AuditRecord, Problem> {
-        let mut tx = self.db.begin_write().await?;
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ADVISORY_LOCK_KEY)
-                .execute(&mut **tx)
-                .await
-                .db()?;
-        }
+        let mut tx = self.begin_chain_write().await?;
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut **tx)
@@ -163,9 +156,9 @@ impl Identity {
         Ok(record)
     }
 
-    /// Signs a checkpoint at the current head unless one is there already (called at shutdown,
-    /// so a cut tail is caught even between regular checkpoints).
-    pub async fn checkpoint_now(&self) -> Result<Option<i64>, Problem> {
+    /// A write transaction that holds the chain: on PostgreSQL the advisory lock serialises
+    /// appends across nodes; on SQLite the store's single writer already does.
+    async fn begin_chain_write(&self) -> Result<yunnao_store::WriteTx, Problem> {
         let mut tx = self.db.begin_write().await?;
         if self.db.backend() == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -174,6 +167,13 @@ impl Identity {
                 .await
                 .db()?;
         }
+        Ok(tx)
+    }
+
+    /// Signs a checkpoint at the current head unless one is there already (called at shutdown,
+    /// so a cut tail is caught even between regular checkpoints).
+    pub async fn checkpoint_now(&self) -> Result<Option<i64>, Problem> {
+        let mut tx = self.begin_chain_write().await?;
         let head: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM audit_log WHERE seq NOT IN (SELECT seq FROM audit_checkpoints) \
              AND seq = (SELECT MAX(seq) FROM audit_log)",
