@@ -32,9 +32,18 @@ pub struct AuditNote {
     /// For unauthenticated writes such as sign-in: who claimed to act.
     pub actor: Option<String>,
     pub department: Option<String>,
+    /// Data-plane writes (device telemetry) are metered per device, not audited one by one.
+    pub skip: bool,
 }
 
 impl AuditNote {
+    pub fn skip() -> Self {
+        Self {
+            skip: true,
+            ..Self::default()
+        }
+    }
+
     pub fn new(action: impl Into<String>, target: impl Into<String>) -> Self {
         Self {
             action: Some(action.into()),

@@ -179,3 +179,10 @@ impl yunnao_bus::Event for UserCreated {
         format!("identity.user.created.{}", self.department)
     }
 }
+
+impl Identity {
+    /// Whether a department code exists (for other crates that reference departments).
+    pub async fn department_exists(&self, code: &str) -> Result<bool, yunnao_core::Problem> {
+        Ok(departments::get(&self.db, code).await?.is_some())
+    }
+}

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: String,
+    /// Address of the embedded MQTT endpoint for devices; empty turns it off. 1884 by default
+    /// because 1883 is often held by an existing broker; use 0.0.0.0:1883 where it is free.
+    pub mqtt_listen: String,
     /// Folder for the embedded database, the platform key and other local state.
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
@@ -31,6 +34,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            mqtt_listen: "127.0.0.1:1884".into(),
             data_dir: PathBuf::from("yunnao-data"),
             db: None,
             bus: "memory://".into(),
@@ -48,6 +52,8 @@ impl Default for Config {
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +77,7 @@ impl Config {
         figment
             .merge(Env::prefixed("YUNNAO_").only(&[
                 "listen",
+                "mqtt_listen",
                 "data_dir",
                 "db",
                 "bus",

@@ -16,7 +16,7 @@ use yunnao_identity::{Identity, IdentityConfig, PlatformKeys};
 use yunnao_store::{Db, MigrationSet, migrate};
 
 /// Every crate's migrations, in dependency order.
-pub const MIGRATIONS: &[MigrationSet] = &[yunnao_identity::MIGRATIONS];
+pub const MIGRATIONS: &[MigrationSet] = &[yunnao_identity::MIGRATIONS, yunnao_sensing::MIGRATIONS];
 
 pub struct App {
     pub router: Router,
@@ -24,6 +24,7 @@ pub struct App {
     pub db: Db,
     pub bus: Bus,
     pub identity: Identity,
+    pub sensing: yunnao_sensing::Sensing,
     pub metrics: Metrics,
     pub seed: yunnao_identity::SeedReport,
 }
@@ -80,6 +81,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .seed(config.admin_password.as_deref())
         .await
         .map_err(|p| anyhow::anyhow!("seeding failed: {p}"))?;
+    let sensing = yunnao_sensing::Sensing::start(
+        db.clone(),
+        bus.clone(),
+        identity.clone(),
+        yunnao_sensing::SensingConfig::default(),
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("sensing hub: {p}"))?;
     let metrics = Metrics::new();
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
@@ -90,6 +99,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     };
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(yunnao_identity::api::router().with_state(identity.clone()))
+        .merge(yunnao_sensing::api::router().with_state(sensing.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
     let _ = openapi_cell.set(openapi.clone());
@@ -111,20 +121,27 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         db,
         bus,
         identity,
+        sensing,
         metrics,
         seed,
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` (HTTP) and `mqtt` (device MQTT, when given) until `shutdown`
+/// resolves.
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
+    mqtt: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mqtt_task = mqtt.map(|listener| tokio::spawn(yunnao_sensing::mqtt::serve(app.sensing.clone(), listener)));
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(task) = mqtt_task {
+        task.abort();
+    }
     if let Err(problem) = app.identity.checkpoint_now().await {
         tracing::error!(%problem, "final audit checkpoint failed");
     }

@@ -13,6 +13,9 @@ struct Cli {
     /// HTTP listen address (default 127.0.0.1:8080).
     #[arg(long, global = true)]
     listen: Option<String>,
+    /// Device MQTT listen address (default 127.0.0.1:1884; "" turns it off).
+    #[arg(long, global = true)]
+    mqtt_listen: Option<String>,
     /// Data folder (default ./yunnao-data).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut overrides = Overrides {
         listen: cli.listen,
+        mqtt_listen: cli.mqtt_listen,
         data_dir: cli.data_dir,
         db: cli.db,
         bus: cli.bus,
@@ -164,8 +168,19 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             .await
             .map_err(|p| anyhow::anyhow!("demo accounts: {p}"))?;
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr()?;
+    let mqtt = if config.mqtt_listen.is_empty() {
+        None
+    } else {
+        let mqtt = tokio::net::TcpListener::bind(&config.mqtt_listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen for MQTT on {}: {e} (set --mqtt-listen)", config.mqtt_listen)
+        })?;
+        println!("device MQTT on mqtt://{} (username = device access token)", mqtt.local_addr()?);
+        Some(mqtt)
+    };
     println!(
         "yunnao {} serving http://{address}/ (database: {}, data: {})",
         env!("CARGO_PKG_VERSION"),
@@ -181,7 +196,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             "Sign in: curl -s -X POST http://{address}/api/v1/auth/sign-in -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"{DEMO_PASSWORD}\"}}'"
         );
     }
-    yunnao::serve(app, listener, shutdown_signal()).await?;
+    yunnao::serve(app, listener, mqtt, shutdown_signal()).await?;
     println!("yunnao stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
 pub struct TestServer {
     pub base: String,
+    pub mqtt_port: u16,
     pub client: Client,
     pub config: Config,
     pub identity: yunnao_identity::Identity,
@@ -42,9 +43,11 @@ impl TestServer {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let mqtt = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
+        let mqtt_port = mqtt.local_addr().expect("addr").port();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            yunnao::serve(app, listener, async {
+            yunnao::serve(app, listener, Some(mqtt), async {
                 let _ = stopped.await;
             })
             .await
@@ -52,6 +55,7 @@ impl TestServer {
         });
         Self {
             base,
+            mqtt_port,
             client: Client::new(),
             config,
             identity,

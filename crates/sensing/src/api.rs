@@ -1,0 +1,469 @@
+//! HTTP API of the sensing hub.
+
+use crate::series::{Bucket, LatestValue, RawPage};
+use crate::{CreatedDevice, DeviceInfo, DevicePatch, DeviceView, IngestError, NewDevice, Profile, Sensing};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use yunnao_core::Problem;
+use yunnao_http::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use yunnao_identity::{AuditNote, Principal, Role};
+
+/// Largest gateway bulk request.
+pub const BULK_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+pub fn router() -> OpenApiRouter<Sensing> {
+    let bulk = OpenApiRouter::new()
+        .routes(routes!(bulk_telemetry))
+        .layer(axum::extract::DefaultBodyLimit::max(BULK_BODY_LIMIT));
+    OpenApiRouter::new()
+        .routes(routes!(list_profiles))
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device, update_device, delete_device))
+        .routes(routes!(rotate_token))
+        .routes(routes!(device_telemetry))
+        .routes(routes!(latest_telemetry))
+        .routes(routes!(raw_telemetry))
+        .routes(routes!(aggregate_telemetry))
+        .merge(bulk)
+}
+
+fn noted<T: IntoResponse>(note: AuditNote, body: T) -> impl IntoResponse {
+    (Extension(note), body)
+}
+
+/// Reading a department's devices: its own staff and platform admins. (Cross-department
+/// grants come with the sharing feature.)
+fn require_read(principal: &Principal, department: &str) -> Result<(), Problem> {
+    if principal.is_platform_admin() || principal.department == department {
+        Ok(())
+    } else {
+        Err(Problem::not_found("there is no such device"))
+    }
+}
+
+/// Managing a department's devices: its admins and operators, API clients of it with
+/// `devices:write`, and platform admins.
+fn require_write(principal: &Principal, department: &str, scope: &str) -> Result<(), Problem> {
+    if principal.is_platform_admin() {
+        return Ok(());
+    }
+    if principal.department != department {
+        return Err(Problem::forbidden(format!(
+            "{} may not manage devices of department {department:?}",
+            principal.name
+        )));
+    }
+    principal.require_any(&[Role::DeptAdmin, Role::Operator], scope)
+}
+
+async fn device_for(sensing: &Sensing, principal: &Principal, id: &str) -> Result<DeviceView, Problem> {
+    let device = sensing
+        .get_device(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no device {id:?}")))?;
+    require_read(principal, &device.department)?;
+    Ok(device)
+}
+
+/// The built-in device profiles with their keys, units and ranges.
+#[utoipa::path(get, path = "/api/v1/device-profiles", tag = "sensing",
+    responses((status = 200, body = [Profile])))]
+async fn list_profiles(State(sensing): State<Sensing>, _principal: Principal) -> axum::Json<Vec<Profile>> {
+    axum::Json(sensing.profiles())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    pub department: Option<String>,
+    pub profile: Option<String>,
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub offset: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DevicePage {
+    pub total: i64,
+    pub devices: Vec<DeviceView>,
+}
+
+/// Devices of the caller's department (platform admins: any, or all).
+#[utoipa::path(get, path = "/api/v1/devices", tag = "sensing", params(DeviceQuery),
+    responses((status = 200, body = DevicePage)))]
+async fn list_devices(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
+) -> ApiResult<axum::Json<DevicePage>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) || query.offset < 0 {
+        return Err(Problem::bad_request("limit must be 1–1000 and offset not negative"));
+    }
+    let department = if principal.is_platform_admin() {
+        query.department
+    } else {
+        if let Some(asked) = &query.department {
+            require_read(&principal, asked).map_err(|_| Problem::forbidden("devices of another department need a grant"))?;
+        }
+        Some(principal.department.clone())
+    };
+    let (devices, total) = sensing
+        .list_devices(department.as_deref(), query.profile.as_deref(), limit, query.offset)
+        .await?;
+    Ok(axum::Json(DevicePage { total, devices }))
+}
+
+/// Register a device; the response holds its access token, shown only now.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "sensing", request_body = NewDevice,
+    responses((status = 201, body = CreatedDevice), (status = 403), (status = 409), (status = 422)))]
+async fn create_device(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiJson(new): ApiJson<NewDevice>,
+) -> ApiResult<impl IntoResponse> {
+    let department = new.department.clone().unwrap_or_else(|| principal.department.clone());
+    require_write(&principal, &department, "devices:write")?;
+    let created = sensing.create_device(new, department).await?;
+    Ok(noted(
+        AuditNote::new("device.create", format!("device:{}", created.device.id)),
+        (StatusCode::CREATED, axum::Json(created)),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404)))]
+async fn get_device(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<DeviceView>> {
+    Ok(axum::Json(device_for(&sensing, &principal, &id).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "sensing", params(("id" = String, Path)),
+    request_body = DevicePatch, responses((status = 200, body = DeviceView), (status = 403), (status = 404)))]
+async fn update_device(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<DevicePatch>,
+) -> ApiResult<impl IntoResponse> {
+    let device = device_for(&sensing, &principal, &id).await?;
+    require_write(&principal, &device.department, "devices:write")?;
+    let updated = sensing.update_device(&id, patch).await?;
+    Ok(noted(AuditNote::new("device.update", format!("device:{id}")), axum::Json(updated)))
+}
+
+/// Delete a device and its readings.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)))]
+async fn delete_device(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let device = device_for(&sensing, &principal, &id).await?;
+    require_write(&principal, &device.department, "devices:write")?;
+    sensing.delete_device(&id).await?;
+    Ok(noted(AuditNote::new("device.delete", format!("device:{id}")), StatusCode::NO_CONTENT))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewToken {
+    pub access_token: String,
+}
+
+/// Issue a new access token; the old one stops working at once.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/token", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 200, body = NewToken), (status = 403), (status = 404)))]
+async fn rotate_token(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let device = device_for(&sensing, &principal, &id).await?;
+    require_write(&principal, &device.department, "devices:write")?;
+    let access_token = sensing.rotate_token(&id).await?;
+    Ok(noted(
+        AuditNote::new("device.rotate_token", format!("device:{id}")),
+        axum::Json(NewToken { access_token }),
+    ))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub accepted_readings: usize,
+}
+
+fn body_problem(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::payload_too_large("the request body is larger than this endpoint accepts")
+    } else {
+        Problem::bad_request(format!("the request body could not be read: {rejection}"))
+    }
+}
+
+/// ThingsBoard-compatible device telemetry: the device's access token is in the path. The
+/// answer comes after the readings are committed. Device data is metered per device (see the
+/// device's status), not written to the audit log.
+#[utoipa::path(post, path = "/api/v1/{token}/telemetry", tag = "sensing", security(()),
+    params(("token" = String, Path, description = "device access token")),
+    request_body(content = Object, description = "{\"key\": value} | {\"ts\": ms, \"values\": {…}} | an array of these"),
+    responses((status = 200, body = Accepted), (status = 400), (status = 401), (status = 413), (status = 503)))]
+async fn device_telemetry(
+    State(sensing): State<Sensing>,
+    ApiPath(token): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> impl IntoResponse {
+    let result = match body {
+        Err(rejection) => Err(body_problem(rejection)),
+        Ok(body) => sensing
+            .ingest_with_token(&token, &body)
+            .await
+            .map(|accepted_readings| axum::Json(Accepted { accepted_readings }))
+            .map_err(Problem::from),
+    };
+    (Extension(AuditNote::skip()), result)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkRejection {
+    /// Position of the item in the array, or line number (from 0) in NDJSON.
+    pub index: usize,
+    pub device: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkReport {
+    pub accepted_items: usize,
+    pub accepted_readings: usize,
+    pub rejected: Vec<BulkRejection>,
+}
+
+/// Gateway upload: many devices per request, as a JSON array or NDJSON
+/// (`Content-Type: application/x-ndjson`) of `{"device": id, "ts": ms, "values": {…}}` (or
+/// `{"device": id, key: value, …}`). Valid items are committed before the answer; the report
+/// names every item that was refused and why. Needs an API client with `telemetry:write` (or a
+/// department admin/operator) of the devices' department.
+#[utoipa::path(post, path = "/api/v1/telemetry/bulk", tag = "sensing",
+    request_body(content = [Object], description = "array or NDJSON of device items"),
+    responses((status = 200, body = BulkReport), (status = 400), (status = 413), (status = 415)))]
+async fn bulk_telemetry(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let body = body.map_err(body_problem)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let mut rejected = Vec::new();
+    let items: Vec<(usize, serde_json::Value)> = match content_type.as_str() {
+        "application/json" => match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Array(items)) => items.into_iter().enumerate().collect(),
+            Ok(_) => return Err(Problem::bad_request("expected a JSON array of device items")),
+            Err(e) => return Err(Problem::invalid_json(format!("the body is not valid JSON: {e}"))),
+        },
+        "application/x-ndjson" | "application/jsonl" => {
+            let mut items = Vec::new();
+            for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice(line) {
+                    Ok(value) => items.push((index, value)),
+                    Err(e) => rejected.push(BulkRejection {
+                        index,
+                        device: None,
+                        reason: format!("line is not valid JSON: {e}"),
+                    }),
+                }
+            }
+            items
+        }
+        _ => {
+            return Err(Problem::unsupported_media_type(
+                "send application/json (an array) or application/x-ndjson",
+            ));
+        }
+    };
+
+    let mut devices: HashMap<String, Option<DeviceInfo>> = HashMap::new();
+    let mut valid = Vec::new();
+    for (index, item) in items {
+        let serde_json::Value::Object(mut object) = item else {
+            rejected.push(BulkRejection { index, device: None, reason: "item is not an object".into() });
+            continue;
+        };
+        let Some(serde_json::Value::String(device_id)) = object.remove("device") else {
+            rejected.push(BulkRejection { index, device: None, reason: "item has no \"device\" id".into() });
+            continue;
+        };
+        if !devices.contains_key(&device_id) {
+            let info = sensing.device_info(&device_id).await?;
+            devices.insert(device_id.clone(), info);
+        }
+        let Some(device) = devices.get(&device_id).cloned().flatten() else {
+            rejected.push(BulkRejection { index, device: Some(device_id), reason: "unknown device".into() });
+            continue;
+        };
+        if require_write(&principal, &device.department, "telemetry:write").is_err() {
+            rejected.push(BulkRejection {
+                index,
+                device: Some(device_id),
+                reason: "not allowed to write this device's telemetry".into(),
+            });
+            continue;
+        }
+        match sensing.validate(&device, serde_json::Value::Object(object)) {
+            Ok(readings) => valid.push((index, device, readings)),
+            Err(reason) => {
+                sensing.record_rejection(&device.id, &reason).await;
+                rejected.push(BulkRejection { index, device: Some(device_id), reason });
+            }
+        }
+    }
+    // All valid items go to the writer together, so they share one group commit.
+    let results = futures::future::join_all(valid.iter().map(|(_, device, readings)| {
+        sensing.store(device, readings.clone())
+    }))
+    .await;
+    let mut accepted_items = 0;
+    let mut accepted_readings = 0;
+    for ((index, device, readings), result) in valid.into_iter().zip(results) {
+        match result {
+            Ok(()) => {
+                accepted_items += 1;
+                accepted_readings += readings.len();
+            }
+            Err(IngestError::Unavailable(reason)) | Err(IngestError::Rejected(reason)) => {
+                rejected.push(BulkRejection { index, device: Some(device.id.to_string()), reason })
+            }
+            Err(other) => rejected.push(BulkRejection {
+                index,
+                device: Some(device.id.to_string()),
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    Ok((
+        Extension(AuditNote::skip()),
+        axum::Json(BulkReport { accepted_items, accepted_readings, rejected }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LatestQuery {
+    /// Comma-separated keys; all of the profile's keys when absent.
+    pub keys: Option<String>,
+}
+
+/// The newest value of each key.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/latest", tag = "sensing",
+    params(("id" = String, Path), LatestQuery), responses((status = 200, body = [LatestValue]), (status = 404)))]
+async fn latest_telemetry(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LatestQuery>,
+) -> ApiResult<axum::Json<Vec<LatestValue>>> {
+    let device = device_for(&sensing, &principal, &id).await?;
+    let keys: Vec<String> = match query.keys {
+        Some(keys) => keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+        None => sensing
+            .profile(&device.profile)
+            .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
+            .unwrap_or_default(),
+    };
+    Ok(axum::Json(sensing.latest(&id, &keys).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub key: String,
+    /// Start, ms since the epoch (inclusive); default 24 h ago.
+    pub from: Option<i64>,
+    /// End, ms since the epoch (exclusive); default now + 1 min.
+    pub to: Option<i64>,
+    /// Paging cursor from `next_after`.
+    pub after: Option<i64>,
+    /// 1–10000, default 1000.
+    pub limit: Option<i64>,
+}
+
+fn window(from: Option<i64>, to: Option<i64>) -> Result<(i64, i64), Problem> {
+    let now = yunnao_core::time::now_ms();
+    let to = to.unwrap_or(now + 60_000);
+    let from = from.unwrap_or(to - 24 * 3600 * 1000);
+    if from >= to {
+        return Err(Problem::bad_request("from must be before to"));
+    }
+    Ok((from, to))
+}
+
+/// Raw readings of one key, oldest first, in pages.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry", tag = "sensing",
+    params(("id" = String, Path), RangeQuery), responses((status = 200, body = RawPage), (status = 404)))]
+async fn raw_telemetry(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RangeQuery>,
+) -> ApiResult<axum::Json<RawPage>> {
+    device_for(&sensing, &principal, &id).await?;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 10000"));
+    }
+    let (from, to) = window(query.from, query.to)?;
+    Ok(axum::Json(sensing.raw(&id, &query.key, from, to, query.after, limit).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateQuery {
+    pub key: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Bucket width in seconds (60 … 31 days); default 3600.
+    pub interval: Option<i64>,
+}
+
+/// avg/min/max/sum/count per interval.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/aggregate", tag = "sensing",
+    params(("id" = String, Path), AggregateQuery), responses((status = 200, body = [Bucket]), (status = 404)))]
+async fn aggregate_telemetry(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AggregateQuery>,
+) -> ApiResult<axum::Json<Vec<Bucket>>> {
+    device_for(&sensing, &principal, &id).await?;
+    let interval = query.interval.unwrap_or(3600);
+    if !(60..=31 * 24 * 3600).contains(&interval) {
+        return Err(Problem::bad_request("interval must be between 60 s and 31 days"));
+    }
+    let (from, to) = window(query.from, query.to)?;
+    Ok(axum::Json(sensing.aggregate(&id, &query.key, from, to, interval * 1000).await?))
+}

@@ -1,0 +1,225 @@
+//! The sensing hub (城市感知中樞): device profiles and devices, ingestion over MQTT and HTTP
+//! acknowledged only after commit, and time-series queries.
+//!
+//! Shape (sources → transform → sink): the MQTT server and the HTTP handlers are sources; they
+//! authenticate the device and validate each message against its profile ([`payload`]); the
+//! [`writer::Writer`] is the one sink, committing in groups and answering each source when its
+//! readings are durable. Committed batches are published on the bus as
+//! `sensing.telemetry.committed`.
+//!
+//! Owns the tables in [`MIGRATIONS`].
+
+pub mod api;
+mod devices;
+mod migrations;
+pub mod mqtt;
+pub mod payload;
+pub mod profiles;
+pub mod series;
+pub mod writer;
+
+pub use devices::{CreatedDevice, DeviceInfo, DevicePatch, DeviceStatus, DeviceView, Location, NewDevice};
+pub use migrations::MIGRATIONS;
+pub use profiles::Profile;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use yunnao_bus::Bus;
+use yunnao_core::Problem;
+use yunnao_identity::Identity;
+use yunnao_store::{Db, DbResultExt, sqlx};
+
+#[derive(Debug, Clone)]
+pub struct SensingConfig {
+    /// Readings stamped further ahead than this are refused.
+    pub max_future_skew_ms: i64,
+    /// Largest telemetry message accepted (MQTT payload or HTTP body per device).
+    pub max_message_bytes: usize,
+    /// Write requests that may wait for the writer before sources are slowed down.
+    pub writer_queue: usize,
+}
+
+impl Default for SensingConfig {
+    fn default() -> Self {
+        Self {
+            max_future_skew_ms: 5 * 60 * 1000,
+            max_message_bytes: 64 * 1024,
+            writer_queue: 65_536,
+        }
+    }
+}
+
+/// Why a message was not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestError {
+    UnknownToken,
+    TooLarge(usize),
+    /// The message was invalid; nothing of it was stored.
+    Rejected(String),
+    /// Storage failed; the sender should retry.
+    Unavailable(String),
+}
+
+impl From<IngestError> for Problem {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::UnknownToken => Problem::unauthorized("unknown device access token"),
+            IngestError::TooLarge(limit) => {
+                Problem::payload_too_large(format!("a telemetry message may be at most {limit} bytes"))
+            }
+            IngestError::Rejected(reason) => Problem::bad_request(reason),
+            IngestError::Unavailable(reason) => Problem::unavailable(reason),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Sensing {
+    pub db: Db,
+    pub bus: Bus,
+    pub identity: Identity,
+    pub config: SensingConfig,
+    profiles: Arc<HashMap<String, Profile>>,
+    writer: writer::Writer,
+    tokens: Arc<RwLock<HashMap<String, DeviceInfo>>>,
+}
+
+impl Sensing {
+    /// Seeds the built-in profiles (idempotent), loads them and starts the writer.
+    pub async fn start(db: Db, bus: Bus, identity: Identity, config: SensingConfig) -> Result<Self, Problem> {
+        let mut tx = db.begin_write().await?;
+        for profile in profiles::builtin() {
+            sqlx::query(
+                "INSERT INTO device_profiles (code, definition, created_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (code) DO UPDATE SET definition = excluded.definition",
+            )
+            .bind(&profile.code)
+            .bind(serde_json::to_string(&profile).map_err(|e| Problem::internal(e.to_string()))?)
+            .bind(yunnao_core::time::now_ms())
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        }
+        tx.commit().await?;
+        let stored: Vec<String> = sqlx::query_scalar("SELECT definition FROM device_profiles")
+            .fetch_all(db.pool())
+            .await
+            .db()?;
+        let profiles = stored
+            .iter()
+            .filter_map(|text| serde_json::from_str::<Profile>(text).ok())
+            .map(|p| (p.code.clone(), p))
+            .collect();
+        let writer = writer::Writer::start(db.clone(), bus.clone(), config.writer_queue);
+        Ok(Self {
+            db,
+            bus,
+            identity,
+            config,
+            profiles: Arc::new(profiles),
+            writer,
+            tokens: Arc::new(RwLock::new(HashMap::new())),
+        })
+    }
+
+    pub fn profile(&self, code: &str) -> Option<&Profile> {
+        self.profiles.get(code)
+    }
+
+    pub fn profiles(&self) -> Vec<Profile> {
+        let mut all: Vec<Profile> = self.profiles.values().cloned().collect();
+        all.sort_by(|a, b| a.code.cmp(&b.code));
+        all
+    }
+
+    /// Validates one telemetry message from `device` and returns once it is committed.
+    pub async fn ingest(&self, device: &DeviceInfo, payload: &[u8]) -> Result<usize, IngestError> {
+        if payload.len() > self.config.max_message_bytes {
+            let reason = format!("message of {} bytes exceeds {}", payload.len(), self.config.max_message_bytes);
+            self.record_rejection(&device.id, &reason).await;
+            return Err(IngestError::TooLarge(self.config.max_message_bytes));
+        }
+        let profile = self
+            .profile(&device.profile)
+            .ok_or_else(|| IngestError::Unavailable(format!("profile {} is not loaded", device.profile)))?;
+        let now = yunnao_core::time::now_ms();
+        let readings = match payload::readings(payload, profile, now, self.config.max_future_skew_ms) {
+            Ok(readings) => readings,
+            Err(reason) => {
+                tracing::debug!(device = %device.id, %reason, "telemetry rejected");
+                self.record_rejection(&device.id, &reason).await;
+                return Err(IngestError::Rejected(reason));
+            }
+        };
+        let count = readings.len();
+        self.writer
+            .write(device.id.clone(), readings, now)
+            .await
+            .map_err(IngestError::Unavailable)?;
+        Ok(count)
+    }
+
+    /// Validates without storing: the readings of one message, or why it is refused.
+    pub fn validate(&self, device: &DeviceInfo, message: serde_json::Value) -> Result<Vec<payload::Reading>, String> {
+        let profile = self
+            .profile(&device.profile)
+            .ok_or_else(|| format!("profile {} is not loaded", device.profile))?;
+        payload::readings_from_value(message, profile, yunnao_core::time::now_ms(), self.config.max_future_skew_ms)
+    }
+
+    /// Stores already validated readings; returns once committed.
+    pub async fn store(&self, device: &DeviceInfo, readings: Vec<payload::Reading>) -> Result<(), IngestError> {
+        self.writer
+            .write(device.id.clone(), readings, yunnao_core::time::now_ms())
+            .await
+            .map_err(IngestError::Unavailable)
+    }
+
+    /// The ingestion view of a device by id.
+    pub async fn device_info(&self, id: &str) -> Result<Option<DeviceInfo>, Problem> {
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT id, profile_code, department_code FROM devices WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .db()?;
+        Ok(row.map(|(id, profile, department)| DeviceInfo {
+            id: id.into(),
+            profile,
+            department,
+        }))
+    }
+
+    /// [`Sensing::ingest`] for a device named by its access token.
+    pub async fn ingest_with_token(&self, token: &str, payload: &[u8]) -> Result<usize, IngestError> {
+        let device = self
+            .device_for_token(token)
+            .await
+            .map_err(|p| IngestError::Unavailable(p.to_string()))?
+            .ok_or(IngestError::UnknownToken)?;
+        self.ingest(&device, payload).await
+    }
+
+    fn token_cache_get(&self, hash: &str) -> Option<DeviceInfo> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    fn token_cache_put(&self, hash: String, info: DeviceInfo) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, info);
+    }
+
+    fn forget_token(&self, hash: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+}

@@ -1,0 +1,121 @@
+//! Time-series queries over committed readings.
+
+use crate::Sensing;
+use serde::{Deserialize, Serialize};
+use yunnao_core::Problem;
+use yunnao_store::{DbResultExt, sqlx};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Point {
+    /// Milliseconds since the epoch, UTC.
+    pub ts: i64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct LatestValue {
+    pub key: String,
+    pub ts: i64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RawPage {
+    pub key: String,
+    pub points: Vec<Point>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Bucket {
+    /// Start of the interval, ms since the epoch.
+    pub start: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: i64,
+}
+
+impl Sensing {
+    /// The newest value of each of `keys` (all profile keys when empty) that has one.
+    pub async fn latest(&self, device_id: &str, keys: &[String]) -> Result<Vec<LatestValue>, Problem> {
+        let mut out = Vec::new();
+        for key in keys {
+            let row: Option<(i64, f64)> = sqlx::query_as(
+                "SELECT ts_ms, value FROM readings WHERE device_id = $1 AND key = $2 ORDER BY ts_ms DESC LIMIT 1",
+            )
+            .bind(device_id)
+            .bind(key)
+            .fetch_optional(self.db.pool())
+            .await
+            .db()?;
+            if let Some((ts, value)) = row {
+                out.push(LatestValue {
+                    key: key.clone(),
+                    ts,
+                    value,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Raw points of one key in `[from, to)`, oldest first, `limit` per page after `after`.
+    pub async fn raw(&self, device_id: &str, key: &str, from: i64, to: i64, after: Option<i64>, limit: i64) -> Result<RawPage, Problem> {
+        let start = after.map_or(from, |a| a.saturating_add(1).max(from));
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT ts_ms, value FROM readings WHERE device_id = $1 AND key = $2 AND ts_ms >= $3 AND ts_ms < $4 \
+             ORDER BY ts_ms LIMIT $5",
+        )
+        .bind(device_id)
+        .bind(key)
+        .bind(start)
+        .bind(to)
+        .bind(limit + 1)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let more = rows.len() as i64 > limit;
+        let points: Vec<Point> = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|(ts, value)| Point { ts, value })
+            .collect();
+        Ok(RawPage {
+            key: key.to_owned(),
+            next_after: if more { points.last().map(|p| p.ts) } else { None },
+            points,
+        })
+    }
+
+    /// avg/min/max/sum/count of one key per `interval_ms` bucket in `[from, to)`; buckets are
+    /// aligned to the epoch (so hourly buckets start on the hour, UTC).
+    pub async fn aggregate(&self, device_id: &str, key: &str, from: i64, to: i64, interval_ms: i64) -> Result<Vec<Bucket>, Problem> {
+        let rows: Vec<(i64, f64, f64, f64, f64, i64)> = sqlx::query_as(
+            "SELECT (ts_ms / $1) * $1 AS bucket, AVG(value), MIN(value), MAX(value), SUM(value), COUNT(*) \
+             FROM readings WHERE device_id = $2 AND key = $3 AND ts_ms >= $4 AND ts_ms < $5 \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(interval_ms)
+        .bind(device_id)
+        .bind(key)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, avg, min, max, sum, count)| Bucket {
+                start,
+                avg,
+                min,
+                max,
+                sum,
+                count,
+            })
+            .collect())
+    }
+}

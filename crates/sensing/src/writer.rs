@@ -1,0 +1,172 @@
+//! The write path: a single task owns committing readings. Requests queue on a bounded channel;
+//! each loop takes everything waiting (up to a cap) and commits it in one transaction with
+//! multi-row INSERTs, then answers every request. Commits are thus grouped exactly as much as
+//! the load demands, with no timer, and an acknowledgement always means "durably stored".
+
+use crate::payload::Reading;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use yunnao_bus::{Bus, Event};
+use yunnao_store::{Db, StoreError, sqlx};
+
+/// Rows per INSERT statement (4 parameters each, well under every backend's limit).
+const ROWS_PER_STATEMENT: usize = 100;
+/// Readings per transaction at most.
+const MAX_BATCH_READINGS: usize = 20_000;
+
+pub struct WriteRequest {
+    pub device_id: Arc<str>,
+    pub readings: Vec<Reading>,
+    pub received_ms: i64,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    sender: mpsc::Sender<WriteRequest>,
+}
+
+/// One committed batch, as an event: `sensing.telemetry.committed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TelemetryCommitted {
+    pub committed_ms: i64,
+    pub devices: Vec<DeviceReadings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceReadings {
+    pub device_id: String,
+    /// (key, ts_ms, value)
+    pub readings: Vec<(String, i64, f64)>,
+}
+
+impl Event for TelemetryCommitted {
+    const TYPE: &'static str = "sensing.telemetry.committed";
+    const VERSION: u32 = 1;
+    fn subject(&self) -> String {
+        "sensing.telemetry.committed".into()
+    }
+}
+
+impl Writer {
+    pub fn start(db: Db, bus: Bus, queue: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        tokio::spawn(run(db, bus, receiver));
+        Self { sender }
+    }
+
+    /// Queues readings and waits until they are committed.
+    pub async fn write(&self, device_id: Arc<str>, readings: Vec<Reading>, received_ms: i64) -> Result<(), String> {
+        let (done, committed) = oneshot::channel();
+        self.sender
+            .send(WriteRequest {
+                device_id,
+                readings,
+                received_ms,
+                done,
+            })
+            .await
+            .map_err(|_| "the writer has stopped".to_owned())?;
+        committed
+            .await
+            .map_err(|_| "the writer stopped before committing".to_owned())?
+    }
+}
+
+async fn run(db: Db, bus: Bus, mut receiver: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = receiver.recv().await {
+        let mut count = first.readings.len();
+        let mut batch = vec![first];
+        while count < MAX_BATCH_READINGS {
+            match receiver.try_recv() {
+                Ok(request) => {
+                    count += request.readings.len();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &batch).await;
+        if let Err(error) = &result {
+            tracing::error!(%error, readings = count, "telemetry commit failed");
+        }
+        let committed_ms = yunnao_core::time::now_ms();
+        let mut event = TelemetryCommitted {
+            committed_ms,
+            devices: Vec::new(),
+        };
+        for request in batch {
+            if result.is_ok() {
+                event.devices.push(DeviceReadings {
+                    device_id: request.device_id.to_string(),
+                    readings: request
+                        .readings
+                        .iter()
+                        .map(|r| (r.key.clone(), r.ts_ms, r.value))
+                        .collect(),
+                });
+            }
+            let _ = request.done.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|_| "storage failed; the readings were not stored".to_owned()),
+            );
+        }
+        if !event.devices.is_empty()
+            && let Err(error) = bus.publish(&event).await
+        {
+            tracing::error!(%error, "telemetry event not published");
+        }
+    }
+}
+
+async fn commit(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
+    let rows: Vec<(&str, &Reading)> = batch
+        .iter()
+        .flat_map(|r| r.readings.iter().map(move |reading| (&*r.device_id, reading)))
+        .collect();
+    let mut seen: HashMap<&str, (i64, i64)> = HashMap::new();
+    for request in batch {
+        let entry = seen.entry(&request.device_id).or_insert((0, 0));
+        entry.0 = entry.0.max(request.received_ms);
+        entry.1 += request.readings.len() as i64;
+    }
+    let mut tx = db.begin_write().await?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from("INSERT INTO readings (device_id, key, ts_ms, value) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = i * 4;
+            sql.push_str(&format!("(${},${},${},${})", p + 1, p + 2, p + 3, p + 4));
+        }
+        // A repeated (device, key, ts) is the same reading sent twice (QoS 1 redelivery): keep
+        // the newest value.
+        sql.push_str(" ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (device_id, reading) in chunk {
+            query = query
+                .bind(*device_id)
+                .bind(reading.key.as_str())
+                .bind(reading.ts_ms)
+                .bind(reading.value);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for (device_id, (last_seen, accepted)) in seen {
+        sqlx::query(
+            "UPDATE devices SET last_seen_ms = $1, accepted_count = accepted_count + $2 WHERE id = $3",
+        )
+        .bind(last_seen)
+        .bind(accepted)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
