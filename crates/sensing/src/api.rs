@@ -1,7 +1,10 @@
 //! HTTP API of the sensing hub.
 
+use crate::alarms::{AlarmView, NewRule, Rule};
 use crate::series::{Bucket, LatestValue, RawPage};
-use crate::{CreatedDevice, DeviceInfo, DevicePatch, DeviceView, IngestError, NewDevice, Profile, Sensing};
+use crate::{
+    CreatedDevice, DeviceInfo, DevicePatch, DeviceView, IngestError, NewDevice, Profile, Sensing,
+};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,6 +35,11 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(latest_telemetry))
         .routes(routes!(raw_telemetry))
         .routes(routes!(aggregate_telemetry))
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(delete_rule))
+        .routes(routes!(list_alarms))
+        .routes(routes!(acknowledge_alarm))
+        .routes(routes!(clear_alarm))
         .merge(bulk)
 }
 
@@ -64,7 +72,11 @@ fn require_write(principal: &Principal, department: &str, scope: &str) -> Result
     principal.require_any(&[Role::DeptAdmin, Role::Operator], scope)
 }
 
-async fn device_for(sensing: &Sensing, principal: &Principal, id: &str) -> Result<DeviceView, Problem> {
+async fn device_for(
+    sensing: &Sensing,
+    principal: &Principal,
+    id: &str,
+) -> Result<DeviceView, Problem> {
     let device = sensing
         .get_device(id)
         .await?
@@ -76,7 +88,10 @@ async fn device_for(sensing: &Sensing, principal: &Principal, id: &str) -> Resul
 /// The built-in device profiles with their keys, units and ranges.
 #[utoipa::path(get, path = "/api/v1/device-profiles", tag = "sensing",
     responses((status = 200, body = [Profile])))]
-async fn list_profiles(State(sensing): State<Sensing>, _principal: Principal) -> axum::Json<Vec<Profile>> {
+async fn list_profiles(
+    State(sensing): State<Sensing>,
+    _principal: Principal,
+) -> axum::Json<Vec<Profile>> {
     axum::Json(sensing.profiles())
 }
 
@@ -107,18 +122,26 @@ async fn list_devices(
 ) -> ApiResult<axum::Json<DevicePage>> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || query.offset < 0 {
-        return Err(Problem::bad_request("limit must be 1–1000 and offset not negative"));
+        return Err(Problem::bad_request(
+            "limit must be 1–1000 and offset not negative",
+        ));
     }
     let department = if principal.is_platform_admin() {
         query.department
     } else {
         if let Some(asked) = &query.department {
-            require_read(&principal, asked).map_err(|_| Problem::forbidden("devices of another department need a grant"))?;
+            require_read(&principal, asked)
+                .map_err(|_| Problem::forbidden("devices of another department need a grant"))?;
         }
         Some(principal.department.clone())
     };
     let (devices, total) = sensing
-        .list_devices(department.as_deref(), query.profile.as_deref(), limit, query.offset)
+        .list_devices(
+            department.as_deref(),
+            query.profile.as_deref(),
+            limit,
+            query.offset,
+        )
         .await?;
     Ok(axum::Json(DevicePage { total, devices }))
 }
@@ -131,7 +154,10 @@ async fn create_device(
     principal: Principal,
     ApiJson(new): ApiJson<NewDevice>,
 ) -> ApiResult<impl IntoResponse> {
-    let department = new.department.clone().unwrap_or_else(|| principal.department.clone());
+    let department = new
+        .department
+        .clone()
+        .unwrap_or_else(|| principal.department.clone());
     require_write(&principal, &department, "devices:write")?;
     let created = sensing.create_device(new, department).await?;
     Ok(noted(
@@ -161,7 +187,10 @@ async fn update_device(
     let device = device_for(&sensing, &principal, &id).await?;
     require_write(&principal, &device.department, "devices:write")?;
     let updated = sensing.update_device(&id, patch).await?;
-    Ok(noted(AuditNote::new("device.update", format!("device:{id}")), axum::Json(updated)))
+    Ok(noted(
+        AuditNote::new("device.update", format!("device:{id}")),
+        axum::Json(updated),
+    ))
 }
 
 /// Delete a device and its readings.
@@ -175,7 +204,10 @@ async fn delete_device(
     let device = device_for(&sensing, &principal, &id).await?;
     require_write(&principal, &device.department, "devices:write")?;
     sensing.delete_device(&id).await?;
-    Ok(noted(AuditNote::new("device.delete", format!("device:{id}")), StatusCode::NO_CONTENT))
+    Ok(noted(
+        AuditNote::new("device.delete", format!("device:{id}")),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -279,8 +311,16 @@ async fn bulk_telemetry(
     let items: Vec<(usize, serde_json::Value)> = match content_type.as_str() {
         "application/json" => match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(serde_json::Value::Array(items)) => items.into_iter().enumerate().collect(),
-            Ok(_) => return Err(Problem::bad_request("expected a JSON array of device items")),
-            Err(e) => return Err(Problem::invalid_json(format!("the body is not valid JSON: {e}"))),
+            Ok(_) => {
+                return Err(Problem::bad_request(
+                    "expected a JSON array of device items",
+                ));
+            }
+            Err(e) => {
+                return Err(Problem::invalid_json(format!(
+                    "the body is not valid JSON: {e}"
+                )));
+            }
         },
         "application/x-ndjson" | "application/jsonl" => {
             let mut items = Vec::new();
@@ -310,11 +350,19 @@ async fn bulk_telemetry(
     let mut valid = Vec::new();
     for (index, item) in items {
         let serde_json::Value::Object(mut object) = item else {
-            rejected.push(BulkRejection { index, device: None, reason: "item is not an object".into() });
+            rejected.push(BulkRejection {
+                index,
+                device: None,
+                reason: "item is not an object".into(),
+            });
             continue;
         };
         let Some(serde_json::Value::String(device_id)) = object.remove("device") else {
-            rejected.push(BulkRejection { index, device: None, reason: "item has no \"device\" id".into() });
+            rejected.push(BulkRejection {
+                index,
+                device: None,
+                reason: "item has no \"device\" id".into(),
+            });
             continue;
         };
         if !devices.contains_key(&device_id) {
@@ -322,7 +370,11 @@ async fn bulk_telemetry(
             devices.insert(device_id.clone(), info);
         }
         let Some(device) = devices.get(&device_id).cloned().flatten() else {
-            rejected.push(BulkRejection { index, device: Some(device_id), reason: "unknown device".into() });
+            rejected.push(BulkRejection {
+                index,
+                device: Some(device_id),
+                reason: "unknown device".into(),
+            });
             continue;
         };
         if require_write(&principal, &device.department, "telemetry:write").is_err() {
@@ -337,14 +389,20 @@ async fn bulk_telemetry(
             Ok(readings) => valid.push((index, device, readings)),
             Err(reason) => {
                 sensing.record_rejection(&device.id, &reason).await;
-                rejected.push(BulkRejection { index, device: Some(device_id), reason });
+                rejected.push(BulkRejection {
+                    index,
+                    device: Some(device_id),
+                    reason,
+                });
             }
         }
     }
     // All valid items go to the writer together, so they share one group commit.
-    let results = futures::future::join_all(valid.iter().map(|(_, device, readings)| {
-        sensing.store(device, readings.clone())
-    }))
+    let results = futures::future::join_all(
+        valid
+            .iter()
+            .map(|(_, device, readings)| sensing.store(device, readings.clone())),
+    )
     .await;
     let mut accepted_items = 0;
     let mut accepted_readings = 0;
@@ -354,9 +412,12 @@ async fn bulk_telemetry(
                 accepted_items += 1;
                 accepted_readings += readings.len();
             }
-            Err(IngestError::Unavailable(reason)) | Err(IngestError::Rejected(reason)) => {
-                rejected.push(BulkRejection { index, device: Some(device.id.to_string()), reason })
-            }
+            Err(IngestError::Unavailable(reason)) | Err(IngestError::Rejected(reason)) => rejected
+                .push(BulkRejection {
+                    index,
+                    device: Some(device.id.to_string()),
+                    reason,
+                }),
             Err(other) => rejected.push(BulkRejection {
                 index,
                 device: Some(device.id.to_string()),
@@ -367,7 +428,11 @@ async fn bulk_telemetry(
     rejected.sort_by_key(|r| r.index);
     Ok((
         Extension(AuditNote::skip()),
-        axum::Json(BulkReport { accepted_items, accepted_readings, rejected }),
+        axum::Json(BulkReport {
+            accepted_items,
+            accepted_readings,
+            rejected,
+        }),
     ))
 }
 
@@ -389,7 +454,11 @@ async fn latest_telemetry(
 ) -> ApiResult<axum::Json<Vec<LatestValue>>> {
     let device = device_for(&sensing, &principal, &id).await?;
     let keys: Vec<String> = match query.keys {
-        Some(keys) => keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+        Some(keys) => keys
+            .split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
         None => sensing
             .profile(&device.profile)
             .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
@@ -437,7 +506,11 @@ async fn raw_telemetry(
         return Err(Problem::bad_request("limit must be between 1 and 10000"));
     }
     let (from, to) = window(query.from, query.to)?;
-    Ok(axum::Json(sensing.raw(&id, &query.key, from, to, query.after, limit).await?))
+    Ok(axum::Json(
+        sensing
+            .raw(&id, &query.key, from, to, query.after, limit)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -462,8 +535,178 @@ async fn aggregate_telemetry(
     device_for(&sensing, &principal, &id).await?;
     let interval = query.interval.unwrap_or(3600);
     if !(60..=31 * 24 * 3600).contains(&interval) {
-        return Err(Problem::bad_request("interval must be between 60 s and 31 days"));
+        return Err(Problem::bad_request(
+            "interval must be between 60 s and 31 days",
+        ));
     }
     let (from, to) = window(query.from, query.to)?;
-    Ok(axum::Json(sensing.aggregate(&id, &query.key, from, to, interval * 1000).await?))
+    Ok(axum::Json(
+        sensing
+            .aggregate(&id, &query.key, from, to, interval * 1000)
+            .await?,
+    ))
+}
+
+/// Alarm rules visible to the caller: their department's and the platform defaults.
+#[utoipa::path(get, path = "/api/v1/alarm-rules", tag = "sensing", responses((status = 200, body = [Rule])))]
+async fn list_rules(State(sensing): State<Sensing>, principal: Principal) -> axum::Json<Vec<Rule>> {
+    let rules = sensing
+        .alarms
+        .rules()
+        .into_iter()
+        .filter(|r| {
+            principal.is_platform_admin()
+                || r.department
+                    .as_deref()
+                    .is_none_or(|d| d == principal.department)
+        })
+        .collect();
+    axum::Json(rules)
+}
+
+/// Create an alarm rule for a profile or a device of the caller's department (platform admins:
+/// any department, or a platform default with `platform_default: true`).
+#[utoipa::path(post, path = "/api/v1/alarm-rules", tag = "sensing", request_body = NewRule,
+    responses((status = 201, body = Rule), (status = 403), (status = 422)))]
+async fn create_rule(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiJson(new): ApiJson<NewRule>,
+) -> ApiResult<impl IntoResponse> {
+    let department = if new.platform_default {
+        principal.require_platform_admin()?;
+        None
+    } else {
+        let department = new
+            .department
+            .clone()
+            .unwrap_or_else(|| principal.department.clone());
+        require_write(&principal, &department, "devices:write")?;
+        Some(department)
+    };
+    if let Some(device) = &new.device {
+        let view = device_for(&sensing, &principal, device).await?;
+        if department.as_deref().is_some_and(|d| d != view.department) {
+            return Err(Problem::validation(
+                "the device belongs to another department",
+            ));
+        }
+    }
+    let rule = sensing.alarms.create_rule(new, department).await?;
+    Ok(noted(
+        AuditNote::new("alarm_rule.create", format!("alarm_rule:{}", rule.id)),
+        (StatusCode::CREATED, axum::Json(rule)),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/alarm-rules/{id}", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)))]
+async fn delete_rule(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let rule = sensing
+        .alarms
+        .rule(&id)
+        .ok_or_else(|| Problem::not_found(format!("there is no alarm rule {id:?}")))?;
+    match &rule.department {
+        None => principal.require_platform_admin()?,
+        Some(department) => require_write(&principal, department, "devices:write")?,
+    }
+    sensing.alarms.delete_rule(&id).await?;
+    Ok(noted(
+        AuditNote::new("alarm_rule.delete", format!("alarm_rule:{id}")),
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmQuery {
+    pub device: Option<String>,
+    /// Only alarms not yet cleared (default true); false gives the history too.
+    pub active: Option<bool>,
+    pub department: Option<String>,
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+}
+
+/// Alarms of the caller's department, newest first.
+#[utoipa::path(get, path = "/api/v1/alarms", tag = "sensing", params(AlarmQuery),
+    responses((status = 200, body = [AlarmView])))]
+async fn list_alarms(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<AlarmQuery>,
+) -> ApiResult<axum::Json<Vec<AlarmView>>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
+    }
+    let department = if principal.is_platform_admin() {
+        query.department
+    } else {
+        Some(principal.department.clone())
+    };
+    Ok(axum::Json(
+        sensing
+            .alarms
+            .list(
+                department.as_deref(),
+                query.device.as_deref(),
+                query.active.unwrap_or(true),
+                limit,
+            )
+            .await?,
+    ))
+}
+
+async fn alarm_for(
+    sensing: &Sensing,
+    principal: &Principal,
+    id: &str,
+) -> Result<AlarmView, Problem> {
+    let alarm = sensing
+        .alarms
+        .alarm(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no alarm {id:?}")))?;
+    require_read(principal, &alarm.department)
+        .map_err(|_| Problem::not_found(format!("there is no alarm {id:?}")))?;
+    Ok(alarm)
+}
+
+/// Acknowledge an alarm (it stays active until its condition ends or it is cleared).
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 200, body = AlarmView), (status = 404), (status = 409)))]
+async fn acknowledge_alarm(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let alarm = alarm_for(&sensing, &principal, &id).await?;
+    require_write(&principal, &alarm.department, "alarms:write")?;
+    let alarm = sensing.alarms.acknowledge(&id, &principal.name).await?;
+    Ok(noted(
+        AuditNote::new("alarm.acknowledge", format!("alarm:{id}")),
+        axum::Json(alarm),
+    ))
+}
+
+/// Clear an alarm by hand.
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/clear", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 200, body = AlarmView), (status = 404), (status = 409)))]
+async fn clear_alarm(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let alarm = alarm_for(&sensing, &principal, &id).await?;
+    require_write(&principal, &alarm.department, "alarms:write")?;
+    let alarm = sensing.alarms.clear(&id, &principal.name).await?;
+    Ok(noted(
+        AuditNote::new("alarm.clear", format!("alarm:{id}")),
+        axum::Json(alarm),
+    ))
 }

@@ -112,12 +112,16 @@ fn new_token() -> Result<String, Problem> {
 
 fn validate_id(id: &str) -> Result<(), Problem> {
     let ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(Problem::validation("device id must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'")
-            .with_extension("field", "id"))
+        Err(Problem::validation(
+            "device id must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'",
+        )
+        .with_extension("field", "id"))
     }
 }
 
@@ -125,8 +129,10 @@ fn validate_location(location: &Option<Location>) -> Result<(), Problem> {
     if let Some(l) = location
         && !((-180.0..=180.0).contains(&l.lon) && (-90.0..=90.0).contains(&l.lat))
     {
-        return Err(Problem::validation("location must be WGS84 lon in -180..180 and lat in -90..90")
-            .with_extension("field", "location"));
+        return Err(Problem::validation(
+            "location must be WGS84 lon in -180..180 and lat in -90..90",
+        )
+        .with_extension("field", "location"));
     }
     Ok(())
 }
@@ -140,7 +146,9 @@ impl Sensing {
         let now = yunnao_core::time::now_ms();
         DeviceView {
             status: DeviceStatus {
-                online: row.last_seen_ms.is_some_and(|seen| now - seen <= 3 * interval_ms),
+                online: row
+                    .last_seen_ms
+                    .is_some_and(|seen| now - seen <= 3 * interval_ms),
                 last_seen: row.last_seen_ms.map(yunnao_core::time::rfc3339_ms),
                 accepted_readings: row.accepted_count,
                 rejected_messages: row.rejected_count,
@@ -158,7 +166,11 @@ impl Sensing {
         }
     }
 
-    pub async fn create_device(&self, new: NewDevice, department: String) -> Result<CreatedDevice, Problem> {
+    pub async fn create_device(
+        &self,
+        new: NewDevice,
+        department: String,
+    ) -> Result<CreatedDevice, Problem> {
         let id = match new.id {
             Some(id) => {
                 validate_id(&id)?;
@@ -167,19 +179,26 @@ impl Sensing {
             None => yunnao_core::new_id(),
         };
         if new.name.trim().is_empty() || new.name.chars().count() > 200 {
-            return Err(Problem::validation("name must be 1 to 200 characters").with_extension("field", "name"));
+            return Err(Problem::validation("name must be 1 to 200 characters")
+                .with_extension("field", "name"));
         }
         validate_location(&new.location)?;
         if self.profile(&new.profile).is_none() {
-            return Err(Problem::validation(format!("there is no device profile {:?}", new.profile))
-                .with_extension("field", "profile"));
+            return Err(Problem::validation(format!(
+                "there is no device profile {:?}",
+                new.profile
+            ))
+            .with_extension("field", "profile"));
         }
         if !self.identity.department_exists(&department).await? {
-            return Err(Problem::validation(format!("there is no department {department:?}"))
-                .with_extension("field", "department"));
+            return Err(
+                Problem::validation(format!("there is no department {department:?}"))
+                    .with_extension("field", "department"),
+            );
         }
         let token = new_token()?;
-        let tags = serde_json::to_string(&new.tags).map_err(|e| Problem::internal(e.to_string()))?;
+        let tags =
+            serde_json::to_string(&new.tags).map_err(|e| Problem::internal(e.to_string()))?;
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, name, profile_code, department_code, lon, lat, tags, token_hash, simulated, created_at_ms) \
@@ -206,7 +225,10 @@ impl Sensing {
             });
         }
         tx.commit().await?;
-        let device = self.get_device(&id).await?.ok_or_else(|| Problem::internal("device vanished"))?;
+        let device = self
+            .get_device(&id)
+            .await?
+            .ok_or_else(|| Problem::internal("device vanished"))?;
         Ok(CreatedDevice {
             device,
             access_token: token,
@@ -285,17 +307,20 @@ impl Sensing {
                 .db()?;
         }
         tx.commit().await?;
-        self.get_device(id).await?.ok_or_else(|| Problem::not_found("no such device"))
+        self.get_device(id)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such device"))
     }
 
     /// Deletes the device and its readings; its token stops working at once.
     pub async fn delete_device(&self, id: &str) -> Result<(), Problem> {
         let mut tx = self.db.begin_write().await?;
-        let hash: Option<String> = sqlx::query_scalar("SELECT token_hash FROM devices WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .db()?;
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .db()?;
         sqlx::query("DELETE FROM readings WHERE device_id = $1")
             .bind(id)
             .execute(&mut **tx)
@@ -317,11 +342,12 @@ impl Sensing {
     pub async fn rotate_token(&self, id: &str) -> Result<String, Problem> {
         let token = new_token()?;
         let mut tx = self.db.begin_write().await?;
-        let old: Option<String> = sqlx::query_scalar("SELECT token_hash FROM devices WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .db()?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .db()?;
         let old = old.ok_or_else(|| Problem::not_found(format!("there is no device {id:?}")))?;
         sqlx::query("UPDATE devices SET token_hash = $1 WHERE id = $2")
             .bind(token_hash(&token))

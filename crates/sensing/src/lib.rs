@@ -9,6 +9,7 @@
 //!
 //! Owns the tables in [`MIGRATIONS`].
 
+pub mod alarms;
 pub mod api;
 mod devices;
 mod migrations;
@@ -18,7 +19,9 @@ pub mod profiles;
 pub mod series;
 pub mod writer;
 
-pub use devices::{CreatedDevice, DeviceInfo, DevicePatch, DeviceStatus, DeviceView, Location, NewDevice};
+pub use devices::{
+    CreatedDevice, DeviceInfo, DevicePatch, DeviceStatus, DeviceView, Location, NewDevice,
+};
 pub use migrations::MIGRATIONS;
 pub use profiles::Profile;
 
@@ -37,6 +40,8 @@ pub struct SensingConfig {
     pub max_message_bytes: usize,
     /// Write requests that may wait for the writer before sources are slowed down.
     pub writer_queue: usize,
+    /// How often no-data (offline) rules are checked.
+    pub no_data_check: std::time::Duration,
 }
 
 impl Default for SensingConfig {
@@ -45,6 +50,7 @@ impl Default for SensingConfig {
             max_future_skew_ms: 5 * 60 * 1000,
             max_message_bytes: 64 * 1024,
             writer_queue: 65_536,
+            no_data_check: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -64,9 +70,9 @@ impl From<IngestError> for Problem {
     fn from(error: IngestError) -> Self {
         match error {
             IngestError::UnknownToken => Problem::unauthorized("unknown device access token"),
-            IngestError::TooLarge(limit) => {
-                Problem::payload_too_large(format!("a telemetry message may be at most {limit} bytes"))
-            }
+            IngestError::TooLarge(limit) => Problem::payload_too_large(format!(
+                "a telemetry message may be at most {limit} bytes"
+            )),
             IngestError::Rejected(reason) => Problem::bad_request(reason),
             IngestError::Unavailable(reason) => Problem::unavailable(reason),
         }
@@ -80,13 +86,19 @@ pub struct Sensing {
     pub identity: Identity,
     pub config: SensingConfig,
     profiles: Arc<HashMap<String, Profile>>,
+    pub alarms: Arc<alarms::AlarmEngine>,
     writer: writer::Writer,
     tokens: Arc<RwLock<HashMap<String, DeviceInfo>>>,
 }
 
 impl Sensing {
     /// Seeds the built-in profiles (idempotent), loads them and starts the writer.
-    pub async fn start(db: Db, bus: Bus, identity: Identity, config: SensingConfig) -> Result<Self, Problem> {
+    pub async fn start(
+        db: Db,
+        bus: Bus,
+        identity: Identity,
+        config: SensingConfig,
+    ) -> Result<Self, Problem> {
         let mut tx = db.begin_write().await?;
         for profile in profiles::builtin() {
             sqlx::query(
@@ -110,16 +122,29 @@ impl Sensing {
             .filter_map(|text| serde_json::from_str::<Profile>(text).ok())
             .map(|p| (p.code.clone(), p))
             .collect();
+        let profiles: Arc<HashMap<String, Profile>> = Arc::new(profiles);
+        let alarms = alarms::AlarmEngine::start(
+            db.clone(),
+            bus.clone(),
+            profiles.clone(),
+            config.no_data_check,
+        )
+        .await?;
         let writer = writer::Writer::start(db.clone(), bus.clone(), config.writer_queue);
         Ok(Self {
             db,
             bus,
             identity,
             config,
-            profiles: Arc::new(profiles),
+            profiles,
+            alarms,
             writer,
             tokens: Arc::new(RwLock::new(HashMap::new())),
         })
+    }
+
+    pub fn profile_map(&self) -> &HashMap<String, Profile> {
+        &self.profiles
     }
 
     pub fn profile(&self, code: &str) -> Option<&Profile> {
@@ -135,55 +160,72 @@ impl Sensing {
     /// Validates one telemetry message from `device` and returns once it is committed.
     pub async fn ingest(&self, device: &DeviceInfo, payload: &[u8]) -> Result<usize, IngestError> {
         if payload.len() > self.config.max_message_bytes {
-            let reason = format!("message of {} bytes exceeds {}", payload.len(), self.config.max_message_bytes);
+            let reason = format!(
+                "message of {} bytes exceeds {}",
+                payload.len(),
+                self.config.max_message_bytes
+            );
             self.record_rejection(&device.id, &reason).await;
             return Err(IngestError::TooLarge(self.config.max_message_bytes));
         }
-        let profile = self
-            .profile(&device.profile)
-            .ok_or_else(|| IngestError::Unavailable(format!("profile {} is not loaded", device.profile)))?;
+        let profile = self.profile(&device.profile).ok_or_else(|| {
+            IngestError::Unavailable(format!("profile {} is not loaded", device.profile))
+        })?;
         let now = yunnao_core::time::now_ms();
-        let readings = match payload::readings(payload, profile, now, self.config.max_future_skew_ms) {
-            Ok(readings) => readings,
-            Err(reason) => {
-                tracing::debug!(device = %device.id, %reason, "telemetry rejected");
-                self.record_rejection(&device.id, &reason).await;
-                return Err(IngestError::Rejected(reason));
-            }
-        };
+        let readings =
+            match payload::readings(payload, profile, now, self.config.max_future_skew_ms) {
+                Ok(readings) => readings,
+                Err(reason) => {
+                    tracing::debug!(device = %device.id, %reason, "telemetry rejected");
+                    self.record_rejection(&device.id, &reason).await;
+                    return Err(IngestError::Rejected(reason));
+                }
+            };
         let count = readings.len();
         self.writer
-            .write(device.id.clone(), readings, now)
+            .write(device.clone(), readings, now)
             .await
             .map_err(IngestError::Unavailable)?;
         Ok(count)
     }
 
     /// Validates without storing: the readings of one message, or why it is refused.
-    pub fn validate(&self, device: &DeviceInfo, message: serde_json::Value) -> Result<Vec<payload::Reading>, String> {
+    pub fn validate(
+        &self,
+        device: &DeviceInfo,
+        message: serde_json::Value,
+    ) -> Result<Vec<payload::Reading>, String> {
         let profile = self
             .profile(&device.profile)
             .ok_or_else(|| format!("profile {} is not loaded", device.profile))?;
-        payload::readings_from_value(message, profile, yunnao_core::time::now_ms(), self.config.max_future_skew_ms)
+        payload::readings_from_value(
+            message,
+            profile,
+            yunnao_core::time::now_ms(),
+            self.config.max_future_skew_ms,
+        )
     }
 
     /// Stores already validated readings; returns once committed.
-    pub async fn store(&self, device: &DeviceInfo, readings: Vec<payload::Reading>) -> Result<(), IngestError> {
+    pub async fn store(
+        &self,
+        device: &DeviceInfo,
+        readings: Vec<payload::Reading>,
+    ) -> Result<(), IngestError> {
         self.writer
-            .write(device.id.clone(), readings, yunnao_core::time::now_ms())
+            .write(device.clone(), readings, yunnao_core::time::now_ms())
             .await
             .map_err(IngestError::Unavailable)
     }
 
     /// The ingestion view of a device by id.
     pub async fn device_info(&self, id: &str) -> Result<Option<DeviceInfo>, Problem> {
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT id, profile_code, department_code FROM devices WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await
-        .db()?;
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT id, profile_code, department_code FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await
+                .db()?;
         Ok(row.map(|(id, profile, department)| DeviceInfo {
             id: id.into(),
             profile,
@@ -192,7 +234,11 @@ impl Sensing {
     }
 
     /// [`Sensing::ingest`] for a device named by its access token.
-    pub async fn ingest_with_token(&self, token: &str, payload: &[u8]) -> Result<usize, IngestError> {
+    pub async fn ingest_with_token(
+        &self,
+        token: &str,
+        payload: &[u8],
+    ) -> Result<usize, IngestError> {
         let device = self
             .device_for_token(token)
             .await

@@ -38,5 +38,44 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             sqlite: "CREATE TABLE readings (device_id TEXT NOT NULL, key TEXT NOT NULL, ts_ms BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, PRIMARY KEY (device_id, key, ts_ms)) WITHOUT ROWID",
             postgres: "CREATE TABLE readings (device_id TEXT NOT NULL, key TEXT NOT NULL, ts_ms BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, PRIMARY KEY (device_id, key, ts_ms))",
         },
+        Migration::portable(3, "alarm rules and alarms", ALARMS),
     ],
 };
+
+const ALARMS: &str = r#"
+CREATE TABLE alarm_rules (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    department_code TEXT,
+    profile_code TEXT,
+    device_id TEXT,
+    key TEXT,
+    kind TEXT NOT NULL,
+    operator TEXT,
+    threshold DOUBLE PRECISION,
+    threshold_high DOUBLE PRECISION,
+    duration_s BIGINT NOT NULL DEFAULT 0,
+    consecutive BIGINT NOT NULL DEFAULT 1,
+    missed_intervals BIGINT NOT NULL DEFAULT 3,
+    severity TEXT NOT NULL,
+    auto_clear BIGINT NOT NULL DEFAULT 1,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE alarms (
+    id TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    value DOUBLE PRECISION,
+    raised_at_ms BIGINT NOT NULL,
+    acknowledged_at_ms BIGINT,
+    acknowledged_by TEXT,
+    cleared_at_ms BIGINT,
+    cleared_by TEXT
+);
+CREATE UNIQUE INDEX alarms_one_active ON alarms (rule_id, device_id) WHERE cleared_at_ms IS NULL;
+CREATE INDEX alarms_device ON alarms (device_id, raised_at_ms);
+CREATE INDEX alarms_department ON alarms (department_code, raised_at_ms);
+"#;

@@ -18,10 +18,10 @@
 use crate::{DeviceInfo, IngestError, Sensing};
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
+use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Codec, ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, SubAck, SubscribeReasonCode,
 };
-use rumqttc::mqttbytes::QoS;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -56,9 +56,9 @@ pub async fn serve(sensing: Sensing, listener: TcpListener) {
 
 /// What to send once a message's commit resolves.
 enum Ack {
-    None,
-    PubAck(u16),
-    PubRec(u16),
+    Nothing,
+    Puback(u16),
+    Pubrec(u16),
 }
 
 type Pending = Pin<Box<dyn Future<Output = (Ack, Result<usize, IngestError>)> + Send>>;
@@ -76,24 +76,37 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
         Ok(None) => return Err("closed before CONNECT".into()),
         Err(_) => return Err("no CONNECT within 10 s".into()),
     };
-    let token = connect.login.as_ref().map(|l| l.username.clone()).unwrap_or_default();
+    let token = connect
+        .login
+        .as_ref()
+        .map(|l| l.username.clone())
+        .unwrap_or_default();
     let device = match sensing.device_for_token(&token).await {
         Ok(Some(device)) => device,
         Ok(None) => {
             let _ = framed
-                .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadUserNamePassword, false)))
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::BadUserNamePassword,
+                    false,
+                )))
                 .await;
             return Err("unknown device token".into());
         }
         Err(problem) => {
             let _ = framed
-                .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false)))
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::ServiceUnavailable,
+                    false,
+                )))
                 .await;
             return Err(problem.to_string());
         }
     };
     framed
-        .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        )))
         .await
         .map_err(|e| format!("{e:?}"))?;
     let own_topic = format!("yunnao/devices/{}/telemetry", device.id);
@@ -110,9 +123,9 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
                     return Err(format!("storage unavailable, not acknowledged: {reason}"));
                 }
                 let packet = match ack {
-                    Ack::None => None,
-                    Ack::PubAck(pkid) => Some(Packet::PubAck(PubAck::new(pkid))),
-                    Ack::PubRec(pkid) => Some(Packet::PubRec(PubRec::new(pkid))),
+                    Ack::Nothing => None,
+                    Ack::Puback(pkid) => Some(Packet::PubAck(PubAck::new(pkid))),
+                    Ack::Pubrec(pkid) => Some(Packet::PubRec(PubRec::new(pkid))),
                 };
                 if let Some(packet) = packet {
                     framed.send(packet).await.map_err(|e| format!("{e:?}"))?;
@@ -128,9 +141,9 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
                 match packet {
                     Packet::Publish(publish) => {
                         let ack = match publish.qos {
-                            QoS::AtMostOnce => Ack::None,
-                            QoS::AtLeastOnce => Ack::PubAck(publish.pkid),
-                            QoS::ExactlyOnce => Ack::PubRec(publish.pkid),
+                            QoS::AtMostOnce => Ack::Nothing,
+                            QoS::AtLeastOnce => Ack::Puback(publish.pkid),
+                            QoS::ExactlyOnce => Ack::Pubrec(publish.pkid),
                         };
                         let topic_ok = publish.topic == TB_TELEMETRY_TOPIC || publish.topic == own_topic;
                         let sensing = sensing.clone();

@@ -94,7 +94,9 @@ fn sample(
             )
         })?;
         let value = match raw {
-            Value::Number(n) => n.as_f64().ok_or_else(|| format!("{key}: not a finite number"))?,
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| format!("{key}: not a finite number"))?,
             Value::Bool(b) if spec.unit == "bool" => f64::from(u8::from(*b)),
             other => return Err(format!("{key}: expected a number, got {other}")),
         };
@@ -126,27 +128,53 @@ mod tests {
 
     #[test]
     fn accepted_payloads() {
-        let gas = builtin().into_iter().find(|p| p.code == "manhole-gas").expect("profile");
-        let parking = builtin().into_iter().find(|p| p.code == "parking-space").expect("profile");
-        let cases: Vec<(&Profile, &str, Vec<(&str, i64, f64)>)> = vec![
+        let gas = builtin()
+            .into_iter()
+            .find(|p| p.code == "manhole-gas")
+            .expect("profile");
+        let parking = builtin()
+            .into_iter()
+            .find(|p| p.code == "parking-space")
+            .expect("profile");
+        type Case<'a> = (&'a Profile, &'a str, Vec<(&'a str, i64, f64)>);
+        let cases: Vec<Case> = vec![
             (&gas, r#"{"CH4": 12.5}"#, vec![("CH4", NOW, 12.5)]),
-            (&gas, r#"{"ts": 1794999999000, "values": {"CO": 3, "H2S": 0}}"#,
-                vec![("CO", 1_794_999_999_000, 3.0), ("H2S", 1_794_999_999_000, 0.0)]),
-            (&gas, r#"[{"CH4": 1}, {"ts": 1794999990000, "values": {"CH4": 2}}]"#,
-                vec![("CH4", NOW, 1.0), ("CH4", 1_794_999_990_000, 2.0)]),
-            (&parking, r#"{"occupied": true}"#, vec![("occupied", NOW, 1.0)]),
+            (
+                &gas,
+                r#"{"ts": 1794999999000, "values": {"CO": 3, "H2S": 0}}"#,
+                vec![
+                    ("CO", 1_794_999_999_000, 3.0),
+                    ("H2S", 1_794_999_999_000, 0.0),
+                ],
+            ),
+            (
+                &gas,
+                r#"[{"CH4": 1}, {"ts": 1794999990000, "values": {"CH4": 2}}]"#,
+                vec![("CH4", NOW, 1.0), ("CH4", 1_794_999_990_000, 2.0)],
+            ),
+            (
+                &parking,
+                r#"{"occupied": true}"#,
+                vec![("occupied", NOW, 1.0)],
+            ),
             (&parking, r#"{"occupied": 0}"#, vec![("occupied", NOW, 0.0)]),
         ];
         for (profile, payload, expected) in cases {
             let got = readings(payload.as_bytes(), profile, NOW, SKEW).expect(payload);
-            let got: Vec<(&str, i64, f64)> = got.iter().map(|r| (r.key.as_str(), r.ts_ms, r.value)).collect();
+            let got: Vec<(&str, i64, f64)> = got
+                .iter()
+                .map(|r| (r.key.as_str(), r.ts_ms, r.value))
+                .collect();
             assert_eq!(got, expected, "{payload}");
         }
     }
 
     #[test]
     fn rejected_payloads_say_why() {
-        let gas = builtin().into_iter().find(|p| p.code == "manhole-gas").expect("profile");
+        let gas = builtin()
+            .into_iter()
+            .find(|p| p.code == "manhole-gas")
+            .expect("profile");
         let cases = [
             ("{\"CH4\": ", "not valid JSON"),
             ("[]", "empty array"),
@@ -156,9 +184,18 @@ mod tests {
             (r#"{"CH4": 150}"#, "outside the physical range"),
             (r#"{"CH4": -1}"#, "outside the physical range"),
             (r#"{"temperature": 20}"#, "not in profile manhole-gas"),
-            (r#"{"ts": 1795000900000, "values": {"CH4": 1}}"#, "in the future"),
-            (r#"{"ts": "yesterday", "values": {"CH4": 1}}"#, "ts must be an integer"),
-            (r#"{"ts": 1, "values": {"CH4": 1}, "x": 2}"#, "nothing else beside"),
+            (
+                r#"{"ts": 1795000900000, "values": {"CH4": 1}}"#,
+                "in the future",
+            ),
+            (
+                r#"{"ts": "yesterday", "values": {"CH4": 1}}"#,
+                "ts must be an integer",
+            ),
+            (
+                r#"{"ts": 1, "values": {"CH4": 1}, "x": 2}"#,
+                "nothing else beside",
+            ),
             (r#"{}"#, "no values"),
             (r#"[{"CH4": 1}, {"CH4": 900}]"#, "item 1: CH4 = 900"),
         ];

@@ -40,7 +40,11 @@ pub struct Bucket {
 
 impl Sensing {
     /// The newest value of each of `keys` (all profile keys when empty) that has one.
-    pub async fn latest(&self, device_id: &str, keys: &[String]) -> Result<Vec<LatestValue>, Problem> {
+    pub async fn latest(
+        &self,
+        device_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<LatestValue>, Problem> {
         let mut out = Vec::new();
         for key in keys {
             let row: Option<(i64, f64)> = sqlx::query_as(
@@ -63,7 +67,15 @@ impl Sensing {
     }
 
     /// Raw points of one key in `[from, to)`, oldest first, `limit` per page after `after`.
-    pub async fn raw(&self, device_id: &str, key: &str, from: i64, to: i64, after: Option<i64>, limit: i64) -> Result<RawPage, Problem> {
+    pub async fn raw(
+        &self,
+        device_id: &str,
+        key: &str,
+        from: i64,
+        to: i64,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<RawPage, Problem> {
         let start = after.map_or(from, |a| a.saturating_add(1).max(from));
         let rows: Vec<(i64, f64)> = sqlx::query_as(
             "SELECT ts_ms, value FROM readings WHERE device_id = $1 AND key = $2 AND ts_ms >= $3 AND ts_ms < $4 \
@@ -85,14 +97,25 @@ impl Sensing {
             .collect();
         Ok(RawPage {
             key: key.to_owned(),
-            next_after: if more { points.last().map(|p| p.ts) } else { None },
+            next_after: if more {
+                points.last().map(|p| p.ts)
+            } else {
+                None
+            },
             points,
         })
     }
 
     /// avg/min/max/sum/count of one key per `interval_ms` bucket in `[from, to)`; buckets are
     /// aligned to the epoch (so hourly buckets start on the hour, UTC).
-    pub async fn aggregate(&self, device_id: &str, key: &str, from: i64, to: i64, interval_ms: i64) -> Result<Vec<Bucket>, Problem> {
+    pub async fn aggregate(
+        &self,
+        device_id: &str,
+        key: &str,
+        from: i64,
+        to: i64,
+        interval_ms: i64,
+    ) -> Result<Vec<Bucket>, Problem> {
         let rows: Vec<(i64, f64, f64, f64, f64, i64)> = sqlx::query_as(
             "SELECT (ts_ms / $1) * $1 AS bucket, AVG(value), MIN(value), MAX(value), SUM(value), COUNT(*) \
              FROM readings WHERE device_id = $2 AND key = $3 AND ts_ms >= $4 AND ts_ms < $5 \

@@ -3,10 +3,10 @@
 //! multi-row INSERTs, then answers every request. Commits are thus grouped exactly as much as
 //! the load demands, with no timer, and an acknowledgement always means "durably stored".
 
+use crate::DeviceInfo;
 use crate::payload::Reading;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use yunnao_bus::{Bus, Event};
 use yunnao_store::{Db, StoreError, sqlx};
@@ -17,7 +17,7 @@ const ROWS_PER_STATEMENT: usize = 100;
 const MAX_BATCH_READINGS: usize = 20_000;
 
 pub struct WriteRequest {
-    pub device_id: Arc<str>,
+    pub device: DeviceInfo,
     pub readings: Vec<Reading>,
     pub received_ms: i64,
     pub done: oneshot::Sender<Result<(), String>>,
@@ -38,6 +38,8 @@ pub struct TelemetryCommitted {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceReadings {
     pub device_id: String,
+    pub profile: String,
+    pub department: String,
     /// (key, ts_ms, value)
     pub readings: Vec<(String, i64, f64)>,
 }
@@ -58,11 +60,16 @@ impl Writer {
     }
 
     /// Queues readings and waits until they are committed.
-    pub async fn write(&self, device_id: Arc<str>, readings: Vec<Reading>, received_ms: i64) -> Result<(), String> {
+    pub async fn write(
+        &self,
+        device: DeviceInfo,
+        readings: Vec<Reading>,
+        received_ms: i64,
+    ) -> Result<(), String> {
         let (done, committed) = oneshot::channel();
         self.sender
             .send(WriteRequest {
-                device_id,
+                device,
                 readings,
                 received_ms,
                 done,
@@ -100,7 +107,9 @@ async fn run(db: Db, bus: Bus, mut receiver: mpsc::Receiver<WriteRequest>) {
         for request in batch {
             if result.is_ok() {
                 event.devices.push(DeviceReadings {
-                    device_id: request.device_id.to_string(),
+                    device_id: request.device.id.to_string(),
+                    profile: request.device.profile.clone(),
+                    department: request.device.department.clone(),
                     readings: request
                         .readings
                         .iter()
@@ -126,11 +135,15 @@ async fn run(db: Db, bus: Bus, mut receiver: mpsc::Receiver<WriteRequest>) {
 async fn commit(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
     let rows: Vec<(&str, &Reading)> = batch
         .iter()
-        .flat_map(|r| r.readings.iter().map(move |reading| (&*r.device_id, reading)))
+        .flat_map(|r| {
+            r.readings
+                .iter()
+                .map(move |reading| (&*r.device.id, reading))
+        })
         .collect();
     let mut seen: HashMap<&str, (i64, i64)> = HashMap::new();
     for request in batch {
-        let entry = seen.entry(&request.device_id).or_insert((0, 0));
+        let entry = seen.entry(&request.device.id).or_insert((0, 0));
         entry.0 = entry.0.max(request.received_ms);
         entry.1 += request.readings.len() as i64;
     }

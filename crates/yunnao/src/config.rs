@@ -26,6 +26,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub token_ttl_secs: i64,
     pub body_limit_bytes: usize,
+    /// How often offline (no-data) alarm rules are checked, in milliseconds.
+    pub no_data_check_ms: u64,
     /// tracing filter, e.g. `info` or `yunnao=debug,info`.
     pub log: String,
 }
@@ -42,6 +44,7 @@ impl Default for Config {
             admin_password: None,
             token_ttl_secs: 8 * 3600,
             body_limit_bytes: 1024 * 1024,
+            no_data_check_ms: 30_000,
             log: "info".into(),
         }
     }
@@ -85,6 +88,7 @@ impl Config {
                 "admin_password",
                 "token_ttl_secs",
                 "body_limit_bytes",
+                "no_data_check_ms",
                 "log",
             ]))
             .merge(Serialized::defaults(overrides))

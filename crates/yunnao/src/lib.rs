@@ -85,7 +85,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         db.clone(),
         bus.clone(),
         identity.clone(),
-        yunnao_sensing::SensingConfig::default(),
+        yunnao_sensing::SensingConfig {
+            no_data_check: std::time::Duration::from_millis(config.no_data_check_ms.max(10)),
+            ..yunnao_sensing::SensingConfig::default()
+        },
     )
     .await
     .map_err(|p| anyhow::anyhow!("sensing hub: {p}"))?;
@@ -135,7 +138,8 @@ pub async fn serve(
     mqtt: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mqtt_task = mqtt.map(|listener| tokio::spawn(yunnao_sensing::mqtt::serve(app.sensing.clone(), listener)));
+    let mqtt_task = mqtt
+        .map(|listener| tokio::spawn(yunnao_sensing::mqtt::serve(app.sensing.clone(), listener)));
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -175,10 +175,18 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let mqtt = if config.mqtt_listen.is_empty() {
         None
     } else {
-        let mqtt = tokio::net::TcpListener::bind(&config.mqtt_listen).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen for MQTT on {}: {e} (set --mqtt-listen)", config.mqtt_listen)
-        })?;
-        println!("device MQTT on mqtt://{} (username = device access token)", mqtt.local_addr()?);
+        let mqtt = tokio::net::TcpListener::bind(&config.mqtt_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen for MQTT on {}: {e} (set --mqtt-listen)",
+                    config.mqtt_listen
+                )
+            })?;
+        println!(
+            "device MQTT on mqtt://{} (username = device access token)",
+            mqtt.local_addr()?
+        );
         Some(mqtt)
     };
     println!(

@@ -16,7 +16,16 @@ struct Running {
 
 fn start(db_url: &str, data_dir: &std::path::Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_yunnao"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--db", db_url, "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--db",
+            db_url,
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("YUNNAO_ADMIN_PASSWORD", "crash-test-password")
         .env("YUNNAO_LOG", "warn")
@@ -28,7 +37,10 @@ fn start(db_url: &str, data_dir: &std::path::Path) -> Running {
     let mut lines = BufReader::new(stdout).lines();
     let (mut http, mut mqtt_port) = (None, None);
     while http.is_none() || mqtt_port.is_none() {
-        let line = lines.next().expect("server printed its addresses").expect("line");
+        let line = lines
+            .next()
+            .expect("server printed its addresses")
+            .expect("line");
         if let Some(rest) = line.split("mqtt://").nth(1) {
             mqtt_port = rest.split([':', ' ']).nth(1).and_then(|p| p.parse().ok());
         }
@@ -53,14 +65,25 @@ async fn acknowledged_readings_survive_kill_9(backend: TestBackend) {
     let signed_in: Value = http
         .post(format!("{}/api/v1/auth/sign-in", server.http))
         .json(&json!({"username": "admin", "password": "crash-test-password"}))
-        .send().await.expect("sign in").json().await.expect("json");
-    let admin = signed_in["access_token"].as_str().expect("token").to_owned();
+        .send()
+        .await
+        .expect("sign in")
+        .json()
+        .await
+        .expect("json");
+    let admin = signed_in["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let created: Value = http
         .post(format!("{}/api/v1/devices", server.http))
         .bearer_auth(&admin)
         .json(&json!({"id": "flow-1", "name": "大沽河流量站", "profile": "river-flow", "department": "water"}))
         .send().await.expect("create").json().await.expect("json");
-    let token = created["access_token"].as_str().expect("device token").to_owned();
+    let token = created["access_token"]
+        .as_str()
+        .expect("device token")
+        .to_owned();
 
     let mut options = MqttOptions::new("flow-1", "127.0.0.1", server.mqtt_port);
     options.set_credentials(token, "");
@@ -69,8 +92,13 @@ async fn acknowledged_readings_survive_kill_9(backend: TestBackend) {
     let base = 1_795_000_000_000_i64;
     tokio::spawn(async move {
         for i in 0..20_000_i64 {
-            let payload = json!({"ts": base + i * 1000, "values": {"flow": (i % 500) as f64}}).to_string();
-            if client.publish("v1/devices/me/telemetry", QoS::AtLeastOnce, false, payload).await.is_err() {
+            let payload =
+                json!({"ts": base + i * 1000, "values": {"flow": (i % 500) as f64}}).to_string();
+            if client
+                .publish("v1/devices/me/telemetry", QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -78,7 +106,10 @@ async fn acknowledged_readings_survive_kill_9(backend: TestBackend) {
     // Acknowledgements come in publish order, so `acked` PUBACKs cover the first `acked` readings.
     let mut acked: i64 = 0;
     while acked < 1500 {
-        match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("progress") {
+        match tokio::time::timeout(Duration::from_secs(30), eventloop.poll())
+            .await
+            .expect("progress")
+        {
             Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
             Ok(_) => {}
             Err(error) => panic!("connection failed early: {error:?}"),
@@ -87,7 +118,9 @@ async fn acknowledged_readings_survive_kill_9(backend: TestBackend) {
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("reaped");
     // Drain whatever acknowledgements were already on the wire before the kill.
-    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
+    while let Ok(Ok(event)) =
+        tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await
+    {
         if let Event::Incoming(Packet::PubAck(_)) = event {
             acked += 1;
         }
@@ -95,11 +128,19 @@ async fn acknowledged_readings_survive_kill_9(backend: TestBackend) {
 
     let mut restarted = start(&test.url, data_dir.path());
     let db = Db::connect(&test.url).await.expect("db");
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE device_id = 'flow-1' AND ts_ms < $1")
-        .bind(base + acked * 1000)
-        .fetch_one(db.pool()).await.expect("count");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM readings WHERE device_id = 'flow-1' AND ts_ms < $1",
+    )
+    .bind(base + acked * 1000)
+    .fetch_one(db.pool())
+    .await
+    .expect("count");
     assert_eq!(stored, acked, "every acknowledged reading survived");
-    let health = http.get(format!("{}/health", restarted.http)).send().await.expect("health");
+    let health = http
+        .get(format!("{}/health", restarted.http))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(health.status(), 200);
     restarted.child.kill().expect("kill");
     let _ = restarted.child.wait();

@@ -11,11 +11,22 @@ use support::{TestServer, expect_problem};
 use yunnao_store::testing::TestBackend;
 use yunnao_store::{backend_tests, sqlx};
 
-async fn create_device(server: &TestServer, token: &str, id: &str, profile: &str, department: &str) -> String {
+async fn create_device(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    profile: &str,
+    department: &str,
+) -> String {
     let response = server
-        .request(Method::POST, "/api/v1/devices", Some(token), Some(json!({
+        .request(
+            Method::POST,
+            "/api/v1/devices",
+            Some(token),
+            Some(json!({
             "id": id, "name": format!("测试设备 {id}"), "profile": profile,
-            "department": department, "location": {"lon": 120.38, "lat": 36.07}})))
+            "department": department, "location": {"lon": 120.38, "lat": 36.07}})),
+        )
         .await;
     assert_eq!(response.status(), 201, "create {id}");
     let body: Value = response.json().await.expect("json");
@@ -37,40 +48,123 @@ async fn devices_belong_to_departments(backend: TestBackend) {
     let police = server.user(&admin, "police.op", "police", "operator").await;
     let resident = server.user(&admin, "someone", "water", "resident").await;
 
-    let profiles: Vec<Value> = server.request(Method::GET, "/api/v1/device-profiles", Some(&water), None).await.json().await.expect("json");
+    let profiles: Vec<Value> = server
+        .request(Method::GET, "/api/v1/device-profiles", Some(&water), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(profiles.len(), 10);
 
     create_device(&server, &water, "rain-1", "rain-gauge", "water").await;
     expect_problem(
-        server.request(Method::POST, "/api/v1/devices", Some(&water), Some(json!({"name": "x", "profile": "rain-gauge", "department": "police"}))).await,
-        403, "forbidden").await;
+        server
+            .request(
+                Method::POST,
+                "/api/v1/devices",
+                Some(&water),
+                Some(json!({"name": "x", "profile": "rain-gauge", "department": "police"})),
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
     expect_problem(
-        server.request(Method::POST, "/api/v1/devices", Some(&resident), Some(json!({"name": "x", "profile": "rain-gauge"}))).await,
-        403, "forbidden").await;
+        server
+            .request(
+                Method::POST,
+                "/api/v1/devices",
+                Some(&resident),
+                Some(json!({"name": "x", "profile": "rain-gauge"})),
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
     expect_problem(
-        server.request(Method::POST, "/api/v1/devices", Some(&water), Some(json!({"name": "x", "profile": "teapot"}))).await,
-        422, "validation").await;
+        server
+            .request(
+                Method::POST,
+                "/api/v1/devices",
+                Some(&water),
+                Some(json!({"name": "x", "profile": "teapot"})),
+            )
+            .await,
+        422,
+        "validation",
+    )
+    .await;
     expect_problem(
         server.request(Method::POST, "/api/v1/devices", Some(&water), Some(json!({"name": "x", "profile": "rain-gauge", "location": {"lon": 500, "lat": 0}}))).await,
         422, "validation").await;
     expect_problem(
-        server.request(Method::POST, "/api/v1/devices", Some(&water), Some(json!({"id": "rain-1", "name": "again", "profile": "rain-gauge"}))).await,
-        409, "conflict").await;
+        server
+            .request(
+                Method::POST,
+                "/api/v1/devices",
+                Some(&water),
+                Some(json!({"id": "rain-1", "name": "again", "profile": "rain-gauge"})),
+            )
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
 
     // The police bureau does not see the water bureau's device.
-    expect_problem(server.request(Method::GET, "/api/v1/devices/rain-1", Some(&police), None).await, 404, "not-found").await;
-    let page: Value = server.request(Method::GET, "/api/v1/devices", Some(&police), None).await.json().await.expect("json");
+    expect_problem(
+        server
+            .request(Method::GET, "/api/v1/devices/rain-1", Some(&police), None)
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+    let page: Value = server
+        .request(Method::GET, "/api/v1/devices", Some(&police), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page["total"], 0);
-    let page: Value = server.request(Method::GET, "/api/v1/devices", Some(&water), None).await.json().await.expect("json");
+    let page: Value = server
+        .request(Method::GET, "/api/v1/devices", Some(&water), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page["total"], 1);
     assert_eq!(page["devices"][0]["name"], "测试设备 rain-1");
 
     let patched: Value = server
-        .request(Method::PATCH, "/api/v1/devices/rain-1", Some(&water), Some(json!({"tags": ["崂山区"]})))
-        .await.json().await.expect("json");
+        .request(
+            Method::PATCH,
+            "/api/v1/devices/rain-1",
+            Some(&water),
+            Some(json!({"tags": ["崂山区"]})),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(patched["tags"], json!(["崂山区"]));
-    assert_eq!(server.request(Method::DELETE, "/api/v1/devices/rain-1", Some(&water), None).await.status(), 204);
-    expect_problem(server.request(Method::GET, "/api/v1/devices/rain-1", Some(&water), None).await, 404, "not-found").await;
+    assert_eq!(
+        server
+            .request(Method::DELETE, "/api/v1/devices/rain-1", Some(&water), None)
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        server
+            .request(Method::GET, "/api/v1/devices/rain-1", Some(&water), None)
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
     server.cleanup().await;
 }
 
@@ -78,15 +172,31 @@ async fn http_telemetry_is_validated_stored_and_queryable(backend: TestBackend) 
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let token = create_device(&server, &admin, "level-1", "reservoir-level", "water").await;
-    let post = |body: String| server.client.post(server.url(&format!("/api/v1/{token}/telemetry"))).header("content-type", "application/json").body(body).send();
+    let post = |body: String| {
+        server
+            .client
+            .post(server.url(&format!("/api/v1/{token}/telemetry")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     // One hour of 5-minute readings, 4.0 m rising 0.1 m per reading, sent as one array.
     let hour = 1_795_000_000_000_i64 - 1_795_000_000_000_i64 % 3_600_000;
-    let items: Vec<Value> = (0..12).map(|i| json!({"ts": hour + i * 300_000, "values": {"height": 4.0 + 0.1 * i as f64}})).collect();
+    let items: Vec<Value> = (0..12)
+        .map(|i| json!({"ts": hour + i * 300_000, "values": {"height": 4.0 + 0.1 * i as f64}}))
+        .collect();
     let response = post(Value::Array(items).to_string()).await.expect("sent");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.expect("json")["accepted_readings"], 12);
-    assert_eq!(stored_readings(&server, "level-1").await, 12, "answered only after commit");
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["accepted_readings"],
+        12
+    );
+    assert_eq!(
+        stored_readings(&server, "level-1").await,
+        12,
+        "answered only after commit"
+    );
 
     for (body, status, slug) in [
         ("{\"height\": ", 400, "bad-request"),
@@ -97,21 +207,60 @@ async fn http_telemetry_is_validated_stored_and_queryable(backend: TestBackend) 
     ] {
         expect_problem(post(body.to_owned()).await.expect("sent"), status, slug).await;
     }
-    assert_eq!(stored_readings(&server, "level-1").await, 12, "nothing half-stored");
-    let future = format!("{{\"ts\": {}, \"values\": {{\"height\": 1}}}}", yunnao_core::time::now_ms() + 3_600_000);
+    assert_eq!(
+        stored_readings(&server, "level-1").await,
+        12,
+        "nothing half-stored"
+    );
+    let future = format!(
+        "{{\"ts\": {}, \"values\": {{\"height\": 1}}}}",
+        yunnao_core::time::now_ms() + 3_600_000
+    );
     let problem = expect_problem(post(future).await.expect("sent"), 400, "bad-request").await;
     assert!(problem["detail"].as_str().unwrap_or("").contains("future"));
     let oversized = format!("{{\"height\": 1, \"pad\": \"{}\"}}", "x".repeat(70_000));
-    expect_problem(post(oversized).await.expect("sent"), 413, "payload-too-large").await;
-    let unknown = server.client.post(server.url("/api/v1/not-a-token/telemetry")).header("content-type", "application/json").body("{\"height\": 1}").send().await.expect("sent");
+    expect_problem(
+        post(oversized).await.expect("sent"),
+        413,
+        "payload-too-large",
+    )
+    .await;
+    let unknown = server
+        .client
+        .post(server.url("/api/v1/not-a-token/telemetry"))
+        .header("content-type", "application/json")
+        .body("{\"height\": 1}")
+        .send()
+        .await
+        .expect("sent");
     expect_problem(unknown, 401, "unauthorized").await;
 
-    let device: Value = server.request(Method::GET, "/api/v1/devices/level-1", Some(&admin), None).await.json().await.expect("json");
+    let device: Value = server
+        .request(Method::GET, "/api/v1/devices/level-1", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(device["status"]["accepted_readings"], 12);
     assert_eq!(device["status"]["rejected_messages"], 7);
-    assert!(device["status"]["last_rejection"].as_str().unwrap_or("").contains("exceeds"));
+    assert!(
+        device["status"]["last_rejection"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exceeds")
+    );
 
-    let latest: Vec<Value> = server.request(Method::GET, "/api/v1/devices/level-1/telemetry/latest", Some(&admin), None).await.json().await.expect("json");
+    let latest: Vec<Value> = server
+        .request(
+            Method::GET,
+            "/api/v1/devices/level-1/telemetry/latest",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0]["ts"], hour + 11 * 300_000);
     assert!((latest[0]["value"].as_f64().expect("value") - 5.1).abs() < 1e-9);
@@ -136,13 +285,21 @@ async fn http_telemetry_is_validated_stored_and_queryable(backend: TestBackend) 
     let buckets: Vec<Value> = server
         .request(Method::GET, &format!("/api/v1/devices/level-1/telemetry/aggregate?key=height&from={hour}&to={}&interval=900", hour + 3_600_000), Some(&admin), None)
         .await.json().await.expect("json");
-    let expected = [(0, 4.1, 4.0, 4.2), (1, 4.4, 4.3, 4.5), (2, 4.7, 4.6, 4.8), (3, 5.0, 4.9, 5.1)];
+    let expected = [
+        (0, 4.1, 4.0, 4.2),
+        (1, 4.4, 4.3, 4.5),
+        (2, 4.7, 4.6, 4.8),
+        (3, 5.0, 4.9, 5.1),
+    ];
     assert_eq!(buckets.len(), expected.len());
     for (bucket, (n, avg, min, max)) in buckets.iter().zip(expected) {
         assert_eq!(bucket["start"], hour + n * 900_000);
         assert_eq!(bucket["count"], 3);
         for (field, want) in [("avg", avg), ("min", min), ("max", max)] {
-            assert!((bucket[field].as_f64().expect("number") - want).abs() < 1e-9, "{field} of bucket {n}: {bucket}");
+            assert!(
+                (bucket[field].as_f64().expect("number") - want).abs() < 1e-9,
+                "{field} of bucket {n}: {bucket}"
+            );
         }
     }
     server.cleanup().await;
@@ -153,10 +310,27 @@ async fn bulk_uploads_report_each_refused_item(backend: TestBackend) {
     let admin = server.admin().await;
     create_device(&server, &admin, "aq-1", "air-quality", "ecology").await;
     create_device(&server, &admin, "aq-2", "air-quality", "ecology").await;
-    create_device(&server, &admin, "lamp-1", "smart-lamp-post", "city-management").await;
+    create_device(
+        &server,
+        &admin,
+        "lamp-1",
+        "smart-lamp-post",
+        "city-management",
+    )
+    .await;
     let gateway: Value = server
-        .request(Method::POST, "/api/v1/api-clients", Some(&admin), Some(json!({"name": "环境网关", "department": "ecology", "scopes": ["telemetry:write"]})))
-        .await.json().await.expect("json");
+        .request(
+            Method::POST,
+            "/api/v1/api-clients",
+            Some(&admin),
+            Some(
+                json!({"name": "环境网关", "department": "ecology", "scopes": ["telemetry:write"]}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     let key = gateway["api_key"].as_str().expect("key");
 
     let items = json!([
@@ -168,27 +342,67 @@ async fn bulk_uploads_report_each_refused_item(backend: TestBackend) {
         {"pm25": 1},
         "text"
     ]);
-    let report: Value = server.request(Method::POST, "/api/v1/telemetry/bulk", Some(key), Some(items)).await.json().await.expect("json");
+    let report: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/telemetry/bulk",
+            Some(key),
+            Some(items),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(report["accepted_items"], 2, "{report}");
     assert_eq!(report["accepted_readings"], 3);
-    let refused: Vec<(i64, String)> = report["rejected"].as_array().expect("array").iter()
-        .map(|r| (r["index"].as_i64().unwrap_or(-1), r["reason"].as_str().unwrap_or("").to_owned())).collect();
+    let refused: Vec<(i64, String)> = report["rejected"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_i64().unwrap_or(-1),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
     let indexes: Vec<i64> = refused.iter().map(|r| r.0).collect();
     assert_eq!(indexes, vec![2, 3, 4, 5, 6]);
     assert!(refused[0].1.contains("outside the physical range"));
     assert!(refused[1].1.contains("unknown device"));
-    assert!(refused[2].1.contains("not allowed"), "another department's device");
+    assert!(
+        refused[2].1.contains("not allowed"),
+        "another department's device"
+    );
     assert_eq!(stored_readings(&server, "aq-1").await, 2);
     assert_eq!(stored_readings(&server, "lamp-1").await, 0);
 
-    let ndjson = "{\"device\": \"aq-1\", \"pm25\": 40}\n\n{\"device\": \"aq-2\", \"pm25\": 41}\n{broken\n";
-    let report: Value = server.client.post(server.url("/api/v1/telemetry/bulk")).header("x-api-key", key)
-        .header("content-type", "application/x-ndjson").body(ndjson).send().await.expect("sent").json().await.expect("json");
+    let ndjson =
+        "{\"device\": \"aq-1\", \"pm25\": 40}\n\n{\"device\": \"aq-2\", \"pm25\": 41}\n{broken\n";
+    let report: Value = server
+        .client
+        .post(server.url("/api/v1/telemetry/bulk"))
+        .header("x-api-key", key)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(report["accepted_items"], 2);
     assert_eq!(report["rejected"][0]["index"], 3);
 
-    let wrong_type = server.client.post(server.url("/api/v1/telemetry/bulk")).header("x-api-key", key)
-        .header("content-type", "text/csv").body("a,b").send().await.expect("sent");
+    let wrong_type = server
+        .client
+        .post(server.url("/api/v1/telemetry/bulk"))
+        .header("x-api-key", key)
+        .header("content-type", "text/csv")
+        .body("a,b")
+        .send()
+        .await
+        .expect("sent");
     expect_problem(wrong_type, 415, "unsupported-media-type").await;
     server.cleanup().await;
 }
@@ -211,22 +425,37 @@ async fn mqtt_qos1_is_acknowledged_only_after_commit(backend: TestBackend) {
     let publisher = tokio::spawn(async move {
         for i in 0..total {
             let payload = json!({"ts": base + i * 1000, "values": {"occupied": i % 2}}).to_string();
-            client.publish("v1/devices/me/telemetry", QoS::AtLeastOnce, false, payload).await.expect("queued");
+            client
+                .publish("v1/devices/me/telemetry", QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("queued");
         }
         client
     });
     let mut acked = 0;
     let db = server.identity.db.clone();
     while acked < total {
-        match tokio::time::timeout(Duration::from_secs(20), eventloop.poll()).await.expect("progress").expect("connection") {
+        match tokio::time::timeout(Duration::from_secs(20), eventloop.poll())
+            .await
+            .expect("progress")
+            .expect("connection")
+        {
             Event::Incoming(Packet::PubAck(_)) => {
                 acked += 1;
                 // Every acknowledged reading is already committed.
-                let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE device_id = 'park-1'")
-                    .fetch_one(db.pool()).await.expect("count");
-                assert!(stored >= acked, "PUBACK {acked} arrived with only {stored} readings stored");
+                let stored: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE device_id = 'park-1'")
+                        .fetch_one(db.pool())
+                        .await
+                        .expect("count");
+                assert!(
+                    stored >= acked,
+                    "PUBACK {acked} arrived with only {stored} readings stored"
+                );
             }
-            Event::Incoming(Packet::ConnAck(ack)) => assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success),
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success)
+            }
             _ => {}
         }
     }
@@ -235,23 +464,56 @@ async fn mqtt_qos1_is_acknowledged_only_after_commit(backend: TestBackend) {
 
     // A bad message is acknowledged (resending cannot fix it) and counted on the device.
     let (client, mut eventloop) = AsyncClient::new(mqtt_options(&server, "park-1b", &token), 10);
-    client.publish("v1/devices/me/telemetry", QoS::AtLeastOnce, false, "{\"occupied\": 7}").await.expect("queued");
-    client.publish(format!("yunnao/devices/park-1/telemetry"), QoS::AtLeastOnce, false, format!("{{\"ts\": {}, \"values\": {{\"occupied\": 1}}}}", base + total * 1000)).await.expect("queued");
+    client
+        .publish(
+            "v1/devices/me/telemetry",
+            QoS::AtLeastOnce,
+            false,
+            "{\"occupied\": 7}",
+        )
+        .await
+        .expect("queued");
+    client
+        .publish(
+            "yunnao/devices/park-1/telemetry",
+            QoS::AtLeastOnce,
+            false,
+            format!(
+                "{{\"ts\": {}, \"values\": {{\"occupied\": 1}}}}",
+                base + total * 1000
+            ),
+        )
+        .await
+        .expect("queued");
     let mut acks = 0;
     while acks < 2 {
-        if let Event::Incoming(Packet::PubAck(_)) = tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await.expect("progress").expect("connection") {
+        if let Event::Incoming(Packet::PubAck(_)) =
+            tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+                .await
+                .expect("progress")
+                .expect("connection")
+        {
             acks += 1;
         }
     }
     assert_eq!(stored_readings(&server, "park-1").await, total + 1);
-    let device: Value = server.request(Method::GET, "/api/v1/devices/park-1", Some(&admin), None).await.json().await.expect("json");
+    let device: Value = server
+        .request(Method::GET, "/api/v1/devices/park-1", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(device["status"]["rejected_messages"], 1);
     assert_eq!(device["status"]["online"], true);
 
     // A wrong token is refused at CONNECT.
-    let (_client, mut eventloop) = AsyncClient::new(mqtt_options(&server, "intruder", "not-a-token"), 10);
+    let (_client, mut eventloop) =
+        AsyncClient::new(mqtt_options(&server, "intruder", "not-a-token"), 10);
     let refused = loop {
-        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await.expect("progress") {
+        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+            .await
+            .expect("progress")
+        {
             Err(rumqttc::ConnectionError::ConnectionRefused(code)) => break code,
             Err(other) => panic!("unexpected error {other:?}"),
             Ok(_) => {}
@@ -263,17 +525,40 @@ async fn mqtt_qos1_is_acknowledged_only_after_commit(backend: TestBackend) {
 
 /// Mosquitto's own command-line client, a stock MQTT 3.1.1 publisher.
 async fn mosquitto_pub_reaches_the_embedded_endpoint(backend: TestBackend) {
-    if std::process::Command::new("mosquitto_pub").arg("--help").output().is_err() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
         eprintln!("mosquitto_pub not installed: stock-client check not run");
         return;
     }
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let token = create_device(&server, &admin, "gas-1", "manhole-gas", "city-management").await;
-    for (qos, payload) in [("0", r#"{"CH4": 1.5}"#), ("1", r#"{"ts": 1795000000000, "values": {"CO": 4}}"#), ("2", r#"[{"H2S": 0.2}]"#)] {
+    for (qos, payload) in [
+        ("0", r#"{"CH4": 1.5}"#),
+        ("1", r#"{"ts": 1795000000000, "values": {"CO": 4}}"#),
+        ("2", r#"[{"H2S": 0.2}]"#),
+    ] {
         let status = tokio::process::Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &server.mqtt_port.to_string(), "-u", &token, "-q", qos, "-t", "v1/devices/me/telemetry", "-m", payload])
-            .status().await.expect("mosquitto_pub runs");
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.mqtt_port.to_string(),
+                "-u",
+                &token,
+                "-q",
+                qos,
+                "-t",
+                "v1/devices/me/telemetry",
+                "-m",
+                payload,
+            ])
+            .status()
+            .await
+            .expect("mosquitto_pub runs");
         assert!(status.success(), "QoS {qos}");
     }
     // QoS 0 is best effort: give it a moment.

@@ -43,7 +43,9 @@ impl TestServer {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let mqtt = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
+        let mqtt = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mqtt");
         let mqtt_port = mqtt.local_addr().expect("addr").port();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
