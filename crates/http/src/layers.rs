@@ -122,3 +122,14 @@ async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: 
         .observe(started.elapsed().as_secs_f64());
     response
 }
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestId::from_headers(&parts.headers))
+    }
+}

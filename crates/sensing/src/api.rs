@@ -1,6 +1,7 @@
 //! HTTP API of the sensing hub.
 
 use crate::alarms::{AlarmView, NewRule, Rule};
+use crate::grants::{Grant, NewGrant};
 use crate::series::{Bucket, LatestValue, RawPage};
 use crate::{
     CreatedDevice, DeviceInfo, DevicePatch, DeviceView, IngestError, NewDevice, Profile, Sensing,
@@ -16,8 +17,8 @@ use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
-use yunnao_http::{ApiJson, ApiPath, ApiQuery, ApiResult};
-use yunnao_identity::{AuditNote, Principal, Role};
+use yunnao_http::{ApiJson, ApiPath, ApiQuery, ApiResult, RequestId};
+use yunnao_identity::{AuditEntry, AuditNote, Principal, Role};
 
 /// Largest gateway bulk request.
 pub const BULK_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -40,6 +41,8 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(list_alarms))
         .routes(routes!(acknowledge_alarm))
         .routes(routes!(clear_alarm))
+        .routes(routes!(list_grants, create_grant))
+        .routes(routes!(revoke_grant))
         .merge(bulk)
 }
 
@@ -72,7 +75,8 @@ fn require_write(principal: &Principal, department: &str, scope: &str) -> Result
     principal.require_any(&[Role::DeptAdmin, Role::Operator], scope)
 }
 
-async fn device_for(
+/// A device of the caller's own department (or any, for platform admins); 404 otherwise.
+async fn own_device(
     sensing: &Sensing,
     principal: &Principal,
     id: &str,
@@ -82,6 +86,38 @@ async fn device_for(
         .await?
         .ok_or_else(|| Problem::not_found(format!("there is no device {id:?}")))?;
     require_read(principal, &device.department)?;
+    Ok(device)
+}
+
+/// A device the caller may read: their own department's, or another's through an active grant,
+/// in which case the read is written to the audit chain.
+async fn readable_device(
+    sensing: &Sensing,
+    principal: &Principal,
+    id: &str,
+    request_id: &RequestId,
+    what: &str,
+) -> Result<DeviceView, Problem> {
+    let missing = || Problem::not_found(format!("there is no device {id:?}"));
+    let device = sensing.get_device(id).await?.ok_or_else(missing)?;
+    if require_read(principal, &device.department).is_ok() {
+        return Ok(device);
+    }
+    let grant = sensing
+        .shared_read_allowed(&principal.department, &device)
+        .await?
+        .ok_or_else(missing)?;
+    sensing
+        .identity
+        .audit(AuditEntry {
+            actor: principal.name.clone(),
+            department: principal.department.clone(),
+            action: format!("device.shared_read.{what}"),
+            target: format!("device:{id} grant:{grant} owner:{}", device.department),
+            request_id: request_id.0.clone(),
+            outcome: "success".into(),
+        })
+        .await?;
     Ok(device)
 }
 
@@ -171,9 +207,12 @@ async fn create_device(
 async fn get_device(
     State(sensing): State<Sensing>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<DeviceView>> {
-    Ok(axum::Json(device_for(&sensing, &principal, &id).await?))
+    Ok(axum::Json(
+        readable_device(&sensing, &principal, &id, &request_id, "device").await?,
+    ))
 }
 
 #[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "sensing", params(("id" = String, Path)),
@@ -184,7 +223,7 @@ async fn update_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<DevicePatch>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = device_for(&sensing, &principal, &id).await?;
+    let device = own_device(&sensing, &principal, &id).await?;
     require_write(&principal, &device.department, "devices:write")?;
     let updated = sensing.update_device(&id, patch).await?;
     Ok(noted(
@@ -201,7 +240,7 @@ async fn delete_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = device_for(&sensing, &principal, &id).await?;
+    let device = own_device(&sensing, &principal, &id).await?;
     require_write(&principal, &device.department, "devices:write")?;
     sensing.delete_device(&id).await?;
     Ok(noted(
@@ -223,7 +262,7 @@ async fn rotate_token(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = device_for(&sensing, &principal, &id).await?;
+    let device = own_device(&sensing, &principal, &id).await?;
     require_write(&principal, &device.department, "devices:write")?;
     let access_token = sensing.rotate_token(&id).await?;
     Ok(noted(
@@ -449,10 +488,11 @@ pub struct LatestQuery {
 async fn latest_telemetry(
     State(sensing): State<Sensing>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LatestQuery>,
 ) -> ApiResult<axum::Json<Vec<LatestValue>>> {
-    let device = device_for(&sensing, &principal, &id).await?;
+    let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
     let keys: Vec<String> = match query.keys {
         Some(keys) => keys
             .split(',')
@@ -497,10 +537,11 @@ fn window(from: Option<i64>, to: Option<i64>) -> Result<(i64, i64), Problem> {
 async fn raw_telemetry(
     State(sensing): State<Sensing>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<axum::Json<RawPage>> {
-    device_for(&sensing, &principal, &id).await?;
+    readable_device(&sensing, &principal, &id, &request_id, "raw").await?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 10000"));
@@ -529,10 +570,11 @@ pub struct AggregateQuery {
 async fn aggregate_telemetry(
     State(sensing): State<Sensing>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AggregateQuery>,
 ) -> ApiResult<axum::Json<Vec<Bucket>>> {
-    device_for(&sensing, &principal, &id).await?;
+    readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
     let interval = query.interval.unwrap_or(3600);
     if !(60..=31 * 24 * 3600).contains(&interval) {
         return Err(Problem::bad_request(
@@ -585,7 +627,7 @@ async fn create_rule(
         Some(department)
     };
     if let Some(device) = &new.device {
-        let view = device_for(&sensing, &principal, device).await?;
+        let view = own_device(&sensing, &principal, device).await?;
         if department.as_deref().is_some_and(|d| d != view.department) {
             return Err(Problem::validation(
                 "the device belongs to another department",
@@ -708,5 +750,70 @@ async fn clear_alarm(
     Ok(noted(
         AuditNote::new("alarm.clear", format!("alarm:{id}")),
         axum::Json(alarm),
+    ))
+}
+
+/// Grants given by or to the caller's department (platform admins: all).
+#[utoipa::path(get, path = "/api/v1/device-grants", tag = "sensing", responses((status = 200, body = [Grant])))]
+async fn list_grants(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<Grant>>> {
+    let department = (!principal.is_platform_admin()).then(|| principal.department.clone());
+    Ok(axum::Json(sensing.grants(department.as_deref()).await?))
+}
+
+/// Share the caller's department's devices with another department until an expiry.
+/// Needs the department admin.
+#[utoipa::path(post, path = "/api/v1/device-grants", tag = "sensing", request_body = NewGrant,
+    responses((status = 201, body = Grant), (status = 403), (status = 422)))]
+async fn create_grant(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiJson(new): ApiJson<NewGrant>,
+) -> ApiResult<impl IntoResponse> {
+    if !principal.has_role(Role::DeptAdmin) {
+        return Err(Problem::forbidden(
+            "only a department admin shares the department's devices",
+        ));
+    }
+    let grant = sensing
+        .create_grant(&principal.department, &principal.name, new)
+        .await?;
+    Ok(noted(
+        AuditNote::new(
+            "device_grant.create",
+            format!("device_grant:{} to:{}", grant.id, grant.grantee),
+        ),
+        (StatusCode::CREATED, axum::Json(grant)),
+    ))
+}
+
+/// Revoke a grant (the owning department's admin); access ends at once.
+#[utoipa::path(delete, path = "/api/v1/device-grants/{id}", tag = "sensing", params(("id" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)))]
+async fn revoke_grant(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let grant = sensing
+        .grant(&id)
+        .await?
+        .filter(|g| {
+            principal.is_platform_admin()
+                || g.owner == principal.department
+                || g.grantee == principal.department
+        })
+        .ok_or_else(|| Problem::not_found(format!("there is no grant {id:?}")))?;
+    if !principal.can_manage(&grant.owner) {
+        return Err(Problem::forbidden(
+            "only the owning department's admin revokes a grant",
+        ));
+    }
+    sensing.revoke_grant(&id).await?;
+    Ok(noted(
+        AuditNote::new("device_grant.revoke", format!("device_grant:{id}")),
+        StatusCode::NO_CONTENT,
     ))
 }

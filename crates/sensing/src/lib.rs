@@ -12,6 +12,7 @@
 pub mod alarms;
 pub mod api;
 mod devices;
+pub mod grants;
 mod migrations;
 pub mod mqtt;
 pub mod payload;

@@ -39,8 +39,29 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             postgres: "CREATE TABLE readings (device_id TEXT NOT NULL, key TEXT NOT NULL, ts_ms BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, PRIMARY KEY (device_id, key, ts_ms))",
         },
         Migration::portable(3, "alarm rules and alarms", ALARMS),
+        Migration::portable(4, "cross-department device grants", GRANTS),
     ],
 };
+
+const GRANTS: &str = r#"
+CREATE TABLE device_grants (
+    id TEXT PRIMARY KEY,
+    owner_department TEXT NOT NULL,
+    grantee_department TEXT NOT NULL,
+    device_id TEXT,
+    profile_code TEXT,
+    min_lon DOUBLE PRECISION,
+    min_lat DOUBLE PRECISION,
+    max_lon DOUBLE PRECISION,
+    max_lat DOUBLE PRECISION,
+    purpose TEXT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    revoked_at_ms BIGINT
+);
+CREATE INDEX device_grants_grantee ON device_grants (grantee_department, owner_department);
+"#;
 
 const ALARMS: &str = r#"
 CREATE TABLE alarm_rules (

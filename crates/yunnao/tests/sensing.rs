@@ -572,7 +572,237 @@ async fn mosquitto_pub_reaches_the_embedded_endpoint(backend: TestBackend) {
     server.cleanup().await;
 }
 
+async fn grants_open_and_close_cross_department_access(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let water = server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
+    let water_op = server.user(&admin, "water.op", "water", "operator").await;
+    let emergency = server
+        .user(&admin, "emergency.admin", "emergency", "dept_admin")
+        .await;
+    for (id, lon, lat) in [("rain-1", 120.40, 36.10), ("rain-2", 121.00, 36.90)] {
+        let response = server
+            .request(Method::POST, "/api/v1/devices", Some(&water), Some(json!({
+                "id": id, "name": id, "profile": "rain-gauge", "location": {"lon": lon, "lat": lat}})))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-1",
+                Some(&emergency),
+                None,
+            )
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+
+    let in_an_hour = yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms() + 3_600_000);
+    let grant_body = json!({"grantee": "emergency", "profile": "rain-gauge",
+        "area": {"min_lon": 120.3, "min_lat": 36.0, "max_lon": 120.5, "max_lat": 36.2},
+        "purpose": "防汛应急联动", "expires_at": in_an_hour});
+    expect_problem(
+        server
+            .request(
+                Method::POST,
+                "/api/v1/device-grants",
+                Some(&water_op),
+                Some(grant_body.clone()),
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let mut past = grant_body.clone();
+    past["expires_at"] = json!("2020-01-01T00:00:00Z");
+    expect_problem(
+        server
+            .request(
+                Method::POST,
+                "/api/v1/device-grants",
+                Some(&water),
+                Some(past),
+            )
+            .await,
+        422,
+        "validation",
+    )
+    .await;
+    let grant = server
+        .request(
+            Method::POST,
+            "/api/v1/device-grants",
+            Some(&water),
+            Some(grant_body),
+        )
+        .await;
+    assert_eq!(grant.status(), 201);
+    let grant: Value = grant.json().await.expect("json");
+    assert_eq!(grant["status"], "active");
+
+    let shared = server
+        .request(
+            Method::GET,
+            "/api/v1/devices/rain-1",
+            Some(&emergency),
+            None,
+        )
+        .await;
+    assert_eq!(shared.status(), 200);
+    assert_eq!(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-1/telemetry/latest",
+                Some(&emergency),
+                None
+            )
+            .await
+            .status(),
+        200
+    );
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-2",
+                Some(&emergency),
+                None,
+            )
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+    // A grant is read access only.
+    let write = server
+        .request(
+            Method::PATCH,
+            "/api/v1/devices/rain-1",
+            Some(&emergency),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert!(matches!(write.status().as_u16(), 403 | 404));
+
+    let audit: Vec<Value> = server
+        .request(Method::GET, "/api/v1/audit?limit=1000", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let shared_reads: Vec<&Value> = audit
+        .iter()
+        .filter(|r| {
+            r["action"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("device.shared_read")
+        })
+        .collect();
+    assert_eq!(shared_reads.len(), 2, "both shared reads audited");
+    assert!(
+        shared_reads.iter().all(|r| r["department"] == "emergency"
+            && r["target"].as_str().unwrap_or("").contains("rain-1"))
+    );
+
+    let listed: Vec<Value> = server
+        .request(Method::GET, "/api/v1/device-grants", Some(&emergency), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed.len(), 1);
+    let id = grant["id"].as_str().expect("id");
+    expect_problem(
+        server
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/device-grants/{id}"),
+                Some(&emergency),
+                None,
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        server
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/device-grants/{id}"),
+                Some(&water),
+                None
+            )
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-1",
+                Some(&emergency),
+                None,
+            )
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+
+    // Expiry closes access by itself.
+    let soon = yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms() + 1_000);
+    let short = server
+        .request(
+            Method::POST,
+            "/api/v1/device-grants",
+            Some(&water),
+            Some(json!({
+        "grantee": "emergency", "device": "rain-2", "purpose": "演练", "expires_at": soon})),
+        )
+        .await;
+    assert_eq!(short.status(), 201);
+    assert_eq!(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-2",
+                Some(&emergency),
+                None
+            )
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/devices/rain-2",
+                Some(&emergency),
+                None,
+            )
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+    server.cleanup().await;
+}
+
 backend_tests!(
+    grants_open_and_close_cross_department_access,
     devices_belong_to_departments,
     http_telemetry_is_validated_stored_and_queryable,
     bulk_uploads_report_each_refused_item,
