@@ -43,6 +43,7 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(clear_alarm))
         .routes(routes!(list_grants, create_grant))
         .routes(routes!(revoke_grant))
+        .routes(routes!(run_retention))
         .merge(bulk)
 }
 
@@ -815,5 +816,21 @@ async fn revoke_grant(
     Ok(noted(
         AuditNote::new("device_grant.revoke", format!("device_grant:{id}")),
         StatusCode::NO_CONTENT,
+    ))
+}
+
+/// Apply retention now (it also runs on a timer): roll up and delete raw readings past their
+/// profile's retention. Platform admins.
+#[utoipa::path(post, path = "/api/v1/admin/retention/run", tag = "sensing",
+    responses((status = 200, body = crate::retention::RetentionReport), (status = 403)))]
+async fn run_retention(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+) -> ApiResult<impl IntoResponse> {
+    principal.require_platform_admin()?;
+    let report = sensing.run_retention(yunnao_core::time::now_ms()).await?;
+    Ok(noted(
+        AuditNote::new("retention.run", "readings"),
+        axum::Json(report),
     ))
 }

@@ -17,6 +17,7 @@ mod migrations;
 pub mod mqtt;
 pub mod payload;
 pub mod profiles;
+pub mod retention;
 pub mod series;
 pub mod writer;
 
@@ -43,6 +44,10 @@ pub struct SensingConfig {
     pub writer_queue: usize,
     /// How often no-data (offline) rules are checked.
     pub no_data_check: std::time::Duration,
+    /// How often retention runs.
+    pub retention_every: std::time::Duration,
+    /// How long 5-minute rollups are kept (hourly ones are kept).
+    pub rollup_5m_days: i64,
 }
 
 impl Default for SensingConfig {
@@ -52,6 +57,8 @@ impl Default for SensingConfig {
             max_message_bytes: 64 * 1024,
             writer_queue: 65_536,
             no_data_check: std::time::Duration::from_secs(30),
+            retention_every: std::time::Duration::from_secs(3600),
+            rollup_5m_days: 730,
         }
     }
 }
@@ -132,7 +139,7 @@ impl Sensing {
         )
         .await?;
         let writer = writer::Writer::start(db.clone(), bus.clone(), config.writer_queue);
-        Ok(Self {
+        let sensing = Self {
             db,
             bus,
             identity,
@@ -141,7 +148,18 @@ impl Sensing {
             alarms,
             writer,
             tokens: Arc::new(RwLock::new(HashMap::new())),
-        })
+        };
+        let retention = sensing.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(retention.config.retention_every);
+            loop {
+                interval.tick().await;
+                if let Err(problem) = retention.run_retention(yunnao_core::time::now_ms()).await {
+                    tracing::error!(%problem, "retention failed");
+                }
+            }
+        });
+        Ok(sensing)
     }
 
     pub fn profile_map(&self) -> &HashMap<String, Profile> {

@@ -40,6 +40,14 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         },
         Migration::portable(3, "alarm rules and alarms", ALARMS),
         Migration::portable(4, "cross-department device grants", GRANTS),
+        Migration::portable(
+            5,
+            "rollups kept after raw retention",
+            "CREATE TABLE readings_rollup (device_id TEXT NOT NULL, key TEXT NOT NULL, interval_s BIGINT NOT NULL, \
+             bucket_ms BIGINT NOT NULL, avg_value DOUBLE PRECISION NOT NULL, min_value DOUBLE PRECISION NOT NULL, \
+             max_value DOUBLE PRECISION NOT NULL, sum_value DOUBLE PRECISION NOT NULL, count_value BIGINT NOT NULL, \
+             PRIMARY KEY (device_id, key, interval_s, bucket_ms))",
+        ),
     ],
 };
 

@@ -129,16 +129,60 @@ impl Sensing {
         .fetch_all(self.db.pool())
         .await
         .db()?;
-        Ok(rows
+        let mut buckets: std::collections::BTreeMap<i64, Bucket> = rows
             .into_iter()
-            .map(|(start, avg, min, max, sum, count)| Bucket {
-                start,
-                avg,
-                min,
-                max,
-                sum,
-                count,
+            .map(|(start, avg, min, max, sum, count)| {
+                (
+                    start,
+                    Bucket {
+                        start,
+                        avg,
+                        min,
+                        max,
+                        sum,
+                        count,
+                    },
+                )
             })
-            .collect())
+            .collect();
+        // Where retention removed raw data, the coarsest rollup that divides the interval
+        // fills in (raw and rollups never cover the same time).
+        let rollup = crate::retention::ROLLUP_INTERVALS_S
+            .iter()
+            .rev()
+            .copied()
+            .find(|s| interval_ms % (s * 1000) == 0);
+        if let Some(rollup_s) = rollup {
+            let rolled: Vec<(i64, f64, f64, f64, i64)> = sqlx::query_as(
+                "SELECT (bucket_ms / $1) * $1 AS bucket, MIN(min_value), MAX(max_value), SUM(sum_value), CAST(SUM(count_value) AS BIGINT) \
+                 FROM readings_rollup WHERE device_id = $2 AND key = $3 AND interval_s = $4 AND bucket_ms >= $5 AND bucket_ms < $6 \
+                 GROUP BY bucket ORDER BY bucket",
+            )
+            .bind(interval_ms)
+            .bind(device_id)
+            .bind(key)
+            .bind(rollup_s)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self.db.pool())
+            .await
+            .db()?;
+            for (start, min, max, sum, count) in rolled {
+                let bucket = buckets.entry(start).or_insert(Bucket {
+                    start,
+                    avg: 0.0,
+                    min,
+                    max,
+                    sum: 0.0,
+                    count: 0,
+                });
+                bucket.min = bucket.min.min(min);
+                bucket.max = bucket.max.max(max);
+                bucket.sum += sum;
+                bucket.count += count;
+                bucket.avg = bucket.sum / bucket.count.max(1) as f64;
+            }
+        }
+        Ok(buckets.into_values().collect())
     }
 }

@@ -801,7 +801,101 @@ async fn grants_open_and_close_cross_department_access(backend: TestBackend) {
     server.cleanup().await;
 }
 
+async fn retention_deletes_raw_data_and_keeps_rollups(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    // parking-space keeps raw data 30 days.
+    let token = create_device(&server, &admin, "bay-1", "parking-space", "transport").await;
+    let now = yunnao_core::time::now_ms();
+    let hour = 3_600_000_i64;
+    let old_start = (now - 40 * 24 * hour) / hour * hour;
+    // Two old hours at 10-minute spacing (occupied 1 then 0 alternating) and one recent reading.
+    let mut items: Vec<Value> = (0..12)
+        .map(|i| json!({"ts": old_start + i * 600_000, "values": {"occupied": i % 2}}))
+        .collect();
+    items.push(json!({"ts": now - hour, "values": {"occupied": 1}}));
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/{token}/telemetry")))
+        .json(&items)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(stored_readings(&server, "bay-1").await, 13);
+
+    let operator = server
+        .user(&admin, "transport.op", "transport", "operator")
+        .await;
+    expect_problem(
+        server
+            .request(
+                Method::POST,
+                "/api/v1/admin/retention/run",
+                Some(&operator),
+                None,
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let report: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/admin/retention/run",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["raw_deleted"], 12, "{report}");
+    assert_eq!(
+        stored_readings(&server, "bay-1").await,
+        1,
+        "old raw readings are gone"
+    );
+    let again: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/admin/retention/run",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["raw_deleted"], 0);
+
+    // Hourly aggregates over the old range still answer, from the rollups.
+    let buckets: Vec<Value> = server
+        .request(Method::GET, &format!("/api/v1/devices/bay-1/telemetry/aggregate?key=occupied&from={old_start}&to={}&interval=3600", old_start + 2 * hour), Some(&admin), None)
+        .await.json().await.expect("json");
+    assert_eq!(buckets.len(), 2, "{buckets:?}");
+    for bucket in &buckets {
+        assert_eq!(bucket["count"], 6);
+        assert_eq!(bucket["sum"], 3.0);
+        assert_eq!(bucket["min"], 0.0);
+        assert_eq!(bucket["max"], 1.0);
+        assert!((bucket["avg"].as_f64().expect("avg") - 0.5).abs() < 1e-9);
+    }
+    // 5-minute rollups answer 15-minute buckets too.
+    let quarter: Vec<Value> = server
+        .request(Method::GET, &format!("/api/v1/devices/bay-1/telemetry/aggregate?key=occupied&from={old_start}&to={}&interval=900", old_start + hour), Some(&admin), None)
+        .await.json().await.expect("json");
+    let counts: Vec<i64> = quarter
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(counts, vec![2, 1, 2, 1]);
+    server.cleanup().await;
+}
+
 backend_tests!(
+    retention_deletes_raw_data_and_keeps_rollups,
     grants_open_and_close_cross_department_access,
     devices_belong_to_departments,
     http_telemetry_is_validated_stored_and_queryable,
