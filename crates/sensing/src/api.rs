@@ -26,6 +26,7 @@ pub const BULK_BODY_LIMIT: usize = 32 * 1024 * 1024;
 pub fn router() -> OpenApiRouter<Sensing> {
     let bulk = OpenApiRouter::new()
         .routes(routes!(bulk_telemetry))
+        .routes(routes!(import_devices))
         .layer(axum::extract::DefaultBodyLimit::max(BULK_BODY_LIMIT));
     OpenApiRouter::new()
         .routes(routes!(list_profiles))
@@ -44,6 +45,7 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(list_grants, create_grant))
         .routes(routes!(revoke_grant))
         .routes(routes!(run_retention))
+        .routes(routes!(export_telemetry))
         .merge(bulk)
 }
 
@@ -832,5 +834,165 @@ async fn run_retention(
     Ok(noted(
         AuditNote::new("retention.run", "readings"),
         axum::Json(report),
+    ))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportedDevice {
+    pub row: usize,
+    pub id: String,
+    pub access_token: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportRejection {
+    pub row: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub created: Vec<ImportedDevice>,
+    pub rejected: Vec<ImportRejection>,
+}
+
+/// Register many devices from a JSON array of devices, a CSV file (`text/csv`) or an XLSX
+/// workbook. Each row stands alone: the report lists the created devices with their tokens
+/// (shown only now) and every refused row with its reason.
+#[utoipa::path(post, path = "/api/v1/devices/import", tag = "sensing",
+    request_body(content = [NewDevice], description = "JSON array, text/csv or XLSX"),
+    responses((status = 200, body = ImportReport), (status = 400), (status = 415)))]
+async fn import_devices(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let body = body.map_err(body_problem)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let rows: Vec<crate::tables::ParsedRow> = match content_type.as_str() {
+        "application/json" => serde_json::from_slice::<Vec<serde_json::Value>>(&body)
+            .map_err(|e| Problem::invalid_json(format!("expected a JSON array of devices: {e}")))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                serde_json::from_value::<NewDevice>(value).map_err(|e| (i + 1, e.to_string()))
+            })
+            .collect(),
+        "text/csv" => crate::tables::devices_from_csv(&body).map_err(Problem::bad_request)?,
+        crate::tables::XLSX_CONTENT_TYPE => {
+            crate::tables::devices_from_xlsx(&body).map_err(Problem::bad_request)?
+        }
+        _ => {
+            return Err(Problem::unsupported_media_type(format!(
+                "send application/json, text/csv or {}",
+                crate::tables::XLSX_CONTENT_TYPE
+            )));
+        }
+    };
+    let mut report = ImportReport {
+        created: Vec::new(),
+        rejected: Vec::new(),
+    };
+    for (index, row) in rows.into_iter().enumerate() {
+        let row_number = index + 1;
+        let new = match row {
+            Ok(new) => new,
+            Err((row, reason)) => {
+                report.rejected.push(ImportRejection { row, reason });
+                continue;
+            }
+        };
+        let department = new
+            .department
+            .clone()
+            .unwrap_or_else(|| principal.department.clone());
+        let outcome = match require_write(&principal, &department, "devices:write") {
+            Ok(()) => sensing.create_device(new, department).await,
+            Err(problem) => Err(problem),
+        };
+        match outcome {
+            Ok(created) => report.created.push(ImportedDevice {
+                row: row_number,
+                id: created.device.id,
+                access_token: created.access_token,
+            }),
+            Err(problem) => report.rejected.push(ImportRejection {
+                row: row_number,
+                reason: problem.detail.unwrap_or(problem.title),
+            }),
+        }
+    }
+    let note = AuditNote::new(
+        "device.import",
+        format!(
+            "devices: {} created, {} rejected",
+            report.created.len(),
+            report.rejected.len()
+        ),
+    );
+    Ok(noted(note, axum::Json(report)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    pub key: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// `csv` (default) or `xlsx`.
+    pub format: Option<String>,
+}
+
+/// Raw readings of one key as a CSV or XLSX download (at most 1,000,000 rows).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/export", tag = "sensing",
+    params(("id" = String, Path), ExportQuery),
+    responses((status = 200, content_type = "text/csv"), (status = 404)))]
+async fn export_telemetry(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> ApiResult<impl IntoResponse> {
+    readable_device(&sensing, &principal, &id, &request_id, "export").await?;
+    let (from, to) = window(query.from, query.to)?;
+    let page = sensing
+        .raw(&id, &query.key, from, to, None, 1_000_000)
+        .await?;
+    let points: Vec<(i64, f64)> = page.points.iter().map(|p| (p.ts, p.value)).collect();
+    let (content_type, extension, bytes) = match query.format.as_deref().unwrap_or("csv") {
+        "csv" => (
+            "text/csv; charset=utf-8",
+            "csv",
+            crate::tables::telemetry_csv(&id, &query.key, &points),
+        ),
+        "xlsx" => (
+            crate::tables::XLSX_CONTENT_TYPE,
+            "xlsx",
+            crate::tables::telemetry_xlsx(&id, &query.key, &points),
+        ),
+        other => {
+            return Err(Problem::bad_request(format!(
+                "format {other:?}: use csv or xlsx"
+            )));
+        }
+    };
+    let bytes = bytes.map_err(Problem::internal)?;
+    let disposition = format!("attachment; filename=\"{id}-{}.{extension}\"", query.key);
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
     ))
 }

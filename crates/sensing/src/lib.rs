@@ -19,6 +19,7 @@ pub mod payload;
 pub mod profiles;
 pub mod retention;
 pub mod series;
+pub mod tables;
 pub mod writer;
 
 pub use devices::{

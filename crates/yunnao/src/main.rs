@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Devices of the sensing hub, through a running server's API.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
     /// Department e-seals.
     Seal {
         #[command(subcommand)]
@@ -55,6 +60,25 @@ enum Command {
 enum AuditCommand {
     /// Walk the chain and the signed checkpoints; exit 1 naming the first bad record.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Register the devices listed in a CSV or XLSX file (columns id, name, profile,
+    /// department, lon, lat, tags). Access tokens are written to FILE.tokens.csv.
+    Import {
+        file: PathBuf,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A bearer token or API key (or sign in with --username/--password).
+        #[arg(long, env = "YUNNAO_TOKEN")]
+        token: Option<String>,
+        #[arg(long, env = "YUNNAO_USERNAME")]
+        username: Option<String>,
+        #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +161,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal {
             command: SealCommand::Verify { public_key, file },
         } => seal_verify(&public_key, &file),
+        Command::Devices {
+            command:
+                DevicesCommand::Import {
+                    file,
+                    url,
+                    token,
+                    username,
+                    password,
+                },
+        } => devices_import(&file, &url, token, username, password).await,
     }
 }
 
@@ -278,4 +312,139 @@ fn seal_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitC
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn devices_import(
+    file: &std::path::Path,
+    url: &str,
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use yunnao_sensing::tables;
+    let bytes = std::fs::read(file)?;
+    let is_xlsx = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    let rows = if is_xlsx {
+        tables::devices_from_xlsx(&bytes)
+    } else {
+        tables::devices_from_csv(&bytes)
+    }
+    .map_err(anyhow::Error::msg)?;
+    let client = reqwest::Client::new();
+    let url = url.trim_end_matches('/');
+    let token = match (token, username, password) {
+        (Some(token), _, _) => token,
+        (None, Some(username), Some(password)) => {
+            let response = client
+                .post(format!("{url}/api/v1/auth/sign-in"))
+                .json(&serde_json::json!({"username": username, "password": password}))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                anyhow::bail!(
+                    "sign-in failed: {}",
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            let body: serde_json::Value = response.json().await?;
+            body["access_token"].as_str().unwrap_or_default().to_owned()
+        }
+        _ => anyhow::bail!("give --token, or --username and --password"),
+    };
+
+    let progress = indicatif::ProgressBar::new(rows.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices {msg} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut rejected: Vec<(usize, String)> = Vec::new();
+    let mut created: Vec<(String, String)> = Vec::new();
+    let mut pending: Vec<(usize, serde_json::Value)> = Vec::new();
+    for (index, row) in rows.into_iter().enumerate() {
+        match row {
+            Ok(device) => pending.push((index + 1, device_json(&device))),
+            Err((row, reason)) => {
+                rejected.push((row, reason));
+                progress.inc(1);
+            }
+        }
+    }
+    for chunk in pending.chunks(200) {
+        let body: Vec<&serde_json::Value> = chunk.iter().map(|(_, v)| v).collect();
+        let response = client
+            .post(format!("{url}/api/v1/devices/import"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            progress.abandon();
+            anyhow::bail!(
+                "import refused: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let report: serde_json::Value = response.json().await?;
+        let original_row = |row: &serde_json::Value| {
+            row.as_u64()
+                .and_then(|r| chunk.get((r as usize).saturating_sub(1)))
+                .map_or(0, |(n, _)| *n)
+        };
+        for item in report["created"].as_array().into_iter().flatten() {
+            created.push((
+                item["id"].as_str().unwrap_or_default().to_owned(),
+                item["access_token"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        for item in report["rejected"].as_array().into_iter().flatten() {
+            rejected.push((
+                original_row(&item["row"]),
+                item["reason"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_with_message("done");
+
+    let tokens_path = file.with_extension(format!(
+        "{}.tokens.csv",
+        file.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("import")
+    ));
+    let mut writer = csv::Writer::from_path(&tokens_path)?;
+    writer.write_record(["id", "access_token"])?;
+    for (id, token) in &created {
+        writer.write_record([id, token])?;
+    }
+    writer.flush()?;
+    rejected.sort_by_key(|(row, _)| *row);
+    println!(
+        "{} devices created (tokens in {}), {} rows refused",
+        created.len(),
+        tokens_path.display(),
+        rejected.len()
+    );
+    for (row, reason) in &rejected {
+        println!("  row {row}: {reason}");
+    }
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn device_json(device: &yunnao_sensing::NewDevice) -> serde_json::Value {
+    serde_json::json!({
+        "id": device.id,
+        "name": device.name,
+        "profile": device.profile,
+        "department": device.department,
+        "location": device.location,
+        "tags": device.tags,
+        "simulated": device.simulated,
+    })
 }

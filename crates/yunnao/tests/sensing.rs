@@ -894,7 +894,150 @@ async fn retention_deletes_raw_data_and_keeps_rollups(backend: TestBackend) {
     server.cleanup().await;
 }
 
+async fn devices_import_from_files_and_telemetry_exports(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let water = server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
+
+    // The CLI, against the running server, with a department's spreadsheet export as CSV.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("水务设备.csv");
+    std::fs::write(
+        &file,
+        "编号,名称,类型,经度,纬度,标签\n\
+        res-1,崂山水库水位计,reservoir-level,120.63,36.19,崂山区\n\
+        res-2,棘洪滩水库水位计,reservoir-level,120.25,36.38,城阳区\n\
+        bad-1,,reservoir-level,,,\n\
+        bad-2,未知类型,teapot,,,\n",
+    )
+    .expect("write");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_yunnao"))
+        .args(["devices", "import"])
+        .arg(&file)
+        .args(["--url", &server.base, "--token", &water])
+        .output()
+        .await
+        .expect("cli runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("2 devices created") && stdout.contains("2 rows refused"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("row 3: name is empty"), "{stdout}");
+    assert!(
+        stdout.contains("row 4:") && stdout.contains("teapot"),
+        "{stdout}"
+    );
+    let tokens =
+        std::fs::read_to_string(dir.path().join("水务设备.csv.tokens.csv")).expect("tokens file");
+    let token = tokens
+        .lines()
+        .find(|l| l.starts_with("res-1,"))
+        .and_then(|l| l.split(',').nth(1))
+        .expect("res-1 token")
+        .to_owned();
+    let device: Value = server
+        .request(Method::GET, "/api/v1/devices/res-1", Some(&water), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(device["department"], "water");
+    assert_eq!(device["tags"], json!(["崂山区"]));
+
+    // The import endpoint takes JSON too, and each row stands alone.
+    let report: Value = server
+        .request(
+            Method::POST,
+            "/api/v1/devices/import",
+            Some(&water),
+            Some(json!([
+            {"id": "res-3", "name": "吉利河水库", "profile": "reservoir-level"},
+            {"id": "res-1", "name": "duplicate", "profile": "reservoir-level"},
+            {"name": "other department", "profile": "reservoir-level", "department": "police"}])),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["created"].as_array().map(Vec::len), Some(1));
+    let reasons: Vec<&str> = report["rejected"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons[0].contains("exists") && reasons[1].contains("may not manage"),
+        "{reasons:?}"
+    );
+
+    // Export what the device sent.
+    let readings: Vec<Value> = (0..3).map(|i| json!({"ts": 1_795_000_000_000_i64 + i * 300_000, "values": {"height": 10.0 + i as f64}})).collect();
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/{token}/telemetry")))
+        .json(&readings)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let range = "key=height&from=1794999000000&to=1795001000000";
+    let csv = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/devices/res-1/telemetry/export?{range}"),
+            Some(&water),
+            None,
+        )
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap_or("")
+            .contains("res-1-height.csv")
+    );
+    let text = csv.text().await.expect("text");
+    assert_eq!(text.lines().count(), 4);
+    assert!(text.lines().nth(3).unwrap_or("").ends_with(",12"), "{text}");
+    let xlsx = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/devices/res-1/telemetry/export?{range}&format=xlsx"),
+            Some(&water),
+            None,
+        )
+        .await;
+    assert_eq!(xlsx.status(), 200);
+    let bytes = xlsx.bytes().await.expect("bytes");
+    assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip");
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                &format!("/api/v1/devices/res-1/telemetry/export?{range}&format=pdf"),
+                Some(&water),
+                None,
+            )
+            .await,
+        400,
+        "bad-request",
+    )
+    .await;
+    server.cleanup().await;
+}
+
 backend_tests!(
+    devices_import_from_files_and_telemetry_exports,
     retention_deletes_raw_data_and_keeps_rollups,
     grants_open_and_close_cross_department_access,
     devices_belong_to_departments,
