@@ -15,6 +15,7 @@ mod devices;
 pub mod grants;
 mod migrations;
 pub mod mqtt;
+pub mod mqtt_external;
 pub mod payload;
 pub mod profiles;
 pub mod retention;

@@ -14,6 +14,13 @@ pub struct Config {
     /// Address of the embedded MQTT endpoint for devices; empty turns it off. 1884 by default
     /// because 1883 is often held by an existing broker; use 0.0.0.0:1883 where it is free.
     pub mqtt_listen: String,
+    /// `mqtt://host:port` of an external broker to consume device telemetry from, with a
+    /// shared subscription (several nodes split the load); empty: none.
+    pub mqtt: String,
+    /// This node's client id at the external broker (stable, so its session survives restarts).
+    pub mqtt_client_id: String,
+    /// Devices publish to `{prefix}/devices/{device_id}/telemetry` at the external broker.
+    pub mqtt_topic_prefix: String,
     /// Folder for the embedded database, the platform key and other local state.
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
@@ -37,6 +44,9 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             mqtt_listen: "127.0.0.1:1884".into(),
+            mqtt: String::new(),
+            mqtt_client_id: "yunnao-node-1".into(),
+            mqtt_topic_prefix: "yunnao".into(),
             data_dir: PathBuf::from("yunnao-data"),
             db: None,
             bus: "memory://".into(),
@@ -57,6 +67,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +93,9 @@ impl Config {
             .merge(Env::prefixed("YUNNAO_").only(&[
                 "listen",
                 "mqtt_listen",
+                "mqtt",
+                "mqtt_client_id",
+                "mqtt_topic_prefix",
                 "data_dir",
                 "db",
                 "bus",

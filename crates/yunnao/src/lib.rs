@@ -25,6 +25,8 @@ pub struct App {
     pub bus: Bus,
     pub identity: Identity,
     pub sensing: yunnao_sensing::Sensing,
+    /// Messages taken from the external broker, when one is configured.
+    pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub metrics: Metrics,
     pub seed: yunnao_identity::SeedReport,
 }
@@ -92,6 +94,22 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .await
     .map_err(|p| anyhow::anyhow!("sensing hub: {p}"))?;
+    let external_mqtt = if config.mqtt.is_empty() {
+        None
+    } else {
+        Some(
+            yunnao_sensing::mqtt_external::start(
+                sensing.clone(),
+                yunnao_sensing::mqtt_external::ExternalMqtt {
+                    url: config.mqtt.clone(),
+                    client_id: config.mqtt_client_id.clone(),
+                    topic_prefix: config.mqtt_topic_prefix.clone(),
+                    group: "yunnao".into(),
+                },
+            )
+            .map_err(anyhow::Error::msg)?,
+        )
+    };
     let metrics = Metrics::new();
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
@@ -125,6 +143,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         bus,
         identity,
         sensing,
+        external_mqtt,
         metrics,
         seed,
     })

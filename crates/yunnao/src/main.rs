@@ -16,6 +16,9 @@ struct Cli {
     /// Device MQTT listen address (default 127.0.0.1:1884; "" turns it off).
     #[arg(long, global = true)]
     mqtt_listen: Option<String>,
+    /// Consume device telemetry from an external broker: mqtt://host:port.
+    #[arg(long, global = true)]
+    mqtt: Option<String>,
     /// Data folder (default ./yunnao-data).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
@@ -118,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut overrides = Overrides {
         listen: cli.listen,
         mqtt_listen: cli.mqtt_listen,
+        mqtt: cli.mqtt,
         data_dir: cli.data_dir,
         db: cli.db,
         bus: cli.bus,
