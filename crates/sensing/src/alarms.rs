@@ -279,6 +279,10 @@ pub struct AlarmView {
     pub acknowledged_by: Option<String>,
     pub cleared_at: Option<String>,
     pub cleared_by: Option<String>,
+    /// When the reading that raised it was committed (ms since the epoch); `raised_at` minus
+    /// this is the detection delay.
+    pub trigger_committed_ms: Option<i64>,
+    pub raised_at_ms: i64,
 }
 
 /// Published on `sensing.alarm.{change}.{severity}`.
@@ -316,9 +320,10 @@ struct AlarmRow {
     acknowledged_by: Option<String>,
     cleared_at_ms: Option<i64>,
     cleared_by: Option<String>,
+    trigger_committed_ms: Option<i64>,
 }
 
-const ALARM_COLUMNS: &str = "id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, acknowledged_at_ms, acknowledged_by, cleared_at_ms, cleared_by";
+const ALARM_COLUMNS: &str = "id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, acknowledged_at_ms, acknowledged_by, cleared_at_ms, cleared_by, trigger_committed_ms";
 
 impl AlarmRow {
     fn view(self) -> AlarmView {
@@ -343,6 +348,8 @@ impl AlarmRow {
             acknowledged_by: self.acknowledged_by,
             cleared_at: self.cleared_at_ms.map(yunnao_core::time::rfc3339_ms),
             cleared_by: self.cleared_by,
+            trigger_committed_ms: self.trigger_committed_ms,
+            raised_at_ms: self.raised_at_ms,
         }
     }
 }
@@ -718,8 +725,8 @@ impl AlarmEngine {
                 let message = rule.describe(value.unwrap_or_default());
                 let mut tx = self.db.begin_write().await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO alarms (id, rule_id, device_id, department_code, severity, message, value, raised_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                    "INSERT INTO alarms (id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, trigger_committed_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                 )
                 .bind(&id)
                 .bind(&rule.id)
@@ -729,6 +736,7 @@ impl AlarmEngine {
                 .bind(&message)
                 .bind(value)
                 .bind(yunnao_core::time::now_ms())
+                .bind(committed_ms)
                 .execute(&mut **tx)
                 .await
                 .db()?;

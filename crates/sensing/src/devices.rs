@@ -144,13 +144,19 @@ impl Sensing {
             .map(|p| p.reporting_interval_s * 1000)
             .unwrap_or(300_000);
         let now = yunnao_core::time::now_ms();
+        // Traffic of the last second or so is still in memory, not yet in the row.
+        let (last_seen_ms, accepted) = match self.activity.pending(&row.id) {
+            Some((seen, n)) => (
+                Some(row.last_seen_ms.unwrap_or(seen).max(seen)),
+                row.accepted_count + n,
+            ),
+            None => (row.last_seen_ms, row.accepted_count),
+        };
         DeviceView {
             status: DeviceStatus {
-                online: row
-                    .last_seen_ms
-                    .is_some_and(|seen| now - seen <= 3 * interval_ms),
-                last_seen: row.last_seen_ms.map(yunnao_core::time::rfc3339_ms),
-                accepted_readings: row.accepted_count,
+                online: last_seen_ms.is_some_and(|seen| now - seen <= 3 * interval_ms),
+                last_seen: last_seen_ms.map(yunnao_core::time::rfc3339_ms),
+                accepted_readings: accepted,
                 rejected_messages: row.rejected_count,
                 last_rejection: row.last_rejection,
                 last_rejection_at: row.last_rejection_ms.map(yunnao_core::time::rfc3339_ms),
@@ -335,6 +341,7 @@ impl Sensing {
         if let Some(hash) = hash {
             self.forget_token(&hash);
         }
+        self.forget_device(id);
         Ok(())
     }
 

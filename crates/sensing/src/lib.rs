@@ -98,7 +98,9 @@ pub struct Sensing {
     profiles: Arc<HashMap<String, Profile>>,
     pub alarms: Arc<alarms::AlarmEngine>,
     writer: writer::Writer,
+    pub(crate) activity: Arc<writer::Activity>,
     tokens: Arc<RwLock<HashMap<String, DeviceInfo>>>,
+    by_id: Arc<RwLock<HashMap<String, DeviceInfo>>>,
 }
 
 impl Sensing {
@@ -140,7 +142,13 @@ impl Sensing {
             config.no_data_check,
         )
         .await?;
-        let writer = writer::Writer::start(db.clone(), bus.clone(), config.writer_queue);
+        let activity = Arc::new(writer::Activity::default());
+        let writer = writer::Writer::start(
+            db.clone(),
+            bus.clone(),
+            config.writer_queue,
+            activity.clone(),
+        );
         let sensing = Self {
             db,
             bus,
@@ -149,7 +157,9 @@ impl Sensing {
             profiles,
             alarms,
             writer,
+            activity,
             tokens: Arc::new(RwLock::new(HashMap::new())),
+            by_id: Arc::new(RwLock::new(HashMap::new())),
         };
         let retention = sensing.clone();
         tokio::spawn(async move {
@@ -239,18 +249,28 @@ impl Sensing {
             .map_err(IngestError::Unavailable)
     }
 
-    /// The ingestion view of a device by id.
+    /// The ingestion view of a device by id (cached; misses go to the database).
     pub async fn device_info(&self, id: &str) -> Result<Option<DeviceInfo>, Problem> {
+        if let Some(info) = self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(Some(info.clone()));
+        }
         let row: Option<(String, String, String)> =
             sqlx::query_as("SELECT id, profile_code, department_code FROM devices WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.db.pool())
                 .await
                 .db()?;
-        Ok(row.map(|(id, profile, department)| DeviceInfo {
-            id: id.into(),
-            profile,
-            department,
+        Ok(row.map(|(id, profile, department)| {
+            let info = DeviceInfo {
+                id: id.as_str().into(),
+                profile,
+                department,
+            };
+            self.by_id
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, info.clone());
+            info
         }))
     }
 
@@ -288,5 +308,12 @@ impl Sensing {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(hash);
+    }
+
+    fn forget_device(&self, id: &str) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 }

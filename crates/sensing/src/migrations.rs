@@ -48,6 +48,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
              max_value DOUBLE PRECISION NOT NULL, sum_value DOUBLE PRECISION NOT NULL, count_value BIGINT NOT NULL, \
              PRIMARY KEY (device_id, key, interval_s, bucket_ms))",
         ),
+        Migration::portable(
+            6,
+            "when the reading behind an alarm was committed",
+            "ALTER TABLE alarms ADD COLUMN trigger_committed_ms BIGINT",
+        ),
     ],
 };
 

@@ -12,7 +12,73 @@ use yunnao_bus::{Bus, Event};
 use yunnao_store::{Db, StoreError, sqlx};
 
 /// Rows per INSERT statement (4 parameters each, well under every backend's limit).
-const ROWS_PER_STATEMENT: usize = 100;
+const ROWS_PER_STATEMENT: usize = 500;
+/// Devices per status UPDATE statement.
+const DEVICES_PER_STATEMENT: usize = 500;
+
+/// Per-device traffic not yet written to `devices` (last seen, readings accepted). Kept out of
+/// the commit path: one status write per device per flush instead of one per batch.
+#[derive(Default)]
+pub struct Activity {
+    pending: std::sync::Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl Activity {
+    fn record(&self, device: &str, seen_ms: i64, accepted: i64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pending.entry(device.to_owned()).or_insert((0, 0));
+        entry.0 = entry.0.max(seen_ms);
+        entry.1 += accepted;
+    }
+
+    /// (last seen, accepted) recorded but not yet flushed for `device`.
+    pub fn pending(&self, device: &str) -> Option<(i64, i64)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(device)
+            .copied()
+    }
+
+    fn take(&self) -> HashMap<String, (i64, i64)> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Writes what is pending: one UPDATE per chunk of devices.
+    pub async fn flush(&self, db: &Db) -> Result<(), StoreError> {
+        let pending: Vec<(String, (i64, i64))> = self.take().into_iter().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut tx = db.begin_write().await?;
+        for chunk in pending.chunks(DEVICES_PER_STATEMENT) {
+            let mut sql = String::from("WITH v (id, seen, n) AS (VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let p = i * 3;
+                sql.push_str(&format!(
+                    "(${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                    p + 1,
+                    p + 2,
+                    p + 3
+                ));
+            }
+            sql.push_str(
+                ") UPDATE devices SET last_seen_ms = CASE WHEN devices.last_seen_ms IS NULL OR devices.last_seen_ms < v.seen \
+                 THEN v.seen ELSE devices.last_seen_ms END, accepted_count = devices.accepted_count + v.n FROM v WHERE devices.id = v.id",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, (seen, n)) in chunk {
+                query = query.bind(id.as_str()).bind(*seen).bind(*n);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
 /// Readings per transaction at most.
 const MAX_BATCH_READINGS: usize = 20_000;
 
@@ -53,9 +119,18 @@ impl Event for TelemetryCommitted {
 }
 
 impl Writer {
-    pub fn start(db: Db, bus: Bus, queue: usize) -> Self {
+    pub fn start(db: Db, bus: Bus, queue: usize, activity: std::sync::Arc<Activity>) -> Self {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(db, bus, receiver));
+        tokio::spawn(run(db.clone(), bus, receiver, activity.clone()));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                if let Err(error) = activity.flush(&db).await {
+                    tracing::error!(%error, "device status flush failed");
+                }
+            }
+        });
         Self { sender }
     }
 
@@ -82,7 +157,12 @@ impl Writer {
     }
 }
 
-async fn run(db: Db, bus: Bus, mut receiver: mpsc::Receiver<WriteRequest>) {
+async fn run(
+    db: Db,
+    bus: Bus,
+    mut receiver: mpsc::Receiver<WriteRequest>,
+    activity: std::sync::Arc<Activity>,
+) {
     while let Some(first) = receiver.recv().await {
         let mut count = first.readings.len();
         let mut batch = vec![first];
@@ -106,6 +186,11 @@ async fn run(db: Db, bus: Bus, mut receiver: mpsc::Receiver<WriteRequest>) {
         };
         for request in batch {
             if result.is_ok() {
+                activity.record(
+                    &request.device.id,
+                    request.received_ms,
+                    request.readings.len() as i64,
+                );
                 event.devices.push(DeviceReadings {
                     device_id: request.device.id.to_string(),
                     profile: request.device.profile.clone(),
@@ -141,12 +226,6 @@ async fn commit(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
                 .map(move |reading| (&*r.device.id, reading))
         })
         .collect();
-    let mut seen: HashMap<&str, (i64, i64)> = HashMap::new();
-    for request in batch {
-        let entry = seen.entry(&request.device.id).or_insert((0, 0));
-        entry.0 = entry.0.max(request.received_ms);
-        entry.1 += request.readings.len() as i64;
-    }
     let mut tx = db.begin_write().await?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from("INSERT INTO readings (device_id, key, ts_ms, value) VALUES ");
@@ -169,16 +248,6 @@ async fn commit(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
                 .bind(reading.value);
         }
         query.execute(&mut **tx).await?;
-    }
-    for (device_id, (last_seen, accepted)) in seen {
-        sqlx::query(
-            "UPDATE devices SET last_seen_ms = $1, accepted_count = accepted_count + $2 WHERE id = $3",
-        )
-        .bind(last_seen)
-        .bind(accepted)
-        .bind(device_id)
-        .execute(&mut **tx)
-        .await?;
     }
     tx.commit().await?;
     Ok(())
