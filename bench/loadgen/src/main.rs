@@ -98,7 +98,7 @@ fn device_id(d: usize) -> String {
 }
 
 fn values(d: usize, t: usize) -> (f64, f64, f64) {
-    let ch4 = if (d * 7 + t * 13) % 1000 == 0 {
+    let ch4 = if (d * 7 + t * 13).is_multiple_of(1000) {
         99.0
     } else {
         ((d + t) % 20) as f64 + 0.5

@@ -163,6 +163,16 @@ async fn run(
     mut receiver: mpsc::Receiver<WriteRequest>,
     activity: std::sync::Arc<Activity>,
 ) {
+    let sqlite = match db.backend() {
+        yunnao_store::Backend::Sqlite => match SqliteWriter::open(&db) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                tracing::error!(%error, "cannot open the SQLite telemetry writer; using the pool");
+                None
+            }
+        },
+        yunnao_store::Backend::Postgres => None,
+    };
     while let Some(first) = receiver.recv().await {
         let mut count = first.readings.len();
         let mut batch = vec![first];
@@ -175,7 +185,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let result = commit(&db, &batch).await;
+        let result = commit(&db, sqlite.as_ref(), &batch).await;
         if let Err(error) = &result {
             tracing::error!(%error, readings = count, "telemetry commit failed");
         }
@@ -217,7 +227,76 @@ async fn run(
     }
 }
 
-async fn commit(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
+/// On SQLite the writer uses its own rusqlite connection with a cached prepared statement on a
+/// blocking thread: sqlx's per-statement round trips cost an order of magnitude in rows per
+/// second here (see ../shared/STACK-NOTES.md). It takes the store's writer slot, so it never
+/// races the pool's writers.
+struct SqliteWriter {
+    connection: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+}
+
+impl SqliteWriter {
+    fn open(db: &Db) -> Result<Self, StoreError> {
+        let path = yunnao_store::sqlite_path(db.url());
+        let connection = rusqlite::Connection::open(path)
+            .map_err(|e| StoreError::Other(format!("telemetry writer: {e}")))?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| StoreError::Other(format!("telemetry writer: {e}")))?;
+        Ok(Self {
+            connection: std::sync::Arc::new(std::sync::Mutex::new(connection)),
+        })
+    }
+
+    async fn commit(
+        &self,
+        db: &Db,
+        rows: Vec<(std::sync::Arc<str>, Reading)>,
+    ) -> Result<(), StoreError> {
+        let _slot = db.sqlite_write_slot().await;
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            let tx =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO readings (device_id, key, ts_ms, value) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value",
+                )?;
+                for (device_id, reading) in &rows {
+                    insert.execute(rusqlite::params![
+                        &**device_id,
+                        reading.key,
+                        reading.ts_ms,
+                        reading.value
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("telemetry writer task: {e}")))?
+        .map_err(|e| StoreError::Other(format!("telemetry commit: {e}")))
+    }
+}
+
+async fn commit(
+    db: &Db,
+    sqlite: Option<&SqliteWriter>,
+    batch: &[WriteRequest],
+) -> Result<(), StoreError> {
+    if let Some(sqlite) = sqlite {
+        let rows = batch
+            .iter()
+            .flat_map(|r| {
+                r.readings
+                    .iter()
+                    .map(move |reading| (r.device.id.clone(), reading.clone()))
+            })
+            .collect();
+        return sqlite.commit(db, rows).await;
+    }
     let rows: Vec<(&str, &Reading)> = batch
         .iter()
         .flat_map(|r| {

@@ -208,6 +208,15 @@ impl Db {
         })
     }
 
+    /// Holds SQLite's one writer slot for a writer outside sqlx (the telemetry writer's own
+    /// connection); `None` on PostgreSQL.
+    pub async fn sqlite_write_slot(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Cheap liveness probe for `/ready`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
