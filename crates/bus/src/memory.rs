@@ -77,6 +77,13 @@ impl InProcessBus {
         }
     }
 
+    /// Whether any live subscription matches `subject`.
+    pub fn has_subscriber(&self, subject: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|s| !s.sender.is_closed() && s.pattern.matches(subject))
+    }
+
     pub fn dropped_total(&self) -> u64 {
         self.inner.dropped_total.load(Ordering::Relaxed)
     }

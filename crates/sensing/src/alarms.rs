@@ -11,8 +11,9 @@
 //! rule says so, or by an operator). Every change is published on the bus as
 //! `sensing.alarm.{raised|acknowledged|cleared}.{severity}`.
 //!
-//! The engine consumes `sensing.telemetry.committed` with the blocking lag policy, so no
-//! committed reading escapes evaluation; a timer checks no-data rules.
+//! The writer hands every committed batch to the engine over a bounded channel (waiting when
+//! the engine is behind), so no committed reading escapes evaluation; a timer checks no-data
+//! rules.
 
 use crate::Profile;
 use crate::writer::TelemetryCommitted;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use yunnao_bus::{Bus, Event, LagPolicy, SubscribeOptions};
+use yunnao_bus::{Bus, Event};
 use yunnao_core::Problem;
 use yunnao_store::{Db, DbResultExt, sqlx};
 
@@ -426,6 +427,21 @@ enum Action {
     },
 }
 
+/// The writer's handle for handing committed batches to the engine. Sending waits when the
+/// engine is 16 batches behind, so alarms never fall arbitrarily far behind the data.
+#[derive(Clone)]
+pub struct AlarmInput {
+    sender: tokio::sync::mpsc::Sender<Arc<TelemetryCommitted>>,
+}
+
+impl AlarmInput {
+    pub async fn submit(&self, batch: Arc<TelemetryCommitted>) {
+        if self.sender.send(batch).await.is_err() {
+            tracing::error!("alarm engine stopped; committed batch not evaluated");
+        }
+    }
+}
+
 pub struct AlarmEngine {
     db: Db,
     bus: Bus,
@@ -441,40 +457,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AlarmEngine {
+    /// Starts the engine; committed batches arrive through the returned [`AlarmInput`], which the
+    /// writer feeds directly (a bounded channel of structs, no serialisation on the hot path).
     pub async fn start(
         db: Db,
         bus: Bus,
         profiles: Arc<HashMap<String, Profile>>,
         no_data_check: Duration,
-    ) -> Result<Arc<Self>, Problem> {
+    ) -> Result<(Arc<Self>, AlarmInput), Problem> {
         let engine = Arc::new(Self {
             db,
-            bus: bus.clone(),
+            bus,
             profiles,
             rules: Mutex::new(Vec::new()),
             tracks: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
         });
         engine.reload().await?;
-        let mut subscription = bus
-            .subscribe(
-                "sensing.telemetry.committed",
-                SubscribeOptions {
-                    buffer: 256,
-                    lag: LagPolicy::Block,
-                },
-            )
-            .map_err(|e| Problem::internal(e.to_string()))?;
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Arc<TelemetryCommitted>>(16);
         let consumer = Arc::downgrade(&engine);
         tokio::spawn(async move {
-            while let Some(envelope) = subscription.next_event().await {
+            while let Some(batch) = receiver.recv().await {
                 let Some(engine) = consumer.upgrade() else {
                     break;
                 };
-                match envelope.decode::<TelemetryCommitted>() {
-                    Ok(batch) => engine.on_batch(&batch).await,
-                    Err(error) => tracing::error!(%error, "undecodable telemetry event"),
-                }
+                engine.on_batch(&batch).await;
             }
         });
         let ticker = Arc::downgrade(&engine);
@@ -493,7 +500,7 @@ impl AlarmEngine {
                 }
             }
         });
-        Ok(engine)
+        Ok((engine, AlarmInput { sender }))
     }
 
     /// Rules and active alarms from the database (so every node converges on the same set).

@@ -135,7 +135,7 @@ impl Sensing {
             .map(|p| (p.code.clone(), p))
             .collect();
         let profiles: Arc<HashMap<String, Profile>> = Arc::new(profiles);
-        let alarms = alarms::AlarmEngine::start(
+        let (alarms, alarm_input) = alarms::AlarmEngine::start(
             db.clone(),
             bus.clone(),
             profiles.clone(),
@@ -148,6 +148,7 @@ impl Sensing {
             bus.clone(),
             config.writer_queue,
             activity.clone(),
+            Some(alarm_input),
         );
         let sensing = Self {
             db,

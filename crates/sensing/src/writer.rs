@@ -119,9 +119,15 @@ impl Event for TelemetryCommitted {
 }
 
 impl Writer {
-    pub fn start(db: Db, bus: Bus, queue: usize, activity: std::sync::Arc<Activity>) -> Self {
+    pub fn start(
+        db: Db,
+        bus: Bus,
+        queue: usize,
+        activity: std::sync::Arc<Activity>,
+        alarms: Option<crate::alarms::AlarmInput>,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(db.clone(), bus, receiver, activity.clone()));
+        tokio::spawn(run(db.clone(), bus, receiver, activity.clone(), alarms));
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
@@ -162,6 +168,7 @@ async fn run(
     bus: Bus,
     mut receiver: mpsc::Receiver<WriteRequest>,
     activity: std::sync::Arc<Activity>,
+    alarms: Option<crate::alarms::AlarmInput>,
 ) {
     let sqlite = match db.backend() {
         yunnao_store::Backend::Sqlite => match SqliteWriter::open(&db) {
@@ -219,9 +226,14 @@ async fn run(
                     .map_err(|_| "storage failed; the readings were not stored".to_owned()),
             );
         }
-        if !event.devices.is_empty()
-            && let Err(error) = bus.publish(&event).await
-        {
+        if event.devices.is_empty() {
+            continue;
+        }
+        let event = std::sync::Arc::new(event);
+        if let Some(alarms) = &alarms {
+            alarms.submit(event.clone()).await;
+        }
+        if let Err(error) = bus.publish(&*event).await {
             tracing::error!(%error, "telemetry event not published");
         }
     }
