@@ -3,9 +3,7 @@
 use crate::alarms::{AlarmView, NewRule, Rule};
 use crate::grants::{Grant, NewGrant};
 use crate::series::{Bucket, LatestValue, RawPage};
-use crate::{
-    CreatedDevice, DeviceInfo, DevicePatch, DeviceView, IngestError, NewDevice, Profile, Sensing,
-};
+use crate::{CreatedDevice, DeviceInfo, DevicePatch, DeviceView, NewDevice, Profile, Sensing};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -46,6 +44,8 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(revoke_grant))
         .routes(routes!(run_retention))
         .routes(routes!(export_telemetry))
+        .routes(routes!(group_latest))
+        .routes(routes!(group_aggregate))
         .merge(bulk)
 }
 
@@ -439,34 +439,14 @@ async fn bulk_telemetry(
             }
         }
     }
-    // All valid items go to the writer together, so they share one group commit.
-    let results = futures::future::join_all(
-        valid
-            .iter()
-            .map(|(_, device, readings)| sensing.store(device, readings.clone())),
-    )
-    .await;
-    let mut accepted_items = 0;
-    let mut accepted_readings = 0;
-    for ((index, device, readings), result) in valid.into_iter().zip(results) {
-        match result {
-            Ok(()) => {
-                accepted_items += 1;
-                accepted_readings += readings.len();
-            }
-            Err(IngestError::Unavailable(reason)) | Err(IngestError::Rejected(reason)) => rejected
-                .push(BulkRejection {
-                    index,
-                    device: Some(device.id.to_string()),
-                    reason,
-                }),
-            Err(other) => rejected.push(BulkRejection {
-                index,
-                device: Some(device.id.to_string()),
-                reason: format!("{other:?}"),
-            }),
-        }
-    }
+    // All valid items go to the writer as one request: one hand-off, one commit.
+    let accepted_items = valid.len();
+    let accepted_readings: usize = valid.iter().map(|(_, _, readings)| readings.len()).sum();
+    let items = valid
+        .into_iter()
+        .map(|(_, device, readings)| (device, readings))
+        .collect();
+    sensing.store_many(items).await.map_err(Problem::from)?;
     rejected.sort_by_key(|r| r.index);
     Ok((
         Extension(AuditNote::skip()),
@@ -995,4 +975,121 @@ async fn export_telemetry(
         ],
         bytes,
     ))
+}
+
+/// Most devices one group query may name.
+const GROUP_LIMIT: usize = 1000;
+
+fn device_list(devices: &str) -> Result<Vec<String>, Problem> {
+    let ids: Vec<String> = devices
+        .split(',')
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    if ids.is_empty() || ids.len() > GROUP_LIMIT {
+        return Err(Problem::bad_request(format!(
+            "devices must name 1 to {GROUP_LIMIT} device ids, comma-separated"
+        )));
+    }
+    Ok(ids)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLatestQuery {
+    /// Comma-separated device ids (at most 1000).
+    pub devices: String,
+    /// Comma-separated keys; each device's profile keys when absent.
+    pub keys: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceLatest {
+    pub device: String,
+    pub values: Vec<LatestValue>,
+}
+
+/// The newest values of a set of devices (each must be readable by the caller).
+#[utoipa::path(get, path = "/api/v1/telemetry/latest", tag = "sensing", params(GroupLatestQuery),
+    responses((status = 200, body = [DeviceLatest]), (status = 404)))]
+async fn group_latest(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    request_id: RequestId,
+    ApiQuery(query): ApiQuery<GroupLatestQuery>,
+) -> ApiResult<axum::Json<Vec<DeviceLatest>>> {
+    let mut out = Vec::new();
+    for id in device_list(&query.devices)? {
+        let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
+        let keys: Vec<String> = match &query.keys {
+            Some(keys) => keys
+                .split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            None => sensing
+                .profile(&device.profile)
+                .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
+                .unwrap_or_default(),
+        };
+        out.push(DeviceLatest {
+            values: sensing.latest(&id, &keys).await?,
+            device: id,
+        });
+    }
+    Ok(axum::Json(out))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GroupAggregateQuery {
+    /// Comma-separated device ids (at most 1000).
+    pub devices: String,
+    pub key: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Bucket width in seconds (60 … 31 days); default 3600.
+    pub interval: Option<i64>,
+}
+
+/// avg/min/max/sum/count per interval over a group of devices together (e.g. all rain gauges
+/// of a district).
+#[utoipa::path(get, path = "/api/v1/telemetry/aggregate", tag = "sensing", params(GroupAggregateQuery),
+    responses((status = 200, body = [Bucket]), (status = 404)))]
+async fn group_aggregate(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    request_id: RequestId,
+    ApiQuery(query): ApiQuery<GroupAggregateQuery>,
+) -> ApiResult<axum::Json<Vec<Bucket>>> {
+    let interval = query.interval.unwrap_or(3600);
+    if !(60..=31 * 24 * 3600).contains(&interval) {
+        return Err(Problem::bad_request(
+            "interval must be between 60 s and 31 days",
+        ));
+    }
+    let (from, to) = window(query.from, query.to)?;
+    let mut merged: std::collections::BTreeMap<i64, Bucket> = std::collections::BTreeMap::new();
+    for id in device_list(&query.devices)? {
+        readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
+        for bucket in sensing
+            .aggregate(&id, &query.key, from, to, interval * 1000)
+            .await?
+        {
+            let entry = merged.entry(bucket.start).or_insert(Bucket {
+                start: bucket.start,
+                avg: 0.0,
+                min: bucket.min,
+                max: bucket.max,
+                sum: 0.0,
+                count: 0,
+            });
+            entry.min = entry.min.min(bucket.min);
+            entry.max = entry.max.max(bucket.max);
+            entry.sum += bucket.sum;
+            entry.count += bucket.count;
+            entry.avg = entry.sum / entry.count.max(1) as f64;
+        }
+    }
+    Ok(axum::Json(merged.into_values().collect()))
 }

@@ -250,6 +250,20 @@ impl Sensing {
             .map_err(IngestError::Unavailable)
     }
 
+    /// Stores already validated readings of several devices together; returns once committed.
+    pub async fn store_many(
+        &self,
+        items: Vec<(DeviceInfo, Vec<payload::Reading>)>,
+    ) -> Result<(), IngestError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .write_many(items, yunnao_core::time::now_ms())
+            .await
+            .map_err(IngestError::Unavailable)
+    }
+
     /// The ingestion view of a device by id (cached; misses go to the database).
     pub async fn device_info(&self, id: &str) -> Result<Option<DeviceInfo>, Problem> {
         if let Some(info) = self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(id) {

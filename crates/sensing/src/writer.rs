@@ -82,11 +82,17 @@ impl Activity {
 /// Readings per transaction at most.
 const MAX_BATCH_READINGS: usize = 20_000;
 
+/// Readings of one or more devices, acknowledged together (one message, or a gateway's batch).
 pub struct WriteRequest {
-    pub device: DeviceInfo,
-    pub readings: Vec<Reading>,
+    pub items: Vec<(DeviceInfo, Vec<Reading>)>,
     pub received_ms: i64,
     pub done: oneshot::Sender<Result<(), String>>,
+}
+
+impl WriteRequest {
+    fn readings(&self) -> usize {
+        self.items.iter().map(|(_, r)| r.len()).sum()
+    }
 }
 
 #[derive(Clone)]
@@ -147,11 +153,19 @@ impl Writer {
         readings: Vec<Reading>,
         received_ms: i64,
     ) -> Result<(), String> {
+        self.write_many(vec![(device, readings)], received_ms).await
+    }
+
+    /// Queues the readings of several devices as one request; all are committed together.
+    pub async fn write_many(
+        &self,
+        items: Vec<(DeviceInfo, Vec<Reading>)>,
+        received_ms: i64,
+    ) -> Result<(), String> {
         let (done, committed) = oneshot::channel();
         self.sender
             .send(WriteRequest {
-                device,
-                readings,
+                items,
                 received_ms,
                 done,
             })
@@ -181,18 +195,18 @@ async fn run(
         yunnao_store::Backend::Postgres => None,
     };
     while let Some(first) = receiver.recv().await {
-        let mut count = first.readings.len();
+        let mut count = first.readings();
         let mut batch = vec![first];
         while count < MAX_BATCH_READINGS {
             match receiver.try_recv() {
                 Ok(request) => {
-                    count += request.readings.len();
+                    count += request.readings();
                     batch.push(request);
                 }
                 Err(_) => break,
             }
         }
-        let result = commit(&db, sqlite.as_ref(), &batch).await;
+        let (batch, result) = commit(&db, sqlite.as_ref(), batch).await;
         if let Err(error) = &result {
             tracing::error!(%error, readings = count, "telemetry commit failed");
         }
@@ -203,21 +217,18 @@ async fn run(
         };
         for request in batch {
             if result.is_ok() {
-                activity.record(
-                    &request.device.id,
-                    request.received_ms,
-                    request.readings.len() as i64,
-                );
-                event.devices.push(DeviceReadings {
-                    device_id: request.device.id.to_string(),
-                    profile: request.device.profile.clone(),
-                    department: request.device.department.clone(),
-                    readings: request
-                        .readings
-                        .iter()
-                        .map(|r| (r.key.clone(), r.ts_ms, r.value))
-                        .collect(),
-                });
+                for (device, readings) in request.items {
+                    activity.record(&device.id, request.received_ms, readings.len() as i64);
+                    event.devices.push(DeviceReadings {
+                        device_id: device.id.to_string(),
+                        profile: device.profile,
+                        department: device.department,
+                        readings: readings
+                            .into_iter()
+                            .map(|r| (r.key, r.ts_ms, r.value))
+                            .collect(),
+                    });
+                }
             }
             let _ = request.done.send(
                 result
@@ -263,59 +274,61 @@ impl SqliteWriter {
     async fn commit(
         &self,
         db: &Db,
-        rows: Vec<(std::sync::Arc<str>, Reading)>,
-    ) -> Result<(), StoreError> {
+        batch: Vec<WriteRequest>,
+    ) -> (Vec<WriteRequest>, Result<(), StoreError>) {
         let _slot = db.sqlite_write_slot().await;
         let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-            let tx =
-                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO readings (device_id, key, ts_ms, value) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value",
-                )?;
-                for (device_id, reading) in &rows {
-                    insert.execute(rusqlite::params![
-                        &**device_id,
-                        reading.key,
-                        reading.ts_ms,
-                        reading.value
-                    ])?;
+            let result = (|| {
+                let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO readings (device_id, key, ts_ms, value) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value",
+                    )?;
+                    for request in &batch {
+                        for (device, readings) in &request.items {
+                            for reading in readings {
+                                insert.execute(rusqlite::params![&*device.id, reading.key, reading.ts_ms, reading.value])?;
+                            }
+                        }
+                    }
                 }
-            }
-            tx.commit()
+                tx.commit()
+            })();
+            (batch, result.map_err(|e| StoreError::Other(format!("telemetry commit: {e}"))))
         })
-        .await
-        .map_err(|e| StoreError::Other(format!("telemetry writer task: {e}")))?
-        .map_err(|e| StoreError::Other(format!("telemetry commit: {e}")))
+        .await;
+        match joined {
+            Ok(outcome) => outcome,
+            // The batch went down with the task: its senders are dropped, which callers see as
+            // "not committed".
+            Err(e) => (
+                Vec::new(),
+                Err(StoreError::Other(format!("telemetry writer task: {e}"))),
+            ),
+        }
     }
 }
 
 async fn commit(
     db: &Db,
     sqlite: Option<&SqliteWriter>,
-    batch: &[WriteRequest],
-) -> Result<(), StoreError> {
+    batch: Vec<WriteRequest>,
+) -> (Vec<WriteRequest>, Result<(), StoreError>) {
     if let Some(sqlite) = sqlite {
-        let rows = batch
-            .iter()
-            .flat_map(|r| {
-                r.readings
-                    .iter()
-                    .map(move |reading| (r.device.id.clone(), reading.clone()))
-            })
-            .collect();
-        return sqlite.commit(db, rows).await;
+        return sqlite.commit(db, batch).await;
     }
+    let result = commit_pool(db, &batch).await;
+    (batch, result)
+}
+
+async fn commit_pool(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
     let rows: Vec<(&str, &Reading)> = batch
         .iter()
-        .flat_map(|r| {
-            r.readings
-                .iter()
-                .map(move |reading| (&*r.device.id, reading))
-        })
+        .flat_map(|r| r.items.iter())
+        .flat_map(|(device, readings)| readings.iter().map(move |reading| (&*device.id, reading)))
         .collect();
     let mut tx = db.begin_write().await?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {

@@ -281,6 +281,57 @@ async fn http_telemetry_is_validated_stored_and_queryable(backend: TestBackend) 
     }
     assert_eq!(pages, vec![5, 5, 2]);
 
+    // The same through the group endpoints, with a second device reading 1.0 lower.
+    let token2 = create_device(&server, &admin, "level-2", "reservoir-level", "water").await;
+    let items: Vec<Value> = (0..12)
+        .map(|i| json!({"ts": hour + i * 300_000, "values": {"height": 3.0 + 0.1 * i as f64}}))
+        .collect();
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/{token2}/telemetry")))
+        .json(&items)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let group: Vec<Value> = server
+        .request(
+            Method::GET,
+            "/api/v1/telemetry/latest?devices=level-1,level-2",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(group.len(), 2);
+    assert_eq!(group[1]["device"], "level-2");
+    assert!((group[1]["values"][0]["value"].as_f64().expect("value") - 4.1).abs() < 1e-9);
+    let hourly: Vec<Value> = server
+        .request(Method::GET, &format!("/api/v1/telemetry/aggregate?devices=level-1,level-2&key=height&from={hour}&to={}&interval=3600", hour + 3_600_000), Some(&admin), None)
+        .await.json().await.expect("json");
+    assert_eq!(hourly.len(), 1);
+    assert_eq!(hourly[0]["count"], 24);
+    assert!(
+        (hourly[0]["avg"].as_f64().expect("avg") - 4.05).abs() < 1e-9,
+        "{hourly:?}"
+    );
+    assert!((hourly[0]["min"].as_f64().expect("min") - 3.0).abs() < 1e-9);
+    expect_problem(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/telemetry/latest?devices=",
+                Some(&admin),
+                None,
+            )
+            .await,
+        400,
+        "bad-request",
+    )
+    .await;
+
     // 15-minute buckets: 3 readings each.
     let buckets: Vec<Value> = server
         .request(Method::GET, &format!("/api/v1/devices/level-1/telemetry/aggregate?key=height&from={hour}&to={}&interval=900", hour + 3_600_000), Some(&admin), None)
