@@ -583,10 +583,8 @@ impl AlarmEngine {
 
     async fn on_batch(&self, batch: &TelemetryCommitted) {
         let actions = self.evaluate(batch);
-        for action in actions {
-            if let Err(problem) = self.apply(action).await {
-                tracing::error!(%problem, "alarm change failed");
-            }
+        if let Err(problem) = self.apply_all(actions).await {
+            tracing::error!(%problem, "alarm changes failed");
         }
     }
 
@@ -720,43 +718,85 @@ impl AlarmEngine {
     }
 
     async fn apply(&self, action: Action) -> Result<(), Problem> {
-        match action {
-            Action::Raise {
-                rule,
-                device,
-                department,
-                value,
-                committed_ms,
-            } => {
-                let id = yunnao_core::new_id();
-                let message = rule.describe(value.unwrap_or_default());
-                let mut tx = self.db.begin_write().await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO alarms (id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, trigger_committed_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                )
-                .bind(&id)
-                .bind(&rule.id)
-                .bind(&device)
-                .bind(&department)
-                .bind(rule.severity.as_str())
-                .bind(&message)
-                .bind(value)
-                .bind(yunnao_core::time::now_ms())
-                .bind(committed_ms)
-                .execute(&mut **tx)
-                .await
-                .db()?;
-                tx.commit().await?;
-                if inserted.rows_affected() == 0 {
-                    // Another node raised it first.
-                    return self.reload().await;
-                }
-                lock(&self.active).insert((rule.id.clone(), device.clone()), id.clone());
-                self.publish("raised", &id, committed_ms).await
-            }
-            Action::Clear { alarm_id } => self.clear(&alarm_id, "auto").await.map(|_| ()),
+        self.apply_all(vec![action]).await
+    }
+
+    /// Applies a batch's alarm changes in one transaction, then publishes them.
+    async fn apply_all(&self, actions: Vec<Action>) -> Result<(), Problem> {
+        if actions.is_empty() {
+            return Ok(());
         }
+        let now = yunnao_core::time::now_ms();
+        let mut raised = Vec::new();
+        let mut cleared = Vec::new();
+        let mut lost_race = false;
+        let mut tx = self.db.begin_write().await?;
+        for action in actions {
+            match action {
+                Action::Raise {
+                    rule,
+                    device,
+                    department,
+                    value,
+                    committed_ms,
+                } => {
+                    let id = yunnao_core::new_id();
+                    let inserted = sqlx::query(
+                        "INSERT INTO alarms (id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, trigger_committed_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&id)
+                    .bind(&rule.id)
+                    .bind(&device)
+                    .bind(&department)
+                    .bind(rule.severity.as_str())
+                    .bind(rule.describe(value.unwrap_or_default()))
+                    .bind(value)
+                    .bind(now)
+                    .bind(committed_ms)
+                    .execute(&mut **tx)
+                    .await
+                    .db()?;
+                    if inserted.rows_affected() == 0 {
+                        // Another node raised it first.
+                        lost_race = true;
+                    } else {
+                        raised.push((id, rule.id.clone(), device, committed_ms));
+                    }
+                }
+                Action::Clear { alarm_id } => {
+                    let changed = sqlx::query(
+                        "UPDATE alarms SET cleared_at_ms = $1, cleared_by = 'auto' WHERE id = $2 AND cleared_at_ms IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&alarm_id)
+                    .execute(&mut **tx)
+                    .await
+                    .db()?;
+                    if changed.rows_affected() == 1 {
+                        cleared.push(alarm_id);
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        {
+            let mut active = lock(&self.active);
+            for (id, rule, device, _) in &raised {
+                active.insert((rule.clone(), device.clone()), id.clone());
+            }
+            active.retain(|_, id| !cleared.contains(id));
+        }
+        for (id, _, _, committed_ms) in &raised {
+            self.publish("raised", id, *committed_ms).await?;
+        }
+        for id in &cleared {
+            self.publish("cleared", id, None).await?;
+        }
+        if lost_race {
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     async fn publish(
