@@ -279,6 +279,17 @@ pub struct Accepted {
     pub accepted_readings: usize,
 }
 
+/// The media type of the body, lower case, without parameters (`text/csv; charset=…` → `text/csv`).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 fn body_problem(rejection: BytesRejection) -> Problem {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::payload_too_large("the request body is larger than this endpoint accepts")
@@ -340,15 +351,7 @@ async fn bulk_telemetry(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let body = body.map_err(body_problem)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = media_type(&headers);
     let mut rejected = Vec::new();
     let items: Vec<(usize, serde_json::Value)> = match content_type.as_str() {
         "application/json" => match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -849,15 +852,7 @@ async fn import_devices(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let body = body.map_err(body_problem)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = media_type(&headers);
     let rows: Vec<crate::tables::ParsedRow> = match content_type.as_str() {
         "application/json" => serde_json::from_slice::<Vec<serde_json::Value>>(&body)
             .map_err(|e| Problem::invalid_json(format!("expected a JSON array of devices: {e}")))?
