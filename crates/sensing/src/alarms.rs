@@ -589,8 +589,9 @@ impl AlarmEngine {
     }
 
     fn evaluate(&self, batch: &TelemetryCommitted) -> Vec<Action> {
-        let rules = lock(&self.rules).clone();
-        let active = lock(&self.active).clone();
+        // Evaluation is synchronous, so the locks are held briefly and nothing is copied.
+        let rules = lock(&self.rules);
+        let active = lock(&self.active);
         let mut tracks = lock(&self.tracks);
         let mut actions = Vec::new();
         for device in &batch.devices {

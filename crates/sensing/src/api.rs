@@ -479,17 +479,7 @@ async fn latest_telemetry(
     ApiQuery(query): ApiQuery<LatestQuery>,
 ) -> ApiResult<axum::Json<Vec<LatestValue>>> {
     let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
-    let keys: Vec<String> = match query.keys {
-        Some(keys) => keys
-            .split(',')
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect(),
-        None => sensing
-            .profile(&device.profile)
-            .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
-            .unwrap_or_default(),
-    };
+    let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
     Ok(axum::Json(sensing.latest(&id, &keys).await?))
 }
 
@@ -505,6 +495,32 @@ pub struct RangeQuery {
     pub after: Option<i64>,
     /// 1–10000, default 1000.
     pub limit: Option<i64>,
+}
+
+/// Bucket width from seconds (default an hour; 60 s to 31 days) in milliseconds.
+fn bucket_ms(interval_s: Option<i64>) -> Result<i64, Problem> {
+    let interval = interval_s.unwrap_or(3600);
+    if !(60..=31 * 24 * 3600).contains(&interval) {
+        return Err(Problem::bad_request(
+            "interval must be between 60 s and 31 days",
+        ));
+    }
+    Ok(interval * 1000)
+}
+
+/// The keys a query names (comma-separated), or all of the device's profile keys.
+fn requested_keys(sensing: &Sensing, profile: &str, keys: Option<&str>) -> Vec<String> {
+    match keys {
+        Some(keys) => keys
+            .split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        None => sensing
+            .profile(profile)
+            .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
+            .unwrap_or_default(),
+    }
 }
 
 fn window(from: Option<i64>, to: Option<i64>) -> Result<(i64, i64), Problem> {
@@ -561,16 +577,11 @@ async fn aggregate_telemetry(
     ApiQuery(query): ApiQuery<AggregateQuery>,
 ) -> ApiResult<axum::Json<Vec<Bucket>>> {
     readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
-    let interval = query.interval.unwrap_or(3600);
-    if !(60..=31 * 24 * 3600).contains(&interval) {
-        return Err(Problem::bad_request(
-            "interval must be between 60 s and 31 days",
-        ));
-    }
+    let interval_ms = bucket_ms(query.interval)?;
     let (from, to) = window(query.from, query.to)?;
     Ok(axum::Json(
         sensing
-            .aggregate(&id, &query.key, from, to, interval * 1000)
+            .aggregate(&id, &query.key, from, to, interval_ms)
             .await?,
     ))
 }
@@ -1016,17 +1027,7 @@ async fn group_latest(
     let mut out = Vec::new();
     for id in device_list(&query.devices)? {
         let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
-        let keys: Vec<String> = match &query.keys {
-            Some(keys) => keys
-                .split(',')
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .collect(),
-            None => sensing
-                .profile(&device.profile)
-                .map(|p| p.keys.iter().map(|k| k.name.clone()).collect())
-                .unwrap_or_default(),
-        };
+        let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
         out.push(DeviceLatest {
             values: sensing.latest(&id, &keys).await?,
             device: id,
@@ -1057,34 +1058,16 @@ async fn group_aggregate(
     request_id: RequestId,
     ApiQuery(query): ApiQuery<GroupAggregateQuery>,
 ) -> ApiResult<axum::Json<Vec<Bucket>>> {
-    let interval = query.interval.unwrap_or(3600);
-    if !(60..=31 * 24 * 3600).contains(&interval) {
-        return Err(Problem::bad_request(
-            "interval must be between 60 s and 31 days",
-        ));
-    }
+    let interval_ms = bucket_ms(query.interval)?;
     let (from, to) = window(query.from, query.to)?;
-    let mut merged: std::collections::BTreeMap<i64, Bucket> = std::collections::BTreeMap::new();
+    let mut all = Vec::new();
     for id in device_list(&query.devices)? {
         readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
-        for bucket in sensing
-            .aggregate(&id, &query.key, from, to, interval * 1000)
-            .await?
-        {
-            let entry = merged.entry(bucket.start).or_insert(Bucket {
-                start: bucket.start,
-                avg: 0.0,
-                min: bucket.min,
-                max: bucket.max,
-                sum: 0.0,
-                count: 0,
-            });
-            entry.min = entry.min.min(bucket.min);
-            entry.max = entry.max.max(bucket.max);
-            entry.sum += bucket.sum;
-            entry.count += bucket.count;
-            entry.avg = entry.sum / entry.count.max(1) as f64;
-        }
+        all.extend(
+            sensing
+                .aggregate(&id, &query.key, from, to, interval_ms)
+                .await?,
+        );
     }
-    Ok(axum::Json(merged.into_values().collect()))
+    Ok(axum::Json(crate::series::merge_buckets(all)))
 }

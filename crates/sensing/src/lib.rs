@@ -164,7 +164,10 @@ impl Sensing {
         };
         let retention = sensing.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(retention.config.retention_every);
+            // The first pass waits one period: start-up stays quick.
+            let period = retention.config.retention_every;
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 interval.tick().await;
                 if let Err(problem) = retention.run_retention(yunnao_core::time::now_ms()).await {
@@ -244,10 +247,7 @@ impl Sensing {
         device: &DeviceInfo,
         readings: Vec<payload::Reading>,
     ) -> Result<(), IngestError> {
-        self.writer
-            .write(device.clone(), readings, yunnao_core::time::now_ms())
-            .await
-            .map_err(IngestError::Unavailable)
+        self.store_many(vec![(device.clone(), readings)]).await
     }
 
     /// Stores already validated readings of several devices together; returns once committed.

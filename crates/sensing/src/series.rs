@@ -38,6 +38,40 @@ pub struct Bucket {
     pub count: i64,
 }
 
+impl Bucket {
+    fn empty(start: i64) -> Self {
+        Self {
+            start,
+            avg: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Folds another summary of the same interval into this one.
+    fn absorb(&mut self, min: f64, max: f64, sum: f64, count: i64) {
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
+        self.sum += sum;
+        self.count += count;
+        self.avg = self.sum / self.count.max(1) as f64;
+    }
+}
+
+/// Merges per-interval summaries (of several sources) by interval start.
+pub fn merge_buckets(buckets: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
+    let mut merged: std::collections::BTreeMap<i64, Bucket> = std::collections::BTreeMap::new();
+    for b in buckets {
+        merged
+            .entry(b.start)
+            .or_insert_with(|| Bucket::empty(b.start))
+            .absorb(b.min, b.max, b.sum, b.count);
+    }
+    merged.into_values().collect()
+}
+
 impl Sensing {
     /// The newest value of each of `keys` (all profile keys when empty) that has one.
     pub async fn latest(
@@ -168,19 +202,10 @@ impl Sensing {
             .await
             .db()?;
             for (start, min, max, sum, count) in rolled {
-                let bucket = buckets.entry(start).or_insert(Bucket {
-                    start,
-                    avg: 0.0,
-                    min,
-                    max,
-                    sum: 0.0,
-                    count: 0,
-                });
-                bucket.min = bucket.min.min(min);
-                bucket.max = bucket.max.max(max);
-                bucket.sum += sum;
-                bucket.count += count;
-                bucket.avg = bucket.sum / bucket.count.max(1) as f64;
+                buckets
+                    .entry(start)
+                    .or_insert_with(|| Bucket::empty(start))
+                    .absorb(min, max, sum, count);
             }
         }
         Ok(buckets.into_values().collect())
