@@ -450,6 +450,11 @@ pub struct AlarmEngine {
     tracks: Mutex<HashMap<(String, String), Track>>,
     /// Active alarm id by (rule, device).
     active: Mutex<HashMap<(String, String), String>>,
+    /// Held by a reload for its whole read-then-replace, and by every change from before its
+    /// transaction until the in-memory copy is updated; otherwise a reload that read the tables
+    /// just before a change committed could overwrite the change's effect (a new rule unseen
+    /// for a batch, an alarm raised twice).
+    sync: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -472,6 +477,7 @@ impl AlarmEngine {
             rules: Mutex::new(Vec::new()),
             tracks: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
+            sync: tokio::sync::Mutex::new(()),
         });
         engine.reload().await?;
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Arc<TelemetryCommitted>>(16);
@@ -505,6 +511,7 @@ impl AlarmEngine {
 
     /// Rules and active alarms from the database (so every node converges on the same set).
     pub async fn reload(&self) -> Result<(), Problem> {
+        let _sync = self.sync.lock().await;
         let rules: Vec<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {RULE_COLUMNS} FROM alarm_rules ORDER BY id"
         )))
@@ -731,6 +738,7 @@ impl AlarmEngine {
         let mut raised = Vec::new();
         let mut cleared = Vec::new();
         let mut lost_race = false;
+        let sync = self.sync.lock().await;
         let mut tx = self.db.begin_write().await?;
         for action in actions {
             match action {
@@ -788,6 +796,7 @@ impl AlarmEngine {
             }
             active.retain(|_, id| !cleared.contains(id));
         }
+        drop(sync);
         for (id, _, _, committed_ms) in &raised {
             self.publish("raised", id, *committed_ms).await?;
         }
@@ -875,6 +884,7 @@ impl AlarmEngine {
     }
 
     pub async fn clear(&self, id: &str, by: &str) -> Result<AlarmView, Problem> {
+        let sync = self.sync.lock().await;
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query("UPDATE alarms SET cleared_at_ms = $1, cleared_by = $2 WHERE id = $3 AND cleared_at_ms IS NULL")
             .bind(yunnao_core::time::now_ms())
@@ -888,6 +898,7 @@ impl AlarmEngine {
             return Err(Problem::conflict("the alarm is already cleared"));
         }
         lock(&self.active).retain(|_, active| active != id);
+        drop(sync);
         self.publish("cleared", id, None).await?;
         self.alarm(id)
             .await?
