@@ -14,7 +14,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = yunnao_store::Db::connect(&format!("sqlite://{}/w.db", dir.path().display())).await?;
     yunnao_store::migrate::run(&db, &[yunnao_sensing::MIGRATIONS]).await?;
     let bus = Bus::in_process();
-    let writer = Writer::start(db.clone(), bus, 65_536, Arc::new(Activity::default()), None);
+    let writer = Writer::start(
+        db.clone(),
+        bus,
+        65_536,
+        Arc::new(Activity::default()),
+        None,
+        std::time::Duration::from_secs(5),
+    );
     let devices = 10_000;
     let per_device = 10;
     let started = Instant::now();

@@ -446,6 +446,8 @@ pub struct AlarmEngine {
     db: Db,
     bus: Bus,
     profiles: Arc<HashMap<String, Profile>>,
+    /// Traffic not yet written to `devices`: a device that just reported is not silent.
+    activity: Arc<crate::writer::Activity>,
     rules: Mutex<Vec<Rule>>,
     tracks: Mutex<HashMap<(String, String), Track>>,
     /// Active alarm id by (rule, device).
@@ -468,12 +470,14 @@ impl AlarmEngine {
         db: Db,
         bus: Bus,
         profiles: Arc<HashMap<String, Profile>>,
+        activity: Arc<crate::writer::Activity>,
         no_data_check: Duration,
     ) -> Result<(Arc<Self>, AlarmInput), Problem> {
         let engine = Arc::new(Self {
             db,
             bus,
             profiles,
+            activity,
             rules: Mutex::new(Vec::new()),
             tracks: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
@@ -704,7 +708,11 @@ impl AlarmEngine {
             .fetch_all(self.db.pool())
             .await
             .db()?;
-            for (device, profile, department, seen) in silent {
+            for (device, profile, department, stored_seen) in silent {
+                let seen = self
+                    .activity
+                    .pending(&device)
+                    .map_or(stored_seen, |(pending, _)| pending.max(stored_seen));
                 let interval_ms = self
                     .profiles
                     .get(&profile)

@@ -3,7 +3,7 @@
 use crate::alarms::{AlarmView, NewRule, Rule};
 use crate::grants::{Grant, NewGrant};
 use crate::series::{Bucket, LatestValue, RawPage};
-use crate::{CreatedDevice, DeviceInfo, DevicePatch, DeviceView, NewDevice, Profile, Sensing};
+use crate::{CreatedDevice, DevicePatch, DeviceView, NewDevice, Profile, Sensing};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,7 +11,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
@@ -391,7 +390,13 @@ async fn bulk_telemetry(
         }
     };
 
-    let mut devices: HashMap<String, Option<DeviceInfo>> = HashMap::new();
+    let devices = sensing
+        .device_infos(
+            items
+                .iter()
+                .filter_map(|(_, item)| item.get("device")?.as_str()),
+        )
+        .await?;
     let mut valid = Vec::new();
     for (index, item) in items {
         let serde_json::Value::Object(mut object) = item else {
@@ -410,11 +415,7 @@ async fn bulk_telemetry(
             });
             continue;
         };
-        if !devices.contains_key(&device_id) {
-            let info = sensing.device_info(&device_id).await?;
-            devices.insert(device_id.clone(), info);
-        }
-        let Some(device) = devices.get(&device_id).cloned().flatten() else {
+        let Some(device) = devices.get(&device_id).cloned() else {
             rejected.push(BulkRejection {
                 index,
                 device: Some(device_id),

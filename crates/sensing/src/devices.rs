@@ -327,7 +327,7 @@ impl Sensing {
                 .fetch_optional(&mut **tx)
                 .await
                 .db()?;
-        sqlx::query("DELETE FROM readings WHERE device_id = $1")
+        sqlx::query("DELETE FROM telemetry WHERE device_id = $1")
             .bind(id)
             .execute(&mut **tx)
             .await

@@ -50,6 +50,9 @@ pub struct SensingConfig {
     pub retention_every: std::time::Duration,
     /// How long 5-minute rollups are kept (hourly ones are kept).
     pub rollup_5m_days: i64,
+    /// How often devices' last-seen time and counters are written (they are kept in memory in
+    /// between, and status reads and no-data checks see them at once).
+    pub status_flush: std::time::Duration,
 }
 
 impl Default for SensingConfig {
@@ -61,6 +64,7 @@ impl Default for SensingConfig {
             no_data_check: std::time::Duration::from_secs(30),
             retention_every: std::time::Duration::from_secs(3600),
             rollup_5m_days: 730,
+            status_flush: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -135,20 +139,22 @@ impl Sensing {
             .map(|p| (p.code.clone(), p))
             .collect();
         let profiles: Arc<HashMap<String, Profile>> = Arc::new(profiles);
+        let activity = Arc::new(writer::Activity::default());
         let (alarms, alarm_input) = alarms::AlarmEngine::start(
             db.clone(),
             bus.clone(),
             profiles.clone(),
+            activity.clone(),
             config.no_data_check,
         )
         .await?;
-        let activity = Arc::new(writer::Activity::default());
         let writer = writer::Writer::start(
             db.clone(),
             bus.clone(),
             config.writer_queue,
             activity.clone(),
             Some(alarm_input),
+            config.status_flush,
         );
         let sensing = Self {
             db,
@@ -176,6 +182,11 @@ impl Sensing {
             }
         });
         Ok(sensing)
+    }
+
+    /// Writes what is only in memory (devices' last-seen times and counters); call at shutdown.
+    pub async fn flush(&self) {
+        self.writer.flush_status().await;
     }
 
     pub fn profile_map(&self) -> &HashMap<String, Profile> {
@@ -287,6 +298,55 @@ impl Sensing {
                 .insert(id, info.clone());
             info
         }))
+    }
+
+    /// [`Sensing::device_info`] for many ids at once: cache hits, then one query per 500
+    /// misses (a gateway's first upload names thousands of devices). Unknown ids are absent.
+    pub async fn device_infos<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, DeviceInfo>, Problem> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                if found.contains_key(id) {
+                    continue;
+                }
+                match cache.get(id) {
+                    Some(info) => {
+                        found.insert(id.to_owned(), info.clone());
+                    }
+                    None => missing.push(id),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        for chunk in missing.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, profile_code, department_code FROM devices WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(self.db.pool()).await.db()?;
+            let mut cache = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+            for (id, profile, department) in rows {
+                let info = DeviceInfo {
+                    id: id.as_str().into(),
+                    profile,
+                    department,
+                };
+                cache.insert(id.clone(), info.clone());
+                found.insert(id, info);
+            }
+        }
+        Ok(found)
     }
 
     /// [`Sensing::ingest`] for a device named by its access token.

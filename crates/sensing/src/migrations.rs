@@ -26,8 +26,8 @@ CREATE TABLE devices (
 CREATE INDEX devices_department_profile ON devices (department_code, profile_code);
 "#;
 
-/// The sensing hub's tables. Readings are clustered by (device, key, time): SQLite stores them
-/// WITHOUT ROWID so the primary key is the table, PostgreSQL as a btree primary key.
+/// The sensing hub's tables. Telemetry is clustered by (device, time): SQLite stores it WITHOUT
+/// ROWID so the primary key is the table, PostgreSQL as a btree primary key.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "sensing",
     migrations: &[
@@ -53,8 +53,48 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             "when the reading behind an alarm was committed",
             "ALTER TABLE alarms ADD COLUMN trigger_committed_ms BIGINT",
         ),
+        Migration {
+            version: 7,
+            description: "one row per device and time with the message's values; readings becomes a view",
+            sqlite: TELEMETRY_SQLITE,
+            postgres: TELEMETRY_POSTGRES,
+        },
     ],
 };
+
+/// A message's values are stored together (`{"CH4": 1.5, "CO": 3.0}`), clustered by (device,
+/// time): one B-tree insert per message instead of one per value, which is what lifts ingestion
+/// past a row-per-value table. `readings` stays as a view with one row per value, so queries,
+/// rollups and exports read (device, key, time, value) as before.
+const TELEMETRY_SQLITE: &str = r#"
+CREATE TABLE telemetry (
+    device_id TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    values_json TEXT NOT NULL,
+    PRIMARY KEY (device_id, ts_ms)
+) WITHOUT ROWID;
+INSERT INTO telemetry (device_id, ts_ms, values_json)
+    SELECT device_id, ts_ms, json_group_object(key, value) FROM readings GROUP BY device_id, ts_ms;
+DROP TABLE readings;
+CREATE VIEW readings AS
+    SELECT t.device_id AS device_id, j.key AS key, t.ts_ms AS ts_ms, CAST(j.value AS REAL) AS value
+    FROM telemetry t, json_each(t.values_json) j;
+"#;
+
+const TELEMETRY_POSTGRES: &str = r#"
+CREATE TABLE telemetry (
+    device_id TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    values_json TEXT NOT NULL,
+    PRIMARY KEY (device_id, ts_ms)
+);
+INSERT INTO telemetry (device_id, ts_ms, values_json)
+    SELECT device_id, ts_ms, jsonb_object_agg(key, value)::text FROM readings GROUP BY device_id, ts_ms;
+DROP TABLE readings;
+CREATE VIEW readings AS
+    SELECT t.device_id AS device_id, j.key AS key, t.ts_ms AS ts_ms, CAST(j.value AS DOUBLE PRECISION) AS value
+    FROM telemetry t, jsonb_each_text(t.values_json::jsonb) j;
+"#;
 
 const GRANTS: &str = r#"
 CREATE TABLE device_grants (

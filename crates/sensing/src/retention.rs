@@ -14,6 +14,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RetentionReport {
+    /// Raw rows deleted: one per device and time (a message's values are one row).
     pub raw_deleted: u64,
     pub rollups_written: u64,
     pub rollups_deleted: u64,
@@ -53,7 +54,7 @@ impl Sensing {
                 report.rollups_written += written.rows_affected();
             }
             let deleted = sqlx::query(
-                "DELETE FROM readings WHERE ts_ms < $1 AND device_id IN (SELECT id FROM devices WHERE profile_code = $2)",
+                "DELETE FROM telemetry WHERE ts_ms < $1 AND device_id IN (SELECT id FROM devices WHERE profile_code = $2)",
             )
             .bind(cutoff)
             .bind(&profile.code)

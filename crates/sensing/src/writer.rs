@@ -44,11 +44,15 @@ impl Activity {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Writes what is pending: one UPDATE per chunk of devices.
-    pub async fn flush(&self, db: &Db) -> Result<(), StoreError> {
+    /// Writes what is pending: on SQLite one prepared UPDATE per device on the writer's own
+    /// connection, elsewhere one UPDATE per chunk of devices.
+    async fn flush(&self, db: &Db, sqlite: Option<&SqliteWriter>) -> Result<(), StoreError> {
         let pending: Vec<(String, (i64, i64))> = self.take().into_iter().collect();
         if pending.is_empty() {
             return Ok(());
+        }
+        if let Some(sqlite) = sqlite {
+            return sqlite.update_status(db, pending).await;
         }
         let mut tx = db.begin_write().await?;
         for chunk in pending.chunks(DEVICES_PER_STATEMENT) {
@@ -98,6 +102,9 @@ impl WriteRequest {
 #[derive(Clone)]
 pub struct Writer {
     sender: mpsc::Sender<WriteRequest>,
+    db: Db,
+    sqlite: Option<std::sync::Arc<SqliteWriter>>,
+    activity: std::sync::Arc<Activity>,
 }
 
 /// One committed batch, as an event: `sensing.telemetry.committed`.
@@ -131,19 +138,49 @@ impl Writer {
         queue: usize,
         activity: std::sync::Arc<Activity>,
         alarms: Option<crate::alarms::AlarmInput>,
+        status_flush: std::time::Duration,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(db.clone(), bus, receiver, activity.clone(), alarms));
+        let sqlite = match db.backend() {
+            yunnao_store::Backend::Sqlite => match SqliteWriter::open(&db) {
+                Ok(writer) => Some(std::sync::Arc::new(writer)),
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the SQLite telemetry writer; using the pool");
+                    None
+                }
+            },
+            yunnao_store::Backend::Postgres => None,
+        };
+        tokio::spawn(run(
+            db.clone(),
+            sqlite.clone(),
+            bus,
+            receiver,
+            activity.clone(),
+            alarms,
+        ));
+        let writer = Self {
+            sender,
+            db,
+            sqlite,
+            activity,
+        };
+        let flusher = writer.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut interval = tokio::time::interval(status_flush);
             loop {
                 interval.tick().await;
-                if let Err(error) = activity.flush(&db).await {
-                    tracing::error!(%error, "device status flush failed");
-                }
+                flusher.flush_status().await;
             }
         });
-        Self { sender }
+        writer
+    }
+
+    /// Writes devices' pending last-seen times and counters now (also at shutdown).
+    pub async fn flush_status(&self) {
+        if let Err(error) = self.activity.flush(&self.db, self.sqlite.as_deref()).await {
+            tracing::error!(%error, "device status flush failed");
+        }
     }
 
     /// Queues readings and waits until they are committed.
@@ -179,21 +216,12 @@ impl Writer {
 
 async fn run(
     db: Db,
+    sqlite: Option<std::sync::Arc<SqliteWriter>>,
     bus: Bus,
     mut receiver: mpsc::Receiver<WriteRequest>,
     activity: std::sync::Arc<Activity>,
     alarms: Option<crate::alarms::AlarmInput>,
 ) {
-    let sqlite = match db.backend() {
-        yunnao_store::Backend::Sqlite => match SqliteWriter::open(&db) {
-            Ok(writer) => Some(writer),
-            Err(error) => {
-                tracing::error!(%error, "cannot open the SQLite telemetry writer; using the pool");
-                None
-            }
-        },
-        yunnao_store::Backend::Postgres => None,
-    };
     while let Some(first) = receiver.recv().await {
         let mut count = first.readings();
         let mut batch = vec![first];
@@ -206,7 +234,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (batch, result) = commit(&db, sqlite.as_ref(), batch).await;
+        let (batch, result) = commit(&db, sqlite.as_deref(), batch).await;
         if let Err(error) = &result {
             tracing::error!(%error, readings = count, "telemetry commit failed");
         }
@@ -271,6 +299,33 @@ impl SqliteWriter {
         })
     }
 
+    async fn update_status(
+        &self,
+        db: &Db,
+        pending: Vec<(String, (i64, i64))>,
+    ) -> Result<(), StoreError> {
+        let _slot = db.sqlite_write_slot().await;
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            let tx =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE devices SET last_seen_ms = MAX(COALESCE(last_seen_ms, ?2), ?2), \
+                     accepted_count = accepted_count + ?3 WHERE id = ?1",
+                )?;
+                for (id, (seen, accepted)) in &pending {
+                    update.execute(rusqlite::params![id, seen, accepted])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("device status task: {e}")))?
+        .map_err(|e| StoreError::Other(format!("device status: {e}")))
+    }
+
     async fn commit(
         &self,
         db: &Db,
@@ -283,16 +338,14 @@ impl SqliteWriter {
             let result = (|| {
                 let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 {
+                    // A repeated (device, time) is the same message sent twice (QoS 1
+                    // redelivery) or more keys of that moment: merge, newest value wins.
                     let mut insert = tx.prepare_cached(
-                        "INSERT INTO readings (device_id, key, ts_ms, value) VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value",
+                        "INSERT INTO telemetry (device_id, ts_ms, values_json) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (device_id, ts_ms) DO UPDATE SET values_json = json_patch(telemetry.values_json, excluded.values_json)",
                     )?;
-                    for request in &batch {
-                        for (device, readings) in &request.items {
-                            for reading in readings {
-                                insert.execute(rusqlite::params![&*device.id, reading.key, reading.ts_ms, reading.value])?;
-                            }
-                        }
+                    for row in pack(&batch) {
+                        insert.execute(rusqlite::params![row.device_id, row.ts_ms, row.values_json])?;
                     }
                 }
                 tx.commit()
@@ -325,34 +378,117 @@ async fn commit(
 }
 
 async fn commit_pool(db: &Db, batch: &[WriteRequest]) -> Result<(), StoreError> {
-    let rows: Vec<(&str, &Reading)> = batch
-        .iter()
-        .flat_map(|r| r.items.iter())
-        .flat_map(|(device, readings)| readings.iter().map(move |reading| (&*device.id, reading)))
-        .collect();
+    let rows = pack(batch);
     let mut tx = db.begin_write().await?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from("INSERT INTO readings (device_id, key, ts_ms, value) VALUES ");
+        let mut sql = String::from("INSERT INTO telemetry (device_id, ts_ms, values_json) VALUES ");
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let p = i * 4;
-            sql.push_str(&format!("(${},${},${},${})", p + 1, p + 2, p + 3, p + 4));
+            let p = i * 3;
+            sql.push_str(&format!("(${},${},${})", p + 1, p + 2, p + 3));
         }
-        // A repeated (device, key, ts) is the same reading sent twice (QoS 1 redelivery): keep
-        // the newest value.
-        sql.push_str(" ON CONFLICT (device_id, key, ts_ms) DO UPDATE SET value = excluded.value");
+        // `pack` merged repeats inside the batch (PostgreSQL refuses to update one row twice
+        // in a statement); a repeat of an earlier batch merges here, newest value wins.
+        sql.push_str(
+            " ON CONFLICT (device_id, ts_ms) DO UPDATE SET values_json = \
+             (CAST(telemetry.values_json AS JSONB) || CAST(excluded.values_json AS JSONB))::text",
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (device_id, reading) in chunk {
+        for row in chunk {
             query = query
-                .bind(*device_id)
-                .bind(reading.key.as_str())
-                .bind(reading.ts_ms)
-                .bind(reading.value);
+                .bind(row.device_id)
+                .bind(row.ts_ms)
+                .bind(row.values_json.as_str());
         }
         query.execute(&mut **tx).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// One stored row: a device's values at one moment, as a JSON object.
+struct PackedRow<'a> {
+    device_id: &'a str,
+    ts_ms: i64,
+    values_json: String,
+}
+
+/// Groups a batch's readings by (device, time), merging repeats (the later value wins).
+fn pack(batch: &[WriteRequest]) -> Vec<PackedRow<'_>> {
+    let mut rows: Vec<(&str, i64, Vec<(&str, f64)>)> = Vec::new();
+    let mut index: HashMap<(&str, i64), usize> = HashMap::new();
+    for request in batch {
+        for (device, readings) in &request.items {
+            for reading in readings {
+                let at = (&*device.id, reading.ts_ms);
+                let slot = match rows.last() {
+                    // Readings of one sample arrive together: skip the lookup for them.
+                    Some(last) if (last.0, last.1) == at => rows.len() - 1,
+                    _ => *index.entry(at).or_insert_with(|| {
+                        rows.push((at.0, at.1, Vec::with_capacity(readings.len())));
+                        rows.len() - 1
+                    }),
+                };
+                let values = &mut rows[slot].2;
+                match values.iter_mut().find(|(key, _)| *key == reading.key) {
+                    Some(existing) => existing.1 = reading.value,
+                    None => values.push((&reading.key, reading.value)),
+                }
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(device_id, ts_ms, values)| PackedRow {
+            device_id,
+            ts_ms,
+            values_json: values_json(&values),
+        })
+        .collect()
+}
+
+/// `{"key": value, …}`; values are finite (validated), printed in their shortest exact form.
+fn values_json(values: &[(&str, f64)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(2 + values.len() * 20);
+    out.push('{');
+    for (i, (key, value)) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match serde_json::to_string(key) {
+            Ok(quoted) => out.push_str(&quoted),
+            Err(_) => out.push_str("\"\""),
+        }
+        let _ = write!(out, ":{value:?}");
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_stored_as_exact_json() {
+        let cases: &[(&[(&str, f64)], &str)] = &[
+            (&[("CH4", 1.5), ("CO", 3.0)], r#"{"CH4":1.5,"CO":3.0}"#),
+            (&[("x", 0.1 + 0.2)], r#"{"x":0.30000000000000004}"#),
+            (
+                &[("tiny", 1e-7), ("huge", 1e300)],
+                r#"{"tiny":1e-7,"huge":1e300}"#,
+            ),
+            (&[("a\"b", -0.0)], r#"{"a\"b":-0.0}"#),
+        ];
+        for (values, expected) in cases {
+            let json = values_json(values);
+            assert_eq!(&json, expected);
+            let parsed: HashMap<String, f64> = serde_json::from_str(&json).expect("valid JSON");
+            for (key, value) in values.iter() {
+                assert_eq!(parsed[*key].to_bits(), value.to_bits(), "{key} round-trips");
+            }
+        }
+    }
 }

@@ -165,6 +165,7 @@ pub async fn serve(
     if let Some(task) = mqtt_task {
         task.abort();
     }
+    app.sensing.flush().await;
     if let Err(problem) = app.identity.checkpoint_now().await {
         tracing::error!(%problem, "final audit checkpoint failed");
     }

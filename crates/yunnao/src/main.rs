@@ -3,6 +3,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use yunnao::{Config, Overrides};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 雲腦 yunnao — the open city operating platform.
 #[derive(Parser)]
 #[command(name = "yunnao", version, about)]
