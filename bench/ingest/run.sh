@@ -72,6 +72,9 @@ echo "COUNT influx readings $INFLUX_COUNT"
 # --- raw SQLite ----------------------------------------------------------------------------
 $LOAD sqlite --path "$WORK/raw.db" --devices "$DEVICES" --per-device "$PER_DEVICE" --batch 10000 | tee "$WORK/sqlite.txt"
 $LOAD count --path "$WORK/raw.db" | tee "$WORK/sqlite-count.txt"
+$LOAD sqlite --layout message --path "$WORK/raw-messages.db" --devices "$DEVICES" --per-device "$PER_DEVICE" --batch 10000 \
+  | tee "$WORK/sqlite-messages.txt"
+$LOAD count --path "$WORK/raw-messages.db" --query "SELECT 3 * COUNT(*) FROM telemetry" | tee "$WORK/sqlite-messages-count.txt"
 
 # --- summary -------------------------------------------------------------------------------
 python3 - "$WORK" "$DEVICES" "$PER_DEVICE" "$PEAK_KB" "$INFLUX_COUNT" <<'PY'
@@ -84,19 +87,23 @@ def count(name):
     return int(re.search(r"COUNT (\d+)", pathlib.Path(work, name).read_text()).group(1))
 readings = devices * per
 http, mqtt, influx, sqlite = rate("http.txt"), rate("mqtt.txt"), rate("influx.txt"), rate("sqlite.txt")
+sqlite_messages = rate("sqlite-messages.txt")
 checks = [
     ("yunnao rows after HTTP", count("http-count.txt"), 3 * readings),
     ("yunnao rows after MQTT", count("mqtt-count.txt"), 6 * readings),
     ("InfluxDB CH4 values", influx_count, readings),
     ("raw SQLite rows", count("sqlite-count.txt"), 3 * readings),
+    ("raw SQLite (message rows) values", count("sqlite-messages-count.txt"), 3 * readings),
 ]
 for label, got, want in checks:
     print(f"check {label}: {got} (expected {want}) {'OK' if got == want else 'MISMATCH'}")
 print(f"\nreadings/s (3 values each):")
-for label, value in [("yunnao HTTP bulk", http), ("yunnao MQTT QoS1", mqtt), ("InfluxDB 1.6", influx), ("raw SQLite", sqlite)]:
-    print(f"  {label:18} {value:>10.0f}")
-print(f"\nratio yunnao/InfluxDB:   HTTP {http/influx:.2f}x   MQTT {mqtt/influx:.2f}x")
-print(f"ratio yunnao/raw SQLite: HTTP {http/sqlite:.2f}x   MQTT {mqtt/sqlite:.2f}x")
+for label, value in [("yunnao HTTP bulk", http), ("yunnao MQTT QoS1", mqtt), ("InfluxDB 1.6", influx),
+                     ("raw SQLite (row per value)", sqlite), ("raw SQLite (row per message)", sqlite_messages)]:
+    print(f"  {label:30} {value:>10.0f}")
+print(f"\nratio yunnao/InfluxDB:                     HTTP {http/influx:.2f}x   MQTT {mqtt/influx:.2f}x")
+print(f"ratio yunnao/raw SQLite (row per value):   HTTP {http/sqlite:.2f}x   MQTT {mqtt/sqlite:.2f}x")
+print(f"ratio yunnao/raw SQLite (row per message): HTTP {http/sqlite_messages:.2f}x   MQTT {mqtt/sqlite_messages:.2f}x")
 print(pathlib.Path(work, "alarms.txt").read_text().strip())
 print(f"yunnao peak memory (VmHWM): {peak_kb/1024:.0f} MiB")
 PY

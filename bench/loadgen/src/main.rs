@@ -54,17 +54,24 @@ enum Mode {
         #[command(flatten)]
         load: Load,
     },
-    /// Raw SQLite: the same rows, schema and durability as yunnao's readings table.
+    /// Raw SQLite with yunnao's durability: `--layout value` is one row per value (device, key,
+    /// time), the table a time series gets without a storage design; `--layout message` is
+    /// yunnao's own layout, one row per device and time with the values as JSON.
     Sqlite {
         #[arg(long)]
         path: std::path::PathBuf,
+        #[arg(long, value_enum, default_value_t = Layout::Value)]
+        layout: Layout,
         #[command(flatten)]
         load: Load,
     },
-    /// Count rows in a SQLite readings table.
+    /// Count values in a SQLite file: `readings` rows (yunnao's view, or the row-per-value
+    /// table), or `telemetry` rows × 3 for the raw message layout.
     Count {
         #[arg(long)]
         path: std::path::PathBuf,
+        #[arg(long, default_value = "SELECT COUNT(*) FROM readings")]
+        query: String,
     },
     /// Alarm detection delay (raised − reading committed) from the alarms API.
     AlarmLatency {
@@ -73,6 +80,12 @@ enum Mode {
         #[arg(long)]
         token: String,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq)]
+enum Layout {
+    Value,
+    Message,
 }
 
 #[derive(clap::Args, Clone)]
@@ -251,11 +264,13 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Mode::Sqlite { path, load } => raw_sqlite(&path, &load),
-        Mode::Count { path } => {
+        Mode::Sqlite { path, layout, load } => match layout {
+            Layout::Value => raw_sqlite(&path, &load),
+            Layout::Message => raw_sqlite_messages(&path, &load),
+        },
+        Mode::Count { path, query } => {
             let connection = rusqlite::Connection::open(path)?;
-            let count: i64 =
-                connection.query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))?;
+            let count: i64 = connection.query_row(&query, [], |row| row.get(0))?;
             println!("COUNT {count}");
             Ok(())
         }
@@ -416,6 +431,37 @@ fn raw_sqlite(path: &std::path::Path, load: &Load) -> anyhow::Result<()> {
     }
     report(
         "raw_sqlite",
+        load.devices * load.per_device,
+        started.elapsed(),
+    );
+    Ok(())
+}
+
+fn raw_sqlite_messages(path: &std::path::Path, load: &Load) -> anyhow::Result<()> {
+    let mut connection = rusqlite::Connection::open(path)?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         CREATE TABLE IF NOT EXISTS telemetry (device_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, values_json TEXT NOT NULL, \
+         PRIMARY KEY (device_id, ts_ms)) WITHOUT ROWID;",
+    )?;
+    let started = Instant::now();
+    for batch in batches(load) {
+        let tx = connection.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO telemetry (device_id, ts_ms, values_json) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (device_id, ts_ms) DO UPDATE SET values_json = json_patch(telemetry.values_json, excluded.values_json)",
+            )?;
+            for (d, t) in batch {
+                let (ch4, h2s, co) = values(d, t);
+                let json = format!(r#"{{"CH4":{ch4:?},"H2S":{h2s:?},"CO":{co:?}}}"#);
+                insert.execute(rusqlite::params![device_id(d), ts(load, t), json])?;
+            }
+        }
+        tx.commit()?;
+    }
+    report(
+        "raw_sqlite_messages",
         load.devices * load.per_device,
         started.elapsed(),
     );

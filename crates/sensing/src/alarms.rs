@@ -15,7 +15,7 @@
 //! the engine is behind), so no committed reading escapes evaluation; a timer checks no-data
 //! rules.
 
-use crate::Profile;
+use crate::profiles::ProfileRegistry;
 use crate::writer::TelemetryCommitted;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -216,7 +216,7 @@ impl Rule {
     }
 }
 
-pub fn validate(rule: &NewRule, profiles: &HashMap<String, Profile>) -> Result<(), Problem> {
+pub fn validate(rule: &NewRule, profiles: &ProfileRegistry) -> Result<(), Problem> {
     let invalid = |message: &str| Err(Problem::validation(message.to_owned()));
     if rule.name.trim().is_empty() || rule.name.chars().count() > 200 {
         return invalid("name must be 1 to 200 characters");
@@ -445,7 +445,7 @@ impl AlarmInput {
 pub struct AlarmEngine {
     db: Db,
     bus: Bus,
-    profiles: Arc<HashMap<String, Profile>>,
+    profiles: ProfileRegistry,
     /// Traffic not yet written to `devices`: a device that just reported is not silent.
     activity: Arc<crate::writer::Activity>,
     rules: Mutex<Vec<Rule>>,
@@ -469,7 +469,7 @@ impl AlarmEngine {
     pub async fn start(
         db: Db,
         bus: Bus,
-        profiles: Arc<HashMap<String, Profile>>,
+        profiles: ProfileRegistry,
         activity: Arc<crate::writer::Activity>,
         no_data_check: Duration,
     ) -> Result<(Arc<Self>, AlarmInput), Problem> {

@@ -3,7 +3,7 @@
 use crate::alarms::{AlarmView, NewRule, Rule};
 use crate::grants::{Grant, NewGrant};
 use crate::series::{Bucket, LatestValue, RawPage};
-use crate::{CreatedDevice, DevicePatch, DeviceView, NewDevice, Profile, Sensing};
+use crate::{CreatedDevice, DevicePatch, DeviceView, NewDevice, NewProfile, Profile, Sensing};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,7 +26,8 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(import_devices))
         .layer(axum::extract::DefaultBodyLimit::max(BULK_BODY_LIMIT));
     OpenApiRouter::new()
-        .routes(routes!(list_profiles))
+        .routes(routes!(list_profiles, create_profile))
+        .routes(routes!(get_profile, replace_profile, delete_profile))
         .routes(routes!(list_devices, create_device))
         .routes(routes!(get_device, update_device, delete_device))
         .routes(routes!(rotate_token))
@@ -123,14 +124,147 @@ async fn readable_device(
     Ok(device)
 }
 
-/// The built-in device profiles with their keys, units and ranges.
+/// Every device profile (built-in and departments' own) with keys, units and ranges.
 #[utoipa::path(get, path = "/api/v1/device-profiles", tag = "sensing",
     responses((status = 200, body = [Profile])))]
 async fn list_profiles(
     State(sensing): State<Sensing>,
     _principal: Principal,
 ) -> axum::Json<Vec<Profile>> {
-    axum::Json(sensing.profiles())
+    axum::Json(sensing.profiles().iter().map(|p| (**p).clone()).collect())
+}
+
+#[utoipa::path(get, path = "/api/v1/device-profiles/{code}", tag = "sensing",
+    params(("code" = String, Path)), responses((status = 200, body = Profile), (status = 404)))]
+async fn get_profile(
+    State(sensing): State<Sensing>,
+    _principal: Principal,
+    ApiPath(code): ApiPath<String>,
+) -> ApiResult<axum::Json<Profile>> {
+    let profile = sensing
+        .find_profile(&code)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no profile {code:?}")))?;
+    Ok(axum::Json((*profile).clone()))
+}
+
+/// Profiles are configuration: department admins (or API clients with `profiles:write`) of
+/// the owning department, and platform admins.
+fn require_profile_admin(principal: &Principal, department: &str) -> Result<(), Problem> {
+    if principal.is_platform_admin() {
+        return Ok(());
+    }
+    if principal.department != department {
+        return Err(Problem::forbidden(format!(
+            "{} may not manage profiles of department {department:?}",
+            principal.name
+        )));
+    }
+    principal.require_any(&[Role::DeptAdmin], "profiles:write")
+}
+
+/// A profile owned by a department, for replacing or deleting; built-in ones are fixed.
+async fn department_profile(
+    sensing: &Sensing,
+    principal: &Principal,
+    code: &str,
+) -> Result<std::sync::Arc<Profile>, Problem> {
+    let profile = sensing
+        .find_profile(code)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no profile {code:?}")))?;
+    let Some(owner) = &profile.department else {
+        return Err(Problem::conflict(format!(
+            "{code} is a built-in profile and cannot be changed; define your own instead"
+        )));
+    };
+    require_profile_admin(principal, owner)?;
+    Ok(profile)
+}
+
+/// Define a device profile for the caller's department (platform admins may name another).
+#[utoipa::path(post, path = "/api/v1/device-profiles", tag = "sensing", request_body = NewProfile,
+    responses((status = 201, body = Profile), (status = 403), (status = 409), (status = 422)))]
+async fn create_profile(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiJson(new): ApiJson<NewProfile>,
+) -> ApiResult<impl IntoResponse> {
+    let department = match &new.department {
+        Some(department) if principal.is_platform_admin() => department.clone(),
+        Some(department) if *department != principal.department => {
+            return Err(Problem::forbidden(format!(
+                "{} may not define profiles for department {department:?}",
+                principal.name
+            )));
+        }
+        _ => principal.department.clone(),
+    };
+    require_profile_admin(&principal, &department)?;
+    if !sensing.identity.department_exists(&department).await? {
+        return Err(Problem::validation(format!(
+            "there is no department {department:?}"
+        )));
+    }
+    let profile = sensing
+        .create_profile(new.into_profile(department)?)
+        .await?;
+    Ok(noted(
+        AuditNote::new("profile.create", format!("profile:{}", profile.code)),
+        (StatusCode::CREATED, axum::Json(profile)),
+    ))
+}
+
+/// Replace a department profile's definition (name, interval, retention, keys and ranges).
+#[utoipa::path(put, path = "/api/v1/device-profiles/{code}", tag = "sensing",
+    params(("code" = String, Path)), request_body = NewProfile,
+    responses((status = 200, body = Profile), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn replace_profile(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(code): ApiPath<String>,
+    ApiJson(mut new): ApiJson<NewProfile>,
+) -> ApiResult<impl IntoResponse> {
+    let existing = department_profile(&sensing, &principal, &code).await?;
+    if !new.code.is_empty() && new.code != code {
+        return Err(Problem::validation(format!(
+            "the body names profile {:?} but the path {code:?}; a profile's code cannot change",
+            new.code
+        )));
+    }
+    if new
+        .department
+        .as_ref()
+        .is_some_and(|d| Some(d) != existing.department.as_ref())
+    {
+        return Err(Problem::validation(
+            "a profile's department cannot change".to_owned(),
+        ));
+    }
+    new.code = code.clone();
+    let owner = existing.department.clone().unwrap_or_default();
+    let profile = sensing.replace_profile(new.into_profile(owner)?).await?;
+    Ok(noted(
+        AuditNote::new("profile.replace", format!("profile:{code}")),
+        axum::Json(profile),
+    ))
+}
+
+/// Delete a department profile that no device, alarm rule or grant uses (409 otherwise).
+#[utoipa::path(delete, path = "/api/v1/device-profiles/{code}", tag = "sensing",
+    params(("code" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404), (status = 409)))]
+async fn delete_profile(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+    ApiPath(code): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    department_profile(&sensing, &principal, &code).await?;
+    sensing.delete_profile(&code).await?;
+    Ok(noted(
+        AuditNote::new("profile.delete", format!("profile:{code}")),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

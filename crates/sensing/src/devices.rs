@@ -189,7 +189,7 @@ impl Sensing {
                 .with_extension("field", "name"));
         }
         validate_location(&new.location)?;
-        if self.profile(&new.profile).is_none() {
+        if self.find_profile(&new.profile).await?.is_none() {
             return Err(Problem::validation(format!(
                 "there is no device profile {:?}",
                 new.profile

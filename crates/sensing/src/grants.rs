@@ -151,7 +151,7 @@ impl Sensing {
             )));
         }
         if let Some(profile) = &new.profile
-            && self.profile(profile).is_none()
+            && self.find_profile(profile).await?.is_none()
         {
             return Err(Problem::validation(format!(
                 "there is no device profile {profile:?}"

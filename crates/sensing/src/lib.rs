@@ -27,7 +27,7 @@ pub use devices::{
     CreatedDevice, DeviceInfo, DevicePatch, DeviceStatus, DeviceView, Location, NewDevice,
 };
 pub use migrations::MIGRATIONS;
-pub use profiles::Profile;
+pub use profiles::{NewProfile, Profile, ProfileRegistry};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -99,7 +99,7 @@ pub struct Sensing {
     pub bus: Bus,
     pub identity: Identity,
     pub config: SensingConfig,
-    profiles: Arc<HashMap<String, Profile>>,
+    profiles: ProfileRegistry,
     pub alarms: Arc<alarms::AlarmEngine>,
     writer: writer::Writer,
     pub(crate) activity: Arc<writer::Activity>,
@@ -129,16 +129,8 @@ impl Sensing {
             .db()?;
         }
         tx.commit().await?;
-        let stored: Vec<String> = sqlx::query_scalar("SELECT definition FROM device_profiles")
-            .fetch_all(db.pool())
-            .await
-            .db()?;
-        let profiles = stored
-            .iter()
-            .filter_map(|text| serde_json::from_str::<Profile>(text).ok())
-            .map(|p| (p.code.clone(), p))
-            .collect();
-        let profiles: Arc<HashMap<String, Profile>> = Arc::new(profiles);
+        let profiles = ProfileRegistry::default();
+        profiles.replace_all(load_profiles(&db).await?);
         let activity = Arc::new(writer::Activity::default());
         let (alarms, alarm_input) = alarms::AlarmEngine::start(
             db.clone(),
@@ -168,6 +160,21 @@ impl Sensing {
             tokens: Arc::new(RwLock::new(HashMap::new())),
             by_id: Arc::new(RwLock::new(HashMap::new())),
         };
+        // Profiles defined on another node appear here within a minute (and at once where a
+        // device names one this node has not seen, see `find_profile`).
+        let reloader = sensing.clone();
+        tokio::spawn(async move {
+            let period = std::time::Duration::from_secs(60);
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                interval.tick().await;
+                match load_profiles(&reloader.db).await {
+                    Ok(all) => reloader.profiles.replace_all(all),
+                    Err(problem) => tracing::error!(%problem, "profile reload failed"),
+                }
+            }
+        });
         let retention = sensing.clone();
         tokio::spawn(async move {
             // The first pass waits one period: start-up stays quick.
@@ -189,18 +196,117 @@ impl Sensing {
         self.writer.flush_status().await;
     }
 
-    pub fn profile_map(&self) -> &HashMap<String, Profile> {
+    pub fn profile_registry(&self) -> &ProfileRegistry {
         &self.profiles
     }
 
-    pub fn profile(&self, code: &str) -> Option<&Profile> {
+    pub fn profile(&self, code: &str) -> Option<Arc<Profile>> {
         self.profiles.get(code)
     }
 
-    pub fn profiles(&self) -> Vec<Profile> {
-        let mut all: Vec<Profile> = self.profiles.values().cloned().collect();
-        all.sort_by(|a, b| a.code.cmp(&b.code));
-        all
+    /// [`Sensing::profile`], looking in the database when this node has not seen `code` yet.
+    pub async fn find_profile(&self, code: &str) -> Result<Option<Arc<Profile>>, Problem> {
+        if let Some(profile) = self.profiles.get(code) {
+            return Ok(Some(profile));
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT definition FROM device_profiles WHERE code = $1")
+                .bind(code)
+                .fetch_optional(self.db.pool())
+                .await
+                .db()?;
+        match stored.and_then(|text| serde_json::from_str::<Profile>(&text).ok()) {
+            Some(profile) => {
+                self.profiles.put(profile);
+                Ok(self.profiles.get(code))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn profiles(&self) -> Vec<Arc<Profile>> {
+        self.profiles.all()
+    }
+
+    /// Stores a new department profile; 409 when the code is taken.
+    pub async fn create_profile(&self, profile: Profile) -> Result<Profile, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO device_profiles (code, definition, created_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(&profile.code)
+        .bind(profile_json(&profile)?)
+        .bind(yunnao_core::time::now_ms())
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        if inserted.rows_affected() == 0 {
+            return Err(Problem::conflict(format!(
+                "a profile with code {:?} exists",
+                profile.code
+            )));
+        }
+        tx.commit().await?;
+        self.profiles.put(profile.clone());
+        Ok(profile)
+    }
+
+    /// Replaces a department profile's definition (built-in ones are fixed). Devices keep
+    /// their data; new readings are checked against the new keys and ranges.
+    pub async fn replace_profile(&self, profile: Profile) -> Result<Profile, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let updated = sqlx::query("UPDATE device_profiles SET definition = $2 WHERE code = $1")
+            .bind(&profile.code)
+            .bind(profile_json(&profile)?)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        if updated.rows_affected() == 0 {
+            return Err(Problem::not_found(format!(
+                "there is no profile {:?}",
+                profile.code
+            )));
+        }
+        tx.commit().await?;
+        self.profiles.put(profile.clone());
+        Ok(profile)
+    }
+
+    /// Deletes a department profile no device and no alarm rule uses.
+    pub async fn delete_profile(&self, code: &str) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let devices: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE profile_code = $1")
+                .bind(code)
+                .fetch_one(&mut **tx)
+                .await
+                .db()?;
+        let rules: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM alarm_rules WHERE profile_code = $1")
+                .bind(code)
+                .fetch_one(&mut **tx)
+                .await
+                .db()?;
+        let grants: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM device_grants WHERE profile_code = $1")
+                .bind(code)
+                .fetch_one(&mut **tx)
+                .await
+                .db()?;
+        if devices + rules + grants > 0 {
+            return Err(Problem::conflict(format!(
+                "profile {code:?} is in use by {devices} device(s), {rules} alarm rule(s) and {grants} grant(s)"
+            )));
+        }
+        sqlx::query("DELETE FROM device_profiles WHERE code = $1")
+            .bind(code)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        tx.commit().await?;
+        self.profiles.remove(code);
+        Ok(())
     }
 
     /// Validates one telemetry message from `device` and returns once it is committed.
@@ -219,7 +325,7 @@ impl Sensing {
         })?;
         let now = yunnao_core::time::now_ms();
         let readings =
-            match payload::readings(payload, profile, now, self.config.max_future_skew_ms) {
+            match payload::readings(payload, &profile, now, self.config.max_future_skew_ms) {
                 Ok(readings) => readings,
                 Err(reason) => {
                     tracing::debug!(device = %device.id, %reason, "telemetry rejected");
@@ -246,7 +352,7 @@ impl Sensing {
             .ok_or_else(|| format!("profile {} is not loaded", device.profile))?;
         payload::readings_from_value(
             message,
-            profile,
+            &profile,
             yunnao_core::time::now_ms(),
             self.config.max_future_skew_ms,
         )
@@ -391,4 +497,19 @@ impl Sensing {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
     }
+}
+
+async fn load_profiles(db: &Db) -> Result<Vec<Profile>, Problem> {
+    let stored: Vec<String> = sqlx::query_scalar("SELECT definition FROM device_profiles")
+        .fetch_all(db.pool())
+        .await
+        .db()?;
+    Ok(stored
+        .iter()
+        .filter_map(|text| serde_json::from_str::<Profile>(text).ok())
+        .collect())
+}
+
+fn profile_json(profile: &Profile) -> Result<String, Problem> {
+    serde_json::to_string(profile).map_err(|e| Problem::internal(e.to_string()))
 }

@@ -415,9 +415,12 @@ struct PackedRow<'a> {
     values_json: String,
 }
 
+/// A device's values at one moment, before encoding.
+type Moment<'a> = (&'a str, i64, Vec<(&'a str, f64)>);
+
 /// Groups a batch's readings by (device, time), merging repeats (the later value wins).
 fn pack(batch: &[WriteRequest]) -> Vec<PackedRow<'_>> {
-    let mut rows: Vec<(&str, i64, Vec<(&str, f64)>)> = Vec::new();
+    let mut rows: Vec<Moment<'_>> = Vec::new();
     let mut index: HashMap<(&str, i64), usize> = HashMap::new();
     for request in batch {
         for (device, readings) in &request.items {

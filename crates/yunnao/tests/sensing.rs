@@ -1087,7 +1087,256 @@ async fn devices_import_from_files_and_telemetry_exports(backend: TestBackend) {
     server.cleanup().await;
 }
 
+async fn define(server: &TestServer, token: &str, body: Value) -> reqwest::Response {
+    server
+        .request(
+            Method::POST,
+            "/api/v1/device-profiles",
+            Some(token),
+            Some(body),
+        )
+        .await
+}
+
+async fn departments_define_their_own_profiles(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let water_admin = server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
+    let water_op = server.user(&admin, "water.op", "water", "operator").await;
+    let police_admin = server
+        .user(&admin, "police.admin", "police", "dept_admin")
+        .await;
+    let definition = json!({"code": "sluice-gate", "name_zh": "水閘", "name_en": "Sluice gate",
+        "reporting_interval_s": 60, "retention_days": 30,
+        "keys": [{"name": "opening", "unit": "%", "min": 0, "max": 100},
+                 {"name": "upstream_level", "unit": "m", "min": -5, "max": 50}]});
+    expect_problem(
+        define(&server, &water_op, definition.clone()).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let mut for_police = definition.clone();
+    for_police["department"] = json!("police");
+    expect_problem(
+        define(&server, &water_admin, for_police).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // Each broken definition is refused with its reason, and nothing is stored.
+    let broken: [(&str, Value, &str); 6] = [
+        ("code", json!("Bad Code"), "code"),
+        ("keys", json!([]), "1 to 64 keys"),
+        (
+            "keys",
+            json!([{"name": "a", "unit": "m", "min": 5, "max": 5}]),
+            "min < max",
+        ),
+        (
+            "keys",
+            json!([{"name": "a", "unit": "m", "min": 0, "max": 1}, {"name": "a", "unit": "m", "min": 0, "max": 1}]),
+            "twice",
+        ),
+        (
+            "keys",
+            json!([{"name": "a b", "unit": "m", "min": 0, "max": 1}]),
+            "letter",
+        ),
+        ("reporting_interval_s", json!(0), "reporting_interval_s"),
+    ];
+    for (field, value, reason) in broken {
+        let mut body = definition.clone();
+        body[field] = value;
+        let problem =
+            expect_problem(define(&server, &water_admin, body).await, 422, "validation").await;
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(reason),
+            "{field}: {problem}"
+        );
+    }
+    let created = define(&server, &water_admin, definition.clone()).await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    assert_eq!(created["department"], "water");
+    assert_eq!(created["entity_type"], "Device");
+    expect_problem(
+        define(&server, &water_admin, definition.clone()).await,
+        409,
+        "conflict",
+    )
+    .await;
+    let all: Vec<Value> = server
+        .request(
+            Method::GET,
+            "/api/v1/device-profiles",
+            Some(&police_admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all.len(), 11);
+
+    // A shared catalogue: police register a gate of the water bureau's profile.
+    let token = create_device(&server, &police_admin, "gate-1", "sluice-gate", "police").await;
+    let send = |body: Value| {
+        server
+            .client
+            .post(server.url(&format!("/api/v1/{token}/telemetry")))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let at = yunnao_core::time::now_ms() - 60_000;
+    // Two messages of one moment merge into one row; a repeat replaces the value.
+    for body in [
+        json!({"ts": at, "values": {"opening": 90}}),
+        json!({"ts": at, "values": {"upstream_level": 3.25}}),
+        json!({"ts": at - 1000, "values": {"opening": 10}}),
+    ] {
+        assert_eq!(send(body).await.expect("sent").status(), 200);
+    }
+    assert_eq!(stored_readings(&server, "gate-1").await, 3);
+    let latest: Vec<Value> = server
+        .request(
+            Method::GET,
+            "/api/v1/devices/gate-1/telemetry/latest",
+            Some(&police_admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let pairs: Vec<(String, f64)> = latest
+        .iter()
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap_or("").to_owned(),
+                v["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("opening".to_owned(), 90.0),
+            ("upstream_level".to_owned(), 3.25)
+        ]
+    );
+    // Within one gateway batch too (PostgreSQL would refuse to touch a row twice).
+    let bulk = server
+        .client
+        .post(server.url("/api/v1/telemetry/bulk"))
+        .bearer_auth(&police_admin)
+        .header("content-type", "application/x-ndjson")
+        .body(format!(
+            "{{\"device\": \"gate-1\", \"ts\": {at}, \"values\": {{\"opening\": 40}}}}\n\
+             {{\"device\": \"gate-1\", \"ts\": {at}, \"values\": {{\"opening\": 45}}}}\n"
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bulk.status(), 200);
+    assert_eq!(stored_readings(&server, "gate-1").await, 3);
+    let opening: f64 = sqlx::query_scalar(
+        "SELECT value FROM readings WHERE device_id = 'gate-1' AND key = 'opening' AND ts_ms = $1",
+    )
+    .bind(at)
+    .fetch_one(server.identity.db.pool())
+    .await
+    .expect("value");
+    assert_eq!(opening, 45.0, "the later item of the batch wins");
+
+    // Only the owner changes it; built-in profiles are fixed.
+    let mut narrower = definition.clone();
+    narrower["keys"][0]["max"] = json!(80);
+    expect_problem(
+        server
+            .request(
+                Method::PUT,
+                "/api/v1/device-profiles/sluice-gate",
+                Some(&police_admin),
+                Some(narrower.clone()),
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    expect_problem(
+        server
+            .request(
+                Method::PUT,
+                "/api/v1/device-profiles/rain-gauge",
+                Some(&admin),
+                Some(narrower.clone()),
+            )
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let replaced = server
+        .request(
+            Method::PUT,
+            "/api/v1/device-profiles/sluice-gate",
+            Some(&water_admin),
+            Some(narrower),
+        )
+        .await;
+    assert_eq!(replaced.status(), 200);
+    expect_problem(
+        send(json!({"opening": 85})).await.expect("sent"),
+        400,
+        "bad-request",
+    )
+    .await;
+    assert_eq!(
+        send(json!({"opening": 75})).await.expect("sent").status(),
+        200
+    );
+
+    // In use: not deleted. Unused: gone.
+    let path = "/api/v1/device-profiles/sluice-gate";
+    expect_problem(
+        server
+            .request(Method::DELETE, path, Some(&water_admin), None)
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let removed = server
+        .request(
+            Method::DELETE,
+            "/api/v1/devices/gate-1",
+            Some(&police_admin),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let deleted = server
+        .request(Method::DELETE, path, Some(&water_admin), None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+    expect_problem(
+        server
+            .request(Method::GET, path, Some(&water_admin), None)
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+    server.cleanup().await;
+}
+
 backend_tests!(
+    departments_define_their_own_profiles,
     devices_import_from_files_and_telemetry_exports,
     retention_deletes_raw_data_and_keeps_rollups,
     grants_open_and_close_cross_department_access,
