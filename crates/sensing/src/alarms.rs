@@ -449,9 +449,9 @@ pub struct AlarmEngine {
     /// Traffic not yet written to `devices`: a device that just reported is not silent.
     activity: Arc<crate::writer::Activity>,
     rules: Mutex<Vec<Rule>>,
-    tracks: Mutex<HashMap<(String, String), Track>>,
+    tracks: Mutex<HashMap<(String, Arc<str>), Track>>,
     /// Active alarm id by (rule, device).
-    active: Mutex<HashMap<(String, String), String>>,
+    active: Mutex<HashMap<(String, Arc<str>), String>>,
     /// Held by a reload for its whole read-then-replace, and by every change from before its
     /// transaction until the in-memory copy is updated; otherwise a reload that read the tables
     /// just before a change committed could overwrite the change's effect (a new rule unseen
@@ -530,7 +530,7 @@ impl AlarmEngine {
         *lock(&self.rules) = rules.into_iter().map(RuleRow::rule).collect();
         *lock(&self.active) = active
             .into_iter()
-            .map(|(id, rule, device)| ((rule, device), id))
+            .map(|(id, rule, device)| ((rule, Arc::from(device)), id))
             .collect();
         Ok(())
     }
@@ -673,8 +673,8 @@ impl AlarmEngine {
                 match (active_id, fire) {
                     (None, Some(value)) => actions.push(Action::Raise {
                         rule: Box::new(rule.clone()),
-                        device: device.device_id.clone(),
-                        department: device.department.clone(),
+                        device: device.device_id.to_string(),
+                        department: device.department.to_string(),
                         value: Some(value),
                         committed_ms: Some(batch.committed_ms),
                     }),
@@ -717,7 +717,8 @@ impl AlarmEngine {
                     .profiles
                     .get(&profile)
                     .map_or(300_000, |p| p.reporting_interval_s * 1000);
-                let active = lock(&self.active).contains_key(&(rule.id.clone(), device.clone()));
+                let active =
+                    lock(&self.active).contains_key(&(rule.id.clone(), Arc::from(device.as_str())));
                 if !active && now - seen > rule.missed_intervals * interval_ms {
                     self.apply(Action::Raise {
                         rule: Box::new(rule.clone()),
@@ -800,7 +801,7 @@ impl AlarmEngine {
         {
             let mut active = lock(&self.active);
             for (id, rule, device, _) in &raised {
-                active.insert((rule.clone(), device.clone()), id.clone());
+                active.insert((rule.clone(), Arc::from(device.as_str())), id.clone());
             }
             active.retain(|_, id| !cleared.contains(id));
         }

@@ -96,8 +96,8 @@ pub(crate) const COLUMNS: &str = "id, name, profile_code, department_code, lon, 
 #[derive(Debug, Clone)]
 pub struct DeviceInfo {
     pub id: Arc<str>,
-    pub profile: String,
-    pub department: String,
+    pub profile: Arc<str>,
+    pub department: Arc<str>,
 }
 
 pub(crate) fn token_hash(token: &str) -> String {
@@ -383,8 +383,8 @@ impl Sensing {
         Ok(row.map(|(id, profile, department)| {
             let info = DeviceInfo {
                 id: id.into(),
-                profile,
-                department,
+                profile: profile.into(),
+                department: department.into(),
             };
             self.token_cache_put(hash, info.clone());
             info

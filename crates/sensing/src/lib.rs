@@ -395,8 +395,8 @@ impl Sensing {
         Ok(row.map(|(id, profile, department)| {
             let info = DeviceInfo {
                 id: id.as_str().into(),
-                profile,
-                department,
+                profile: profile.into(),
+                department: department.into(),
             };
             self.by_id
                 .write()
@@ -445,8 +445,8 @@ impl Sensing {
             for (id, profile, department) in rows {
                 let info = DeviceInfo {
                     id: id.as_str().into(),
-                    profile,
-                    department,
+                    profile: profile.into(),
+                    department: department.into(),
                 };
                 cache.insert(id.clone(), info.clone());
                 found.insert(id, info);

@@ -17,7 +17,7 @@
 
 use crate::{DeviceInfo, IngestError, Sensing};
 use futures::stream::FuturesOrdered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Codec, ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, SubAck, SubscribeReasonCode,
@@ -116,20 +116,33 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
         seconds => Duration::from_millis(u64::from(seconds) * 1500),
     };
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Shared by this connection's in-flight messages: one reference count each, no copies.
+    let shared = std::sync::Arc::new(sensing);
+    let device: std::sync::Arc<DeviceInfo> = std::sync::Arc::new(device);
     loop {
         tokio::select! {
-            Some((ack, result)) = pending.next(), if !pending.is_empty() => {
-                if let Err(IngestError::Unavailable(reason)) = &result {
-                    return Err(format!("storage unavailable, not acknowledged: {reason}"));
+            Some(first) = pending.next(), if !pending.is_empty() => {
+                // Every acknowledgement that is ready goes out in one write.
+                let mut done = Some(first);
+                while let Some((ack, result)) = done {
+                    if let Err(IngestError::Unavailable(reason)) = &result {
+                        return Err(format!("storage unavailable, not acknowledged: {reason}"));
+                    }
+                    let packet = match ack {
+                        Ack::Nothing => None,
+                        Ack::Puback(pkid) => Some(Packet::PubAck(PubAck::new(pkid))),
+                        Ack::Pubrec(pkid) => Some(Packet::PubRec(PubRec::new(pkid))),
+                    };
+                    if let Some(packet) = packet {
+                        framed.feed(packet).await.map_err(|e| format!("{e:?}"))?;
+                    }
+                    done = if pending.is_empty() {
+                        None
+                    } else {
+                        pending.next().now_or_never().flatten()
+                    };
                 }
-                let packet = match ack {
-                    Ack::Nothing => None,
-                    Ack::Puback(pkid) => Some(Packet::PubAck(PubAck::new(pkid))),
-                    Ack::Pubrec(pkid) => Some(Packet::PubRec(PubRec::new(pkid))),
-                };
-                if let Some(packet) = packet {
-                    framed.send(packet).await.map_err(|e| format!("{e:?}"))?;
-                }
+                framed.flush().await.map_err(|e| format!("{e:?}"))?;
             }
             incoming = tokio::time::timeout(idle_limit, framed.next()), if pending.len() < MAX_INFLIGHT => {
                 let packet = match incoming {
@@ -145,12 +158,12 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
                             QoS::AtLeastOnce => Ack::Puback(publish.pkid),
                             QoS::ExactlyOnce => Ack::Pubrec(publish.pkid),
                         };
-                        let topic_ok = publish.topic == TB_TELEMETRY_TOPIC || publish.topic == own_topic;
-                        let sensing = sensing.clone();
-                        let device: DeviceInfo = device.clone();
-                        let topic = publish.topic.clone();
+                        let wrong_topic = (publish.topic != TB_TELEMETRY_TOPIC && publish.topic != own_topic)
+                            .then(|| publish.topic.clone());
+                        let sensing = shared.clone();
+                        let device = device.clone();
                         pending.push_back(Box::pin(async move {
-                            if !topic_ok {
+                            if let Some(topic) = wrong_topic {
                                 let reason = format!("topic {topic:?} is not a telemetry topic of this device");
                                 sensing.record_rejection(&device.id, &reason).await;
                                 return (ack, Err(IngestError::Rejected(reason)));

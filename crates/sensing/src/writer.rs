@@ -116,9 +116,9 @@ pub struct TelemetryCommitted {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceReadings {
-    pub device_id: String,
-    pub profile: String,
-    pub department: String,
+    pub device_id: std::sync::Arc<str>,
+    pub profile: std::sync::Arc<str>,
+    pub department: std::sync::Arc<str>,
     /// (key, ts_ms, value)
     pub readings: Vec<(String, i64, f64)>,
 }
@@ -248,7 +248,7 @@ async fn run(
                 for (device, readings) in request.items {
                     activity.record(&device.id, request.received_ms, readings.len() as i64);
                     event.devices.push(DeviceReadings {
-                        device_id: device.id.to_string(),
+                        device_id: device.id,
                         profile: device.profile,
                         department: device.department,
                         readings: readings
