@@ -34,7 +34,7 @@ TOKEN=$(curl -sf -X POST http://127.0.0.1:$HTTP_PORT/api/v1/auth/sign-in -H 'con
 $LOAD setup --url http://127.0.0.1:$HTTP_PORT --token "$TOKEN" --devices "$DEVICES" --tokens "$WORK/tokens.csv"
 
 $LOAD http --url http://127.0.0.1:$HTTP_PORT --token "$TOKEN" --devices "$DEVICES" --per-device "$PER_DEVICE" \
-  --batch 5000 --writers 2 | tee "$WORK/http.txt"
+  --batch 5000 --writers 4 | tee "$WORK/http.txt"
 $LOAD count --path "$WORK/yunnao/yunnao.db" | tee "$WORK/http-count.txt"
 $LOAD alarm-latency --url http://127.0.0.1:$HTTP_PORT --token "$TOKEN" | tee "$WORK/alarms.txt"
 
@@ -64,7 +64,7 @@ influxd -config "$WORK/influx/influxdb.conf" > "$WORK/influx.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$INFLUX_PORT/ping >/dev/null && break; sleep 0.1; done
 curl -sf -X POST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE bench' >/dev/null
-$LOAD influx --url http://127.0.0.1:$INFLUX_PORT --devices "$DEVICES" --per-device "$PER_DEVICE" --batch 5000 --writers 2 | tee "$WORK/influx.txt"
+$LOAD influx --url http://127.0.0.1:$INFLUX_PORT --devices "$DEVICES" --per-device "$PER_DEVICE" --batch 5000 --writers 4 | tee "$WORK/influx.txt"
 INFLUX_COUNT=$(curl -sf -G "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'db=bench' \
   --data-urlencode 'q=SELECT count(CH4) FROM gas' | python3 -c 'import sys,json;print(json.load(sys.stdin)["results"][0]["series"][0]["values"][0][1])')
 echo "COUNT influx readings $INFLUX_COUNT"
