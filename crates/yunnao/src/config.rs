@@ -37,6 +37,9 @@ pub struct Config {
     pub no_data_check_ms: u64,
     /// tracing filter, e.g. `info` or `yunnao=debug,info`.
     pub log: String,
+    /// Authentication on `/ngsi-ld/v1`. Turn it off only behind a policy-enforcement proxy or
+    /// to run a conformance suite: everyone then reads and writes every entity.
+    pub ngsi_ld_auth: bool,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             body_limit_bytes: 1024 * 1024,
             no_data_check_ms: 30_000,
             log: "info".into(),
+            ngsi_ld_auth: true,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Overrides {
     pub bus: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ngsi_ld_auth: Option<bool>,
 }
 
 impl Config {
@@ -105,6 +111,7 @@ impl Config {
                 "body_limit_bytes",
                 "no_data_check_ms",
                 "log",
+                "ngsi_ld_auth",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

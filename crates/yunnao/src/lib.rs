@@ -16,7 +16,11 @@ use yunnao_identity::{Identity, IdentityConfig, PlatformKeys};
 use yunnao_store::{Db, MigrationSet, migrate};
 
 /// Every crate's migrations, in dependency order.
-pub const MIGRATIONS: &[MigrationSet] = &[yunnao_identity::MIGRATIONS, yunnao_sensing::MIGRATIONS];
+pub const MIGRATIONS: &[MigrationSet] = &[
+    yunnao_identity::MIGRATIONS,
+    yunnao_sensing::MIGRATIONS,
+    yunnao_context::MIGRATIONS,
+];
 
 pub struct App {
     pub router: Router,
@@ -25,6 +29,7 @@ pub struct App {
     pub bus: Bus,
     pub identity: Identity,
     pub sensing: yunnao_sensing::Sensing,
+    pub context: yunnao_context::ContextBroker,
     /// Messages taken from the external broker, when one is configured.
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub metrics: Metrics,
@@ -111,6 +116,20 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         )
     };
     let metrics = Metrics::new();
+    if !config.ngsi_ld_auth {
+        tracing::warn!(
+            "NGSI-LD AUTHENTICATION IS OFF: anyone who reaches /ngsi-ld/v1 reads and writes every entity; \
+             run like this only behind a policy-enforcement proxy or for a conformance suite"
+        );
+    }
+    let context = yunnao_context::ContextBroker::new(
+        db.clone(),
+        identity.clone(),
+        yunnao_context::ContextConfig {
+            auth: config.ngsi_ld_auth,
+            ..yunnao_context::ContextConfig::default()
+        },
+    );
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
@@ -121,6 +140,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(yunnao_identity::api::router().with_state(identity.clone()))
         .merge(yunnao_sensing::api::router().with_state(sensing.clone()))
+        .merge(yunnao_context::api::router().with_state(context.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
     let _ = openapi_cell.set(openapi.clone());
@@ -143,6 +163,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         bus,
         identity,
         sensing,
+        context,
         external_mqtt,
         metrics,
         seed,

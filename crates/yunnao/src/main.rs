@@ -31,6 +31,10 @@ struct Cli {
     /// Event bus URL: memory:// (default).
     #[arg(long, global = true)]
     bus: Option<String>,
+    /// Authentication on /ngsi-ld/v1: on (default) or off (only behind a policy-enforcement
+    /// proxy, or for a conformance suite).
+    #[arg(long, global = true, value_parser = ["on", "off"])]
+    ngsi_ld_auth: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         db: cli.db,
         bus: cli.bus,
         admin_password: None,
+        ngsi_ld_auth: cli.ngsi_ld_auth.map(|v| v == "on"),
     };
     let mut demo_dir = None;
     if matches!(cli.command, Command::Demo) {

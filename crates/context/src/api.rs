@@ -1,0 +1,1034 @@
+//! `/ngsi-ld/v1`: entities (create, retrieve, replace, merge, delete; attribute append, update,
+//! partial update, replace, delete) and queries (`GET /entities`, `POST /entityOperations/query`),
+//! with `@context` from a `Link` header or the body, tenants, and the platform's authentication.
+
+use crate::geoquery::GeoQuery;
+use crate::jsonld::{CORE_CONTEXT_URL, Context};
+use crate::model::{self, Format, RenderOptions};
+use crate::{ContextBroker, Selection, Stored, Viewer, errors};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use yunnao_core::Problem;
+use yunnao_identity::{AuditNote, Principal, Role};
+
+type NgsiResult<T> = Result<T, Problem>;
+
+pub fn router() -> OpenApiRouter<ContextBroker> {
+    OpenApiRouter::new()
+        .routes(routes!(query_entities, create_entity))
+        .routes(routes!(
+            retrieve_entity,
+            replace_entity,
+            merge_entity,
+            delete_entity
+        ))
+        .routes(routes!(append_attributes, update_attributes))
+        .routes(routes!(
+            partial_attribute_update,
+            replace_attribute,
+            delete_attribute
+        ))
+        .routes(routes!(query_post))
+}
+
+const JSON_LD: &str = "application/ld+json";
+const LINK_REL: &str = "rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
+
+/// What one request brings besides its body: tenant, context, caller.
+struct Request {
+    tenant: String,
+    context: Context,
+    viewer: Viewer,
+    principal: Option<Principal>,
+    /// The client wants `@context` in the body.
+    ld_json: bool,
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+impl Request {
+    async fn read(
+        broker: &ContextBroker,
+        headers: &HeaderMap,
+        principal: Option<Extension<Principal>>,
+        body_context: Option<&Value>,
+    ) -> NgsiResult<Self> {
+        let principal = principal.map(|Extension(p)| p);
+        let tenant = match headers.get("ngsild-tenant").and_then(|v| v.to_str().ok()) {
+            Some(tenant) => {
+                let tenant = tenant.trim();
+                let valid = (1..=64).contains(&tenant.len())
+                    && tenant
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(errors::bad_request(format!(
+                        "NGSILD-Tenant {tenant:?}: use 1 to 64 letters, digits, '-' and '_'"
+                    )));
+                }
+                tenant.to_owned()
+            }
+            None => broker.config.default_tenant.clone(),
+        };
+        let link = headers.get(header::LINK).and_then(|v| v.to_str().ok());
+        let context = match (body_context, link) {
+            (Some(_), Some(_)) => {
+                return Err(errors::bad_request(
+                    "give the @context either in the body (application/ld+json) or in a Link header, not both",
+                ));
+            }
+            (Some(value), None) => Context::from_value(value)?,
+            (None, Some(link)) => Context::from_link(link)?,
+            (None, None) => Context::core(),
+        };
+        let viewer = if !broker.config.auth {
+            Viewer::All
+        } else {
+            match &principal {
+                Some(p) if p.is_platform_admin() => Viewer::All,
+                Some(p) => Viewer::Department(p.department.clone()),
+                None => Viewer::Public,
+            }
+        };
+        let ld_json = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(JSON_LD));
+        Ok(Self {
+            tenant,
+            context,
+            viewer,
+            principal,
+            ld_json,
+        })
+    }
+
+    /// The department that owns what this caller creates; refuses callers who may not write.
+    fn writer(&self, broker: &ContextBroker) -> NgsiResult<String> {
+        match &self.principal {
+            Some(p) => {
+                if !p.is_platform_admin() {
+                    p.require_any(&[Role::DeptAdmin, Role::Operator], "context:write")?;
+                }
+                Ok(p.department.clone())
+            }
+            None if !broker.config.auth => Ok("bigdata".into()),
+            None => Err(Problem::unauthorized(
+                "sign in first: send Authorization: Bearer <token> or an API key",
+            )),
+        }
+    }
+
+    /// May this caller change `stored`? Its department's staff and platform admins.
+    fn may_change(&self, broker: &ContextBroker, stored: &Stored) -> NgsiResult<()> {
+        let department = self.writer(broker)?;
+        let admin = self
+            .principal
+            .as_ref()
+            .is_none_or(|p| p.is_platform_admin());
+        if admin || stored.owner == department {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "entity {} belongs to department {:?}",
+                stored.entity.id, stored.owner
+            )))
+        }
+    }
+
+    async fn require_tenant(&self, broker: &ContextBroker) -> NgsiResult<()> {
+        if broker.tenant_exists(&self.tenant).await? {
+            Ok(())
+        } else {
+            Err(errors::nonexistent_tenant(format!(
+                "there is no tenant {:?}",
+                self.tenant
+            )))
+        }
+    }
+
+    /// A JSON answer with the context in the body (`application/ld+json`) or in a Link header.
+    fn respond(&self, status: StatusCode, mut body: Value, headers: &mut HeaderMap) -> Response {
+        if self.ld_json {
+            let context = self
+                .context
+                .source
+                .clone()
+                .unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
+            match &mut body {
+                Value::Object(object) => {
+                    object.insert("@context".into(), context);
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        if let Value::Object(object) = item {
+                            object.insert("@context".into(), context.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_LD));
+        } else {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(link) = HeaderValue::from_str(&format!("<{CORE_CONTEXT_URL}>; {LINK_REL}")) {
+                headers.insert(header::LINK, link);
+            }
+        }
+        (status, headers.clone(), body.to_string()).into_response()
+    }
+}
+
+/// Parses a body: JSON with the context from Link, or JSON-LD with `@context` inside.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> NgsiResult<(Value, bool)> {
+    let ld = match media_type(headers).as_str() {
+        "application/json" | "application/merge-patch+json" => false,
+        JSON_LD => true,
+        "" => {
+            return Err(Problem::unsupported_media_type(
+                "send Content-Type: application/json or application/ld+json",
+            ));
+        }
+        other => {
+            return Err(Problem::unsupported_media_type(format!(
+                "{other} is not accepted; send application/json or application/ld+json"
+            )));
+        }
+    };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| errors::invalid_request(format!("the body is not valid JSON: {e}")))?;
+    if ld && value.get("@context").is_none() && !value.is_array() {
+        return Err(errors::bad_request(
+            "application/ld+json needs an @context in the body",
+        ));
+    }
+    if !ld && value.get("@context").is_some() {
+        return Err(errors::bad_request(
+            "an @context in the body needs Content-Type application/ld+json",
+        ));
+    }
+    Ok((value, ld))
+}
+
+fn query_map(raw: Option<String>) -> NgsiResult<HashMap<String, String>> {
+    let raw = raw.unwrap_or_default();
+    let mut map = HashMap::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_decode(text)
+                .ok_or_else(|| errors::bad_request(format!("bad URL encoding in {pair:?}")))
+        };
+        map.insert(decode(key)?, decode(value)?);
+    }
+    Ok(map)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn render_options(
+    params: &HashMap<String, String>,
+    context: &Context,
+) -> NgsiResult<RenderOptions> {
+    let mut options = RenderOptions::default();
+    let mut tokens: Vec<&str> = params
+        .get("options")
+        .map(|o| o.split(',').collect())
+        .unwrap_or_default();
+    if let Some(format) = params.get("format") {
+        tokens.push(format);
+    }
+    for token in tokens {
+        match token.trim() {
+            "keyValues" | "simplified" => options.format = Format::KeyValues,
+            "concise" => options.format = Format::Concise,
+            "normalized" => options.format = Format::Normalized,
+            "sysAttrs" => options.sys_attrs = true,
+            "" => {}
+            other => {
+                return Err(errors::bad_request(format!(
+                    "option {other:?} is not one of keyValues, simplified, concise, normalized, sysAttrs"
+                )));
+            }
+        }
+    }
+    if let Some(attrs) = params.get("attrs") {
+        options.attrs = Some(
+            attrs
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(|a| context.expand(a.trim()))
+                .collect(),
+        );
+    }
+    Ok(options)
+}
+
+fn now() -> String {
+    yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms())
+}
+
+fn audit(action: &str, tenant: &str, id: &str) -> Extension<AuditNote> {
+    Extension(AuditNote::new(action, format!("entity:{tenant}/{id}")))
+}
+
+fn body_context(value: &Value) -> Option<&Value> {
+    value.get("@context")
+}
+
+/// Create an entity (201 with its Location; 409 AlreadyExists).
+#[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
+    request_body(content = Object, description = "an NGSI-LD entity (normalized or concise)"),
+    responses((status = 201), (status = 400), (status = 409), (status = 415)))]
+async fn create_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    let owner = request.writer(&broker)?;
+    let entity = model::parse_entity(value, &request.context, &now())?;
+    broker.create(&request.tenant, &entity, &owner).await?;
+    let location = format!("/ngsi-ld/v1/entities/{}", entity.id);
+    let mut response = (
+        StatusCode::CREATED,
+        audit("ngsi.entity.create", &request.tenant, &entity.id),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Retrieve an entity (`attrs`, `options=keyValues|concise|sysAttrs`).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn retrieve_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    model::check_entity_id(&id)?;
+    let params = query_map(raw)?;
+    let options = render_options(&params, &request.context)?;
+    let stored = broker
+        .get(&request.tenant, &id, &request.viewer)
+        .await?
+        .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+    let body = model::render(&stored.entity, &request.context, &options);
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Replace an entity's type and attributes (CIM 009 v1.8 §5.6.?): 204.
+#[utoipa::path(put, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)),
+    request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
+async fn replace_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (mut value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    if let Value::Object(object) = &mut value {
+        match object.get("id") {
+            Some(Value::String(given)) if *given != id => {
+                return Err(errors::bad_request(format!(
+                    "the body's id {given:?} differs from the path's {id:?}"
+                )));
+            }
+            _ => {
+                object.insert("id".into(), id.clone().into());
+            }
+        }
+    }
+    let replacement = model::parse_entity(value, &request.context, &now())?;
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            stored.entity.types = replacement.types;
+            stored.entity.attrs = replacement.attrs;
+            stored.entity.modified_at = replacement.modified_at;
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.entity.replace", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Merge a fragment into an entity (v1.8 merge-patch semantics: given attributes replace or
+/// add; `"urn:ngsi-ld:null"` deletes): 204.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)),
+    request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
+async fn merge_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    let Value::Object(mut object) = value else {
+        return Err(errors::bad_request("the fragment must be a JSON object"));
+    };
+    object.remove("@context");
+    if let Some(Value::String(given)) = object.remove("id")
+        && given != id
+    {
+        return Err(errors::bad_request(format!(
+            "the body's id {given:?} differs from the path's {id:?}"
+        )));
+    }
+    let types = object
+        .remove("type")
+        .map(|t| model::parse_types(&t, &request.context))
+        .transpose()?;
+    let mut deleted = Vec::new();
+    object.retain(|name, value| {
+        let null = value.as_str() == Some("urn:ngsi-ld:null")
+            || value.get("value").and_then(Value::as_str) == Some("urn:ngsi-ld:null");
+        if null {
+            deleted.push(name.clone());
+        }
+        !null
+    });
+    let stamp = now();
+    let attrs = model::parse_attributes(object, &request.context, &stamp)?;
+    let deleted: Vec<String> = deleted.iter().map(|n| request.context.expand(n)).collect();
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            if let Some(types) = types {
+                for t in types {
+                    if !stored.entity.types.contains(&t) {
+                        stored.entity.types.push(t);
+                    }
+                }
+            }
+            for (name, attribute) in attrs {
+                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+                stored.entity.attrs.insert(name, kept);
+            }
+            for name in &deleted {
+                stored.entity.attrs.remove(name);
+            }
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.entity.merge", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    model::check_entity_id(&id)?;
+    broker
+        .delete(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.entity.delete", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// The outcome of an attribute operation that may succeed in part (207).
+fn partial(
+    updated: Vec<String>,
+    not_updated: Vec<(String, String)>,
+    context: &Context,
+) -> Response {
+    if not_updated.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let body = serde_json::json!({
+        "updated": updated.iter().map(|n| context.compact(n)).collect::<Vec<_>>(),
+        "notUpdated": not_updated.iter().map(|(n, reason)| serde_json::json!({
+            "attributeName": context.compact(n), "reason": reason})).collect::<Vec<_>>(),
+    });
+    (
+        StatusCode::MULTI_STATUS,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Append attributes (existing ones are overwritten unless `options=noOverwrite`): 204 or 207.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entities/{entityId}/attrs", tag = "ngsi-ld",
+    params(("entityId" = String, Path)),
+    request_body(content = Object), responses((status = 204), (status = 207), (status = 404)))]
+async fn append_attributes(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    let no_overwrite = query_map(raw)?
+        .get("options")
+        .is_some_and(|o| o.split(',').any(|t| t == "noOverwrite"));
+    let Value::Object(object) = value else {
+        return Err(errors::bad_request("attributes must be a JSON object"));
+    };
+    let stamp = now();
+    let attrs = model::parse_attributes(object, &request.context, &stamp)?;
+    let mut updated = Vec::new();
+    let mut not_updated = Vec::new();
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            for (name, attribute) in attrs {
+                if no_overwrite && stored.entity.attrs.contains_key(&name) {
+                    not_updated.push((
+                        name,
+                        "the attribute exists and noOverwrite was given".to_owned(),
+                    ));
+                    continue;
+                }
+                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+                stored.entity.attrs.insert(name.clone(), kept);
+                updated.push(name);
+            }
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        audit("ngsi.attrs.append", &request.tenant, &id),
+        partial(updated, not_updated, &request.context),
+    )
+        .into_response())
+}
+
+/// Update existing attributes; ones the entity lacks are reported (207), not added.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}/attrs", tag = "ngsi-ld",
+    params(("entityId" = String, Path)),
+    request_body(content = Object), responses((status = 204), (status = 207), (status = 404)))]
+async fn update_attributes(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    let Value::Object(object) = value else {
+        return Err(errors::bad_request("attributes must be a JSON object"));
+    };
+    let stamp = now();
+    let attrs = model::parse_attributes(object, &request.context, &stamp)?;
+    let mut updated = Vec::new();
+    let mut not_updated = Vec::new();
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            for (name, attribute) in attrs {
+                if !stored.entity.attrs.contains_key(&name) {
+                    not_updated.push((name, "the entity has no such attribute".to_owned()));
+                    continue;
+                }
+                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+                stored.entity.attrs.insert(name.clone(), kept);
+                updated.push(name);
+            }
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        audit("ngsi.attrs.update", &request.tenant, &id),
+        partial(updated, not_updated, &request.context),
+    )
+        .into_response())
+}
+
+/// Partial attribute update: the given members replace the stored ones, others are kept.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path)),
+    request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn partial_attribute_update(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    let Value::Object(mut fragment) = value else {
+        return Err(errors::bad_request(
+            "the attribute fragment must be a JSON object",
+        ));
+    };
+    fragment.remove("@context");
+    let name = request.context.expand(&attr);
+    let stamp = now();
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            let Some(Value::Object(existing)) = stored.entity.attrs.get(&name) else {
+                return Err(errors::not_found(format!(
+                    "entity {id} has no attribute {attr}"
+                )));
+            };
+            let mut merged: Map<String, Value> = existing.clone();
+            merged.remove("createdAt");
+            merged.remove("modifiedAt");
+            // Sub-attributes in the stored form are expanded; compact them back so the
+            // merged attribute parses like a client's.
+            let mut compacted = Map::new();
+            for (member, value) in merged {
+                compacted.insert(request.context.compact(&member), value);
+            }
+            for (member, value) in fragment {
+                compacted.insert(member, value);
+            }
+            let attribute =
+                model::parse_attribute(&attr, Value::Object(compacted), &request.context, &stamp)?;
+            let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+            stored.entity.attrs.insert(name.clone(), kept);
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.attr.update", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Replace one attribute (v1.8): 204; 404 when the entity or the attribute is missing.
+#[utoipa::path(put, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path)),
+    request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn replace_attribute(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (mut value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    if let Value::Object(object) = &mut value {
+        object.remove("@context");
+    }
+    let name = request.context.expand(&attr);
+    let stamp = now();
+    let attribute = model::parse_attribute(&attr, value, &request.context, &stamp)?;
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            if !stored.entity.attrs.contains_key(&name) {
+                return Err(errors::not_found(format!(
+                    "entity {id} has no attribute {attr}"
+                )));
+            }
+            let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+            stored.entity.attrs.insert(name.clone(), kept);
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.attr.replace", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn delete_attribute(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    request.writer(&broker)?;
+    let name = request.context.expand(&attr);
+    let stamp = now();
+    broker
+        .modify(&request.tenant, &id, &request.viewer, |stored| {
+            request.may_change(&broker, stored)?;
+            if stored.entity.attrs.remove(&name).is_none() {
+                return Err(errors::not_found(format!(
+                    "entity {id} has no attribute {attr}"
+                )));
+            }
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.attr.delete", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// The query parameters of `GET /entities`, after parsing.
+struct EntityQuery {
+    selection: Selection,
+    id_pattern: Option<regex::Regex>,
+    q: Option<crate::query::Expr>,
+    geo: Option<GeoQuery>,
+    /// Expanded names: entities need at least one of them.
+    attrs: Option<Vec<String>>,
+    offset: usize,
+    limit: usize,
+    count: bool,
+}
+
+fn entity_query(
+    params: &HashMap<String, String>,
+    context: &Context,
+    max_limit: usize,
+) -> NgsiResult<EntityQuery> {
+    let list = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .map(|v| {
+                v.split([',', '|'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let types: Vec<String> = list("type").iter().map(|t| context.expand(t)).collect();
+    let ids = list("id");
+    for id in &ids {
+        model::check_entity_id(id)?;
+    }
+    let id_pattern = params
+        .get("idPattern")
+        .map(|p| regex::Regex::new(p).map_err(|e| errors::bad_request(format!("idPattern: {e}"))))
+        .transpose()?;
+    let q = params
+        .get("q")
+        .map(|q| crate::query::parse(q, context))
+        .transpose()?;
+    let geo = match (
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+    ) {
+        (None, None, None) => None,
+        (Some(georel), Some(geometry), Some(coordinates)) => Some(GeoQuery::parse(
+            georel,
+            geometry,
+            coordinates,
+            context.expand(params.get("geoproperty").map_or("location", String::as_str)),
+        )?),
+        _ => {
+            return Err(errors::bad_request(
+                "a geo-query needs georel, geometry and coordinates together",
+            ));
+        }
+    };
+    let attrs = params.get("attrs").map(|a| {
+        a.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| context.expand(s.trim()))
+            .collect::<Vec<_>>()
+    });
+    if types.is_empty()
+        && ids.is_empty()
+        && id_pattern.is_none()
+        && q.is_none()
+        && geo.is_none()
+        && attrs.is_none()
+    {
+        return Err(errors::bad_request(
+            "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
+        ));
+    }
+    let number = |key: &str, default: usize| -> NgsiResult<usize> {
+        match params.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer"))),
+        }
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", 20)?;
+    let count = params.get("count").is_some_and(|c| c == "true");
+    if limit > max_limit {
+        return Err(Problem::custom(
+            "https://uri.etsi.org/ngsi-ld/errors/TooManyResults",
+            "Too many results",
+            403,
+        )
+        .with_detail(format!("limit is at most {max_limit}")));
+    }
+    if limit == 0 && !count {
+        return Err(errors::bad_request(
+            "limit=0 is only allowed with count=true",
+        ));
+    }
+    Ok(EntityQuery {
+        selection: Selection {
+            types,
+            ids,
+            bbox: geo.as_ref().and_then(GeoQuery::prefilter),
+            page: None,
+        },
+        id_pattern,
+        q,
+        geo,
+        attrs,
+        offset,
+        limit,
+        count,
+    })
+}
+
+async fn run_query(
+    broker: &ContextBroker,
+    request: &Request,
+    query: EntityQuery,
+    options: RenderOptions,
+) -> NgsiResult<Response> {
+    let in_memory = query.id_pattern.is_some()
+        || query.q.is_some()
+        || query.geo.is_some()
+        || query.attrs.is_some();
+    let mut selection = query.selection.clone();
+    if !in_memory {
+        selection.page = Some((query.offset, query.limit));
+    }
+    let (stored, total) = broker
+        .select(&request.tenant, &request.viewer, &selection, query.count)
+        .await?;
+    let (page, total): (Vec<Stored>, i64) = if in_memory {
+        let matching: Vec<Stored> = stored
+            .into_iter()
+            .filter(|s| {
+                query
+                    .id_pattern
+                    .as_ref()
+                    .is_none_or(|p| p.is_match(&s.entity.id))
+            })
+            .filter(|s| {
+                query
+                    .attrs
+                    .as_ref()
+                    .is_none_or(|names| names.iter().any(|n| s.entity.attrs.contains_key(n)))
+            })
+            .filter(|s| query.q.as_ref().is_none_or(|q| q.matches(&s.entity)))
+            .filter(|s| {
+                query.geo.as_ref().is_none_or(|g| {
+                    s.entity
+                        .attrs
+                        .get(&g.property)
+                        .and_then(|a| a.get("value"))
+                        .and_then(|v| model::geometry(v).ok())
+                        .is_some_and(|geometry| g.matches(&geometry))
+                })
+            })
+            .collect();
+        let total = matching.len() as i64;
+        (
+            matching
+                .into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect(),
+            total,
+        )
+    } else {
+        let total = total.unwrap_or(0);
+        (stored, total)
+    };
+    let body = Value::Array(
+        page.iter()
+            .map(|s| model::render(&s.entity, &request.context, &options))
+            .collect(),
+    );
+    let mut headers = HeaderMap::new();
+    if query.count
+        && let Ok(value) = HeaderValue::from_str(&total.to_string())
+    {
+        headers.insert("ngsild-results-count", value);
+    }
+    Ok(request.respond(StatusCode::OK, body, &mut headers))
+}
+
+/// Query entities: `type`, `id`, `idPattern`, `attrs`, `q`, `georel`/`geometry`/`coordinates`/
+/// `geoproperty`, `limit`/`offset`, `count=true` (header `NGSILD-Results-Count`), `options`.
+#[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
+    responses((status = 200), (status = 400)))]
+async fn query_entities(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let params = query_map(raw)?;
+    let options = render_options(&params, &request.context)?;
+    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
+    run_query(&broker, &request, query, options).await
+}
+
+/// The same query as a body (`{"type": "Query", "entities": [{"type": …, "id": …,
+/// "idPattern": …}], "attrs": […], "q": …, "geoQ": {…}}`); `limit`, `offset`, `count`, `options`
+/// stay in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "ngsi-ld",
+    request_body(content = Object, description = "an NGSI-LD Query"),
+    responses((status = 200), (status = 400)))]
+async fn query_post(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.require_tenant(&broker).await?;
+    let mut params = query_map(raw)?;
+    if value.get("type").and_then(Value::as_str) != Some("Query") {
+        return Err(errors::bad_request(
+            "the body must be an object with \"type\": \"Query\"",
+        ));
+    }
+    let join = |items: Vec<String>| items.join(",");
+    if let Some(entities) = value.get("entities").and_then(Value::as_array) {
+        let field = |name: &str| -> Vec<String> {
+            entities
+                .iter()
+                .filter_map(|e| e.get(name)?.as_str().map(str::to_owned))
+                .collect()
+        };
+        let (types, ids, patterns) = (field("type"), field("id"), field("idPattern"));
+        if !types.is_empty() {
+            params.insert("type".into(), join(types));
+        }
+        if !ids.is_empty() {
+            params.insert("id".into(), join(ids));
+        }
+        if let Some(pattern) = patterns.into_iter().next() {
+            params.insert("idPattern".into(), pattern);
+        }
+    }
+    if let Some(attrs) = value.get("attrs").and_then(Value::as_array) {
+        params.insert(
+            "attrs".into(),
+            join(
+                attrs
+                    .iter()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(q) = value.get("q").and_then(Value::as_str) {
+        params.insert("q".into(), q.to_owned());
+    }
+    if let Some(geo) = value.get("geoQ") {
+        for key in ["georel", "geometry", "geoproperty"] {
+            if let Some(text) = geo.get(key).and_then(Value::as_str) {
+                params.insert(key.into(), text.to_owned());
+            }
+        }
+        if let Some(coordinates) = geo.get("coordinates") {
+            let text = match coordinates {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            params.insert("coordinates".into(), text);
+        }
+    }
+    let options = render_options(&params, &request.context)?;
+    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
+    run_query(&broker, &request, query, options).await
+}

@@ -1,0 +1,302 @@
+//! Just enough JSON-LD for NGSI-LD: expanding and compacting entity types and attribute names
+//! with the core @context (built in, never fetched) and a request's user context (inline terms,
+//! or a URL of the core context).
+//!
+//! NGSI-LD fixes the structure of entities (id, type, value, object, observedAt, …), so a broker
+//! does not need a general JSON-LD processor: it needs the term → IRI map of the request's
+//! context, with the core terms protected, and the default vocabulary for unknown terms.
+
+use crate::errors;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use yunnao_core::Problem;
+
+/// Unknown terms expand into this vocabulary (CIM 009 §5.5.7).
+pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+/// The unversioned alias of the core context, used in responses.
+pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+
+/// Every URL under which the core context is published: all answered by the built-in copy.
+pub fn is_core_context_url(url: &str) -> bool {
+    let url = url.trim();
+    url == CORE_CONTEXT_URL
+        || url.starts_with("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v")
+            && url.ends_with(".jsonld")
+}
+
+const CORE_JSON: &str = include_str!("../data/ngsi-ld-core-context-v1.9.jsonld");
+
+/// term → IRI and back.
+#[derive(Debug, Default, Clone)]
+struct Terms {
+    expand: HashMap<String, String>,
+    compact: HashMap<String, String>,
+}
+
+impl Terms {
+    /// Reads a context object's term definitions (strings or objects with `@id`), resolving
+    /// compact IRIs against the prefixes defined in the same object or in `base`.
+    fn from_object(object: &serde_json::Map<String, Value>, base: &Terms) -> Self {
+        let mut raw: Vec<(String, String)> = Vec::new();
+        for (term, definition) in object {
+            if term.starts_with('@') {
+                continue;
+            }
+            let iri = match definition {
+                Value::String(iri) => iri.clone(),
+                Value::Object(def) => match def.get("@id").and_then(Value::as_str) {
+                    Some(iri) => iri.to_owned(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            raw.push((term.clone(), iri));
+        }
+        let prefixes: HashMap<&str, &str> =
+            raw.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+        let mut terms = Terms::default();
+        for (term, iri) in &raw {
+            let full = match iri.split_once(':') {
+                Some((prefix, rest)) if !rest.starts_with("//") => {
+                    match prefixes
+                        .get(prefix)
+                        .copied()
+                        .or_else(|| base.expand.get(prefix).map(String::as_str))
+                    {
+                        Some(base_iri) => format!("{base_iri}{rest}"),
+                        None => iri.clone(),
+                    }
+                }
+                _ => iri.clone(),
+            };
+            if full.starts_with('@') {
+                continue;
+            }
+            terms.compact.entry(full.clone()).or_insert(term.clone());
+            terms.expand.insert(term.clone(), full);
+        }
+        terms
+    }
+}
+
+static CORE: LazyLock<Terms> = LazyLock::new(|| {
+    let parsed: Value = serde_json::from_str(CORE_JSON).unwrap_or(Value::Null);
+    match parsed.get("@context").and_then(Value::as_object) {
+        Some(object) => Terms::from_object(object, &Terms::default()),
+        None => Terms::default(),
+    }
+});
+
+/// The effective context of one request: the user's terms, then the core (protected) terms.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    user: Terms,
+    /// The @context as the client gave it, echoed in `application/ld+json` responses.
+    pub source: Option<Value>,
+}
+
+impl Context {
+    /// The core context alone.
+    pub fn core() -> Self {
+        Self::default()
+    }
+
+    /// Builds a context from an `@context` value: a URL, an object of terms, or an array of
+    /// both. Only the core context's URLs are resolved; other remote contexts are refused
+    /// (the broker never reaches out to the internet).
+    pub fn from_value(value: &Value) -> Result<Self, Problem> {
+        let mut user = Terms::default();
+        collect(value, &mut user)?;
+        Ok(Self {
+            user,
+            source: Some(value.clone()),
+        })
+    }
+
+    /// From a `Link: <url>; rel="http://www.w3.org/ns/json-ld#context"` header.
+    pub fn from_link(header: &str) -> Result<Self, Problem> {
+        let url = header
+            .split(';')
+            .next()
+            .map(|part| part.trim().trim_start_matches('<').trim_end_matches('>'))
+            .unwrap_or_default();
+        if !header.contains("json-ld#context") {
+            return Err(errors::bad_request(
+                "the Link header must have rel=\"http://www.w3.org/ns/json-ld#context\"",
+            ));
+        }
+        Self::from_value(&Value::String(url.to_owned()))
+    }
+
+    /// The IRI of a term: core terms first (they are protected), then the user's, compact IRIs
+    /// through known prefixes, absolute IRIs as they are, anything else in the default
+    /// vocabulary.
+    pub fn expand(&self, term: &str) -> String {
+        if let Some(iri) = CORE.expand.get(term) {
+            return iri.clone();
+        }
+        if let Some(iri) = self.user.expand.get(term) {
+            return iri.clone();
+        }
+        if let Some((prefix, rest)) = term.split_once(':') {
+            if rest.starts_with("//") {
+                return term.to_owned();
+            }
+            if let Some(base) = self
+                .user
+                .expand
+                .get(prefix)
+                .or_else(|| CORE.expand.get(prefix))
+            {
+                return format!("{base}{rest}");
+            }
+            // urn:…, and other absolute IRIs.
+            return term.to_owned();
+        }
+        format!("{DEFAULT_VOCAB}{term}")
+    }
+
+    /// The shortest name of an IRI under this context.
+    pub fn compact(&self, iri: &str) -> String {
+        if let Some(term) = self.user.compact.get(iri) {
+            return term.clone();
+        }
+        if let Some(term) = CORE.compact.get(iri) {
+            return term.clone();
+        }
+        if let Some(term) = iri.strip_prefix(DEFAULT_VOCAB) {
+            return term.to_owned();
+        }
+        iri.to_owned()
+    }
+}
+
+fn collect(value: &Value, into: &mut Terms) -> Result<(), Problem> {
+    match value {
+        Value::String(url) if is_core_context_url(url) => Ok(()),
+        Value::String(url) => Err(errors::ld_context_not_available(format!(
+            "the @context {url:?} is not built in and remote contexts are not fetched; send its terms inline"
+        ))),
+        Value::Array(items) => {
+            for item in items {
+                collect(item, into)?;
+            }
+            Ok(())
+        }
+        Value::Object(object) => {
+            let terms = Terms::from_object(object, into);
+            for (term, iri) in terms.expand {
+                into.compact.entry(iri.clone()).or_insert(term.clone());
+                into.expand.insert(term, iri);
+            }
+            Ok(())
+        }
+        _ => Err(errors::bad_request(
+            "@context must be a URL, an object or an array of them",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn terms_expand_and_compact() {
+        let core = Context::core();
+        let user = Context::from_value(&json!([
+            {"schema": "https://schema.org/", "name": "schema:name",
+             "ParkingSpot": "https://smartdatamodels.org/dataModel.Parking/ParkingSpot",
+             "occupancy": {"@id": "https://smartdatamodels.org/dataModel.Parking/occupancy"},
+             "status": "https://smartdatamodels.org/dataModel.Parking/status"},
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+        ]))
+        .expect("context");
+        // (context, term, IRI, compacted back)
+        let cases: &[(&Context, &str, &str, &str)] = &[
+            (
+                &core,
+                "location",
+                "https://uri.etsi.org/ngsi-ld/location",
+                "location",
+            ),
+            (
+                &core,
+                "observedAt",
+                "https://uri.etsi.org/ngsi-ld/observedAt",
+                "observedAt",
+            ),
+            (
+                &core,
+                "Property",
+                "https://uri.etsi.org/ngsi-ld/Property",
+                "Property",
+            ),
+            (
+                &core,
+                "speed",
+                "https://uri.etsi.org/ngsi-ld/default-context/speed",
+                "speed",
+            ),
+            (
+                &core,
+                "https://example.org/a",
+                "https://example.org/a",
+                "https://example.org/a",
+            ),
+            (&user, "name", "https://schema.org/name", "name"),
+            (
+                &user,
+                "schema:color",
+                "https://schema.org/color",
+                "https://schema.org/color",
+            ),
+            (
+                &user,
+                "ParkingSpot",
+                "https://smartdatamodels.org/dataModel.Parking/ParkingSpot",
+                "ParkingSpot",
+            ),
+            (
+                &user,
+                "occupancy",
+                "https://smartdatamodels.org/dataModel.Parking/occupancy",
+                "occupancy",
+            ),
+            // Core terms are protected: the core context comes last and wins (v1.9 defines
+            // `status`, for subscriptions).
+            (
+                &user,
+                "status",
+                "https://uri.etsi.org/ngsi-ld/status",
+                "status",
+            ),
+            (
+                &user,
+                "location",
+                "https://uri.etsi.org/ngsi-ld/location",
+                "location",
+            ),
+        ];
+        for (context, term, iri, back) in cases {
+            assert_eq!(context.expand(term), *iri, "expand {term}");
+            assert_eq!(context.compact(iri), *back, "compact {iri}");
+        }
+    }
+
+    #[test]
+    fn remote_contexts_are_refused_not_fetched() {
+        let error =
+            Context::from_value(&json!("https://example.org/context.jsonld")).expect_err("remote");
+        assert_eq!(error.status, 503);
+        for url in [
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld",
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld",
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld",
+        ] {
+            assert!(Context::from_value(&json!(url)).is_ok(), "{url}");
+        }
+    }
+}

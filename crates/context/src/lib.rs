@@ -1,0 +1,420 @@
+//! The city information model: an NGSI-LD context broker (ETSI GS CIM 009) on the platform's
+//! storage, identity and audit. Entities belong to the department that created them; a
+//! department reads its own and the city's open data, a platform admin reads all.
+
+pub mod api;
+pub mod errors;
+pub mod geoquery;
+pub mod jsonld;
+mod migrations;
+pub mod model;
+pub mod query;
+
+pub use migrations::MIGRATIONS;
+
+use model::Entity;
+use serde_json::{Map, Value};
+use yunnao_core::Problem;
+use yunnao_identity::Identity;
+use yunnao_store::{Backend, Db, DbResultExt, sqlx};
+
+#[derive(Debug, Clone)]
+pub struct ContextConfig {
+    /// Authentication on `/ngsi-ld/v1` (on by default; off only behind a policy-enforcement
+    /// proxy or for conformance suites).
+    pub auth: bool,
+    /// The tenant used when a request names none: the city.
+    pub default_tenant: String,
+    /// Largest page (`limit`).
+    pub max_limit: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            auth: true,
+            default_tenant: "city".into(),
+            max_limit: 100_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ContextBroker {
+    pub db: Db,
+    pub identity: Identity,
+    pub config: ContextConfig,
+}
+
+/// Who is reading: decides which entities exist for the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Viewer {
+    /// Platform admins, and everyone when authentication is off.
+    All,
+    Department(String),
+    /// No credential: open data only.
+    Public,
+}
+
+/// A stored entity with its owner.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub entity: Entity,
+    pub owner: String,
+    pub public: bool,
+}
+
+/// Which entities a query reads from storage; the rest of the query runs on them in memory.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// Expanded types; any of them.
+    pub types: Vec<String>,
+    pub ids: Vec<String>,
+    /// (min lon, min lat, max lon, max lat) the entity's location must intersect.
+    pub bbox: Option<(f64, f64, f64, f64)>,
+    /// Pagination done by the database when nothing else filters in memory.
+    pub page: Option<(usize, usize)>,
+}
+
+const COLUMNS: &str = "id, types, attrs, created_at, modified_at, owner_department, public";
+
+type Row = (String, String, String, String, String, String, i64);
+
+fn from_row(row: Row) -> Result<Stored, Problem> {
+    let (id, types, attrs, created_at, modified_at, owner, public) = row;
+    let types: Vec<String> =
+        serde_json::from_str(&types).map_err(|e| Problem::internal(format!("entity {id}: {e}")))?;
+    let attrs: Map<String, Value> =
+        serde_json::from_str(&attrs).map_err(|e| Problem::internal(format!("entity {id}: {e}")))?;
+    Ok(Stored {
+        entity: Entity {
+            id,
+            types,
+            attrs,
+            created_at,
+            modified_at,
+        },
+        owner,
+        public: public != 0,
+    })
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, Problem> {
+    serde_json::to_string(value).map_err(|e| Problem::internal(e.to_string()))
+}
+
+fn bbox_of(entity: &Entity) -> Option<(f64, f64, f64, f64)> {
+    use geo::BoundingRect;
+    let rect = entity.location()?.bounding_rect()?;
+    Some((rect.min().x, rect.min().y, rect.max().x, rect.max().y))
+}
+
+impl ContextBroker {
+    pub fn new(db: Db, identity: Identity, config: ContextConfig) -> Self {
+        Self {
+            db,
+            identity,
+            config,
+        }
+    }
+
+    pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, Problem> {
+        if tenant == self.config.default_tenant {
+            return Ok(true);
+        }
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT name FROM ngsi_tenants WHERE name = $1")
+                .bind(tenant)
+                .fetch_optional(self.db.pool())
+                .await
+                .db()?;
+        Ok(found.is_some())
+    }
+
+    fn visibility(viewer: &Viewer, first_param: usize) -> (String, Option<String>) {
+        match viewer {
+            Viewer::All => (String::new(), None),
+            Viewer::Department(department) => (
+                format!(" AND (owner_department = ${first_param} OR public = 1)"),
+                Some(department.clone()),
+            ),
+            Viewer::Public => (" AND public = 1".into(), None),
+        }
+    }
+
+    /// One entity, if it exists for this viewer.
+    pub async fn get(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+    ) -> Result<Option<Stored>, Problem> {
+        let (visible, department) = Self::visibility(viewer, 3);
+        let sql =
+            format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}");
+        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(id);
+        if let Some(department) = department {
+            query = query.bind(department);
+        }
+        query
+            .fetch_optional(self.db.pool())
+            .await
+            .db()?
+            .map(from_row)
+            .transpose()
+    }
+
+    /// Stores a new entity; AlreadyExists when the id is taken in this tenant.
+    pub async fn create(&self, tenant: &str, entity: &Entity, owner: &str) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("INSERT INTO ngsi_tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(tenant)
+            .bind(yunnao_core::time::now_ms())
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        let bbox = bbox_of(entity);
+        let inserted = sqlx::query(
+            "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
+             min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11) \
+             ON CONFLICT (tenant, id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&entity.id)
+        .bind(json(&entity.types)?)
+        .bind(json(&entity.attrs)?)
+        .bind(&entity.created_at)
+        .bind(&entity.modified_at)
+        .bind(owner)
+        .bind(bbox.map(|b| b.0))
+        .bind(bbox.map(|b| b.1))
+        .bind(bbox.map(|b| b.2))
+        .bind(bbox.map(|b| b.3))
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        if inserted.rows_affected() == 0 {
+            return Err(errors::already_exists(format!(
+                "entity {} exists",
+                entity.id
+            )));
+        }
+        write_types(&mut tx, tenant, entity).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads, changes and writes one entity in one transaction (append, update, merge,
+    /// replace, attribute delete). `change` sees the stored entity and may refuse.
+    pub async fn modify(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        change: impl FnOnce(&mut Stored) -> Result<(), Problem>,
+    ) -> Result<Stored, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let (visible, department) = Self::visibility(viewer, 3);
+        let lock = if self.db.backend() == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}{lock}"
+        );
+        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(id);
+        if let Some(department) = department {
+            query = query.bind(department);
+        }
+        let row = query.fetch_optional(&mut **tx).await.db()?;
+        let mut stored = match row {
+            Some(row) => from_row(row)?,
+            None => return Err(errors::not_found(format!("there is no entity {id}"))),
+        };
+        change(&mut stored)?;
+        let bbox = bbox_of(&stored.entity);
+        sqlx::query(
+            "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
+             min_lon = $6, min_lat = $7, max_lon = $8, max_lat = $9 WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(json(&stored.entity.types)?)
+        .bind(json(&stored.entity.attrs)?)
+        .bind(&stored.entity.modified_at)
+        .bind(bbox.map(|b| b.0))
+        .bind(bbox.map(|b| b.1))
+        .bind(bbox.map(|b| b.2))
+        .bind(bbox.map(|b| b.3))
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        sqlx::query("DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        write_types(&mut tx, tenant, &stored.entity).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Deletes an entity the viewer can see; `allowed` decides whether they may.
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let stored = self
+            .get(tenant, id, viewer)
+            .await?
+            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+        allowed(&stored)?;
+        let mut tx = self.db.begin_write().await?;
+        for sql in [
+            "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",
+            "DELETE FROM ngsi_entities WHERE tenant = $1 AND id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .db()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Entities of the selection visible to `viewer`, ordered by id, and how many there are
+    /// when the database paginated.
+    pub async fn select(
+        &self,
+        tenant: &str,
+        viewer: &Viewer,
+        selection: &Selection,
+        count: bool,
+    ) -> Result<(Vec<Stored>, Option<i64>), Problem> {
+        let mut conditions = String::from("tenant = $1");
+        let mut binds: Vec<Bind> = vec![Bind::Text(tenant.to_owned())];
+        let param = |binds: &mut Vec<Bind>, value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        if !selection.types.is_empty() {
+            let list: Vec<String> = selection
+                .types
+                .iter()
+                .map(|t| param(&mut binds, Bind::Text(t.clone())))
+                .collect();
+            conditions.push_str(&format!(
+                " AND id IN (SELECT id FROM ngsi_entity_types WHERE tenant = $1 AND type_iri IN ({}))",
+                list.join(",")
+            ));
+        }
+        if !selection.ids.is_empty() {
+            let list: Vec<String> = selection
+                .ids
+                .iter()
+                .map(|i| param(&mut binds, Bind::Text(i.clone())))
+                .collect();
+            conditions.push_str(&format!(" AND id IN ({})", list.join(",")));
+        }
+        if let Some((min_lon, min_lat, max_lon, max_lat)) = selection.bbox {
+            let a = param(&mut binds, Bind::Real(max_lon));
+            let b = param(&mut binds, Bind::Real(min_lon));
+            let c = param(&mut binds, Bind::Real(max_lat));
+            let d = param(&mut binds, Bind::Real(min_lat));
+            conditions.push_str(&format!(
+                " AND min_lon <= {a} AND max_lon >= {b} AND min_lat <= {c} AND max_lat >= {d}"
+            ));
+        }
+        match viewer {
+            Viewer::All => {}
+            Viewer::Department(department) => {
+                let p = param(&mut binds, Bind::Text(department.clone()));
+                conditions.push_str(&format!(" AND (owner_department = {p} OR public = 1)"));
+            }
+            Viewer::Public => conditions.push_str(" AND public = 1"),
+        }
+        let total = match (selection.page, count) {
+            (Some(_), true) => {
+                let sql = format!("SELECT COUNT(*) FROM ngsi_entities WHERE {conditions}");
+                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+                for bind in &binds {
+                    query = bind.apply_scalar(query);
+                }
+                Some(query.fetch_one(self.db.pool()).await.db()?)
+            }
+            _ => None,
+        };
+        let mut sql = format!("SELECT {COLUMNS} FROM ngsi_entities WHERE {conditions} ORDER BY id");
+        if let Some((offset, limit)) = selection.page {
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        }
+        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
+        for bind in &binds {
+            query = bind.apply(query);
+        }
+        let rows = query.fetch_all(self.db.pool()).await.db()?;
+        let stored = rows.into_iter().map(from_row).collect::<Result<_, _>>()?;
+        Ok((stored, total))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    Real(f64),
+}
+
+type AnyArgs<'q> = <sqlx::Any as sqlx::Database>::Arguments;
+
+impl Bind {
+    fn apply<'q, O>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Any, O, AnyArgs<'q>>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, AnyArgs<'q>> {
+        match self {
+            Bind::Text(text) => query.bind(text.clone()),
+            Bind::Real(value) => query.bind(*value),
+        }
+    }
+
+    fn apply_scalar<'q, O>(
+        &self,
+        query: sqlx::query::QueryScalar<'q, sqlx::Any, O, AnyArgs<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, AnyArgs<'q>> {
+        match self {
+            Bind::Text(text) => query.bind(text.clone()),
+            Bind::Real(value) => query.bind(*value),
+        }
+    }
+}
+
+async fn write_types(
+    tx: &mut yunnao_store::WriteTx,
+    tenant: &str,
+    entity: &Entity,
+) -> Result<(), Problem> {
+    for type_iri in &entity.types {
+        sqlx::query(
+            "INSERT INTO ngsi_entity_types (tenant, type_iri, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(type_iri)
+        .bind(&entity.id)
+        .execute(&mut ***tx)
+        .await
+        .db()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! The broker's tables. Entities are one row each (types and attributes as JSON, the location's
+//! bounding box as columns for the geo pre-filter); a side table indexes every type of every
+//! entity, so type queries (the most common) read only what they return.
+
+use yunnao_store::migrate::{Migration, MigrationSet};
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    name: "context",
+    migrations: &[Migration::portable(
+        1,
+        "NGSI-LD tenants and entities",
+        ENTITIES,
+    )],
+};
+
+const ENTITIES: &str = r#"
+CREATE TABLE ngsi_tenants (
+    name TEXT PRIMARY KEY,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE ngsi_entities (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    types TEXT NOT NULL,
+    attrs TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    owner_department TEXT NOT NULL,
+    public BIGINT NOT NULL DEFAULT 0,
+    min_lon DOUBLE PRECISION,
+    min_lat DOUBLE PRECISION,
+    max_lon DOUBLE PRECISION,
+    max_lat DOUBLE PRECISION,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX ngsi_entities_location ON ngsi_entities (tenant, min_lon, max_lon);
+CREATE INDEX ngsi_entities_owner ON ngsi_entities (tenant, owner_department);
+CREATE TABLE ngsi_entity_types (
+    tenant TEXT NOT NULL,
+    type_iri TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (tenant, type_iri, id)
+);
+"#;

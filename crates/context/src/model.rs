@@ -1,0 +1,635 @@
+//! Entities as the broker keeps them: id, expanded types, and attributes under their expanded
+//! names in the normalized form (structural members such as `value`, `object`, `observedAt` keep
+//! their core names; sub-attribute names are expanded too). Parsing accepts the normalized and
+//! the concise representations; rendering produces normalized, concise or keyValues output
+//! compacted with the request's context.
+
+use crate::errors;
+use crate::jsonld::Context;
+use serde_json::{Map, Value};
+
+pub const ATTRIBUTE_TYPES: &[&str] = &[
+    "Property",
+    "Relationship",
+    "GeoProperty",
+    "LanguageProperty",
+    "ListProperty",
+    "ListRelationship",
+    "JsonProperty",
+    "VocabProperty",
+];
+
+/// Members of an attribute that are not sub-attributes.
+const STRUCTURAL: &[&str] = &[
+    "type",
+    "value",
+    "object",
+    "objectType",
+    "languageMap",
+    "json",
+    "vocab",
+    "valueList",
+    "objectList",
+    "observedAt",
+    "unitCode",
+    "datasetId",
+    "createdAt",
+    "modifiedAt",
+    "instanceId",
+    "lang",
+];
+
+/// Attribute names that hold geometry (CIM 009 §4.7).
+const GEO_ATTRIBUTES: &[&str] = &["location", "observationSpace", "operationSpace"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub id: String,
+    /// Expanded type IRIs, in the order given.
+    pub types: Vec<String>,
+    /// Expanded attribute name → normalized attribute.
+    pub attrs: Map<String, Value>,
+    pub created_at: String,
+    pub modified_at: String,
+}
+
+impl Entity {
+    /// The attribute that locates the entity, as a geometry.
+    pub fn location(&self) -> Option<geo::Geometry<f64>> {
+        let attribute = self.attrs.get("https://uri.etsi.org/ngsi-ld/location")?;
+        geometry(attribute.get("value")?).ok()
+    }
+}
+
+/// An entity id is a URI (CIM 009 §4.5.1).
+pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
+    let valid = id.len() <= 2048
+        && id.split_once(':').is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !rest.is_empty()
+        })
+        && !id
+            .chars()
+            .any(|c| c.is_whitespace() || "<>\"{}|\\^`".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(errors::bad_request(format!(
+            "entity id {id:?} is not a URI (for example urn:ngsi-ld:ParkingSpot:001)"
+        )))
+    }
+}
+
+/// Attribute and type names may not contain characters that the query language reserves.
+fn check_name(name: &str) -> Result<(), yunnao_core::Problem> {
+    if name.is_empty()
+        || name.len() > 512
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || "<>\"'=;()[]".contains(c))
+    {
+        return Err(errors::bad_request(format!(
+            "{name:?} is not a valid attribute or type name"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a whole entity (create, replace, batch upsert).
+pub fn parse_entity(
+    body: Value,
+    context: &Context,
+    now: &str,
+) -> Result<Entity, yunnao_core::Problem> {
+    let Value::Object(mut object) = body else {
+        return Err(errors::bad_request("an entity must be a JSON object"));
+    };
+    object.remove("@context");
+    let id = match object.remove("id").or_else(|| object.remove("@id")) {
+        Some(Value::String(id)) => id,
+        Some(_) => return Err(errors::bad_request("id must be a string")),
+        None => return Err(errors::bad_request("an entity needs an id")),
+    };
+    check_entity_id(&id)?;
+    let types = match object.remove("type").or_else(|| object.remove("@type")) {
+        Some(value) => parse_types(&value, context)?,
+        None => return Err(errors::bad_request("an entity needs a type")),
+    };
+    object.remove("createdAt");
+    object.remove("modifiedAt");
+    if object.remove("scope").is_some() {
+        return Err(errors::operation_not_supported("scopes are not supported"));
+    }
+    let attrs = parse_attributes(object, context, now)?;
+    Ok(Entity {
+        id,
+        types,
+        attrs,
+        created_at: now.to_owned(),
+        modified_at: now.to_owned(),
+    })
+}
+
+pub fn parse_types(value: &Value, context: &Context) -> Result<Vec<String>, yunnao_core::Problem> {
+    let names: Vec<&str> = match value {
+        Value::String(name) => vec![name],
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    errors::bad_request("type must be a string or a list of strings")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(errors::bad_request(
+                "type must be a string or a list of strings",
+            ));
+        }
+    };
+    let mut types = Vec::new();
+    for name in names {
+        check_name(name)?;
+        let iri = context.expand(name);
+        if !types.contains(&iri) {
+            types.push(iri);
+        }
+    }
+    Ok(types)
+}
+
+/// Parses attributes given by name (entity body, append, update).
+pub fn parse_attributes(
+    object: Map<String, Value>,
+    context: &Context,
+    now: &str,
+) -> Result<Map<String, Value>, yunnao_core::Problem> {
+    let mut attrs = Map::new();
+    for (name, value) in object {
+        if name == "@context" {
+            continue;
+        }
+        if matches!(name.as_str(), "id" | "type" | "@id" | "@type") {
+            return Err(errors::bad_request(format!(
+                "{name} cannot be used as an attribute name"
+            )));
+        }
+        check_name(&name)?;
+        let attribute = parse_attribute(&name, value, context, now)?;
+        attrs.insert(context.expand(&name), attribute);
+    }
+    Ok(attrs)
+}
+
+/// One attribute, normalized: the concise forms get their `type` inferred.
+pub fn parse_attribute(
+    name: &str,
+    value: Value,
+    context: &Context,
+    now: &str,
+) -> Result<Value, yunnao_core::Problem> {
+    let geo_name = GEO_ATTRIBUTES.contains(&name);
+    let mut object = match value {
+        Value::Null => {
+            return Err(errors::bad_request(format!("{name}: null is not a value")));
+        }
+        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+            // Several instances of one attribute, told apart by datasetId.
+            let mut instances = Vec::new();
+            for item in items {
+                instances.push(parse_attribute(name, item, context, now)?);
+            }
+            return Ok(Value::Array(instances));
+        }
+        Value::Object(object) => object,
+        other => {
+            let mut object = Map::new();
+            object.insert("type".into(), "Property".into());
+            object.insert("value".into(), other);
+            object
+        }
+    };
+    let given_type = object
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match given_type.as_deref() {
+        Some(t) if ATTRIBUTE_TYPES.contains(&t) => {}
+        Some(t) if is_geometry_type(t) && object.contains_key("coordinates") => {
+            // A bare GeoJSON geometry: the concise form of a GeoProperty.
+            let mut attribute = Map::new();
+            attribute.insert("type".into(), "GeoProperty".into());
+            attribute.insert("value".into(), Value::Object(object));
+            object = attribute;
+        }
+        Some(t) => {
+            return Err(errors::bad_request(format!(
+                "{name}: attribute type {t:?} is not one of {}",
+                ATTRIBUTE_TYPES.join(", ")
+            )));
+        }
+        None => {
+            let inferred = if object.contains_key("object") {
+                "Relationship"
+            } else if object.contains_key("languageMap") {
+                "LanguageProperty"
+            } else if object.contains_key("json") {
+                "JsonProperty"
+            } else if object.contains_key("vocab") {
+                "VocabProperty"
+            } else if object.contains_key("valueList") {
+                "ListProperty"
+            } else if object.contains_key("objectList") {
+                "ListRelationship"
+            } else if object.contains_key("value") {
+                if geo_name || object.get("value").is_some_and(looks_like_geometry) {
+                    "GeoProperty"
+                } else {
+                    "Property"
+                }
+            } else {
+                return Err(errors::bad_request(format!(
+                    "{name}: an attribute needs a value (or object, languageMap, json, vocab)"
+                )));
+            };
+            object.insert("type".into(), inferred.into());
+        }
+    }
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Property")
+        .to_owned();
+    let required = match kind.as_str() {
+        "Relationship" => "object",
+        "LanguageProperty" => "languageMap",
+        "JsonProperty" => "json",
+        "VocabProperty" => "vocab",
+        "ListProperty" => "valueList",
+        "ListRelationship" => "objectList",
+        _ => "value",
+    };
+    match object.get(required) {
+        None | Some(Value::Null) => {
+            return Err(errors::bad_request(format!(
+                "{name}: a {kind} needs a non-null {required}"
+            )));
+        }
+        Some(value) => {
+            if kind == "GeoProperty" || geo_name {
+                geometry(value)
+                    .map_err(|reason| errors::bad_request(format!("{name}: {reason}")))?;
+            }
+            if kind == "Relationship" {
+                match value {
+                    Value::String(target) => check_entity_id(target)?,
+                    Value::Array(targets) if targets.iter().all(Value::is_string) => {}
+                    _ => {
+                        return Err(errors::bad_request(format!(
+                            "{name}: a Relationship's object is an entity id"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(observed) = object.get("observedAt") {
+        let valid = observed
+            .as_str()
+            .is_some_and(|t| yunnao_core::time::parse_rfc3339_ms(t).is_some());
+        if !valid {
+            return Err(errors::bad_request(format!(
+                "{name}: observedAt must be a date-time (RFC 3339)"
+            )));
+        }
+    }
+    object.remove("createdAt");
+    object.remove("modifiedAt");
+    let mut normalized = Map::new();
+    for (member, value) in object {
+        if STRUCTURAL.contains(&member.as_str()) {
+            normalized.insert(member, value);
+        } else {
+            check_name(&member)?;
+            let sub = parse_attribute(&member, value, context, now)?;
+            normalized.insert(context.expand(&member), sub);
+        }
+    }
+    normalized.insert("createdAt".into(), now.into());
+    normalized.insert("modifiedAt".into(), now.into());
+    Ok(Value::Object(normalized))
+}
+
+fn is_geometry_type(t: &str) -> bool {
+    matches!(
+        t,
+        "Point" | "MultiPoint" | "LineString" | "MultiLineString" | "Polygon" | "MultiPolygon"
+    )
+}
+
+fn looks_like_geometry(value: &Value) -> bool {
+    value
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(is_geometry_type)
+        && value.get("coordinates").is_some()
+}
+
+/// A GeoJSON geometry as `geo` types, validated (WGS84 ranges, closed rings).
+pub fn geometry(value: &Value) -> Result<geo::Geometry<f64>, String> {
+    use geo::{Coord, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon};
+    fn position(value: &Value) -> Result<Coord<f64>, String> {
+        let items = value
+            .as_array()
+            .ok_or("a position is [longitude, latitude]")?;
+        let (Some(x), Some(y)) = (
+            items.first().and_then(Value::as_f64),
+            items.get(1).and_then(Value::as_f64),
+        ) else {
+            return Err("a position is [longitude, latitude]".into());
+        };
+        if !(-180.0..=180.0).contains(&x) || !(-90.0..=90.0).contains(&y) {
+            return Err(format!("[{x}, {y}] is outside WGS84 longitude/latitude"));
+        }
+        Ok(Coord { x, y })
+    }
+    fn positions(value: &Value) -> Result<Vec<Coord<f64>>, String> {
+        value
+            .as_array()
+            .ok_or("expected an array of positions")?
+            .iter()
+            .map(position)
+            .collect()
+    }
+    fn ring(value: &Value) -> Result<LineString<f64>, String> {
+        let coords = positions(value)?;
+        if coords.len() < 4 || coords.first() != coords.last() {
+            return Err("a polygon ring has at least 4 positions and is closed".into());
+        }
+        Ok(LineString::new(coords))
+    }
+    fn polygon(value: &Value) -> Result<Polygon<f64>, String> {
+        let rings = value.as_array().ok_or("a polygon is an array of rings")?;
+        let mut rings = rings.iter().map(ring);
+        let exterior = rings.next().ok_or("a polygon needs an exterior ring")??;
+        Ok(Polygon::new(exterior, rings.collect::<Result<_, _>>()?))
+    }
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("a GeoJSON geometry needs a type")?;
+    let coordinates = value
+        .get("coordinates")
+        .ok_or("a GeoJSON geometry needs coordinates")?;
+    Ok(match kind {
+        "Point" => Point::from(position(coordinates)?).into(),
+        "MultiPoint" => MultiPoint::new(
+            positions(coordinates)?
+                .into_iter()
+                .map(Point::from)
+                .collect(),
+        )
+        .into(),
+        "LineString" => {
+            let coords = positions(coordinates)?;
+            if coords.len() < 2 {
+                return Err("a LineString has at least 2 positions".into());
+            }
+            LineString::new(coords).into()
+        }
+        "MultiLineString" => MultiLineString::new(
+            coordinates
+                .as_array()
+                .ok_or("expected an array of line strings")?
+                .iter()
+                .map(|l| positions(l).map(LineString::new))
+                .collect::<Result<_, _>>()?,
+        )
+        .into(),
+        "Polygon" => polygon(coordinates)?.into(),
+        "MultiPolygon" => MultiPolygon::new(
+            coordinates
+                .as_array()
+                .ok_or("expected an array of polygons")?
+                .iter()
+                .map(polygon)
+                .collect::<Result<_, _>>()?,
+        )
+        .into(),
+        other => return Err(format!("{other:?} is not a GeoJSON geometry type")),
+    })
+}
+
+/// How an entity is rendered (`options` and `format`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Format {
+    #[default]
+    Normalized,
+    Concise,
+    KeyValues,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    pub format: Format,
+    pub sys_attrs: bool,
+    /// Expanded names of the attributes to include; all when `None`.
+    pub attrs: Option<Vec<String>>,
+}
+
+/// The entity compacted with `context`.
+pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), entity.id.clone().into());
+    let types: Vec<Value> = entity
+        .types
+        .iter()
+        .map(|t| Value::String(context.compact(t)))
+        .collect();
+    out.insert(
+        "type".into(),
+        if types.len() == 1 {
+            types[0].clone()
+        } else {
+            Value::Array(types)
+        },
+    );
+    if options.sys_attrs {
+        out.insert("createdAt".into(), entity.created_at.clone().into());
+        out.insert("modifiedAt".into(), entity.modified_at.clone().into());
+    }
+    for (name, attribute) in &entity.attrs {
+        if let Some(wanted) = &options.attrs
+            && !wanted.contains(name)
+        {
+            continue;
+        }
+        out.insert(
+            context.compact(name),
+            render_attribute(attribute, context, options),
+        );
+    }
+    Value::Object(out)
+}
+
+fn render_attribute(attribute: &Value, context: &Context, options: &RenderOptions) -> Value {
+    if let Value::Array(instances) = attribute {
+        return Value::Array(
+            instances
+                .iter()
+                .map(|a| render_attribute(a, context, options))
+                .collect(),
+        );
+    }
+    let Value::Object(object) = attribute else {
+        return attribute.clone();
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Property");
+    if options.format == Format::KeyValues {
+        let member = match kind {
+            "Relationship" => "object",
+            "LanguageProperty" => "languageMap",
+            "JsonProperty" => "json",
+            "VocabProperty" => "vocab",
+            "ListProperty" => "valueList",
+            "ListRelationship" => "objectList",
+            _ => "value",
+        };
+        return object.get(member).cloned().unwrap_or(Value::Null);
+    }
+    let mut out = Map::new();
+    for (member, value) in object {
+        match member.as_str() {
+            "createdAt" | "modifiedAt" if !options.sys_attrs => {}
+            // Concise: the type is implied by the member that holds the value.
+            "type" if options.format == Format::Concise => {}
+            _ if STRUCTURAL.contains(&member.as_str()) => {
+                out.insert(member.clone(), value.clone());
+            }
+            _ => {
+                out.insert(
+                    context.compact(member),
+                    render_attribute(value, context, options),
+                );
+            }
+        }
+    }
+    if options.format == Format::Concise
+        && out.len() == 1
+        && kind == "Property"
+        && let Some(value) = out.remove("value")
+    {
+        return value;
+    }
+    Value::Object(out)
+}
+
+/// Merges `update` into `existing` keeping the original createdAt of each attribute.
+pub fn keep_created(existing: Option<&Value>, mut update: Value) -> Value {
+    let created = existing.and_then(|e| e.get("createdAt")).cloned();
+    if let (Some(created), Value::Object(object)) = (created, &mut update) {
+        object.insert("createdAt".into(), created);
+    }
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: &str = "2026-11-29T08:00:00.000Z";
+
+    #[test]
+    fn concise_and_normalized_input_give_the_same_entity() {
+        let context = Context::core();
+        let normalized = parse_entity(
+            json!({"id": "urn:ngsi-ld:ParkingSpot:1", "type": "ParkingSpot",
+                   "status": {"type": "Property", "value": "free", "observedAt": "2026-11-29T07:00:00Z"},
+                   "refParkingSite": {"type": "Relationship", "object": "urn:ngsi-ld:ParkingSite:9"},
+                   "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.38, 36.07]}}}),
+            &context,
+            NOW,
+        )
+        .expect("normalized");
+        let concise = parse_entity(
+            json!({"id": "urn:ngsi-ld:ParkingSpot:1", "type": "ParkingSpot",
+                   "status": {"value": "free", "observedAt": "2026-11-29T07:00:00Z"},
+                   "refParkingSite": {"object": "urn:ngsi-ld:ParkingSite:9"},
+                   "location": {"type": "Point", "coordinates": [120.38, 36.07]}}),
+            &context,
+            NOW,
+        )
+        .expect("concise");
+        assert_eq!(normalized, concise);
+        let key_values = render(
+            &normalized,
+            &context,
+            &RenderOptions {
+                format: Format::KeyValues,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            key_values,
+            json!({"id": "urn:ngsi-ld:ParkingSpot:1", "type": "ParkingSpot", "status": "free",
+                   "refParkingSite": "urn:ngsi-ld:ParkingSite:9",
+                   "location": {"type": "Point", "coordinates": [120.38, 36.07]}})
+        );
+    }
+
+    #[test]
+    fn bad_entities_are_refused_with_a_reason() {
+        let context = Context::core();
+        let cases = [
+            (json!([]), "JSON object"),
+            (json!({"type": "T"}), "needs an id"),
+            (json!({"id": "not a uri", "type": "T"}), "not a URI"),
+            (json!({"id": "urn:x:1"}), "needs a type"),
+            (json!({"id": "urn:x:1", "type": "T", "a": null}), "null"),
+            (
+                json!({"id": "urn:x:1", "type": "T", "a": {"type": "Thing", "value": 1}}),
+                "attribute type",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property"}}),
+                "needs a non-null value",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "r": {"type": "Relationship", "object": 5}}),
+                "entity id",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "location": {"type": "Point", "coordinates": [200, 0]}}),
+                "outside WGS84",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "location": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 1]]]}}),
+                "closed",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "a": {"value": 1, "observedAt": "yesterday"}}),
+                "observedAt",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "bad name": 1}),
+                "not a valid",
+            ),
+        ];
+        for (body, reason) in cases {
+            let error = parse_entity(body.clone(), &context, NOW).expect_err(&body.to_string());
+            assert_eq!(error.status, 400, "{body}");
+            assert!(
+                error.detail.as_deref().unwrap_or("").contains(reason),
+                "{body}: {:?}",
+                error.detail
+            );
+        }
+    }
+}

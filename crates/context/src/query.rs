@@ -1,0 +1,540 @@
+//! The NGSI-LD query language (`q`, CIM 009 §4.9): comparisons on attribute values, sub-attribute
+//! paths (`a.b`), members of structured values (`a[b.c]`), existence, ranges (`1..5`), lists
+//! (`1,2,3`), patterns (`~=`), `;` (and, binding tighter) and `|` (or) with parentheses.
+
+use crate::errors;
+use crate::jsonld::Context;
+use crate::model::Entity;
+use serde_json::Value;
+use yunnao_core::Problem;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Or(Vec<Expr>),
+    And(Vec<Expr>),
+    Term(Term),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// Expanded attribute name, then sub-attribute names or system members (`observedAt`).
+    pub path: Vec<String>,
+    /// Members inside the value (`a[b.c]` → ["b", "c"]).
+    pub members: Vec<String>,
+    pub comparison: Option<(Op, Operand)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Matches,
+    NotMatches,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    /// An unquoted date-time, in ms; compared with string values that parse as date-times.
+    Time(i64),
+    /// Anything else unquoted (URIs, bare words): compared as text.
+    Bare(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Operand {
+    One(Literal),
+    Range(Literal, Literal),
+    List(Vec<Literal>),
+    Pattern(regex::Regex),
+}
+
+impl PartialEq for Operand {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Operand::One(a), Operand::One(b)) => a == b,
+            (Operand::Range(a, b), Operand::Range(c, d)) => a == c && b == d,
+            (Operand::List(a), Operand::List(b)) => a == b,
+            (Operand::Pattern(a), Operand::Pattern(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+const SYSTEM_MEMBERS: &[&str] = &[
+    "observedAt",
+    "createdAt",
+    "modifiedAt",
+    "unitCode",
+    "datasetId",
+];
+
+pub fn parse(text: &str, context: &Context) -> Result<Expr, Problem> {
+    let mut parser = Parser {
+        chars: text.chars().collect(),
+        at: 0,
+        context,
+    };
+    let expr = parser.or()?;
+    if parser.at != parser.chars.len() {
+        return Err(parser.error("unexpected text"));
+    }
+    Ok(expr)
+}
+
+struct Parser<'a> {
+    chars: Vec<char>,
+    at: usize,
+    context: &'a Context,
+}
+
+impl Parser<'_> {
+    fn error(&self, what: &str) -> Problem {
+        let text: String = self.chars.iter().collect();
+        errors::bad_request(format!("q: {what} at position {} of {text:?}", self.at))
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.at).copied()
+    }
+
+    fn or(&mut self) -> Result<Expr, Problem> {
+        let mut items = vec![self.and()?];
+        while self.peek() == Some('|') {
+            self.at += 1;
+            items.push(self.and()?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        })
+    }
+
+    fn and(&mut self) -> Result<Expr, Problem> {
+        let mut items = vec![self.primary()?];
+        while self.peek() == Some(';') {
+            self.at += 1;
+            items.push(self.primary()?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
+    }
+
+    fn primary(&mut self) -> Result<Expr, Problem> {
+        if self.peek() == Some('(') {
+            self.at += 1;
+            let inner = self.or()?;
+            if self.peek() != Some(')') {
+                return Err(self.error("missing ')'"));
+            }
+            self.at += 1;
+            return Ok(inner);
+        }
+        self.term().map(Expr::Term)
+    }
+
+    fn term(&mut self) -> Result<Term, Problem> {
+        let start = self.at;
+        while let Some(c) = self.peek() {
+            if "=!<>~;|()[".contains(c) {
+                break;
+            }
+            self.at += 1;
+        }
+        let attribute: String = self.chars[start..self.at].iter().collect();
+        if attribute.is_empty() {
+            return Err(self.error("expected an attribute name"));
+        }
+        let mut names = attribute.split('.');
+        let first = names.next().unwrap_or_default();
+        let mut path = vec![self.context.expand(first)];
+        for name in names {
+            if name.is_empty() {
+                return Err(self.error("empty name in attribute path"));
+            }
+            path.push(if SYSTEM_MEMBERS.contains(&name) {
+                name.to_owned()
+            } else {
+                self.context.expand(name)
+            });
+        }
+        let mut members = Vec::new();
+        if self.peek() == Some('[') {
+            self.at += 1;
+            let start = self.at;
+            while self.peek().is_some_and(|c| c != ']') {
+                self.at += 1;
+            }
+            if self.peek() != Some(']') {
+                return Err(self.error("missing ']'"));
+            }
+            let inside: String = self.chars[start..self.at].iter().collect();
+            self.at += 1;
+            members = inside.split('.').map(str::to_owned).collect();
+            if members.iter().any(String::is_empty) {
+                return Err(self.error("empty member name"));
+            }
+        }
+        let op = self.operator()?;
+        let Some(op) = op else {
+            return Ok(Term {
+                path,
+                members,
+                comparison: None,
+            });
+        };
+        let operand = self.operand(op)?;
+        Ok(Term {
+            path,
+            members,
+            comparison: Some((op, operand)),
+        })
+    }
+
+    fn operator(&mut self) -> Result<Option<Op>, Problem> {
+        let rest: String = self.chars[self.at..].iter().take(3).collect();
+        let (op, len) = if rest.starts_with("!~=") {
+            (Op::NotMatches, 3)
+        } else if rest.starts_with("==") {
+            (Op::Eq, 2)
+        } else if rest.starts_with("!=") {
+            (Op::Ne, 2)
+        } else if rest.starts_with(">=") {
+            (Op::Ge, 2)
+        } else if rest.starts_with("<=") {
+            (Op::Le, 2)
+        } else if rest.starts_with("~=") {
+            (Op::Matches, 2)
+        } else if rest.starts_with('>') {
+            (Op::Gt, 1)
+        } else if rest.starts_with('<') {
+            (Op::Lt, 1)
+        } else if rest.is_empty() || rest.starts_with([';', '|', ')']) {
+            return Ok(None);
+        } else {
+            return Err(self.error("expected an operator (==, !=, >, >=, <, <=, ~=, !~=)"));
+        };
+        self.at += len;
+        Ok(Some(op))
+    }
+
+    /// The raw operand: up to the next `;`, `|` or `)` outside quotes.
+    fn operand(&mut self, op: Op) -> Result<Operand, Problem> {
+        let start = self.at;
+        let mut quoted = false;
+        while let Some(c) = self.peek() {
+            if c == '"' {
+                quoted = !quoted;
+            } else if !quoted && ";|)".contains(c) {
+                break;
+            }
+            self.at += 1;
+        }
+        if quoted {
+            return Err(self.error("unterminated string"));
+        }
+        let raw: String = self.chars[start..self.at].iter().collect();
+        if raw.is_empty() {
+            return Err(self.error("expected a value"));
+        }
+        if matches!(op, Op::Matches | Op::NotMatches) {
+            let pattern = raw.trim_matches('"');
+            return regex::Regex::new(pattern)
+                .map(Operand::Pattern)
+                .map_err(|e| self.error(&format!("bad pattern: {e}")));
+        }
+        let parts = split_outside_quotes(&raw, ',');
+        if parts.len() > 1 {
+            if !matches!(op, Op::Eq | Op::Ne) {
+                return Err(self.error("a list of values needs == or !="));
+            }
+            return Ok(Operand::List(
+                parts
+                    .iter()
+                    .map(|p| literal(p))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.error(&e))?,
+            ));
+        }
+        if let Some((low, high)) = split_range(&raw) {
+            if !matches!(op, Op::Eq | Op::Ne) {
+                return Err(self.error("a range needs == or !="));
+            }
+            return Ok(Operand::Range(
+                literal(low).map_err(|e| self.error(&e))?,
+                literal(high).map_err(|e| self.error(&e))?,
+            ));
+        }
+        literal(&raw).map(Operand::One).map_err(|e| self.error(&e))
+    }
+}
+
+fn split_outside_quotes(text: &str, separator: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c == separator && !quoted {
+            parts.push(String::new());
+        } else if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+    }
+    parts
+}
+
+fn split_range(text: &str) -> Option<(&str, &str)> {
+    if text.starts_with('"') {
+        return None;
+    }
+    text.split_once("..")
+}
+
+fn literal(text: &str) -> Result<Literal, String> {
+    if let Some(inner) = text.strip_prefix('"') {
+        return inner
+            .strip_suffix('"')
+            .map(|s| Literal::Text(s.to_owned()))
+            .ok_or_else(|| "unterminated string".to_owned());
+    }
+    match text {
+        "true" => return Ok(Literal::Bool(true)),
+        "false" => return Ok(Literal::Bool(false)),
+        _ => {}
+    }
+    if let Ok(number) = text.parse::<f64>()
+        && number.is_finite()
+    {
+        return Ok(Literal::Number(number));
+    }
+    if text.contains('T')
+        && let Some(ms) = yunnao_core::time::parse_rfc3339_ms(text)
+    {
+        return Ok(Literal::Time(ms));
+    }
+    if text.is_empty() {
+        return Err("empty value".into());
+    }
+    if text.contains(['<', '>', '=', '!', '~', '"', '\'', '(', '[', ']']) {
+        return Err(format!("{text:?} is not a value (quote strings: \"…\")"));
+    }
+    Ok(Literal::Bare(text.to_owned()))
+}
+
+impl Expr {
+    pub fn matches(&self, entity: &Entity) -> bool {
+        match self {
+            Expr::Or(items) => items.iter().any(|e| e.matches(entity)),
+            Expr::And(items) => items.iter().all(|e| e.matches(entity)),
+            Expr::Term(term) => term.matches(entity),
+        }
+    }
+}
+
+impl Term {
+    fn matches(&self, entity: &Entity) -> bool {
+        let values = self.values(entity);
+        match &self.comparison {
+            None => !values.is_empty(),
+            Some((op, operand)) => values.iter().any(|value| compare(value, *op, operand)),
+        }
+    }
+
+    /// The values the path reaches (several where attributes have several instances or values
+    /// are arrays).
+    fn values<'a>(&self, entity: &'a Entity) -> Vec<&'a Value> {
+        let Some(first) = self.path.first() else {
+            return Vec::new();
+        };
+        let mut current: Vec<&Value> = match entity.attrs.get(first) {
+            Some(Value::Array(instances)) => instances.iter().collect(),
+            Some(attribute) => vec![attribute],
+            None => Vec::new(),
+        };
+        let mut at_member = false;
+        for name in &self.path[1..] {
+            let mut next = Vec::new();
+            for attribute in current {
+                if let Some(found) = attribute.get(name) {
+                    if SYSTEM_MEMBERS.contains(&name.as_str()) {
+                        at_member = true;
+                    }
+                    match found {
+                        Value::Array(instances) if !at_member => next.extend(instances.iter()),
+                        other => next.push(other),
+                    }
+                }
+            }
+            current = next;
+        }
+        let mut values: Vec<&Value> = if at_member {
+            current
+        } else {
+            current.into_iter().filter_map(attribute_value).collect()
+        };
+        for member in &self.members {
+            values = values.into_iter().filter_map(|v| v.get(member)).collect();
+        }
+        values
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .collect()
+    }
+}
+
+fn attribute_value(attribute: &Value) -> Option<&Value> {
+    for member in [
+        "value",
+        "object",
+        "languageMap",
+        "json",
+        "vocab",
+        "valueList",
+        "objectList",
+    ] {
+        if let Some(value) = attribute.get(member) {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn compare(value: &Value, op: Op, operand: &Operand) -> bool {
+    match operand {
+        Operand::Pattern(pattern) => {
+            let text = value.as_str().is_some_and(|s| pattern.is_match(s));
+            if op == Op::Matches {
+                text
+            } else {
+                value.is_string() && !text
+            }
+        }
+        Operand::List(items) => {
+            let any = items
+                .iter()
+                .any(|l| order(value, l) == Some(std::cmp::Ordering::Equal));
+            if op == Op::Eq { any } else { !any }
+        }
+        Operand::Range(low, high) => {
+            let inside = matches!(
+                order(value, low),
+                Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+            ) && matches!(
+                order(value, high),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            );
+            if op == Op::Eq { inside } else { !inside }
+        }
+        Operand::One(literal) => {
+            let Some(ordering) = order(value, literal) else {
+                return op == Op::Ne;
+            };
+            use std::cmp::Ordering::*;
+            match op {
+                Op::Eq => ordering == Equal,
+                Op::Ne => ordering != Equal,
+                Op::Gt => ordering == Greater,
+                Op::Ge => ordering != Less,
+                Op::Lt => ordering == Less,
+                Op::Le => ordering != Greater,
+                Op::Matches | Op::NotMatches => false,
+            }
+        }
+    }
+}
+
+/// How a stored value orders against a literal; `None` when they are not comparable.
+fn order(value: &Value, literal: &Literal) -> Option<std::cmp::Ordering> {
+    match (value, literal) {
+        (Value::Number(n), Literal::Number(l)) => n.as_f64()?.partial_cmp(l),
+        (Value::Bool(b), Literal::Bool(l)) => Some(b.cmp(l)),
+        (Value::String(s), Literal::Text(l) | Literal::Bare(l)) => Some(s.as_str().cmp(l.as_str())),
+        (Value::String(s), Literal::Time(l)) => {
+            Some(yunnao_core::time::parse_rfc3339_ms(s)?.cmp(l))
+        }
+        (Value::String(s), Literal::Number(l)) => s.parse::<f64>().ok()?.partial_cmp(l),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse_entity;
+    use serde_json::json;
+
+    #[test]
+    fn queries_match_as_the_specification_says() {
+        let context = Context::core();
+        let entity = parse_entity(
+            json!({"id": "urn:ngsi-ld:OffStreetParking:1", "type": "OffStreetParking",
+                "name": "香港中路停車場", "availableSpotNumber": {"value": 121, "observedAt": "2026-11-29T07:00:00Z",
+                    "reliability": 0.7},
+                "totalSpotNumber": 200, "status": ["open", "free"], "isOpen": true,
+                "address": {"value": {"district": "市南区", "street": "香港中路"}},
+                "refOperator": {"object": "urn:ngsi-ld:Organization:7"}}),
+            &context,
+            "2026-11-29T08:00:00Z",
+        )
+        .expect("entity");
+        let cases = [
+            ("availableSpotNumber>100", true),
+            ("availableSpotNumber>121", false),
+            ("availableSpotNumber>=121", true),
+            ("availableSpotNumber==100..150", true),
+            ("availableSpotNumber!=100..150", false),
+            ("availableSpotNumber==120,121,122", true),
+            ("availableSpotNumber<50|totalSpotNumber==200", true),
+            ("availableSpotNumber<50;totalSpotNumber==200", false),
+            (
+                "(availableSpotNumber<50|isOpen==true);totalSpotNumber==200",
+                true,
+            ),
+            ("name==\"香港中路停車場\"", true),
+            ("name~=香港.*", true),
+            ("name!~=^北京", true),
+            ("status==\"free\"", true),
+            ("status==\"closed\"", false),
+            ("isOpen==false", false),
+            ("address[district]==\"市南区\"", true),
+            ("address[district]==\"崂山区\"", false),
+            ("availableSpotNumber.reliability>0.5", true),
+            ("availableSpotNumber.observedAt>2026-11-29T06:00:00Z", true),
+            ("availableSpotNumber.observedAt>2026-11-29T07:30:00Z", false),
+            ("refOperator==urn:ngsi-ld:Organization:7", true),
+            ("refOperator", true),
+            ("missing", false),
+            ("missing!=3", false),
+        ];
+        for (q, expected) in cases {
+            let expr = parse(q, &context).unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(expr.matches(&entity), expected, "{q}");
+        }
+    }
+
+    #[test]
+    fn malformed_queries_are_bad_requests() {
+        for q in [
+            "", "a==", "(a==1", "a[b==1", "a=1", "a~=(", "a>1,2", ";a==1", "a==\"x", "a>>1",
+            "a==<2",
+        ] {
+            let error = parse(q, &Context::core()).expect_err(q);
+            assert_eq!(error.status, 400, "{q}");
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The NGSI-LD broker through the real HTTP API on every backend, clause by clause of
+//! ETSI GS CIM 009: contexts (Link and ld+json), entity and attribute operations, queries
+//! (q, geo on real Qingdao district polygons, paging and counts), errors, tenants, access.
+
+mod support;
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use support::TestServer;
+use yunnao_store::backend_tests;
+use yunnao_store::testing::TestBackend;
+
+const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+const ERRORS: &str = "https://uri.etsi.org/ngsi-ld/errors/";
+const DISTRICTS: &str = include_str!("../../../data/qingdao/qingdao_districts.geojson");
+
+/// A user context as a Smart Data Models client would send it inline.
+fn parking_context() -> Value {
+    json!({
+        "ParkingSpot": "https://smartdatamodels.org/dataModel.Parking/ParkingSpot",
+        "occupancy": "https://smartdatamodels.org/dataModel.Parking/occupancy",
+        "category": "https://smartdatamodels.org/dataModel.Parking/category"
+    })
+}
+
+struct Broker {
+    server: TestServer,
+    token: String,
+}
+
+impl Broker {
+    async fn start(backend: TestBackend) -> Self {
+        let server = TestServer::start(backend).await;
+        let admin = server.admin().await;
+        let token = server
+            .user(&admin, "traffic.op", "transport", "operator")
+            .await;
+        Self { server, token }
+    }
+
+    fn call(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self
+            .server
+            .client
+            .request(method, self.server.url(&format!("/ngsi-ld/v1{path}")));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// JSON with the core context implied.
+    async fn send(&self, method: Method, path: &str, body: Value) -> Response {
+        self.call(method, path, Some(&self.token))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.call(Method::GET, path, Some(&self.token))
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+}
+
+/// An NGSI-LD error: status, problem+json, the spec's type.
+async fn expect_ngsi_error(response: Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {kind}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{content_type}"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["type"], format!("{ERRORS}{kind}"), "{body}");
+    body
+}
+
+fn spot(id: u32, lon: f64, lat: f64, occupancy: &str, capacity: u32) -> Value {
+    json!({
+        "id": format!("urn:ngsi-ld:ParkingSpot:qd-{id:03}"),
+        "type": "ParkingSpot",
+        "name": {"type": "Property", "value": format!("停车位 {id}")},
+        "occupancy": {"type": "Property", "value": occupancy, "observedAt": "2026-11-29T07:00:00Z"},
+        "capacity": capacity,
+        "address": {"value": {"district": if lon < 120.42 { "市南区" } else { "崂山区" }}},
+        "refParkingSite": {"type": "Relationship", "object": "urn:ngsi-ld:ParkingSite:qd-1"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
+    })
+}
+
+async fn entities_are_created_retrieved_and_rendered(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(1, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created.headers()["location"],
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:qd-001"
+    );
+    expect_ngsi_error(
+        broker
+            .send(
+                Method::POST,
+                "/entities",
+                spot(1, 120.384, 36.062, "free", 1),
+            )
+            .await,
+        409,
+        "AlreadyExists",
+    )
+    .await;
+
+    let response = broker.get("/entities/urn:ngsi-ld:ParkingSpot:qd-001").await;
+    assert_eq!(response.status(), 200);
+    let link = response.headers()["link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
+    assert!(
+        link.contains(CORE) && link.contains("json-ld#context"),
+        "{link}"
+    );
+    let entity: Value = response.json().await.expect("json");
+    assert_eq!(entity["type"], "ParkingSpot");
+    assert_eq!(entity["occupancy"]["value"], "free");
+    assert_eq!(entity["occupancy"]["observedAt"], "2026-11-29T07:00:00Z");
+    assert_eq!(entity["capacity"], json!({"type": "Property", "value": 1}));
+    assert_eq!(
+        entity["refParkingSite"]["object"],
+        "urn:ngsi-ld:ParkingSite:qd-1"
+    );
+    assert!(
+        entity.get("createdAt").is_none(),
+        "system attributes only on request"
+    );
+
+    let key_values = broker
+        .get_json(
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001?options=keyValues&attrs=occupancy,capacity",
+        )
+        .await;
+    assert_eq!(
+        key_values,
+        json!({"id": "urn:ngsi-ld:ParkingSpot:qd-001", "type": "ParkingSpot", "occupancy": "free", "capacity": 1})
+    );
+    let concise = broker
+        .get_json(
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001?format=concise&attrs=occupancy,capacity",
+        )
+        .await;
+    assert_eq!(concise["capacity"], 1);
+    assert_eq!(
+        concise["occupancy"],
+        json!({"value": "free", "observedAt": "2026-11-29T07:00:00Z"})
+    );
+    let with_system = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-001?options=sysAttrs")
+        .await;
+    assert!(
+        with_system["createdAt"].is_string() && with_system["occupancy"]["modifiedAt"].is_string()
+    );
+
+    // JSON-LD: the context in the body; names expand with it and compact back with it.
+    let ld = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .body(
+            json!({"id": "urn:ngsi-ld:ParkingSpot:ld-1", "type": "ParkingSpot", "category": ["onStreet"],
+                   "@context": [parking_context(), CORE]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ld.status(), 201);
+    // Without that context the names come back as full IRIs.
+    let plain = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:ld-1")
+        .await;
+    assert_eq!(
+        plain["type"],
+        "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"
+    );
+    assert!(
+        plain
+            .get("https://smartdatamodels.org/dataModel.Parking/category")
+            .is_some(),
+        "{plain}"
+    );
+    // With it (Accept ld+json echoes it in the body), the short names.
+    let compacted: Value = broker
+        .call(Method::POST, "/entityOperations/query", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .header("accept", "application/ld+json")
+        .body(
+            json!({"type": "Query", "entities": [{"type": "ParkingSpot"}],
+                   "@context": [parking_context(), CORE]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(compacted.as_array().map(Vec::len), Some(1), "{compacted}");
+    assert_eq!(compacted[0]["type"], "ParkingSpot");
+    assert_eq!(compacted[0]["category"]["value"], json!(["onStreet"]));
+    assert!(compacted[0]["@context"].is_array());
+    broker.server.cleanup().await;
+}
+
+async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(1, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    // (method, path, content type, body, status, NGSI-LD error type)
+    let cases: Vec<(Method, &str, &str, String, u16, &str)> = vec![
+        (Method::POST, "/entities", "application/json", "{\"id\": ".into(), 400, "InvalidRequest"),
+        (Method::POST, "/entities", "application/json", json!({"id": "qd 1", "type": "T"}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/json", json!({"id": "urn:x:1"}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/json", json!({"id": "urn:x:1", "type": "T", "a": null}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/json",
+            json!({"id": "urn:x:1", "type": "T", "location": {"type": "Point", "coordinates": [500, 1]}}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/ld+json", json!({"id": "urn:x:1", "type": "T"}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/json",
+            json!({"id": "urn:x:1", "type": "T", "@context": CORE}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities", "application/ld+json",
+            json!({"id": "urn:x:1", "type": "T", "@context": "https://example.org/remote.jsonld"}).to_string(), 503, "LdContextNotAvailable"),
+        (Method::PATCH, "/entities/urn:ngsi-ld:ParkingSpot:none/attrs", "application/json", json!({"a": 1}).to_string(), 404, "ResourceNotFound"),
+        (Method::PATCH, "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs/nothing", "application/json", json!({"value": 1}).to_string(), 404, "ResourceNotFound"),
+        (Method::PUT, "/entities/urn:ngsi-ld:ParkingSpot:qd-001", "application/json",
+            json!({"id": "urn:ngsi-ld:Other:1", "type": "T"}).to_string(), 400, "BadRequestData"),
+    ];
+    for (method, path, content_type, body, status, kind) in cases {
+        let response = broker
+            .call(method.clone(), path, Some(&broker.token))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("sent");
+        let problem = expect_ngsi_error(response, status, kind).await;
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{method} {path} {body}: {problem}"
+        );
+    }
+    for (path, status, kind) in [
+        (
+            "/entities/urn:ngsi-ld:ParkingSpot:none",
+            404,
+            "ResourceNotFound",
+        ),
+        ("/entities/not-a-uri", 400, "BadRequestData"),
+        ("/entities", 400, "BadRequestData"),
+        (
+            "/entities?type=ParkingSpot&q=capacity>>1",
+            400,
+            "BadRequestData",
+        ),
+        ("/entities?type=ParkingSpot&limit=0", 400, "BadRequestData"),
+        (
+            "/entities?type=ParkingSpot&limit=1000000",
+            403,
+            "TooManyResults",
+        ),
+        (
+            "/entities?type=ParkingSpot&georel=near&geometry=Point&coordinates=[120,36]",
+            400,
+            "BadRequestData",
+        ),
+        (
+            "/entities?type=ParkingSpot&options=fancy",
+            400,
+            "BadRequestData",
+        ),
+    ] {
+        let response = broker.get(path).await;
+        assert_eq!(response.status(), status, "GET {path}");
+        expect_ngsi_error(response, status, kind).await;
+    }
+    let unsupported = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unsupported.status(), 415);
+    // Nothing half-written, and the server still serves.
+    let all = broker.get_json("/entities?type=T").await;
+    assert_eq!(all, json!([]));
+    broker.server.cleanup().await;
+}
+
+async fn attributes_are_appended_updated_merged_and_deleted(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:ParkingSpot:qd-001";
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(1, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    let path = format!("/entities/{id}");
+
+    let appended = broker
+        .send(
+            Method::POST,
+            &format!("{path}/attrs"),
+            json!({"chargeType": "free", "capacity": 2}),
+        )
+        .await;
+    assert_eq!(appended.status(), 204);
+    let kept = broker
+        .send(
+            Method::POST,
+            &format!("{path}/attrs?options=noOverwrite"),
+            json!({"capacity": 3, "width": 2.5}),
+        )
+        .await;
+    assert_eq!(kept.status(), 207);
+    let report: Value = kept.json().await.expect("json");
+    assert_eq!(report["updated"], json!(["width"]));
+    assert_eq!(report["notUpdated"][0]["attributeName"], "capacity");
+
+    let updated = broker
+        .send(Method::PATCH, &format!("{path}/attrs"), json!({"occupancy": {"value": "occupied", "observedAt": "2026-11-29T08:00:00Z"}, "colour": "red"}))
+        .await;
+    assert_eq!(
+        updated.status(),
+        207,
+        "colour does not exist: reported, not added"
+    );
+
+    let partial = broker
+        .send(
+            Method::PATCH,
+            &format!("{path}/attrs/capacity"),
+            json!({"value": 4}),
+        )
+        .await;
+    assert_eq!(partial.status(), 204);
+    let replaced = broker
+        .send(
+            Method::PUT,
+            &format!("{path}/attrs/width"),
+            json!({"value": 2.4, "unitCode": "MTR"}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 204);
+
+    let merged = broker
+        .send(
+            Method::PATCH,
+            &path,
+            json!({"chargeType": "urn:ngsi-ld:null", "lighting": true}),
+        )
+        .await;
+    assert_eq!(merged.status(), 204);
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            &format!("{path}/attrs/name"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+
+    let entity = broker.get_json(&format!("{path}?options=keyValues")).await;
+    assert_eq!(entity["occupancy"], "occupied");
+    assert_eq!(entity["capacity"], 4);
+    assert_eq!(entity["width"], 2.4);
+    assert_eq!(entity["lighting"], true);
+    assert!(
+        entity.get("chargeType").is_none()
+            && entity.get("name").is_none()
+            && entity.get("colour").is_none(),
+        "{entity}"
+    );
+    let normalized = broker.get_json(&path).await;
+    assert_eq!(normalized["width"]["unitCode"], "MTR");
+    assert_eq!(
+        normalized["occupancy"]["observedAt"],
+        "2026-11-29T08:00:00Z"
+    );
+
+    // Replace: type and attributes as given, nothing else kept.
+    let replaced = broker
+        .send(
+            Method::PUT,
+            &path,
+            json!({"type": "ParkingSpot", "occupancy": "free"}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 204);
+    let entity = broker.get_json(&format!("{path}?options=keyValues")).await;
+    assert_eq!(
+        entity,
+        json!({"id": id, "type": "ParkingSpot", "occupancy": "free"})
+    );
+
+    let gone = broker
+        .call(Method::DELETE, &path, Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(gone.status(), 204);
+    expect_ngsi_error(broker.get(&path).await, 404, "ResourceNotFound").await;
+    broker.server.cleanup().await;
+}
+
+/// The polygon of one district from the shipped boundaries.
+fn district(name: &str) -> Value {
+    let all: Value = serde_json::from_str(DISTRICTS).expect("districts");
+    all["features"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["properties"]["name"] == name))
+        .map(|f| f["geometry"].clone())
+        .expect("district")
+}
+
+async fn queries_filter_page_and_count(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    // 30 spots along 36.062°N: 13 fall in 市南区, 2 in 崂山区, the rest at sea (computed with a
+    // ray-casting check of the shipped boundaries).
+    for i in 0..30u32 {
+        let lon = 120.37 + f64::from(i) * 0.004;
+        let occupancy = if i % 3 == 0 { "occupied" } else { "free" };
+        let created = broker
+            .send(
+                Method::POST,
+                "/entities",
+                spot(i, lon, 36.062, occupancy, i),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let other_type = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:ParkingSite:qd-1", "type": "ParkingSite", "capacity": 30}),
+        )
+        .await;
+    assert_eq!(other_type.status(), 201);
+
+    let ids = |page: &Value| -> Vec<String> {
+        page.as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // (query, how many match)
+    let cases: &[(&str, usize)] = &[
+        ("type=ParkingSpot", 30),
+        ("type=ParkingSpot,ParkingSite", 31),
+        ("type=ParkingSite", 1),
+        (
+            "id=urn:ngsi-ld:ParkingSpot:qd-001,urn:ngsi-ld:ParkingSpot:qd-002",
+            2,
+        ),
+        ("idPattern=urn:ngsi-ld:ParkingSpot:qd-00.*", 10),
+        ("type=ParkingSpot&q=occupancy==\"occupied\"", 10),
+        ("type=ParkingSpot&q=capacity>=25", 5),
+        ("type=ParkingSpot&q=capacity==10..14", 5),
+        ("type=ParkingSpot&q=capacity<3|capacity>27", 5),
+        ("type=ParkingSpot&q=capacity<10;occupancy==\"occupied\"", 4),
+        ("type=ParkingSpot&q=address[district]==\"崂山区\"", 17),
+        (
+            "type=ParkingSpot&q=occupancy.observedAt>2026-11-29T06:00:00Z",
+            30,
+        ),
+        (
+            "type=ParkingSpot&q=refParkingSite==urn:ngsi-ld:ParkingSite:qd-1",
+            30,
+        ),
+        ("type=ParkingSpot&q=name~=停车位 2.", 10),
+        ("attrs=capacity", 31),
+        (
+            "type=ParkingSpot&georel=near;maxDistance==1000&geometry=Point&coordinates=[120.37,36.062]",
+            3,
+        ),
+        (
+            "type=ParkingSpot&georel=near;minDistance==1000&geometry=Point&coordinates=[120.37,36.062]",
+            27,
+        ),
+    ];
+    for (query, expected) in cases {
+        let page = broker
+            .get_json(&format!("/entities?{query}&limit=1000"))
+            .await;
+        assert_eq!(ids(&page).len(), *expected, "{query}: {page}");
+    }
+
+    // Geo on the real district polygons.
+    for (name, expected) in [("市南区", 13), ("崂山区", 2), ("黄岛区", 0)] {
+        let geometry = district(name);
+        let path = format!(
+            "/entities?type=ParkingSpot&georel=within&geometry={}&coordinates={}&limit=100",
+            geometry["type"].as_str().unwrap_or_default(),
+            urlencode(&geometry["coordinates"].to_string())
+        );
+        let page = broker.get_json(&path).await;
+        assert_eq!(ids(&page).len(), expected, "within {name}");
+        let response = broker
+            .call(Method::POST, "/entityOperations/query?limit=100", Some(&broker.token))
+            .header("content-type", "application/json")
+            .body(json!({"type": "Query", "entities": [{"type": "ParkingSpot"}],
+                "geoQ": {"georel": "intersects", "geometry": geometry["type"], "coordinates": geometry["coordinates"]}}).to_string())
+            .send()
+            .await
+            .expect("sent");
+        let page: Value = response.json().await.expect("json");
+        assert_eq!(ids(&page).len(), expected, "POST query intersects {name}");
+    }
+
+    // Paging: ordered by id, the count in a header, no overlap between pages.
+    let mut seen = Vec::new();
+    for offset in (0..30).step_by(7) {
+        let response = broker
+            .get(&format!(
+                "/entities?type=ParkingSpot&limit=7&offset={offset}&count=true"
+            ))
+            .await;
+        assert_eq!(response.headers()["ngsild-results-count"], "30");
+        let page: Value = response.json().await.expect("json");
+        seen.extend(ids(&page));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), sorted), (30, seen.clone()));
+    let filtered = broker
+        .get("/entities?type=ParkingSpot&q=occupancy==\"free\"&limit=5&offset=15&count=true")
+        .await;
+    assert_eq!(filtered.headers()["ngsild-results-count"], "20");
+    let page: Value = filtered.json().await.expect("json");
+    assert_eq!(ids(&page).len(), 5);
+    let only_count = broker
+        .get("/entities?type=ParkingSpot&limit=0&count=true")
+        .await;
+    assert_eq!(only_count.headers()["ngsild-results-count"], "30");
+    assert_eq!(only_count.json::<Value>().await.expect("json"), json!([]));
+    broker.server.cleanup().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn departments_tenants_and_anonymous_readers_are_kept_apart(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let resident = broker
+        .server
+        .user(&admin, "citizen", "transport", "resident")
+        .await;
+    let id = "urn:ngsi-ld:ParkingSpot:qd-001";
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(1, 120.384, 36.062, "free", 1),
+        )
+        .await;
+
+    // Another department does not see it; nobody without a credential does either.
+    let path = format!("/entities/{id}");
+    let as_water = broker
+        .call(Method::GET, &path, Some(&water))
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(as_water, 404, "ResourceNotFound").await;
+    let listed: Value = broker
+        .call(Method::GET, "/entities?type=ParkingSpot", Some(&water))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]));
+    let anonymous = broker
+        .call(Method::GET, &path, None)
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(anonymous, 404, "ResourceNotFound").await;
+    let anonymous_write = broker
+        .call(Method::POST, "/entities", None)
+        .header("content-type", "application/json")
+        .body(spot(2, 120.38, 36.06, "free", 1).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous_write.status(), 401);
+    let resident_write = broker
+        .call(Method::POST, "/entities", Some(&resident))
+        .header("content-type", "application/json")
+        .body(spot(3, 120.38, 36.06, "free", 1).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resident_write.status(), 403);
+    // The platform admin sees everything.
+    let as_admin = broker
+        .call(Method::GET, &path, Some(&admin))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(as_admin.status(), 200);
+
+    // Tenants: separate worlds; an unknown one is an error, not an empty answer.
+    let unknown = broker
+        .call(
+            Method::GET,
+            "/entities?type=ParkingSpot",
+            Some(&broker.token),
+        )
+        .header("ngsild-tenant", "district-huangdao")
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(unknown, 404, "NonexistentTenant").await;
+    let in_tenant = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("ngsild-tenant", "district-huangdao")
+        .header("content-type", "application/json")
+        .body(spot(1, 120.19, 35.96, "free", 1).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(in_tenant.status(), 201, "same id, other tenant");
+    let there: Value = broker
+        .call(Method::GET, &path, Some(&broker.token))
+        .header("ngsild-tenant", "district-huangdao")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        there["location"]["value"]["coordinates"],
+        json!([120.19, 35.96])
+    );
+    let here = broker.get_json(&path).await;
+    assert_eq!(
+        here["location"]["value"]["coordinates"],
+        json!([120.384, 36.062])
+    );
+    broker.server.cleanup().await;
+}
+
+async fn authentication_can_be_turned_off_for_conformance_suites(backend: TestBackend) {
+    let server = TestServer::start_with(backend, |c| c.ngsi_ld_auth = false).await;
+    let response = server
+        .client
+        .post(server.url("/ngsi-ld/v1/entities"))
+        .header("content-type", "application/json")
+        .body(spot(1, 120.384, 36.062, "free", 1).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 201);
+    let read = server
+        .client
+        .get(server.url("/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:qd-001"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(read.status(), 200);
+    // Only /ngsi-ld/v1: the rest of the platform still needs a credential.
+    let devices = server
+        .client
+        .get(server.url("/api/v1/devices"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(devices.status(), 401);
+    server.cleanup().await;
+}
+
+backend_tests!(
+    entities_are_created_retrieved_and_rendered,
+    bad_requests_get_the_specified_errors,
+    attributes_are_appended_updated_merged_and_deleted,
+    queries_filter_page_and_count,
+    departments_tenants_and_anonymous_readers_are_kept_apart,
+    authentication_can_be_turned_off_for_conformance_suites,
+);
