@@ -36,6 +36,15 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             delete_attribute
         ))
         .routes(routes!(query_post))
+        .routes(routes!(list_types))
+        .routes(routes!(type_info))
+        .routes(routes!(list_attributes))
+        .routes(routes!(attribute_info))
+        .routes(routes!(set_open_data))
+        .routes(routes!(batch_create))
+        .routes(routes!(batch_upsert))
+        .routes(routes!(batch_update))
+        .routes(routes!(batch_delete))
 }
 
 const JSON_LD: &str = "application/ld+json";
@@ -1031,4 +1040,521 @@ async fn query_post(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     run_query(&broker, &request, query, options).await
+}
+
+/// What the visible entities of a tenant hold: per type, its entities and attribute names;
+/// per attribute, its count, attribute types and entity types.
+#[derive(Default)]
+struct Inventory {
+    types: std::collections::BTreeMap<
+        String,
+        (
+            usize,
+            std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        ),
+    >,
+    attributes: std::collections::BTreeMap<
+        String,
+        (
+            usize,
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<String>,
+        ),
+    >,
+}
+
+async fn inventory(broker: &ContextBroker, request: &Request) -> NgsiResult<Inventory> {
+    let (stored, _) = broker
+        .select(
+            &request.tenant,
+            &request.viewer,
+            &Selection::default(),
+            false,
+        )
+        .await?;
+    let mut inventory = Inventory::default();
+    for s in &stored {
+        for type_iri in &s.entity.types {
+            let entry = inventory.types.entry(type_iri.clone()).or_default();
+            entry.0 += 1;
+            for (name, attribute) in &s.entity.attrs {
+                let kinds = entry.1.entry(name.clone()).or_default();
+                kinds.extend(attribute_kinds(attribute));
+            }
+        }
+        for (name, attribute) in &s.entity.attrs {
+            let entry = inventory.attributes.entry(name.clone()).or_default();
+            entry.0 += 1;
+            entry.1.extend(attribute_kinds(attribute));
+            entry.2.extend(s.entity.types.iter().cloned());
+        }
+    }
+    Ok(inventory)
+}
+
+fn attribute_kinds(attribute: &Value) -> Vec<String> {
+    let one = |a: &Value| {
+        a.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("Property")
+            .to_owned()
+    };
+    match attribute {
+        Value::Array(instances) => instances.iter().map(one).collect(),
+        other => vec![one(other)],
+    }
+}
+
+fn details(raw: Option<String>) -> NgsiResult<bool> {
+    Ok(query_map(raw)?.get("details").is_some_and(|d| d == "true"))
+}
+
+fn list_id(kind: &str) -> String {
+    format!("urn:ngsi-ld:{kind}:{}", yunnao_core::new_id())
+}
+
+/// The entity types in use (`details=true`: with their attribute names).
+#[utoipa::path(get, path = "/ngsi-ld/v1/types", tag = "ngsi-ld", responses((status = 200)))]
+async fn list_types(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let detailed = details(raw)?;
+    let inventory = inventory(&broker, &request).await?;
+    let c = &request.context;
+    let body = if detailed {
+        Value::Array(
+            inventory
+                .types
+                .iter()
+                .map(|(iri, (_, attrs))| {
+                    serde_json::json!({"id": iri, "type": "EntityType", "typeName": c.compact(iri),
+                        "attributeNames": attrs.keys().map(|a| c.compact(a)).collect::<Vec<_>>()})
+                })
+                .collect(),
+        )
+    } else {
+        serde_json::json!({"id": list_id("EntityTypeList"), "type": "EntityTypeList",
+            "typeList": inventory.types.keys().map(|t| c.compact(t)).collect::<Vec<_>>()})
+    };
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// One entity type: how many entities, which attributes of which attribute types.
+#[utoipa::path(get, path = "/ngsi-ld/v1/types/{type}", tag = "ngsi-ld",
+    params(("type" = String, Path)), responses((status = 200), (status = 404)))]
+async fn type_info(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(type_name): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let iri = request.context.expand(&type_name);
+    let inventory = inventory(&broker, &request).await?;
+    let c = &request.context;
+    let (count, attrs) = inventory
+        .types
+        .get(&iri)
+        .ok_or_else(|| errors::not_found(format!("no entity has type {type_name}")))?;
+    let body = serde_json::json!({"id": iri, "type": "EntityTypeInfo", "typeName": c.compact(&iri),
+        "entityCount": count,
+        "attributeDetails": attrs.iter().map(|(a, kinds)| serde_json::json!({
+            "id": a, "type": "Attribute", "attributeName": c.compact(a), "attributeTypes": kinds})).collect::<Vec<_>>()});
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// The attribute names in use (`details=true`: with counts, attribute and entity types).
+#[utoipa::path(get, path = "/ngsi-ld/v1/attributes", tag = "ngsi-ld", responses((status = 200)))]
+async fn list_attributes(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let detailed = details(raw)?;
+    let inventory = inventory(&broker, &request).await?;
+    let c = &request.context;
+    let body = if detailed {
+        Value::Array(
+            inventory
+                .attributes
+                .iter()
+                .map(|(iri, entry)| attribute_body(iri, entry, c))
+                .collect(),
+        )
+    } else {
+        serde_json::json!({"id": list_id("AttributeList"), "type": "AttributeList",
+            "attributeList": inventory.attributes.keys().map(|a| c.compact(a)).collect::<Vec<_>>()})
+    };
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+type AttributeEntry = (
+    usize,
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+);
+
+fn attribute_body(iri: &str, (count, kinds, types): &AttributeEntry, c: &Context) -> Value {
+    serde_json::json!({"id": iri, "type": "Attribute", "attributeName": c.compact(iri),
+        "attributeCount": count, "attributeTypes": kinds,
+        "typeNames": types.iter().map(|t| c.compact(t)).collect::<Vec<_>>()})
+}
+
+#[utoipa::path(get, path = "/ngsi-ld/v1/attributes/{attrId}", tag = "ngsi-ld",
+    params(("attrId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn attribute_info(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(attr): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let iri = request.context.expand(&attr);
+    let inventory = inventory(&broker, &request).await?;
+    let entry = inventory
+        .attributes
+        .get(&iri)
+        .ok_or_else(|| errors::not_found(format!("no entity has attribute {attr}")))?;
+    let body = attribute_body(&iri, entry, &request.context);
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenData {
+    /// true: anyone may read the entity, without a credential (开放数据).
+    pub open: bool,
+}
+
+/// A platform extension beside the NGSI-LD API: the owning department (its admin) or a platform
+/// admin publishes an entity as open data, or withdraws it. Tenant from `NGSILD-Tenant`.
+#[utoipa::path(put, path = "/api/v1/context/entities/{entityId}/open-data", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), request_body = OpenData,
+    responses((status = 204), (status = 403), (status = 404)))]
+async fn set_open_data(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    yunnao_http::ApiJson(body): yunnao_http::ApiJson<OpenData>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let principal = request
+        .principal
+        .as_ref()
+        .ok_or_else(|| Problem::unauthorized("sign in first"))?;
+    let stored = broker
+        .get(&request.tenant, &id, &request.viewer)
+        .await?
+        .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+    if !principal.can_manage(&stored.owner) {
+        return Err(Problem::forbidden(format!(
+            "only an admin of {:?} or a platform admin publishes {id}",
+            stored.owner
+        )));
+    }
+    broker.set_open(&request.tenant, &id, body.open).await?;
+    let action = if body.open {
+        "ngsi.entity.open"
+    } else {
+        "ngsi.entity.close"
+    };
+    Ok((StatusCode::NO_CONTENT, audit(action, &request.tenant, &id)).into_response())
+}
+
+/// Per-entity outcomes of a batch operation.
+#[derive(Default)]
+struct BatchResult {
+    success: Vec<String>,
+    errors: Vec<(String, Problem)>,
+}
+
+impl BatchResult {
+    fn fail(&mut self, id: String, problem: Problem) {
+        self.errors.push((id, errors::ngsi_ld(problem)));
+    }
+
+    /// 207 with `{"success": [...], "errors": [{"entityId", "error"}]}` when anything failed;
+    /// otherwise what `all_ok` says.
+    fn respond(self, all_ok: Response) -> Response {
+        if self.errors.is_empty() {
+            return all_ok;
+        }
+        let body = serde_json::json!({
+            "success": self.success,
+            "errors": self.errors.iter().map(|(id, problem)| serde_json::json!({
+                "entityId": id, "error": problem})).collect::<Vec<_>>(),
+        });
+        (
+            StatusCode::MULTI_STATUS,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// The body of a batch: an array of entities (or ids for delete), each with the request's
+/// context unless it carries its own `@context` (ld+json).
+fn batch_items(value: Value) -> NgsiResult<Vec<Value>> {
+    match value {
+        Value::Array(items) if !items.is_empty() => Ok(items),
+        Value::Array(_) => Err(errors::bad_request("the batch is empty")),
+        _ => Err(errors::bad_request("a batch is a JSON array")),
+    }
+}
+
+fn item_context(request: &Request, item: &Value) -> NgsiResult<Context> {
+    match item.get("@context") {
+        Some(context) => Context::from_value(context),
+        None => Ok(request.context.clone()),
+    }
+}
+
+fn item_id(item: &Value) -> String {
+    item.get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn created_ids(ids: &[String]) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        Value::from(ids.to_vec()).to_string(),
+    )
+        .into_response()
+}
+
+/// Create many entities: 201 with their ids, or 207 naming each that failed and why.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/create", tag = "ngsi-ld",
+    request_body(content = [Object]), responses((status = 201), (status = 207), (status = 400)))]
+async fn batch_create(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let owner = request.writer(&broker)?;
+    let stamp = now();
+    let mut result = BatchResult::default();
+    for item in batch_items(value)? {
+        let id = item_id(&item);
+        let outcome = async {
+            let context = item_context(&request, &item)?;
+            let entity = model::parse_entity(item, &context, &stamp)?;
+            broker.create(&request.tenant, &entity, &owner).await
+        }
+        .await;
+        match outcome {
+            Ok(()) => result.success.push(id),
+            Err(problem) => result.fail(id, problem),
+        }
+    }
+    let ok = created_ids(&result.success);
+    Ok((
+        Extension(AuditNote::new(
+            "ngsi.batch.create",
+            format!("entities:{}", request.tenant),
+        )),
+        result.respond(ok),
+    )
+        .into_response())
+}
+
+/// Create or change many entities (`options=update` merges attributes into existing ones,
+/// the default replaces them): 201 with the created ids, 204 when all existed, 207 on errors.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/upsert", tag = "ngsi-ld",
+    request_body(content = [Object]), responses((status = 201), (status = 204), (status = 207)))]
+async fn batch_upsert(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let owner = request.writer(&broker)?;
+    let merge = query_map(raw)?
+        .get("options")
+        .is_some_and(|o| o.split(',').any(|t| t == "update"));
+    let stamp = now();
+    let mut result = BatchResult::default();
+    let mut created = Vec::new();
+    for item in batch_items(value)? {
+        let id = item_id(&item);
+        let outcome = async {
+            let context = item_context(&request, &item)?;
+            let entity = model::parse_entity(item, &context, &stamp)?;
+            match broker.create(&request.tenant, &entity, &owner).await {
+                Ok(()) => Ok(true),
+                Err(problem) if problem.type_uri.ends_with("AlreadyExists") => {
+                    broker
+                        .modify(&request.tenant, &entity.id, &request.viewer, |stored| {
+                            request.may_change(&broker, stored)?;
+                            if merge {
+                                for t in &entity.types {
+                                    if !stored.entity.types.contains(t) {
+                                        stored.entity.types.push(t.clone());
+                                    }
+                                }
+                                for (name, attribute) in entity.attrs.clone() {
+                                    let kept = model::keep_created(
+                                        stored.entity.attrs.get(&name),
+                                        attribute,
+                                    );
+                                    stored.entity.attrs.insert(name, kept);
+                                }
+                            } else {
+                                stored.entity.types = entity.types.clone();
+                                stored.entity.attrs = entity.attrs.clone();
+                            }
+                            stored.entity.modified_at = stamp.clone();
+                            Ok(())
+                        })
+                        .await?;
+                    Ok(false)
+                }
+                Err(problem) => Err(problem),
+            }
+        }
+        .await;
+        match outcome {
+            Ok(new) => {
+                if new {
+                    created.push(id.clone());
+                }
+                result.success.push(id);
+            }
+            Err(problem) => result.fail(id, problem),
+        }
+    }
+    let ok = if created.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        created_ids(&created)
+    };
+    Ok((
+        Extension(AuditNote::new(
+            "ngsi.batch.upsert",
+            format!("entities:{}", request.tenant),
+        )),
+        result.respond(ok),
+    )
+        .into_response())
+}
+
+/// Append attributes to many existing entities (`options=noOverwrite` keeps existing ones):
+/// 204, or 207 naming the entities that were missing or refused.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/update", tag = "ngsi-ld",
+    request_body(content = [Object]), responses((status = 204), (status = 207)))]
+async fn batch_update(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let no_overwrite = query_map(raw)?
+        .get("options")
+        .is_some_and(|o| o.split(',').any(|t| t == "noOverwrite"));
+    let stamp = now();
+    let mut result = BatchResult::default();
+    for item in batch_items(value)? {
+        let id = item_id(&item);
+        let outcome = async {
+            let context = item_context(&request, &item)?;
+            let entity = model::parse_entity(item, &context, &stamp)?;
+            broker
+                .modify(&request.tenant, &entity.id, &request.viewer, |stored| {
+                    request.may_change(&broker, stored)?;
+                    for (name, attribute) in entity.attrs.clone() {
+                        if no_overwrite && stored.entity.attrs.contains_key(&name) {
+                            continue;
+                        }
+                        let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
+                        stored.entity.attrs.insert(name, kept);
+                    }
+                    stored.entity.modified_at = stamp.clone();
+                    Ok(())
+                })
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(_) => result.success.push(id),
+            Err(problem) => result.fail(id, problem),
+        }
+    }
+    Ok((
+        Extension(AuditNote::new(
+            "ngsi.batch.update",
+            format!("entities:{}", request.tenant),
+        )),
+        result.respond(StatusCode::NO_CONTENT.into_response()),
+    )
+        .into_response())
+}
+
+/// Delete many entities by id: 204, or 207 naming those missing or refused.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/delete", tag = "ngsi-ld",
+    request_body(content = [String]), responses((status = 204), (status = 207)))]
+async fn batch_delete(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let mut result = BatchResult::default();
+    for item in batch_items(value)? {
+        let Some(id) = item.as_str().map(str::to_owned) else {
+            result.fail(
+                item.to_string(),
+                errors::bad_request("a batch delete lists entity ids"),
+            );
+            continue;
+        };
+        let outcome = async {
+            model::check_entity_id(&id)?;
+            broker
+                .delete(&request.tenant, &id, &request.viewer, |stored| {
+                    request.may_change(&broker, stored)
+                })
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(()) => result.success.push(id),
+            Err(problem) => result.fail(id, problem),
+        }
+    }
+    Ok((
+        Extension(AuditNote::new(
+            "ngsi.batch.delete",
+            format!("entities:{}", request.tenant),
+        )),
+        result.respond(StatusCode::NO_CONTENT.into_response()),
+    )
+        .into_response())
 }

@@ -3,6 +3,7 @@
 //! department reads its own and the city's open data, a platform admin reads all.
 
 pub mod api;
+pub mod city;
 pub mod errors;
 pub mod geoquery;
 pub mod jsonld;
@@ -204,6 +205,62 @@ impl ContextBroker {
         write_types(&mut tx, tenant, entity).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Inserts entities that do not exist yet, in one transaction; returns how many were new.
+    pub async fn seed(
+        &self,
+        tenant: &str,
+        entities: &[Entity],
+        owner: &str,
+        public: bool,
+    ) -> Result<u64, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let mut added = 0;
+        for entity in entities {
+            let bbox = bbox_of(entity);
+            let inserted = sqlx::query(
+                "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
+                 min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (tenant, id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&entity.id)
+            .bind(json(&entity.types)?)
+            .bind(json(&entity.attrs)?)
+            .bind(&entity.created_at)
+            .bind(&entity.modified_at)
+            .bind(owner)
+            .bind(i64::from(public))
+            .bind(bbox.map(|b| b.0))
+            .bind(bbox.map(|b| b.1))
+            .bind(bbox.map(|b| b.2))
+            .bind(bbox.map(|b| b.3))
+            .execute(&mut **tx)
+            .await
+            .db()?;
+            if inserted.rows_affected() > 0 {
+                added += 1;
+                write_types(&mut tx, tenant, entity).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Marks an entity as open data (readable without a credential) or not.
+    pub async fn set_open(&self, tenant: &str, id: &str, open: bool) -> Result<bool, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let updated =
+            sqlx::query("UPDATE ngsi_entities SET public = $3 WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .bind(i64::from(open))
+                .execute(&mut **tx)
+                .await
+                .db()?;
+        tx.commit().await?;
+        Ok(updated.rows_affected() > 0)
     }
 
     /// Reads, changes and writes one entity in one transaction (append, update, merge,

@@ -130,6 +130,16 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             ..yunnao_context::ContextConfig::default()
         },
     );
+    let added = context
+        .load_city_objects()
+        .await
+        .map_err(|p| anyhow::anyhow!("city objects: {p}"))?;
+    if added > 0 {
+        tracing::info!(
+            added,
+            "loaded Qingdao districts and metro stations as open data"
+        );
+    }
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
@@ -180,9 +190,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mqtt_task = mqtt
         .map(|listener| tokio::spawn(yunnao_sensing::mqtt::serve(app.sensing.clone(), listener)));
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // `/x/` is `/x` (NGSI-LD clients use both); trimmed before routing.
+    let service = tower::Layer::layer(
+        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+        app.router,
+    );
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     if let Some(task) = mqtt_task {
         task.abort();
     }

@@ -726,7 +726,326 @@ async fn authentication_can_be_turned_off_for_conformance_suites(backend: TestBa
     server.cleanup().await;
 }
 
+async fn the_city_is_there_from_the_start_as_open_data(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    // Anyone, without a credential: 172 metro stations and 10 districts.
+    let anonymous = |path: &str| broker.call(Method::GET, path, None).send();
+    let stations = anonymous("/entities?type=TransportStation&limit=0&count=true")
+        .await
+        .expect("sent");
+    assert_eq!(stations.headers()["ngsild-results-count"], "172");
+    let districts: Value = anonymous(
+        "/entities?type=AdministrativeArea&options=keyValues&attrs=name,areaCode&limit=20",
+    )
+    .await
+    .expect("sent")
+    .json()
+    .await
+    .expect("json");
+    let mut names: Vec<&str> = districts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 10);
+    assert!(
+        names.contains(&"市南区") && names.contains(&"即墨区"),
+        "{names:?}"
+    );
+    // Stations inside 市南区's (simplified) boundary: 15 (the 3 on the shore fall outside it).
+    let shinan = district("市南区");
+    let within: Value = anonymous(&format!(
+        "/entities?type=TransportStation&georel=within&geometry=MultiPolygon&coordinates={}&limit=100&options=keyValues&attrs=name",
+        urlencode(&shinan["coordinates"].to_string())
+    ))
+    .await
+    .expect("sent")
+    .json()
+    .await
+    .expect("json");
+    let found: Vec<&str> = within
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(found.len(), 15, "{found:?}");
+    assert!(found.contains(&"中山路"));
+    // The nearest stations to May Fourth Square (五四广场), within 800 m.
+    let near: Value = anonymous("/entities?type=TransportStation&georel=near;maxDistance==800&geometry=Point&coordinates=[120.3845,36.0620]&options=keyValues&attrs=name")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(!near.as_array().is_some_and(Vec::is_empty), "{near}");
+    // Open data is read-only to other departments.
+    let station = "urn:ngsi-ld:TransportStation:qingdao-metro-000";
+    let write = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{station}/attrs"),
+            json!({"name": "改名"}),
+        )
+        .await;
+    assert_eq!(write.status(), 403);
+
+    // Discovery: types and attributes in use, as the caller sees them.
+    let types: Value = anonymous("/types")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(types["type"], "EntityTypeList");
+    assert_eq!(
+        types["typeList"],
+        json!(["AdministrativeArea", "TransportStation"])
+    );
+    let info: Value = anonymous("/types/TransportStation")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["entityCount"], 172);
+    let attributes: Value = anonymous("/attributes?details=true")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let location = attributes
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["attributeName"] == "location"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(location["attributeCount"], 182);
+    assert_eq!(location["attributeTypes"], json!(["GeoProperty"]));
+    expect_ngsi_error(
+        anonymous("/types/Nothing").await.expect("sent"),
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+
+    // A department publishes its own entity; then anyone reads it, until it is withdrawn.
+    broker
+        .send(
+            Method::POST,
+            "/entities/",
+            spot(7, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    let path = "/entities/urn:ngsi-ld:ParkingSpot:qd-007/";
+    expect_ngsi_error(
+        anonymous(path).await.expect("sent"),
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    let admin = broker.server.admin().await;
+    let transport_admin = broker
+        .server
+        .user(&admin, "transport.admin", "transport", "dept_admin")
+        .await;
+    let publish = |token: &str, open: bool| {
+        broker
+            .server
+            .client
+            .put(
+                broker
+                    .server
+                    .url("/api/v1/context/entities/urn:ngsi-ld:ParkingSpot:qd-007/open-data"),
+            )
+            .bearer_auth(token.to_owned())
+            .header("content-type", "application/json")
+            .body(json!({"open": open}).to_string())
+            .send()
+    };
+    assert_eq!(
+        publish(&broker.token, true).await.expect("sent").status(),
+        403,
+        "operators do not publish"
+    );
+    assert_eq!(
+        publish(&transport_admin, true)
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    assert_eq!(anonymous(path).await.expect("sent").status(), 200);
+    assert_eq!(
+        publish(&transport_admin, false)
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    assert_eq!(anonymous(path).await.expect("sent").status(), 404);
+    broker.server.cleanup().await;
+}
+
+async fn batch_operations_report_each_entity(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let shared = &broker;
+    let batch = |op: &str, query: &str, body: Value| {
+        let path = format!("/entityOperations/{op}{query}");
+        async move { shared.send(Method::POST, &path, body).await }
+    };
+    // create: all good → 201 with the ids; one bad and one existing → 207.
+    let created = batch(
+        "create",
+        "",
+        json!([
+            spot(1, 120.38, 36.06, "free", 1),
+            spot(2, 120.39, 36.06, "free", 2)
+        ]),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created.json::<Value>().await.expect("json"),
+        json!([
+            "urn:ngsi-ld:ParkingSpot:qd-001",
+            "urn:ngsi-ld:ParkingSpot:qd-002"
+        ])
+    );
+    let mixed = batch(
+        "create",
+        "",
+        json!([spot(3, 120.38, 36.06, "free", 3), spot(1, 120.38, 36.06, "free", 1), {"id": "urn:ngsi-ld:ParkingSpot:qd-009"}]),
+    )
+    .await;
+    assert_eq!(mixed.status(), 207);
+    let report: Value = mixed.json().await.expect("json");
+    assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-003"]));
+    let failures: Vec<(String, String)> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["entityId"].as_str().unwrap_or_default().to_owned(),
+                e["error"]["type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            (
+                "urn:ngsi-ld:ParkingSpot:qd-001".to_owned(),
+                format!("{ERRORS}AlreadyExists")
+            ),
+            (
+                "urn:ngsi-ld:ParkingSpot:qd-009".to_owned(),
+                format!("{ERRORS}BadRequestData")
+            ),
+        ]
+    );
+
+    // upsert: existing replaced (default) or merged (options=update); new ones created.
+    let upserted = batch(
+        "upsert",
+        "",
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-001", "type": "ParkingSpot", "occupancy": "occupied"},
+               spot(4, 120.38, 36.06, "free", 4)]),
+    )
+    .await;
+    assert_eq!(upserted.status(), 201);
+    assert_eq!(
+        upserted.json::<Value>().await.expect("json"),
+        json!(["urn:ngsi-ld:ParkingSpot:qd-004"])
+    );
+    let replaced = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-001?options=keyValues")
+        .await;
+    assert_eq!(
+        replaced,
+        json!({"id": "urn:ngsi-ld:ParkingSpot:qd-001", "type": "ParkingSpot", "occupancy": "occupied"})
+    );
+    let merged = batch(
+        "upsert",
+        "?options=update",
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-002", "type": "ParkingSpot", "occupancy": "occupied"}]),
+    )
+    .await;
+    assert_eq!(merged.status(), 204);
+    let kept = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-002?options=keyValues")
+        .await;
+    assert_eq!(
+        (kept["occupancy"].clone(), kept["capacity"].clone()),
+        (json!("occupied"), json!(2))
+    );
+
+    // update: only existing entities; noOverwrite keeps what is there.
+    let updated = batch(
+        "update",
+        "?options=noOverwrite",
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-002", "type": "ParkingSpot", "occupancy": "free", "width": 2.5},
+               {"id": "urn:ngsi-ld:ParkingSpot:qd-404", "type": "ParkingSpot", "width": 2.5}]),
+    )
+    .await;
+    assert_eq!(updated.status(), 207);
+    let report: Value = updated.json().await.expect("json");
+    assert_eq!(
+        report["errors"][0]["entityId"],
+        "urn:ngsi-ld:ParkingSpot:qd-404"
+    );
+    assert_eq!(
+        report["errors"][0]["error"]["type"],
+        format!("{ERRORS}ResourceNotFound")
+    );
+    let kept = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-002?options=keyValues")
+        .await;
+    assert_eq!(
+        (kept["occupancy"].clone(), kept["width"].clone()),
+        (json!("occupied"), json!(2.5))
+    );
+
+    // delete: by id; missing ones reported.
+    let deleted = batch(
+        "delete",
+        "",
+        json!([
+            "urn:ngsi-ld:ParkingSpot:qd-001",
+            "urn:ngsi-ld:ParkingSpot:qd-002"
+        ]),
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    let again = batch(
+        "delete",
+        "",
+        json!([
+            "urn:ngsi-ld:ParkingSpot:qd-001",
+            "urn:ngsi-ld:ParkingSpot:qd-003"
+        ]),
+    )
+    .await;
+    assert_eq!(again.status(), 207);
+    let report: Value = again.json().await.expect("json");
+    assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-003"]));
+    expect_ngsi_error(
+        broker
+            .send(Method::POST, "/entityOperations/create", json!({}))
+            .await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    batch_operations_report_each_entity,
+    the_city_is_there_from_the_start_as_open_data,
     entities_are_created_retrieved_and_rendered,
     bad_requests_get_the_specified_errors,
     attributes_are_appended_updated_merged_and_deleted,
