@@ -45,6 +45,8 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(batch_upsert))
         .routes(routes!(batch_update))
         .routes(routes!(batch_delete))
+        .routes(routes!(temporal_entity))
+        .routes(routes!(temporal_query))
 }
 
 const JSON_LD: &str = "application/ld+json";
@@ -879,6 +881,28 @@ fn entity_query(
     })
 }
 
+impl EntityQuery {
+    /// The filters that run in memory: idPattern, attrs, q, the exact geometry test.
+    fn keeps(&self, s: &Stored) -> bool {
+        self.id_pattern
+            .as_ref()
+            .is_none_or(|p| p.is_match(&s.entity.id))
+            && self
+                .attrs
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| s.entity.attrs.contains_key(n)))
+            && self.q.as_ref().is_none_or(|q| q.matches(&s.entity))
+            && self.geo.as_ref().is_none_or(|g| {
+                s.entity
+                    .attrs
+                    .get(&g.property)
+                    .and_then(|a| a.get("value"))
+                    .and_then(|v| model::geometry(v).ok())
+                    .is_some_and(|geometry| g.matches(&geometry))
+            })
+    }
+}
+
 async fn run_query(
     broker: &ContextBroker,
     request: &Request,
@@ -897,32 +921,7 @@ async fn run_query(
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
     let (page, total): (Vec<Stored>, i64) = if in_memory {
-        let matching: Vec<Stored> = stored
-            .into_iter()
-            .filter(|s| {
-                query
-                    .id_pattern
-                    .as_ref()
-                    .is_none_or(|p| p.is_match(&s.entity.id))
-            })
-            .filter(|s| {
-                query
-                    .attrs
-                    .as_ref()
-                    .is_none_or(|names| names.iter().any(|n| s.entity.attrs.contains_key(n)))
-            })
-            .filter(|s| query.q.as_ref().is_none_or(|q| q.matches(&s.entity)))
-            .filter(|s| {
-                query.geo.as_ref().is_none_or(|g| {
-                    s.entity
-                        .attrs
-                        .get(&g.property)
-                        .and_then(|a| a.get("value"))
-                        .and_then(|v| model::geometry(v).ok())
-                        .is_some_and(|geometry| g.matches(&geometry))
-                })
-            })
-            .collect();
+        let matching: Vec<Stored> = stored.into_iter().filter(|s| query.keeps(s)).collect();
         let total = matching.len() as i64;
         (
             matching
@@ -1557,4 +1556,239 @@ async fn batch_delete(
         result.respond(StatusCode::NO_CONTENT.into_response()),
     )
         .into_response())
+}
+
+/// What a temporal request asks for, parsed.
+struct TemporalRequest {
+    range: crate::temporal::TimeRange,
+    last_n: Option<i64>,
+    /// `temporalValues`: `[[value, time], …]` per attribute.
+    simplified: bool,
+    /// `aggregatedValues`: the methods and the period.
+    aggregation: Option<(Vec<String>, i64)>,
+    options: RenderOptions,
+}
+
+fn temporal_request(
+    params: &HashMap<String, String>,
+    context: &Context,
+) -> NgsiResult<TemporalRequest> {
+    let range = crate::temporal::TimeRange::parse(
+        params.get("timerel").map(String::as_str),
+        params.get("timeAt").map(String::as_str),
+        params.get("endTimeAt").map(String::as_str),
+    )?;
+    let last_n = params
+        .get("lastN")
+        .map(|n| {
+            n.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| errors::bad_request("lastN must be a positive integer"))
+        })
+        .transpose()?;
+    let tokens: Vec<String> = params
+        .get("options")
+        .map(|o| o.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let simplified = tokens.iter().any(|t| t == "temporalValues")
+        || params.get("format").is_some_and(|f| f == "temporalValues");
+    let aggregated = tokens.iter().any(|t| t == "aggregatedValues")
+        || params
+            .get("format")
+            .is_some_and(|f| f == "aggregatedValues");
+    let aggregation = if aggregated {
+        let methods: Vec<String> = params
+            .get("aggrMethods")
+            .ok_or_else(|| errors::bad_request("aggregatedValues needs aggrMethods"))?
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        if let Some(bad) = methods
+            .iter()
+            .find(|m| !crate::temporal::AGGREGATIONS.contains(&m.as_str()))
+        {
+            return Err(errors::bad_request(format!(
+                "aggrMethods: {bad:?} is not one of {}",
+                crate::temporal::AGGREGATIONS.join(", ")
+            )));
+        }
+        let period = crate::temporal::duration_ms(
+            params
+                .get("aggrPeriodDuration")
+                .map_or("P0D", String::as_str),
+        )?;
+        Some((methods, period))
+    } else {
+        None
+    };
+    let mut plain = params.clone();
+    plain.remove("options");
+    plain.remove("format");
+    let mut options = render_options(&plain, context)?;
+    options.sys_attrs = tokens.iter().any(|t| t == "sysAttrs");
+    Ok(TemporalRequest {
+        range,
+        last_n,
+        simplified,
+        aggregation,
+        options,
+    })
+}
+
+async fn temporal_body(
+    broker: &ContextBroker,
+    request: &Request,
+    stored: &Stored,
+    temporal: &TemporalRequest,
+) -> NgsiResult<Value> {
+    let c = &request.context;
+    let entity = &stored.entity;
+    let mut out = Map::new();
+    out.insert("id".into(), entity.id.clone().into());
+    let types: Vec<Value> = entity
+        .types
+        .iter()
+        .map(|t| Value::String(c.compact(t)))
+        .collect();
+    out.insert(
+        "type".into(),
+        if types.len() == 1 {
+            types[0].clone()
+        } else {
+            Value::Array(types)
+        },
+    );
+    for name in entity.attrs.keys() {
+        if let Some(wanted) = &temporal.options.attrs
+            && !wanted.contains(name)
+        {
+            continue;
+        }
+        let kind = entity.attrs[name]
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("Property")
+            .to_owned();
+        let rendered = if let Some((methods, period)) = &temporal.aggregation {
+            let mut aggregated = crate::temporal::aggregate(
+                &broker.db,
+                &request.tenant,
+                &entity.id,
+                name,
+                temporal.range,
+                *period,
+                methods,
+            )
+            .await?;
+            aggregated.insert("type".into(), kind.into());
+            Value::Object(aggregated)
+        } else {
+            let instances = crate::temporal::instances(
+                &broker.db,
+                &request.tenant,
+                &entity.id,
+                name,
+                temporal.range,
+                temporal.last_n,
+            )
+            .await?;
+            if temporal.simplified {
+                let values: Vec<Value> = instances
+                    .iter()
+                    .map(|i| {
+                        let value = i
+                            .get("value")
+                            .or_else(|| i.get("object"))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        let at = i
+                            .get("observedAt")
+                            .or_else(|| i.get("modifiedAt"))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        Value::Array(vec![value, at])
+                    })
+                    .collect();
+                serde_json::json!({"type": kind, "values": values})
+            } else {
+                Value::Array(
+                    instances
+                        .iter()
+                        .map(|i| model::render_attribute(i, c, &temporal.options))
+                        .collect(),
+                )
+            }
+        };
+        out.insert(c.compact(name), rendered);
+    }
+    Ok(Value::Object(out))
+}
+
+/// The temporal evolution of one entity: every value of its attributes in the time range
+/// (`timerel`, `timeAt`, `endTimeAt`), the last N, simplified (`temporalValues`) or aggregated
+/// per period (`aggregatedValues`, `aggrMethods`, `aggrPeriodDuration`).
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), responses((status = 200), (status = 400), (status = 404)))]
+async fn temporal_entity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    model::check_entity_id(&id)?;
+    let params = query_map(raw)?;
+    let temporal = temporal_request(&params, &request.context)?;
+    let stored = broker
+        .get(&request.tenant, &id, &request.viewer)
+        .await?
+        .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+    let body = temporal_body(&broker, &request, &stored, &temporal).await?;
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Temporal evolution of the entities a query selects (the query parameters of
+/// `GET /entities`, plus the temporal ones).
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "ngsi-ld",
+    responses((status = 200), (status = 400)))]
+async fn temporal_query(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let params = query_map(raw)?;
+    let temporal = temporal_request(&params, &request.context)?;
+    let mut selecting = params.clone();
+    // `attrs` picks the attributes shown here, not the entities.
+    selecting.remove("attrs");
+    if !["type", "id", "idPattern", "q", "georel"]
+        .iter()
+        .any(|k| selecting.contains_key(*k))
+    {
+        return Err(errors::bad_request(
+            "a temporal query needs at least one of type, id, idPattern, q or a geo-query",
+        ));
+    }
+    let query = entity_query(&selecting, &request.context, broker.config.max_limit)?;
+    let (offset, limit) = (query.offset, query.limit);
+    let (stored, _) = broker
+        .select(&request.tenant, &request.viewer, &query.selection, false)
+        .await?;
+    let matching: Vec<Stored> = stored
+        .into_iter()
+        .filter(|s| query.keeps(s))
+        .skip(offset)
+        .take(limit)
+        .collect();
+    let mut bodies = Vec::new();
+    for stored in &matching {
+        bodies.push(temporal_body(&broker, &request, stored, &temporal).await?);
+    }
+    Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
 }

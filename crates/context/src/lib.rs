@@ -10,6 +10,7 @@ pub mod jsonld;
 mod migrations;
 pub mod model;
 pub mod query;
+pub mod temporal;
 
 pub use migrations::MIGRATIONS;
 
@@ -179,7 +180,7 @@ impl ContextBroker {
         let bbox = bbox_of(entity);
         let inserted = sqlx::query(
             "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
-             min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11) \
+             min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, CAST($8 AS DOUBLE PRECISION), CAST($9 AS DOUBLE PRECISION), CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION)) \
              ON CONFLICT (tenant, id) DO NOTHING",
         )
         .bind(tenant)
@@ -189,10 +190,10 @@ impl ContextBroker {
         .bind(&entity.created_at)
         .bind(&entity.modified_at)
         .bind(owner)
-        .bind(bbox.map(|b| b.0))
-        .bind(bbox.map(|b| b.1))
-        .bind(bbox.map(|b| b.2))
-        .bind(bbox.map(|b| b.3))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
         .execute(&mut **tx)
         .await
         .db()?;
@@ -203,6 +204,7 @@ impl ContextBroker {
             )));
         }
         write_types(&mut tx, tenant, entity).await?;
+        temporal::record(&mut tx, tenant, None, entity).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -221,7 +223,7 @@ impl ContextBroker {
             let bbox = bbox_of(entity);
             let inserted = sqlx::query(
                 "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
-                 min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
                  ON CONFLICT (tenant, id) DO NOTHING",
             )
             .bind(tenant)
@@ -232,16 +234,17 @@ impl ContextBroker {
             .bind(&entity.modified_at)
             .bind(owner)
             .bind(i64::from(public))
-            .bind(bbox.map(|b| b.0))
-            .bind(bbox.map(|b| b.1))
-            .bind(bbox.map(|b| b.2))
-            .bind(bbox.map(|b| b.3))
+            .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
+            .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
+            .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
+            .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
             .execute(&mut **tx)
             .await
             .db()?;
             if inserted.rows_affected() > 0 {
                 added += 1;
                 write_types(&mut tx, tenant, entity).await?;
+                temporal::record(&mut tx, tenant, None, entity).await?;
             }
         }
         tx.commit().await?;
@@ -293,21 +296,24 @@ impl ContextBroker {
             Some(row) => from_row(row)?,
             None => return Err(errors::not_found(format!("there is no entity {id}"))),
         };
+        let before = stored.entity.attrs.clone();
         change(&mut stored)?;
+        temporal::record(&mut tx, tenant, Some(&before), &stored.entity).await?;
         let bbox = bbox_of(&stored.entity);
         sqlx::query(
             "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
-             min_lon = $6, min_lat = $7, max_lon = $8, max_lat = $9 WHERE tenant = $1 AND id = $2",
+             min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
+             max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant)
         .bind(id)
         .bind(json(&stored.entity.types)?)
         .bind(json(&stored.entity.attrs)?)
         .bind(&stored.entity.modified_at)
-        .bind(bbox.map(|b| b.0))
-        .bind(bbox.map(|b| b.1))
-        .bind(bbox.map(|b| b.2))
-        .bind(bbox.map(|b| b.3))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
+        .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
         .execute(&mut **tx)
         .await
         .db()?;

@@ -6,12 +6,26 @@ use yunnao_store::migrate::{Migration, MigrationSet};
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "context",
-    migrations: &[Migration::portable(
-        1,
-        "NGSI-LD tenants and entities",
-        ENTITIES,
-    )],
+    migrations: &[
+        Migration::portable(1, "NGSI-LD tenants and entities", ENTITIES),
+        Migration::portable(2, "attribute history for temporal queries", HISTORY),
+    ],
 };
+
+/// One row per attribute instance and time; numbers also as a column, so aggregations run in
+/// the database.
+const HISTORY: &str = r#"
+CREATE TABLE ngsi_history (
+    tenant TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    number DOUBLE PRECISION,
+    instance TEXT NOT NULL,
+    PRIMARY KEY (tenant, entity_id, attr, at_ms, dataset_id)
+);
+"#;
 
 const ENTITIES: &str = r#"
 CREATE TABLE ngsi_tenants (

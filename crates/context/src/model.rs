@@ -475,7 +475,7 @@ pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Va
     Value::Object(out)
 }
 
-fn render_attribute(attribute: &Value, context: &Context, options: &RenderOptions) -> Value {
+pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOptions) -> Value {
     if let Value::Array(instances) = attribute {
         return Value::Array(
             instances

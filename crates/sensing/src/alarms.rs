@@ -550,7 +550,7 @@ impl AlarmEngine {
         sqlx::query(
             "INSERT INTO alarm_rules (id, name, department_code, profile_code, device_id, key, kind, operator, threshold, threshold_high, \
              duration_s, consecutive, missed_intervals, severity, auto_clear, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), CAST($10 AS DOUBLE PRECISION), $11, $12, $13, $14, $15, $16)",
         )
         .bind(&id)
         .bind(&new.name)
@@ -560,8 +560,8 @@ impl AlarmEngine {
         .bind(&new.key)
         .bind(kind_str(new.kind))
         .bind(new.operator.map(operator_str))
-        .bind(new.threshold)
-        .bind(new.threshold_high)
+        .bind(yunnao_store::nullable_real(new.threshold))
+        .bind(yunnao_store::nullable_real(new.threshold_high))
         .bind(new.duration_s)
         .bind(new.consecutive)
         .bind(new.missed_intervals)
@@ -761,7 +761,7 @@ impl AlarmEngine {
                     let id = yunnao_core::new_id();
                     let inserted = sqlx::query(
                         "INSERT INTO alarms (id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, trigger_committed_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS DOUBLE PRECISION), $8, $9) ON CONFLICT DO NOTHING",
                     )
                     .bind(&id)
                     .bind(&rule.id)
@@ -769,7 +769,7 @@ impl AlarmEngine {
                     .bind(&department)
                     .bind(rule.severity.as_str())
                     .bind(rule.describe(value.unwrap_or_default()))
-                    .bind(value)
+                    .bind(yunnao_store::nullable_real(value))
                     .bind(now)
                     .bind(committed_ms)
                     .execute(&mut **tx)

@@ -208,14 +208,14 @@ impl Sensing {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, name, profile_code, department_code, lon, lat, tags, token_hash, simulated, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             VALUES ($1, $2, $3, $4, CAST($5 AS DOUBLE PRECISION), CAST($6 AS DOUBLE PRECISION), $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(&new.name)
         .bind(&new.profile)
         .bind(&department)
-        .bind(new.location.map(|l| l.lon))
-        .bind(new.location.map(|l| l.lat))
+        .bind(yunnao_store::nullable_real(new.location.map(|l| l.lon)))
+        .bind(yunnao_store::nullable_real(new.location.map(|l| l.lat)))
         .bind(tags)
         .bind(token_hash(&token))
         .bind(i64::from(new.simulated))

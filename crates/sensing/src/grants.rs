@@ -174,17 +174,18 @@ impl Sensing {
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO device_grants (id, owner_department, grantee_department, device_id, profile_code, min_lon, min_lat, max_lon, max_lat, \
-             purpose, expires_at_ms, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             purpose, expires_at_ms, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), \
+             CAST($7 AS DOUBLE PRECISION), CAST($8 AS DOUBLE PRECISION), CAST($9 AS DOUBLE PRECISION), $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(owner)
         .bind(&new.grantee)
         .bind(&new.device)
         .bind(&new.profile)
-        .bind(new.area.map(|a| a.min_lon))
-        .bind(new.area.map(|a| a.min_lat))
-        .bind(new.area.map(|a| a.max_lon))
-        .bind(new.area.map(|a| a.max_lat))
+        .bind(yunnao_store::nullable_real(new.area.map(|a| a.min_lon)))
+        .bind(yunnao_store::nullable_real(new.area.map(|a| a.min_lat)))
+        .bind(yunnao_store::nullable_real(new.area.map(|a| a.max_lon)))
+        .bind(yunnao_store::nullable_real(new.area.map(|a| a.max_lat)))
         .bind(&new.purpose)
         .bind(expires)
         .bind(created_by)

@@ -253,3 +253,11 @@ impl<T> DbResultExt<T> for std::result::Result<T, sqlx::Error> {
         self.map_err(|e| StoreError::from(e).into())
     }
 }
+
+/// A nullable float for a `CAST($n AS DOUBLE PRECISION)` placeholder. sqlx 0.9's `Any` driver
+/// declares a `None::<f64>` parameter to PostgreSQL as FLOAT4, and a statement prepared that
+/// way then refuses a later `Some(f64)` ("incorrect binary data format"): sent as text, the
+/// parameter's type never changes. The shortest exact decimal form keeps every bit.
+pub fn nullable_real(value: Option<f64>) -> Option<String> {
+    value.map(|v| format!("{v:?}"))
+}

@@ -136,7 +136,41 @@ async fn concurrent_writers_all_commit(backend: TestBackend) {
     test.cleanup().await;
 }
 
+/// A nullable float bound first as NULL and then as a value on the same (cached) statement:
+/// sqlx 0.9 alone breaks on PostgreSQL here; `nullable_real` with a CAST does not.
+async fn nullable_floats_bind_null_then_values(backend: TestBackend) {
+    let test = TestDb::new(backend).await.expect("test database");
+    migrate::run(&test.db, &[SAMPLE]).await.expect("migrate");
+    let values = [None, Some(0.1 + 0.2), None, Some(-1e300), Some(36.062)];
+    for (i, value) in values.iter().enumerate() {
+        let mut tx = test.db.begin_write().await.expect("tx");
+        sqlx::query(
+            "INSERT INTO readings (id, at_ms, value) VALUES ($1, $2, COALESCE(CAST($3 AS DOUBLE PRECISION), 0))",
+        )
+        .bind(format!("n{i}"))
+        .bind(i as i64)
+        .bind(yunnao_store::nullable_real(*value))
+        .execute(&mut **tx)
+        .await
+        .expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    let stored: Vec<f64> =
+        sqlx::query_scalar("SELECT value FROM readings WHERE id LIKE 'n%' ORDER BY at_ms")
+            .fetch_all(test.db.pool())
+            .await
+            .expect("read");
+    let expected: Vec<f64> = values.iter().map(|v| v.unwrap_or(0.0)).collect();
+    assert_eq!(
+        stored.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        "every bit kept"
+    );
+    test.cleanup().await;
+}
+
 backend_tests!(
+    nullable_floats_bind_null_then_values,
     migrations_apply_once_and_are_recorded,
     timestamps_keep_milliseconds_and_placeholders_bind,
     rolled_back_writes_leave_nothing_and_unique_violations_are_recognised,

@@ -1043,7 +1043,120 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:WaterObserved:laoshan-reservoir";
+    let t0 = 1_795_000_000_000_i64 - 1_795_000_000_000_i64 % 3_600_000;
+    let at = |i: i64| yunnao_core::time::rfc3339_ms(t0 + i * 300_000);
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": id, "type": "WaterObserved",
+            "height": {"value": 4.0, "observedAt": at(0), "unitCode": "MTR"}, "name": "崂山水库"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    // Two hours of 5-minute readings: 4.0, 4.1, … 6.3 m.
+    for i in 1..24 {
+        let updated = broker
+            .send(Method::PATCH, &format!("/entities/{id}/attrs"),
+                json!({"height": {"value": 4.0 + 0.1 * i as f64, "observedAt": at(i), "unitCode": "MTR"}}))
+            .await;
+        assert_eq!(updated.status(), 204);
+    }
+    let heights = |body: &Value| -> Vec<f64> {
+        body["height"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["value"].as_f64())
+            .collect()
+    };
+    let all = broker
+        .get_json(&format!("/temporal/entities/{id}?attrs=height"))
+        .await;
+    assert_eq!(heights(&all).len(), 24);
+    assert_eq!(all["height"][0]["observedAt"], at(0));
+    assert_eq!(all["height"][0]["unitCode"], "MTR");
+    assert!(all.get("name").is_none(), "only the attributes asked for");
+
+    let last = broker
+        .get_json(&format!("/temporal/entities/{id}?attrs=height&lastN=3"))
+        .await;
+    let values = heights(&last);
+    assert_eq!(values.len(), 3);
+    assert!(
+        (values[0] - 6.1).abs() < 1e-9 && (values[2] - 6.3).abs() < 1e-9,
+        "{values:?}"
+    );
+
+    let between = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&timerel=between&timeAt={}&endTimeAt={}",
+            at(12),
+            at(24)
+        ))
+        .await;
+    assert_eq!(heights(&between).len(), 12);
+    let before = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&timerel=before&timeAt={}",
+            at(2)
+        ))
+        .await;
+    assert_eq!(heights(&before).len(), 2);
+
+    let simplified = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&options=temporalValues&lastN=2"
+        ))
+        .await;
+    assert_eq!(
+        simplified["height"]["values"],
+        json!([[4.0 + 0.1 * 22.0, at(22)], [4.0 + 0.1 * 23.0, at(23)]])
+    );
+
+    let aggregated = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=totalCount,avg,min,max,sum&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+            at(0), at(24)
+        ))
+        .await;
+    let h = &aggregated["height"];
+    assert_eq!(
+        h["totalCount"],
+        json!([[12, at(0), at(12)], [12, at(12), at(24)]])
+    );
+    assert_eq!(h["min"][0][0], 4.0);
+    assert_eq!(h["max"][1][0], 4.0 + 0.1 * 23.0);
+    let avg = h["avg"][0][0].as_f64().unwrap_or(f64::NAN);
+    assert!((avg - 4.55).abs() < 1e-9, "{avg}");
+
+    let listed = broker
+        .get_json("/temporal/entities?type=WaterObserved&attrs=height&lastN=1")
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(heights(&listed[0]), vec![4.0 + 0.1 * 23.0]);
+
+    for query in [
+        "timerel=between&timeAt=2026-01-01T00:00:00Z",
+        "timerel=during&timeAt=2026-01-01T00:00:00Z",
+        "lastN=0",
+        "options=aggregatedValues&aggrMethods=median",
+        "options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=1H",
+    ] {
+        let response = broker
+            .get(&format!("/temporal/entities/{id}?{query}"))
+            .await;
+        assert_eq!(response.status(), 400, "{query}");
+        expect_ngsi_error(response, 400, "BadRequestData").await;
+    }
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    attribute_history_answers_temporal_queries,
     batch_operations_report_each_entity,
     the_city_is_there_from_the_start_as_open_data,
     entities_are_created_retrieved_and_rendered,

@@ -1,0 +1,315 @@
+//! Temporal representation (CIM 009 §4.4, §5.7.3–5.7.4): every attribute value an entity has
+//! had, by time (`observedAt`, else when it was written), queried with `timerel`, `lastN`, and
+//! aggregated per period (`aggrMethods`, `aggrPeriodDuration`) in the database.
+
+use crate::errors;
+use crate::model::Entity;
+use serde_json::{Map, Value};
+use yunnao_core::Problem;
+use yunnao_store::{DbResultExt, WriteTx, sqlx};
+
+/// The history rows of the attributes that `after` holds differently from `before` (all of
+/// them for a new entity).
+pub async fn record(
+    tx: &mut WriteTx,
+    tenant: &str,
+    before: Option<&Map<String, Value>>,
+    after: &Entity,
+) -> Result<(), Problem> {
+    for (name, attribute) in &after.attrs {
+        let unchanged = before
+            .and_then(|b| b.get(name))
+            .is_some_and(|old| same_content(old, attribute));
+        if unchanged {
+            continue;
+        }
+        let instances: Vec<&Value> = match attribute {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for instance in instances {
+            let at = instance
+                .get("observedAt")
+                .or_else(|| instance.get("modifiedAt"))
+                .and_then(Value::as_str)
+                .and_then(yunnao_core::time::parse_rfc3339_ms)
+                .unwrap_or_else(yunnao_core::time::now_ms);
+            let dataset = instance
+                .get("datasetId")
+                .and_then(Value::as_str)
+                .unwrap_or("@none");
+            let number = instance.get("value").and_then(Value::as_f64);
+            sqlx::query(
+                "INSERT INTO ngsi_history (tenant, entity_id, attr, dataset_id, at_ms, number, instance) \
+                 VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), $7) \
+                 ON CONFLICT (tenant, entity_id, attr, at_ms, dataset_id) DO UPDATE SET number = excluded.number, instance = excluded.instance",
+            )
+            .bind(tenant)
+            .bind(&after.id)
+            .bind(name)
+            .bind(dataset)
+            .bind(at)
+            .bind(yunnao_store::nullable_real(number))
+            .bind(serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?)
+            .execute(&mut ***tx)
+            .await
+            .db()?;
+        }
+    }
+    Ok(())
+}
+
+/// Equal apart from the system timestamps.
+fn same_content(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .filter(|(k, _)| *k != "createdAt" && *k != "modifiedAt")
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    strip(a) == strip(b)
+}
+
+/// `timerel` with its instants, in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeRange {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl TimeRange {
+    pub fn parse(
+        timerel: Option<&str>,
+        time_at: Option<&str>,
+        end_time_at: Option<&str>,
+    ) -> Result<Self, Problem> {
+        let instant = |name: &str, text: Option<&str>| -> Result<i64, Problem> {
+            let text = text.ok_or_else(|| errors::bad_request(format!("timerel needs {name}")))?;
+            yunnao_core::time::parse_rfc3339_ms(text)
+                .ok_or_else(|| errors::bad_request(format!("{name} {text:?} is not a date-time")))
+        };
+        Ok(match timerel {
+            None => Self {
+                from: None,
+                to: None,
+            },
+            Some("before") => Self {
+                from: None,
+                to: Some(instant("timeAt", time_at)?),
+            },
+            Some("after") => Self {
+                from: Some(instant("timeAt", time_at)?),
+                to: None,
+            },
+            Some("between") => {
+                let (from, to) = (
+                    instant("timeAt", time_at)?,
+                    instant("endTimeAt", end_time_at)?,
+                );
+                if to <= from {
+                    return Err(errors::bad_request("endTimeAt must be after timeAt"));
+                }
+                Self {
+                    from: Some(from),
+                    to: Some(to),
+                }
+            }
+            Some(other) => {
+                return Err(errors::bad_request(format!(
+                    "timerel {other:?} is not before, after or between"
+                )));
+            }
+        })
+    }
+}
+
+/// An ISO 8601 duration of days, hours, minutes, seconds (and weeks), in ms; `P0D` is 0 (one
+/// period over the whole range).
+pub fn duration_ms(text: &str) -> Result<i64, Problem> {
+    let bad = || {
+        errors::bad_request(format!(
+            "{text:?} is not a duration such as PT1H, P1D or PT5M"
+        ))
+    };
+    let rest = text.strip_prefix('P').ok_or_else(bad)?;
+    let (date, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total: i64 = 0;
+    let mut parse = |part: &str, units: &[(char, i64)]| -> Result<(), Problem> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let (_, ms) = units.iter().find(|(u, _)| *u == c).ok_or_else(bad)?;
+            let n: i64 = number.parse().map_err(|_| bad())?;
+            total = total
+                .checked_add(n.checked_mul(*ms).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
+            number.clear();
+        }
+        if number.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    parse(date, &[('W', 7 * 86_400_000), ('D', 86_400_000)])?;
+    parse(time, &[('H', 3_600_000), ('M', 60_000), ('S', 1000)])?;
+    if rest.is_empty() || (date.is_empty() && time.is_empty()) {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+pub const AGGREGATIONS: &[&str] = &["totalCount", "distinctCount", "sum", "avg", "min", "max"];
+
+/// The instances of one attribute of one entity in `range`, oldest first; with `last_n` only
+/// the newest N (still oldest first).
+pub async fn instances(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    entity: &str,
+    attr: &str,
+    range: TimeRange,
+    last_n: Option<i64>,
+) -> Result<Vec<Value>, Problem> {
+    let order = if last_n.is_some() { "DESC" } else { "ASC" };
+    let limit = last_n.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT instance FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+         AND at_ms >= $4 AND at_ms < $5 ORDER BY at_ms {order}{limit}"
+    );
+    let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(entity)
+        .bind(attr)
+        .bind(range.from.unwrap_or(i64::MIN))
+        .bind(range.to.unwrap_or(i64::MAX))
+        .fetch_all(db.pool())
+        .await
+        .db()?;
+    if last_n.is_some() {
+        rows.reverse();
+    }
+    rows.iter()
+        .map(|text| serde_json::from_str(text).map_err(|e| Problem::internal(e.to_string())))
+        .collect()
+}
+
+/// Per-period aggregates of one numeric attribute: for each method, `[[value, start, end], …]`.
+pub async fn aggregate(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    entity: &str,
+    attr: &str,
+    range: TimeRange,
+    period_ms: i64,
+    methods: &[String],
+) -> Result<Map<String, Value>, Problem> {
+    let from = range.from.unwrap_or(0);
+    let to = range.to.unwrap_or(i64::MAX);
+    // One period over everything when the duration is zero.
+    let period = if period_ms > 0 {
+        period_ms
+    } else {
+        i64::MAX / 4
+    };
+    let rows: Vec<(i64, i64, i64, Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(
+        "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), COUNT(DISTINCT instance_value), SUM(number), MIN(number), MAX(number) \
+         FROM (SELECT at_ms, number, COALESCE(CAST(number AS TEXT), instance) AS instance_value FROM ngsi_history \
+               WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5) h \
+         GROUP BY bucket ORDER BY bucket",
+    )
+    .bind(tenant)
+    .bind(entity)
+    .bind(attr)
+    .bind(from)
+    .bind(to)
+    .bind(period)
+    .fetch_all(db.pool())
+    .await
+    .db()?;
+    let mut out = Map::new();
+    for method in methods {
+        let mut series = Vec::new();
+        for (bucket, count, distinct, sum, min, max) in &rows {
+            let start = from.saturating_add(bucket.saturating_mul(period));
+            let end = if period_ms > 0 {
+                start.saturating_add(period)
+            } else {
+                range.to.unwrap_or_else(yunnao_core::time::now_ms)
+            };
+            let value = match method.as_str() {
+                "totalCount" => Value::from(*count),
+                "distinctCount" => Value::from(*distinct),
+                "sum" => sum.map_or(Value::Null, Value::from),
+                "avg" => sum.map_or(Value::Null, |s| Value::from(s / (*count).max(1) as f64)),
+                "min" => min.map_or(Value::Null, Value::from),
+                "max" => max.map_or(Value::Null, Value::from),
+                _ => continue,
+            };
+            series.push(Value::Array(vec![
+                value,
+                yunnao_core::time::rfc3339_ms(start).into(),
+                yunnao_core::time::rfc3339_ms(end).into(),
+            ]));
+        }
+        out.insert(method.clone(), Value::Array(series));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_ranges_parse_as_iso_8601() {
+        for (text, ms) in [
+            ("PT1H", 3_600_000),
+            ("PT5M", 300_000),
+            ("P1D", 86_400_000),
+            ("P1DT12H", 129_600_000),
+            ("P1W", 604_800_000),
+            ("PT30S", 30_000),
+            ("P0D", 0),
+        ] {
+            assert_eq!(duration_ms(text).expect(text), ms, "{text}");
+        }
+        for bad in ["", "1H", "PT", "P", "PTXH", "P1Y", "PT1H5"] {
+            assert!(duration_ms(bad).is_err(), "{bad}");
+        }
+        let between = TimeRange::parse(
+            Some("between"),
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-02T00:00:00Z"),
+        )
+        .expect("between");
+        assert_eq!(
+            between.to.zip(between.from).map(|(t, f)| t - f),
+            Some(86_400_000)
+        );
+        for (rel, at, end) in [
+            (
+                Some("between"),
+                Some("2026-01-02T00:00:00Z"),
+                Some("2026-01-01T00:00:00Z"),
+            ),
+            (Some("before"), None, None),
+            (Some("during"), Some("2026-01-01T00:00:00Z"), None),
+            (Some("after"), Some("yesterday"), None),
+        ] {
+            assert!(
+                TimeRange::parse(rel, at, end).is_err(),
+                "{rel:?} {at:?} {end:?}"
+            );
+        }
+    }
+}
