@@ -203,6 +203,9 @@ pub async fn instances(
         .collect()
 }
 
+/// (period index, count, distinct count, sum, min, max)
+type PeriodRow = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
+
 /// Per-period aggregates of one numeric attribute: for each method, `[[value, start, end], …]`.
 pub async fn aggregate(
     db: &yunnao_store::Db,
@@ -221,7 +224,7 @@ pub async fn aggregate(
     } else {
         i64::MAX / 4
     };
-    let rows: Vec<(i64, i64, i64, Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(
+    let rows: Vec<PeriodRow> = sqlx::query_as(
         "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), COUNT(DISTINCT instance_value), SUM(number), MIN(number), MAX(number) \
          FROM (SELECT at_ms, number, COALESCE(CAST(number AS TEXT), instance) AS instance_value FROM ngsi_history \
                WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5) h \
