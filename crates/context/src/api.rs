@@ -47,6 +47,12 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(batch_delete))
         .routes(routes!(temporal_entity))
         .routes(routes!(temporal_query))
+        .routes(routes!(create_subscription, list_subscriptions))
+        .routes(routes!(
+            get_subscription,
+            update_subscription,
+            delete_subscription
+        ))
 }
 
 const JSON_LD: &str = "application/ld+json";
@@ -1791,4 +1797,201 @@ async fn temporal_query(
         bodies.push(temporal_body(&broker, &request, stored, &temporal).await?);
     }
     Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
+}
+
+/// A subscription the caller may see: their department's (all, for platform admins).
+async fn own_subscription(
+    broker: &ContextBroker,
+    request: &Request,
+    id: &str,
+) -> NgsiResult<crate::subscriptions::SubscriptionRow> {
+    let row = broker
+        .subscription(&request.tenant, id)
+        .await?
+        .ok_or_else(|| errors::not_found(format!("there is no subscription {id}")))?;
+    if let Viewer::Department(department) = &request.viewer
+        && crate::subscriptions::owner_of(&row) != department
+    {
+        return Err(errors::not_found(format!("there is no subscription {id}")));
+    }
+    Ok(row)
+}
+
+/// Subscribe to changes: `entities`, `watchedAttributes`, `q`, `geoQ`, `notification`
+/// (HTTP endpoint, attributes, format), `expiresAt`, `throttling`, `isActive`.
+#[utoipa::path(post, path = "/ngsi-ld/v1/subscriptions", tag = "ngsi-ld",
+    request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
+async fn create_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    let owner = request.writer(&broker)?;
+    let subscription = crate::subscriptions::Subscription::parse(
+        &request.tenant,
+        &owner,
+        &value,
+        &request.context,
+    )?;
+    broker.create_subscription(&subscription).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Extension(AuditNote::new(
+            "ngsi.subscription.create",
+            format!("subscription:{}/{}", request.tenant, subscription.id),
+        )),
+    )
+        .into_response();
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("/ngsi-ld/v1/subscriptions/{}", subscription.id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/ngsi-ld/v1/subscriptions", tag = "ngsi-ld", responses((status = 200)))]
+async fn list_subscriptions(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let params = query_map(raw)?;
+    let number = |key: &str, default: usize| -> NgsiResult<usize> {
+        params.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer")))
+        })
+    };
+    let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
+    let owner = match &request.viewer {
+        Viewer::Department(department) => Some(department.as_str()),
+        _ => None,
+    };
+    let rows = broker.subscriptions(&request.tenant, owner).await?;
+    let total = rows.len();
+    let body = Value::Array(
+        rows.iter()
+            .skip(offset)
+            .take(limit)
+            .map(|row| crate::subscriptions::render(row, &request.context))
+            .collect(),
+    );
+    let mut headers = HeaderMap::new();
+    if params.get("count").is_some_and(|c| c == "true")
+        && let Ok(value) = HeaderValue::from_str(&total.to_string())
+    {
+        headers.insert("ngsild-results-count", value);
+    }
+    Ok(request.respond(StatusCode::OK, body, &mut headers))
+}
+
+/// A subscription with its delivery counters (`timesSent`, `timesFailed`, `lastSuccess`,
+/// `lastFailure`, `status`).
+#[utoipa::path(get, path = "/ngsi-ld/v1/subscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn get_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let row = own_subscription(&broker, &request, &id).await?;
+    let body = crate::subscriptions::render(&row, &request.context);
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Change a subscription: the given members replace the stored ones (204).
+#[utoipa::path(patch, path = "/ngsi-ld/v1/subscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn update_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    let row = own_subscription(&broker, &request, &id).await?;
+    let Value::Object(changes) = value else {
+        return Err(errors::bad_request("the update must be a JSON object"));
+    };
+    // Compact the stored definition so it reads like the client's, then apply the changes.
+    let mut merged = crate::subscriptions::render(&row, &request.context);
+    if let Value::Object(object) = &mut merged {
+        object.remove("status");
+        if let Some(n) = object
+            .get_mut("notification")
+            .and_then(Value::as_object_mut)
+        {
+            for key in [
+                "timesSent",
+                "timesFailed",
+                "status",
+                "lastNotification",
+                "lastSuccess",
+                "lastFailure",
+            ] {
+                n.remove(key);
+            }
+        }
+        for (key, value) in changes {
+            if key == "@context" {
+                continue;
+            }
+            if key == "id" && value != Value::String(id.clone()) {
+                return Err(errors::bad_request("a subscription's id cannot change"));
+            }
+            object.insert(key, value);
+        }
+    }
+    let owner = crate::subscriptions::owner_of(&row).to_owned();
+    let subscription = crate::subscriptions::Subscription::parse(
+        &request.tenant,
+        &owner,
+        &merged,
+        &request.context,
+    )?;
+    broker.replace_subscription(&subscription).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.subscription.update",
+            format!("subscription:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/ngsi-ld/v1/subscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    own_subscription(&broker, &request, &id).await?;
+    broker.delete_subscription(&request.tenant, &id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.subscription.delete",
+            format!("subscription:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
 }

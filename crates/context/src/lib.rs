@@ -10,6 +10,7 @@ pub mod jsonld;
 mod migrations;
 pub mod model;
 pub mod query;
+pub mod subscriptions;
 pub mod temporal;
 
 pub use migrations::MIGRATIONS;
@@ -46,6 +47,7 @@ pub struct ContextBroker {
     pub db: Db,
     pub identity: Identity,
     pub config: ContextConfig,
+    pub notifier: subscriptions::Notifier,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -112,12 +114,29 @@ fn bbox_of(entity: &Entity) -> Option<(f64, f64, f64, f64)> {
 }
 
 impl ContextBroker {
-    pub fn new(db: Db, identity: Identity, config: ContextConfig) -> Self {
-        Self {
+    /// The broker, with its subscriptions loaded; other nodes' subscription changes are picked
+    /// up every 5 s.
+    pub async fn start(db: Db, identity: Identity, config: ContextConfig) -> Result<Self, Problem> {
+        let notifier = subscriptions::Notifier::new(db.clone());
+        notifier.reload().await?;
+        let reloader = notifier.clone();
+        tokio::spawn(async move {
+            let period = std::time::Duration::from_secs(5);
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                interval.tick().await;
+                if let Err(problem) = reloader.reload().await {
+                    tracing::error!(%problem, "subscription reload failed");
+                }
+            }
+        });
+        Ok(Self {
             db,
             identity,
             config,
-        }
+            notifier,
+        })
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, Problem> {
@@ -206,6 +225,8 @@ impl ContextBroker {
         write_types(&mut tx, tenant, entity).await?;
         temporal::record(&mut tx, tenant, None, entity).await?;
         tx.commit().await?;
+        let all: Vec<String> = entity.attrs.keys().cloned().collect();
+        self.notifier.changed(tenant, entity, &all);
         Ok(())
     }
 
@@ -325,6 +346,20 @@ impl ContextBroker {
             .db()?;
         write_types(&mut tx, tenant, &stored.entity).await?;
         tx.commit().await?;
+        let changed: Vec<String> = stored
+            .entity
+            .attrs
+            .iter()
+            .filter(|(name, value)| {
+                before
+                    .get(*name)
+                    .is_none_or(|old| !temporal::same_content(old, value))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !changed.is_empty() {
+            self.notifier.changed(tenant, &stored.entity, &changed);
+        }
         Ok(stored)
     }
 

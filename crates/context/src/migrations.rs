@@ -9,8 +9,27 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
     migrations: &[
         Migration::portable(1, "NGSI-LD tenants and entities", ENTITIES),
         Migration::portable(2, "attribute history for temporal queries", HISTORY),
+        Migration::portable(3, "subscriptions with delivery counters", SUBSCRIPTIONS),
     ],
 };
+
+const SUBSCRIPTIONS: &str = r#"
+CREATE TABLE ngsi_subscriptions (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner_department TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    times_sent BIGINT NOT NULL DEFAULT 0,
+    times_failed BIGINT NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    last_notification TEXT,
+    last_success TEXT,
+    last_failure TEXT,
+    last_error TEXT,
+    delivery_status TEXT NOT NULL DEFAULT 'ok',
+    PRIMARY KEY (tenant, id)
+);
+"#;
 
 /// One row per attribute instance and time; numbers also as a column, so aggregations run in
 /// the database.

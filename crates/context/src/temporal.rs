@@ -60,7 +60,7 @@ pub async fn record(
 }
 
 /// Equal apart from the system timestamps.
-fn same_content(a: &Value, b: &Value) -> bool {
+pub fn same_content(a: &Value, b: &Value) -> bool {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(o) => Value::Object(

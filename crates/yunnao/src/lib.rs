@@ -122,14 +122,16 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
              run like this only behind a policy-enforcement proxy or for a conformance suite"
         );
     }
-    let context = yunnao_context::ContextBroker::new(
+    let context = yunnao_context::ContextBroker::start(
         db.clone(),
         identity.clone(),
         yunnao_context::ContextConfig {
             auth: config.ngsi_ld_auth,
             ..yunnao_context::ContextConfig::default()
         },
-    );
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("context broker: {p}"))?;
     let added = context
         .load_city_objects()
         .await

@@ -1155,7 +1155,230 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// A notification receiver on a free port: records what it gets, answers `status`.
+async fn receiver(
+    status: u16,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>>,
+) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>> = Default::default();
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let link = headers
+                    .get("link")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Ok(value) = serde_json::from_str::<Value>(&body) {
+                    store
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((value, link));
+                }
+                axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(value) = check() {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting");
+}
+
+async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let (url, seen) = receiver(200).await;
+    let subscribe = |body: Value| broker.send(Method::POST, "/subscriptions", body);
+    // Refused definitions.
+    for (body, reason) in [
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}]}),
+            "notification",
+        ),
+        (
+            json!({"type": "Subscription", "notification": {"endpoint": {"uri": url}}}),
+            "entities or watchedAttributes",
+        ),
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "notification": {"endpoint": {"uri": "ftp://x"}}}),
+            "http",
+        ),
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "q": "a>>1", "notification": {"endpoint": {"uri": url}}}),
+            "q",
+        ),
+    ] {
+        let problem = expect_ngsi_error(subscribe(body).await, 400, "BadRequestData").await;
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(reason),
+            "{problem}"
+        );
+    }
+    let created = subscribe(json!({
+        "type": "Subscription", "subscriptionName": "满位提醒",
+        "entities": [{"type": "ParkingSpot"}], "watchedAttributes": ["occupancy"],
+        "q": "occupancy==\"occupied\"",
+        "notification": {"attributes": ["occupancy"], "format": "keyValues", "endpoint": {"uri": url, "accept": "application/json"}}
+    }))
+    .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let sub_path = location.trim_start_matches("/ngsi-ld/v1").to_owned();
+
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(1, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    // A change of a watched attribute that matches q: one notification.
+    broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs",
+            json!({"occupancy": "occupied"}),
+        )
+        .await;
+    let (notification, link) = wait_for(|| {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(notification["type"], "Notification");
+    assert_eq!(
+        notification["data"],
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-001", "type": "ParkingSpot", "occupancy": "occupied"}])
+    );
+    assert!(link.contains(CORE), "{link}");
+    // Not watched, or not matching q: nothing.
+    broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs",
+            json!({"capacity": 9}),
+        )
+        .await;
+    broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs",
+            json!({"occupancy": "free"}),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+    let shown = broker.get_json(&sub_path).await;
+    assert_eq!(shown["notification"]["timesSent"], 1);
+    assert_eq!(shown["notification"]["status"], "ok");
+    assert!(shown["notification"]["lastSuccess"].is_string());
+    assert_eq!(shown["watchedAttributes"], json!(["occupancy"]));
+    assert_eq!(shown["status"], "active");
+
+    // A receiver that fails: retried, then counted as failed, visible on the subscription.
+    let (failing, failed_seen) = receiver(500).await;
+    let broken = subscribe(
+        json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}],
+        "notification": {"endpoint": {"uri": failing}}}),
+    )
+    .await;
+    let broken_path = broken.headers()["location"]
+        .to_str()
+        .expect("location")
+        .trim_start_matches("/ngsi-ld/v1")
+        .to_owned();
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(2, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        failed = broker.get_json(&broken_path).await;
+        if failed["notification"]["timesFailed"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed["notification"]["timesFailed"], 1, "{failed}");
+    assert_eq!(failed["notification"]["status"], "failed");
+    assert!(failed["notification"]["lastFailure"].is_string());
+    assert_eq!(
+        failed_seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        4,
+        "tried 4 times"
+    );
+
+    // Paused: no notifications; deleted: gone.
+    let paused = broker
+        .send(Method::PATCH, &sub_path, json!({"isActive": false}))
+        .await;
+    assert_eq!(paused.status(), 204);
+    assert_eq!(broker.get_json(&sub_path).await["status"], "paused");
+    broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs",
+            json!({"occupancy": "occupied"}),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+    let listed: Value = broker.get_json("/subscriptions").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let deleted = broker
+        .call(Method::DELETE, &sub_path, Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(broker.get(&sub_path).await, 404, "ResourceNotFound").await;
+    // Another department does not see this department's subscriptions.
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs: Value = broker
+        .call(Method::GET, "/subscriptions", Some(&water))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs, json!([]));
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    subscriptions_notify_and_count_every_delivery,
     attribute_history_answers_temporal_queries,
     batch_operations_report_each_entity,
     the_city_is_there_from_the_start_as_open_data,

@@ -1,0 +1,659 @@
+//! Subscriptions (CIM 009 §5.8) and HTTP notifications. A change to an entity is matched
+//! against the tenant's active subscriptions (entities, watchedAttributes, q, geoQ, throttling,
+//! expiry) after it commits; each notification is POSTed with retries and back-off, and its
+//! fate is counted on the subscription (`timesSent`, `timesFailed`, `lastSuccess`,
+//! `lastFailure`, `status`), so a notification is never lost without a trace.
+
+use crate::geoquery::GeoQuery;
+use crate::jsonld::{CORE_CONTEXT_URL, Context};
+use crate::model::{self, Entity, Format, RenderOptions};
+use crate::{errors, query};
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use yunnao_core::Problem;
+use yunnao_store::{Db, DbResultExt, sqlx};
+
+/// Deliveries in flight at once (a slow receiver holds one slot, not the broker).
+const CONCURRENT_DELIVERIES: usize = 64;
+/// Attempts per notification, with back-off doubling from 500 ms.
+const ATTEMPTS: u32 = 4;
+
+/// A subscription as stored: the client's JSON (attribute and type names expanded) plus what
+/// the broker derives from it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub tenant: String,
+    pub id: String,
+    pub owner: String,
+    /// The stored definition (expanded names).
+    pub definition: Value,
+    pub active: bool,
+    pub expires_at_ms: Option<i64>,
+    pub throttling_ms: i64,
+    /// Expanded types and id selectors of `entities`.
+    selectors: Vec<(Option<String>, Option<String>, Option<regex::Regex>)>,
+    watched: Vec<String>,
+    q: Option<query::Expr>,
+    geo: Option<GeoQuery>,
+    /// The context the client spoke: `q` is read and notifications are compacted with it.
+    context: Context,
+}
+
+impl Subscription {
+    /// Parses a client's subscription (create, or the merged result of an update).
+    pub fn parse(
+        tenant: &str,
+        owner: &str,
+        body: &Value,
+        context: &Context,
+    ) -> Result<Self, Problem> {
+        let object = body
+            .as_object()
+            .ok_or_else(|| errors::bad_request("a subscription is a JSON object"))?;
+        if let Some(t) = object.get("type")
+            && t != "Subscription"
+        {
+            return Err(errors::bad_request("type must be \"Subscription\""));
+        }
+        let id = match object.get("id") {
+            Some(Value::String(id)) => {
+                model::check_entity_id(id)?;
+                id.clone()
+            }
+            Some(_) => return Err(errors::bad_request("id must be a URI")),
+            None => format!("urn:ngsi-ld:Subscription:{}", yunnao_core::new_id()),
+        };
+        if object.contains_key("timeInterval") {
+            return Err(errors::operation_not_supported(
+                "periodic subscriptions (timeInterval) are not supported",
+            ));
+        }
+        let mut selectors = Vec::new();
+        let mut entities_out = Vec::new();
+        if let Some(entities) = object.get("entities") {
+            let list = entities
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| errors::bad_request("entities must be a non-empty array"))?;
+            for item in list {
+                let type_name = item
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| errors::bad_request("each entities item needs a type"))?;
+                let type_iri = context.expand(type_name);
+                let id = item.get("id").and_then(Value::as_str).map(str::to_owned);
+                let pattern = match item.get("idPattern").and_then(Value::as_str) {
+                    Some(p) => Some(
+                        regex::Regex::new(p)
+                            .map_err(|e| errors::bad_request(format!("idPattern: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let mut out = Map::new();
+                out.insert("type".into(), type_iri.clone().into());
+                if let Some(id) = &id {
+                    out.insert("id".into(), id.clone().into());
+                }
+                if let Some(p) = &pattern {
+                    out.insert("idPattern".into(), p.as_str().into());
+                }
+                entities_out.push(Value::Object(out));
+                selectors.push((Some(type_iri), id, pattern));
+            }
+        }
+        let names = |key: &str| -> Result<Vec<String>, Problem> {
+            match object.get(key) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(|n| context.expand(n)).ok_or_else(|| {
+                            errors::bad_request(format!("{key} lists attribute names"))
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(errors::bad_request(format!(
+                    "{key} must be a non-empty array"
+                ))),
+            }
+        };
+        let watched = names("watchedAttributes")?;
+        if selectors.is_empty() && watched.is_empty() {
+            return Err(errors::bad_request(
+                "a subscription needs entities or watchedAttributes",
+            ));
+        }
+        let q_text = object.get("q").and_then(Value::as_str);
+        let q = q_text.map(|q| query::parse(q, context)).transpose()?;
+        let geo = match object.get("geoQ") {
+            None => None,
+            Some(g) => {
+                let text = |k: &str| g.get(k).and_then(Value::as_str);
+                let coordinates = match g.get("coordinates") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => return Err(errors::bad_request("geoQ needs coordinates")),
+                };
+                Some(GeoQuery::parse(
+                    text("georel").ok_or_else(|| errors::bad_request("geoQ needs georel"))?,
+                    text("geometry").ok_or_else(|| errors::bad_request("geoQ needs geometry"))?,
+                    &coordinates,
+                    context.expand(text("geoproperty").unwrap_or("location")),
+                )?)
+            }
+        };
+        let notification = object
+            .get("notification")
+            .and_then(Value::as_object)
+            .ok_or_else(|| errors::bad_request("a subscription needs a notification"))?;
+        let endpoint = notification
+            .get("endpoint")
+            .and_then(|e| e.get("uri"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| errors::bad_request("notification.endpoint.uri is required"))?;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            || reqwest::Url::parse(endpoint).is_err()
+        {
+            return Err(errors::bad_request(format!(
+                "notification endpoint {endpoint:?} is not an http(s) URL (MQTT endpoints are not supported)"
+            )));
+        }
+        let format = notification
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or("normalized");
+        if !matches!(
+            format,
+            "normalized" | "keyValues" | "simplified" | "concise"
+        ) {
+            return Err(errors::bad_request(format!(
+                "notification format {format:?} is not normalized, keyValues or concise"
+            )));
+        }
+        let attributes = match notification.get("attributes") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(|n| context.expand(n))
+                        .ok_or_else(|| errors::bad_request("notification.attributes lists names"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(errors::bad_request(
+                    "notification.attributes must be an array",
+                ));
+            }
+        };
+        let expires_at_ms = match object.get("expiresAt") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(yunnao_core::time::parse_rfc3339_ms)
+                    .ok_or_else(|| errors::bad_request("expiresAt must be a date-time"))?,
+            ),
+        };
+        let throttling_ms = match object.get("throttling") {
+            None => 0,
+            Some(v) => {
+                let seconds = v
+                    .as_f64()
+                    .filter(|s| *s >= 0.0 && s.is_finite())
+                    .ok_or_else(|| errors::bad_request("throttling is a number of seconds"))?;
+                (seconds * 1000.0) as i64
+            }
+        };
+        let active = object
+            .get("isActive")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let mut definition = Map::new();
+        definition.insert("id".into(), id.clone().into());
+        definition.insert("type".into(), "Subscription".into());
+        for key in ["subscriptionName", "description"] {
+            if let Some(v) = object.get(key) {
+                definition.insert(key.into(), v.clone());
+            }
+        }
+        if !entities_out.is_empty() {
+            definition.insert("entities".into(), Value::Array(entities_out));
+        }
+        if !watched.is_empty() {
+            definition.insert("watchedAttributes".into(), json!(watched));
+        }
+        if let Some(q) = q_text {
+            definition.insert("q".into(), q.into());
+        }
+        if let Some(g) = object.get("geoQ") {
+            definition.insert("geoQ".into(), g.clone());
+        }
+        definition.insert(
+            "notification".into(),
+            json!({"attributes": attributes, "format": format,
+                   "endpoint": {"uri": endpoint, "accept": notification.get("endpoint").and_then(|e| e.get("accept")).cloned().unwrap_or_else(|| "application/json".into())}}),
+        );
+        if let Some(v) = object.get("expiresAt") {
+            definition.insert("expiresAt".into(), v.clone());
+        }
+        if throttling_ms > 0 {
+            definition.insert(
+                "throttling".into(),
+                object.get("throttling").cloned().unwrap_or(Value::Null),
+            );
+        }
+        definition.insert("isActive".into(), active.into());
+        if let Some(source) = &context.source {
+            definition.insert("jsonldContext".into(), source.clone());
+        }
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            id,
+            owner: owner.to_owned(),
+            definition: Value::Object(definition),
+            active,
+            expires_at_ms,
+            throttling_ms,
+            selectors,
+            watched,
+            q,
+            geo,
+            context: context.clone(),
+        })
+    }
+
+    /// Does a change of `entity` (its `changed` attributes) concern this subscription?
+    pub fn matches(&self, entity: &Entity, changed: &[String], now_ms: i64) -> bool {
+        if !self.active || self.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return false;
+        }
+        let selected = self.selectors.is_empty()
+            || self.selectors.iter().any(|(type_iri, id, pattern)| {
+                type_iri.as_ref().is_none_or(|t| entity.types.contains(t))
+                    && id.as_ref().is_none_or(|i| *i == entity.id)
+                    && pattern.as_ref().is_none_or(|p| p.is_match(&entity.id))
+            });
+        let watched = self.watched.is_empty() || self.watched.iter().any(|w| changed.contains(w));
+        selected
+            && watched
+            && self.q.as_ref().is_none_or(|q| q.matches(entity))
+            && self.geo.as_ref().is_none_or(|g| {
+                entity
+                    .attrs
+                    .get(&g.property)
+                    .and_then(|a| a.get("value"))
+                    .and_then(|v| model::geometry(v).ok())
+                    .is_some_and(|geometry| g.matches(&geometry))
+            })
+    }
+
+    fn endpoint(&self) -> String {
+        self.definition["notification"]["endpoint"]["uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn render_options(&self) -> RenderOptions {
+        let notification = &self.definition["notification"];
+        let attrs: Vec<String> = notification["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        RenderOptions {
+            format: match notification["format"].as_str() {
+                Some("keyValues" | "simplified") => Format::KeyValues,
+                Some("concise") => Format::Concise,
+                _ => Format::Normalized,
+            },
+            sys_attrs: false,
+            attrs: (!attrs.is_empty()).then_some(attrs),
+        }
+    }
+}
+
+pub type SubscriptionRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The subscriptions of every tenant, kept in memory for matching (reloaded after each change
+/// through the API, and every few seconds for changes made on other nodes).
+#[derive(Clone)]
+pub struct Notifier {
+    db: Db,
+    subscriptions: Arc<RwLock<Vec<Arc<Subscription>>>>,
+    last_sent: Arc<RwLock<std::collections::HashMap<(String, String), i64>>>,
+    client: reqwest::Client,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Notifier {
+    pub fn new(db: Db) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            db,
+            subscriptions: Arc::default(),
+            last_sent: Arc::default(),
+            client,
+            slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES)),
+        }
+    }
+
+    /// Reads every subscription from the database.
+    pub async fn reload(&self) -> Result<(), Problem> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT tenant, id, owner_department, definition FROM ngsi_subscriptions",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let mut all = Vec::new();
+        for (tenant, _id, owner, definition) in rows {
+            let definition: Value =
+                serde_json::from_str(&definition).map_err(|e| Problem::internal(e.to_string()))?;
+            // Stored definitions hold expanded names, and the client's context for `q`.
+            let context = match definition.get("jsonldContext") {
+                Some(source) => Context::from_value(source).unwrap_or_default(),
+                None => Context::core(),
+            };
+            match Subscription::parse(&tenant, &owner, &definition, &context) {
+                Ok(s) => all.push(Arc::new(s)),
+                Err(problem) => tracing::error!(%problem, "stored subscription unreadable"),
+            }
+        }
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = all;
+        Ok(())
+    }
+
+    /// Queues the notifications a committed change causes.
+    pub fn changed(&self, tenant: &str, entity: &Entity, changed: &[String]) {
+        let now = yunnao_core::time::now_ms();
+        let matching: Vec<Arc<Subscription>> = self
+            .subscriptions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|s| s.tenant == tenant && s.matches(entity, changed, now))
+            .cloned()
+            .collect();
+        for subscription in matching {
+            if subscription.throttling_ms > 0 {
+                let key = (subscription.tenant.clone(), subscription.id.clone());
+                let mut last = self.last_sent.write().unwrap_or_else(|p| p.into_inner());
+                if last
+                    .get(&key)
+                    .is_some_and(|at| now - at < subscription.throttling_ms)
+                {
+                    continue;
+                }
+                last.insert(key, now);
+            }
+            let body = json!({
+                "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
+                "type": "Notification",
+                "subscriptionId": subscription.id,
+                "notifiedAt": yunnao_core::time::rfc3339_ms(now),
+                "data": [model::render(entity, &subscription.context, &subscription.render_options())],
+            });
+            let notifier = self.clone();
+            tokio::spawn(async move {
+                let Ok(_slot) = notifier.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                notifier.deliver(&subscription, body).await;
+            });
+        }
+    }
+
+    async fn deliver(&self, subscription: &Subscription, body: Value) {
+        let endpoint = subscription.endpoint();
+        let ld =
+            subscription.definition["notification"]["endpoint"]["accept"] == "application/ld+json";
+        let mut body = body;
+        if ld && let Some(items) = body["data"].as_array_mut() {
+            for item in items {
+                item["@context"] = CORE_CONTEXT_URL.into();
+            }
+        }
+        let mut delay = Duration::from_millis(500);
+        let mut last_error = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let mut request = self.client.post(&endpoint).body(body.to_string());
+            request = if ld {
+                request.header("content-type", "application/ld+json")
+            } else {
+                request.header("content-type", "application/json").header(
+                    "link",
+                    format!("<{CORE_CONTEXT_URL}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
+                )
+            };
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    self.record(subscription, true, "").await;
+                    return;
+                }
+                Ok(response) => last_error = format!("the endpoint answered {}", response.status()),
+                Err(error) => last_error = format!("not delivered: {error}"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        tracing::warn!(subscription = %subscription.id, %endpoint, error = %last_error, "notification failed after retries");
+        self.record(subscription, false, &last_error).await;
+    }
+
+    async fn record(&self, subscription: &Subscription, success: bool, error: &str) {
+        let now = yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms());
+        let sql = if success {
+            "UPDATE ngsi_subscriptions SET times_sent = times_sent + 1, last_notification = $3, last_success = $3, \
+             delivery_status = 'ok' WHERE tenant = $1 AND id = $2"
+        } else {
+            "UPDATE ngsi_subscriptions SET times_sent = times_sent + 1, times_failed = times_failed + 1, \
+             last_notification = $3, last_failure = $3, delivery_status = 'failed', last_error = $4 \
+             WHERE tenant = $1 AND id = $2"
+        };
+        let result = async {
+            let mut tx = self.db.begin_write().await?;
+            sqlx::query(sql)
+                .bind(&subscription.tenant)
+                .bind(&subscription.id)
+                .bind(&now)
+                .bind(error)
+                .execute(&mut **tx)
+                .await
+                .db()?;
+            tx.commit().await?;
+            Ok::<(), Problem>(())
+        }
+        .await;
+        if let Err(problem) = result {
+            tracing::error!(%problem, "notification outcome not recorded");
+        }
+    }
+}
+
+const COLUMNS: &str = "tenant, id, owner_department, definition, times_sent, times_failed, created_at_ms, \
+    last_notification, last_success, last_failure, delivery_status";
+
+/// A subscription as the API shows it: the definition compacted, with its counters.
+pub fn render(row: &SubscriptionRow, context: &Context) -> Value {
+    let (
+        _,
+        _,
+        _,
+        definition,
+        sent,
+        failed,
+        _,
+        last_notification,
+        last_success,
+        last_failure,
+        status,
+    ) = row;
+    let mut value: Value = serde_json::from_str(definition).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("jsonldContext");
+    }
+    let compact_list = |v: &mut Value| {
+        if let Some(items) = v.as_array_mut() {
+            for item in items {
+                if let Some(name) = item.as_str() {
+                    *item = context.compact(name).into();
+                }
+            }
+        }
+    };
+    if let Some(entities) = value.get_mut("entities").and_then(Value::as_array_mut) {
+        for e in entities {
+            if let Some(t) = e.get("type").and_then(Value::as_str).map(str::to_owned) {
+                e["type"] = context.compact(&t).into();
+            }
+        }
+    }
+    if let Some(w) = value.get_mut("watchedAttributes") {
+        compact_list(w);
+    }
+    if let Some(a) = value
+        .get_mut("notification")
+        .and_then(|n| n.get_mut("attributes"))
+    {
+        compact_list(a);
+    }
+    let active = value["isActive"].as_bool().unwrap_or(true);
+    let expired = value["expiresAt"]
+        .as_str()
+        .and_then(yunnao_core::time::parse_rfc3339_ms)
+        .is_some_and(|at| at <= yunnao_core::time::now_ms());
+    value["status"] = if expired {
+        "expired"
+    } else if active {
+        "active"
+    } else {
+        "paused"
+    }
+    .into();
+    let n = &mut value["notification"];
+    n["timesSent"] = (*sent).into();
+    n["timesFailed"] = (*failed).into();
+    n["status"] = status.clone().into();
+    for (key, v) in [
+        ("lastNotification", last_notification),
+        ("lastSuccess", last_success),
+        ("lastFailure", last_failure),
+    ] {
+        if let Some(v) = v {
+            n[key] = v.clone().into();
+        }
+    }
+    value
+}
+
+impl crate::ContextBroker {
+    pub async fn create_subscription(&self, subscription: &Subscription) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ngsi_subscriptions (tenant, id, owner_department, definition, times_sent, times_failed, created_at_ms, delivery_status) \
+             VALUES ($1, $2, $3, $4, 0, 0, $5, 'ok') ON CONFLICT (tenant, id) DO NOTHING",
+        )
+        .bind(&subscription.tenant)
+        .bind(&subscription.id)
+        .bind(&subscription.owner)
+        .bind(subscription.definition.to_string())
+        .bind(yunnao_core::time::now_ms())
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        if inserted.rows_affected() == 0 {
+            return Err(errors::already_exists(format!(
+                "subscription {} exists",
+                subscription.id
+            )));
+        }
+        tx.commit().await?;
+        self.notifier.reload().await
+    }
+
+    pub async fn subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<SubscriptionRow>, Problem> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND id = $2"
+        )))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .db()
+    }
+
+    pub async fn subscriptions(
+        &self,
+        tenant: &str,
+        owner: Option<&str>,
+    ) -> Result<Vec<SubscriptionRow>, Problem> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND ($2 = '' OR owner_department = $2) ORDER BY created_at_ms, id"
+        )))
+        .bind(tenant)
+        .bind(owner.unwrap_or_default())
+        .fetch_all(self.db.pool())
+        .await
+        .db()
+    }
+
+    pub async fn replace_subscription(&self, subscription: &Subscription) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE ngsi_subscriptions SET definition = $3 WHERE tenant = $1 AND id = $2")
+            .bind(&subscription.tenant)
+            .bind(&subscription.id)
+            .bind(subscription.definition.to_string())
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        tx.commit().await?;
+        self.notifier.reload().await
+    }
+
+    pub async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM ngsi_subscriptions WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        tx.commit().await?;
+        self.notifier.reload().await
+    }
+}
+
+pub fn owner_of(row: &SubscriptionRow) -> &str {
+    &row.2
+}
+
+pub fn definition_of(row: &SubscriptionRow) -> Value {
+    serde_json::from_str(&row.3).unwrap_or(Value::Null)
+}
