@@ -190,40 +190,13 @@ impl ContextBroker {
     /// Stores a new entity; AlreadyExists when the id is taken in this tenant.
     pub async fn create(&self, tenant: &str, entity: &Entity, owner: &str) -> Result<(), Problem> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("INSERT INTO ngsi_tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(tenant)
-            .bind(yunnao_core::time::now_ms())
-            .execute(&mut **tx)
-            .await
-            .db()?;
-        let bbox = bbox_of(entity);
-        let inserted = sqlx::query(
-            "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
-             min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, CAST($8 AS DOUBLE PRECISION), CAST($9 AS DOUBLE PRECISION), CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION)) \
-             ON CONFLICT (tenant, id) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(&entity.id)
-        .bind(json(&entity.types)?)
-        .bind(json(&entity.attrs)?)
-        .bind(&entity.created_at)
-        .bind(&entity.modified_at)
-        .bind(owner)
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
-        .execute(&mut **tx)
-        .await
-        .db()?;
-        if inserted.rows_affected() == 0 {
+        ensure_tenant(&mut tx, tenant).await?;
+        if !insert_row(&mut tx, tenant, entity, owner, false).await? {
             return Err(errors::already_exists(format!(
                 "entity {} exists",
                 entity.id
             )));
         }
-        write_types(&mut tx, tenant, entity).await?;
-        temporal::record(&mut tx, tenant, None, entity).await?;
         tx.commit().await?;
         let all: Vec<String> = entity.attrs.keys().cloned().collect();
         self.notifier.changed(tenant, entity, &all);
@@ -239,37 +212,68 @@ impl ContextBroker {
         public: bool,
     ) -> Result<u64, Problem> {
         let mut tx = self.db.begin_write().await?;
+        ensure_tenant(&mut tx, tenant).await?;
         let mut added = 0;
         for entity in entities {
-            let bbox = bbox_of(entity);
-            let inserted = sqlx::query(
-                "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
-                 min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
-                 ON CONFLICT (tenant, id) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(&entity.id)
-            .bind(json(&entity.types)?)
-            .bind(json(&entity.attrs)?)
-            .bind(&entity.created_at)
-            .bind(&entity.modified_at)
-            .bind(owner)
-            .bind(i64::from(public))
-            .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
-            .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
-            .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
-            .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
-            .execute(&mut **tx)
-            .await
-            .db()?;
-            if inserted.rows_affected() > 0 {
+            if insert_row(&mut tx, tenant, entity, owner, public).await? {
                 added += 1;
-                write_types(&mut tx, tenant, entity).await?;
-                temporal::record(&mut tx, tenant, None, entity).await?;
             }
         }
         tx.commit().await?;
         Ok(added)
+    }
+
+    /// Creates or merges many entities in one transaction (the mirror of the sensing hub):
+    /// the attributes given replace the stored ones of the same name, others stay. Each item
+    /// names its owning department, used when the entity is new.
+    pub async fn merge_many(
+        &self,
+        tenant: &str,
+        items: &[(Entity, String)],
+    ) -> Result<(), Problem> {
+        let mut tx = self.db.begin_write().await?;
+        ensure_tenant(&mut tx, tenant).await?;
+        let lock = if self.db.backend() == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let select =
+            format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{lock}");
+        let mut changes = Vec::new();
+        for (entity, owner) in items {
+            let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(select.clone()))
+                .bind(tenant)
+                .bind(&entity.id)
+                .fetch_optional(&mut **tx)
+                .await
+                .db()?;
+            match row {
+                None => {
+                    insert_row(&mut tx, tenant, entity, owner, false).await?;
+                    changes.push((entity.clone(), entity.attrs.keys().cloned().collect()));
+                }
+                Some(row) => {
+                    let mut stored = from_row(row)?;
+                    let before = stored.entity.attrs.clone();
+                    for (name, attribute) in &entity.attrs {
+                        let kept = model::keep_created(before.get(name), attribute.clone());
+                        stored.entity.attrs.insert(name.clone(), kept);
+                    }
+                    stored.entity.modified_at = entity.modified_at.clone();
+                    let changed =
+                        update_row(&mut tx, tenant, &before, &stored.entity, false).await?;
+                    changes.push((stored.entity, changed));
+                }
+            }
+        }
+        tx.commit().await?;
+        for (entity, changed) in changes {
+            if !changed.is_empty() {
+                self.notifier.changed(tenant, &entity, &changed);
+            }
+        }
+        Ok(())
     }
 
     /// Marks an entity as open data (readable without a credential) or not.
@@ -318,45 +322,11 @@ impl ContextBroker {
             None => return Err(errors::not_found(format!("there is no entity {id}"))),
         };
         let before = stored.entity.attrs.clone();
+        let types_before = stored.entity.types.clone();
         change(&mut stored)?;
-        temporal::record(&mut tx, tenant, Some(&before), &stored.entity).await?;
-        let bbox = bbox_of(&stored.entity);
-        sqlx::query(
-            "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
-             min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
-             max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(json(&stored.entity.types)?)
-        .bind(json(&stored.entity.attrs)?)
-        .bind(&stored.entity.modified_at)
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
-        .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
-        .execute(&mut **tx)
-        .await
-        .db()?;
-        sqlx::query("DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .db()?;
-        write_types(&mut tx, tenant, &stored.entity).await?;
+        let types_changed = types_before != stored.entity.types;
+        let changed = update_row(&mut tx, tenant, &before, &stored.entity, types_changed).await?;
         tx.commit().await?;
-        let changed: Vec<String> = stored
-            .entity
-            .attrs
-            .iter()
-            .filter(|(name, value)| {
-                before
-                    .get(*name)
-                    .is_none_or(|old| !temporal::same_content(old, value))
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
         if !changed.is_empty() {
             self.notifier.changed(tenant, &stored.entity, &changed);
         }
@@ -496,6 +466,105 @@ impl Bind {
             Bind::Real(value) => query.bind(*value),
         }
     }
+}
+
+async fn ensure_tenant(tx: &mut yunnao_store::WriteTx, tenant: &str) -> Result<(), Problem> {
+    sqlx::query(
+        "INSERT INTO ngsi_tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(yunnao_core::time::now_ms())
+    .execute(&mut ***tx)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Inserts a new entity with its types and first history; false when the id is taken.
+async fn insert_row(
+    tx: &mut yunnao_store::WriteTx,
+    tenant: &str,
+    entity: &Entity,
+    owner: &str,
+    public: bool,
+) -> Result<bool, Problem> {
+    let bbox = bbox_of(entity);
+    let inserted = sqlx::query(
+        "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
+         min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
+         CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
+         ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&entity.id)
+    .bind(json(&entity.types)?)
+    .bind(json(&entity.attrs)?)
+    .bind(&entity.created_at)
+    .bind(&entity.modified_at)
+    .bind(owner)
+    .bind(i64::from(public))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
+    .execute(&mut ***tx)
+    .await
+    .db()?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    write_types(tx, tenant, entity).await?;
+    temporal::record(tx, tenant, None, entity).await?;
+    Ok(true)
+}
+
+/// Writes a changed entity, its history and (when they changed) its types; returns the
+/// attributes whose content changed.
+async fn update_row(
+    tx: &mut yunnao_store::WriteTx,
+    tenant: &str,
+    before: &Map<String, Value>,
+    entity: &Entity,
+    types_changed: bool,
+) -> Result<Vec<String>, Problem> {
+    temporal::record(tx, tenant, Some(before), entity).await?;
+    let bbox = bbox_of(entity);
+    sqlx::query(
+        "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
+         min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
+         max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(&entity.id)
+    .bind(json(&entity.types)?)
+    .bind(json(&entity.attrs)?)
+    .bind(&entity.modified_at)
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
+    .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
+    .execute(&mut ***tx)
+    .await
+    .db()?;
+    if types_changed {
+        sqlx::query("DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&entity.id)
+            .execute(&mut ***tx)
+            .await
+            .db()?;
+        write_types(tx, tenant, entity).await?;
+    }
+    Ok(entity
+        .attrs
+        .iter()
+        .filter(|(name, value)| {
+            before
+                .get(*name)
+                .is_none_or(|old| !temporal::same_content(old, value))
+        })
+        .map(|(name, _)| name.clone())
+        .collect())
 }
 
 async fn write_types(

@@ -21,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Activity::default()),
         None,
         std::time::Duration::from_secs(5),
+        Arc::new(yunnao_sensing::writer::LatestValues::default()),
     );
     let devices = 10_000;
     let per_device = 10;

@@ -252,6 +252,25 @@ impl Sensing {
         Ok(row.map(|r| self.view(r)))
     }
 
+    /// Several devices by id, one query per 500 (unknown ids are left out).
+    pub async fn get_devices(&self, ids: &[&str]) -> Result<Vec<DeviceView>, Problem> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM devices WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query_as::<_, DeviceRow>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(self.db.pool()).await.db()?;
+            out.extend(rows.into_iter().map(|r| self.view(r)));
+        }
+        Ok(out)
+    }
+
     pub async fn list_devices(
         &self,
         department: Option<&str>,

@@ -103,6 +103,8 @@ pub struct Sensing {
     pub alarms: Arc<alarms::AlarmEngine>,
     writer: writer::Writer,
     pub(crate) activity: Arc<writer::Activity>,
+    /// The newest committed values per device, for the context broker's mirror.
+    pub latest: Arc<writer::LatestValues>,
     tokens: Arc<RwLock<HashMap<String, DeviceInfo>>>,
     by_id: Arc<RwLock<HashMap<String, DeviceInfo>>>,
 }
@@ -132,6 +134,7 @@ impl Sensing {
         let profiles = ProfileRegistry::default();
         profiles.replace_all(load_profiles(&db).await?);
         let activity = Arc::new(writer::Activity::default());
+        let latest = Arc::new(writer::LatestValues::default());
         let (alarms, alarm_input) = alarms::AlarmEngine::start(
             db.clone(),
             bus.clone(),
@@ -147,6 +150,7 @@ impl Sensing {
             activity.clone(),
             Some(alarm_input),
             config.status_flush,
+            latest.clone(),
         );
         let sensing = Self {
             db,
@@ -157,6 +161,7 @@ impl Sensing {
             alarms,
             writer,
             activity,
+            latest,
             tokens: Arc::new(RwLock::new(HashMap::new())),
             by_id: Arc::new(RwLock::new(HashMap::new())),
         };

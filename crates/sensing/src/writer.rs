@@ -83,6 +83,61 @@ impl Activity {
         Ok(())
     }
 }
+/// The newest committed value of every key of every device that reported since the last
+/// `take`: what the context broker mirrors. Newest wins, so a slow consumer lags but never
+/// slows ingestion or grows beyond one entry per device.
+#[derive(Default)]
+pub struct LatestValues {
+    pending: std::sync::Mutex<HashMap<std::sync::Arc<str>, DeviceLatest>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceLatest {
+    pub profile: std::sync::Arc<str>,
+    pub department: std::sync::Arc<str>,
+    /// (key, ts_ms, value), one per key.
+    pub values: Vec<(String, i64, f64)>,
+}
+
+impl LatestValues {
+    fn record(&self, event: &TelemetryCommitted) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for device in &event.devices {
+            let entry = pending
+                .entry(device.device_id.clone())
+                .or_insert_with(|| DeviceLatest {
+                    profile: device.profile.clone(),
+                    department: device.department.clone(),
+                    values: Vec::new(),
+                });
+            for (key, ts, value) in &device.readings {
+                match entry.values.iter_mut().find(|(k, _, _)| k == key) {
+                    Some(slot) if slot.1 <= *ts => *slot = (key.clone(), *ts, *value),
+                    Some(_) => {}
+                    None => entry.values.push((key.clone(), *ts, *value)),
+                }
+            }
+        }
+    }
+
+    /// Up to `max` devices' newest values, removed from the pending set.
+    pub fn take(&self, max: usize) -> Vec<(std::sync::Arc<str>, DeviceLatest)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<std::sync::Arc<str>> = pending.keys().take(max).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| pending.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Readings per transaction at most.
 const MAX_BATCH_READINGS: usize = 20_000;
 
@@ -139,6 +194,7 @@ impl Writer {
         activity: std::sync::Arc<Activity>,
         alarms: Option<crate::alarms::AlarmInput>,
         status_flush: std::time::Duration,
+        latest: std::sync::Arc<LatestValues>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(queue.max(1));
         let sqlite = match db.backend() {
@@ -158,6 +214,7 @@ impl Writer {
             receiver,
             activity.clone(),
             alarms,
+            latest.clone(),
         ));
         let writer = Self {
             sender,
@@ -221,6 +278,7 @@ async fn run(
     mut receiver: mpsc::Receiver<WriteRequest>,
     activity: std::sync::Arc<Activity>,
     alarms: Option<crate::alarms::AlarmInput>,
+    latest: std::sync::Arc<LatestValues>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut count = first.readings();
@@ -268,6 +326,7 @@ async fn run(
         if event.devices.is_empty() {
             continue;
         }
+        latest.record(&event);
         let event = std::sync::Arc::new(event);
         if let Some(alarms) = &alarms {
             alarms.submit(event.clone()).await;

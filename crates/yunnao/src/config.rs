@@ -40,6 +40,10 @@ pub struct Config {
     /// Authentication on `/ngsi-ld/v1`. Turn it off only behind a policy-enforcement proxy or
     /// to run a conformance suite: everyone then reads and writes every entity.
     pub ngsi_ld_auth: bool,
+    /// How often devices' newest values are mirrored into the context broker, in milliseconds.
+    pub context_mirror_ms: u64,
+    /// Devices mirrored per round at most (the rest wait for the next round, newest value wins).
+    pub context_mirror_per_round: usize,
 }
 
 impl Default for Config {
@@ -60,6 +64,8 @@ impl Default for Config {
             no_data_check_ms: 30_000,
             log: "info".into(),
             ngsi_ld_auth: true,
+            context_mirror_ms: 1000,
+            context_mirror_per_round: 2000,
         }
     }
 }
@@ -112,6 +118,8 @@ impl Config {
                 "no_data_check_ms",
                 "log",
                 "ngsi_ld_auth",
+                "context_mirror_ms",
+                "context_mirror_per_round",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

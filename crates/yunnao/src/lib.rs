@@ -2,6 +2,7 @@
 //! from a [`Config`], assembles the routers and applies the edge.
 
 pub mod config;
+pub mod context_link;
 mod platform;
 
 pub use config::{Config, Overrides};
@@ -142,6 +143,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             "loaded Qingdao districts and metro stations as open data"
         );
     }
+    context_link::spawn(
+        sensing.clone(),
+        context.clone(),
+        std::time::Duration::from_millis(config.context_mirror_ms.max(10)),
+        config.context_mirror_per_round.max(1),
+    );
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {

@@ -1377,7 +1377,96 @@ async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+async fn sensor_data_reaches_entities_and_fires_subscriptions(backend: TestBackend) {
+    let server = TestServer::start_with(backend, |c| c.context_mirror_ms = 50).await;
+    let admin = server.admin().await;
+    let token = server
+        .user(&admin, "traffic.op", "transport", "operator")
+        .await;
+    let broker = Broker { server, token };
+    let (url, seen) = receiver(200).await;
+    let subscribed = broker
+        .send(Method::POST, "/subscriptions", json!({"type": "Subscription",
+            "entities": [{"type": "ParkingSpot"}], "watchedAttributes": ["occupied"], "q": "occupied==true",
+            "notification": {"endpoint": {"uri": url}, "attributes": ["occupied"]}}))
+        .await;
+    assert_eq!(subscribed.status(), 201);
+    let created = broker
+        .server
+        .request(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&broker.token),
+            Some(json!({
+            "id": "bay-77", "name": "香港中路 77 号车位", "profile": "parking-space",
+            "location": {"lon": 120.3845, "lat": 36.0620}})),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let device_token = created.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let observed = yunnao_core::time::now_ms() - 1000;
+    let sent = broker
+        .server
+        .client
+        .post(
+            broker
+                .server
+                .url(&format!("/api/v1/{device_token}/telemetry")),
+        )
+        .header("content-type", "application/json")
+        .body(json!({"ts": observed, "values": {"occupied": 1}}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sent.status(), 200);
+
+    let (notification, _) = wait_for(|| {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    let data = &notification["data"][0];
+    assert_eq!(data["id"], "urn:ngsi-ld:ParkingSpot:bay-77");
+    assert_eq!(data["occupied"]["value"], true);
+    assert_eq!(
+        data["occupied"]["observedAt"],
+        yunnao_core::time::rfc3339_ms(observed)
+    );
+
+    let entity = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:bay-77")
+        .await;
+    assert_eq!(entity["name"]["value"], "香港中路 77 号车位");
+    assert_eq!(
+        entity["location"]["value"]["coordinates"],
+        json!([120.3845, 36.062])
+    );
+    assert_eq!(entity["refDevice"]["object"], "urn:ngsi-ld:Device:bay-77");
+    // The device's department owns the mirror: others do not see it.
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let hidden = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:ParkingSpot:bay-77",
+            Some(&water),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(hidden.status(), 404);
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    sensor_data_reaches_entities_and_fires_subscriptions,
     subscriptions_notify_and_count_every_delivery,
     attribute_history_answers_temporal_queries,
     batch_operations_report_each_entity,

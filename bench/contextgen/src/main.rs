@@ -1,0 +1,575 @@
+//! The context-broker benchmark: the same entity workload through yunnao's NGSI-LD API and
+//! through raw SQLite doing the same reads and writes (rows of JSON, a bounding box for geo,
+//! a history table for time), printed side by side with the ratio.
+//!
+//! Entities: `urn:ngsi-ld:ParkingSpot:b{n}` with `occupancy`, `capacity` and a location spread
+//! over central Qingdao; deterministic.
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    /// yunnao base URL.
+    #[arg(long)]
+    url: String,
+    /// Bearer token of an operator.
+    #[arg(long)]
+    token: String,
+    /// Raw SQLite file for the peer.
+    #[arg(long)]
+    raw: std::path::PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    entities: usize,
+    /// Concurrent HTTP requests.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+fn id(n: usize) -> String {
+    format!("urn:ngsi-ld:ParkingSpot:b{n:06}")
+}
+
+/// A deterministic spread over central Qingdao (about 20 × 15 km).
+fn position(n: usize) -> (f64, f64) {
+    let x = (n.wrapping_mul(7919) % 10_007) as f64 / 10_007.0;
+    let y = (n.wrapping_mul(104_729) % 10_009) as f64 / 10_009.0;
+    (120.25 + 0.22 * x, 36.05 + 0.14 * y)
+}
+
+fn entity(n: usize, round: usize) -> Value {
+    let (lon, lat) = position(n);
+    json!({
+        "id": id(n), "type": "ParkingSpot",
+        "occupancy": {"type": "Property", "value": if (n + round).is_multiple_of(3) { "occupied" } else { "free" }},
+        "capacity": {"type": "Property", "value": (n % 50) as i64},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
+    })
+}
+
+struct Figure {
+    name: &'static str,
+    unit: &'static str,
+    yunnao: f64,
+    raw: f64,
+}
+
+async fn run_concurrent<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    job: F,
+) -> anyhow::Result<Duration>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (job, next) = (job.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                job(i).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let base = format!("{}/ngsi-ld/v1", cli.url.trim_end_matches('/'));
+    let n = cli.entities;
+    let mut figures = Vec::new();
+    let raw = Arc::new(std::sync::Mutex::new(raw_open(&cli.raw)?));
+
+    // 1. Creates: batches of 1,000.
+    let batches: Vec<Vec<usize>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let batches = Arc::new(batches);
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let list = batches.clone();
+    let elapsed = run_concurrent(list.len(), 4, move |i| {
+        let (c, b, t, list) = (c.clone(), b.clone(), t.clone(), list.clone());
+        async move {
+            let body: Vec<Value> = list[i].iter().map(|n| entity(*n, 0)).collect();
+            let response = c
+                .post(format!("{b}/entityOperations/create"))
+                .bearer_auth(&t)
+                .json(&body)
+                .send()
+                .await?;
+            if response.status() != 201 {
+                bail!(
+                    "create: {} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_create(db, n))?;
+    figures.push(Figure {
+        name: "entity creates (batches of 1,000)",
+        unit: "entities/s",
+        yunnao: rate(n, elapsed),
+        raw: rate(n, raw_elapsed),
+    });
+
+    // 2a. Attribute updates, one request each (PATCH /entities/{id}/attrs).
+    let updates = 20_000.min(n);
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let elapsed = run_concurrent(updates, cli.concurrency, move |i| {
+        let (c, b, t) = (c.clone(), b.clone(), t.clone());
+        async move {
+            let response = c
+                .patch(format!("{b}/entities/{}/attrs", id(i * 7 % n)))
+                .bearer_auth(&t)
+                .json(&json!({"occupancy": {"type": "Property", "value": "occupied", "observedAt": "2026-11-29T08:00:00Z"}}))
+                .send()
+                .await?;
+            if response.status() != 204 {
+                bail!("update: {}", response.status());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, updates, 1))?;
+    figures.push(Figure {
+        name: "attribute updates (one per request)",
+        unit: "updates/s",
+        yunnao: rate(updates, elapsed),
+        raw: rate(updates, raw_elapsed),
+    });
+
+    // 2b. Attribute updates in batches (entityOperations/update, 1,000 entities each).
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let list = batches.clone();
+    let elapsed = run_concurrent(list.len(), 4, move |i| {
+        let (c, b, t, list) = (c.clone(), b.clone(), t.clone(), list.clone());
+        async move {
+            let body: Vec<Value> = list[i]
+                .iter()
+                .map(|n| json!({"id": id(*n), "type": "ParkingSpot", "occupancy": {"type": "Property", "value": "free"}}))
+                .collect();
+            let response = c.post(format!("{b}/entityOperations/update")).bearer_auth(&t).json(&body).send().await?;
+            if response.status() != 204 {
+                bail!("batch update: {}", response.status());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, n, 1000))?;
+    figures.push(Figure {
+        name: "attribute updates (batches of 1,000)",
+        unit: "updates/s",
+        yunnao: rate(n, elapsed),
+        raw: rate(n, raw_elapsed),
+    });
+
+    // 3. Retrieve by id.
+    let reads = 50_000;
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let elapsed = run_concurrent(reads, cli.concurrency, move |i| {
+        let (c, b, t) = (c.clone(), b.clone(), t.clone());
+        async move {
+            let response = c
+                .get(format!("{b}/entities/{}", id(i * 13 % n)))
+                .bearer_auth(&t)
+                .send()
+                .await?;
+            if response.status() != 200 {
+                bail!("retrieve: {}", response.status());
+            }
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_retrieve(db, n, reads))?;
+    figures.push(Figure {
+        name: "retrieve by id",
+        unit: "retrievals/s",
+        yunnao: rate(reads, elapsed),
+        raw: rate(reads, raw_elapsed),
+    });
+
+    // 4. type + q, first page of 100.
+    let queries = 20;
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let elapsed = run_concurrent(queries, 2, move |i| {
+        let (c, b, t) = (c.clone(), b.clone(), t.clone());
+        async move {
+            let q = format!("capacity>={};occupancy==\"free\"", 40 + i % 10);
+            let response = c
+                .get(format!("{b}/entities"))
+                .query(&[
+                    ("type", "ParkingSpot"),
+                    ("q", q.as_str()),
+                    ("limit", "100"),
+                    ("count", "true"),
+                ])
+                .bearer_auth(&t)
+                .send()
+                .await?;
+            if response.status() != 200 {
+                bail!("query: {}", response.status());
+            }
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_query(db, queries))?;
+    figures.push(Figure {
+        name: "type + q query (100 of ~10,000 matches, counted)",
+        unit: "queries/s",
+        yunnao: rate(queries, elapsed),
+        raw: rate(queries, raw_elapsed),
+    });
+
+    // 5. geo near (500 m).
+    let geo = 2_000;
+    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+    let elapsed = run_concurrent(geo, cli.concurrency, move |i| {
+        let (c, b, t) = (c.clone(), b.clone(), t.clone());
+        async move {
+            let (lon, lat) = position(i * 31);
+            let response = c
+                .get(format!("{b}/entities"))
+                .query(&[
+                    ("type", "ParkingSpot"),
+                    ("georel", "near;maxDistance==500"),
+                    ("geometry", "Point"),
+                    ("coordinates", &format!("[{lon},{lat}]")),
+                    ("limit", "100"),
+                ])
+                .bearer_auth(&t)
+                .send()
+                .await?;
+            if response.status() != 200 {
+                bail!("near: {}", response.status());
+            }
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let raw_elapsed = raw_time(&raw, |db| raw_near(db, geo))?;
+    figures.push(Figure {
+        name: "geo near 500 m",
+        unit: "queries/s",
+        yunnao: rate(geo, elapsed),
+        raw: rate(geo, raw_elapsed),
+    });
+
+    // 6. Temporal: one reservoir, one year of 5-minute values, hourly aggregation.
+    let series = "urn:ngsi-ld:WaterObserved:bench-reservoir";
+    let year_start = 1_735_689_600_000_i64; // 2025-01-01T00:00:00Z
+    let points = 365 * 288;
+    let value = |i: usize| {
+        40.0 + 5.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).sin()
+            + (i / 288) as f64 * 0.01
+    };
+    let at = |i: usize| year_start + i as i64 * 300_000;
+    let first = client
+        .post(format!("{base}/entities"))
+        .bearer_auth(&cli.token)
+        .json(&json!({"id": series, "type": "WaterObserved", "height": {"type": "Property", "value": value(0), "observedAt": rfc3339(at(0))}}))
+        .send()
+        .await?;
+    if first.status() != 201 {
+        bail!("temporal entity: {}", first.status());
+    }
+    let loaded = Instant::now();
+    for chunk in (1..points).collect::<Vec<_>>().chunks(2000) {
+        let body: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"id": series, "type": "WaterObserved", "height": {"type": "Property", "value": value(*i), "observedAt": rfc3339(at(*i))}}))
+            .collect();
+        let response = client
+            .post(format!("{base}/entityOperations/update"))
+            .bearer_auth(&cli.token)
+            .json(&body)
+            .send()
+            .await?;
+        if response.status() != 204 {
+            bail!("temporal load: {}", response.status());
+        }
+    }
+    println!(
+        "loaded {points} temporal values in {:.1} s",
+        loaded.elapsed().as_secs_f64()
+    );
+    let aggregations = 20;
+    let mut total = Duration::ZERO;
+    for _ in 0..aggregations {
+        let started = Instant::now();
+        let response = client
+            .get(format!("{base}/temporal/entities/{series}"))
+            .query(&[
+                ("attrs", "height"),
+                ("options", "aggregatedValues"),
+                ("aggrMethods", "avg,min,max"),
+                ("aggrPeriodDuration", "PT1H"),
+                ("timerel", "between"),
+                ("timeAt", &rfc3339(year_start)),
+                ("endTimeAt", &rfc3339(at(points))),
+            ])
+            .bearer_auth(&cli.token)
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        total += started.elapsed();
+        let hours = body["height"]["avg"].as_array().map_or(0, Vec::len);
+        if hours != 365 * 24 {
+            bail!("temporal aggregation returned {hours} hours");
+        }
+    }
+    raw_time(&raw, |db| raw_temporal_load(db, points))?;
+    let raw_ms = raw_time(&raw, |db| raw_temporal(db, points, aggregations))?.as_secs_f64()
+        * 1000.0
+        / aggregations as f64;
+    let ms = total.as_secs_f64() * 1000.0 / aggregations as f64;
+    figures.push(Figure {
+        name: "temporal hourly avg/min/max over a year of 5-min values",
+        unit: "ms per query",
+        yunnao: ms,
+        raw: raw_ms,
+    });
+
+    println!(
+        "\n{:58} {:>14} {:>14} {:>8}",
+        "operation (100,000 entities)", "yunnao", "raw SQLite", "ratio"
+    );
+    for f in &figures {
+        let ratio = if f.unit == "ms per query" {
+            f.raw / f.yunnao
+        } else {
+            f.yunnao / f.raw
+        };
+        println!(
+            "{:58} {:>14.1} {:>14.1} {:>7.2}x  {}",
+            f.name, f.yunnao, f.raw, ratio, f.unit
+        );
+    }
+    Ok(())
+}
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// --- the raw SQLite peer: same rows, same durability (WAL, synchronous=NORMAL) -------------
+
+fn raw_open(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open(path).context("raw SQLite")?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS entities (id TEXT PRIMARY KEY, type TEXT NOT NULL, attrs TEXT NOT NULL,
+             min_lon REAL, min_lat REAL, max_lon REAL, max_lat REAL);
+         CREATE INDEX IF NOT EXISTS entities_type ON entities (type, id);
+         CREATE INDEX IF NOT EXISTS entities_location ON entities (min_lon, max_lon);
+         CREATE TABLE IF NOT EXISTS history (entity_id TEXT NOT NULL, attr TEXT NOT NULL, at_ms INTEGER NOT NULL,
+             number REAL, PRIMARY KEY (entity_id, attr, at_ms));",
+    )?;
+    Ok(db)
+}
+
+fn raw_time(
+    raw: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+    work: impl FnOnce(&mut rusqlite::Connection) -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let mut db = raw.lock().map_err(|_| anyhow::anyhow!("raw lock"))?;
+    let started = Instant::now();
+    work(&mut db)?;
+    Ok(started.elapsed())
+}
+
+fn raw_create(db: &mut rusqlite::Connection, n: usize) -> anyhow::Result<()> {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let tx = db.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO entities VALUES (?1, 'ParkingSpot', ?2, ?3, ?4, ?3, ?4)",
+            )?;
+            for i in chunk {
+                let (lon, lat) = position(*i);
+                insert.execute(rusqlite::params![
+                    id(*i),
+                    entity(*i, 0).to_string(),
+                    lon,
+                    lat
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Read-modify-write of the JSON row, `per_tx` per transaction.
+fn raw_update(
+    db: &mut rusqlite::Connection,
+    n: usize,
+    count: usize,
+    per_tx: usize,
+) -> anyhow::Result<()> {
+    for chunk in (0..count).collect::<Vec<_>>().chunks(per_tx) {
+        let tx = db.transaction()?;
+        {
+            let mut read = tx.prepare_cached("SELECT attrs FROM entities WHERE id = ?1")?;
+            let mut write = tx.prepare_cached("UPDATE entities SET attrs = ?2 WHERE id = ?1")?;
+            for i in chunk {
+                let key = id(i * 7 % n);
+                let text: String = read.query_row([&key], |row| row.get(0))?;
+                let mut value: Value = serde_json::from_str(&text)?;
+                value["occupancy"] = json!({"type": "Property", "value": "occupied"});
+                write.execute(rusqlite::params![key, value.to_string()])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn raw_retrieve(db: &mut rusqlite::Connection, n: usize, reads: usize) -> anyhow::Result<()> {
+    let mut read = db.prepare_cached("SELECT attrs FROM entities WHERE id = ?1")?;
+    for i in 0..reads {
+        let text: String = read.query_row([id(i * 13 % n)], |row| row.get(0))?;
+        let value: Value = serde_json::from_str(&text)?;
+        std::hint::black_box(value.to_string());
+    }
+    Ok(())
+}
+
+fn raw_query(db: &mut rusqlite::Connection, queries: usize) -> anyhow::Result<()> {
+    for i in 0..queries {
+        let min = (40 + i % 10) as i64;
+        let mut statement = db.prepare_cached(
+            "SELECT attrs FROM entities WHERE type = 'ParkingSpot' \
+             AND json_extract(attrs, '$.capacity.value') >= ?1 AND json_extract(attrs, '$.occupancy.value') = 'free' ORDER BY id",
+        )?;
+        let rows: Vec<String> = statement
+            .query_map([min], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        std::hint::black_box(rows.iter().take(100).map(|r| r.len()).sum::<usize>() + rows.len());
+    }
+    Ok(())
+}
+
+fn raw_near(db: &mut rusqlite::Connection, queries: usize) -> anyhow::Result<()> {
+    for i in 0..queries {
+        let (lon, lat) = position(i * 31);
+        let (dlat, dlon) = (
+            500.0 / 111_195.0,
+            500.0 / (111_195.0 * lat.to_radians().cos()),
+        );
+        let mut statement = db.prepare_cached(
+            "SELECT attrs, min_lon, min_lat FROM entities WHERE type = 'ParkingSpot' AND min_lon <= ?1 AND max_lon >= ?2 \
+             AND min_lat <= ?3 AND max_lat >= ?4 ORDER BY id",
+        )?;
+        let rows: Vec<(String, f64, f64)> = statement
+            .query_map(
+                rusqlite::params![lon + dlon, lon - dlon, lat + dlat, lat - dlat],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let near: Vec<&(String, f64, f64)> = rows
+            .iter()
+            .filter(|(_, x, y)| haversine(lon, lat, *x, *y) <= 500.0)
+            .take(100)
+            .collect();
+        std::hint::black_box(near.len());
+    }
+    Ok(())
+}
+
+fn haversine(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6_371_008.8 * a.sqrt().asin()
+}
+
+fn raw_temporal_load(db: &mut rusqlite::Connection, points: usize) -> anyhow::Result<()> {
+    let year_start = 1_735_689_600_000_i64;
+    let tx = db.transaction()?;
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT OR REPLACE INTO history VALUES ('r', 'height', ?1, ?2)")?;
+        for i in 0..points {
+            insert.execute(rusqlite::params![year_start + i as i64 * 300_000, i as f64])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn raw_temporal(
+    db: &mut rusqlite::Connection,
+    points: usize,
+    queries: usize,
+) -> anyhow::Result<()> {
+    let year_start = 1_735_689_600_000_i64;
+    for _ in 0..queries {
+        let mut statement = db.prepare_cached(
+            "SELECT (at_ms - ?1) / 3600000 AS bucket, AVG(number), MIN(number), MAX(number) FROM history \
+             WHERE entity_id = 'r' AND attr = 'height' AND at_ms >= ?1 AND at_ms < ?2 GROUP BY bucket ORDER BY bucket",
+        )?;
+        let rows: Vec<(i64, f64, f64, f64)> = statement
+            .query_map(
+                rusqlite::params![year_start, year_start + points as i64 * 300_000],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let body = json!(rows.iter().map(|r| json!([r.1, r.0])).collect::<Vec<_>>());
+        std::hint::black_box(body.to_string());
+    }
+    Ok(())
+}
