@@ -54,6 +54,7 @@ pub struct Identity {
     pub bus: Bus,
     pub keys: Arc<PlatformKeys>,
     pub config: IdentityConfig,
+    verified_tokens: Arc<tokens::VerifiedTokens>,
 }
 
 impl Identity {
@@ -63,6 +64,7 @@ impl Identity {
             bus,
             keys: Arc::new(keys),
             config,
+            verified_tokens: Arc::default(),
         }
     }
 }
