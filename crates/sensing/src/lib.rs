@@ -196,6 +196,11 @@ impl Sensing {
         Ok(sensing)
     }
 
+    /// Telemetry writes queued or being committed right now (0: the writer is idle).
+    pub fn ingest_in_flight(&self) -> usize {
+        self.writer.in_flight()
+    }
+
     /// Writes what is only in memory (devices' last-seen times and counters); call at shutdown.
     pub async fn flush(&self) {
         self.writer.flush_status().await;

@@ -157,6 +157,9 @@ impl WriteRequest {
 #[derive(Clone)]
 pub struct Writer {
     sender: mpsc::Sender<WriteRequest>,
+    /// Write requests queued or being committed: background writers (the context mirror) wait
+    /// for this to reach zero, so ingestion never waits for them.
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     db: Db,
     sqlite: Option<std::sync::Arc<SqliteWriter>>,
     activity: std::sync::Arc<Activity>,
@@ -218,6 +221,7 @@ impl Writer {
         ));
         let writer = Self {
             sender,
+            in_flight: std::sync::Arc::default(),
             db,
             sqlite,
             activity,
@@ -256,18 +260,30 @@ impl Writer {
         items: Vec<(DeviceInfo, Vec<Reading>)>,
         received_ms: i64,
     ) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
         let (done, committed) = oneshot::channel();
-        self.sender
-            .send(WriteRequest {
-                items,
-                received_ms,
-                done,
-            })
-            .await
-            .map_err(|_| "the writer has stopped".to_owned())?;
-        committed
-            .await
-            .map_err(|_| "the writer stopped before committing".to_owned())?
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = async {
+            self.sender
+                .send(WriteRequest {
+                    items,
+                    received_ms,
+                    done,
+                })
+                .await
+                .map_err(|_| "the writer has stopped".to_owned())?;
+            committed
+                .await
+                .map_err(|_| "the writer stopped before committing".to_owned())?
+        }
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Write requests queued or being committed right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -35,13 +35,34 @@ pub fn entity_id(entity_type: &str, device_id: &str) -> String {
     format!("urn:ngsi-ld:{entity_type}:{device_id}")
 }
 
-/// Mirrors up to `per_round` devices; returns how many.
+/// Devices per transaction: short, so the SQLite write slot is never held for long.
+const CHUNK: usize = 100;
+
+/// Mirrors up to `per_round` devices, a chunk at a time, each only while no telemetry write is
+/// waiting (ingestion comes first; under saturation the mirror waits and newest values win).
+/// Returns how many were mirrored.
 pub async fn round(
     sensing: &Sensing,
     context: &ContextBroker,
     per_round: usize,
 ) -> Result<usize, Problem> {
-    let batch = sensing.latest.take(per_round);
+    let mut done = 0;
+    while done < per_round {
+        if sensing.ingest_in_flight() > 0 {
+            break;
+        }
+        let mirrored = chunk(sensing, context, CHUNK.min(per_round - done)).await?;
+        if mirrored == 0 {
+            break;
+        }
+        done += mirrored;
+        tokio::task::yield_now().await;
+    }
+    Ok(done)
+}
+
+async fn chunk(sensing: &Sensing, context: &ContextBroker, size: usize) -> Result<usize, Problem> {
+    let batch = sensing.latest.take(size);
     if batch.is_empty() {
         return Ok(0);
     }
@@ -100,9 +121,8 @@ pub async fn round(
             Err(problem) => tracing::warn!(%problem, device = %device_id, "device not mirrored"),
         }
     }
-    let count = items.len();
     context
         .merge_many(&context.config.default_tenant, &items)
         .await?;
-    Ok(count)
+    Ok(batch.len())
 }

@@ -1119,7 +1119,7 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
 
     let aggregated = broker
         .get_json(&format!(
-            "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=totalCount,avg,min,max,sum&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+            "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=totalCount,distinctCount,avg,min,max,sum&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
             at(0), at(24)
         ))
         .await;
@@ -1128,6 +1128,7 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         h["totalCount"],
         json!([[12, at(0), at(12)], [12, at(12), at(24)]])
     );
+    assert_eq!(h["distinctCount"][1][0], 12);
     assert_eq!(h["min"][0][0], 4.0);
     assert_eq!(h["max"][1][0], 4.0 + 0.1 * 23.0);
     let avg = h["avg"][0][0].as_f64().unwrap_or(f64::NAN);
