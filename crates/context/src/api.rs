@@ -876,6 +876,7 @@ fn entity_query(
             ids,
             bbox: geo.as_ref().and_then(GeoQuery::prefilter),
             page: None,
+            conditions: Vec::new(),
         },
         id_pattern,
         q,
@@ -922,6 +923,10 @@ async fn run_query(
     let mut selection = query.selection.clone();
     if !in_memory {
         selection.page = Some((query.offset, query.limit));
+    }
+    if let Some(q) = &query.q {
+        selection.conditions =
+            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
     }
     let (stored, total) = broker
         .select(&request.tenant, &request.viewer, &selection, query.count)
@@ -1783,8 +1788,13 @@ async fn temporal_query(
     }
     let query = entity_query(&selecting, &request.context, broker.config.max_limit)?;
     let (offset, limit) = (query.offset, query.limit);
+    let mut selection = query.selection.clone();
+    if let Some(q) = &query.q {
+        selection.conditions =
+            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
+    }
     let (stored, _) = broker
-        .select(&request.tenant, &request.viewer, &query.selection, false)
+        .select(&request.tenant, &request.viewer, &selection, false)
         .await?;
     let matching: Vec<Stored> = stored
         .into_iter()

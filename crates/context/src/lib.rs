@@ -78,6 +78,8 @@ pub struct Selection {
     pub bbox: Option<(f64, f64, f64, f64)>,
     /// Pagination done by the database when nothing else filters in memory.
     pub page: Option<(usize, usize)>,
+    /// Further conditions (`?` placeholders with their values), e.g. a `q` pre-filter.
+    pub conditions: Vec<(String, Vec<query::SqlValue>)>,
 }
 
 const COLUMNS: &str = "id, types, attrs, created_at, modified_at, owner_department, public";
@@ -404,6 +406,23 @@ impl ContextBroker {
             conditions.push_str(&format!(
                 " AND min_lon <= {a} AND max_lon >= {b} AND min_lat <= {c} AND max_lat >= {d}"
             ));
+        }
+        for (condition, values) in &selection.conditions {
+            let mut values = values.iter();
+            let mut sql = String::new();
+            for (i, piece) in condition.split('?').enumerate() {
+                if i > 0 {
+                    let value = match values.next() {
+                        Some(query::SqlValue::Text(text)) => Bind::Text(text.clone()),
+                        Some(query::SqlValue::Real(real)) => Bind::Real(*real),
+                        None => return Err(Problem::internal("a condition lacks a value")),
+                    };
+                    sql.push_str(&param(&mut binds, value));
+                }
+                sql.push_str(piece);
+            }
+            conditions.push_str(" AND ");
+            conditions.push_str(&sql);
         }
         match viewer {
             Viewer::All => {}

@@ -472,6 +472,202 @@ fn order(value: &Value, literal: &Literal) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// A value bound into a pre-filter condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Real(f64),
+}
+
+/// Conditions (SQL with `?` for each value, in order) that every entity `expr` matches also
+/// satisfies, so the database narrows the candidates; the exact test still runs in memory.
+/// Only the terms of a top-level conjunction that compare an attribute's own value with a
+/// number, a string (equality) or a boolean are translated; values of other JSON types, arrays,
+/// multi-instance attributes and relationships pass the filter, so it never drops a match.
+pub fn prefilter(expr: &Expr, postgres: bool) -> Vec<(String, Vec<SqlValue>)> {
+    let terms: Vec<&Term> = match expr {
+        Expr::Term(term) => vec![term],
+        Expr::And(items) => items
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Term(term) => Some(term),
+                _ => None,
+            })
+            .collect(),
+        Expr::Or(_) => Vec::new(),
+    };
+    terms
+        .into_iter()
+        .filter_map(|term| term_condition(term, postgres))
+        .collect()
+}
+
+/// SQL text with `?` placeholders and their values, in order.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    values: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, value: SqlValue) -> &mut Self {
+        self.text.push('?');
+        self.values.push(value);
+        self
+    }
+}
+
+/// What a pushed-down term compares the value with.
+enum Compare {
+    Number(&'static str, f64),
+    Between(f64, f64),
+    Text(String),
+    Bool(bool),
+}
+
+fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)> {
+    if term.path.len() != 1 || !term.members.is_empty() {
+        return None;
+    }
+    let name = term.path[0].clone();
+    let (op, operand) = term.comparison.as_ref()?;
+    let compare = match (op, operand) {
+        (op, Operand::One(Literal::Number(n))) => Compare::Number(
+            match op {
+                Op::Eq => "=",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                _ => return None,
+            },
+            *n,
+        ),
+        (Op::Eq, Operand::Range(Literal::Number(low), Literal::Number(high))) => {
+            Compare::Between(*low, *high)
+        }
+        (Op::Eq, Operand::One(Literal::Text(t) | Literal::Bare(t))) => Compare::Text(t.clone()),
+        (Op::Eq, Operand::One(Literal::Bool(b))) => Compare::Bool(*b),
+        _ => return None,
+    };
+    let mut sql = Sql::default();
+    if postgres {
+        // attrs -> name: the attribute; -> 'value': its value.
+        let attribute = |sql: &mut Sql| {
+            sql.push("(CAST(attrs AS JSONB) -> ")
+                .bind(SqlValue::Text(name.clone()))
+                .push(")");
+        };
+        let value_type = |sql: &mut Sql| {
+            sql.push("jsonb_typeof(");
+            attribute(sql);
+            sql.push(" -> 'value')");
+        };
+        let number = |sql: &mut Sql| {
+            sql.push("CASE WHEN ");
+            value_type(sql);
+            sql.push(" = 'number' THEN CAST(");
+            attribute(sql);
+            sql.push(" ->> 'value' AS DOUBLE PRECISION) END");
+        };
+        sql.push("(jsonb_typeof(");
+        attribute(&mut sql);
+        sql.push(") = 'array' OR (jsonb_typeof(");
+        attribute(&mut sql);
+        sql.push(") = 'object' AND (");
+        value_type(&mut sql);
+        sql.push(" IS NULL OR ");
+        value_type(&mut sql);
+        match compare {
+            Compare::Number(op, n) => {
+                sql.push(" IN ('object', 'array', 'string') OR ");
+                number(&mut sql);
+                sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
+            }
+            Compare::Between(low, high) => {
+                sql.push(" IN ('object', 'array', 'string') OR (");
+                number(&mut sql);
+                sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
+                number(&mut sql);
+                sql.push(" <= ").bind(SqlValue::Real(high)).push(")");
+            }
+            Compare::Text(text) => {
+                sql.push(" IN ('object', 'array') OR ");
+                attribute(&mut sql);
+                sql.push(" ->> 'value' = ").bind(SqlValue::Text(text));
+            }
+            Compare::Bool(b) => {
+                sql.push(" IN ('object', 'array') OR ");
+                attribute(&mut sql);
+                sql.push(" ->> 'value' = ")
+                    .bind(SqlValue::Text(b.to_string()));
+            }
+        }
+        sql.push(")))");
+    } else {
+        let path = format!("$.\"{name}\"");
+        let value_path = format!("{path}.value");
+        let value_type = |sql: &mut Sql| {
+            sql.push("json_type(attrs, ")
+                .bind(SqlValue::Text(value_path.clone()))
+                .push(")");
+        };
+        let value = |sql: &mut Sql| {
+            sql.push("json_extract(attrs, ")
+                .bind(SqlValue::Text(value_path.clone()))
+                .push(")");
+        };
+        sql.push("(json_type(attrs, ")
+            .bind(SqlValue::Text(path.clone()))
+            .push(") = 'array' OR (json_type(attrs, ");
+        sql.bind(SqlValue::Text(path)).push(") = 'object' AND (");
+        value_type(&mut sql);
+        sql.push(" IS NULL OR ");
+        value_type(&mut sql);
+        match compare {
+            Compare::Number(op, n) => {
+                sql.push(" IN ('object', 'array', 'text') OR (");
+                value_type(&mut sql);
+                sql.push(" IN ('integer', 'real') AND ");
+                value(&mut sql);
+                sql.push(" ")
+                    .push(op)
+                    .push(" ")
+                    .bind(SqlValue::Real(n))
+                    .push(")");
+            }
+            Compare::Between(low, high) => {
+                sql.push(" IN ('object', 'array', 'text') OR (");
+                value_type(&mut sql);
+                sql.push(" IN ('integer', 'real') AND ");
+                value(&mut sql);
+                sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
+                value(&mut sql);
+                sql.push(" <= ").bind(SqlValue::Real(high)).push(")");
+            }
+            Compare::Text(text) => {
+                sql.push(" IN ('object', 'array') OR (");
+                value_type(&mut sql);
+                sql.push(" = 'text' AND ");
+                value(&mut sql);
+                sql.push(" = ").bind(SqlValue::Text(text)).push(")");
+            }
+            Compare::Bool(b) => {
+                sql.push(" IN ('object', 'array') OR ");
+                value_type(&mut sql);
+                sql.push(" = ").bind(SqlValue::Text(b.to_string()));
+            }
+        }
+        sql.push(")))");
+    }
+    Some((sql.text, sql.values))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -466,14 +466,17 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
             .await;
         assert_eq!(created.status(), 201);
     }
-    let other_type = broker
-        .send(
-            Method::POST,
-            "/entities",
-            json!({"id": "urn:ngsi-ld:ParkingSite:qd-1", "type": "ParkingSite", "capacity": 30}),
-        )
-        .await;
-    assert_eq!(other_type.status(), 201);
+    // Sites whose values test the database pre-filter of q: a number, a list, a number as text.
+    for site in [
+        json!({"id": "urn:ngsi-ld:ParkingSite:qd-1", "type": "ParkingSite", "capacity": 30, "covered": true}),
+        json!({"id": "urn:ngsi-ld:ParkingSite:qd-2", "type": "ParkingSite", "capacity": [10, 40]}),
+        json!({"id": "urn:ngsi-ld:ParkingSite:qd-3", "type": "ParkingSite", "capacity": "45", "covered": false}),
+    ] {
+        assert_eq!(
+            broker.send(Method::POST, "/entities", site).await.status(),
+            201
+        );
+    }
 
     let ids = |page: &Value| -> Vec<String> {
         page.as_array()
@@ -488,8 +491,8 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
     // (query, how many match)
     let cases: &[(&str, usize)] = &[
         ("type=ParkingSpot", 30),
-        ("type=ParkingSpot,ParkingSite", 31),
-        ("type=ParkingSite", 1),
+        ("type=ParkingSpot,ParkingSite", 33),
+        ("type=ParkingSite", 3),
         (
             "id=urn:ngsi-ld:ParkingSpot:qd-001,urn:ngsi-ld:ParkingSpot:qd-002",
             2,
@@ -510,7 +513,15 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
             30,
         ),
         ("type=ParkingSpot&q=name~=停车位 2.", 10),
-        ("attrs=capacity", 31),
+        ("attrs=capacity", 33),
+        ("type=ParkingSpot,ParkingSite&q=capacity>=25", 8),
+        ("type=ParkingSite&q=capacity>=35", 2),
+        ("type=ParkingSite&q=capacity==35..50", 2),
+        ("type=ParkingSite&q=capacity==30", 1),
+        ("type=ParkingSite&q=covered==true", 1),
+        ("type=ParkingSite&q=covered==false", 1),
+        ("type=ParkingSpot&q=name==\"停车位 3\"", 1),
+        ("type=ParkingSpot&q=occupancy==\"free\";capacity<3", 2),
         (
             "type=ParkingSpot&georel=near;maxDistance==1000&geometry=Point&coordinates=[120.37,36.062]",
             3,
