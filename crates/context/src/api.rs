@@ -108,8 +108,13 @@ impl Request {
                     "give the @context either in the body (application/ld+json) or in a Link header, not both",
                 ));
             }
-            (Some(value), None) => Context::from_value(value)?,
-            (None, Some(link)) => Context::from_link(link)?,
+            (Some(value), None) => broker.contexts.resolve(value).await?,
+            (None, Some(link)) => {
+                broker
+                    .contexts
+                    .resolve(&Value::String(Context::link_url(link)?))
+                    .await?
+            }
             (None, None) => Context::core(),
         };
         let viewer = if !broker.config.auth {
@@ -1325,9 +1330,13 @@ fn batch_items(value: Value) -> NgsiResult<Vec<Value>> {
     }
 }
 
-fn item_context(request: &Request, item: &Value) -> NgsiResult<Context> {
+async fn item_context(
+    broker: &ContextBroker,
+    request: &Request,
+    item: &Value,
+) -> NgsiResult<Context> {
     match item.get("@context") {
-        Some(context) => Context::from_value(context),
+        Some(context) => broker.contexts.resolve(context).await,
         None => Ok(request.context.clone()),
     }
 }
@@ -1365,7 +1374,7 @@ async fn batch_create(
     for item in batch_items(value)? {
         let id = item_id(&item);
         let outcome = async {
-            let context = item_context(&request, &item)?;
+            let context = item_context(&broker, &request, &item).await?;
             let entity = model::parse_entity(item, &context, &stamp)?;
             broker.create(&request.tenant, &entity, &owner).await
         }
@@ -1409,7 +1418,7 @@ async fn batch_upsert(
     for item in batch_items(value)? {
         let id = item_id(&item);
         let outcome = async {
-            let context = item_context(&request, &item)?;
+            let context = item_context(&broker, &request, &item).await?;
             let entity = model::parse_entity(item, &context, &stamp)?;
             match broker.create(&request.tenant, &entity, &owner).await {
                 Ok(()) => Ok(true),
@@ -1491,7 +1500,7 @@ async fn batch_update(
     for item in batch_items(value)? {
         let id = item_id(&item);
         let outcome = async {
-            let context = item_context(&request, &item)?;
+            let context = item_context(&broker, &request, &item).await?;
             let entity = model::parse_entity(item, &context, &stamp)?;
             broker
                 .modify(&request.tenant, &entity.id, &request.viewer, |stored| {

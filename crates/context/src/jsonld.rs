@@ -106,8 +106,16 @@ impl Context {
     /// both. Only the core context's URLs are resolved; other remote contexts are refused
     /// (the broker never reaches out to the internet).
     pub fn from_value(value: &Value) -> Result<Self, Problem> {
+        Self::from_value_with(value, &HashMap::new())
+    }
+
+    /// [`Context::from_value`] with remote contexts already fetched (URL → document).
+    pub fn from_value_with(
+        value: &Value,
+        remote: &HashMap<String, Value>,
+    ) -> Result<Self, Problem> {
         let mut user = Terms::default();
-        collect(value, &mut user)?;
+        collect(value, &mut user, remote, 0)?;
         Ok(Self {
             user,
             source: Some(value.clone()),
@@ -127,6 +135,21 @@ impl Context {
             ));
         }
         Self::from_value(&Value::String(url.to_owned()))
+    }
+
+    /// The URL a `Link` header names.
+    pub fn link_url(header: &str) -> Result<String, Problem> {
+        if !header.contains("json-ld#context") {
+            return Err(errors::bad_request(
+                "the Link header must have rel=\"http://www.w3.org/ns/json-ld#context\"",
+            ));
+        }
+        Ok(header
+            .split(';')
+            .next()
+            .map(|part| part.trim().trim_start_matches('<').trim_end_matches('>'))
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// The IRI of a term: core terms first (they are protected), then the user's, compact IRIs
@@ -172,15 +195,36 @@ impl Context {
     }
 }
 
-fn collect(value: &Value, into: &mut Terms) -> Result<(), Problem> {
+/// The remote (not built-in) context URLs a `@context` value names.
+pub fn remote_urls(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(url) if !is_core_context_url(url) => vec![url.clone()],
+        Value::Array(items) => items.iter().flat_map(remote_urls).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn collect(
+    value: &Value,
+    into: &mut Terms,
+    remote: &HashMap<String, Value>,
+    depth: usize,
+) -> Result<(), Problem> {
+    if depth > 8 {
+        return Err(errors::bad_request("@context nests too deeply"));
+    }
     match value {
         Value::String(url) if is_core_context_url(url) => Ok(()),
-        Value::String(url) => Err(errors::ld_context_not_available(format!(
-            "the @context {url:?} is not built in and remote contexts are not fetched; send its terms inline"
-        ))),
+        Value::String(url) => match remote.get(url).and_then(|doc| doc.get("@context")) {
+            Some(inner) => collect(inner, into, remote, depth + 1),
+            None => Err(errors::ld_context_not_available(format!(
+                "the @context {url:?} is not built in and not on this broker's allow-list for remote contexts \
+                 (ngsi_ld_context_allow); send its terms inline"
+            ))),
+        },
         Value::Array(items) => {
             for item in items {
-                collect(item, into)?;
+                collect(item, into, remote, depth + 1)?;
             }
             Ok(())
         }
@@ -195,6 +239,103 @@ fn collect(value: &Value, into: &mut Terms) -> Result<(), Problem> {
         _ => Err(errors::bad_request(
             "@context must be a URL, an object or an array of them",
         )),
+    }
+}
+
+/// Remote user contexts: fetched only from the allow-listed URL prefixes, once, then kept.
+pub struct RemoteContexts {
+    allow: Vec<String>,
+    cache: std::sync::Mutex<HashMap<String, Value>>,
+    client: reqwest::Client,
+}
+
+/// Largest remote context accepted.
+const REMOTE_CONTEXT_MAX_BYTES: usize = 1024 * 1024;
+/// Remote contexts kept at most (emptied when full).
+const REMOTE_CONTEXTS_MAX: usize = 1000;
+
+impl RemoteContexts {
+    pub fn new(allow: Vec<String>) -> Self {
+        Self {
+            allow,
+            cache: std::sync::Mutex::new(HashMap::new()),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The context of a request: remote URLs on the allow-list fetched (or taken from the
+    /// cache) first.
+    pub async fn resolve(&self, value: &Value) -> Result<Context, Problem> {
+        let mut fetched = HashMap::new();
+        let mut pending = remote_urls(value);
+        while let Some(url) = pending.pop() {
+            if fetched.contains_key(&url) || fetched.len() > 16 {
+                continue;
+            }
+            let Some(document) = self.document(&url).await? else {
+                continue; // refused below, with the reason
+            };
+            if let Some(inner) = document.get("@context") {
+                pending.extend(remote_urls(inner));
+            }
+            fetched.insert(url, document);
+        }
+        Context::from_value_with(value, &fetched)
+    }
+
+    async fn document(&self, url: &str) -> Result<Option<Value>, Problem> {
+        if let Some(document) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+        {
+            return Ok(Some(document.clone()));
+        }
+        if !self
+            .allow
+            .iter()
+            .any(|prefix| !prefix.is_empty() && url.starts_with(prefix.as_str()))
+        {
+            return Ok(None);
+        }
+        let unavailable =
+            |why: String| errors::ld_context_not_available(format!("@context {url:?}: {why}"));
+        let response = self
+            .client
+            .get(url)
+            .header("accept", "application/ld+json, application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("not fetched: {e}")))?;
+        if !response.status().is_success() {
+            return Err(unavailable(format!(
+                "the server answered {}",
+                response.status()
+            )));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("not read: {e}")))?;
+        if body.len() > REMOTE_CONTEXT_MAX_BYTES {
+            return Err(unavailable("larger than 1 MiB".into()));
+        }
+        let document: Value =
+            serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        if document.get("@context").is_none() {
+            return Err(unavailable("the document has no @context".into()));
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= REMOTE_CONTEXTS_MAX {
+            cache.clear();
+        }
+        cache.insert(url.to_owned(), document.clone());
+        Ok(Some(document))
     }
 }
 

@@ -30,6 +30,8 @@ pub struct ContextConfig {
     pub default_tenant: String,
     /// Largest page (`limit`).
     pub max_limit: usize,
+    /// URL prefixes remote user @contexts may be fetched from (nothing else is fetched).
+    pub context_allow: Vec<String>,
 }
 
 impl Default for ContextConfig {
@@ -38,6 +40,7 @@ impl Default for ContextConfig {
             auth: true,
             default_tenant: "city".into(),
             max_limit: 100_000,
+            context_allow: Vec::new(),
         }
     }
 }
@@ -48,6 +51,7 @@ pub struct ContextBroker {
     pub identity: Identity,
     pub config: ContextConfig,
     pub notifier: subscriptions::Notifier,
+    pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -119,7 +123,9 @@ impl ContextBroker {
     /// The broker, with its subscriptions loaded; other nodes' subscription changes are picked
     /// up every 5 s.
     pub async fn start(db: Db, identity: Identity, config: ContextConfig) -> Result<Self, Problem> {
-        let notifier = subscriptions::Notifier::new(db.clone());
+        let contexts =
+            std::sync::Arc::new(jsonld::RemoteContexts::new(config.context_allow.clone()));
+        let notifier = subscriptions::Notifier::new(db.clone(), contexts.clone());
         notifier.reload().await?;
         let reloader = notifier.clone();
         tokio::spawn(async move {
@@ -138,6 +144,7 @@ impl ContextBroker {
             identity,
             config,
             notifier,
+            contexts,
         })
     }
 

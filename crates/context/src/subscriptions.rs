@@ -338,10 +338,11 @@ pub struct Notifier {
     last_sent: Arc<RwLock<std::collections::HashMap<(String, String), i64>>>,
     client: reqwest::Client,
     slots: Arc<tokio::sync::Semaphore>,
+    contexts: Arc<crate::jsonld::RemoteContexts>,
 }
 
 impl Notifier {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, contexts: Arc<crate::jsonld::RemoteContexts>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -352,6 +353,7 @@ impl Notifier {
             last_sent: Arc::default(),
             client,
             slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES)),
+            contexts,
         }
     }
 
@@ -369,7 +371,7 @@ impl Notifier {
                 serde_json::from_str(&definition).map_err(|e| Problem::internal(e.to_string()))?;
             // Stored definitions hold expanded names, and the client's context for `q`.
             let context = match definition.get("jsonldContext") {
-                Some(source) => Context::from_value(source).unwrap_or_default(),
+                Some(source) => self.contexts.resolve(source).await.unwrap_or_default(),
                 None => Context::core(),
             };
             match Subscription::parse(&tenant, &owner, &definition, &context) {

@@ -40,6 +40,9 @@ pub struct Config {
     /// Authentication on `/ngsi-ld/v1`. Turn it off only behind a policy-enforcement proxy or
     /// to run a conformance suite: everyone then reads and writes every entity.
     pub ngsi_ld_auth: bool,
+    /// Comma-separated URL prefixes the NGSI-LD broker may fetch remote user @contexts from
+    /// (once each, then cached); empty: none, only the built-in core context and inline terms.
+    pub ngsi_ld_context_allow: String,
     /// How often devices' newest values are mirrored into the context broker, in milliseconds.
     pub context_mirror_ms: u64,
     /// Devices mirrored per round at most (the rest wait for the next round, newest value wins).
@@ -64,6 +67,7 @@ impl Default for Config {
             no_data_check_ms: 30_000,
             log: "info".into(),
             ngsi_ld_auth: true,
+            ngsi_ld_context_allow: String::new(),
             context_mirror_ms: 1000,
             context_mirror_per_round: 2000,
         }
@@ -118,6 +122,7 @@ impl Config {
                 "no_data_check_ms",
                 "log",
                 "ngsi_ld_auth",
+                "ngsi_ld_context_allow",
                 "context_mirror_ms",
                 "context_mirror_per_round",
             ]))

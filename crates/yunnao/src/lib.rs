@@ -128,6 +128,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         identity.clone(),
         yunnao_context::ContextConfig {
             auth: config.ngsi_ld_auth,
+            context_allow: config
+                .ngsi_ld_context_allow
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
             ..yunnao_context::ContextConfig::default()
         },
     )

@@ -1477,7 +1477,96 @@ async fn sensor_data_reaches_entities_and_fires_subscriptions(backend: TestBacke
     broker.server.cleanup().await;
 }
 
+async fn remote_contexts_come_only_from_the_allow_list_and_are_cached(backend: TestBackend) {
+    // A context server on a free port that counts how often it is asked.
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/contexts/parking.jsonld",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::Json(json!({"@context": [parking_context(), CORE]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let allowed = format!("{origin}/contexts/");
+    let server =
+        TestServer::start_with(backend, |c| c.ngsi_ld_context_allow = allowed.clone()).await;
+    let admin = server.admin().await;
+    let token = server
+        .user(&admin, "traffic.op", "transport", "operator")
+        .await;
+    let broker = Broker { server, token };
+    let link = format!(
+        "<{origin}/contexts/parking.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+    );
+    for i in 1..=3 {
+        let created = broker
+            .call(Method::POST, "/entities", Some(&broker.token))
+            .header("content-type", "application/json")
+            .header("link", link.clone())
+            .body(json!({"id": format!("urn:ngsi-ld:ParkingSpot:r-{i}"), "type": "ParkingSpot", "occupancy": "free"}).to_string())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(created.status(), 201);
+    }
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once, then cached"
+    );
+    // The terms of the remote context were used: without it, the full IRIs.
+    let plain = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:r-1")
+        .await;
+    assert_eq!(
+        plain["type"],
+        "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"
+    );
+    let compacted: Value = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:ParkingSpot:r-1",
+            Some(&broker.token),
+        )
+        .header("link", link.clone())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(compacted["type"], "ParkingSpot");
+    assert_eq!(compacted["occupancy"]["value"], "free");
+    // Not on the allow-list: refused, never fetched.
+    let elsewhere = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/json")
+        .header(
+            "link",
+            format!("<{origin}/other/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\""),
+        )
+        .body(json!({"id": "urn:ngsi-ld:ParkingSpot:r-9", "type": "ParkingSpot"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(elsewhere, 503, "LdContextNotAvailable").await;
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    remote_contexts_come_only_from_the_allow_list_and_are_cached,
     sensor_data_reaches_entities_and_fires_subscriptions,
     subscriptions_notify_and_count_every_delivery,
     attribute_history_answers_temporal_queries,
