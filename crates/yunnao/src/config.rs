@@ -39,6 +39,7 @@ pub struct Config {
     pub log: String,
     /// Authentication on `/ngsi-ld/v1`. Turn it off only behind a policy-enforcement proxy or
     /// to run a conformance suite: everyone then reads and writes every entity.
+    #[serde(deserialize_with = "on_or_off")]
     pub ngsi_ld_auth: bool,
     /// Comma-separated URL prefixes the NGSI-LD broker may fetch remote user @contexts from
     /// (once each, then cached); empty: none, only the built-in core context and inline terms.
@@ -144,6 +145,26 @@ impl Config {
     }
 }
 
+/// A switch written `true`/`false` or `on`/`off` (`YUNNAO_NGSI_LD_AUTH=off`).
+fn on_or_off<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Bool(bool),
+        Text(String),
+    }
+    match Switch::deserialize(deserializer)? {
+        Switch::Bool(b) => Ok(b),
+        Switch::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => Ok(true),
+            "off" | "false" | "0" | "no" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not on or off"
+            ))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +188,29 @@ mod tests {
             let config = Config::load(None, &flags).expect("loads");
             assert_eq!(config.listen, "127.0.0.1:9200", "flags beat env");
             assert_eq!(config.db_url(), "sqlite://yunnao-data/yunnao.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ngsi_ld_auth_reads_on_and_off() {
+        for (value, expected) in [
+            ("off", false),
+            ("on", true),
+            ("false", false),
+            ("true", true),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("YUNNAO_NGSI_LD_AUTH", value);
+                let config = Config::load(None, &Overrides::default()).expect("loads");
+                assert_eq!(config.ngsi_ld_auth, expected, "{value}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("YUNNAO_NGSI_LD_AUTH", "maybe");
+            let error = Config::load(None, &Overrides::default()).expect_err("refused");
+            assert!(error.contains("not on or off"), "{error}");
             Ok(())
         });
     }
