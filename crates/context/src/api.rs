@@ -249,42 +249,18 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> NgsiResult<(Value, bool)> {
     Ok((value, ld))
 }
 
+/// The query string's parameters (the last of a repeated name wins).
 fn query_map(raw: Option<String>) -> NgsiResult<HashMap<String, String>> {
-    let raw = raw.unwrap_or_default();
-    let mut map = HashMap::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |text: &str| {
-            percent_decode(text)
-                .ok_or_else(|| errors::bad_request(format!("bad URL encoding in {pair:?}")))
-        };
-        map.insert(decode(key)?, decode(value)?);
-    }
-    Ok(map)
+    Ok(form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect())
 }
 
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+/// Is `name` among the comma-separated `options`?
+fn has_option(params: &HashMap<String, String>, name: &str) -> bool {
+    params
+        .get("options")
+        .is_some_and(|o| o.split(',').any(|t| t.trim() == name))
 }
 
 fn render_options(
@@ -475,16 +451,11 @@ async fn merge_entity(
     broker
         .modify(&request.tenant, &id, &request.viewer, |stored| {
             request.may_change(&broker, stored)?;
-            if let Some(types) = types {
-                for t in types {
-                    if !stored.entity.types.contains(&t) {
-                        stored.entity.types.push(t);
-                    }
-                }
+            if let Some(types) = &types {
+                stored.entity.add_types(types);
             }
             for (name, attribute) in attrs {
-                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-                stored.entity.attrs.insert(name, kept);
+                stored.entity.put_attribute(name, attribute);
             }
             for name in &deleted {
                 stored.entity.attrs.remove(name);
@@ -560,9 +531,7 @@ async fn append_attributes(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let no_overwrite = query_map(raw)?
-        .get("options")
-        .is_some_and(|o| o.split(',').any(|t| t == "noOverwrite"));
+    let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
     let Value::Object(object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
@@ -581,8 +550,7 @@ async fn append_attributes(
                     ));
                     continue;
                 }
-                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-                stored.entity.attrs.insert(name.clone(), kept);
+                stored.entity.put_attribute(name.clone(), attribute);
                 updated.push(name);
             }
             stored.entity.modified_at = stamp.clone();
@@ -625,8 +593,7 @@ async fn update_attributes(
                     not_updated.push((name, "the entity has no such attribute".to_owned()));
                     continue;
                 }
-                let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-                stored.entity.attrs.insert(name.clone(), kept);
+                stored.entity.put_attribute(name.clone(), attribute);
                 updated.push(name);
             }
             stored.entity.modified_at = stamp.clone();
@@ -685,8 +652,7 @@ async fn partial_attribute_update(
             }
             let attribute =
                 model::parse_attribute(&attr, Value::Object(compacted), &request.context, &stamp)?;
-            let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-            stored.entity.attrs.insert(name.clone(), kept);
+            stored.entity.put_attribute(name.clone(), attribute);
             stored.entity.modified_at = stamp.clone();
             Ok(())
         })
@@ -727,8 +693,7 @@ async fn replace_attribute(
                     "entity {id} has no attribute {attr}"
                 )));
             }
-            let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-            stored.entity.attrs.insert(name.clone(), kept);
+            stored.entity.put_attribute(name.clone(), attribute);
             stored.entity.modified_at = stamp.clone();
             Ok(())
         })
@@ -1409,9 +1374,7 @@ async fn batch_upsert(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     let owner = request.writer(&broker)?;
-    let merge = query_map(raw)?
-        .get("options")
-        .is_some_and(|o| o.split(',').any(|t| t == "update"));
+    let merge = has_option(&query_map(raw)?, "update");
     let stamp = now();
     let mut result = BatchResult::default();
     let mut created = Vec::new();
@@ -1427,17 +1390,9 @@ async fn batch_upsert(
                         .modify(&request.tenant, &entity.id, &request.viewer, |stored| {
                             request.may_change(&broker, stored)?;
                             if merge {
-                                for t in &entity.types {
-                                    if !stored.entity.types.contains(t) {
-                                        stored.entity.types.push(t.clone());
-                                    }
-                                }
+                                stored.entity.add_types(&entity.types);
                                 for (name, attribute) in entity.attrs.clone() {
-                                    let kept = model::keep_created(
-                                        stored.entity.attrs.get(&name),
-                                        attribute,
-                                    );
-                                    stored.entity.attrs.insert(name, kept);
+                                    stored.entity.put_attribute(name, attribute);
                                 }
                             } else {
                                 stored.entity.types = entity.types.clone();
@@ -1492,9 +1447,7 @@ async fn batch_update(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    let no_overwrite = query_map(raw)?
-        .get("options")
-        .is_some_and(|o| o.split(',').any(|t| t == "noOverwrite"));
+    let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
     let stamp = now();
     let mut result = BatchResult::default();
     for item in batch_items(value)? {
@@ -1509,8 +1462,7 @@ async fn batch_update(
                         if no_overwrite && stored.entity.attrs.contains_key(&name) {
                             continue;
                         }
-                        let kept = model::keep_created(stored.entity.attrs.get(&name), attribute);
-                        stored.entity.attrs.insert(name, kept);
+                        stored.entity.put_attribute(name, attribute);
                     }
                     stored.entity.modified_at = stamp.clone();
                     Ok(())
@@ -1607,16 +1559,10 @@ fn temporal_request(
                 .ok_or_else(|| errors::bad_request("lastN must be a positive integer"))
         })
         .transpose()?;
-    let tokens: Vec<String> = params
-        .get("options")
-        .map(|o| o.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    let simplified = tokens.iter().any(|t| t == "temporalValues")
-        || params.get("format").is_some_and(|f| f == "temporalValues");
-    let aggregated = tokens.iter().any(|t| t == "aggregatedValues")
-        || params
-            .get("format")
-            .is_some_and(|f| f == "aggregatedValues");
+    let asked =
+        |name: &str| has_option(params, name) || params.get("format").is_some_and(|f| f == name);
+    let simplified = asked("temporalValues");
+    let aggregated = asked("aggregatedValues");
     let aggregation = if aggregated {
         let methods: Vec<String> = params
             .get("aggrMethods")
@@ -1646,7 +1592,7 @@ fn temporal_request(
     plain.remove("options");
     plain.remove("format");
     let mut options = render_options(&plain, context)?;
-    options.sys_attrs = tokens.iter().any(|t| t == "sysAttrs");
+    options.sys_attrs = has_option(params, "sysAttrs");
     Ok(TemporalRequest {
         range,
         last_n,
@@ -1664,21 +1610,7 @@ async fn temporal_body(
 ) -> NgsiResult<Value> {
     let c = &request.context;
     let entity = &stored.entity;
-    let mut out = Map::new();
-    out.insert("id".into(), entity.id.clone().into());
-    let types: Vec<Value> = entity
-        .types
-        .iter()
-        .map(|t| Value::String(c.compact(t)))
-        .collect();
-    out.insert(
-        "type".into(),
-        if types.len() == 1 {
-            types[0].clone()
-        } else {
-            Value::Array(types)
-        },
-    );
+    let mut out = model::render_head(entity, c);
     for name in entity.attrs.keys() {
         if let Some(wanted) = &temporal.options.attrs
             && !wanted.contains(name)

@@ -122,21 +122,6 @@ impl Context {
         })
     }
 
-    /// From a `Link: <url>; rel="http://www.w3.org/ns/json-ld#context"` header.
-    pub fn from_link(header: &str) -> Result<Self, Problem> {
-        let url = header
-            .split(';')
-            .next()
-            .map(|part| part.trim().trim_start_matches('<').trim_end_matches('>'))
-            .unwrap_or_default();
-        if !header.contains("json-ld#context") {
-            return Err(errors::bad_request(
-                "the Link header must have rel=\"http://www.w3.org/ns/json-ld#context\"",
-            ));
-        }
-        Self::from_value(&Value::String(url.to_owned()))
-    }
-
     /// The URL a `Link` header names.
     pub fn link_url(header: &str) -> Result<String, Problem> {
         if !header.contains("json-ld#context") {

@@ -266,8 +266,7 @@ impl ContextBroker {
                     let mut stored = from_row(row)?;
                     let before = stored.entity.attrs.clone();
                     for (name, attribute) in &entity.attrs {
-                        let kept = model::keep_created(before.get(name), attribute.clone());
-                        stored.entity.attrs.insert(name.clone(), kept);
+                        stored.entity.put_attribute(name.clone(), attribute.clone());
                     }
                     stored.entity.modified_at = entity.modified_at.clone();
                     let changed =

@@ -54,6 +54,28 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// Sets an attribute, keeping the createdAt of the one it replaces.
+    pub fn put_attribute(&mut self, name: String, mut attribute: Value) {
+        let created = self
+            .attrs
+            .get(&name)
+            .and_then(|e| e.get("createdAt"))
+            .cloned();
+        if let (Some(created), Value::Object(object)) = (created, &mut attribute) {
+            object.insert("createdAt".into(), created);
+        }
+        self.attrs.insert(name, attribute);
+    }
+
+    /// Adds the types it does not have yet.
+    pub fn add_types(&mut self, types: &[String]) {
+        for t in types {
+            if !self.types.contains(t) {
+                self.types.push(t.clone());
+            }
+        }
+    }
+
     /// The attribute that locates the entity, as a geometry.
     pub fn location(&self) -> Option<geo::Geometry<f64>> {
         let attribute = self.attrs.get("https://uri.etsi.org/ngsi-ld/location")?;
@@ -440,23 +462,27 @@ pub struct RenderOptions {
     pub attrs: Option<Vec<String>>,
 }
 
-/// The entity compacted with `context`.
-pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
+/// `id` and `type` (one name, or a list), compacted with `context`.
+pub fn render_head(entity: &Entity, context: &Context) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("id".into(), entity.id.clone().into());
-    let types: Vec<Value> = entity
+    let mut types: Vec<Value> = entity
         .types
         .iter()
         .map(|t| Value::String(context.compact(t)))
         .collect();
-    out.insert(
-        "type".into(),
-        if types.len() == 1 {
-            types[0].clone()
-        } else {
-            Value::Array(types)
-        },
-    );
+    let type_value = if types.len() == 1 {
+        types.remove(0)
+    } else {
+        Value::Array(types)
+    };
+    out.insert("type".into(), type_value);
+    out
+}
+
+/// The entity compacted with `context`.
+pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
+    let mut out = render_head(entity, context);
     if options.sys_attrs {
         out.insert("createdAt".into(), entity.created_at.clone().into());
         out.insert("modifiedAt".into(), entity.modified_at.clone().into());
@@ -528,15 +554,6 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
         return value;
     }
     Value::Object(out)
-}
-
-/// Merges `update` into `existing` keeping the original createdAt of each attribute.
-pub fn keep_created(existing: Option<&Value>, mut update: Value) -> Value {
-    let created = existing.and_then(|e| e.get("createdAt")).cloned();
-    if let (Some(created), Value::Object(object)) = (created, &mut update) {
-        object.insert("createdAt".into(), created);
-    }
-    update
 }
 
 #[cfg(test)]

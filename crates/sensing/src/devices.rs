@@ -242,14 +242,7 @@ impl Sensing {
     }
 
     pub async fn get_device(&self, id: &str) -> Result<Option<DeviceView>, Problem> {
-        let row = sqlx::query_as::<_, DeviceRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM devices WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await
-        .db()?;
-        Ok(row.map(|r| self.view(r)))
+        Ok(self.get_devices(&[id]).await?.pop())
     }
 
     /// Several devices by id, one query per 500 (unknown ids are left out).

@@ -393,30 +393,10 @@ impl Sensing {
 
     /// The ingestion view of a device by id (cached; misses go to the database).
     pub async fn device_info(&self, id: &str) -> Result<Option<DeviceInfo>, Problem> {
-        if let Some(info) = self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(id) {
-            return Ok(Some(info.clone()));
-        }
-        let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT id, profile_code, department_code FROM devices WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.db.pool())
-                .await
-                .db()?;
-        Ok(row.map(|(id, profile, department)| {
-            let info = DeviceInfo {
-                id: id.as_str().into(),
-                profile: profile.into(),
-                department: department.into(),
-            };
-            self.by_id
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, info.clone());
-            info
-        }))
+        Ok(self.device_infos([id]).await?.remove(id))
     }
 
-    /// [`Sensing::device_info`] for many ids at once: cache hits, then one query per 500
+    /// The ingestion view of many devices at once: cache hits, then one query per 500
     /// misses (a gateway's first upload names thousands of devices). Unknown ids are absent.
     pub async fn device_infos<'a>(
         &self,
