@@ -37,6 +37,12 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         "Method not allowed on this endpoint",
     ),
     ("conflict", 409, "Conflict with the current state"),
+    (
+        "illegal-transition",
+        409,
+        "Not allowed in the current state",
+    ),
+    ("out-of-area", 422, "Location outside the city"),
     ("payload-too-large", 413, "Request body too large"),
     ("unsupported-media-type", 415, "Unsupported media type"),
     ("too-many-requests", 429, "Too many requests"),

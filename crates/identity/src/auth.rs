@@ -122,7 +122,7 @@ fn credential(parts: &axum::http::HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-async fn resolve(identity: &Identity, credential: &str) -> Result<Principal, Problem> {
+pub(crate) async fn resolve(identity: &Identity, credential: &str) -> Result<Principal, Problem> {
     if clients::looks_like_key(credential) {
         clients::resolve(identity, credential).await
     } else {

@@ -11,6 +11,7 @@ use yunnao_gm::{FieldCipher, Sm2KeyPair, Sm2PublicKey, derive_key16};
 pub struct PlatformKeys {
     signing: Sm2KeyPair,
     key_encryption: FieldCipher,
+    secret: [u8; 32],
 }
 
 impl std::fmt::Debug for PlatformKeys {
@@ -26,10 +27,17 @@ impl PlatformKeys {
         let signing = Sm2KeyPair::from_secret_bytes(secret)
             .map_err(|e| format!("platform key is not a valid SM2 secret key: {e}"))?;
         let key_encryption = FieldCipher::new(&derive_key16(secret, "seal-key-encryption"));
+        let secret = signing.secret_bytes();
         Ok(Self {
             signing,
             key_encryption,
+            secret,
         })
+    }
+
+    /// A field cipher for `purpose`, derived from the platform secret.
+    pub fn field_cipher(&self, purpose: &str) -> FieldCipher {
+        FieldCipher::new(&derive_key16(&self.secret, purpose))
     }
 
     pub fn generate() -> Result<Self, String> {

@@ -188,3 +188,50 @@ impl Identity {
         Ok(departments::get(&self.db, code).await?.is_some())
     }
 }
+
+/// The narrow view other domain crates get of users and credentials.
+impl Identity {
+    /// Resolves a credential (a sign-in token or an API key) as the middleware does, for
+    /// protocols that carry it elsewhere than in a header (Open311's `api_key` form field).
+    pub async fn authenticate(&self, credential: &str) -> Result<Principal, yunnao_core::Problem> {
+        auth::resolve(self, credential).await
+    }
+
+    /// A user by username.
+    pub async fn user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserView>, yunnao_core::Problem> {
+        match users::find_by_username(&self.db, username).await? {
+            Some(row) => Ok(Some(users::view(&self.db, row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A user by id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserView>, yunnao_core::Problem> {
+        match users::find_by_id(&self.db, id).await? {
+            Some(row) => Ok(Some(users::view(&self.db, row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The enabled users of `department` holding `role` (e.g. a department's heads).
+    pub async fn users_with_role(
+        &self,
+        department: &str,
+        role: Role,
+    ) -> Result<Vec<UserView>, yunnao_core::Problem> {
+        Ok(users::list(&self.db, Some(department))
+            .await?
+            .into_iter()
+            .filter(|u| !u.disabled && u.roles.contains(&role))
+            .collect())
+    }
+
+    /// An SM4-GCM cipher for personal data fields, derived from the platform key for `purpose`
+    /// (so a copy of the database alone does not reveal them).
+    pub fn field_cipher(&self, purpose: &str) -> yunnao_gm::FieldCipher {
+        self.keys.field_cipher(purpose)
+    }
+}

@@ -48,6 +48,15 @@ pub struct Config {
     pub context_mirror_ms: u64,
     /// Devices mirrored per round at most (the rest wait for the next round, newest value wins).
     pub context_mirror_per_round: usize,
+    /// The governance command centre's department: its operators register, dispatch and close
+    /// incidents.
+    pub governance_centre: String,
+    /// H3 resolution of the unit grids (10: about 15,000 m² each, ≈ 750,000 over the city).
+    pub grid_resolution: u8,
+    /// How often incident deadlines are checked for warnings and escalation, in milliseconds.
+    pub governance_scan_ms: u64,
+    /// Register and dispatch located reports at once by the dispatch rules.
+    pub auto_dispatch: bool,
 }
 
 impl Default for Config {
@@ -71,6 +80,10 @@ impl Default for Config {
             ngsi_ld_context_allow: String::new(),
             context_mirror_ms: 1000,
             context_mirror_per_round: 2000,
+            governance_centre: "city-management".into(),
+            grid_resolution: 10,
+            governance_scan_ms: 30_000,
+            auto_dispatch: true,
         }
     }
 }
@@ -126,6 +139,10 @@ impl Config {
                 "ngsi_ld_context_allow",
                 "context_mirror_ms",
                 "context_mirror_per_round",
+                "governance_centre",
+                "grid_resolution",
+                "governance_scan_ms",
+                "auto_dispatch",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

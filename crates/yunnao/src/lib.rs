@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod context_link;
+pub mod governance_link;
 mod platform;
 
 pub use config::{Config, Overrides};
@@ -21,6 +22,7 @@ pub const MIGRATIONS: &[MigrationSet] = &[
     yunnao_identity::MIGRATIONS,
     yunnao_sensing::MIGRATIONS,
     yunnao_context::MIGRATIONS,
+    yunnao_governance::MIGRATIONS,
 ];
 
 pub struct App {
@@ -31,6 +33,7 @@ pub struct App {
     pub identity: Identity,
     pub sensing: yunnao_sensing::Sensing,
     pub context: yunnao_context::ContextBroker,
+    pub governance: yunnao_governance::Governance,
     /// Messages taken from the external broker, when one is configured.
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub metrics: Metrics,
@@ -156,6 +159,22 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         config.context_mirror_per_round.max(1),
     );
 
+    let governance = yunnao_governance::Governance::start(
+        db.clone(),
+        bus.clone(),
+        identity.clone(),
+        yunnao_governance::GovernanceConfig {
+            centre: config.governance_centre.clone(),
+            grid_resolution: config.grid_resolution,
+            auto_dispatch: config.auto_dispatch,
+            scan_every: std::time::Duration::from_millis(config.governance_scan_ms.max(10)),
+            ..yunnao_governance::GovernanceConfig::default()
+        },
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("governance hub: {p}"))?;
+    governance_link::spawn(&bus, sensing.clone(), governance.clone())?;
+
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),
@@ -166,6 +185,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_identity::api::router().with_state(identity.clone()))
         .merge(yunnao_sensing::api::router().with_state(sensing.clone()))
         .merge(yunnao_context::api::router().with_state(context.clone()))
+        .merge(yunnao_governance::api::router().with_state(governance.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
     let _ = openapi_cell.set(openapi.clone());
@@ -189,6 +209,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         identity,
         sensing,
         context,
+        governance,
         external_mqtt,
         metrics,
         seed,

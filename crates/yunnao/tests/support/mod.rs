@@ -35,6 +35,9 @@ impl TestServer {
             data_dir: data_dir.path().to_path_buf(),
             db: Some(test_db.url.clone()),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            // Coarse unit grids (about 0.7 km², 15,000 over the city) keep start-up quick in
+            // debug builds; the grid's own tests and the benchmark use the real resolution.
+            grid_resolution: 8,
             ..Config::default()
         };
         adjust(&mut config);
