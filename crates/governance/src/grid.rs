@@ -219,12 +219,11 @@ fn cell_polygon(cell: CellIndex) -> MultiPolygon {
     MultiPolygon::from(cell)
 }
 
+type Tile = (u64, Option<MultiPolygon>, f64);
+
 /// A district's cells in H3 order: (cell, the piece inside the district if the boundary cuts
 /// the cell, area in m²).
-fn tile(
-    district: &District,
-    res: Resolution,
-) -> Result<Vec<(u64, Option<MultiPolygon>, f64)>, String> {
+fn tile(district: &District, res: Resolution) -> Result<Vec<Tile>, String> {
     let mut tiler = TilerBuilder::new(res)
         .containment_mode(ContainmentMode::Covers)
         .build();
@@ -268,17 +267,16 @@ impl CityGrid {
         let mut community_first = vec![0u32; communities.len()];
         let mut community_count = vec![0u32; communities.len()];
         // Tiling and cutting dominate (seconds at resolution 10): one district per thread.
-        let tiled: Vec<Result<Vec<(u64, Option<MultiPolygon>, f64)>, String>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = districts
-                    .iter()
-                    .map(|district| scope.spawn(move || tile(district, res)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("tiling panicked".into())))
-                    .collect()
-            });
+        let tiled: Vec<Result<Vec<Tile>, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = districts
+                .iter()
+                .map(|district| scope.spawn(move || tile(district, res)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("tiling panicked".into())))
+                .collect()
+        });
         for ((d, district), tiles) in districts.iter().enumerate().zip(tiled) {
             let mut mine: Vec<(u64, Option<u32>, f64)> = Vec::new();
             for (cell, piece, area) in tiles? {
