@@ -28,7 +28,7 @@ echo "== $DEVICES devices x $PER_DEVICE readings x 3 values; MQTT: $MQTT_DEVICES
 YUNNAO_ADMIN_PASSWORD=bench-password YUNNAO_LOG=warn $BIN/yunnao serve --data-dir "$WORK/yunnao" \
   --listen 127.0.0.1:$HTTP_PORT --mqtt-listen 127.0.0.1:$MQTT_PORT > "$WORK/yunnao.log" 2>&1 &
 YUNNAO_PID=$!; pids+=("$YUNNAO_PID")
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 600); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null && break; sleep 0.1; done
 TOKEN=$(curl -sf -X POST http://127.0.0.1:$HTTP_PORT/api/v1/auth/sign-in -H 'content-type: application/json' \
   -d '{"username":"admin","password":"bench-password"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
 $LOAD setup --url http://127.0.0.1:$HTTP_PORT --token "$TOKEN" --devices "$DEVICES" --tokens "$WORK/tokens.csv"
@@ -62,7 +62,7 @@ bind-address = "127.0.0.1:$((INFLUX_PORT + 1))"
 CONF
 influxd -config "$WORK/influx/influxdb.conf" > "$WORK/influx.log" 2>&1 &
 pids+=("$!")
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$INFLUX_PORT/ping >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 600); do curl -sf http://127.0.0.1:$INFLUX_PORT/ping >/dev/null && break; sleep 0.1; done
 curl -sf -X POST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE bench' >/dev/null
 $LOAD influx --url http://127.0.0.1:$INFLUX_PORT --devices "$DEVICES" --per-device "$PER_DEVICE" --batch 5000 --writers 4 | tee "$WORK/influx.txt"
 INFLUX_COUNT=$(curl -sf -G "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'db=bench' \

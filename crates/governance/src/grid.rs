@@ -364,6 +364,16 @@ impl CityGrid {
         self.grids.len()
     }
 
+    /// (min lon, min lat, max lon, max lat) of the city.
+    pub fn bbox(&self) -> (f64, f64, f64, f64) {
+        (
+            self.bbox.min().x,
+            self.bbox.min().y,
+            self.bbox.max().x,
+            self.bbox.max().y,
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.grids.is_empty()
     }
@@ -425,6 +435,15 @@ impl CityGrid {
         // The point lies in the sliver between its H3 cell and the cell's straight-edged
         // polygon: the neighbour's polygon holds it.
         let neighbours = cell.grid_disk::<Vec<_>>(1);
+        // Far from every district (the sea, other cities): nothing near is a grid.
+        if self.cut.get(&raw).is_none()
+            && neighbours.iter().all(|n| {
+                let raw = u64::from(*n);
+                !self.whole.contains_key(&raw) && !self.cut.contains_key(&raw)
+            })
+        {
+            return None;
+        }
         for neighbour in &neighbours {
             let raw = u64::from(*neighbour);
             if let Some(found) = self.cut.get(&raw).and_then(|c| in_piece(c)) {

@@ -213,6 +213,11 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             .seed_demo_accounts(DEMO_PASSWORD)
             .await
             .map_err(|p| anyhow::anyhow!("demo accounts: {p}"))?;
+        // The demo grid worker walks 市南区 (Shinan district).
+        app.governance
+            .assign_grids("grid.worker", &["370202".to_owned()])
+            .await
+            .map_err(|p| anyhow::anyhow!("demo grid worker: {p}"))?;
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

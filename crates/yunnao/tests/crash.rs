@@ -29,6 +29,8 @@ fn start(db_url: &str, data_dir: &std::path::Path) -> Running {
         .arg(data_dir)
         .env("YUNNAO_ADMIN_PASSWORD", "crash-test-password")
         .env("YUNNAO_LOG", "warn")
+        // Coarse grids: the debug binary builds them in a moment.
+        .env("YUNNAO_GRID_RESOLUTION", "8")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
