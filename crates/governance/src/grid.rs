@@ -436,7 +436,7 @@ impl CityGrid {
         // polygon: the neighbour's polygon holds it.
         let neighbours = cell.grid_disk::<Vec<_>>(1);
         // Far from every district (the sea, other cities): nothing near is a grid.
-        if self.cut.get(&raw).is_none()
+        if !self.cut.contains_key(&raw)
             && neighbours.iter().all(|n| {
                 let raw = u64::from(*n);
                 !self.whole.contains_key(&raw) && !self.cut.contains_key(&raw)
