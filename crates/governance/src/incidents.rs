@@ -949,7 +949,11 @@ impl Governance {
         });
         let minutes = category.deadline_minutes;
         let due = calendar.add(now, minutes, category.clock());
-        let warn = calendar.add(now, minutes * 8 / 10, category.clock());
+        // The warning at 80% of the time limit (to the second for short natural limits).
+        let warn = match category.clock() {
+            crate::calendar::Clock::Natural => now + minutes * 48_000,
+            clock => calendar.add(now, minutes * 8 / 10, clock),
+        };
         sqlx::query(
             "UPDATE gov_incidents SET state = 'dispatched', department = $2, grid_worker = $3, dispatched_at_ms = $4, \
              warn_at_ms = $5, due_at_ms = $6, warned_at_ms = NULL, overdue_at_ms = NULL, handled_at_ms = NULL, updated_at_ms = $4 WHERE id = $1",

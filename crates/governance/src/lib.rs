@@ -108,6 +108,21 @@ impl Governance {
     }
 }
 
+impl Governance {
+    /// Department code → Chinese name, for answers people read (Open311, figures).
+    pub(crate) async fn department_names(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, Problem> {
+        Ok(self
+            .identity
+            .departments()
+            .await?
+            .into_iter()
+            .map(|d| (d.code, d.name_zh))
+            .collect())
+    }
+}
+
 pub(crate) fn json(value: &impl serde::Serialize) -> Result<String, Problem> {
     serde_json::to_string(value).map_err(|e| Problem::internal(e.to_string()))
 }

@@ -364,8 +364,15 @@ async fn create(
         .await
         .map_err(|p| Open311Error::from_problem(format, p))?;
     let incident = created.incident;
+    let names = governance
+        .department_names()
+        .await
+        .map_err(|p| Open311Error::from_problem(format, p))?;
     let notice = match (&incident.department, &incident.due_at) {
-        (Some(department), Some(due)) => format!("已受理并派遣至 {department}，处置时限至 {due}"),
+        (Some(department), Some(due)) => format!(
+            "已受理并派遣至{}，处置时限至 {due}",
+            names.get(department).unwrap_or(department)
+        ),
         _ => "已受理，等待指挥中心立案".to_owned(),
     };
     let body = json!([{
@@ -621,9 +628,17 @@ impl Governance {
         }
         let rows = query.fetch_all(self.db.pool()).await.db()?;
         let categories = self.categories().await?;
+        let names = self.department_names().await?;
         Ok(rows
             .iter()
-            .map(|row| self.view(row, &categories, Vec::new()))
+            .map(|row| {
+                let mut incident = self.view(row, &categories, Vec::new());
+                // Open311 names the agency; people read its name, not our code.
+                incident.department = incident
+                    .department
+                    .map(|code| names.get(&code).cloned().unwrap_or(code));
+                incident
+            })
             .collect())
     }
 }

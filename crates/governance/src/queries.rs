@@ -368,6 +368,7 @@ impl Governance {
         .fetch_all(self.db.pool())
         .await
         .db()?;
+        let names = self.department_names().await?;
         let ratio = |part: i64, whole: i64| {
             (whole > 0).then(|| ((1000.0 * part as f64 / whole as f64).round()) / 10.0)
         };
@@ -397,7 +398,10 @@ impl Governance {
                                 .map(|d| d.name.clone())
                                 .unwrap_or_else(|| "未定位/市外".to_owned())
                         } else {
-                            key.clone()
+                            names
+                                .get(&key)
+                                .cloned()
+                                .unwrap_or_else(|| "未派遣".to_owned())
                         },
                         key,
                         open,

@@ -197,6 +197,11 @@ impl Identity {
         auth::resolve(self, credential).await
     }
 
+    /// Every department (code, names), for display.
+    pub async fn departments(&self) -> Result<Vec<Department>, yunnao_core::Problem> {
+        departments::list(&self.db).await
+    }
+
     /// A user by username.
     pub async fn user_by_username(
         &self,

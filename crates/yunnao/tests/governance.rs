@@ -332,7 +332,7 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
     assert!(
         posted[0]["service_notice"]
             .as_str()
-            .is_some_and(|n| n.contains("city-management"))
+            .is_some_and(|n| n.contains("市城市管理局"))
     );
 
     // XML, in 黄岛区 where a rule sends rubbish to the ecology bureau.
@@ -381,7 +381,7 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
         .await
         .expect("json");
     assert_eq!(one[0]["status"], "open");
-    assert_eq!(one[0]["agency_responsible"], "city-management");
+    assert_eq!(one[0]["agency_responsible"], "市城市管理局");
     assert_eq!(one[0]["service_code"], "E0102");
     assert!(one[0]["expected_datetime"].as_str().is_some());
     assert!(
@@ -396,7 +396,7 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
         .json()
         .await
         .expect("json");
-    assert_eq!(other[0]["agency_responsible"], "ecology");
+    assert_eq!(other[0]["agency_responsible"], "市生态环境局");
     let xml = client
         .get(url(&format!("/open311/v2/requests/{id}.xml")))
         .send()
@@ -1227,6 +1227,7 @@ async fn deadlines_warn_and_escalate_across_restarts(backend: TestBackend) {
         .await
         .expect("json");
     assert_eq!(by_department[0]["key"], "water");
+    assert_eq!(by_department[0]["name"], "市水务管理局");
     let bad = client
         .get(format!("{base}/api/v1/governance/figures?by=weather"))
         .bearer_auth(&centre)
