@@ -141,6 +141,11 @@ impl std::fmt::Debug for CityGrid {
     }
 }
 
+/// The 10 districts with their boundaries (for the simulator and others that place things).
+pub fn districts() -> Result<Vec<District>, String> {
+    parse_districts()
+}
+
 fn parse_districts() -> Result<Vec<District>, String> {
     let doc: serde_json::Value =
         serde_json::from_str(DISTRICTS).map_err(|e| format!("districts: {e}"))?;

@@ -197,6 +197,20 @@ impl Identity {
         auth::resolve(self, credential).await
     }
 
+    /// Signs a user in (for front ends that keep the token in a cookie).
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<SignedIn, yunnao_core::Problem> {
+        tokens::sign_in(self, username, password).await
+    }
+
+    /// Ends a session at once on every node.
+    pub async fn sign_out(&self, session: &str) -> Result<(), yunnao_core::Problem> {
+        tokens::revoke(self, session).await
+    }
+
     /// Every department (code, names), for display.
     pub async fn departments(&self) -> Result<Vec<Department>, yunnao_core::Problem> {
         departments::list(&self.db).await

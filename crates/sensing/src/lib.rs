@@ -503,3 +503,67 @@ async fn load_profiles(db: &Db) -> Result<Vec<Profile>, Problem> {
 fn profile_json(profile: &Profile) -> Result<String, Problem> {
     serde_json::to_string(profile).map_err(|e| Problem::internal(e.to_string()))
 }
+
+/// The sensing hub at a glance, for the overview.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SensingSummary {
+    pub devices: i64,
+    /// Reported within three of their profile's intervals (as last flushed, ≤ 5 s old).
+    pub online: i64,
+    pub simulated: i64,
+    /// Per profile: (code, devices, online).
+    pub by_profile: Vec<(String, i64, i64)>,
+    /// Active (uncleared) alarms per severity.
+    pub alarms: std::collections::BTreeMap<String, i64>,
+    /// Readings committed since this node started.
+    pub readings_total: u64,
+}
+
+impl Sensing {
+    /// Counts for the overview: one scan of the device table and one of active alarms.
+    pub async fn summary(&self) -> Result<SensingSummary, Problem> {
+        let now = yunnao_core::time::now_ms();
+        // Each profile's own "online" window; codes are validated ([a-z0-9-]) at definition.
+        let mut window = String::from("CASE profile_code");
+        for profile in self.profiles() {
+            if profile
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                window.push_str(&format!(
+                    " WHEN '{}' THEN {}",
+                    profile.code,
+                    3000 * profile.reporting_interval_s.max(1)
+                ));
+            }
+        }
+        window.push_str(" ELSE 900000 END");
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT profile_code, COUNT(*), \
+             CAST(SUM(CASE WHEN last_seen_ms IS NOT NULL AND last_seen_ms >= $1 - {window} THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(simulated) AS BIGINT) FROM devices GROUP BY profile_code ORDER BY profile_code"
+        )))
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let alarms: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM alarms WHERE cleared_at_ms IS NULL GROUP BY severity",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        Ok(SensingSummary {
+            devices: rows.iter().map(|r| r.1).sum(),
+            online: rows.iter().map(|r| r.2).sum(),
+            simulated: rows.iter().map(|r| r.3).sum(),
+            by_profile: rows.into_iter().map(|(p, n, on, _)| (p, n, on)).collect(),
+            alarms: alarms.into_iter().collect(),
+            readings_total: self
+                .activity
+                .accepted_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}

@@ -21,10 +21,14 @@ const DEVICES_PER_STATEMENT: usize = 500;
 #[derive(Default)]
 pub struct Activity {
     pending: std::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// Readings committed since start (for rates on the overview).
+    pub accepted_total: std::sync::atomic::AtomicU64,
 }
 
 impl Activity {
     fn record(&self, device: &str, seen_ms: i64, accepted: i64) {
+        self.accepted_total
+            .fetch_add(accepted.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let entry = pending.entry(device.to_owned()).or_insert((0, 0));
         entry.0 = entry.0.max(seen_ms);

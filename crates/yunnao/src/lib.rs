@@ -34,6 +34,7 @@ pub struct App {
     pub sensing: yunnao_sensing::Sensing,
     pub context: yunnao_context::ContextBroker,
     pub governance: yunnao_governance::Governance,
+    pub web: yunnao_web::Web,
     /// Messages taken from the external broker, when one is configured.
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub metrics: Metrics,
@@ -174,6 +175,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     .await
     .map_err(|p| anyhow::anyhow!("governance hub: {p}"))?;
     governance_link::spawn(&bus, sensing.clone(), governance.clone())?;
+    let web = yunnao_web::Web::start(identity.clone(), sensing.clone(), governance.clone(), &bus)
+        .map_err(anyhow::Error::msg)?;
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
@@ -186,6 +189,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_sensing::api::router().with_state(sensing.clone()))
         .merge(yunnao_context::api::router().with_state(context.clone()))
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
+        .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
     let _ = openapi_cell.set(openapi.clone());
@@ -210,6 +214,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         sensing,
         context,
         governance,
+        web,
         external_mqtt,
         metrics,
         seed,
@@ -231,11 +236,16 @@ pub async fn serve(
         &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
         app.router,
     );
+    let web = app.web.clone();
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Live pages hold their connection open; end their streams so the stop completes.
+        web.close();
+    })
     .await?;
     if let Some(task) = mqtt_task {
         task.abort();

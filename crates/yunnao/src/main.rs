@@ -43,8 +43,35 @@ struct Cli {
 enum Command {
     /// Run the platform.
     Serve,
-    /// Run the platform with demo accounts in a fresh data folder (or --data-dir).
-    Demo,
+    /// Run the platform with demo accounts and the simulated city in a fresh data folder (or
+    /// --data-dir).
+    Demo {
+        /// `small` (a few hundred devices, starts in seconds) or `city` (300,000 parking spaces
+        /// and thousands of other sensors).
+        #[arg(long, default_value = "small", value_parser = ["small", "city"])]
+        scale: String,
+        /// The simulated city's seed (same seed, same city and decisions).
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
+    },
+    /// Run the simulated city against a running server, through its public APIs.
+    Sim {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// A platform admin's credentials.
+        #[arg(long, env = "YUNNAO_USERNAME", default_value = "admin")]
+        username: String,
+        #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "small", value_parser = ["small", "city"])]
+        scale: String,
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
+        /// Reporting intervals are the profiles' times this factor.
+        #[arg(long, default_value_t = 1.0)]
+        interval_factor: f64,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// The audit chain.
@@ -136,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ngsi_ld_auth: cli.ngsi_ld_auth.map(|v| v == "on"),
     };
     let mut demo_dir = None;
-    if matches!(cli.command, Command::Demo) {
+    if matches!(cli.command, Command::Demo { .. }) {
         if overrides.data_dir.is_none() {
             let dir = tempfile::Builder::new().prefix("yunnao-demo-").tempdir()?;
             overrides.data_dir = Some(dir.path().to_path_buf());
@@ -146,7 +173,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
     // One-shot commands print their own result; only warnings from the layers below belong there.
-    let serving = matches!(cli.command, Command::Serve | Command::Demo);
+    let serving = matches!(
+        cli.command,
+        Command::Serve | Command::Demo { .. } | Command::Sim { .. }
+    );
     init_tracing(if serving { &config.log } else { "warn" });
     match cli.command {
         Command::Version => {
@@ -159,12 +189,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            serve(&config, false).await?;
+            serve(&config, None).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => {
-            serve(&config, true).await?;
+        Command::Demo { scale, seed } => {
+            let scale = yunnao_sim::Scale::parse(&scale).unwrap_or(yunnao_sim::Scale::Small);
+            serve(&config, Some((scale, seed))).await?;
             drop(demo_dir);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim {
+            target,
+            username,
+            password,
+            scale,
+            seed,
+            interval_factor,
+        } => {
+            let mut sim = yunnao_sim::SimConfig::new(&target, &username, &password);
+            sim.scale = yunnao_sim::Scale::parse(&scale).unwrap_or(yunnao_sim::Scale::Small);
+            sim.seed = seed;
+            sim.interval_factor = interval_factor;
+            let stats = std::sync::Arc::new(yunnao_sim::SimStats::default());
+            yunnao_sim::run(sim, stats.clone(), shutdown_signal()).await?;
+            println!(
+                "simulation stopped: {} readings, {} Open311 requests, {} workflow steps sent",
+                stats
+                    .readings_sent
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                stats
+                    .reports_filed
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                stats.steps_taken.load(std::sync::atomic::Ordering::Relaxed)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -196,7 +253,8 @@ fn init_tracing(filter: &str) {
         .try_init();
 }
 
-async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
+/// Runs the platform; with `demo` (scale, seed) also the demo accounts and the simulated city.
+async fn serve(config: &Config, demo: Option<(yunnao_sim::Scale, u64)>) -> anyhow::Result<()> {
     let app = yunnao::build(config).await?;
     if let Some(password) = &app.seed.generated_admin_password {
         let path = config.data_dir.join("admin-password.txt");
@@ -207,7 +265,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         );
     }
     let mut accounts = Vec::new();
-    if demo {
+    if demo.is_some() {
         accounts = app
             .identity
             .seed_demo_accounts(DEMO_PASSWORD)
@@ -246,7 +304,29 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         app.db.backend().name(),
         config.data_dir.display()
     );
-    if demo {
+    let mut simulation = None;
+    if let Some((scale, seed)) = demo {
+        let mut sim =
+            yunnao_sim::SimConfig::new(&format!("http://{address}"), "admin", DEMO_PASSWORD);
+        sim.scale = scale;
+        sim.seed = seed;
+        // A few hundred devices at their profiles' intervals would look asleep: the small
+        // city reports ten times as often.
+        sim.interval_factor = match scale {
+            yunnao_sim::Scale::Small => 0.1,
+            yunnao_sim::Scale::City => 1.0,
+        };
+        let stats = std::sync::Arc::new(yunnao_sim::SimStats::default());
+        simulation = Some(tokio::spawn(async move {
+            if let Err(e) = yunnao_sim::run(sim, stats, std::future::pending()).await {
+                tracing::error!(error = %e, "the simulated city stopped");
+            }
+        }));
+        println!(
+            "Simulated city: {scale:?} scale, seed {seed} (devices and reports are labelled simulated)"
+        );
+    }
+    if demo.is_some() {
         println!("Demo sign-ins (password {DEMO_PASSWORD}): admin (platform_admin)");
         for (username, role) in &accounts {
             println!("  {username} ({role})");
@@ -255,7 +335,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             "Sign in: curl -s -X POST http://{address}/api/v1/auth/sign-in -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"{DEMO_PASSWORD}\"}}'"
         );
     }
-    yunnao::serve(app, listener, mqtt, shutdown_signal()).await?;
+    yunnao::serve(app, listener, mqtt, async move {
+        shutdown_signal().await;
+        if let Some(simulation) = simulation {
+            simulation.abort();
+        }
+    })
+    .await?;
     println!("yunnao stopped");
     Ok(())
 }

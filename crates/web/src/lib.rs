@@ -1,0 +1,522 @@
+//! The web UI, served by the binary: server-rendered HTML with small embedded CSS and
+//! JavaScript, live updates by server-sent events. Simplified Chinese by default, English by a
+//! switch. Signing in sets an HttpOnly cookie holding the platform's own bearer token, so the
+//! UI sees exactly what the API would show that user.
+//!
+//! One snapshot of the city is computed every two seconds by one task and shared by every
+//! open page (a `watch` channel), so a hundred browsers cost one computation, not a hundred.
+
+mod map;
+mod text;
+
+use axum::Extension;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use text::{Lang, t};
+use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use yunnao_bus::{Bus, LagPolicy, SubscribeOptions};
+use yunnao_core::Problem;
+use yunnao_http::ApiPath;
+use yunnao_identity::{AuditNote, Identity, Principal};
+
+const TOKEN_COOKIE: &str = "yunnao_token";
+const LANG_COOKIE: &str = "yunnao_lang";
+const CSS: &str = include_str!("../assets/app.css");
+const JS: &str = include_str!("../assets/app.js");
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DistrictLive {
+    pub code: String,
+    pub name: String,
+    pub open: i64,
+    pub overdue: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TickerItem {
+    pub at: String,
+    pub kind: String,
+    pub zh: String,
+    pub en: String,
+}
+
+/// What the overview shows, refreshed every two seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Snapshot {
+    pub at: String,
+    pub devices: i64,
+    pub online: i64,
+    pub simulated: i64,
+    pub readings_per_s: f64,
+    pub readings_total: u64,
+    pub alarms: BTreeMap<String, i64>,
+    pub incidents_open: i64,
+    pub incidents_overdue: i64,
+    pub closed_today: i64,
+    /// Grid area over district area, whole city, percent.
+    pub grid_coverage_pct: f64,
+    /// Grids with a grid worker, whole city, percent.
+    pub grid_staffed_pct: f64,
+    pub districts: Vec<DistrictLive>,
+    pub ticker: Vec<TickerItem>,
+}
+
+#[derive(Clone)]
+pub struct Web {
+    pub identity: Identity,
+    pub sensing: yunnao_sensing::Sensing,
+    pub governance: yunnao_governance::Governance,
+    live: watch::Receiver<Arc<Snapshot>>,
+    map: Arc<String>,
+    /// Set at shutdown: live streams end, so a graceful stop does not wait on open browsers.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl Web {
+    /// Starts the snapshot task and the event ticker.
+    pub fn start(
+        identity: Identity,
+        sensing: yunnao_sensing::Sensing,
+        governance: yunnao_governance::Governance,
+        bus: &Bus,
+    ) -> Result<Web, String> {
+        let map = Arc::new(map::svg(&governance.grid.districts));
+        let (sender, live) = watch::channel(Arc::new(Snapshot::default()));
+        let ticker = Arc::new(Mutex::new(VecDeque::new()));
+        spawn_ticker(bus, ticker.clone())?;
+        let (s, g) = (sensing.clone(), governance.clone());
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(2));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: Option<(Instant, u64)> = None;
+            let mut coverage: Option<(Instant, f64, f64)> = None;
+            loop {
+                interval.tick().await;
+                match snapshot(&s, &g, &ticker, &mut last, &mut coverage).await {
+                    Ok(snapshot) => {
+                        let _ = sender.send(Arc::new(snapshot));
+                    }
+                    Err(problem) => tracing::warn!(%problem, "overview snapshot failed"),
+                }
+            }
+        });
+        Ok(Web {
+            identity,
+            sensing,
+            governance,
+            live,
+            map,
+            closing: Arc::new(watch::channel(false).0),
+        })
+    }
+
+    /// Ends every live stream (call when the server begins its graceful shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    async fn viewer(&self, headers: &HeaderMap) -> Option<Principal> {
+        let token = cookie(headers, TOKEN_COOKIE)?;
+        self.identity.authenticate(&token).await.ok()
+    }
+}
+
+async fn snapshot(
+    sensing: &yunnao_sensing::Sensing,
+    governance: &yunnao_governance::Governance,
+    ticker: &Mutex<VecDeque<TickerItem>>,
+    last: &mut Option<(Instant, u64)>,
+    coverage: &mut Option<(Instant, f64, f64)>,
+) -> Result<Snapshot, Problem> {
+    let summary = sensing.summary().await?;
+    let now = Instant::now();
+    let readings_per_s = match *last {
+        Some((at, total)) if now > at => {
+            summary.readings_total.saturating_sub(total) as f64 / (now - at).as_secs_f64()
+        }
+        _ => 0.0,
+    };
+    *last = Some((now, summary.readings_total));
+    let figures = governance
+        .figures(yunnao_governance::queries::FiguresQuery::default())
+        .await?;
+    // Coverage walks every grid (about a million): every 30 s is live enough.
+    if coverage.is_none_or(|(at, ..)| at.elapsed() > Duration::from_secs(30)) {
+        let grid = governance.grid.clone();
+        let assignments = governance.assignments();
+        let districts =
+            tokio::task::spawn_blocking(move || grid.coverage(|code| assignments.is_staffed(code)))
+                .await
+                .map_err(|e| Problem::internal(e.to_string()))?;
+        let area: f64 = districts.iter().map(|d| d.area_m2).sum();
+        let covered: f64 = districts.iter().map(|d| d.grid_area_m2).sum();
+        let grids: f64 = districts.iter().map(|d| d.grids as f64).sum();
+        let staffed: f64 = districts
+            .iter()
+            .map(|d| d.grids as f64 * d.staffed_pct / 100.0)
+            .sum();
+        *coverage = Some((
+            Instant::now(),
+            ((covered / area.max(1.0)) * 10_000.0).round() / 100.0,
+            ((staffed / grids.max(1.0)) * 10_000.0).round() / 100.0,
+        ));
+    }
+    let (_, grid_coverage_pct, grid_staffed_pct) = coverage.unwrap_or((now, 0.0, 0.0));
+    Ok(Snapshot {
+        at: yunnao_governance::calendar::to_cst_rfc3339(yunnao_core::time::now_ms()),
+        devices: summary.devices,
+        online: summary.online,
+        simulated: summary.simulated,
+        readings_per_s: (readings_per_s * 10.0).round() / 10.0,
+        readings_total: summary.readings_total,
+        alarms: summary.alarms,
+        incidents_open: figures.iter().map(|f| f.open).sum(),
+        incidents_overdue: figures.iter().map(|f| f.overdue).sum(),
+        closed_today: figures.iter().map(|f| f.closed_today).sum(),
+        grid_coverage_pct,
+        grid_staffed_pct,
+        districts: figures
+            .iter()
+            .filter(|f| f.key.len() == 6)
+            .map(|f| DistrictLive {
+                code: f.key.clone(),
+                name: f.name.clone(),
+                open: f.open,
+                overdue: f.overdue,
+            })
+            .collect(),
+        ticker: ticker
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn spawn_ticker(bus: &Bus, ticker: Arc<Mutex<VecDeque<TickerItem>>>) -> Result<(), String> {
+    let options = SubscribeOptions {
+        buffer: 1024,
+        lag: LagPolicy::DropNewest,
+    };
+    let mut alarms = bus
+        .subscribe("sensing.alarm.raised.>", options)
+        .map_err(|e| e.to_string())?;
+    let mut incidents = bus
+        .subscribe("governance.incident.>", options)
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        loop {
+            let item = tokio::select! {
+                Some(envelope) = alarms.next_event() => {
+                    envelope.decode::<yunnao_sensing::alarms::AlarmChanged>().ok().map(|e| {
+                        let severity = e.alarm.severity.as_str();
+                        TickerItem {
+                            at: String::new(),
+                            kind: format!("alarm-{severity}"),
+                            zh: format!("{}告警 {}: {}", text::severity_zh(severity), e.alarm.device_id, e.alarm.message),
+                            en: format!("{severity} alarm {}: {}", e.alarm.device_id, e.alarm.message),
+                        }
+                    })
+                }
+                Some(envelope) = incidents.next_event() => {
+                    envelope.decode::<yunnao_governance::incidents::IncidentChanged>().ok().map(|e| {
+                        let district = e.district_code.clone().unwrap_or_default();
+                        TickerItem {
+                            at: String::new(),
+                            kind: format!("incident-{}", e.action),
+                            zh: format!("案件 {} {} {}", e.service_code, text::action_zh(&e.action), district),
+                            en: format!("case {} {} {}", e.service_code, e.action, district),
+                        }
+                    })
+                }
+                else => break,
+            };
+            if let Some(mut item) = item {
+                item.at = yunnao_governance::calendar::to_cst_rfc3339(yunnao_core::time::now_ms())
+                    .get(11..19)
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Ok(mut t) = ticker.lock() {
+                    t.push_front(item);
+                    t.truncate(20);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn lang(headers: &HeaderMap) -> Lang {
+    match cookie(headers, LANG_COOKIE).as_deref() {
+        Some("en") => Lang::En,
+        _ => Lang::Zh,
+    }
+}
+
+pub fn router() -> OpenApiRouter<Web> {
+    OpenApiRouter::new()
+        .routes(routes!(overview))
+        .routes(routes!(sign_in_page, sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(switch_lang))
+        .routes(routes!(stream))
+        .routes(routes!(live_snapshot))
+        .routes(routes!(asset))
+}
+
+fn page(lang: Lang, title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · {}</title><link rel=\"stylesheet\" href=\"/ui/assets/app.css\"></head><body data-lang=\"{}\">{body}\
+         <script src=\"/ui/assets/app.js\"></script></body></html>",
+        lang.html(),
+        t(lang, "brand"),
+        lang.code()
+    ))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The one-screen overview (一屏总览); sign-in first.
+#[utoipa::path(get, path = "/", tag = "ui",
+    responses((status = 200, description = "the overview page"), (status = 303, description = "to the sign-in page")))]
+async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let counter = |key: &str, label: &str| {
+        format!(
+            "<div class=\"counter\"><b data-k=\"{key}\">–</b><label>{}</label></div>",
+            t(l, label)
+        )
+    };
+    let body = format!(
+        "<header><h1>{brand} · {title}</h1><nav><a class=\"active\" href=\"/\">{title}</a></nav>\
+         <span class=\"user\">{user} · {department}</span><a class=\"lang\" href=\"/ui/lang/{other}\">{other_name}</a>\
+         <form method=\"post\" action=\"/ui/sign-out\"><button>{sign_out}</button></form></header>\
+         <main class=\"overview\"><section class=\"map-panel\">{map}<p class=\"legend\">{legend}</p></section>\
+         <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}\
+         <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
+         <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
+         <section class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></section></main>",
+        brand = t(l, "brand"),
+        title = t(l, "overview"),
+        user = escape(&viewer.name),
+        department = escape(&viewer.department),
+        other = if l == Lang::Zh { "en" } else { "zh" },
+        other_name = if l == Lang::Zh { "English" } else { "中文" },
+        sign_out = t(l, "sign_out"),
+        map = web.map,
+        legend = t(l, "legend"),
+        c1 = counter("online", "online"),
+        c2 = counter("devices", "devices"),
+        c3 = counter("readings_per_s", "readings_per_s"),
+        c4 = counter("alarms.critical", "alarms_critical"),
+        c5 = counter("alarms.major", "alarms_major"),
+        c6 = counter("incidents_open", "incidents_open"),
+        c7 = counter("incidents_overdue", "incidents_overdue"),
+        c8 = counter("closed_today", "closed_today"),
+        c9 = counter("grid_coverage_pct", "grid_coverage"),
+        c10 = counter("grid_staffed_pct", "grid_staffed"),
+        spark = t(l, "spark"),
+        simulated = t(l, "simulated"),
+        ticker = t(l, "ticker"),
+    );
+    page(l, t(l, "overview"), &body).into_response()
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SignInForm {
+    pub username: String,
+    pub password: String,
+}
+
+fn sign_in_html(l: Lang, error: Option<&str>) -> Html<String> {
+    page(
+        l,
+        t(l, "sign_in"),
+        &format!(
+            "<main class=\"sign-in\"><h1>{}</h1><p>{}</p>{}<form method=\"post\" action=\"/ui/sign-in\">\
+             <label>{}<input name=\"username\" autocomplete=\"username\" required></label>\
+             <label>{}<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">{}</button></form><p><a href=\"/ui/lang/{}\">{}</a></p></main>",
+            t(l, "brand"),
+            t(l, "tagline"),
+            error
+                .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
+                .unwrap_or_default(),
+            t(l, "username"),
+            t(l, "password"),
+            t(l, "sign_in"),
+            if l == Lang::Zh { "en" } else { "zh" },
+            if l == Lang::Zh { "English" } else { "中文" },
+        ),
+    )
+}
+
+/// The sign-in page.
+#[utoipa::path(get, path = "/ui/sign-in", tag = "ui", responses((status = 200, description = "HTML")))]
+async fn sign_in_page(headers: HeaderMap) -> Html<String> {
+    sign_in_html(lang(&headers), None)
+}
+
+/// Signs in with the platform's accounts; the token goes into an HttpOnly, SameSite=Strict
+/// cookie.
+#[utoipa::path(post, path = "/ui/sign-in", tag = "ui",
+    request_body(content = SignInForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "to the overview"), (status = 401, description = "the form again, with the reason")))]
+async fn sign_in(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let l = lang(&headers);
+    let Ok(Form(form)) = form else {
+        return (
+            StatusCode::BAD_REQUEST,
+            sign_in_html(l, Some(t(l, "bad_form"))),
+        )
+            .into_response();
+    };
+    let note = AuditNote {
+        action: Some("ui.sign_in".into()),
+        target: Some(format!("user:{}", form.username)),
+        actor: Some(form.username.clone()),
+        department: None,
+        skip: false,
+    };
+    match web.identity.sign_in(&form.username, &form.password).await {
+        Ok(signed) => (
+            Extension(note),
+            [(
+                header::SET_COOKIE,
+                format!(
+                    "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=28800",
+                    signed.access_token
+                ),
+            )],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            Extension(note),
+            sign_in_html(l, Some(t(l, "wrong_password"))),
+        )
+            .into_response(),
+    }
+}
+
+/// Ends the session (on every node) and clears the cookie.
+#[utoipa::path(post, path = "/ui/sign-out", tag = "ui", responses((status = 303, description = "to the sign-in page")))]
+async fn sign_out(State(web): State<Web>, headers: HeaderMap) -> Response {
+    if let Some(session) = web.viewer(&headers).await.and_then(|p| p.session)
+        && let Err(problem) = web.identity.sign_out(&session).await
+    {
+        tracing::warn!(%problem, "sign-out failed");
+    }
+    (
+        Extension(AuditNote::new("ui.sign_out", "session")),
+        [(
+            header::SET_COOKIE,
+            format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/ui/sign-in"),
+    )
+        .into_response()
+}
+
+/// Switches the language (`zh` or `en`) and goes back to the overview.
+#[utoipa::path(get, path = "/ui/lang/{lang}", tag = "ui", params(("lang" = String, Path)),
+    responses((status = 303, description = "back to the overview"), (status = 400)))]
+async fn switch_lang(ApiPath(lang): ApiPath<String>) -> Result<Response, Problem> {
+    if !matches!(lang.as_str(), "zh" | "en") {
+        return Err(Problem::bad_request("language is zh or en"));
+    }
+    Ok((
+        [(
+            header::SET_COOKIE,
+            format!("{LANG_COOKIE}={lang}; Path=/; SameSite=Lax; Max-Age=31536000"),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response())
+}
+
+/// The live overview as server-sent events (`snapshot`, every two seconds).
+#[utoipa::path(get, path = "/ui/stream", tag = "ui",
+    responses((status = 200, description = "text/event-stream of snapshots"), (status = 401)))]
+async fn stream(
+    State(web): State<Web>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Problem> {
+    if web.viewer(&headers).await.is_none() {
+        return Err(Problem::unauthorized("sign in first"));
+    }
+    let receiver = web.live.clone();
+    let mut closing = web.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let stream = futures::StreamExt::filter_map(
+        tokio_stream::wrappers::WatchStream::new(receiver),
+        |snapshot| async move {
+            serde_json::to_string(&*snapshot)
+                .ok()
+                .map(|data| Ok(Event::default().event("snapshot").data(data)))
+        },
+    );
+    Ok(Sse::new(futures::StreamExt::take_until(stream, closed)).keep_alive(KeepAlive::default()))
+}
+
+/// The latest overview snapshot as JSON (what the stream sends).
+#[utoipa::path(get, path = "/ui/snapshot", tag = "ui",
+    responses((status = 200, body = Snapshot), (status = 401)))]
+async fn live_snapshot(State(web): State<Web>, principal: Principal) -> axum::Json<Snapshot> {
+    let _ = principal;
+    axum::Json((**web.live.borrow()).clone())
+}
+
+/// The UI's stylesheet and script (embedded in the binary).
+#[utoipa::path(get, path = "/ui/assets/{file}", tag = "ui", params(("file" = String, Path)),
+    responses((status = 200, description = "CSS or JavaScript"), (status = 404)))]
+async fn asset(ApiPath(file): ApiPath<String>) -> Result<Response, Problem> {
+    let (content_type, body) = match file.as_str() {
+        "app.css" => ("text/css; charset=utf-8", CSS),
+        "app.js" => ("text/javascript; charset=utf-8", JS),
+        _ => return Err(Problem::not_found(format!("no asset {file}"))),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response())
+}

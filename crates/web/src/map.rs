@@ -1,0 +1,132 @@
+//! The Qingdao map as inline SVG, drawn once at start from the real district boundaries and
+//! metro lines (`data/qingdao/`): an equirectangular projection corrected for latitude, which
+//! at a city's scale is indistinguishable from a web map.
+
+use yunnao_governance::grid::District;
+
+const METRO: &str = include_str!("../../../data/qingdao/qingdao_metro.json");
+
+/// Drawing width in SVG units; the height follows the city's shape.
+const WIDTH: f64 = 1000.0;
+
+struct Projection {
+    lon0: f64,
+    lat1: f64,
+    k: f64,
+    cos: f64,
+}
+
+impl Projection {
+    fn xy(&self, lon: f64, lat: f64) -> (f64, f64) {
+        (
+            (lon - self.lon0) * self.cos * self.k,
+            (self.lat1 - lat) * self.k,
+        )
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The map: one `<path class="district" data-code=…>` per district with its name, the metro
+/// lines as polylines in their colours, stations as dots.
+pub fn svg(districts: &[District]) -> String {
+    use geo::BoundingRect;
+    let rects: Vec<_> = districts
+        .iter()
+        .filter_map(|d| d.boundary.bounding_rect())
+        .collect();
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for r in &rects {
+        x0 = x0.min(r.min().x);
+        y0 = y0.min(r.min().y);
+        x1 = x1.max(r.max().x);
+        y1 = y1.max(r.max().y);
+    }
+    let cos = ((y0 + y1) / 2.0).to_radians().cos();
+    let k = WIDTH / ((x1 - x0) * cos).max(1e-9);
+    let projection = Projection {
+        lon0: x0,
+        lat1: y1,
+        k,
+        cos,
+    };
+    let height = (y1 - y0) * k;
+    let mut out = format!(
+        "<svg id=\"map\" viewBox=\"0 0 {WIDTH:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"青岛市\">"
+    );
+    let mut labels = String::new();
+    for district in districts {
+        let mut d = String::new();
+        for polygon in &district.boundary {
+            for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
+                for (i, c) in ring.coords().enumerate() {
+                    let (x, y) = projection.xy(c.x, c.y);
+                    d.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
+                }
+                d.push('Z');
+            }
+        }
+        out.push_str(&format!(
+            "<path class=\"district\" data-code=\"{}\" data-name=\"{}\" d=\"{d}\"><title>{}</title></path>",
+            district.code,
+            escape(&district.name),
+            escape(&district.name)
+        ));
+        use geo::InteriorPoint;
+        if let Some(p) = district.boundary.interior_point() {
+            let (x, y) = projection.xy(p.x(), p.y());
+            labels.push_str(&format!(
+                "<text class=\"label\" x=\"{x:.0}\" y=\"{y:.0}\" data-code=\"{}\">{}</text>",
+                district.code,
+                escape(&district.name)
+            ));
+        }
+    }
+    if let Ok(metro) = serde_json::from_str::<serde_json::Value>(METRO) {
+        let stations = metro["stations"].as_array().cloned().unwrap_or_default();
+        let position = |id: u64| {
+            stations
+                .iter()
+                .find(|s| s["id"].as_u64() == Some(id))
+                .and_then(|s| Some((s["wgs84"][0].as_f64()?, s["wgs84"][1].as_f64()?)))
+        };
+        for line in metro["lines"].as_array().cloned().unwrap_or_default() {
+            let points: Vec<String> = line["station_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|id| id.as_u64().and_then(position))
+                .map(|(lon, lat)| {
+                    let (x, y) = projection.xy(lon, lat);
+                    format!("{x:.1},{y:.1}")
+                })
+                .collect();
+            out.push_str(&format!(
+                "<polyline class=\"metro\" stroke=\"{}\" points=\"{}\"><title>{}</title></polyline>",
+                escape(line["color"].as_str().unwrap_or("#888")),
+                points.join(" "),
+                escape(line["name"].as_str().unwrap_or_default())
+            ));
+        }
+        for station in &stations {
+            if let (Some(lon), Some(lat)) =
+                (station["wgs84"][0].as_f64(), station["wgs84"][1].as_f64())
+            {
+                let (x, y) = projection.xy(lon, lat);
+                out.push_str(&format!(
+                    "<circle class=\"station\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"1.6\"><title>{}</title></circle>",
+                    escape(station["name"].as_str().unwrap_or_default())
+                ));
+            }
+        }
+    }
+    out.push_str(&labels);
+    out.push_str("</svg>");
+    out
+}

@@ -1,0 +1,107 @@
+//! The UI's words, Simplified Chinese first.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn html(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// (key, Chinese, English)
+const WORDS: &[(&str, &str, &str)] = &[
+    ("brand", "云脑", "yunnao"),
+    (
+        "tagline",
+        "青岛城市运行一网统管平台",
+        "Qingdao city operations platform",
+    ),
+    ("overview", "一屏总览", "City overview"),
+    ("sign_in", "登录", "Sign in"),
+    ("sign_out", "退出", "Sign out"),
+    ("username", "用户名", "Username"),
+    ("password", "密码", "Password"),
+    (
+        "wrong_password",
+        "用户名或密码错误",
+        "Wrong username or password",
+    ),
+    (
+        "bad_form",
+        "请填写用户名和密码",
+        "Fill in username and password",
+    ),
+    ("online", "在线设备", "Devices online"),
+    ("devices", "接入设备", "Devices connected"),
+    ("readings_per_s", "每秒读数", "Readings per second"),
+    ("alarms_critical", "严重告警", "Critical alarms"),
+    ("alarms_major", "重要告警", "Major alarms"),
+    ("incidents_open", "未结案件", "Open cases"),
+    ("incidents_overdue", "超期案件", "Overdue cases"),
+    ("closed_today", "今日结案", "Closed today"),
+    ("grid_coverage", "网格覆盖率 %", "Grid coverage %"),
+    ("grid_staffed", "网格员配备率 %", "Grids staffed %"),
+    (
+        "spark",
+        "每秒读数（近一小时）",
+        "Readings per second (last hour)",
+    ),
+    ("simulated", "其中模拟设备", "of which simulated"),
+    ("ticker", "最新动态", "Latest events"),
+    (
+        "legend",
+        "区（市）颜色按未结案件数；彩色线为地铁线路",
+        "Districts coloured by open cases; coloured lines are metro lines",
+    ),
+];
+
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    WORDS
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|(_, zh, en)| if lang == Lang::Zh { *zh } else { *en })
+        .unwrap_or("")
+}
+
+pub fn severity_zh(severity: &str) -> &'static str {
+    match severity {
+        "critical" => "严重",
+        "major" => "重要",
+        "minor" => "次要",
+        _ => "提示",
+    }
+}
+
+pub fn action_zh(action: &str) -> &'static str {
+    match action {
+        "report" => "上报",
+        "register" => "立案",
+        "dispatch" => "派遣",
+        "accept" => "处置中",
+        "complete" => "待核查",
+        "rework" => "返工",
+        "close" => "结案",
+        "reject" => "不予立案",
+        "merge" => "合并",
+        "reassign" => "改派",
+        "send_back" => "退回",
+        "warning" => "时限预警",
+        "overdue" => "超期督办",
+        "alarm_cleared" => "告警解除",
+        _ => "更新",
+    }
+}

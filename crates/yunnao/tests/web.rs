@@ -1,0 +1,190 @@
+//! The web UI through HTTP as a browser uses it: sign-in with a cookie, the overview page with
+//! the real map, the live stream, the language switch.
+
+mod support;
+
+use reqwest::Method;
+use std::time::Duration;
+use support::{ADMIN_PASSWORD, TestServer, expect_problem};
+use yunnao_store::backend_tests;
+use yunnao_store::testing::TestBackend;
+
+async fn the_overview_shows_the_city_live(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // Not signed in: to the sign-in page, which is Chinese by default.
+    let home = browser.get(server.url("/")).send().await.expect("sent");
+    assert_eq!(home.status(), 303);
+    assert_eq!(home.headers()["location"], "/ui/sign-in");
+    let page = browser
+        .get(server.url("/ui/sign-in"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("lang=\"zh-CN\"") && page.contains("登录"),
+        "{page}"
+    );
+    let stream = browser
+        .get(server.url("/ui/stream"))
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(stream, 401, "unauthorized").await;
+
+    let wrong = browser
+        .post(server.url("/ui/sign-in"))
+        .form(&[("username", "admin"), ("password", "nope")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong
+            .text()
+            .await
+            .expect("html")
+            .contains("用户名或密码错误")
+    );
+    let signed = browser
+        .post(server.url("/ui/sign-in"))
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(signed.status(), 303);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().expect("pair").to_owned();
+
+    let started = std::time::Instant::now();
+    let overview = browser
+        .get(server.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    let served_in = started.elapsed();
+    assert_eq!(overview.status(), 200);
+    let html = overview.text().await.expect("html");
+    assert_eq!(
+        html.matches("class=\"district\"").count(),
+        10,
+        "the 10 districts"
+    );
+    assert!(html.contains("市南区") && html.contains("平度市"));
+    assert_eq!(
+        html.matches("class=\"metro\"").count(),
+        8,
+        "the 8 metro lines"
+    );
+    assert!(html.contains("一屏总览"));
+    assert!(served_in < Duration::from_secs(2));
+    for asset in ["/ui/assets/app.css", "/ui/assets/app.js"] {
+        assert_eq!(
+            browser
+                .get(server.url(asset))
+                .send()
+                .await
+                .expect("sent")
+                .status(),
+            200
+        );
+    }
+
+    // The live stream sends snapshots with the counters.
+    let mut live = browser
+        .get(server.url("/ui/stream"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), 200);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let mut text = String::new();
+    while !text.contains("\"grid_coverage_pct\":100") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), live.chunk())
+            .await
+            .expect("a snapshot within 10 s")
+            .expect("stream")
+            .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: snapshot"));
+    let snapshot: serde_json::Value = server
+        .request(
+            Method::GET,
+            "/ui/snapshot",
+            Some(&server.admin().await),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(snapshot["districts"].as_array().map(Vec::len), Some(10));
+
+    // English by the switch.
+    let switched = browser
+        .get(server.url("/ui/lang/en"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(switched.status(), 303);
+    let lang = switched.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let english = browser
+        .get(server.url("/"))
+        .header("cookie", format!("{cookie}; {lang}"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(english.contains("City overview") && english.contains("lang=\"en\""));
+    let bad = browser
+        .get(server.url("/ui/lang/fr"))
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(bad, 400, "bad-request").await;
+
+    // Signing out ends the session: the cookie no longer opens the page.
+    let out = browser
+        .post(server.url("/ui/sign-out"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(out.status(), 303);
+    let after = browser
+        .get(server.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(after.status(), 303);
+    server.cleanup().await;
+}
+
+backend_tests!(the_overview_shows_the_city_live);
