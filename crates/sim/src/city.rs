@@ -258,7 +258,7 @@ fn values(device: &Device, world: &World, rng: &mut ChaCha8Rng, hour: f64) -> Ma
             );
         }
         "manhole-gas" => {
-            let leak = rng.random_bool(0.002);
+            let leak = rng.random_bool(0.005);
             put(
                 "CH4",
                 if leak {

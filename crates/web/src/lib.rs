@@ -286,7 +286,7 @@ pub fn router() -> OpenApiRouter<Web> {
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · {}</title><link rel=\"stylesheet\" href=\"/ui/assets/app.css\"></head><body data-lang=\"{}\">{body}\
+         <title>{title} · {}</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/ui/assets/app.css\"></head><body data-lang=\"{}\">{body}\
          <script src=\"/ui/assets/app.js\"></script></body></html>",
         lang.html(),
         t(lang, "brand"),
