@@ -8,6 +8,7 @@
 
 mod map;
 mod text;
+mod workbench;
 
 use axum::Extension;
 use axum::extract::{Form, State};
@@ -281,6 +282,9 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(stream))
         .routes(routes!(live_snapshot))
         .routes(routes!(asset))
+        .routes(routes!(workbench::queue))
+        .routes(routes!(workbench::case))
+        .routes(routes!(workbench::step))
 }
 
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {
@@ -316,21 +320,12 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
         )
     };
     let body = format!(
-        "<header><h1>{brand} · {title}</h1><nav><a class=\"active\" href=\"/\">{title}</a></nav>\
-         <span class=\"user\">{user} · {department}</span><a class=\"lang\" href=\"/ui/lang/{other}\">{other_name}</a>\
-         <form method=\"post\" action=\"/ui/sign-out\"><button>{sign_out}</button></form></header>\
-         <main class=\"overview\"><section class=\"map-panel\">{map}<p class=\"legend\">{legend}</p></section>\
+        "{header}<main class=\"overview\"><section class=\"map-panel\">{map}<p class=\"legend\">{legend}</p></section>\
          <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}\
          <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
          <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
          <section class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></section></main>",
-        brand = t(l, "brand"),
-        title = t(l, "overview"),
-        user = escape(&viewer.name),
-        department = escape(&viewer.department),
-        other = if l == Lang::Zh { "en" } else { "zh" },
-        other_name = if l == Lang::Zh { "English" } else { "中文" },
-        sign_out = t(l, "sign_out"),
+        header = workbench::header(l, "overview", &viewer.name, &viewer.department),
         map = web.map,
         legend = t(l, "legend"),
         c1 = counter("online", "online"),

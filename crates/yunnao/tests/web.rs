@@ -138,6 +138,69 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .expect("json");
     assert_eq!(snapshot["districts"].as_array().map(Vec::len), Some(10));
 
+    // The workbench: the queue, a case with its timeline, a step by form.
+    let token = server.admin().await;
+    let created: serde_json::Value = server
+        .request(
+            Method::POST,
+            "/api/v1/governance/incidents",
+            Some(&token),
+            Some(
+                serde_json::json!({"service_code": "E0102", "description": "五四广场垃圾",
+                                    "location": {"lon": 120.3845, "lat": 36.062}}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = created["incident"]["id"].as_str().expect("id").to_owned();
+    let queue = browser
+        .get(server.url("/ui/incidents"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(queue.status(), 200);
+    let queue = queue.text().await.expect("html");
+    assert!(
+        queue.contains(&format!("/ui/incidents/{id}")) && queue.contains("暴露垃圾"),
+        "{queue}"
+    );
+    let step = browser
+        .post(server.url(&format!("/ui/incidents/{id}/step")))
+        .header("cookie", &cookie)
+        .form(&[("action", "accept"), ("comment", "已安排")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(step.status(), 303);
+    let illegal = browser
+        .post(server.url(&format!("/ui/incidents/{id}/step")))
+        .header("cookie", &cookie)
+        .form(&[("action", "close"), ("comment", "太早了")])
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(illegal, 409, "illegal-transition").await;
+    let anonymous = browser
+        .post(server.url(&format!("/ui/incidents/{id}/step")))
+        .form(&[("action", "complete"), ("comment", "x")])
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(anonymous, 401, "unauthorized").await;
+    let case = browser
+        .get(server.url(&format!("/ui/incidents/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(case.contains("已安排") && case.contains("处置"), "{case}");
+
     // English by the switch.
     let switched = browser
         .get(server.url("/ui/lang/en"))
