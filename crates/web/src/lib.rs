@@ -7,6 +7,7 @@
 //! open page (a `watch` channel), so a hundred browsers cost one computation, not a hundred.
 
 mod map;
+mod plan;
 mod text;
 mod workbench;
 
@@ -69,6 +70,8 @@ pub struct Snapshot {
     pub grid_staffed_pct: f64,
     pub districts: Vec<DistrictLive>,
     pub ticker: Vec<TickerItem>,
+    /// Devices per profile (code → connected).
+    pub by_profile: BTreeMap<String, i64>,
 }
 
 #[derive(Clone)]
@@ -199,6 +202,11 @@ async fn snapshot(
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default(),
+        by_profile: summary
+            .by_profile
+            .iter()
+            .map(|(code, devices, _)| (code.clone(), *devices))
+            .collect(),
     })
 }
 
@@ -285,6 +293,7 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(workbench::queue))
         .routes(routes!(workbench::case))
         .routes(routes!(workbench::step))
+        .routes(routes!(plan::supervision))
 }
 
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {

@@ -201,6 +201,24 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .expect("html");
     assert!(case.contains("已安排") && case.contains("处置"), "{case}");
 
+    // Plan supervision: the 47 targets, six bound live; grid coverage is met.
+    let plan = browser
+        .get(server.url("/ui/plan"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(plan.contains("data-plan=\"targets\">47<"), "{plan}");
+    assert!(plan.contains("data-plan=\"live\">6<"));
+    assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物聯網終端總數"));
+    assert!(
+        plan.contains("data-plan=\"met\">1<"),
+        "grid coverage 100% is the one met target"
+    );
+
     // English by the switch.
     let switched = browser
         .get(server.url("/ui/lang/en"))
