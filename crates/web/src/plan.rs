@@ -206,12 +206,14 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
     }
     let body = format!(
         "{header}<main class=\"plan\"><h2>{title}</h2><p class=\"muted\">{note}</p>\
-         <p class=\"summary\"><b data-plan=\"targets\">{total}</b> · live <b data-plan=\"live\">{live}</b> · {met_label} <b data-plan=\"met\">{met}</b></p>\
+         <p class=\"summary\">{targets_label} <b data-plan=\"targets\">{total}</b> · {live_label} <b data-plan=\"live\">{live}</b> · {met_label} <b data-plan=\"met\">{met}</b></p>\
          <table><thead><tr><th>#</th><th>{c_item}</th><th>{c_units}</th><th>{c_metric}</th><th>{c_target}</th><th>{c_current}</th><th>{c_status}</th></tr></thead><tbody>{rows}</tbody></table></main>",
         header = crate::workbench::header(l, "plan", &viewer.name, &viewer.department),
         title = t(l, "plan_title"),
         note = t(l, "plan_note"),
         met_label = t(l, "status_met"),
+        targets_label = t(l, "targets"),
+        live_label = t(l, "live"),
         c_item = t(l, "col_item"),
         c_units = t(l, "col_units"),
         c_metric = t(l, "col_metric"),

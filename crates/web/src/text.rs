@@ -34,6 +34,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("sign_in", "登录", "Sign in"),
     ("workbench", "案件工作台", "Case workbench"),
     ("plan", "督导考核", "Plan supervision"),
+    ("targets", "目标", "Targets"),
+    ("live", "实时计量", "measured live"),
     (
         "plan_title",
         "数字青岛2022年行动方案 · 目标进度",

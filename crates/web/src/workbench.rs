@@ -28,9 +28,10 @@ fn nav(l: Lang, active: &str) -> String {
         )
     };
     format!(
-        "<nav>{}{}</nav>",
+        "<nav>{}{}{}</nav>",
         link("/", "overview"),
-        link("/ui/incidents", "workbench")
+        link("/ui/incidents", "workbench"),
+        link("/ui/plan", "plan")
     )
 }
 

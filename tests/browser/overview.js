@@ -1,0 +1,68 @@
+// End-to-end browser test: the demo in headless Chromium. Signs in, opens every page, fails on
+// any JavaScript error, checks the map's 10 districts and that live counters change within 10 s,
+// switches to English, and saves screenshots under target/browser/.
+const puppeteer = require("puppeteer-core");
+const fs = require("fs");
+
+const base = process.argv[2];
+const shots = process.argv[3];
+const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
+
+function fail(message) {
+  console.error("BROWSER TEST FAILED: " + message);
+  process.exit(1);
+}
+
+(async () => {
+  fs.mkdirSync(shots, { recursive: true });
+  const browser = await puppeteer.launch({ executablePath: chromium, args: ["--no-sandbox", "--headless=new"] });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") { errors.push(m.text()); } });
+  page.on("requestfailed", (r) => { if (!r.url().endsWith("/ui/stream")) { errors.push("request failed: " + r.url()); } });
+  await page.setViewport({ width: 1400, height: 900 });
+
+  await page.goto(base + "/", { waitUntil: "load" });
+  if (!page.url().endsWith("/ui/sign-in")) { fail("not sent to the sign-in page: " + page.url()); }
+  const lang = await page.$eval("html", (e) => e.lang);
+  if (lang !== "zh-CN") { fail("the sign-in page is not Chinese by default: " + lang); }
+  await page.type("input[name=username]", "admin");
+  await page.type("input[name=password]", "yunnao-demo");
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+
+  const districts = await page.$$eval("#map .district", (e) => e.length);
+  if (districts !== 10) { fail("the map shows " + districts + " districts"); }
+  const read = () => page.$$eval("[data-k]", (els) => els.map((e) => e.textContent).join("|"));
+  await page.waitForFunction(() => document.body.dataset.updated, { timeout: 10000 });
+  const first = await read();
+  await new Promise((r) => setTimeout(r, 10000));
+  const later = await read();
+  if (first === later) { fail("the live counters did not change within 10 s: " + first); }
+  await page.screenshot({ path: shots + "/overview-zh.png" });
+
+  for (const [path, name] of [["/ui/incidents", "workbench"], ["/ui/plan", "plan"]]) {
+    const link = await page.$('header nav a[href="' + path + '"]');
+    if (!link) { fail("no link to " + path + " in the navigation"); }
+    const response = await page.goto(base + path, { waitUntil: "load" });
+    if (response.status() !== 200) { fail(path + " answered " + response.status()); }
+    await page.screenshot({ path: shots + "/" + name + ".png", fullPage: name === "workbench" });
+  }
+  const targets = await page.$eval('[data-plan="targets"]', (e) => e.textContent);
+  if (targets !== "47") { fail("the plan page lists " + targets + " targets"); }
+  await page.goto(base + "/ui/incidents", { waitUntil: "load" });
+  const firstCase = await page.$("main.workbench tbody a");
+  if (firstCase) {
+    await Promise.all([page.waitForNavigation(), firstCase.click()]);
+    await page.screenshot({ path: shots + "/case.png", fullPage: true });
+  }
+
+  await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
+  const english = await page.$eval("h1", (e) => e.textContent);
+  if (!english.includes("yunnao")) { fail("no English after the switch: " + english); }
+  await page.screenshot({ path: shots + "/overview-en.png" });
+
+  if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
+  console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 4 pages, English switch; screenshots in " + shots);
+  await browser.close();
+})().catch((e) => fail(e.stack || String(e)));
