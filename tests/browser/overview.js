@@ -41,7 +41,7 @@ function fail(message) {
   if (first === later) { fail("the live counters did not change within 10 s: " + first); }
   await page.screenshot({ path: shots + "/overview-zh.png" });
 
-  for (const [path, name] of [["/ui/incidents", "workbench"], ["/ui/plan", "plan"]]) {
+  for (const [path, name] of [["/ui/devices", "devices"], ["/ui/incidents", "workbench"], ["/ui/plan", "plan"]]) {
     const link = await page.$('header nav a[href="' + path + '"]');
     if (!link) { fail("no link to " + path + " in the navigation"); }
     const response = await page.goto(base + path, { waitUntil: "load" });
@@ -57,12 +57,20 @@ function fail(message) {
     await page.screenshot({ path: shots + "/case.png", fullPage: true });
   }
 
+  await page.goto(base + "/ui/devices", { waitUntil: "load" });
+  const firstDevice = await page.$("main.workbench tbody a");
+  if (!firstDevice) { fail("the device list is empty"); }
+  await Promise.all([page.waitForNavigation(), firstDevice.click()]);
+  const series = await page.$$eval("svg.series, .chart-box", (e) => e.length);
+  if (series === 0) { fail("the device page shows no chart"); }
+  await page.screenshot({ path: shots + "/device.png", fullPage: true });
+
   await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
   const english = await page.$eval("h1", (e) => e.textContent);
   if (!english.includes("yunnao")) { fail("no English after the switch: " + english); }
   await page.screenshot({ path: shots + "/overview-en.png" });
 
   if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
-  console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 4 pages, English switch; screenshots in " + shots);
+  console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 6 pages, English switch; screenshots in " + shots);
   await browser.close();
 })().catch((e) => fail(e.stack || String(e)));

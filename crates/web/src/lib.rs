@@ -6,6 +6,7 @@
 //! One snapshot of the city is computed every two seconds by one task and shared by every
 //! open page (a `watch` channel), so a hundred browsers cost one computation, not a hundred.
 
+mod devices;
 mod map;
 mod plan;
 mod text;
@@ -294,6 +295,8 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(workbench::case))
         .routes(routes!(workbench::step))
         .routes(routes!(plan::supervision))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::detail))
 }
 
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {

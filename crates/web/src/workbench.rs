@@ -28,8 +28,9 @@ fn nav(l: Lang, active: &str) -> String {
         )
     };
     format!(
-        "<nav>{}{}{}</nav>",
+        "<nav>{}{}{}{}</nav>",
         link("/", "overview"),
+        link("/ui/devices", "devices"),
         link("/ui/incidents", "workbench"),
         link("/ui/plan", "plan")
     )

@@ -201,6 +201,70 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .expect("html");
     assert!(case.contains("已安排") && case.contains("处置"), "{case}");
 
+    // Sensing pages: the device list and a device with its chart.
+    let device: serde_json::Value = server
+        .request(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&token),
+            Some(
+                serde_json::json!({"id": "rain-ui-1", "name": "崂山雨量站", "profile": "rain-gauge",
+                                    "location": {"lon": 120.468, "lat": 36.107}}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let device_token = device["access_token"].as_str().expect("token").to_owned();
+    for (ago, mm) in [(3_600_000, 2.5), (1_800_000, 7.0)] {
+        let sent = server
+            .client
+            .post(server.url(&format!("/api/v1/{device_token}/telemetry")))
+            .json(&serde_json::json!({"ts": yunnao_core::time::now_ms() - ago, "values": {"precipitation": mm}}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(sent.status(), 200);
+    }
+    let devices = browser
+        .get(server.url("/ui/devices?profile=rain-gauge"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        devices.contains("/ui/devices/rain-ui-1") && devices.contains("崂山雨量站"),
+        "{devices}"
+    );
+    let detail = browser
+        .get(server.url("/ui/devices/rain-ui-1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        detail.contains("precipitation") && detail.contains("<polyline points=\""),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("2.50 – 7.00"),
+        "the chart's range: {detail}"
+    );
+    let missing = browser
+        .get(server.url("/ui/devices/nope"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(missing, 404, "not-found").await;
+
     // Plan supervision: the 47 targets, six bound live; grid coverage is met.
     let plan = browser
         .get(server.url("/ui/plan"))

@@ -1,0 +1,219 @@
+//! The sensing pages: the devices the signed-in user's department owns (platform admins: all),
+//! with a profile filter, and one device with a chart per key over the last 24 hours and its
+//! alarms.
+
+use crate::text::{Lang, t};
+use crate::{Web, escape, lang, page};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use yunnao_core::Problem;
+use yunnao_http::{ApiPath, ApiQuery};
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct DeviceListQuery {
+    pub profile: Option<String>,
+    pub offset: Option<i64>,
+}
+
+const PAGE: i64 = 100;
+
+/// The device list.
+#[utoipa::path(get, path = "/ui/devices", tag = "ui", params(DeviceListQuery),
+    responses((status = 200, description = "the device list page"), (status = 303, description = "to the sign-in page")))]
+pub(crate) async fn list(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<DeviceListQuery>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let department = (!viewer.is_platform_admin()).then_some(viewer.department.as_str());
+    let profile = query.profile.filter(|p| !p.is_empty());
+    let offset = query.offset.unwrap_or(0).max(0);
+    let (devices, total) = match web
+        .sensing
+        .list_devices(department, profile.as_deref(), PAGE, offset)
+        .await
+    {
+        Ok(found) => found,
+        Err(problem) => return problem.into_response(),
+    };
+    let options: String = web
+        .sensing
+        .profiles()
+        .iter()
+        .map(|p| {
+            format!(
+                "<option value=\"{code}\"{selected}>{name}</option>",
+                code = escape(&p.code),
+                selected = if profile.as_deref() == Some(p.code.as_str()) {
+                    " selected"
+                } else {
+                    ""
+                },
+                name = escape(if l == Lang::Zh {
+                    &p.name_zh
+                } else {
+                    &p.name_en
+                }),
+            )
+        })
+        .collect();
+    let rows: String = devices
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td><a href=\"/ui/devices/{id}\">{id}</a></td><td>{name}</td><td>{profile}</td><td>{department}</td><td class=\"{class}\">{online}</td><td>{seen}</td><td>{simulated}</td></tr>",
+                id = escape(&d.id),
+                name = escape(&d.name),
+                profile = escape(&d.profile),
+                department = escape(&d.department),
+                class = if d.status.online { "online" } else { "offline" },
+                online = if d.status.online { t(l, "yes") } else { t(l, "no") },
+                seen = escape(d.status.last_seen.as_deref().and_then(|s| s.get(..19)).unwrap_or("—")),
+                simulated = if d.simulated { t(l, "simulated_short") } else { "" },
+            )
+        })
+        .collect();
+    let next = if offset + PAGE < total {
+        format!(
+            "<a href=\"/ui/devices?profile={}&offset={}\">{} →</a>",
+            escape(profile.as_deref().unwrap_or("")),
+            offset + PAGE,
+            t(l, "next_page")
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
+         <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
+         <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
+        header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
+        title = t(l, "devices_title"),
+        all = t(l, "all_profiles"),
+        filter = t(l, "filter"),
+        c_name = t(l, "col_name"),
+        c_profile = t(l, "col_profile"),
+        c_department = t(l, "col_department"),
+        c_online = t(l, "online"),
+        c_seen = t(l, "col_seen"),
+    );
+    page(l, t(l, "devices_title"), &body).into_response()
+}
+
+/// A line chart of `points` (ms, value) as inline SVG.
+fn chart(points: &[(i64, f64)], from: i64, to: i64) -> String {
+    if points.is_empty() {
+        return "<p class=\"muted\">—</p>".to_owned();
+    }
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let line: Vec<String> = points
+        .iter()
+        .map(|(ts, v)| {
+            let x = 600.0 * (ts - from) as f64 / (to - from).max(1) as f64;
+            let y = 110.0 - 100.0 * (v - lo) / span;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(
+        "<svg class=\"series\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\"><polyline points=\"{}\"/></svg><small class=\"muted\">{lo:.2} – {hi:.2}</small>",
+        line.join(" ")
+    )
+}
+
+/// One device: facts, a chart per key over the last 24 hours, alarms.
+#[utoipa::path(get, path = "/ui/devices/{id}", tag = "ui", params(("id" = String, Path)),
+    responses((status = 200, description = "the device page"), (status = 303), (status = 404)))]
+pub(crate) async fn detail(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let device = match web.sensing.get_device(&id).await {
+        Ok(Some(d)) if viewer.is_platform_admin() || d.department == viewer.department => d,
+        Ok(_) => return Problem::not_found(format!("no device {id}")).into_response(),
+        Err(problem) => return problem.into_response(),
+    };
+    let to = yunnao_core::time::now_ms();
+    let from = to - 24 * 3_600_000;
+    let mut charts = String::new();
+    if let Some(profile) = web.sensing.profile(&device.profile) {
+        for key in &profile.keys {
+            let buckets = web
+                .sensing
+                .aggregate(&device.id, &key.name, from, to, 15 * 60_000)
+                .await
+                .unwrap_or_default();
+            let points: Vec<(i64, f64)> = buckets
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.start, b.avg))
+                .collect();
+            charts.push_str(&format!(
+                "<div class=\"chart-box\"><h3>{} <small class=\"muted\">{}</small></h3>{}</div>",
+                escape(&key.name),
+                escape(&key.unit),
+                chart(&points, from, to)
+            ));
+        }
+    }
+    let alarms: String = web
+        .sensing
+        .alarms
+        .list(None, Some(&device.id), false, 20)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            format!(
+                "<li class=\"alarm-{}\"><time>{}</time> {} — {}</li>",
+                a.severity.as_str(),
+                escape(a.raised_at.get(..19).unwrap_or_default()),
+                escape(&a.message),
+                escape(&a.status)
+            )
+        })
+        .collect();
+    let body = format!(
+        "{header}<main class=\"case\"><h2>{name} <small class=\"muted\">{id}</small></h2>\
+         <p>{profile} · {department} · {online} · {location}{simulated}</p><h3>{last24}</h3>{charts}\
+         <h3>{alarms_title}</h3><ol class=\"timeline\">{alarms}</ol><p><a href=\"/ui/devices\">← {back}</a></p></main>",
+        header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
+        name = escape(&device.name),
+        id = escape(&device.id),
+        profile = escape(&device.profile),
+        department = escape(&device.department),
+        online = if device.status.online {
+            t(l, "online")
+        } else {
+            t(l, "offline")
+        },
+        location = device
+            .location
+            .map(|p| format!("{:.5}, {:.5}", p.lon, p.lat))
+            .unwrap_or_default(),
+        simulated = if device.simulated {
+            format!(" · {}", t(l, "simulated_short"))
+        } else {
+            String::new()
+        },
+        last24 = t(l, "last24"),
+        alarms_title = t(l, "alarms_title"),
+        back = t(l, "devices_title"),
+    );
+    page(l, t(l, "devices_title"), &body).into_response()
+}
