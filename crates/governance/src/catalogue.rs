@@ -431,14 +431,14 @@ impl Governance {
             > 0)
     }
 
-    /// The handling department for a subclass at a street: the most specific rule (street,
-    /// then district, then city-wide; a rule for the subclass before a `*` rule), else the
-    /// subclass's default.
-    pub async fn department_for(
+    /// The department the most specific dispatch rule names for a subclass at a street
+    /// (street, then district, then city-wide; a rule for the subclass before a `*` rule), if
+    /// any rule applies.
+    pub async fn rule_department(
         &self,
         category: &Category,
         street_code: Option<&str>,
-    ) -> Result<String, Problem> {
+    ) -> Result<Option<String>, Problem> {
         let rules = self.dispatch_rules().await?;
         let street = street_code.unwrap_or("");
         let mut areas = Vec::with_capacity(3);
@@ -455,11 +455,11 @@ impl Governance {
                     .iter()
                     .find(|r| r.service_code == service && r.area_code == area)
                 {
-                    return Ok(rule.department.clone());
+                    return Ok(Some(rule.department.clone()));
                 }
             }
         }
-        Ok(category.department.clone())
+        Ok(None)
     }
 }
 

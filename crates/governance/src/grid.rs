@@ -119,6 +119,7 @@ pub struct DistrictCoverage {
 /// The whole city grid, immutable once built; shared behind an `Arc`.
 pub struct CityGrid {
     pub resolution: u8,
+    h3_resolution: Resolution,
     pub districts: Vec<District>,
     pub streets: Vec<Street>,
     pub communities: Vec<Community>,
@@ -352,6 +353,7 @@ impl CityGrid {
             .ok_or("no districts")?;
         Ok(CityGrid {
             resolution,
+            h3_resolution: res,
             districts,
             streets,
             communities,
@@ -422,7 +424,7 @@ impl CityGrid {
         if !self.bbox.intersects(&point) {
             return None;
         }
-        let cell = LatLng::new(lat, lon).ok()?.to_cell(self.resolution());
+        let cell = LatLng::new(lat, lon).ok()?.to_cell(self.h3_resolution);
         let raw = u64::from(cell);
         if let Some(&index) = self.whole.get(&raw) {
             return Some(index);
@@ -474,10 +476,6 @@ impl CityGrid {
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, i)| i)
-    }
-
-    fn resolution(&self) -> Resolution {
-        Resolution::try_from(self.resolution).unwrap_or(Resolution::Ten)
     }
 
     /// The grid containing (lon, lat), or `None` outside Qingdao's districts.
@@ -537,19 +535,6 @@ impl CityGrid {
             };
             f(&self.grid_code(grid), &outline);
         }
-    }
-
-    /// Codes of grids whose code starts with `prefix` (a district, street, community or grid).
-    pub fn count_with_prefix(&self, prefix: &str) -> usize {
-        self.grids
-            .iter()
-            .filter(|g| {
-                self.communities[g.community as usize]
-                    .code
-                    .starts_with(prefix)
-            })
-            .filter(|g| prefix.len() <= 12 || self.grid_code(g).starts_with(prefix))
-            .count()
     }
 
     /// Whether a district, street, community or grid code names something in the grid.

@@ -491,13 +491,33 @@ impl Governance {
     }
 
     pub(crate) async fn photo_ids(&self, incident_id: &str) -> Result<Vec<String>, Problem> {
-        let ids: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM gov_media WHERE incident_id = $1 ORDER BY at_ms, id")
-                .bind(incident_id)
-                .fetch_all(self.db.pool())
-                .await
-                .db()?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+        Ok(self
+            .photo_ids_of(&[incident_id])
+            .await?
+            .remove(incident_id)
+            .unwrap_or_default())
+    }
+
+    /// Photo ids of several incidents, one query per 500 (a page of a queue is one read).
+    pub(crate) async fn photo_ids_of(
+        &self,
+        incident_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, Problem> {
+        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for chunk in incident_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+                "SELECT incident_id, id FROM gov_media WHERE incident_id IN ({}) ORDER BY at_ms, id",
+                placeholders.join(", ")
+            )));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for (incident, id) in query.fetch_all(self.db.pool()).await.db()? {
+                out.entry(incident).or_default().push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// One incident as the caller may see it.
@@ -737,6 +757,19 @@ impl Governance {
             None => None,
         };
         let out_of_area = report.location.is_some() && place.is_none();
+        // Decided before the write transaction, so its reads do not hold the writer: the
+        // dispatch rule, else (sensor alarms) the device's owner, else the subclass's department.
+        let dispatch = match (&place, self.config.auto_dispatch) {
+            (Some(place), true) => {
+                let department = self
+                    .rule_department(&category, Some(&place.street_code))
+                    .await?
+                    .or_else(|| report.owner_department.clone())
+                    .unwrap_or_else(|| category.department.clone());
+                Some((place, department, self.calendar().await?))
+            }
+            _ => None,
+        };
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO gov_incidents (id, source, source_ref, service_code, description, address, lon, lat, grid_code, district_code, street_code, community_code, \
@@ -822,23 +855,7 @@ impl Governance {
             .db()?;
         }
         let mut action = "report";
-        if self.config.auto_dispatch
-            && let Some(place) = &place
-        {
-            let department = match (
-                self.department_for(&category, Some(&place.street_code))
-                    .await?,
-                &report.owner_department,
-            ) {
-                // A sensor alarm with no explicit rule goes to the device's owner.
-                (d, Some(owner))
-                    if d == category.department && !self.has_rule(&category, place).await? =>
-                {
-                    owner.clone()
-                }
-                (d, _) => d,
-            };
-            let calendar = self.calendar().await?;
+        if let Some((place, department, calendar)) = &dispatch {
             sqlx::query("UPDATE gov_incidents SET state = 'registered' WHERE id = $1")
                 .bind(&id)
                 .execute(&mut **tx)
@@ -860,9 +877,9 @@ impl Governance {
                 &mut tx,
                 &id,
                 &category,
-                &department,
+                department,
                 Some(&place.code),
-                &calendar,
+                calendar,
                 now,
             )
             .await?;
@@ -899,20 +916,6 @@ impl Governance {
             created: true,
             similar,
         })
-    }
-
-    async fn has_rule(
-        &self,
-        category: &Category,
-        place: &crate::grid::GridRef,
-    ) -> Result<bool, Problem> {
-        let rules = self.dispatch_rules().await?;
-        Ok(rules.iter().any(|r| {
-            (r.service_code == category.service_code || r.service_code == "*")
-                && (r.area_code.is_empty()
-                    || r.area_code == place.district_code
-                    || r.area_code == place.street_code)
-        }))
     }
 
     pub(crate) async fn by_source(
@@ -989,7 +992,11 @@ impl Governance {
             ));
         }
         let now = now_ms();
-        let calendar = self.calendar().await?;
+        // Only a dispatch sets a time limit; read the calendar before taking the writer.
+        let calendar = match input.action.as_str() {
+            "dispatch" | "reassign" => Some(self.calendar().await?),
+            _ => None,
+        };
         let mut tx = self.db.begin_write().await?;
         let lock = if self.db.backend() == Backend::Postgres {
             " FOR UPDATE"
@@ -1070,10 +1077,10 @@ impl Governance {
             "dispatch" | "reassign" => {
                 let department = match (input.action.as_str(), &input.department) {
                     (_, Some(d)) => d.clone(),
-                    ("dispatch", None) => {
-                        self.department_for(&category, row.street_code.as_deref())
-                            .await?
-                    }
+                    ("dispatch", None) => self
+                        .rule_department(&category, row.street_code.as_deref())
+                        .await?
+                        .unwrap_or_else(|| category.department.clone()),
                     _ => {
                         return Err(Problem::validation(
                             "reassign needs department: the department that takes the case over",
@@ -1091,7 +1098,9 @@ impl Governance {
                     &category,
                     &department,
                     row.grid_code.as_deref(),
-                    &calendar,
+                    calendar
+                        .as_ref()
+                        .ok_or_else(|| Problem::internal("no calendar for a dispatch"))?,
                     now,
                 )
                 .await?;

@@ -171,10 +171,12 @@ impl Governance {
         }
         let rows = query.fetch_all(self.db.pool()).await.db()?;
         let categories = self.categories().await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            items.push(self.view(row, &categories, self.photo_ids(&row.id).await?));
-        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let mut photos = self.photo_ids_of(&ids).await?;
+        let items = rows
+            .iter()
+            .map(|row| self.view(row, &categories, photos.remove(&row.id).unwrap_or_default()))
+            .collect();
         Ok(IncidentPage { total, items })
     }
 

@@ -2,6 +2,7 @@
 //! metro lines (`data/qingdao/`): an equirectangular projection corrected for latitude, which
 //! at a city's scale is indistinguishable from a web map.
 
+use crate::escape;
 use yunnao_governance::grid::District;
 
 const METRO: &str = include_str!("../../../data/qingdao/qingdao_metro.json");
@@ -23,13 +24,6 @@ impl Projection {
             (self.lat1 - lat) * self.k,
         )
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The map: one `<path class="district" data-code=…>` per district with its name, the metro
