@@ -12,7 +12,8 @@ use crate::incidents::{
     Report, Source, TransitionInput, photo_type,
 };
 use crate::queries::{
-    Escalation, EscalationFilter, Figures, FiguresQuery, IncidentFilter, IncidentPage,
+    DailyCount, DailyQuery, Escalation, EscalationFilter, Figures, FiguresQuery, IncidentFilter,
+    IncidentPage,
 };
 use axum::Extension;
 use axum::body::Bytes;
@@ -55,6 +56,7 @@ pub fn router() -> OpenApiRouter<Governance> {
         .routes(routes!(get_media))
         .routes(routes!(escalations))
         .routes(routes!(figures))
+        .routes(routes!(daily_figures))
         .routes(routes!(scan_now))
         .merge(uploads)
         .merge(crate::open311::router())
@@ -662,6 +664,18 @@ async fn figures(
 ) -> ApiResult<axum::Json<Vec<Figures>>> {
     require_staff(&principal)?;
     Ok(axum::Json(governance.figures(query).await?))
+}
+
+/// Incidents reported per day (China Standard Time) and district, the last `days` days.
+#[utoipa::path(get, path = "/api/v1/governance/figures/daily", tag = "governance",
+    params(DailyQuery), responses((status = 200, body = [DailyCount])))]
+async fn daily_figures(
+    State(governance): State<Governance>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<DailyQuery>,
+) -> ApiResult<axum::Json<Vec<DailyCount>>> {
+    require_staff(&principal)?;
+    Ok(axum::Json(governance.daily(query).await?))
 }
 
 /// Runs the deadline check now (it also runs on its own every `governance_scan_ms`).

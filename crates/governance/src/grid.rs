@@ -72,6 +72,18 @@ struct Grid {
     area_m2: f32,
 }
 
+/// One district's grids as the map draws them: every grid as the shape of one whole H3 cell
+/// at its cell's centre (cells cut by the boundary are clipped by the district's outline).
+#[derive(Debug, Clone)]
+pub struct DistrictCells {
+    /// Cell centres (lon, lat), in grid-code order.
+    pub centres: Vec<(f64, f64)>,
+    /// (community code, name, index of its first grid in `centres`, grids).
+    pub communities: Vec<(String, String, u32, u32)>,
+    /// One whole cell's corners relative to its centre, degrees.
+    pub hexagon: Vec<(f64, f64)>,
+}
+
 /// What a lookup or a code resolves to.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GridRef {
@@ -535,6 +547,44 @@ impl CityGrid {
             };
             f(&self.grid_code(grid), &outline);
         }
+    }
+
+    /// One district's grids for drawing, in code order.
+    pub fn district_cells(&self, code: &str) -> Option<DistrictCells> {
+        self.districts.iter().find(|d| d.code == code)?;
+        let mut out = DistrictCells {
+            centres: Vec::new(),
+            communities: Vec::new(),
+            hexagon: Vec::new(),
+        };
+        for (index, community) in self.communities.iter().enumerate() {
+            if community.district_code != code {
+                continue;
+            }
+            let first = self.community_first[index] as usize;
+            let count = self.community_count[index] as usize;
+            out.communities.push((
+                community.code.clone(),
+                community.name.clone(),
+                out.centres.len() as u32,
+                count as u32,
+            ));
+            for grid in &self.grids[first..first + count] {
+                let Ok(cell) = CellIndex::try_from(grid.cell) else {
+                    continue;
+                };
+                let centre = LatLng::from(cell);
+                out.centres.push((centre.lng(), centre.lat()));
+                if out.hexagon.is_empty() && grid.piece.is_none() {
+                    out.hexagon = cell
+                        .boundary()
+                        .iter()
+                        .map(|v| (v.lng() - centre.lng(), v.lat() - centre.lat()))
+                        .collect();
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Whether a district, street, community or grid code names something in the grid.

@@ -319,7 +319,102 @@ pub struct FiguresQuery {
     pub days: Option<i64>,
 }
 
+/// Incidents reported on one day (China Standard Time) in one district.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct DailyCount {
+    /// `YYYY-MM-DD`, China Standard Time.
+    pub day: String,
+    /// District code; empty for unlocated or out-of-area cases.
+    pub district: String,
+    pub reported: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuery {
+    /// Days back, today included (default 7, at most 366).
+    pub days: Option<i64>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+const CST_OFFSET_MS: i64 = 8 * 3_600_000;
+
 impl Governance {
+    /// Incidents reported per day and district over the last `days` days (today included),
+    /// every day listed even when nothing was reported.
+    pub async fn daily(&self, query: DailyQuery) -> Result<Vec<DailyCount>, Problem> {
+        let days = query.days.unwrap_or(7);
+        if !(1..=366).contains(&days) {
+            return Err(Problem::bad_request("days is 1 to 366"));
+        }
+        let today = (now_ms() + CST_OFFSET_MS).div_euclid(DAY_MS);
+        let first = today - (days - 1);
+        let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT district_code, CAST((created_at_ms + $1) / $2 AS BIGINT) AS day, COUNT(*) \
+             FROM gov_incidents WHERE created_at_ms >= $3 GROUP BY district_code, day",
+        )
+        .bind(CST_OFFSET_MS)
+        .bind(DAY_MS)
+        .bind(first * DAY_MS - CST_OFFSET_MS)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let label = |day: i64| {
+            crate::calendar::to_cst_rfc3339(day * DAY_MS - CST_OFFSET_MS)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut out = Vec::new();
+        for day in first..=today {
+            for district in &self.grid.districts {
+                let reported = rows
+                    .iter()
+                    .filter(|(d, n, _)| *n == day && d.as_deref() == Some(&*district.code))
+                    .map(|r| r.2)
+                    .sum();
+                out.push(DailyCount {
+                    day: label(day),
+                    district: district.code.clone(),
+                    reported,
+                });
+            }
+            let elsewhere: i64 = rows
+                .iter()
+                .filter(|(d, n, _)| {
+                    *n == day
+                        && !self
+                            .grid
+                            .districts
+                            .iter()
+                            .any(|district| d.as_deref() == Some(&*district.code))
+                })
+                .map(|r| r.2)
+                .sum();
+            if elsewhere > 0 {
+                out.push(DailyCount {
+                    day: label(day),
+                    district: String::new(),
+                    reported: elsewhere,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open incidents per grid in one district: (grid code, open).
+    pub async fn open_by_grid(&self, district: &str) -> Result<Vec<(String, i64)>, Problem> {
+        sqlx::query_as(
+            "SELECT grid_code, COUNT(*) FROM gov_incidents \
+             WHERE district_code = $1 AND grid_code IS NOT NULL AND state NOT IN ('closed', 'rejected') \
+             GROUP BY grid_code",
+        )
+        .bind(district)
+        .fetch_all(self.db.pool())
+        .await
+        .db()
+    }
+
     pub async fn figures(&self, query: FiguresQuery) -> Result<Vec<Figures>, Problem> {
         let column = match query.by.as_deref().unwrap_or("district") {
             "district" => "district_code",

@@ -414,16 +414,9 @@ async fn verify_seal(
     axum::extract::State(identity): axum::extract::State<Identity>,
     ApiJson(sealed): ApiJson<SealedDocument>,
 ) -> ApiResult<axum::Json<SealVerification>> {
-    let published = seals::public_key(&identity, &sealed.seal.department).await?;
-    let outcome = if published.key_id != sealed.seal.key_id {
-        Err(Problem::validation(
-            "the seal names a key the department does not publish",
-        ))
-    } else {
-        let key = yunnao_gm::Sm2PublicKey::from_hex(&published.public_key)
-            .map_err(|e| Problem::internal(e.to_string()))?;
-        seals::verify_offline(&sealed, &key)
-    };
+    // An unknown department is a 404, not an invalid seal.
+    seals::public_key(&identity, &sealed.seal.department).await?;
+    let outcome = seals::verify(&identity, &sealed).await;
     Ok(axum::Json(SealVerification {
         valid: outcome.is_ok(),
         department: sealed.seal.department,

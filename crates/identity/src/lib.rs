@@ -212,6 +212,17 @@ impl Identity {
     }
 
     /// Every department (code, names), for display.
+    /// API clients not revoked: the scenario applications connected to the platform.
+    pub async fn active_api_clients(&self) -> Result<i64, yunnao_core::Problem> {
+        use yunnao_store::DbResultExt;
+        yunnao_store::sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_clients WHERE revoked_at_ms IS NULL",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .db()
+    }
+
     pub async fn departments(&self) -> Result<Vec<Department>, yunnao_core::Problem> {
         departments::list(&self.db).await
     }

@@ -111,6 +111,19 @@ pub fn verify_offline(sealed: &SealedDocument, public_key: &Sm2PublicKey) -> Res
         })
 }
 
+/// Verifies a sealed document against the key its department publishes on this platform.
+pub async fn verify(identity: &Identity, sealed: &SealedDocument) -> Result<(), Problem> {
+    let published = public_key(identity, &sealed.seal.department).await?;
+    if published.key_id != sealed.seal.key_id {
+        return Err(Problem::validation(
+            "the seal names a key the department does not publish",
+        ));
+    }
+    let key = Sm2PublicKey::from_hex(&published.public_key)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    verify_offline(sealed, &key)
+}
+
 fn associated_data(department: &str, key_id: &str) -> Vec<u8> {
     format!("seal-key:{department}:{key_id}").into_bytes()
 }

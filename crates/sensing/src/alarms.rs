@@ -163,7 +163,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn applies_to(&self, device: &str, profile: &str, department: &str) -> bool {
+    pub fn applies_to(&self, device: &str, profile: &str, department: &str) -> bool {
         let scope = match (&self.device, &self.profile) {
             (Some(d), _) => d == device,
             (None, Some(p)) => p == profile,

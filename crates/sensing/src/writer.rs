@@ -93,6 +93,15 @@ impl Activity {
 #[derive(Default)]
 pub struct LatestValues {
     pending: std::sync::Mutex<HashMap<std::sync::Arc<str>, DeviceLatest>>,
+    occupancy: std::sync::Mutex<Occupancy>,
+}
+
+/// The newest `occupied` value of every device that has one (parking spaces), kept with a
+/// running count so the overview reads city-wide occupancy without a scan.
+#[derive(Default)]
+struct Occupancy {
+    by_device: HashMap<std::sync::Arc<str>, (i64, bool)>,
+    occupied: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +131,31 @@ impl LatestValues {
                 }
             }
         }
+        drop(pending);
+        let mut occupancy = self.occupancy.lock().unwrap_or_else(|p| p.into_inner());
+        for device in &event.devices {
+            for (key, ts, value) in &device.readings {
+                if key != "occupied" {
+                    continue;
+                }
+                let now = *value != 0.0;
+                let before = occupancy.by_device.get(&device.device_id).copied();
+                match before {
+                    Some((seen, _)) if seen > *ts => continue,
+                    Some((_, was)) => occupancy.occupied += now as i64 - was as i64,
+                    None => occupancy.occupied += now as i64,
+                }
+                occupancy
+                    .by_device
+                    .insert(device.device_id.clone(), (*ts, now));
+            }
+        }
+    }
+
+    /// Devices reporting an `occupied` key on this node since it started: (occupied, reporting).
+    pub fn occupancy(&self) -> (i64, i64) {
+        let occupancy = self.occupancy.lock().unwrap_or_else(|p| p.into_inner());
+        (occupancy.occupied, occupancy.by_device.len() as i64)
     }
 
     /// Up to `max` devices' newest values, removed from the pending set.

@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yunnao_governance::grid::{District, districts};
@@ -128,8 +129,37 @@ impl Fleet {
     }
 }
 
+/// Profiles whose devices speak MQTT when the server's MQTT endpoint is known.
+const MQTT_PROFILES: [&str; 2] = ["manhole-gas", "air-quality"];
+/// One connection each: enough to exercise the endpoint, few enough for any laptop.
+const MQTT_DEVICES: usize = 1000;
+
+impl Device {
+    fn speaks_mqtt(&self) -> bool {
+        MQTT_PROFILES.contains(&self.profile)
+    }
+}
+
 /// Registers the fleet through the import API, 5,000 at a time; devices that exist stay.
-pub(crate) async fn register(admin: &Api, fleet: &Fleet) -> anyhow::Result<()> {
+/// With `mqtt`, returns the access tokens of the devices that will connect over MQTT (new
+/// devices get theirs from the import; existing ones have theirs rotated).
+pub(crate) async fn register(
+    admin: &Api,
+    fleet: &Fleet,
+    mqtt: bool,
+) -> anyhow::Result<HashMap<String, String>> {
+    let wanted: HashSet<&str> = if mqtt {
+        fleet
+            .devices
+            .iter()
+            .filter(|d| d.speaks_mqtt())
+            .take(MQTT_DEVICES)
+            .map(|d| d.id.as_str())
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut tokens = HashMap::new();
     let names = |profile: &str| match profile {
         "parking-space" => "泊位",
         "rain-gauge" => "雨量站",
@@ -167,8 +197,83 @@ pub(crate) async fn register(admin: &Api, fleet: &Fleet) -> anyhow::Result<()> {
         if status != 200 {
             anyhow::bail!("registering simulated devices failed: {status} {body}");
         }
+        for created in body["created"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(token)) =
+                (created["id"].as_str(), created["access_token"].as_str())
+                && wanted.contains(id)
+            {
+                tokens.insert(id.to_owned(), token.to_owned());
+            }
+        }
     }
-    Ok(())
+    for id in wanted {
+        if tokens.contains_key(id) {
+            continue;
+        }
+        let (status, body) = admin
+            .call(Method::POST, &format!("/api/v1/devices/{id}/token"), None)
+            .await?;
+        match body["access_token"].as_str() {
+            Some(token) if status == 200 => {
+                tokens.insert(id.to_owned(), token.to_owned());
+            }
+            _ => tracing::warn!(
+                id,
+                status,
+                "no MQTT token for a simulated device; it uses HTTP"
+            ),
+        }
+    }
+    Ok(tokens)
+}
+
+/// One simulated device on its own MQTT connection: publishes what it is handed at QoS 1
+/// and counts the server's acknowledgements (sent only after the readings are committed).
+fn spawn_mqtt_device(
+    address: &str,
+    device_id: &str,
+    token: &str,
+    stats: Arc<SimStats>,
+) -> Option<tokio::sync::mpsc::Sender<String>> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let mut options = rumqttc::MqttOptions::new(device_id, host, port);
+    options.set_credentials(token, "");
+    options.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(4);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    count(&stats.mqtt_acknowledged, 1);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    count(&stats.errors, 1);
+                    tracing::debug!(error = %e, "simulated MQTT device reconnecting");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(payload) = receiver.recv().await {
+            if client
+                .publish(
+                    "v1/devices/me/telemetry",
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Some(sender)
 }
 
 /// Alarm rules for the simulated faults (once; kept if they exist).
@@ -296,10 +401,22 @@ fn values(device: &Device, world: &World, rng: &mut ChaCha8Rng, hour: f64) -> Ma
 pub(crate) async fn run_devices(
     admin: Api,
     fleet: Fleet,
+    tokens: HashMap<String, String>,
     config: SimConfig,
     stats: Arc<SimStats>,
 ) -> anyhow::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x00de_71ce);
+    let mut connections: HashMap<usize, tokio::sync::mpsc::Sender<String>> = HashMap::new();
+    if let Some(address) = &config.mqtt {
+        for (i, device) in fleet.devices.iter().enumerate() {
+            if let Some(token) = tokens.get(&device.id)
+                && let Some(sender) = spawn_mqtt_device(address, &device.id, token, stats.clone())
+            {
+                connections.insert(i, sender);
+            }
+        }
+        tracing::info!(devices = connections.len(), %address, "simulated devices on MQTT");
+    }
     let start = Instant::now();
     let factor = config.interval_factor.max(0.001);
     // Next due time of each device, seconds since start.
@@ -340,7 +457,18 @@ pub(crate) async fn run_devices(
                 continue;
             }
             due[i] += (device.interval_s as f64 * factor).max(1.0);
-            let item = json!({"device": device.id, "ts": now_ms, "values": values(device, &world, &mut rng, hour)});
+            let values = values(device, &world, &mut rng, hour);
+            if let Some(connection) = connections.get(&i) {
+                // A device that has not caught up skips this report, as a real one would.
+                if connection
+                    .try_send(json!({"ts": now_ms, "values": values}).to_string())
+                    .is_ok()
+                {
+                    count(&stats.readings_sent, 1);
+                }
+                continue;
+            }
+            let item = json!({"device": device.id, "ts": now_ms, "values": values});
             batch.push_str(&item.to_string());
             batch.push('\n');
             items += 1;

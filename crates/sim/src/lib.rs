@@ -33,6 +33,10 @@ pub struct SimConfig {
     pub interval_factor: f64,
     /// Password of the simulator's own accounts (department operators, grid workers).
     pub account_password: String,
+    /// The server's device MQTT endpoint (`host:port`): when set, the manhole-gas and
+    /// air-quality sensors (up to 1,000) connect there, one MQTT connection each, and
+    /// publish at QoS 1; the rest report through the HTTP gateway API.
+    pub mqtt: Option<String>,
 }
 
 impl SimConfig {
@@ -45,6 +49,7 @@ impl SimConfig {
             seed: 2022,
             interval_factor: 1.0,
             account_password: "yunnao-sim-2022".to_owned(),
+            mqtt: None,
         }
     }
 }
@@ -53,6 +58,9 @@ impl SimConfig {
 #[derive(Debug, Default)]
 pub struct SimStats {
     pub readings_sent: AtomicU64,
+    /// Messages the MQTT devices published and the server acknowledged (PUBACK).
+    pub mqtt_acknowledged: AtomicU64,
+    pub progress_reports: AtomicU64,
     pub reports_filed: AtomicU64,
     pub steps_taken: AtomicU64,
     pub errors: AtomicU64,
@@ -127,7 +135,7 @@ pub async fn run(
     let admin = Api::sign_in(&client, &config.target, &config.username, &config.password).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let fleet = city::Fleet::generate(config.scale, &mut rng).map_err(anyhow::Error::msg)?;
-    city::register(&admin, &fleet).await?;
+    let tokens = city::register(&admin, &fleet, config.mqtt.is_some()).await?;
     city::alarm_rules(&admin).await?;
     let crew = workflow::Crew::enlist(&admin, &client, &config).await?;
     tracing::info!(
@@ -136,7 +144,22 @@ pub async fn run(
         seed = config.seed,
         "simulated city running"
     );
-    let telemetry = city::run_devices(admin.clone(), fleet.clone(), config.clone(), stats.clone());
+    let telemetry = city::run_devices(
+        admin.clone(),
+        fleet.clone(),
+        tokens,
+        config.clone(),
+        stats.clone(),
+    );
+    {
+        let (admin, client, config, stats) =
+            (admin.clone(), client.clone(), config.clone(), stats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = workflow::report_progress(&admin, &client, &config, &stats).await {
+                tracing::warn!(error = %e, "simulated progress reports not filed");
+            }
+        });
+    }
     let citizens =
         workflow::run_citizens(admin.clone(), fleet.clone(), config.clone(), stats.clone());
     let cases = workflow::run_cases(crew, config.clone(), stats.clone());

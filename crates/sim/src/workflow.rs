@@ -286,3 +286,80 @@ pub(crate) async fn run_cases(
         }
     }
 }
+
+/// Departments report progress on the plan's targets the platform does not measure: about
+/// three in four such targets get a report (value, today's date, evidence) from their first
+/// responsible department, sealed by the server with that department's e-seal. Targets that
+/// already have a report are left alone, so a second run adds nothing.
+pub(crate) async fn report_progress(
+    admin: &Api,
+    client: &reqwest::Client,
+    config: &SimConfig,
+    stats: &SimStats,
+) -> anyhow::Result<()> {
+    let (status, targets) = admin
+        .call(Method::GET, "/api/v1/plan/targets", None)
+        .await?;
+    if status != 200 {
+        anyhow::bail!("plan targets: {status} {targets}");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x091a_2022);
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut reporters: HashMap<String, Api> = HashMap::new();
+    for target in targets.as_array().into_iter().flatten() {
+        // Drawn for every target, so the choice of targets does not depend on earlier runs.
+        let report = rng.random_bool(0.75);
+        let share = rng.random_range(0.55..1.1);
+        let department = target["responsible_departments"][0].as_str();
+        let (Some(id), Some(department)) = (target["id"].as_str(), department) else {
+            continue;
+        };
+        if !report || !target["measured_by"].is_null() || !target["report"].is_null() {
+            continue;
+        }
+        let reporter = match reporters.get(department) {
+            Some(api) => api.clone(),
+            None => {
+                let username = format!("sim.plan.{department}");
+                account(
+                    admin,
+                    &username,
+                    department,
+                    "operator",
+                    &config.account_password,
+                )
+                .await?;
+                let api = Api::sign_in(client, &config.target, &username, &config.account_password)
+                    .await?;
+                reporters.insert(department.to_owned(), api.clone());
+                api
+            }
+        };
+        let goal = target["target"].as_f64().unwrap_or(0.0);
+        let value = if target["unit"] == "%" {
+            (goal * share).min(100.0)
+        } else {
+            goal * share
+        };
+        let value = (value * 10.0).round() / 10.0;
+        let (status, body) = reporter
+            .call(
+                Method::POST,
+                &format!("/api/v1/plan/targets/{id}/reports"),
+                Some(json!({
+                    "value": value,
+                    "as_of": today,
+                    "evidence": format!("[模拟] {department} 关于“{}”的进展报告", target["metric_zh"].as_str().unwrap_or_default()),
+                })),
+            )
+            .await?;
+        if status == 201 {
+            count(&stats.progress_reports, 1);
+        } else {
+            tracing::warn!(id, status, %body, "simulated progress report refused");
+        }
+    }
+    Ok(())
+}

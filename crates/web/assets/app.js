@@ -4,7 +4,52 @@
   var map = document.getElementById("map");
   if (!map) { return; }
   var lang = document.body.dataset.lang || "zh";
-  var history = [];
+  var SVG = "http://www.w3.org/2000/svg";
+  var COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#555"];
+  function el(name, attrs, text) {
+    var node = document.createElementNS(SVG, name);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+  // Incidents per day, stacked by district, with the districts as a legend.
+  function daily(snapshot) {
+    var svg = document.getElementById("daily");
+    var rows = snapshot.incidents_daily || [];
+    if (!svg || rows.length === 0) { return; }
+    var names = {};
+    (snapshot.districts || []).forEach(function (d) { names[d.code] = d.name; });
+    var days = [], districts = [];
+    rows.forEach(function (r) {
+      if (days.indexOf(r.day) < 0) { days.push(r.day); }
+      if (districts.indexOf(r.district) < 0) { districts.push(r.district); }
+    });
+    var totals = days.map(function (day) {
+      return rows.filter(function (r) { return r.day === day; }).reduce(function (a, r) { return a + r.reported; }, 0);
+    });
+    var max = Math.max.apply(null, totals.concat([1]));
+    while (svg.firstChild) { svg.removeChild(svg.firstChild); }
+    var width = 170 / days.length;
+    days.forEach(function (day, i) {
+      var y = 92;
+      districts.forEach(function (code, j) {
+        var r = rows.filter(function (x) { return x.day === day && x.district === code; })[0];
+        if (!r || r.reported === 0) { return; }
+        var h = (r.reported / max) * 80;
+        y -= h;
+        var bar = el("rect", { x: (i * width + 2).toFixed(1), y: y.toFixed(1), width: (width - 4).toFixed(1), height: h.toFixed(1), fill: COLOURS[j % COLOURS.length] });
+        bar.appendChild(el("title", {}, day + " " + (names[code] || (lang === "zh" ? "未定位" : "unlocated")) + ": " + r.reported));
+        svg.appendChild(bar);
+      });
+      svg.appendChild(el("text", { x: (i * width + width / 2).toFixed(1), y: 104, "text-anchor": "middle", "class": "axis" }, day.slice(5)));
+      svg.appendChild(el("text", { x: (i * width + width / 2).toFixed(1), y: (88 - (totals[i] / max) * 80).toFixed(1), "text-anchor": "middle", "class": "axis" }, totals[i]));
+    });
+    districts.forEach(function (code, j) {
+      var y = 8 + j * 9;
+      svg.appendChild(el("rect", { x: 178, y: y - 6, width: 7, height: 7, fill: COLOURS[j % COLOURS.length] }));
+      svg.appendChild(el("text", { x: 188, y: y, "class": "axis" }, names[code] || (lang === "zh" ? "未定位" : "unlocated")));
+    });
+  }
   function get(obj, path) {
     return path.split(".").reduce(function (o, k) { return o == null ? undefined : o[k]; }, obj);
   }
@@ -35,17 +80,163 @@
         list.appendChild(li);
       });
     }
-    history.push(snapshot.readings_per_s || 0);
-    if (history.length > 1800) { history.shift(); }
-    var max = Math.max.apply(null, history.concat([1]));
-    var points = history.map(function (v, i) {
-      var x = history.length < 2 ? 0 : (i * 300) / (history.length - 1);
+    // Readings per second: the server's 10-second averages over the last hour, then now.
+    var series = (snapshot.readings_history || []).concat([snapshot.readings_per_s || 0]);
+    var max = Math.max.apply(null, series.concat([1]));
+    var points = series.map(function (v, i) {
+      var x = series.length < 2 ? 0 : (i * 300) / (series.length - 1);
       return x.toFixed(1) + "," + (58 - (v / max) * 56).toFixed(1);
     });
     var line = document.querySelector("#spark polyline");
     if (line) { line.setAttribute("points", points.join(" ")); }
+    daily(snapshot);
     document.body.dataset.updated = snapshot.at || "";
   }
+  // A district opened: its unit grids on a canvas, open cases in red, a grid named on hover.
+  function openDistrict(code) {
+    fetch("/ui/map/districts/" + code, { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(drawDistrict)
+      .catch(function (e) { console.warn("district grids unavailable", e); });
+  }
+  function drawDistrict(d) {
+    var panel = map.parentNode;
+    var view = document.getElementById("district-view");
+    if (!view) {
+      view = document.createElement("div");
+      view.id = "district-view";
+      view.innerHTML = '<p class="district-bar"><button type="button" id="back-to-city"></button><button type="button" id="zoom-out"></button> <b></b> <span class="muted"></span></p><canvas></canvas><p class="grid-tip muted">&nbsp;</p>';
+      panel.insertBefore(view, map);
+      view.querySelector("#back-to-city").addEventListener("click", function () {
+        view.style.display = "none";
+        map.style.display = "";
+      });
+    }
+    var zh = lang === "zh";
+    view.querySelector("#back-to-city").textContent = "← " + (zh ? "返回全市" : "Back to the city");
+    view.querySelector("#zoom-out").textContent = zh ? "缩小" : "Zoom out";
+    view.querySelector(".district-bar b").textContent = d.name;
+    view.querySelector(".district-bar span").textContent = (zh ? "单元网格 " : "unit grids ") + d.grids.toLocaleString() +
+      (zh ? " · 有未结案件的网格 " : " · grids with open cases ") + d.open.length + (zh ? " · 点击放大" : " · click to zoom in");
+    view.querySelector(".grid-tip").innerHTML = "&nbsp;";
+    map.style.display = "none";
+    view.style.display = "";
+    var canvas = view.querySelector("canvas");
+    var ratio = window.devicePixelRatio || 1;
+    var cssWidth = panel.clientWidth || 800;
+    var fit = cssWidth / d.width;
+    canvas.style.width = cssWidth + "px";
+    canvas.style.height = Math.round(d.height * fit) + "px";
+    canvas.width = Math.round(cssWidth * ratio);
+    canvas.height = Math.round(d.height * fit * ratio);
+    var ctx = canvas.getContext("2d");
+    var outline = new Path2D(d.outline);
+    var bytes = atob(d.centres);
+    var n = bytes.length / 4, xs = new Uint16Array(n), ys = new Uint16Array(n);
+    for (var i = 0; i < n; i++) {
+      xs[i] = bytes.charCodeAt(4 * i) | (bytes.charCodeAt(4 * i + 1) << 8);
+      ys[i] = bytes.charCodeAt(4 * i + 2) | (bytes.charCodeAt(4 * i + 3) << 8);
+    }
+    var hex = d.hexagon;
+    var reach = Math.max.apply(null, hex.map(function (p) { return Math.max(Math.abs(p[0]), Math.abs(p[1])); }));
+    var open = {};
+    d.open.forEach(function (o) { open[o[0]] = o[1]; });
+    // The view: zoom factor and the frame point at the canvas's top left.
+    var zoom = 1, left = 0, top = 0;
+    function cell(k) {
+      ctx.moveTo(xs[k] + hex[0][0], ys[k] + hex[0][1]);
+      for (var j = 1; j < hex.length; j++) { ctx.lineTo(xs[k] + hex[j][0], ys[k] + hex[j][1]); }
+      ctx.closePath();
+    }
+    function render() {
+      var s = fit * zoom;
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      ctx.setTransform(s * ratio, 0, 0, s * ratio, -left * s * ratio, -top * s * ratio);
+      ctx.fillStyle = "#12263d";
+      ctx.fill(outline);
+      ctx.save();
+      ctx.clip(outline);
+      var right = left + d.width / zoom, bottom = top + d.height / zoom;
+      var visible = function (k) {
+        return xs[k] + reach >= left && xs[k] - reach <= right && ys[k] + reach >= top && ys[k] - reach <= bottom;
+      };
+      ctx.beginPath();
+      for (var k = 0; k < n; k++) { if (visible(k)) { cell(k); } }
+      ctx.lineWidth = 0.6 / s;
+      ctx.strokeStyle = "#2f5277";
+      ctx.stroke();
+      d.open.forEach(function (o) {
+        ctx.beginPath();
+        cell(o[0]);
+        ctx.fillStyle = o[1] > 2 ? "#e5484d" : "#f5a623";
+        ctx.fill();
+        // Small cells would vanish at this zoom: a dot marks them.
+        ctx.beginPath();
+        ctx.arc(xs[o[0]], ys[o[0]], Math.max(reach, 3 / s), 0, 2 * Math.PI);
+        ctx.fill();
+      });
+      ctx.restore();
+      ctx.lineWidth = 1.5 / s;
+      ctx.strokeStyle = "#3fa9f5";
+      ctx.stroke(outline);
+      view.dataset.zoom = String(zoom);
+    }
+    function framePoint(e) {
+      var rect = canvas.getBoundingClientRect();
+      return [left + (e.clientX - rect.left) / (fit * zoom), top + (e.clientY - rect.top) / (fit * zoom)];
+    }
+    canvas.onclick = function (e) {
+      if (zoom >= 64) { return; }
+      var p = framePoint(e);
+      zoom *= 4;
+      left = Math.max(0, Math.min(d.width - d.width / zoom, p[0] - d.width / zoom / 2));
+      top = Math.max(0, Math.min(d.height - d.height / zoom, p[1] - d.height / zoom / 2));
+      render();
+    };
+    view.querySelector("#zoom-out").onclick = function () {
+      if (zoom <= 1) { return; }
+      var cx = left + d.width / zoom / 2, cy = top + d.height / zoom / 2;
+      zoom /= 4;
+      left = Math.max(0, Math.min(d.width - d.width / zoom, cx - d.width / zoom / 2));
+      top = Math.max(0, Math.min(d.height - d.height / zoom, cy - d.height / zoom / 2));
+      render();
+    };
+    render();
+    view.dataset.grids = String(n);
+    view.dataset.code = d.code;
+    // Nearest centre on hover, through a bucket grid of the centres.
+    var size = Math.max(8, reach * 4), buckets = {};
+    for (var b = 0; b < n; b++) {
+      var key = Math.floor(xs[b] / size) + ":" + Math.floor(ys[b] / size);
+      (buckets[key] = buckets[key] || []).push(b);
+    }
+    canvas.onmousemove = function (e) {
+      var p = framePoint(e), x = p[0], y = p[1];
+      var bx = Math.floor(x / size), by = Math.floor(y / size), best = -1, bestD = Infinity;
+      for (var dx = -1; dx <= 1; dx++) {
+        for (var dy = -1; dy <= 1; dy++) {
+          (buckets[(bx + dx) + ":" + (by + dy)] || []).forEach(function (c) {
+            var dist = (xs[c] - x) * (xs[c] - x) + (ys[c] - y) * (ys[c] - y);
+            if (dist < bestD) { bestD = dist; best = c; }
+          });
+        }
+      }
+      if (best < 0 || bestD > 4 * reach * reach) { return; }
+      var community = d.communities.filter(function (c) { return best >= c[2] && best < c[2] + c[3]; })[0];
+      if (!community) { return; }
+      var serial = String(best - community[2] + 1);
+      while (serial.length < 4) { serial = "0" + serial; }
+      view.querySelector(".grid-tip").textContent = (zh ? "网格 " : "grid ") + community[0] + serial + " · " + community[1] +
+        (open[best] ? (zh ? " · 未结案件 " : " · open cases ") + open[best] : "");
+    };
+  }
+  map.querySelectorAll(".district").forEach(function (path) {
+    path.addEventListener("click", function () { openDistrict(path.dataset.code); });
+  });
+  map.querySelectorAll(".label").forEach(function (label) {
+    label.addEventListener("click", function () { openDistrict(label.dataset.code); });
+  });
   var source = new EventSource("/ui/stream");
   source.addEventListener("snapshot", function (e) { show(JSON.parse(e.data)); });
 })();

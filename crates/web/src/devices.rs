@@ -188,10 +188,40 @@ pub(crate) async fn detail(
             )
         })
         .collect();
+    let rules: String = web
+        .sensing
+        .alarms
+        .rules()
+        .iter()
+        .filter(|r| r.applies_to(&device.id, &device.profile, &device.department))
+        .map(|r| {
+            format!(
+                "<tr class=\"alarm-{severity}\"><td>{name}</td><td>{condition}</td><td>{severity_name}</td></tr>",
+                severity = r.severity.as_str(),
+                name = escape(&r.name),
+                condition = escape(&rule_condition(l, r)),
+                severity_name = if l == Lang::Zh {
+                    crate::text::severity_zh(r.severity.as_str())
+                } else {
+                    r.severity.as_str()
+                },
+            )
+        })
+        .collect();
+    let rules = if rules.is_empty() {
+        "<p class=\"muted\">—</p>".to_owned()
+    } else {
+        format!(
+            "<table class=\"rules\"><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rules}</tbody></table>",
+            t(l, "col_name"),
+            t(l, "col_rule"),
+            t(l, "col_severity")
+        )
+    };
     let body = format!(
         "{header}<main class=\"case\"><h2>{name} <small class=\"muted\">{id}</small></h2>\
          <p>{profile} · {department} · {online} · {location}{simulated}</p><h3>{last24}</h3>{charts}\
-         <h3>{alarms_title}</h3><ol class=\"timeline\">{alarms}</ol><p><a href=\"/ui/devices\">← {back}</a></p></main>",
+         <h3>{rules_title}</h3>{rules}<h3>{alarms_title}</h3><ol class=\"timeline\">{alarms}</ol><p><a href=\"/ui/devices\">← {back}</a></p></main>",
         header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
         name = escape(&device.name),
         id = escape(&device.id),
@@ -213,7 +243,46 @@ pub(crate) async fn detail(
         },
         last24 = t(l, "last24"),
         alarms_title = t(l, "alarms_title"),
+        rules_title = t(l, "rules_title"),
         back = t(l, "devices_title"),
     );
     page(l, t(l, "devices_title"), &body).into_response()
+}
+
+/// A rule's condition in words, e.g. `water_level > 4.5 (3 times in a row)`.
+fn rule_condition(l: Lang, rule: &yunnao_sensing::alarms::Rule) -> String {
+    use yunnao_sensing::alarms::{Operator, RuleKind};
+    let key = rule.key.as_deref().unwrap_or("*");
+    let threshold = rule.threshold.unwrap_or_default();
+    let comparison = match rule.operator {
+        Some(Operator::Above) => format!("{key} > {threshold}"),
+        Some(Operator::Below) => format!("{key} < {threshold}"),
+        Some(Operator::Outside) => format!(
+            "{key} ∉ [{threshold}, {}]",
+            rule.threshold_high.unwrap_or_default()
+        ),
+        None => key.to_owned(),
+    };
+    let mut text = match (rule.kind, l) {
+        (RuleKind::Threshold, _) => comparison,
+        (RuleKind::Rate, Lang::Zh) => format!("{comparison}（每分钟变化率）"),
+        (RuleKind::Rate, Lang::En) => format!("{comparison} (change per minute)"),
+        (RuleKind::NoData, Lang::Zh) => format!("连续 {} 个上报周期无数据", rule.missed_intervals),
+        (RuleKind::NoData, Lang::En) => format!("no data for {} intervals", rule.missed_intervals),
+    };
+    if rule.kind != RuleKind::NoData {
+        if rule.consecutive > 1 {
+            text.push_str(&match l {
+                Lang::Zh => format!("，连续 {} 次", rule.consecutive),
+                Lang::En => format!(", {} times in a row", rule.consecutive),
+            });
+        }
+        if rule.duration_s > 0 {
+            text.push_str(&match l {
+                Lang::Zh => format!("，持续 {} 秒", rule.duration_s),
+                Lang::En => format!(", for {} s", rule.duration_s),
+            });
+        }
+    }
+    text
 }

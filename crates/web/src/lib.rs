@@ -73,15 +73,54 @@ pub struct Snapshot {
     pub ticker: Vec<TickerItem>,
     /// Devices per profile (code → connected).
     pub by_profile: BTreeMap<String, i64>,
+    /// Parking spaces reporting occupied, of those that reported (since this node started).
+    pub parking_occupied: i64,
+    pub parking_reporting: i64,
+    pub parking_occupancy_pct: f64,
+    /// Readings per second, 10-second averages over the last hour, oldest first.
+    pub readings_history: Vec<f64>,
+    /// Incidents reported per day and district, the last 7 days.
+    pub incidents_daily: Vec<yunnao_governance::queries::DailyCount>,
+    /// Scenario applications connected (active API clients).
+    pub api_clients: i64,
 }
+
+impl Snapshot {
+    /// The figures the plan's live targets are measured by.
+    pub fn live_figures(&self) -> yunnao_plan::LiveFigures {
+        yunnao_plan::LiveFigures {
+            devices: self.devices,
+            online: self.online,
+            by_profile: self.by_profile.clone(),
+            grid_coverage_pct: self.grid_coverage_pct,
+            api_clients: self.api_clients,
+        }
+    }
+}
+
+/// State the snapshot task carries from one round to the next.
+#[derive(Default)]
+struct Rounds {
+    last: Option<(Instant, u64)>,
+    coverage: Option<(Instant, f64, f64)>,
+    /// (bucket start, readings total then) per 10-second bucket, the last hour.
+    history: VecDeque<(Instant, u64)>,
+    daily: Option<(Instant, Vec<yunnao_governance::queries::DailyCount>)>,
+}
+
+const HISTORY_BUCKET: Duration = Duration::from_secs(10);
+const HISTORY_BUCKETS: usize = 360;
 
 #[derive(Clone)]
 pub struct Web {
     pub identity: Identity,
     pub sensing: yunnao_sensing::Sensing,
     pub governance: yunnao_governance::Governance,
+    pub plan: yunnao_plan::Plan,
     live: watch::Receiver<Arc<Snapshot>>,
     map: Arc<String>,
+    /// District drawings, made on first opening (the grid does not change while running).
+    drawings: Arc<Mutex<std::collections::HashMap<String, Arc<map::DistrictDrawing>>>>,
     /// Set at shutdown: live streams end, so a graceful stop does not wait on open browsers.
     closing: Arc<watch::Sender<bool>>,
 }
@@ -92,21 +131,21 @@ impl Web {
         identity: Identity,
         sensing: yunnao_sensing::Sensing,
         governance: yunnao_governance::Governance,
+        plan: yunnao_plan::Plan,
         bus: &Bus,
     ) -> Result<Web, String> {
         let map = Arc::new(map::svg(&governance.grid.districts));
         let (sender, live) = watch::channel(Arc::new(Snapshot::default()));
         let ticker = Arc::new(Mutex::new(VecDeque::new()));
         spawn_ticker(bus, ticker.clone())?;
-        let (s, g) = (sensing.clone(), governance.clone());
+        let (s, g, i) = (sensing.clone(), governance.clone(), identity.clone());
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(2));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last: Option<(Instant, u64)> = None;
-            let mut coverage: Option<(Instant, f64, f64)> = None;
+            let mut rounds = Rounds::default();
             loop {
                 interval.tick().await;
-                match snapshot(&s, &g, &ticker, &mut last, &mut coverage).await {
+                match snapshot(&s, &g, &i, &ticker, &mut rounds).await {
                     Ok(snapshot) => {
                         let _ = sender.send(Arc::new(snapshot));
                     }
@@ -118,8 +157,10 @@ impl Web {
             identity,
             sensing,
             governance,
+            plan,
             live,
             map,
+            drawings: Arc::default(),
             closing: Arc::new(watch::channel(false).0),
         })
     }
@@ -138,19 +179,51 @@ impl Web {
 async fn snapshot(
     sensing: &yunnao_sensing::Sensing,
     governance: &yunnao_governance::Governance,
+    identity: &Identity,
     ticker: &Mutex<VecDeque<TickerItem>>,
-    last: &mut Option<(Instant, u64)>,
-    coverage: &mut Option<(Instant, f64, f64)>,
+    rounds: &mut Rounds,
 ) -> Result<Snapshot, Problem> {
     let summary = sensing.summary().await?;
     let now = Instant::now();
-    let readings_per_s = match *last {
+    let readings_per_s = match rounds.last {
         Some((at, total)) if now > at => {
             summary.readings_total.saturating_sub(total) as f64 / (now - at).as_secs_f64()
         }
         _ => 0.0,
     };
-    *last = Some((now, summary.readings_total));
+    rounds.last = Some((now, summary.readings_total));
+    if rounds
+        .history
+        .back()
+        .is_none_or(|(at, _)| now.duration_since(*at) >= HISTORY_BUCKET)
+    {
+        rounds.history.push_back((now, summary.readings_total));
+        while rounds.history.len() > HISTORY_BUCKETS + 1 {
+            rounds.history.pop_front();
+        }
+    }
+    let readings_history = rounds
+        .history
+        .iter()
+        .zip(rounds.history.iter().skip(1))
+        .map(|((a, ta), (b, tb))| {
+            let seconds = b.duration_since(*a).as_secs_f64().max(0.001);
+            (tb.saturating_sub(*ta) as f64 / seconds * 10.0).round() / 10.0
+        })
+        .collect();
+    if rounds
+        .daily
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() > Duration::from_secs(30))
+    {
+        let daily = governance
+            .daily(yunnao_governance::queries::DailyQuery { days: Some(7) })
+            .await?;
+        rounds.daily = Some((now, daily));
+    }
+    let (parking_occupied, parking_reporting) = sensing.latest.occupancy();
+    let api_clients = identity.active_api_clients().await?;
+    let coverage = &mut rounds.coverage;
     let figures = governance
         .figures(yunnao_governance::queries::FiguresQuery::default())
         .await?;
@@ -208,6 +281,20 @@ async fn snapshot(
             .iter()
             .map(|(code, devices, _)| (code.clone(), *devices))
             .collect(),
+        parking_occupied,
+        parking_reporting,
+        parking_occupancy_pct: if parking_reporting > 0 {
+            (1000.0 * parking_occupied as f64 / parking_reporting as f64).round() / 10.0
+        } else {
+            0.0
+        },
+        readings_history,
+        incidents_daily: rounds
+            .daily
+            .as_ref()
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default(),
+        api_clients,
     })
 }
 
@@ -291,10 +378,12 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(stream))
         .routes(routes!(live_snapshot))
         .routes(routes!(asset))
+        .routes(routes!(district_grids))
         .routes(routes!(workbench::queue))
         .routes(routes!(workbench::case))
         .routes(routes!(workbench::step))
         .routes(routes!(plan::supervision))
+        .routes(routes!(plan::report))
         .routes(routes!(devices::list))
         .routes(routes!(devices::detail))
 }
@@ -333,8 +422,9 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
     };
     let body = format!(
         "{header}<main class=\"overview\"><section class=\"map-panel\">{map}<p class=\"legend\">{legend}</p></section>\
-         <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}\
+         <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}{c11}\
          <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
+         <div class=\"chart\"><svg id=\"daily\" viewBox=\"0 0 300 110\"></svg><label>{daily}</label></div>\
          <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
          <section class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></section></main>",
         header = workbench::header(l, "overview", &viewer.name, &viewer.department),
@@ -350,7 +440,9 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
         c8 = counter("closed_today", "closed_today"),
         c9 = counter("grid_coverage_pct", "grid_coverage"),
         c10 = counter("grid_staffed_pct", "grid_staffed"),
+        c11 = counter("parking_occupancy_pct", "parking"),
         spark = t(l, "spark"),
+        daily = t(l, "daily"),
         simulated = t(l, "simulated"),
         ticker = t(l, "ticker"),
     );
@@ -507,6 +599,54 @@ async fn stream(
 async fn live_snapshot(State(web): State<Web>, principal: Principal) -> axum::Json<Snapshot> {
     let _ = principal;
     axum::Json((**web.live.borrow()).clone())
+}
+
+/// One district's unit grids for the overview's map (drawn on a canvas when the district is
+/// opened), with the open incidents per grid.
+#[utoipa::path(get, path = "/ui/map/districts/{code}", tag = "ui", params(("code" = String, Path)),
+    responses((status = 200, body = map::DistrictDrawing), (status = 401), (status = 404)))]
+async fn district_grids(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiPath(code): ApiPath<String>,
+) -> Result<axum::Json<map::DistrictDrawing>, Problem> {
+    if web.viewer(&headers).await.is_none() {
+        return Err(Problem::unauthorized("sign in first"));
+    }
+    let cached = web.drawings.lock().ok().and_then(|d| d.get(&code).cloned());
+    let drawing = match cached {
+        Some(drawing) => drawing,
+        None => {
+            let grid = web.governance.grid.clone();
+            let wanted = code.clone();
+            let drawing =
+                tokio::task::spawn_blocking(move || map::district_drawing(&grid, &wanted))
+                    .await
+                    .map_err(|e| Problem::internal(e.to_string()))?
+                    .ok_or_else(|| Problem::not_found(format!("no district {code}")))?;
+            let drawing = Arc::new(drawing);
+            if let Ok(mut drawings) = web.drawings.lock() {
+                drawings.insert(code.clone(), drawing.clone());
+            }
+            drawing
+        }
+    };
+    let mut out = (*drawing).clone();
+    for (grid_code, open) in web.governance.open_by_grid(&code).await? {
+        let Some(community) = out
+            .communities
+            .iter()
+            .find(|c| grid_code.len() == 16 && grid_code.starts_with(&c.0))
+        else {
+            continue;
+        };
+        if let Ok(serial) = grid_code[12..].parse::<u32>()
+            && (1..=community.3).contains(&serial)
+        {
+            out.open.push((community.2 + serial - 1, open));
+        }
+    }
+    Ok(axum::Json(out))
 }
 
 /// The UI's stylesheet and script (embedded in the binary).

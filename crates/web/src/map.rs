@@ -124,3 +124,86 @@ pub fn svg(districts: &[District]) -> String {
     out.push_str("</svg>");
     out
 }
+
+/// Frame width of a district drawing; coordinates are whole units, so a cell centre fits in
+/// two bytes.
+const DISTRICT_WIDTH: f64 = 4000.0;
+
+/// One district's unit grids as the overview draws them on a canvas when the district is
+/// opened: the outline as an SVG path, one cell's shape, and every grid's centre packed as
+/// little-endian u16 pairs (base64), so even 平度市's 200,000 grids travel in about 1 MB.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DistrictDrawing {
+    pub code: String,
+    pub name: String,
+    pub grids: usize,
+    pub width: f64,
+    pub height: f64,
+    /// SVG path data of the district's outline in the frame.
+    pub outline: String,
+    /// One whole cell's corners relative to its centre, in frame units.
+    pub hexagon: Vec<(f64, f64)>,
+    /// Grid centres, u16 x then u16 y, little-endian, base64.
+    pub centres: String,
+    /// (community code, name, index of its first grid, grids); a grid's code is its
+    /// community's code and its serial (index − first + 1) in four digits.
+    pub communities: Vec<(String, String, u32, u32)>,
+    /// (grid index, open incidents), filled per request.
+    pub open: Vec<(u32, i64)>,
+}
+
+pub fn district_drawing(
+    grid: &yunnao_governance::grid::CityGrid,
+    code: &str,
+) -> Option<DistrictDrawing> {
+    use base64::Engine;
+    use geo::BoundingRect;
+    let district = grid.districts.iter().find(|d| d.code == code)?;
+    let cells = grid.district_cells(code)?;
+    let rect = district.boundary.bounding_rect()?;
+    let cos = ((rect.min().y + rect.max().y) / 2.0).to_radians().cos();
+    let k = DISTRICT_WIDTH / ((rect.max().x - rect.min().x) * cos).max(1e-9);
+    let projection = Projection {
+        lon0: rect.min().x,
+        lat1: rect.max().y,
+        k,
+        cos,
+    };
+    let mut outline = String::new();
+    for polygon in &district.boundary {
+        for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
+            for (i, c) in ring.coords().enumerate() {
+                let (x, y) = projection.xy(c.x, c.y);
+                outline.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
+            }
+            outline.push('Z');
+        }
+    }
+    let mut packed = Vec::with_capacity(cells.centres.len() * 4);
+    for (lon, lat) in &cells.centres {
+        let (x, y) = projection.xy(*lon, *lat);
+        packed.extend_from_slice(&(x.round().clamp(0.0, 65_535.0) as u16).to_le_bytes());
+        packed.extend_from_slice(&(y.round().clamp(0.0, 65_535.0) as u16).to_le_bytes());
+    }
+    Some(DistrictDrawing {
+        code: district.code.clone(),
+        name: district.name.clone(),
+        grids: cells.centres.len(),
+        width: DISTRICT_WIDTH,
+        height: ((rect.max().y - rect.min().y) * k).ceil(),
+        outline,
+        hexagon: cells
+            .hexagon
+            .iter()
+            .map(|(dx, dy)| {
+                (
+                    (dx * cos * k * 100.0).round() / 100.0,
+                    (-dy * k * 100.0).round() / 100.0,
+                )
+            })
+            .collect(),
+        centres: base64::engine::general_purpose::STANDARD.encode(packed),
+        communities: cells.communities,
+        open: Vec::new(),
+    })
+}

@@ -1,91 +1,106 @@
 //! Plan supervision (督导考核): the plan's items by part and section with their responsible
-//! units, and its 47 numeric targets, each with its current value and where that comes from.
-//! Targets the platform can count are bound live to the overview's snapshot (no extra query);
-//! the others show as awaiting a progress report from the responsible units.
+//! units, and its 47 numeric targets with their current value, where it comes from and their
+//! status, as `yunnao-plan` computes them. Live targets are measured from the overview's
+//! snapshot (no extra scan); the others show their newest progress report whose e-seal
+//! verifies. A viewer from a responsible department can submit a report from the page.
 
 use crate::text::{Lang, t};
-use crate::{Snapshot, Web, escape, lang, page};
-use axum::extract::State;
+use crate::{Web, escape, lang, page};
+use axum::Extension;
+use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::Value;
-
-const PLAN: &str = include_str!("../../../data/plan/digital-qingdao-2022.json");
-
-/// A target the platform measures itself: (item number, metric_en prefix, what it counts).
-struct Binding {
-    item: u64,
-    metric_en: &'static str,
-    source_zh: &'static str,
-    source_en: &'static str,
-    value: fn(&Snapshot) -> f64,
-}
-
-fn profile(snapshot: &Snapshot, code: &str) -> f64 {
-    snapshot.by_profile.get(code).copied().unwrap_or(0) as f64
-}
-
-const BINDINGS: &[Binding] = &[
-    Binding {
-        item: 5,
-        metric_en: "Networking",
-        source_zh: "平台实时: 在线设备/接入设备",
-        source_en: "live: devices online / connected",
-        value: |s| {
-            if s.devices == 0 {
-                0.0
-            } else {
-                (1000.0 * s.online as f64 / s.devices as f64).round() / 10.0
-            }
-        },
-    },
-    Binding {
-        item: 11,
-        metric_en: "Grid-based",
-        source_zh: "平台实时: 单元网格面积覆盖率",
-        source_en: "live: unit-grid area coverage",
-        value: |s| s.grid_coverage_pct,
-    },
-    Binding {
-        item: 16,
-        metric_en: "On-street",
-        source_zh: "平台实时: 接入泊位地磁数",
-        source_en: "live: parking-space sensors connected",
-        value: |s| profile(s, "parking-space"),
-    },
-    Binding {
-        item: 36,
-        metric_en: "Total IoT",
-        source_zh: "平台实时: 接入物联网终端数",
-        source_en: "live: IoT terminals connected",
-        value: |s| s.devices as f64,
-    },
-    Binding {
-        item: 39,
-        metric_en: "EV charging",
-        source_zh: "平台实时: 接入充电桩数",
-        source_en: "live: EV chargers connected",
-        value: |s| profile(s, "ev-charger"),
-    },
-    Binding {
-        item: 40,
-        metric_en: "New smart lamp",
-        source_zh: "平台实时: 接入智慧灯杆数",
-        source_en: "live: smart lamp posts connected",
-        value: |s| profile(s, "smart-lamp-post"),
-    },
-];
+use serde::Deserialize;
+use std::collections::HashMap;
+use yunnao_core::Problem;
+use yunnao_http::ApiPath;
+use yunnao_identity::{AuditNote, Principal, Role};
+use yunnao_plan::{NewReport, Status, TargetStatus};
 
 fn number(value: f64) -> String {
-    if value >= 100_000_000.0 {
+    if value.abs() >= 100_000_000.0 {
         format!("{:.1} 亿", value / 100_000_000.0)
-    } else if value >= 10_000.0 {
+    } else if value.abs() >= 10_000.0 {
         format!("{:.1} 万", value / 10_000.0)
     } else if value.fract() == 0.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")
     }
+}
+
+fn status_label(l: Lang, status: Status) -> &'static str {
+    t(
+        l,
+        match status {
+            Status::Met => "status_met",
+            Status::OnTrack => "status_on_track",
+            Status::AtRisk => "status_at_risk",
+            Status::Behind => "status_behind",
+            Status::Awaiting => "status_awaiting",
+        },
+    )
+}
+
+fn may_report(viewer: &Principal, target: &TargetStatus) -> bool {
+    target.measured_by.is_none()
+        && target
+            .target
+            .responsible_departments
+            .contains(&viewer.department)
+        && (viewer.has_role(Role::DeptAdmin)
+            || viewer.has_role(Role::Operator)
+            || viewer.has_role(Role::PlatformAdmin))
+}
+
+/// The current value cell: the figure with a bar and where it comes from.
+fn current_cell(
+    l: Lang,
+    status: &TargetStatus,
+    names: &HashMap<String, (String, String)>,
+) -> String {
+    let Some(value) = status.current else {
+        return format!(
+            "—<br><small class=\"muted\">{}</small>",
+            t(l, "awaiting_source")
+        );
+    };
+    let bar = format!(
+        "{} <progress max=\"100\" value=\"{:.1}\"></progress>",
+        number(value),
+        status.progress_pct.unwrap_or(0.0).min(100.0)
+    );
+    let source = match (&status.measured_by, &status.report) {
+        (Some(source), _) => escape(if l == Lang::Zh {
+            &source.zh
+        } else {
+            &source.en
+        }),
+        (None, Some(report)) => {
+            let department = names
+                .get(&report.department)
+                .map(|(zh, en)| {
+                    if l == Lang::Zh {
+                        zh.as_str()
+                    } else {
+                        en.as_str()
+                    }
+                })
+                .unwrap_or(&report.department);
+            format!(
+                "<span title=\"{evidence}\">{reported} {department} · {as_of}</span> \
+                 <span class=\"seal ok\" data-seal=\"verified\" title=\"SM2/SM3 · {key}\">{seal}</span>",
+                evidence = escape(&report.evidence),
+                reported = t(l, "reported_by"),
+                department = escape(department),
+                as_of = escape(&report.as_of),
+                key = escape(&report.sealed.seal.key_id),
+                seal = t(l, "seal_verified"),
+            )
+        }
+        (None, None) => String::new(),
+    };
+    format!("{bar}<br><small class=\"muted\">{source}</small>")
 }
 
 /// The plan page.
@@ -96,124 +111,134 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
-    let snapshot = web.live.borrow().clone();
-    let plan: Value = serde_json::from_str(PLAN).unwrap_or(Value::Null);
+    let live = web.live.borrow().live_figures();
+    let statuses = match web.plan.statuses(&live).await {
+        Ok(statuses) => statuses,
+        Err(problem) => return problem.into_response(),
+    };
+    let names: HashMap<String, (String, String)> = web
+        .identity
+        .departments()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.code, (d.name_zh, d.name_en)))
+        .collect();
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
     let mut rows = String::new();
-    let (mut live, mut met, mut total) = (0, 0, 0);
-    for part in plan["parts"].as_array().cloned().unwrap_or_default() {
+    for part in &web.plan.doc().parts {
         rows.push_str(&format!(
             "<tr class=\"part\"><th colspan=\"7\">{}</th></tr>",
-            escape(
-                part[if l == Lang::Zh {
-                    "title_zh"
-                } else {
-                    "title_en"
-                }]
-                .as_str()
-                .unwrap_or_default()
-            )
+            escape(if l == Lang::Zh {
+                &part.title_zh
+            } else {
+                &part.title_en
+            })
         ));
-        for section in part["sections"].as_array().cloned().unwrap_or_default() {
-            for item in section["items"].as_array().cloned().unwrap_or_default() {
-                let no = item["no"].as_u64().unwrap_or(0);
-                let title = item[if l == Lang::Zh {
-                    "title_zh"
+        for section in &part.sections {
+            if let (Some(zh), Some(en)) = (&section.title_zh, &section.title_en) {
+                rows.push_str(&format!(
+                    "<tr class=\"section\"><th colspan=\"7\">{}</th></tr>",
+                    escape(if l == Lang::Zh { zh } else { en })
+                ));
+            }
+            for item in &section.items {
+                let title = if l == Lang::Zh {
+                    &item.title_zh
                 } else {
-                    "title_en"
-                }]
-                .as_str()
-                .unwrap_or_default();
-                let units: Vec<&str> = item["responsible_units_zh"]
-                    .as_array()
-                    .map(|u| u.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
+                    &item.title_en
+                };
+                let units = &item.responsible_units_zh;
                 let units = if units.len() > 4 {
                     format!("{} …", units[..4].join("、"))
                 } else {
                     units.join("、")
                 };
-                let targets = item["targets"].as_array().cloned().unwrap_or_default();
+                let targets: Vec<&TargetStatus> = statuses
+                    .iter()
+                    .filter(|s| s.target.item == item.no)
+                    .collect();
                 if targets.is_empty() {
                     rows.push_str(&format!(
                         "<tr><td>{no}</td><td>{}</td><td>{}</td><td colspan=\"4\" class=\"muted\">—</td></tr>",
                         escape(title),
-                        escape(&units)
+                        escape(&units),
+                        no = item.no,
                     ));
                 }
-                for target in targets {
-                    total += 1;
-                    let metric_en = target["metric_en"].as_str().unwrap_or_default();
-                    let goal = target["target"].as_f64().unwrap_or(0.0);
-                    let binding = BINDINGS
-                        .iter()
-                        .find(|b| b.item == no && metric_en.starts_with(b.metric_en));
-                    let (current, source, status) = match binding {
-                        Some(b) => {
-                            live += 1;
-                            let value = (b.value)(&snapshot);
-                            let ratio = if goal > 0.0 { value / goal } else { 0.0 };
-                            let status = if ratio >= 1.0 {
-                                met += 1;
-                                ("met", t(l, "status_met"))
-                            } else if ratio >= 0.5 {
-                                ("on-track", t(l, "status_on_track"))
-                            } else {
-                                ("behind", t(l, "status_behind"))
-                            };
-                            (
-                                format!(
-                                    "{} <progress max=\"1\" value=\"{:.3}\"></progress>",
-                                    number(value),
-                                    ratio.min(1.0)
-                                ),
-                                if l == Lang::Zh {
-                                    b.source_zh
-                                } else {
-                                    b.source_en
-                                },
-                                status,
-                            )
-                        }
-                        None => (
-                            "—".to_owned(),
-                            if l == Lang::Zh {
-                                "待责任单位报送"
-                            } else {
-                                "progress report"
-                            },
-                            ("awaiting", t(l, "status_awaiting")),
-                        ),
-                    };
-                    let metric = if l == Lang::Zh {
-                        target["metric_zh"].as_str().unwrap_or_default()
+                for status in targets {
+                    *counts.entry(status.status.as_str()).or_default() += 1;
+                    if status.measured_by.is_some() {
+                        *counts.entry("live").or_default() += 1;
+                    } else if status.report.is_some() {
+                        *counts.entry("reported").or_default() += 1;
+                    }
+                    let form = if may_report(&viewer, status) {
+                        format!(
+                            "<details class=\"report\"><summary>{submit}</summary>\
+                             <form method=\"post\" action=\"/ui/plan/{id}/report\">\
+                             <label>{value}<input name=\"value\" inputmode=\"decimal\" required></label>\
+                             <label>{as_of}<input name=\"as_of\" type=\"date\" required></label>\
+                             <label>{evidence}<input name=\"evidence\" maxlength=\"2000\" required></label>\
+                             <button type=\"submit\">{seal_submit}</button></form></details>",
+                            id = escape(&status.target.id),
+                            submit = t(l, "report_submit"),
+                            value = t(l, "report_value"),
+                            as_of = t(l, "report_as_of"),
+                            evidence = t(l, "report_evidence"),
+                            seal_submit = t(l, "report_seal_submit"),
+                        )
                     } else {
-                        metric_en
+                        String::new()
                     };
                     rows.push_str(&format!(
-                        "<tr><td>{no}</td><td>{title}</td><td>{units}</td><td>{metric}</td><td>{comparator} {goal} {unit}</td><td>{current}<br><small class=\"muted\">{source}</small></td><td class=\"status {class}\">{status}</td></tr>",
+                        "<tr data-target=\"{id}\"><td>{id}</td><td>{title}</td><td>{units}</td><td>{metric}</td>\
+                         <td>{comparator} {goal} {unit}</td><td>{current}{form}</td><td class=\"status {class}\">{label}</td></tr>",
+                        id = escape(&status.target.id),
                         title = escape(title),
                         units = escape(&units),
-                        metric = escape(metric),
-                        comparator = if target["comparator"] == ">=" { "≥" } else { "" },
-                        goal = number(goal),
-                        unit = escape(target["unit"].as_str().unwrap_or_default()),
-                        class = status.0,
-                        status = status.1,
+                        metric = escape(if l == Lang::Zh {
+                            &status.target.metric_zh
+                        } else {
+                            &status.target.metric_en
+                        }),
+                        comparator = if status.target.comparator == ">=" { "≥" } else { "" },
+                        goal = number(status.target.target),
+                        unit = escape(&status.target.unit),
+                        current = current_cell(l, status, &names),
+                        class = status.status.as_str(),
+                        label = status_label(l, status.status),
                     ));
                 }
             }
         }
     }
+    let count = |key: &str| counts.get(key).copied().unwrap_or(0);
     let body = format!(
         "{header}<main class=\"plan\"><h2>{title}</h2><p class=\"muted\">{note}</p>\
-         <p class=\"summary\">{targets_label} <b data-plan=\"targets\">{total}</b> · {live_label} <b data-plan=\"live\">{live}</b> · {met_label} <b data-plan=\"met\">{met}</b></p>\
+         <p class=\"summary\">{targets_label} <b data-plan=\"targets\">{total}</b> · {live_label} <b data-plan=\"live\">{live}</b> · \
+         {reported_label} <b data-plan=\"reported\">{reported}</b> · {met_label} <b data-plan=\"met\">{met}</b> · \
+         {on_track_label} <b>{on_track}</b> · {at_risk_label} <b>{at_risk}</b> · {behind_label} <b>{behind}</b> · {awaiting_label} <b>{awaiting}</b></p>\
          <table><thead><tr><th>#</th><th>{c_item}</th><th>{c_units}</th><th>{c_metric}</th><th>{c_target}</th><th>{c_current}</th><th>{c_status}</th></tr></thead><tbody>{rows}</tbody></table></main>",
         header = crate::workbench::header(l, "plan", &viewer.name, &viewer.department),
         title = t(l, "plan_title"),
         note = t(l, "plan_note"),
-        met_label = t(l, "status_met"),
+        total = statuses.len(),
+        live = count("live"),
+        reported = count("reported"),
+        met = count("met"),
+        on_track = count("on_track"),
+        at_risk = count("at_risk"),
+        behind = count("behind"),
+        awaiting = count("awaiting"),
         targets_label = t(l, "targets"),
         live_label = t(l, "live"),
+        reported_label = t(l, "reported"),
+        met_label = t(l, "status_met"),
+        on_track_label = t(l, "status_on_track"),
+        at_risk_label = t(l, "status_at_risk"),
+        behind_label = t(l, "status_behind"),
+        awaiting_label = t(l, "status_awaiting"),
         c_item = t(l, "col_item"),
         c_units = t(l, "col_units"),
         c_metric = t(l, "col_metric"),
@@ -222,4 +247,53 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
         c_status = t(l, "col_status"),
     );
     page(l, t(l, "plan"), &body).into_response()
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ReportForm {
+    pub value: String,
+    pub as_of: String,
+    pub evidence: String,
+}
+
+/// Submits a progress report from the plan page (the same service call and rules as
+/// `POST /api/v1/plan/targets/{id}/reports`).
+#[utoipa::path(post, path = "/ui/plan/{id}/report", tag = "ui", params(("id" = String, Path)),
+    request_body(content = ReportForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "back to the plan page"), (status = 401), (status = 403), (status = 422)))]
+pub(crate) async fn report(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    form: Result<Form<ReportForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Problem::unauthorized("sign in first").into_response();
+    };
+    let Ok(Form(form)) = form else {
+        return Problem::bad_request("send value, as_of and evidence").into_response();
+    };
+    let note = AuditNote {
+        action: Some("plan.report".into()),
+        target: Some(format!("plan-target:{id}")),
+        actor: Some(viewer.name.clone()),
+        department: Some(viewer.department.clone()),
+        skip: false,
+    };
+    let Ok(value) = form.value.trim().parse::<f64>() else {
+        return (
+            Extension(note),
+            Problem::validation(format!("value {:?} is not a number", form.value)),
+        )
+            .into_response();
+    };
+    let report = NewReport {
+        value,
+        as_of: form.as_of,
+        evidence: form.evidence,
+    };
+    match web.plan.submit(&viewer, &id, report).await {
+        Ok(_) => (Extension(note), Redirect::to("/ui/plan")).into_response(),
+        Err(problem) => (Extension(note), problem).into_response(),
+    }
 }

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[MigrationSet] = &[
     yunnao_sensing::MIGRATIONS,
     yunnao_context::MIGRATIONS,
     yunnao_governance::MIGRATIONS,
+    yunnao_plan::MIGRATIONS,
 ];
 
 pub struct App {
@@ -34,6 +35,7 @@ pub struct App {
     pub sensing: yunnao_sensing::Sensing,
     pub context: yunnao_context::ContextBroker,
     pub governance: yunnao_governance::Governance,
+    pub plan: yunnao_plan::Plan,
     pub web: yunnao_web::Web,
     /// Messages taken from the external broker, when one is configured.
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
@@ -175,8 +177,22 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     .await
     .map_err(|p| anyhow::anyhow!("governance hub: {p}"))?;
     governance_link::spawn(&bus, sensing.clone(), governance.clone())?;
-    let web = yunnao_web::Web::start(identity.clone(), sensing.clone(), governance.clone(), &bus)
-        .map_err(anyhow::Error::msg)?;
+    let plan = yunnao_plan::Plan::start(
+        db.clone(),
+        identity.clone(),
+        sensing.clone(),
+        governance.clone(),
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
+    let web = yunnao_web::Web::start(
+        identity.clone(),
+        sensing.clone(),
+        governance.clone(),
+        plan.clone(),
+        &bus,
+    )
+    .map_err(anyhow::Error::msg)?;
 
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
@@ -189,6 +205,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_sensing::api::router().with_state(sensing.clone()))
         .merge(yunnao_context::api::router().with_state(context.clone()))
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
+        .merge(yunnao_plan::api::router().with_state(plan.clone()))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
@@ -214,6 +231,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         sensing,
         context,
         governance,
+        plan,
         web,
         external_mqtt,
         metrics,

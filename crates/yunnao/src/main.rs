@@ -71,6 +71,10 @@ enum Command {
         /// Reporting intervals are the profiles' times this factor.
         #[arg(long, default_value_t = 1.0)]
         interval_factor: f64,
+        /// The server's device MQTT endpoint (host:port): the gas and air sensors (up to
+        /// 1,000) then connect there, one connection each; without it every device uses HTTP.
+        #[arg(long)]
+        device_mqtt: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -205,11 +209,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scale,
             seed,
             interval_factor,
+            device_mqtt,
         } => {
             let mut sim = yunnao_sim::SimConfig::new(&target, &username, &password);
             sim.scale = yunnao_sim::Scale::parse(&scale).unwrap_or(yunnao_sim::Scale::Small);
             sim.seed = seed;
             sim.interval_factor = interval_factor;
+            sim.mqtt = device_mqtt;
             let stats = std::sync::Arc::new(yunnao_sim::SimStats::default());
             yunnao_sim::run(sim, stats.clone(), shutdown_signal()).await?;
             println!(
@@ -221,6 +227,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .reports_filed
                     .load(std::sync::atomic::Ordering::Relaxed),
                 stats.steps_taken.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            println!(
+                "MQTT messages acknowledged: {}; progress reports filed: {}",
+                stats
+                    .mqtt_acknowledged
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                stats
+                    .progress_reports
+                    .load(std::sync::atomic::Ordering::Relaxed)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -310,6 +325,10 @@ async fn serve(config: &Config, demo: Option<(yunnao_sim::Scale, u64)>) -> anyho
             yunnao_sim::SimConfig::new(&format!("http://{address}"), "admin", DEMO_PASSWORD);
         sim.scale = scale;
         sim.seed = seed;
+        sim.mqtt = mqtt
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
+            .map(|a| a.to_string());
         // A few hundred devices at their profiles' intervals would look asleep: the small
         // city reports ten times as often.
         sim.interval_factor = match scale {

@@ -88,6 +88,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         "the 8 metro lines"
     );
     assert!(html.contains("一屏总览"));
+    assert!(html.contains("泊位占用率") && html.contains("id=\"daily\""));
     assert!(served_in < Duration::from_secs(2));
     for asset in ["/ui/assets/app.css", "/ui/assets/app.js"] {
         assert_eq!(
@@ -155,6 +156,69 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("json");
     let id = created["incident"]["id"].as_str().expect("id").to_owned();
+    let grid_code = created["incident"]["grid"]["grid_code"]
+        .as_str()
+        .expect("grid")
+        .to_owned();
+
+    // Opening 市南区 on the map: every unit grid of the district, the case's grid among
+    // those with open cases, and the grid named by the drawing is the case's grid.
+    let drawing: serde_json::Value = browser
+        .get(server.url("/ui/map/districts/370202"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(drawing["name"], "市南区");
+    let grids = drawing["grids"].as_u64().expect("grids");
+    assert!(grids > 20, "{grids} grids at the test resolution");
+    let centres = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(drawing["centres"].as_str().expect("centres"))
+            .expect("base64")
+    };
+    assert_eq!(centres.len() as u64, grids * 4);
+    assert_eq!(
+        drawing["open"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        drawing["open"]
+    );
+    let index = drawing["open"][0][0].as_u64().expect("index");
+    let community = drawing["communities"]
+        .as_array()
+        .expect("communities")
+        .iter()
+        .find(|c| {
+            let first = c[2].as_u64().unwrap_or(0);
+            index >= first && index < first + c[3].as_u64().unwrap_or(0)
+        })
+        .expect("the grid's community");
+    assert_eq!(
+        format!(
+            "{}{:04}",
+            community[0].as_str().unwrap_or_default(),
+            index - community[2].as_u64().unwrap_or(0) + 1
+        ),
+        grid_code
+    );
+    let unknown = browser
+        .get(server.url("/ui/map/districts/999999"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(unknown, 404, "not-found").await;
+    let anonymous = browser
+        .get(server.url("/ui/map/districts/370202"))
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(anonymous, 401, "unauthorized").await;
     let queue = browser
         .get(server.url("/ui/incidents"))
         .header("cookie", &cookie)
@@ -217,6 +281,17 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("json");
     let device_token = device["access_token"].as_str().expect("token").to_owned();
+    let rule = server
+        .request(
+            Method::POST,
+            "/api/v1/alarm-rules",
+            Some(&token),
+            Some(serde_json::json!({"name": "暴雨预警", "profile": "rain-gauge", "key": "precipitation",
+                                    "kind": "threshold", "operator": "above", "threshold": 30.0,
+                                    "consecutive": 2, "severity": "major"})),
+        )
+        .await;
+    assert_eq!(rule.status(), 201);
     for (ago, mm) in [(3_600_000, 2.5), (1_800_000, 7.0)] {
         let sent = server
             .client
@@ -257,6 +332,10 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         detail.contains("2.50 – 7.00"),
         "the chart's range: {detail}"
     );
+    assert!(
+        detail.contains("暴雨预警") && detail.contains("precipitation &gt; 30，连续 2 次"),
+        "the device's rules: {detail}"
+    );
     let missing = browser
         .get(server.url("/ui/devices/nope"))
         .header("cookie", &cookie)
@@ -265,7 +344,39 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .expect("sent");
     expect_problem(missing, 404, "not-found").await;
 
-    // Plan supervision: the 47 targets, six bound live; grid coverage is met.
+    // The snapshot's charts: incidents per day for 7 days × 10 districts with today's case.
+    let snapshot: serde_json::Value = server
+        .request(Method::GET, "/ui/snapshot", Some(&token), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let daily = snapshot["incidents_daily"].as_array().expect("daily");
+    assert!(daily.len() >= 70, "{daily:?}");
+    // The snapshot refreshes these every 30 s; the API computes them now.
+    let daily: serde_json::Value = server
+        .request(
+            Method::GET,
+            "/api/v1/governance/figures/daily?days=7",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let daily = daily.as_array().expect("daily");
+    assert_eq!(daily.len(), 70);
+    assert!(
+        daily
+            .iter()
+            .any(|d| d["district"] == "370202" && d["reported"].as_i64() >= Some(1)),
+        "{daily:?}"
+    );
+    assert!(snapshot["readings_history"].is_array());
+    assert!(snapshot["parking_occupancy_pct"].is_number());
+
+    // Plan supervision: the 47 targets, seven bound live; grid coverage is met.
     let plan = browser
         .get(server.url("/ui/plan"))
         .header("cookie", &cookie)
@@ -276,11 +387,16 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("html");
     assert!(plan.contains("data-plan=\"targets\">47<"), "{plan}");
-    assert!(plan.contains("data-plan=\"live\">6<"));
-    assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物聯網終端總數"));
+    assert!(plan.contains("data-plan=\"live\">7<"));
+    assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物联网终端总数"));
+    let coverage_row = plan
+        .split("<tr data-target=\"11.1\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .expect("row 11.1");
     assert!(
-        plan.contains("data-plan=\"met\">1<"),
-        "grid coverage 100% is the one met target"
+        coverage_row.contains("status met"),
+        "grid coverage 100% is met: {coverage_row}"
     );
 
     // English by the switch.
