@@ -40,6 +40,24 @@ function fail(message) {
   const later = await read();
   if (first === later) { fail("the live counters did not change within 10 s: " + first); }
   await page.screenshot({ path: shots + "/overview-zh.png" });
+  const bars = await page.$$eval("#daily rect", (e) => e.length);
+  if (bars === 0) { fail("the incidents-per-day chart is empty"); }
+
+  // Opening a district draws its unit grids; a click zooms in.
+  // (The district's shape, not its box: the box's middle may be sea or a neighbour.)
+  await page.$eval('#map .district[data-code="370202"]', (e) => e.dispatchEvent(new MouseEvent("click", { bubbles: true })));
+  await page.waitForFunction(() => {
+    const view = document.getElementById("district-view");
+    return view && Number(view.dataset.grids) > 0;
+  }, { timeout: 10000 });
+  const grids = await page.$eval("#district-view", (e) => Number(e.dataset.grids));
+  const box = await (await page.$("#district-view canvas")).boundingBox();
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  const zoom = await page.$eval("#district-view", (e) => e.dataset.zoom);
+  if (zoom !== "4") { fail("clicking the district did not zoom in: " + zoom); }
+  await page.mouse.move(box.x + box.width / 2 + 3, box.y + box.height / 2 + 3);
+  await page.screenshot({ path: shots + "/district.png" });
+  await page.click("#back-to-city");
 
   for (const [path, name] of [["/ui/devices", "devices"], ["/ui/incidents", "workbench"], ["/ui/plan", "plan"]]) {
     const link = await page.$('header nav a[href="' + path + '"]');
@@ -50,6 +68,10 @@ function fail(message) {
   }
   const targets = await page.$eval('[data-plan="targets"]', (e) => e.textContent);
   if (targets !== "47") { fail("the plan page lists " + targets + " targets"); }
+  const sealed = await page.$$eval('[data-seal="verified"]', (e) => e.length);
+  if (sealed === 0) { fail("the plan page shows no report with a verified seal"); }
+  const traditional = await page.$eval("main.plan", (e) => /[數據雲區設備]/.test(e.textContent));
+  if (traditional) { fail("the plan page shows traditional characters"); }
   await page.goto(base + "/ui/incidents", { waitUntil: "load" });
   const firstCase = await page.$("main.workbench tbody a");
   if (firstCase) {
@@ -58,11 +80,14 @@ function fail(message) {
   }
 
   await page.goto(base + "/ui/devices", { waitUntil: "load" });
+  await page.goto(base + "/ui/devices?profile=manhole-gas", { waitUntil: "load" });
   const firstDevice = await page.$("main.workbench tbody a");
   if (!firstDevice) { fail("the device list is empty"); }
   await Promise.all([page.waitForNavigation(), firstDevice.click()]);
   const series = await page.$$eval("svg.series, .chart-box", (e) => e.length);
   if (series === 0) { fail("the device page shows no chart"); }
+  const rules = await page.$$eval("table.rules tbody tr", (e) => e.length);
+  if (rules === 0) { fail("the gas sensor's page lists no alarm rule"); }
   await page.screenshot({ path: shots + "/device.png", fullPage: true });
 
   await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
@@ -71,6 +96,7 @@ function fail(message) {
   await page.screenshot({ path: shots + "/overview-en.png" });
 
   if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
-  console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 6 pages, English switch; screenshots in " + shots);
+  console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 市南区 " + grids +
+    " unit grids with zoom, " + sealed + " sealed reports on the plan page, 6 pages, English switch; screenshots in " + shots);
   await browser.close();
 })().catch((e) => fail(e.stack || String(e)));

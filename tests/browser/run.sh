@@ -10,7 +10,7 @@ PORT=18700
 DATA=$(mktemp -d /tmp/yunnao-browser.XXXXXX)
 # Coarse grids: the debug binary builds them in a moment.
 YUNNAO_GRID_RESOLUTION=8 YUNNAO_LOG=warn target/debug/yunnao demo --seed 2022 --data-dir "$DATA" \
-  --listen 127.0.0.1:$PORT --mqtt-listen "" > "$DATA/demo.log" 2>&1 &
+  --listen 127.0.0.1:$PORT --mqtt-listen 127.0.0.1:$((PORT + 1)) > "$DATA/demo.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 1 300); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.2; done

@@ -70,6 +70,8 @@ pub struct TargetSpec {
     pub comparator: String,
     pub unit: String,
     pub kind: String,
+    /// The target as the text states it, e.g. `30万个`.
+    pub target_raw_zh: String,
 }
 
 /// One numeric target with who answers for it.
@@ -85,6 +87,8 @@ pub struct Target {
     pub target: f64,
     pub comparator: String,
     pub unit: String,
+    /// The target as the text states it, e.g. `30万个`.
+    pub target_raw_zh: String,
     pub responsible_units_zh: Vec<String>,
     /// The responsible units that are departments on this platform (codes): they may report.
     pub responsible_departments: Vec<String>,
@@ -351,6 +355,7 @@ impl Plan {
                     target: spec.target,
                     comparator: spec.comparator.clone(),
                     unit: spec.unit.clone(),
+                    target_raw_zh: spec.target_raw_zh.clone(),
                     responsible_units_zh: item.responsible_units_zh.clone(),
                     responsible_departments: responsible_departments.clone(),
                 });

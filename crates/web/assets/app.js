@@ -123,7 +123,7 @@
     view.style.display = "";
     var canvas = view.querySelector("canvas");
     var ratio = window.devicePixelRatio || 1;
-    var cssWidth = panel.clientWidth || 800;
+    var cssWidth = view.clientWidth || 800;
     var fit = cssWidth / d.width;
     canvas.style.width = cssWidth + "px";
     canvas.style.height = Math.round(d.height * fit) + "px";

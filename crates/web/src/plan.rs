@@ -193,7 +193,7 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
                     };
                     rows.push_str(&format!(
                         "<tr data-target=\"{id}\"><td>{id}</td><td>{title}</td><td>{units}</td><td>{metric}</td>\
-                         <td>{comparator} {goal} {unit}</td><td>{current}{form}</td><td class=\"status {class}\">{label}</td></tr>",
+                         <td>{comparator} {goal}</td><td>{current}{form}</td><td class=\"status {class}\">{label}</td></tr>",
                         id = escape(&status.target.id),
                         title = escape(title),
                         units = escape(&units),
@@ -202,9 +202,21 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
                         } else {
                             &status.target.metric_en
                         }),
-                        comparator = if status.target.comparator == ">=" { "≥" } else { "" },
-                        goal = number(status.target.target),
-                        unit = escape(&status.target.unit),
+                        comparator = if status.target.comparator == ">="
+                            && !(l == Lang::Zh
+                                && ["以上", "超过", "左右"]
+                                    .iter()
+                                    .any(|w| status.target.target_raw_zh.contains(w)))
+                        {
+                            "≥"
+                        } else {
+                            ""
+                        },
+                        goal = if l == Lang::Zh {
+                            escape(&status.target.target_raw_zh)
+                        } else {
+                            format!("{} {}", number(status.target.target), escape(&status.target.unit))
+                        },
                         current = current_cell(l, status, &names),
                         class = status.status.as_str(),
                         label = status_label(l, status.status),

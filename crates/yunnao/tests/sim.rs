@@ -1,6 +1,7 @@
 //! The simulated city against a real server: it registers its devices through the import API,
-//! reports through the gateway API, its gas leaks raise critical alarms that become incidents,
-//! and its departments move those cases through the workflow.
+//! its gas and air sensors report over the device MQTT endpoint and the rest through the gateway
+//! API, its gas leaks raise critical alarms that become incidents, its departments move those
+//! cases through the workflow and report progress on the plan under their seals.
 
 mod support;
 
@@ -20,6 +21,7 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
     config.seed = 7;
     // Everything ten times faster than the demo: leaks within seconds.
     config.interval_factor = 0.01;
+    config.mqtt = Some(format!("127.0.0.1:{}", server.mqtt_port));
     let stats = Arc::new(yunnao_sim::SimStats::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let sim = tokio::spawn(yunnao_sim::run(config, stats.clone(), async {
@@ -62,6 +64,8 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
         incidents = response.json().await.unwrap_or(Value::Null);
         if incidents["total"].as_i64().unwrap_or(0) > 0
             && stats.steps_taken.load(Ordering::Relaxed) > 0
+            && stats.mqtt_acknowledged.load(Ordering::Relaxed) > 0
+            && stats.progress_reports.load(Ordering::Relaxed) >= 20
         {
             break;
         }
@@ -77,6 +81,37 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
         "no workflow step taken"
     );
     assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    // The gas sensors spoke MQTT: acknowledged after commit, and their readings are stored.
+    assert!(stats.mqtt_acknowledged.load(Ordering::Relaxed) > 0);
+    let gas: Value = server
+        .request(
+            Method::GET,
+            "/api/v1/devices/sim-manhole-gas-000000",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        gas["status"]["accepted_readings"].as_i64().unwrap_or(0) > 0,
+        "{gas}"
+    );
+    // Departments reported on the plan; their reports carry verified seals.
+    let targets: Value = server
+        .request(Method::GET, "/api/v1/plan/targets", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let reported: Vec<&Value> = targets
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| t["report"]["seal_verified"] == true)
+        .collect();
+    assert!(reported.len() >= 20, "{} reported", reported.len());
     // Every district has a simulated grid worker: staffing coverage reads 100%.
     let coverage: Value = server
         .request(
