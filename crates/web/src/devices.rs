@@ -125,8 +125,14 @@ fn chart(points: &[(i64, f64)], from: i64, to: i64) -> String {
             format!("{x:.1},{y:.1}")
         })
         .collect();
+    // Each bucket also gets a dot, so a single bucket is visible too.
+    let dots: String = line
+        .iter()
+        .filter_map(|p| p.split_once(','))
+        .map(|(x, y)| format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"2\"/>"))
+        .collect();
     format!(
-        "<svg class=\"series\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\"><polyline points=\"{}\"/></svg><small class=\"muted\">{lo:.2} – {hi:.2}</small>",
+        "<svg class=\"series\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\"><polyline points=\"{}\"/>{dots}</svg><small class=\"muted\">{lo:.2} – {hi:.2}</small>",
         line.join(" ")
     )
 }
@@ -225,8 +231,26 @@ pub(crate) async fn detail(
         header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
         name = escape(&device.name),
         id = escape(&device.id),
-        profile = escape(&device.profile),
-        department = escape(&device.department),
+        profile = escape(
+            &web.sensing
+                .profile(&device.profile)
+                .map(|p| if l == Lang::Zh {
+                    p.name_zh.clone()
+                } else {
+                    p.name_en.clone()
+                })
+                .unwrap_or_else(|| device.profile.clone())
+        ),
+        department = escape(
+            &web.identity
+                .departments()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .find(|d| d.code == device.department)
+                .map(|d| if l == Lang::Zh { d.name_zh } else { d.name_en })
+                .unwrap_or_else(|| device.department.clone())
+        ),
         online = if device.status.online {
             t(l, "online")
         } else {
