@@ -10,8 +10,45 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         Migration::portable(1, "NGSI-LD tenants and entities", ENTITIES),
         Migration::portable(2, "attribute history for temporal queries", HISTORY),
         Migration::portable(3, "subscriptions with delivery counters", SUBSCRIPTIONS),
+        Migration {
+            version: 4,
+            description: "hourly rollups of attribute history",
+            sqlite: HOURLY_SQLITE,
+            postgres: HOURLY_POSTGRES,
+        },
     ],
 };
+
+/// Per attribute and hour: instances, and sum, min and max of the numeric ones. Kept in the
+/// same transaction as the history rows, so aggregations over whole hours read one row per hour
+/// instead of every value. The backfill floors negative times too (`%` truncates).
+macro_rules! hourly {
+    ($suffix:literal) => {
+        concat!(
+            "CREATE TABLE ngsi_history_hourly (
+    tenant TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    hour_ms BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    total DOUBLE PRECISION,
+    low DOUBLE PRECISION,
+    high DOUBLE PRECISION,
+    PRIMARY KEY (tenant, entity_id, attr, hour_ms)
+)",
+            $suffix,
+            ";
+INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high)
+SELECT tenant, entity_id, attr, at_ms - ((at_ms % 3600000) + 3600000) % 3600000 AS hour_ms,
+       COUNT(*), SUM(number), MIN(number), MAX(number)
+FROM ngsi_history
+GROUP BY tenant, entity_id, attr, at_ms - ((at_ms % 3600000) + 3600000) % 3600000;"
+        )
+    };
+}
+
+const HOURLY_SQLITE: &str = hourly!(" WITHOUT ROWID");
+const HOURLY_POSTGRES: &str = hourly!("");
 
 const SUBSCRIPTIONS: &str = r#"
 CREATE TABLE ngsi_subscriptions (

@@ -1,6 +1,8 @@
 //! Temporal representation (CIM 009 §4.4, §5.7.3–5.7.4): every attribute value an entity has
 //! had, by time (`observedAt`, else when it was written), queried with `timerel`, `lastN`, and
-//! aggregated per period (`aggrMethods`, `aggrPeriodDuration`) in the database.
+//! aggregated per period (`aggrMethods`, `aggrPeriodDuration`) in the database: periods of
+//! whole hours starting on an hour read the hourly rollups kept beside the history, others the
+//! history itself.
 
 use crate::errors;
 use crate::model::Entity;
@@ -39,10 +41,12 @@ pub async fn record(
                 .and_then(Value::as_str)
                 .unwrap_or("@none");
             let number = instance.get("value").and_then(Value::as_f64);
-            sqlx::query(
+            let text =
+                serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?;
+            let inserted = sqlx::query(
                 "INSERT INTO ngsi_history (tenant, entity_id, attr, dataset_id, at_ms, number, instance) \
                  VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), $7) \
-                 ON CONFLICT (tenant, entity_id, attr, at_ms, dataset_id) DO UPDATE SET number = excluded.number, instance = excluded.instance",
+                 ON CONFLICT (tenant, entity_id, attr, at_ms, dataset_id) DO NOTHING",
             )
             .bind(tenant)
             .bind(&after.id)
@@ -50,14 +54,78 @@ pub async fn record(
             .bind(dataset)
             .bind(at)
             .bind(yunnao_store::nullable_real(number))
-            .bind(serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?)
+            .bind(&text)
             .execute(&mut ***tx)
             .await
-            .db()?;
+            .db()?
+            .rows_affected()
+                > 0;
+            let hour = at - at.rem_euclid(HOUR_MS);
+            if inserted {
+                // A new instance: fold it into its hour.
+                sqlx::query(
+                    "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
+                     VALUES ($1, $2, $3, $4, 1, CAST($5 AS DOUBLE PRECISION), CAST($5 AS DOUBLE PRECISION), CAST($5 AS DOUBLE PRECISION)) \
+                     ON CONFLICT (tenant, entity_id, attr, hour_ms) DO UPDATE SET \
+                     n = ngsi_history_hourly.n + 1, \
+                     total = CASE WHEN excluded.total IS NULL THEN ngsi_history_hourly.total \
+                                  WHEN ngsi_history_hourly.total IS NULL THEN excluded.total \
+                                  ELSE ngsi_history_hourly.total + excluded.total END, \
+                     low = CASE WHEN excluded.low IS NULL THEN ngsi_history_hourly.low \
+                                WHEN ngsi_history_hourly.low IS NULL OR excluded.low < ngsi_history_hourly.low THEN excluded.low \
+                                ELSE ngsi_history_hourly.low END, \
+                     high = CASE WHEN excluded.high IS NULL THEN ngsi_history_hourly.high \
+                                 WHEN ngsi_history_hourly.high IS NULL OR excluded.high > ngsi_history_hourly.high THEN excluded.high \
+                                 ELSE ngsi_history_hourly.high END",
+                )
+                .bind(tenant)
+                .bind(&after.id)
+                .bind(name)
+                .bind(hour)
+                .bind(yunnao_store::nullable_real(number))
+                .execute(&mut ***tx)
+                .await
+                .db()?;
+            } else {
+                // The same instant again replaces the value: its hour is summed afresh (a
+                // minimum or maximum cannot be taken back incrementally).
+                sqlx::query(
+                    "UPDATE ngsi_history SET number = CAST($6 AS DOUBLE PRECISION), instance = $7 \
+                     WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND dataset_id = $4 AND at_ms = $5",
+                )
+                .bind(tenant)
+                .bind(&after.id)
+                .bind(name)
+                .bind(dataset)
+                .bind(at)
+                .bind(yunnao_store::nullable_real(number))
+                .bind(&text)
+                .execute(&mut ***tx)
+                .await
+                .db()?;
+                sqlx::query(
+                    "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
+                     SELECT tenant, entity_id, attr, $4, COUNT(*), SUM(number), MIN(number), MAX(number) \
+                     FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+                     GROUP BY tenant, entity_id, attr \
+                     ON CONFLICT (tenant, entity_id, attr, hour_ms) DO UPDATE SET \
+                     n = excluded.n, total = excluded.total, low = excluded.low, high = excluded.high",
+                )
+                .bind(tenant)
+                .bind(&after.id)
+                .bind(name)
+                .bind(hour)
+                .bind(hour + HOUR_MS)
+                .execute(&mut ***tx)
+                .await
+                .db()?;
+            }
         }
     }
     Ok(())
 }
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// Equal apart from the system timestamps.
 pub fn same_content(a: &Value, b: &Value) -> bool {
@@ -230,20 +298,34 @@ pub async fn aggregate(
     } else {
         "0"
     };
-    let rows: Vec<PeriodRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
-         FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+    // Whole hours from an hour's start: the hourly rollups hold the answer, one row per hour.
+    let hourly = period_ms > 0
+        && period_ms % HOUR_MS == 0
+        && from.rem_euclid(HOUR_MS) == 0
+        && (to == i64::MAX || to.rem_euclid(HOUR_MS) == 0)
+        && !methods.iter().any(|m| m == "distinctCount");
+    let sql = if hourly {
+        "SELECT (hour_ms - $4) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
+         FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
          GROUP BY bucket ORDER BY bucket"
-    )))
-    .bind(tenant)
-    .bind(entity)
-    .bind(attr)
-    .bind(from)
-    .bind(to)
-    .bind(period)
-    .fetch_all(db.pool())
-    .await
-    .db()?;
+            .to_owned()
+    } else {
+        format!(
+            "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
+             FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+             GROUP BY bucket ORDER BY bucket"
+        )
+    };
+    let rows: Vec<PeriodRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(entity)
+        .bind(attr)
+        .bind(from)
+        .bind(to)
+        .bind(period)
+        .fetch_all(db.pool())
+        .await
+        .db()?;
     let mut out = Map::new();
     for method in methods {
         let mut series = Vec::new();

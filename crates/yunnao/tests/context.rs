@@ -1145,11 +1145,69 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
     let avg = h["avg"][0][0].as_f64().unwrap_or(f64::NAN);
     assert!((avg - 4.55).abs() < 1e-9, "{avg}");
 
+    // Whole hours read the hourly rollups; a period that does not start on the hour reads
+    // every value. Both agree, also after a value is replaced at the same instant.
+    let by_rollup = format!(
+        "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=totalCount,avg,min,max,sum&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+        at(0),
+        at(24)
+    );
+    let by_values = format!(
+        "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=totalCount,avg,min,max,sum&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+        yunnao_core::time::rfc3339_ms(t0 - 1),
+        at(24)
+    );
+    let values_of = |body: &Value| -> Vec<Vec<String>> {
+        ["totalCount", "avg", "min", "max", "sum"]
+            .iter()
+            .map(|m| {
+                body["height"][*m]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("{:.6}", p[0].as_f64().unwrap_or(f64::NAN)))
+                    .collect()
+            })
+            .collect()
+    };
+    let rolled = broker.get_json(&by_rollup).await;
+    assert_eq!(rolled["height"]["totalCount"], h["totalCount"]);
+    assert_eq!(rolled["height"]["max"], h["max"]);
+    // A window starting 1 ms before the hour holds the same values in each period.
+    assert_eq!(
+        values_of(&rolled),
+        values_of(&broker.get_json(&by_values).await)
+    );
+    let replaced = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{id}/attrs"),
+            json!({"height": {"value": 1.5, "observedAt": at(23), "unitCode": "MTR"}}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 204);
+    let rolled = broker.get_json(&by_rollup).await;
+    assert_eq!(
+        rolled["height"]["totalCount"][1][0], 12,
+        "replaced, not added"
+    );
+    assert_eq!(rolled["height"]["min"][1][0], 1.5);
+    assert_eq!(rolled["height"]["max"][1][0], 4.0 + 0.1 * 22.0);
+    assert_eq!(
+        values_of(&rolled),
+        values_of(&broker.get_json(&by_values).await),
+        "after the replacement, by rollup and by values"
+    );
+
     let listed = broker
         .get_json("/temporal/entities?type=WaterObserved&attrs=height&lastN=1")
         .await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
-    assert_eq!(heights(&listed[0]), vec![4.0 + 0.1 * 23.0]);
+    assert_eq!(
+        heights(&listed[0]),
+        vec![1.5],
+        "the replaced value is the last"
+    );
 
     for query in [
         "timerel=between&timeAt=2026-01-01T00:00:00Z",
