@@ -52,6 +52,8 @@ pub struct ContextBroker {
     pub config: ContextConfig,
     pub notifier: subscriptions::Notifier,
     pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
+    /// Direct SQLite reads for queries that return thousands of small rows.
+    pub readers: std::sync::Arc<temporal::SqliteReaders>,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -139,12 +141,14 @@ impl ContextBroker {
                 }
             }
         });
+        let readers = std::sync::Arc::new(temporal::SqliteReaders::new(&db));
         Ok(Self {
             db,
             identity,
             config,
             notifier,
             contexts,
+            readers,
         })
     }
 

@@ -274,9 +274,59 @@ pub async fn instances(
 /// (period index, count, distinct count, sum, min, max)
 type PeriodRow = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
 
+/// Read-only SQLite connections beside the pool, for the rollup scan: sqlx hands rows over one
+/// at a time through a channel, which for a year of hours (8,760 rows) costs more than the
+/// query itself. Idle connections are kept for reuse.
+pub struct SqliteReaders {
+    path: Option<String>,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl SqliteReaders {
+    pub fn new(db: &yunnao_store::Db) -> Self {
+        let path = (db.backend() == yunnao_store::Backend::Sqlite)
+            .then(|| yunnao_store::sqlite_path(db.url()).to_owned())
+            .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+        Self {
+            path,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on a reader connection; `None` when the database is not an SQLite file.
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, Problem>> {
+        let path = self.path.as_ref()?;
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let connection = match reused {
+            Some(connection) => connection,
+            None => match rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ) {
+                Ok(connection) => connection,
+                Err(e) => return Some(Err(Problem::internal(format!("SQLite reader: {e}")))),
+            },
+        };
+        let result =
+            read(&connection).map_err(|e| Problem::internal(format!("SQLite reader: {e}")));
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 4
+        {
+            idle.push(connection);
+        }
+        Some(result)
+    }
+}
+
 /// Per-period aggregates of one numeric attribute: for each method, `[[value, start, end], …]`.
+#[allow(clippy::too_many_arguments)]
 pub async fn aggregate(
     db: &yunnao_store::Db,
+    readers: &std::sync::Arc<SqliteReaders>,
     tenant: &str,
     entity: &str,
     attr: &str,
@@ -304,11 +354,43 @@ pub async fn aggregate(
         && from.rem_euclid(HOUR_MS) == 0
         && (to == i64::MAX || to.rem_euclid(HOUR_MS) == 0)
         && !methods.iter().any(|m| m == "distinctCount");
-    let sql = if hourly {
-        "SELECT (hour_ms - $4) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
+    const HOURLY_SQL: &str = "SELECT (hour_ms - $4) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
          FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
-         GROUP BY bucket ORDER BY bucket"
-            .to_owned()
+         GROUP BY bucket ORDER BY bucket";
+    let direct = if hourly {
+        let (readers, tenant, entity, attr) = (
+            readers.clone(),
+            tenant.to_owned(),
+            entity.to_owned(),
+            attr.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            readers.with(|connection| {
+                let mut statement = connection.prepare_cached(&HOURLY_SQL.replace('$', "?"))?;
+                let rows = statement.query_map(
+                    rusqlite::params![tenant, entity, attr, from, to, period],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<Vec<PeriodRow>>>()
+            })
+        })
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .transpose()?
+    } else {
+        None
+    };
+    let sql = if hourly {
+        HOURLY_SQL.to_owned()
     } else {
         format!(
             "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
@@ -316,26 +398,40 @@ pub async fn aggregate(
              GROUP BY bucket ORDER BY bucket"
         )
     };
-    let rows: Vec<PeriodRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(entity)
-        .bind(attr)
-        .bind(from)
-        .bind(to)
-        .bind(period)
-        .fetch_all(db.pool())
-        .await
-        .db()?;
-    let mut out = Map::new();
-    for method in methods {
-        let mut series = Vec::new();
-        for (bucket, count, distinct, sum, min, max) in &rows {
-            let start = from.saturating_add(bucket.saturating_mul(period));
+    let rows: Vec<PeriodRow> = if let Some(rows) = direct {
+        rows
+    } else {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(entity)
+            .bind(attr)
+            .bind(from)
+            .bind(to)
+            .bind(period)
+            .fetch_all(db.pool())
+            .await
+            .db()?
+    };
+    // Each period's bounds are formatted once, whatever the number of methods.
+    let bounds: Vec<(Value, Value)> = rows
+        .iter()
+        .map(|row| {
+            let start = from.saturating_add(row.0.saturating_mul(period));
             let end = if period_ms > 0 {
                 start.saturating_add(period)
             } else {
                 range.to.unwrap_or_else(yunnao_core::time::now_ms)
             };
+            (
+                yunnao_core::time::rfc3339_ms(start).into(),
+                yunnao_core::time::rfc3339_ms(end).into(),
+            )
+        })
+        .collect();
+    let mut out = Map::new();
+    for method in methods {
+        let mut series = Vec::with_capacity(rows.len());
+        for ((_, count, distinct, sum, min, max), (start, end)) in rows.iter().zip(&bounds) {
             let value = match method.as_str() {
                 "totalCount" => Value::from(*count),
                 "distinctCount" => Value::from(*distinct),
@@ -345,11 +441,7 @@ pub async fn aggregate(
                 "max" => max.map_or(Value::Null, Value::from),
                 _ => continue,
             };
-            series.push(Value::Array(vec![
-                value,
-                yunnao_core::time::rfc3339_ms(start).into(),
-                yunnao_core::time::rfc3339_ms(end).into(),
-            ]));
+            series.push(Value::Array(vec![value, start.clone(), end.clone()]));
         }
         out.insert(method.clone(), Value::Array(series));
     }
