@@ -367,7 +367,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "\n{:58} {:>14} {:>14} {:>8}",
-        "operation (100,000 entities)", "yunnao", "raw SQLite", "ratio"
+        format!("operation ({n} entities)"),
+        "yunnao",
+        "raw SQLite",
+        "ratio"
     );
     for f in &figures {
         let ratio = if f.unit == "ms per query" {

@@ -357,6 +357,15 @@ pub async fn aggregate(
     const HOURLY_SQL: &str = "SELECT (hour_ms - $4) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
          FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
          GROUP BY bucket ORDER BY bucket";
+    // Periods of one hour are the rollup rows themselves, in key order: no grouping, no sort.
+    const ONE_HOUR_SQL: &str = "SELECT (hour_ms - $4) / $6 AS bucket, n, CAST(0 AS BIGINT), total, low, high \
+         FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
+         ORDER BY hour_ms";
+    let rollup_sql = if period == HOUR_MS {
+        ONE_HOUR_SQL
+    } else {
+        HOURLY_SQL
+    };
     let direct = if hourly {
         let (readers, tenant, entity, attr) = (
             readers.clone(),
@@ -366,7 +375,7 @@ pub async fn aggregate(
         );
         tokio::task::spawn_blocking(move || {
             readers.with(|connection| {
-                let mut statement = connection.prepare_cached(&HOURLY_SQL.replace('$', "?"))?;
+                let mut statement = connection.prepare_cached(&rollup_sql.replace('$', "?"))?;
                 let rows = statement.query_map(
                     rusqlite::params![tenant, entity, attr, from, to, period],
                     |row| {
@@ -390,7 +399,7 @@ pub async fn aggregate(
         None
     };
     let sql = if hourly {
-        HOURLY_SQL.to_owned()
+        rollup_sql.to_owned()
     } else {
         format!(
             "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \

@@ -1198,6 +1198,14 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         values_of(&broker.get_json(&by_values).await),
         "after the replacement, by rollup and by values"
     );
+    // Periods of several hours group the hourly rows.
+    let two_hours = |path: &str| path.replace("PT1H", "PT2H");
+    let rolled = broker.get_json(&two_hours(&by_rollup)).await;
+    assert_eq!(rolled["height"]["totalCount"][0][0], 24);
+    assert_eq!(
+        values_of(&rolled),
+        values_of(&broker.get_json(&two_hours(&by_values)).await)
+    );
 
     let listed = broker
         .get_json("/temporal/entities?type=WaterObserved&attrs=height&lastN=1")
