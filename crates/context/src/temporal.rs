@@ -274,9 +274,10 @@ pub async fn instances(
 /// (period index, count, distinct count, sum, min, max)
 type PeriodRow = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
 
-/// Read-only SQLite connections beside the pool, for the rollup scan: sqlx hands rows over one
-/// at a time through a channel, which for a year of hours (8,760 rows) costs more than the
-/// query itself. Idle connections are kept for reuse.
+/// Read-only SQLite connections beside the pool, for point reads and the rollup scan: sqlx runs
+/// each query on a worker thread and hands rows over one at a time through a channel, which
+/// costs more than the query itself for a point read or a year of hours (8,760 rows). Idle
+/// connections are kept for reuse.
 pub struct SqliteReaders {
     path: Option<String>,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
@@ -294,7 +295,7 @@ impl SqliteReaders {
     }
 
     /// Runs `read` on a reader connection; `None` when the database is not an SQLite file.
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Option<Result<T, Problem>> {
