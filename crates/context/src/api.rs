@@ -1625,7 +1625,6 @@ async fn temporal_body(
         let rendered = if let Some((methods, period)) = &temporal.aggregation {
             let mut aggregated = crate::temporal::aggregate(
                 &broker.db,
-                &broker.readers,
                 &request.tenant,
                 &entity.id,
                 name,

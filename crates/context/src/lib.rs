@@ -52,8 +52,6 @@ pub struct ContextBroker {
     pub config: ContextConfig,
     pub notifier: subscriptions::Notifier,
     pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
-    /// Direct SQLite reads for queries that return thousands of small rows.
-    pub readers: std::sync::Arc<temporal::SqliteReaders>,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -141,14 +139,12 @@ impl ContextBroker {
                 }
             }
         });
-        let readers = std::sync::Arc::new(temporal::SqliteReaders::new(&db));
         Ok(Self {
             db,
             identity,
             config,
             notifier,
             contexts,
-            readers,
         })
     }
 
@@ -188,7 +184,7 @@ impl ContextBroker {
             format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}");
         // On SQLite a point read is a few microseconds: done in place on a reader connection
         // instead of a round trip through the pool's worker thread (two thread switches).
-        let direct = self.readers.with(|connection| {
+        let direct = self.db.read_direct(|connection| {
             use rusqlite::OptionalExtension;
             let mut statement = connection.prepare_cached(&sql.replace('$', "?"))?;
             let mut params = vec![tenant, id];

@@ -274,60 +274,9 @@ pub async fn instances(
 /// (period index, count, distinct count, sum, min, max)
 type PeriodRow = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
 
-/// Read-only SQLite connections beside the pool, for point reads and the rollup scan: sqlx runs
-/// each query on a worker thread and hands rows over one at a time through a channel, which
-/// costs more than the query itself for a point read or a year of hours (8,760 rows). Idle
-/// connections are kept for reuse.
-pub struct SqliteReaders {
-    path: Option<String>,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
-}
-
-impl SqliteReaders {
-    pub fn new(db: &yunnao_store::Db) -> Self {
-        let path = (db.backend() == yunnao_store::Backend::Sqlite)
-            .then(|| yunnao_store::sqlite_path(db.url()).to_owned())
-            .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-        Self {
-            path,
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Runs `read` on a reader connection; `None` when the database is not an SQLite file.
-    pub(crate) fn with<T>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> Option<Result<T, Problem>> {
-        let path = self.path.as_ref()?;
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let connection = match reused {
-            Some(connection) => connection,
-            None => match rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ) {
-                Ok(connection) => connection,
-                Err(e) => return Some(Err(Problem::internal(format!("SQLite reader: {e}")))),
-            },
-        };
-        let result =
-            read(&connection).map_err(|e| Problem::internal(format!("SQLite reader: {e}")));
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < 4
-        {
-            idle.push(connection);
-        }
-        Some(result)
-    }
-}
-
 /// Per-period aggregates of one numeric attribute: for each method, `[[value, start, end], …]`.
-#[allow(clippy::too_many_arguments)]
 pub async fn aggregate(
     db: &yunnao_store::Db,
-    readers: &std::sync::Arc<SqliteReaders>,
     tenant: &str,
     entity: &str,
     attr: &str,
@@ -368,14 +317,14 @@ pub async fn aggregate(
         HOURLY_SQL
     };
     let direct = if hourly {
-        let (readers, tenant, entity, attr) = (
-            readers.clone(),
+        let (db, tenant, entity, attr) = (
+            db.clone(),
             tenant.to_owned(),
             entity.to_owned(),
             attr.to_owned(),
         );
         tokio::task::spawn_blocking(move || {
-            readers.with(|connection| {
+            db.read_direct(|connection| {
                 let mut statement = connection.prepare_cached(&rollup_sql.replace('$', "?"))?;
                 let rows = statement.query_map(
                     rusqlite::params![tenant, entity, attr, from, to, period],

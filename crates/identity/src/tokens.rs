@@ -165,14 +165,35 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
             "(SELECT string_agg(role, ',') FROM user_roles r WHERE r.user_id = u.id)"
         }
     };
-    let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT s.revoked_at_ms, s.user_id, u.username, u.department_code, u.disabled, {roles} \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.jti = $1"
-    )))
-    .bind(&claims.jti)
-    .fetch_optional(identity.db.pool())
-    .await
-    .db()?;
+    );
+    // On SQLite read in place (no trip through the pool's worker thread).
+    let direct = identity.db.read_direct(|connection| {
+        use rusqlite::OptionalExtension;
+        connection
+            .prepare_cached(&sql.replace('$', "?"))?
+            .query_row([&claims.jti], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()
+    });
+    let row: Option<SessionRow> = match direct {
+        Some(row) => row?,
+        None => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&claims.jti)
+            .fetch_optional(identity.db.pool())
+            .await
+            .db()?,
+    };
     let Some((revoked, user_id, username, department, disabled, roles)) = row else {
         return Err(invalid());
     };

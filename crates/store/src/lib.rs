@@ -98,6 +98,25 @@ pub struct Db {
     backend: Backend,
     url: Arc<str>,
     sqlite_writer: Arc<Mutex<()>>,
+    readers: Arc<DirectReaders>,
+}
+
+/// Read-only SQLite connections beside the pool, for reads on hot paths: sqlx runs each query
+/// on a worker thread and hands rows over one at a time through a channel, which costs more
+/// than the query itself for a point read (two thread switches) or for thousands of small rows.
+/// A direct read runs in place; it is meant for indexed reads of microseconds. Idle
+/// connections are kept for reuse.
+struct DirectReaders {
+    path: Option<String>,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for DirectReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectReaders")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A write transaction; on SQLite it also holds the process-wide writer slot until dropped.
@@ -176,7 +195,55 @@ impl Db {
             backend,
             url: url.into(),
             sqlite_writer: Arc::new(Mutex::new(())),
+            readers: Arc::new(DirectReaders {
+                path: (backend == Backend::Sqlite)
+                    .then(|| sqlite_path(url).to_owned())
+                    .filter(|p| !p.is_empty() && !p.contains(":memory:")),
+                idle: std::sync::Mutex::new(Vec::new()),
+            }),
         })
+    }
+
+    /// Runs `read` in place on a read-only connection to the SQLite file (it sees what is
+    /// committed, like any pool read); `None` on PostgreSQL or an in-memory database, where
+    /// the caller uses the pool. SQL placeholders are `?N`.
+    pub fn read_direct<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<std::result::Result<T, yunnao_core::Problem>> {
+        let path = self.readers.path.as_ref()?;
+        let reused = self
+            .readers
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.pop());
+        let connection = match reused {
+            Some(connection) => connection,
+            None => match rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ) {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open a direct SQLite reader");
+                    return Some(Err(yunnao_core::Problem::internal(
+                        "the database cannot be read",
+                    )));
+                }
+            },
+        };
+        let result = read(&connection).map_err(|e| {
+            tracing::error!(error = %e, "direct SQLite read failed");
+            yunnao_core::Problem::internal("the database cannot be read")
+        });
+        if let Ok(mut idle) = self.readers.idle.lock()
+            && idle.len() < 8
+        {
+            idle.push(connection);
+        }
+        Some(result)
     }
 
     pub fn pool(&self) -> &AnyPool {
