@@ -1450,28 +1450,37 @@ async fn batch_update(
     let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
     let stamp = now();
     let mut result = BatchResult::default();
+    // Every item parsed first; the valid ones are then changed in one transaction.
+    let mut entities = Vec::new();
     for item in batch_items(value)? {
         let id = item_id(&item);
-        let outcome = async {
+        let parsed = async {
             let context = item_context(&broker, &request, &item).await?;
-            let entity = model::parse_entity(item, &context, &stamp)?;
-            broker
-                .modify(&request.tenant, &entity.id, &request.viewer, |stored| {
-                    request.may_change(&broker, stored)?;
-                    for (name, attribute) in entity.attrs.clone() {
-                        if no_overwrite && stored.entity.attrs.contains_key(&name) {
-                            continue;
-                        }
-                        stored.entity.put_attribute(name, attribute);
-                    }
-                    stored.entity.modified_at = stamp.clone();
-                    Ok(())
-                })
-                .await
+            model::parse_entity(item, &context, &stamp)
         }
         .await;
+        match parsed {
+            Ok(entity) => entities.push(entity),
+            Err(problem) => result.fail(id, problem),
+        }
+    }
+    let ids: Vec<String> = entities.iter().map(|e| e.id.clone()).collect();
+    let outcomes = broker
+        .modify_many(&request.tenant, &ids, &request.viewer, |index, stored| {
+            request.may_change(&broker, stored)?;
+            for (name, attribute) in entities[index].attrs.clone() {
+                if no_overwrite && stored.entity.attrs.contains_key(&name) {
+                    continue;
+                }
+                stored.entity.put_attribute(name, attribute);
+            }
+            stored.entity.modified_at = stamp.clone();
+            Ok(())
+        })
+        .await?;
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
         match outcome {
-            Ok(_) => result.success.push(id),
+            Ok(()) => result.success.push(id),
             Err(problem) => result.fail(id, problem),
         }
     }
