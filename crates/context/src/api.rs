@@ -1265,6 +1265,16 @@ impl BatchResult {
         self.errors.push((id, errors::ngsi_ld(problem)));
     }
 
+    /// Outcomes in the order of the batch's items.
+    fn record(&mut self, outcomes: BatchOutcomes) {
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(()) => self.success.push(id),
+                Err(problem) => self.fail(id, problem),
+            }
+        }
+    }
+
     /// 207 with `{"success": [...], "errors": [{"entityId", "error"}]}` when anything failed;
     /// otherwise what `all_ok` says.
     fn respond(self, all_ok: Response) -> Response {
@@ -1322,6 +1332,36 @@ fn created_ids(ids: &[String]) -> Response {
         .into_response()
 }
 
+/// Each batch item's id and outcome, in the order given (parse failures filled in), and the
+/// parsed entities with their item's position.
+type BatchOutcomes = Vec<(String, Result<(), Problem>)>;
+
+async fn parse_batch(
+    broker: &ContextBroker,
+    request: &Request,
+    value: Value,
+    stamp: &str,
+) -> NgsiResult<(BatchOutcomes, Vec<(usize, model::Entity)>)> {
+    let mut outcomes = Vec::new();
+    let mut entities = Vec::new();
+    for item in batch_items(value)? {
+        let id = item_id(&item);
+        let parsed = async {
+            let context = item_context(broker, request, &item).await?;
+            model::parse_entity(item, &context, stamp)
+        }
+        .await;
+        match parsed {
+            Ok(entity) => {
+                entities.push((outcomes.len(), entity));
+                outcomes.push((id, Ok(())));
+            }
+            Err(problem) => outcomes.push((id, Err(problem))),
+        }
+    }
+    Ok((outcomes, entities))
+}
+
 /// Create many entities: 201 with their ids, or 207 naming each that failed and why.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/create", tag = "ngsi-ld",
     request_body(content = [Object]), responses((status = 201), (status = 207), (status = 400)))]
@@ -1336,19 +1376,19 @@ async fn batch_create(
     let owner = request.writer(&broker)?;
     let stamp = now();
     let mut result = BatchResult::default();
-    for item in batch_items(value)? {
-        let id = item_id(&item);
-        let outcome = async {
-            let context = item_context(&broker, &request, &item).await?;
-            let entity = model::parse_entity(item, &context, &stamp)?;
-            broker.create(&request.tenant, &entity, &owner).await
-        }
-        .await;
-        match outcome {
-            Ok(()) => result.success.push(id),
-            Err(problem) => result.fail(id, problem),
-        }
+    // Every item parsed first; the valid ones are then stored in one transaction.
+    let (mut outcomes, entities) = parse_batch(&broker, &request, value, &stamp).await?;
+    let stored = broker
+        .create_many(
+            &request.tenant,
+            &entities.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            &owner,
+        )
+        .await?;
+    for ((slot, _), outcome) in entities.iter().zip(stored) {
+        outcomes[*slot].1 = outcome;
     }
+    result.record(outcomes);
     let ok = created_ids(&result.success);
     Ok((
         Extension(AuditNote::new(
@@ -1451,24 +1491,12 @@ async fn batch_update(
     let stamp = now();
     let mut result = BatchResult::default();
     // Every item parsed first; the valid ones are then changed in one transaction.
-    let mut entities = Vec::new();
-    for item in batch_items(value)? {
-        let id = item_id(&item);
-        let parsed = async {
-            let context = item_context(&broker, &request, &item).await?;
-            model::parse_entity(item, &context, &stamp)
-        }
-        .await;
-        match parsed {
-            Ok(entity) => entities.push(entity),
-            Err(problem) => result.fail(id, problem),
-        }
-    }
-    let ids: Vec<String> = entities.iter().map(|e| e.id.clone()).collect();
-    let outcomes = broker
+    let (mut outcomes, entities) = parse_batch(&broker, &request, value, &stamp).await?;
+    let ids: Vec<String> = entities.iter().map(|(_, e)| e.id.clone()).collect();
+    let changed = broker
         .modify_many(&request.tenant, &ids, &request.viewer, |index, stored| {
             request.may_change(&broker, stored)?;
-            for (name, attribute) in entities[index].attrs.clone() {
+            for (name, attribute) in entities[index].1.attrs.clone() {
                 if no_overwrite && stored.entity.attrs.contains_key(&name) {
                     continue;
                 }
@@ -1478,12 +1506,10 @@ async fn batch_update(
             Ok(())
         })
         .await?;
-    for (id, outcome) in ids.into_iter().zip(outcomes) {
-        match outcome {
-            Ok(()) => result.success.push(id),
-            Err(problem) => result.fail(id, problem),
-        }
+    for ((slot, _), outcome) in entities.iter().zip(changed) {
+        outcomes[*slot].1 = outcome;
     }
+    result.record(outcomes);
     Ok((
         Extension(AuditNote::new(
             "ngsi.batch.update",

@@ -238,6 +238,39 @@ impl ContextBroker {
         Ok(())
     }
 
+    /// Stores new entities in one transaction (batch create): each is created or AlreadyExists
+    /// on its own; a storage failure fails them all.
+    pub async fn create_many(
+        &self,
+        tenant: &str,
+        entities: &[Entity],
+        owner: &str,
+    ) -> Result<Vec<Result<(), Problem>>, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        ensure_tenant(&mut tx, tenant).await?;
+        let mut outcomes = Vec::with_capacity(entities.len());
+        for entity in entities {
+            outcomes.push(
+                if insert_row(&mut tx, tenant, entity, owner, false).await? {
+                    Ok(())
+                } else {
+                    Err(errors::already_exists(format!(
+                        "entity {} exists",
+                        entity.id
+                    )))
+                },
+            );
+        }
+        tx.commit().await?;
+        for (entity, outcome) in entities.iter().zip(&outcomes) {
+            if outcome.is_ok() {
+                let all: Vec<String> = entity.attrs.keys().cloned().collect();
+                self.notifier.changed(tenant, entity, &all);
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Inserts entities that do not exist yet, in one transaction; returns how many were new.
     pub async fn seed(
         &self,
