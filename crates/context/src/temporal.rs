@@ -348,18 +348,18 @@ pub async fn aggregate(
     } else {
         None
     };
-    let sql = if hourly {
-        rollup_sql.to_owned()
-    } else {
-        format!(
-            "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
-             FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
-             GROUP BY bucket ORDER BY bucket"
-        )
-    };
     let rows: Vec<PeriodRow> = if let Some(rows) = direct {
         rows
     } else {
+        let sql = if hourly {
+            rollup_sql.to_owned()
+        } else {
+            format!(
+                "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
+                 FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+                 GROUP BY bucket ORDER BY bucket"
+            )
+        };
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(entity)

@@ -211,7 +211,6 @@ impl Identity {
         tokens::revoke(self, session).await
     }
 
-    /// Every department (code, names), for display.
     /// API clients not revoked: the scenario applications connected to the platform.
     pub async fn active_api_clients(&self) -> Result<i64, yunnao_core::Problem> {
         use yunnao_store::DbResultExt;
@@ -223,6 +222,7 @@ impl Identity {
         .db()
     }
 
+    /// Every department (code, names), for display.
     pub async fn departments(&self) -> Result<Vec<Department>, yunnao_core::Problem> {
         departments::list(&self.db).await
     }

@@ -113,7 +113,14 @@ pub fn verify_offline(sealed: &SealedDocument, public_key: &Sm2PublicKey) -> Res
 
 /// Verifies a sealed document against the key its department publishes on this platform.
 pub async fn verify(identity: &Identity, sealed: &SealedDocument) -> Result<(), Problem> {
-    let published = public_key(identity, &sealed.seal.department).await?;
+    verify_published(
+        sealed,
+        &public_key(identity, &sealed.seal.department).await?,
+    )
+}
+
+/// Verifies a sealed document against a department's published key as read.
+pub fn verify_published(sealed: &SealedDocument, published: &SealPublicKey) -> Result<(), Problem> {
     if published.key_id != sealed.seal.key_id {
         return Err(Problem::validation(
             "the seal names a key the department does not publish",

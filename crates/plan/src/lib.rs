@@ -179,6 +179,29 @@ pub const BINDINGS: &[Binding] = &[
 ];
 
 impl Target {
+    /// Whether `principal` may report on this target: staff (administrators, operators, or an
+    /// API client with `plan:write`) of a department the plan names as responsible.
+    pub fn may_report(&self, principal: &Principal) -> Result<(), Problem> {
+        let allowed_role = principal.has_role(Role::DeptAdmin)
+            || principal.has_role(Role::Operator)
+            || principal.has_role(Role::PlatformAdmin)
+            || principal.has_scope("plan:write");
+        if !allowed_role {
+            return Err(Problem::forbidden(
+                "progress reports are submitted by a department's administrators or operators",
+            ));
+        }
+        if !self.responsible_departments.contains(&principal.department) {
+            return Err(Problem::forbidden(format!(
+                "{} is not a responsible unit of target {} (responsible: {})",
+                principal.department,
+                self.id,
+                self.responsible_units_zh.join("、")
+            )));
+        }
+        Ok(())
+    }
+
     pub fn binding(&self) -> Option<&'static Binding> {
         BINDINGS
             .iter()
@@ -275,13 +298,11 @@ pub struct Plan {
     verdicts: Arc<Mutex<HashMap<u64, Option<String>>>>,
 }
 
-const DAY_MS: i64 = 86_400_000;
-const CST_OFFSET_MS: i64 = 8 * 3_600_000;
-
 /// Today's date in China Standard Time.
 pub fn today_cst() -> NaiveDate {
-    let days = (yunnao_core::time::now_ms() + CST_OFFSET_MS).div_euclid(DAY_MS);
-    NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).unwrap_or_default()
+    chrono::Utc::now()
+        .with_timezone(&yunnao_governance::calendar::cst())
+        .date_naive()
 }
 
 /// The share of `day`'s year gone by at its end, 0–1.
@@ -478,26 +499,7 @@ impl Plan {
         report: NewReport,
     ) -> Result<Report, Problem> {
         let target = self.target(target_id)?.clone();
-        let allowed_role = principal.has_role(Role::DeptAdmin)
-            || principal.has_role(Role::Operator)
-            || principal.has_role(Role::PlatformAdmin)
-            || principal.has_scope("plan:write");
-        if !allowed_role {
-            return Err(Problem::forbidden(
-                "progress reports are submitted by a department's administrators or operators",
-            ));
-        }
-        if !target
-            .responsible_departments
-            .contains(&principal.department)
-        {
-            return Err(Problem::forbidden(format!(
-                "{} is not a responsible unit of target {} (responsible: {})",
-                principal.department,
-                target.id,
-                target.responsible_units_zh.join("、")
-            )));
-        }
+        target.may_report(principal)?;
         if !report.value.is_finite() {
             return Err(Problem::validation("value must be a finite number"));
         }

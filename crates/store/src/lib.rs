@@ -224,7 +224,12 @@ impl Db {
                 path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ) {
+            )
+            .and_then(|connection| {
+                // Like the pool's connections: wait out another process's lock.
+                connection.busy_timeout(Duration::from_secs(5))?;
+                Ok(connection)
+            }) {
                 Ok(connection) => connection,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open a direct SQLite reader");

@@ -18,6 +18,37 @@ struct Projection {
 }
 
 impl Projection {
+    /// Fits the box (lon x0..x1, lat y0..y1) to `width` units; returns the projection and the
+    /// drawing's height.
+    fn fit(rect: geo::Rect, width: f64) -> (Projection, f64) {
+        let cos = ((rect.min().y + rect.max().y) / 2.0).to_radians().cos();
+        let k = width / ((rect.max().x - rect.min().x) * cos).max(1e-9);
+        (
+            Projection {
+                lon0: rect.min().x,
+                lat1: rect.max().y,
+                k,
+                cos,
+            },
+            (rect.max().y - rect.min().y) * k,
+        )
+    }
+
+    /// SVG path data of a boundary, every ring closed.
+    fn path(&self, boundary: &geo::MultiPolygon) -> String {
+        let mut d = String::new();
+        for polygon in boundary {
+            for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
+                for (i, c) in ring.coords().enumerate() {
+                    let (x, y) = self.xy(c.x, c.y);
+                    d.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
+                }
+                d.push('Z');
+            }
+        }
+        d
+    }
+
     fn xy(&self, lon: f64, lat: f64) -> (f64, f64) {
         (
             (lon - self.lon0) * self.cos * self.k,
@@ -41,30 +72,16 @@ pub fn svg(districts: &[District]) -> String {
         x1 = x1.max(r.max().x);
         y1 = y1.max(r.max().y);
     }
-    let cos = ((y0 + y1) / 2.0).to_radians().cos();
-    let k = WIDTH / ((x1 - x0) * cos).max(1e-9);
-    let projection = Projection {
-        lon0: x0,
-        lat1: y1,
-        k,
-        cos,
-    };
-    let height = (y1 - y0) * k;
+    let (projection, height) = Projection::fit(
+        geo::Rect::new(geo::coord! {x: x0, y: y0}, geo::coord! {x: x1, y: y1}),
+        WIDTH,
+    );
     let mut out = format!(
         "<svg id=\"map\" viewBox=\"0 0 {WIDTH:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"青岛市\">"
     );
     let mut labels = String::new();
     for district in districts {
-        let mut d = String::new();
-        for polygon in &district.boundary {
-            for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
-                for (i, c) in ring.coords().enumerate() {
-                    let (x, y) = projection.xy(c.x, c.y);
-                    d.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
-                }
-                d.push('Z');
-            }
-        }
+        let d = projection.path(&district.boundary);
         out.push_str(&format!(
             "<path class=\"district\" data-code=\"{}\" data-name=\"{}\" d=\"{d}\"><title>{}</title></path>",
             district.code,
@@ -160,25 +177,8 @@ pub fn district_drawing(
     use geo::BoundingRect;
     let district = grid.districts.iter().find(|d| d.code == code)?;
     let cells = grid.district_cells(code)?;
-    let rect = district.boundary.bounding_rect()?;
-    let cos = ((rect.min().y + rect.max().y) / 2.0).to_radians().cos();
-    let k = DISTRICT_WIDTH / ((rect.max().x - rect.min().x) * cos).max(1e-9);
-    let projection = Projection {
-        lon0: rect.min().x,
-        lat1: rect.max().y,
-        k,
-        cos,
-    };
-    let mut outline = String::new();
-    for polygon in &district.boundary {
-        for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
-            for (i, c) in ring.coords().enumerate() {
-                let (x, y) = projection.xy(c.x, c.y);
-                outline.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
-            }
-            outline.push('Z');
-        }
-    }
+    let (projection, height) = Projection::fit(district.boundary.bounding_rect()?, DISTRICT_WIDTH);
+    let outline = projection.path(&district.boundary);
     let mut packed = Vec::with_capacity(cells.centres.len() * 4);
     for (lon, lat) in &cells.centres {
         let (x, y) = projection.xy(*lon, *lat);
@@ -190,15 +190,15 @@ pub fn district_drawing(
         name: district.name.clone(),
         grids: cells.centres.len(),
         width: DISTRICT_WIDTH,
-        height: ((rect.max().y - rect.min().y) * k).ceil(),
+        height: height.ceil(),
         outline,
         hexagon: cells
             .hexagon
             .iter()
             .map(|(dx, dy)| {
                 (
-                    (dx * cos * k * 100.0).round() / 100.0,
-                    (-dy * k * 100.0).round() / 100.0,
+                    (dx * projection.cos * projection.k * 100.0).round() / 100.0,
+                    (-dy * projection.k * 100.0).round() / 100.0,
                 )
             })
             .collect(),

@@ -6,7 +6,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestServer, expect_problem};
+use support::{TestServer, expect_problem, page, set_cookie, target_row};
 use yunnao_store::backend_tests;
 use yunnao_store::testing::TestBackend;
 
@@ -222,33 +222,16 @@ async fn departments_report_progress_under_their_seal(backend: TestBackend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let cookie = |response: &reqwest::Response| {
-        response.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_owned()
-    };
     let signed = browser
         .post(server.url("/ui/sign-in"))
         .form(&[("username", "edu.operator"), ("password", "password-123")])
         .send()
         .await
         .expect("sent");
-    let edu_cookie = cookie(&signed);
-    let page = browser
-        .get(server.url("/ui/plan"))
-        .header("cookie", &edu_cookie)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("html");
-    assert!(page.contains("action=\"/ui/plan/12.3/report\""), "{page}");
-    assert!(!page.contains("action=\"/ui/plan/13.1/report\""));
+    let edu_cookie = set_cookie(&signed);
+    let html = page(&browser, &server.url("/ui/plan"), &edu_cookie).await;
+    assert!(html.contains("action=\"/ui/plan/12.3/report\""), "{html}");
+    assert!(!html.contains("action=\"/ui/plan/13.1/report\""));
     let posted = browser
         .post(server.url("/ui/plan/12.3/report"))
         .header("cookie", &edu_cookie)
@@ -273,20 +256,8 @@ async fn departments_report_progress_under_their_seal(backend: TestBackend) {
         .await
         .expect("sent");
     expect_problem(refused, 422, "validation").await;
-    let page = browser
-        .get(server.url("/ui/plan"))
-        .header("cookie", &edu_cookie)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("html");
-    let row = page
-        .split("<tr data-target=\"12.3\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</tr>").next())
-        .expect("row 12.3");
+    let html = page(&browser, &server.url("/ui/plan"), &edu_cookie).await;
+    let row = target_row(&html, "12.3");
     assert!(
         row.contains("电子印章已验证") && row.contains("市教育局") && row.contains("120"),
         "{row}"

@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::Method;
 use std::time::Duration;
-use support::{ADMIN_PASSWORD, TestServer, expect_problem};
+use support::{ADMIN_PASSWORD, TestServer, expect_problem, page, set_cookie, target_row};
 use yunnao_store::backend_tests;
 use yunnao_store::testing::TestBackend;
 
@@ -19,7 +19,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     let home = browser.get(server.url("/")).send().await.expect("sent");
     assert_eq!(home.status(), 303);
     assert_eq!(home.headers()["location"], "/ui/sign-in");
-    let page = browser
+    let sign_in = browser
         .get(server.url("/ui/sign-in"))
         .send()
         .await
@@ -28,8 +28,8 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("html");
     assert!(
-        page.contains("lang=\"zh-CN\"") && page.contains("登录"),
-        "{page}"
+        sign_in.contains("lang=\"zh-CN\"") && sign_in.contains("登录"),
+        "{sign_in}"
     );
     let stream = browser
         .get(server.url("/ui/stream"))
@@ -59,12 +59,9 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("sent");
     assert_eq!(signed.status(), 303);
-    let cookie = signed.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
-    let cookie = cookie.split(';').next().expect("pair").to_owned();
+    let header = signed.headers()["set-cookie"].to_str().expect("cookie");
+    assert!(header.contains("HttpOnly") && header.contains("SameSite=Strict"));
+    let cookie = set_cookie(&signed);
 
     let started = std::time::Instant::now();
     let overview = browser
@@ -302,28 +299,17 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
             .expect("sent");
         assert_eq!(sent.status(), 200);
     }
-    let devices = browser
-        .get(server.url("/ui/devices?profile=rain-gauge"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("html");
+    let devices = page(
+        &browser,
+        &server.url("/ui/devices?profile=rain-gauge"),
+        &cookie,
+    )
+    .await;
     assert!(
         devices.contains("/ui/devices/rain-ui-1") && devices.contains("崂山雨量站"),
         "{devices}"
     );
-    let detail = browser
-        .get(server.url("/ui/devices/rain-ui-1"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("html");
+    let detail = page(&browser, &server.url("/ui/devices/rain-ui-1"), &cookie).await;
     assert!(
         detail.contains("precipitation") && detail.contains("<polyline points=\""),
         "{detail}"
@@ -377,23 +363,11 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     assert!(snapshot["parking_occupancy_pct"].is_number());
 
     // Plan supervision: the 47 targets, seven bound live; grid coverage is met.
-    let plan = browser
-        .get(server.url("/ui/plan"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("html");
+    let plan = page(&browser, &server.url("/ui/plan"), &cookie).await;
     assert!(plan.contains("data-plan=\"targets\">47<"), "{plan}");
     assert!(plan.contains("data-plan=\"live\">7<"));
     assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物联网终端总数"));
-    let coverage_row = plan
-        .split("<tr data-target=\"11.1\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</tr>").next())
-        .expect("row 11.1");
+    let coverage_row = target_row(&plan, "11.1");
     assert!(
         coverage_row.contains("status met"),
         "grid coverage 100% is met: {coverage_row}"
@@ -406,13 +380,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .await
         .expect("sent");
     assert_eq!(switched.status(), 303);
-    let lang = switched.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
+    let lang = set_cookie(&switched);
     let english = browser
         .get(server.url("/"))
         .header("cookie", format!("{cookie}; {lang}"))

@@ -162,3 +162,34 @@ pub async fn expect_problem(response: Response, status: u16, slug: &str) -> Valu
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
     body
 }
+
+/// The `name=value` pair of a response's Set-Cookie header.
+pub fn set_cookie(response: &Response) -> String {
+    response.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned()
+}
+
+/// A page's HTML as a signed-in browser gets it (status 200 expected).
+pub async fn page(browser: &Client, url: &str, cookie: &str) -> String {
+    let response = browser
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.text().await.expect("html")
+}
+
+/// The plan page's row of one target, between its `<tr>` and `</tr>`.
+pub fn target_row<'a>(html: &'a str, id: &str) -> &'a str {
+    html.split(&format!("<tr data-target=\"{id}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no row for target {id}"))
+}
