@@ -27,6 +27,16 @@ struct Cli {
     /// Concurrent HTTP requests.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Phases to run after the creates (for profiling one of them): update, batch, retrieve,
+    /// query, geo, temporal. All by default.
+    #[arg(long, value_delimiter = ',')]
+    phases: Vec<String>,
+}
+
+impl Cli {
+    fn wants(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
+    }
 }
 
 fn id(n: usize) -> String {
@@ -141,10 +151,11 @@ async fn main() -> anyhow::Result<()> {
         raw: rate(n, raw_elapsed),
     });
 
-    // 2a. Attribute updates, one request each (PATCH /entities/{id}/attrs).
-    let updates = 20_000.min(n);
-    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-    let elapsed = run_concurrent(updates, cli.concurrency, move |i| {
+    if cli.wants("update") {
+        // 2a. Attribute updates, one request each (PATCH /entities/{id}/attrs).
+        let updates = 20_000.min(n);
+        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+        let elapsed = run_concurrent(updates, cli.concurrency, move |i| {
         let (c, b, t) = (c.clone(), b.clone(), t.clone());
         async move {
             let response = c
@@ -160,18 +171,20 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
-    let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, updates, 1))?;
-    figures.push(Figure {
-        name: "attribute updates (one per request)",
-        unit: "updates/s",
-        yunnao: rate(updates, elapsed),
-        raw: rate(updates, raw_elapsed),
-    });
+        let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, updates, 1))?;
+        figures.push(Figure {
+            name: "attribute updates (one per request)",
+            unit: "updates/s",
+            yunnao: rate(updates, elapsed),
+            raw: rate(updates, raw_elapsed),
+        });
+    }
 
-    // 2b. Attribute updates in batches (entityOperations/update, 1,000 entities each).
-    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-    let list = batches.clone();
-    let elapsed = run_concurrent(list.len(), 4, move |i| {
+    if cli.wants("batch") {
+        // 2b. Attribute updates in batches (entityOperations/update, 1,000 entities each).
+        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+        let list = batches.clone();
+        let elapsed = run_concurrent(list.len(), 4, move |i| {
         let (c, b, t, list) = (c.clone(), b.clone(), t.clone(), list.clone());
         async move {
             let body: Vec<Value> = list[i]
@@ -186,184 +199,193 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
-    let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, n, 1000))?;
-    figures.push(Figure {
-        name: "attribute updates (batches of 1,000)",
-        unit: "updates/s",
-        yunnao: rate(n, elapsed),
-        raw: rate(n, raw_elapsed),
-    });
+        let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, n, 1000))?;
+        figures.push(Figure {
+            name: "attribute updates (batches of 1,000)",
+            unit: "updates/s",
+            yunnao: rate(n, elapsed),
+            raw: rate(n, raw_elapsed),
+        });
+    }
 
-    // 3. Retrieve by id.
-    let reads = 50_000;
-    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-    let elapsed = run_concurrent(reads, cli.concurrency, move |i| {
-        let (c, b, t) = (c.clone(), b.clone(), t.clone());
-        async move {
-            let response = c
-                .get(format!("{b}/entities/{}", id(i * 13 % n)))
-                .bearer_auth(&t)
-                .send()
-                .await?;
-            if response.status() != 200 {
-                bail!("retrieve: {}", response.status());
+    if cli.wants("retrieve") {
+        // 3. Retrieve by id.
+        let reads = 50_000;
+        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+        let elapsed = run_concurrent(reads, cli.concurrency, move |i| {
+            let (c, b, t) = (c.clone(), b.clone(), t.clone());
+            async move {
+                let response = c
+                    .get(format!("{b}/entities/{}", id(i * 13 % n)))
+                    .bearer_auth(&t)
+                    .send()
+                    .await?;
+                if response.status() != 200 {
+                    bail!("retrieve: {}", response.status());
+                }
+                response.bytes().await?;
+                Ok(())
             }
-            response.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let raw_elapsed = raw_time(&raw, |db| raw_retrieve(db, n, reads))?;
-    figures.push(Figure {
-        name: "retrieve by id",
-        unit: "retrievals/s",
-        yunnao: rate(reads, elapsed),
-        raw: rate(reads, raw_elapsed),
-    });
+        })
+        .await?;
+        let raw_elapsed = raw_time(&raw, |db| raw_retrieve(db, n, reads))?;
+        figures.push(Figure {
+            name: "retrieve by id",
+            unit: "retrievals/s",
+            yunnao: rate(reads, elapsed),
+            raw: rate(reads, raw_elapsed),
+        });
+    }
 
-    // 4. type + q, first page of 100.
-    let queries = 20;
-    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-    let elapsed = run_concurrent(queries, 2, move |i| {
-        let (c, b, t) = (c.clone(), b.clone(), t.clone());
-        async move {
-            let q = format!("capacity>={};occupancy==\"free\"", 40 + i % 10);
-            let response = c
-                .get(format!("{b}/entities"))
-                .query(&[
-                    ("type", "ParkingSpot"),
-                    ("q", q.as_str()),
-                    ("limit", "100"),
-                    ("count", "true"),
-                ])
-                .bearer_auth(&t)
-                .send()
-                .await?;
-            if response.status() != 200 {
-                bail!("query: {}", response.status());
+    if cli.wants("query") {
+        // 4. type + q, first page of 100.
+        let queries = 20;
+        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+        let elapsed = run_concurrent(queries, 2, move |i| {
+            let (c, b, t) = (c.clone(), b.clone(), t.clone());
+            async move {
+                let q = format!("capacity>={};occupancy==\"free\"", 40 + i % 10);
+                let response = c
+                    .get(format!("{b}/entities"))
+                    .query(&[
+                        ("type", "ParkingSpot"),
+                        ("q", q.as_str()),
+                        ("limit", "100"),
+                        ("count", "true"),
+                    ])
+                    .bearer_auth(&t)
+                    .send()
+                    .await?;
+                if response.status() != 200 {
+                    bail!("query: {}", response.status());
+                }
+                response.bytes().await?;
+                Ok(())
             }
-            response.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let raw_elapsed = raw_time(&raw, |db| raw_query(db, queries))?;
-    figures.push(Figure {
-        name: "type + q query (100 of ~10,000 matches, counted)",
-        unit: "queries/s",
-        yunnao: rate(queries, elapsed),
-        raw: rate(queries, raw_elapsed),
-    });
+        })
+        .await?;
+        let raw_elapsed = raw_time(&raw, |db| raw_query(db, queries))?;
+        figures.push(Figure {
+            name: "type + q query (100 of ~10,000 matches, counted)",
+            unit: "queries/s",
+            yunnao: rate(queries, elapsed),
+            raw: rate(queries, raw_elapsed),
+        });
+    }
 
-    // 5. geo near (500 m).
-    let geo = 2_000;
-    let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-    let elapsed = run_concurrent(geo, cli.concurrency, move |i| {
-        let (c, b, t) = (c.clone(), b.clone(), t.clone());
-        async move {
-            let (lon, lat) = position(i * 31);
-            let response = c
-                .get(format!("{b}/entities"))
-                .query(&[
-                    ("type", "ParkingSpot"),
-                    ("georel", "near;maxDistance==500"),
-                    ("geometry", "Point"),
-                    ("coordinates", &format!("[{lon},{lat}]")),
-                    ("limit", "100"),
-                ])
-                .bearer_auth(&t)
-                .send()
-                .await?;
-            if response.status() != 200 {
-                bail!("near: {}", response.status());
+    if cli.wants("geo") {
+        // 5. geo near (500 m).
+        let geo = 2_000;
+        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
+        let elapsed = run_concurrent(geo, cli.concurrency, move |i| {
+            let (c, b, t) = (c.clone(), b.clone(), t.clone());
+            async move {
+                let (lon, lat) = position(i * 31);
+                let response = c
+                    .get(format!("{b}/entities"))
+                    .query(&[
+                        ("type", "ParkingSpot"),
+                        ("georel", "near;maxDistance==500"),
+                        ("geometry", "Point"),
+                        ("coordinates", &format!("[{lon},{lat}]")),
+                        ("limit", "100"),
+                    ])
+                    .bearer_auth(&t)
+                    .send()
+                    .await?;
+                if response.status() != 200 {
+                    bail!("near: {}", response.status());
+                }
+                response.bytes().await?;
+                Ok(())
             }
-            response.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let raw_elapsed = raw_time(&raw, |db| raw_near(db, geo))?;
-    figures.push(Figure {
-        name: "geo near 500 m",
-        unit: "queries/s",
-        yunnao: rate(geo, elapsed),
-        raw: rate(geo, raw_elapsed),
-    });
+        })
+        .await?;
+        let raw_elapsed = raw_time(&raw, |db| raw_near(db, geo))?;
+        figures.push(Figure {
+            name: "geo near 500 m",
+            unit: "queries/s",
+            yunnao: rate(geo, elapsed),
+            raw: rate(geo, raw_elapsed),
+        });
+    }
 
-    // 6. Temporal: one reservoir, one year of 5-minute values, hourly aggregation.
-    let series = "urn:ngsi-ld:WaterObserved:bench-reservoir";
-    let year_start = 1_735_689_600_000_i64; // 2025-01-01T00:00:00Z
-    let points = 365 * 288;
-    let value = |i: usize| {
-        40.0 + 5.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).sin()
-            + (i / 288) as f64 * 0.01
-    };
-    let at = |i: usize| year_start + i as i64 * 300_000;
-    let first = client
+    if cli.wants("temporal") {
+        // 6. Temporal: one reservoir, one year of 5-minute values, hourly aggregation.
+        let series = "urn:ngsi-ld:WaterObserved:bench-reservoir";
+        let year_start = 1_735_689_600_000_i64; // 2025-01-01T00:00:00Z
+        let points = 365 * 288;
+        let value = |i: usize| {
+            40.0 + 5.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).sin()
+                + (i / 288) as f64 * 0.01
+        };
+        let at = |i: usize| year_start + i as i64 * 300_000;
+        let first = client
         .post(format!("{base}/entities"))
         .bearer_auth(&cli.token)
         .json(&json!({"id": series, "type": "WaterObserved", "height": {"type": "Property", "value": value(0), "observedAt": rfc3339(at(0))}}))
         .send()
         .await?;
-    if first.status() != 201 {
-        bail!("temporal entity: {}", first.status());
-    }
-    let loaded = Instant::now();
-    for chunk in (1..points).collect::<Vec<_>>().chunks(2000) {
-        let body: Vec<Value> = chunk
+        if first.status() != 201 {
+            bail!("temporal entity: {}", first.status());
+        }
+        let loaded = Instant::now();
+        for chunk in (1..points).collect::<Vec<_>>().chunks(2000) {
+            let body: Vec<Value> = chunk
             .iter()
             .map(|i| json!({"id": series, "type": "WaterObserved", "height": {"type": "Property", "value": value(*i), "observedAt": rfc3339(at(*i))}}))
             .collect();
-        let response = client
-            .post(format!("{base}/entityOperations/update"))
-            .bearer_auth(&cli.token)
-            .json(&body)
-            .send()
-            .await?;
-        if response.status() != 204 {
-            bail!("temporal load: {}", response.status());
+            let response = client
+                .post(format!("{base}/entityOperations/update"))
+                .bearer_auth(&cli.token)
+                .json(&body)
+                .send()
+                .await?;
+            if response.status() != 204 {
+                bail!("temporal load: {}", response.status());
+            }
         }
-    }
-    println!(
-        "loaded {points} temporal values in {:.1} s",
-        loaded.elapsed().as_secs_f64()
-    );
-    let aggregations = 20;
-    let mut total = Duration::ZERO;
-    for _ in 0..aggregations {
-        let started = Instant::now();
-        let response = client
-            .get(format!("{base}/temporal/entities/{series}"))
-            .query(&[
-                ("attrs", "height"),
-                ("options", "aggregatedValues"),
-                ("aggrMethods", "avg,min,max"),
-                ("aggrPeriodDuration", "PT1H"),
-                ("timerel", "between"),
-                ("timeAt", &rfc3339(year_start)),
-                ("endTimeAt", &rfc3339(at(points))),
-            ])
-            .bearer_auth(&cli.token)
-            .send()
-            .await?;
-        let body: Value = response.json().await?;
-        total += started.elapsed();
-        let hours = body["height"]["avg"].as_array().map_or(0, Vec::len);
-        if hours != 365 * 24 {
-            bail!("temporal aggregation returned {hours} hours");
+        println!(
+            "loaded {points} temporal values in {:.1} s",
+            loaded.elapsed().as_secs_f64()
+        );
+        let aggregations = 20;
+        let mut total = Duration::ZERO;
+        for _ in 0..aggregations {
+            let started = Instant::now();
+            let response = client
+                .get(format!("{base}/temporal/entities/{series}"))
+                .query(&[
+                    ("attrs", "height"),
+                    ("options", "aggregatedValues"),
+                    ("aggrMethods", "avg,min,max"),
+                    ("aggrPeriodDuration", "PT1H"),
+                    ("timerel", "between"),
+                    ("timeAt", &rfc3339(year_start)),
+                    ("endTimeAt", &rfc3339(at(points))),
+                ])
+                .bearer_auth(&cli.token)
+                .send()
+                .await?;
+            let body: Value = response.json().await?;
+            total += started.elapsed();
+            let hours = body["height"]["avg"].as_array().map_or(0, Vec::len);
+            if hours != 365 * 24 {
+                bail!("temporal aggregation returned {hours} hours");
+            }
         }
+        raw_time(&raw, |db| raw_temporal_load(db, points))?;
+        let raw_ms = raw_time(&raw, |db| raw_temporal(db, points, aggregations))?.as_secs_f64()
+            * 1000.0
+            / aggregations as f64;
+        let ms = total.as_secs_f64() * 1000.0 / aggregations as f64;
+        figures.push(Figure {
+            name: "temporal hourly avg/min/max over a year of 5-min values",
+            unit: "ms per query",
+            yunnao: ms,
+            raw: raw_ms,
+        });
     }
-    raw_time(&raw, |db| raw_temporal_load(db, points))?;
-    let raw_ms = raw_time(&raw, |db| raw_temporal(db, points, aggregations))?.as_secs_f64()
-        * 1000.0
-        / aggregations as f64;
-    let ms = total.as_secs_f64() * 1000.0 / aggregations as f64;
-    figures.push(Figure {
-        name: "temporal hourly avg/min/max over a year of 5-min values",
-        unit: "ms per query",
-        yunnao: ms,
-        raw: raw_ms,
-    });
 
     println!(
         "\n{:58} {:>14} {:>14} {:>8}",

@@ -19,7 +19,7 @@ use model::Entity;
 use serde_json::{Map, Value};
 use yunnao_core::Problem;
 use yunnao_identity::Identity;
-use yunnao_store::{Backend, Db, DbResultExt, sqlx};
+use yunnao_store::{Arg, Backend, Db, DbResultExt, Write, sqlx};
 
 #[derive(Debug, Clone)]
 pub struct ContextConfig {
@@ -184,35 +184,19 @@ impl ContextBroker {
             format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}");
         // On SQLite a point read is a few microseconds: done in place on a reader connection
         // instead of a round trip through the pool's worker thread (two thread switches).
-        let direct = self.db.read_direct(|connection| {
-            use rusqlite::OptionalExtension;
-            let mut statement = connection.prepare_cached(&sql.replace('$', "?"))?;
-            let mut params = vec![tenant, id];
-            if let Some(department) = &department {
-                params.push(department);
-            }
-            statement
-                .query_row(rusqlite::params_from_iter(params), |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .optional()
-        });
+        let mut params = vec![tenant, id];
+        if let Some(department) = &department {
+            params.push(department);
+        }
+        let direct = self
+            .db
+            .read_direct(|connection| row_direct(connection, &sql, &params));
         if let Some(row) = direct {
             return row?.map(from_row).transpose();
         }
-        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(id);
-        if let Some(department) = department {
-            query = query.bind(department);
+        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.clone()));
+        for param in params {
+            query = query.bind(param);
         }
         query
             .fetch_optional(self.db.pool())
@@ -224,7 +208,7 @@ impl ContextBroker {
 
     /// Stores a new entity; AlreadyExists when the id is taken in this tenant.
     pub async fn create(&self, tenant: &str, entity: &Entity, owner: &str) -> Result<(), Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
         if !insert_row(&mut tx, tenant, entity, owner, false).await? {
             return Err(errors::already_exists(format!(
@@ -246,10 +230,13 @@ impl ContextBroker {
         entities: &[Entity],
         owner: &str,
     ) -> Result<Vec<Result<(), Problem>>, Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
         let mut outcomes = Vec::with_capacity(entities.len());
-        for entity in entities {
+        for (index, entity) in entities.iter().enumerate() {
+            if index % 64 == 63 {
+                tx.pause().await;
+            }
             outcomes.push(
                 if insert_row(&mut tx, tenant, entity, owner, false).await? {
                     Ok(())
@@ -279,7 +266,7 @@ impl ContextBroker {
         owner: &str,
         public: bool,
     ) -> Result<u64, Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
         let mut added = 0;
         for entity in entities {
@@ -299,7 +286,7 @@ impl ContextBroker {
         tenant: &str,
         items: &[(Entity, String)],
     ) -> Result<(), Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
         let lock = if self.db.backend() == Backend::Postgres {
             " FOR UPDATE"
@@ -309,13 +296,11 @@ impl ContextBroker {
         let select =
             format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{lock}");
         let mut changes = Vec::new();
-        for (entity, owner) in items {
-            let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(select.clone()))
-                .bind(tenant)
-                .bind(&entity.id)
-                .fetch_optional(&mut **tx)
-                .await
-                .db()?;
+        for (index, (entity, owner)) in items.iter().enumerate() {
+            if index % 64 == 63 {
+                tx.pause().await;
+            }
+            let row = fetch_in(&mut tx, &select, &[tenant, &entity.id]).await?;
             match row {
                 None => {
                     insert_row(&mut tx, tenant, entity, owner, false).await?;
@@ -345,17 +330,15 @@ impl ContextBroker {
 
     /// Marks an entity as open data (readable without a credential) or not.
     pub async fn set_open(&self, tenant: &str, id: &str, open: bool) -> Result<bool, Problem> {
-        let mut tx = self.db.begin_write().await?;
-        let updated =
-            sqlx::query("UPDATE ngsi_entities SET public = $3 WHERE tenant = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id)
-                .bind(i64::from(open))
-                .execute(&mut **tx)
-                .await
-                .db()?;
+        let mut tx = self.db.begin_fast_write().await?;
+        let updated = tx
+            .execute(
+                "UPDATE ngsi_entities SET public = $3 WHERE tenant = $1 AND id = $2",
+                &[Arg::Text(tenant), Arg::Text(id), Arg::Int(i64::from(open))],
+            )
+            .await?;
         tx.commit().await?;
-        Ok(updated.rows_affected() > 0)
+        Ok(updated > 0)
     }
 
     /// Reads, changes and writes one entity in one transaction (append, update, merge,
@@ -367,7 +350,7 @@ impl ContextBroker {
         viewer: &Viewer,
         change: impl FnOnce(&mut Stored) -> Result<(), Problem>,
     ) -> Result<Stored, Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         let (stored, changed) = self
             .modify_in(&mut tx, tenant, id, viewer, change)
             .await??;
@@ -388,10 +371,13 @@ impl ContextBroker {
         viewer: &Viewer,
         mut change: impl FnMut(usize, &mut Stored) -> Result<(), Problem>,
     ) -> Result<Vec<Result<(), Problem>>, Problem> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         let mut outcomes = Vec::with_capacity(ids.len());
         let mut changes = Vec::new();
         for (index, id) in ids.iter().enumerate() {
+            if index % 64 == 63 {
+                tx.pause().await;
+            }
             match self
                 .modify_in(&mut tx, tenant, id, viewer, |stored| change(index, stored))
                 .await?
@@ -417,7 +403,7 @@ impl ContextBroker {
     /// `change`, with nothing written).
     async fn modify_in(
         &self,
-        tx: &mut yunnao_store::WriteTx,
+        tx: &mut Write,
         tenant: &str,
         id: &str,
         viewer: &Viewer,
@@ -432,13 +418,11 @@ impl ContextBroker {
         let sql = format!(
             "SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}{lock}"
         );
-        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(id);
-        if let Some(department) = department {
-            query = query.bind(department);
+        let mut params = vec![tenant, id];
+        if let Some(department) = &department {
+            params.push(department);
         }
-        let row = query.fetch_optional(&mut ***tx).await.db()?;
+        let row = fetch_in(tx, &sql, &params).await?;
         let mut stored = match row {
             Some(row) => from_row(row)?,
             None => return Ok(Err(errors::not_found(format!("there is no entity {id}")))),
@@ -466,17 +450,12 @@ impl ContextBroker {
             .await?
             .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
         allowed(&stored)?;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_fast_write().await?;
         for sql in [
             "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",
             "DELETE FROM ngsi_entities WHERE tenant = $1 AND id = $2",
         ] {
-            sqlx::query(sql)
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut **tx)
-                .await
-                .db()?;
+            tx.execute(sql, &[Arg::Text(tenant), Arg::Text(id)]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -605,49 +584,86 @@ impl Bind {
     }
 }
 
-async fn ensure_tenant(tx: &mut yunnao_store::WriteTx, tenant: &str) -> Result<(), Problem> {
-    sqlx::query(
+/// The row `sql` (COLUMNS, `$n` placeholders) selects, read in place.
+fn row_direct(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: &[&str],
+) -> rusqlite::Result<Option<Row>> {
+    use rusqlite::OptionalExtension;
+    connection
+        .prepare_cached(&sql.replace('$', "?"))?
+        .query_row(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .optional()
+}
+
+/// The row `sql` selects, read inside the write transaction.
+async fn fetch_in(tx: &mut Write, sql: &str, params: &[&str]) -> Result<Option<Row>, Problem> {
+    match tx {
+        Write::Direct(direct) => {
+            row_direct(direct.connection()?, sql, params).map_err(yunnao_store::sqlite_problem)
+        }
+        Write::Pool(tx) => {
+            let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.to_owned()));
+            for param in params {
+                query = query.bind(param.to_string());
+            }
+            query.fetch_optional(&mut ***tx).await.db()
+        }
+    }
+}
+
+async fn ensure_tenant(tx: &mut Write, tenant: &str) -> Result<(), Problem> {
+    tx.execute(
         "INSERT INTO ngsi_tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        &[Arg::Text(tenant), Arg::Int(yunnao_core::time::now_ms())],
     )
-    .bind(tenant)
-    .bind(yunnao_core::time::now_ms())
-    .execute(&mut ***tx)
-    .await
-    .db()?;
+    .await?;
     Ok(())
 }
 
 /// Inserts a new entity with its types and first history; false when the id is taken.
 async fn insert_row(
-    tx: &mut yunnao_store::WriteTx,
+    tx: &mut Write,
     tenant: &str,
     entity: &Entity,
     owner: &str,
     public: bool,
 ) -> Result<bool, Problem> {
     let bbox = bbox_of(entity);
-    let inserted = sqlx::query(
-        "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
-         min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
-         CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
-         ON CONFLICT (tenant, id) DO NOTHING",
-    )
-    .bind(tenant)
-    .bind(&entity.id)
-    .bind(json(&entity.types)?)
-    .bind(json(&entity.attrs)?)
-    .bind(&entity.created_at)
-    .bind(&entity.modified_at)
-    .bind(owner)
-    .bind(i64::from(public))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
-    .execute(&mut ***tx)
-    .await
-    .db()?;
-    if inserted.rows_affected() == 0 {
+    let inserted = tx
+        .execute(
+            "INSERT INTO ngsi_entities (tenant, id, types, attrs, created_at, modified_at, owner_department, public, \
+             min_lon, min_lat, max_lon, max_lat) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
+             CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
+             ON CONFLICT (tenant, id) DO NOTHING",
+            &[
+                Arg::Text(tenant),
+                Arg::Text(&entity.id),
+                Arg::Text(&json(&entity.types)?),
+                Arg::Text(&json(&entity.attrs)?),
+                Arg::Text(&entity.created_at),
+                Arg::Text(&entity.modified_at),
+                Arg::Text(owner),
+                Arg::Int(i64::from(public)),
+                Arg::Real(bbox.map(|b| b.0)),
+                Arg::Real(bbox.map(|b| b.1)),
+                Arg::Real(bbox.map(|b| b.2)),
+                Arg::Real(bbox.map(|b| b.3)),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
         return Ok(false);
     }
     write_types(tx, tenant, entity).await?;
@@ -658,7 +674,7 @@ async fn insert_row(
 /// Writes a changed entity, its history and (when they changed) its types; returns the
 /// attributes whose content changed.
 async fn update_row(
-    tx: &mut yunnao_store::WriteTx,
+    tx: &mut Write,
     tenant: &str,
     before: &Map<String, Value>,
     entity: &Entity,
@@ -666,30 +682,29 @@ async fn update_row(
 ) -> Result<Vec<String>, Problem> {
     temporal::record(tx, tenant, Some(before), entity).await?;
     let bbox = bbox_of(entity);
-    sqlx::query(
+    tx.execute(
         "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
          min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
          max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2",
+        &[
+            Arg::Text(tenant),
+            Arg::Text(&entity.id),
+            Arg::Text(&json(&entity.types)?),
+            Arg::Text(&json(&entity.attrs)?),
+            Arg::Text(&entity.modified_at),
+            Arg::Real(bbox.map(|b| b.0)),
+            Arg::Real(bbox.map(|b| b.1)),
+            Arg::Real(bbox.map(|b| b.2)),
+            Arg::Real(bbox.map(|b| b.3)),
+        ],
     )
-    .bind(tenant)
-    .bind(&entity.id)
-    .bind(json(&entity.types)?)
-    .bind(json(&entity.attrs)?)
-    .bind(&entity.modified_at)
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.0)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.1)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.2)))
-    .bind(yunnao_store::nullable_real(bbox.map(|b| b.3)))
-    .execute(&mut ***tx)
-    .await
-    .db()?;
+    .await?;
     if types_changed {
-        sqlx::query("DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&entity.id)
-            .execute(&mut ***tx)
-            .await
-            .db()?;
+        tx.execute(
+            "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",
+            &[Arg::Text(tenant), Arg::Text(&entity.id)],
+        )
+        .await?;
         write_types(tx, tenant, entity).await?;
     }
     Ok(entity
@@ -704,21 +719,13 @@ async fn update_row(
         .collect())
 }
 
-async fn write_types(
-    tx: &mut yunnao_store::WriteTx,
-    tenant: &str,
-    entity: &Entity,
-) -> Result<(), Problem> {
+async fn write_types(tx: &mut Write, tenant: &str, entity: &Entity) -> Result<(), Problem> {
     for type_iri in &entity.types {
-        sqlx::query(
+        tx.execute(
             "INSERT INTO ngsi_entity_types (tenant, type_iri, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[Arg::Text(tenant), Arg::Text(type_iri), Arg::Text(&entity.id)],
         )
-        .bind(tenant)
-        .bind(type_iri)
-        .bind(&entity.id)
-        .execute(&mut ***tx)
-        .await
-        .db()?;
+        .await?;
     }
     Ok(())
 }

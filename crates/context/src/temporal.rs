@@ -8,12 +8,12 @@ use crate::errors;
 use crate::model::Entity;
 use serde_json::{Map, Value};
 use yunnao_core::Problem;
-use yunnao_store::{DbResultExt, WriteTx, sqlx};
+use yunnao_store::{Arg, DbResultExt, Write, sqlx};
 
 /// The history rows of the attributes that `after` holds differently from `before` (all of
 /// them for a new entity).
 pub async fn record(
-    tx: &mut WriteTx,
+    tx: &mut Write,
     tenant: &str,
     before: Option<&Map<String, Value>>,
     after: &Entity,
@@ -43,28 +43,77 @@ pub async fn record(
             let number = instance.get("value").and_then(Value::as_f64);
             let text =
                 serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?;
-            let inserted = sqlx::query(
-                "INSERT INTO ngsi_history (tenant, entity_id, attr, dataset_id, at_ms, number, instance) \
-                 VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), $7) \
-                 ON CONFLICT (tenant, entity_id, attr, at_ms, dataset_id) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(&after.id)
-            .bind(name)
-            .bind(dataset)
-            .bind(at)
-            .bind(yunnao_store::nullable_real(number))
-            .bind(&text)
-            .execute(&mut ***tx)
-            .await
-            .db()?
-            .rows_affected()
+            let inserted = tx
+                .execute(
+                    INSERT_HISTORY,
+                    &[
+                        Arg::Text(tenant),
+                        Arg::Text(&after.id),
+                        Arg::Text(name),
+                        Arg::Text(dataset),
+                        Arg::Int(at),
+                        Arg::Real(number),
+                        Arg::Text(&text),
+                    ],
+                )
+                .await?
                 > 0;
             let hour = at - at.rem_euclid(HOUR_MS);
             if inserted {
                 // A new instance: fold it into its hour.
-                sqlx::query(
-                    "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
+                tx.execute(
+                    FOLD_INTO_HOUR,
+                    &[
+                        Arg::Text(tenant),
+                        Arg::Text(&after.id),
+                        Arg::Text(name),
+                        Arg::Int(hour),
+                        Arg::Real(number),
+                    ],
+                )
+                .await?;
+            } else {
+                // The same instant again replaces the value: its hour is summed afresh (a
+                // minimum or maximum cannot be taken back incrementally).
+                tx.execute(
+                    REPLACE_HISTORY,
+                    &[
+                        Arg::Text(tenant),
+                        Arg::Text(&after.id),
+                        Arg::Text(name),
+                        Arg::Text(dataset),
+                        Arg::Int(at),
+                        Arg::Real(number),
+                        Arg::Text(&text),
+                    ],
+                )
+                .await?;
+                tx.execute(
+                    RESUM_HOUR,
+                    &[
+                        Arg::Text(tenant),
+                        Arg::Text(&after.id),
+                        Arg::Text(name),
+                        Arg::Int(hour),
+                        Arg::Int(hour + HOUR_MS),
+                    ],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A new instance of an attribute.
+const INSERT_HISTORY: &str = "INSERT INTO ngsi_history (tenant, entity_id, attr, dataset_id, at_ms, number, instance) \
+                 VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), $7) \
+                 ON CONFLICT (tenant, entity_id, attr, at_ms, dataset_id) DO NOTHING";
+
+/// Folds a new instance into its hour's rollup.
+const FOLD_INTO_HOUR: &str = "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
                      VALUES ($1, $2, $3, $4, 1, CAST($5 AS DOUBLE PRECISION), CAST($5 AS DOUBLE PRECISION), CAST($5 AS DOUBLE PRECISION)) \
                      ON CONFLICT (tenant, entity_id, attr, hour_ms) DO UPDATE SET \
                      n = ngsi_history_hourly.n + 1, \
@@ -76,56 +125,19 @@ pub async fn record(
                                 ELSE ngsi_history_hourly.low END, \
                      high = CASE WHEN excluded.high IS NULL THEN ngsi_history_hourly.high \
                                  WHEN ngsi_history_hourly.high IS NULL OR excluded.high > ngsi_history_hourly.high THEN excluded.high \
-                                 ELSE ngsi_history_hourly.high END",
-                )
-                .bind(tenant)
-                .bind(&after.id)
-                .bind(name)
-                .bind(hour)
-                .bind(yunnao_store::nullable_real(number))
-                .execute(&mut ***tx)
-                .await
-                .db()?;
-            } else {
-                // The same instant again replaces the value: its hour is summed afresh (a
-                // minimum or maximum cannot be taken back incrementally).
-                sqlx::query(
-                    "UPDATE ngsi_history SET number = CAST($6 AS DOUBLE PRECISION), instance = $7 \
-                     WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND dataset_id = $4 AND at_ms = $5",
-                )
-                .bind(tenant)
-                .bind(&after.id)
-                .bind(name)
-                .bind(dataset)
-                .bind(at)
-                .bind(yunnao_store::nullable_real(number))
-                .bind(&text)
-                .execute(&mut ***tx)
-                .await
-                .db()?;
-                sqlx::query(
-                    "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
+                                 ELSE ngsi_history_hourly.high END";
+
+/// The same instant again: the value is replaced.
+const REPLACE_HISTORY: &str = "UPDATE ngsi_history SET number = CAST($6 AS DOUBLE PRECISION), instance = $7 \
+                     WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND dataset_id = $4 AND at_ms = $5";
+
+/// An hour's rollup summed afresh from the history.
+const RESUM_HOUR: &str = "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
                      SELECT tenant, entity_id, attr, $4, COUNT(*), SUM(number), MIN(number), MAX(number) \
                      FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
                      GROUP BY tenant, entity_id, attr \
                      ON CONFLICT (tenant, entity_id, attr, hour_ms) DO UPDATE SET \
-                     n = excluded.n, total = excluded.total, low = excluded.low, high = excluded.high",
-                )
-                .bind(tenant)
-                .bind(&after.id)
-                .bind(name)
-                .bind(hour)
-                .bind(hour + HOUR_MS)
-                .execute(&mut ***tx)
-                .await
-                .db()?;
-            }
-        }
-    }
-    Ok(())
-}
-
-const HOUR_MS: i64 = 3_600_000;
+                     n = excluded.n, total = excluded.total, low = excluded.low, high = excluded.high";
 
 /// Equal apart from the system timestamps.
 pub fn same_content(a: &Value, b: &Value) -> bool {

@@ -16,7 +16,7 @@ use crate::Identity;
 use serde::{Deserialize, Serialize};
 use yunnao_core::Problem;
 use yunnao_gm::{Sm2PublicKey, Sm2Signature};
-use yunnao_store::{Backend, Db, DbResultExt, sqlx};
+use yunnao_store::{Arg, Backend, Db, DbResultExt, Write, sqlx};
 
 /// Arbitrary constant naming the audit chain's advisory lock.
 const ADVISORY_LOCK_KEY: i64 = 0x7961_756e_6e61_6f01;
@@ -115,11 +115,11 @@ impl Identity {
     /// Appends one record to the chain and returns it.
     pub async fn audit(&self, entry: AuditEntry) -> Result<AuditRecord, Problem> {
         let mut tx = self.begin_chain_write().await?;
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut **tx)
-                .await
-                .db()?;
+        let last = seq_and_hash(
+            &mut tx,
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        )
+        .await?;
         let (prev_seq, prev_hash) = match last {
             Some((seq, hash)) => (
                 seq,
@@ -140,23 +140,23 @@ impl Identity {
             hash: String::new(),
         };
         record.hash = hex::encode(record_hash(&prev_hash, &record)?);
-        sqlx::query(
+        tx.execute(
             "INSERT INTO audit_log (seq, at_ms, actor, department, action, target, request_id, outcome, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                Arg::Int(record.seq),
+                Arg::Int(record.at_ms),
+                Arg::Text(&record.actor),
+                Arg::Text(&record.department),
+                Arg::Text(&record.action),
+                Arg::Text(&record.target),
+                Arg::Text(&record.request_id),
+                Arg::Text(&record.outcome),
+                Arg::Text(&record.prev_hash),
+                Arg::Text(&record.hash),
+            ],
         )
-        .bind(record.seq)
-        .bind(record.at_ms)
-        .bind(&record.actor)
-        .bind(&record.department)
-        .bind(&record.action)
-        .bind(&record.target)
-        .bind(&record.request_id)
-        .bind(&record.outcome)
-        .bind(&record.prev_hash)
-        .bind(&record.hash)
-        .execute(&mut **tx)
-        .await
-        .db()?;
+        .await?;
         if record.seq % self.config.checkpoint_every.max(1) == 0 {
             self.insert_checkpoint(&mut tx, record.seq, &record.hash)
                 .await?;
@@ -167,14 +167,14 @@ impl Identity {
 
     /// A write transaction that holds the chain: on PostgreSQL the advisory lock serialises
     /// appends across nodes; on SQLite the store's single writer already does.
-    async fn begin_chain_write(&self) -> Result<yunnao_store::WriteTx, Problem> {
-        let mut tx = self.db.begin_write().await?;
+    async fn begin_chain_write(&self) -> Result<Write, Problem> {
+        let mut tx = self.db.begin_fast_write().await?;
         if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ADVISORY_LOCK_KEY)
-                .execute(&mut **tx)
-                .await
-                .db()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[Arg::Int(ADVISORY_LOCK_KEY)],
+            )
+            .await?;
         }
         Ok(tx)
     }
@@ -183,13 +183,12 @@ impl Identity {
     /// so a cut tail is caught even between regular checkpoints).
     pub async fn checkpoint_now(&self) -> Result<Option<i64>, Problem> {
         let mut tx = self.begin_chain_write().await?;
-        let head: Option<(i64, String)> = sqlx::query_as(
+        let head = seq_and_hash(
+            &mut tx,
             "SELECT seq, hash FROM audit_log WHERE seq NOT IN (SELECT seq FROM audit_checkpoints) \
              AND seq = (SELECT MAX(seq) FROM audit_log)",
         )
-        .fetch_optional(&mut **tx)
-        .await
-        .db()?;
+        .await?;
         let Some((seq, hash)) = head else {
             return Ok(None);
         };
@@ -198,28 +197,45 @@ impl Identity {
         Ok(Some(seq))
     }
 
-    async fn insert_checkpoint(
-        &self,
-        tx: &mut yunnao_store::WriteTx,
-        seq: i64,
-        hash: &str,
-    ) -> Result<(), Problem> {
+    async fn insert_checkpoint(&self, tx: &mut Write, seq: i64, hash: &str) -> Result<(), Problem> {
         let signed_at_ms = yunnao_core::time::now_ms();
         let signature = self
             .keys
             .signer()
             .sign(&checkpoint_message(seq, hash, signed_at_ms));
-        sqlx::query(
+        tx.execute(
             "INSERT INTO audit_checkpoints (seq, hash, signed_at_ms, signature) VALUES ($1, $2, $3, $4)",
+            &[
+                Arg::Int(seq),
+                Arg::Text(hash),
+                Arg::Int(signed_at_ms),
+                Arg::Text(&signature.to_hex()),
+            ],
         )
-        .bind(seq)
-        .bind(hash)
-        .bind(signed_at_ms)
-        .bind(signature.to_hex())
-        .execute(&mut ***tx)
-        .await
-        .db()?;
+        .await?;
         Ok(())
+    }
+}
+
+/// A chain record's `(seq, hash)` selected by `sql`, read inside the chain's transaction.
+async fn seq_and_hash(tx: &mut Write, sql: &str) -> Result<Option<(i64, String)>, Problem> {
+    match tx {
+        Write::Direct(direct) => {
+            use rusqlite::OptionalExtension;
+            direct
+                .connection()?
+                .prepare_cached(sql)
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                })
+                .map_err(yunnao_store::sqlite_problem)
+        }
+        Write::Pool(tx) => sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_optional(&mut ***tx)
+            .await
+            .db(),
     }
 }
 

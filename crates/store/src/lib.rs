@@ -14,9 +14,11 @@
 
 pub mod migrate;
 pub mod testing;
+mod write;
 
 pub use migrate::{Migration, MigrationSet};
 pub use sqlx;
+pub use write::{Arg, DirectWrite, Write, sqlite_problem};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
@@ -99,6 +101,7 @@ pub struct Db {
     url: Arc<str>,
     sqlite_writer: Arc<Mutex<()>>,
     readers: Arc<DirectReaders>,
+    write_connection: write::WriteConnection,
 }
 
 /// Read-only SQLite connections beside the pool, for reads on hot paths: sqlx runs each query
@@ -201,6 +204,7 @@ impl Db {
                     .filter(|p| !p.is_empty() && !p.contains(":memory:")),
                 idle: std::sync::Mutex::new(Vec::new()),
             }),
+            write_connection: Default::default(),
         })
     }
 
