@@ -15,5 +15,5 @@ trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.1; done
 TOKEN=$(curl -sf -X POST http://127.0.0.1:$PORT/api/v1/auth/sign-in -H 'content-type: application/json' \
   -d '{"username":"admin","password":"bench-password"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
-target/release/yunnao-contextgen --url http://127.0.0.1:$PORT --token "$TOKEN" --raw "$WORK/raw.db" --entities "$ENTITIES"
+target/release/yunnao-contextgen --url http://127.0.0.1:$PORT --token "$TOKEN" --raw "$WORK/raw.db" --entities "$ENTITIES" --server-pid $PID
 echo "yunnao peak memory (VmHWM): $(awk '/VmHWM/ {print int($2/1024)}' /proc/$PID/status) MiB"

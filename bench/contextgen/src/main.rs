@@ -31,6 +31,40 @@ struct Cli {
     /// query, geo, temporal. All by default.
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
+    /// yunnao's process id, to report its CPU time per operation.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// A process's CPU time (user + system) from /proc, since a phase started.
+struct ServerCpu {
+    pid: Option<u32>,
+    start: Option<f64>,
+}
+
+impl ServerCpu {
+    fn seconds(pid: u32) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
+    fn start(pid: Option<u32>) -> Self {
+        Self {
+            pid,
+            start: pid.and_then(Self::seconds),
+        }
+    }
+
+    /// Microseconds of server CPU per operation over `count` operations.
+    fn per(&self, count: usize) -> Option<f64> {
+        let now = Self::seconds(self.pid?)?;
+        Some((now - self.start?) * 1e6 / count as f64)
+    }
 }
 
 impl Cli {
@@ -64,6 +98,9 @@ struct Figure {
     name: &'static str,
     unit: &'static str,
     yunnao: f64,
+    /// yunnao's CPU time (user + system) per operation, when its pid is known: what the server
+    /// itself spends, apart from the load generator sharing the machine.
+    server_us: Option<f64>,
     raw: f64,
 }
 
@@ -114,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let raw = Arc::new(std::sync::Mutex::new(raw_open(&cli.raw)?));
 
     // 1. Creates: batches of 1,000.
+    let cpu = ServerCpu::start(cli.server_pid);
     let batches: Vec<Vec<usize>> = (0..n)
         .collect::<Vec<_>>()
         .chunks(1000)
@@ -148,11 +186,13 @@ async fn main() -> anyhow::Result<()> {
         name: "entity creates (batches of 1,000)",
         unit: "entities/s",
         yunnao: rate(n, elapsed),
+        server_us: cpu.per(n),
         raw: rate(n, raw_elapsed),
     });
 
     if cli.wants("update") {
         // 2a. Attribute updates, one request each (PATCH /entities/{id}/attrs).
+        let cpu = ServerCpu::start(cli.server_pid);
         let updates = 20_000.min(n);
         let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
         let elapsed = run_concurrent(updates, cli.concurrency, move |i| {
@@ -176,12 +216,14 @@ async fn main() -> anyhow::Result<()> {
             name: "attribute updates (one per request)",
             unit: "updates/s",
             yunnao: rate(updates, elapsed),
+            server_us: cpu.per(updates),
             raw: rate(updates, raw_elapsed),
         });
     }
 
     if cli.wants("batch") {
         // 2b. Attribute updates in batches (entityOperations/update, 1,000 entities each).
+        let cpu = ServerCpu::start(cli.server_pid);
         let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
         let list = batches.clone();
         let elapsed = run_concurrent(list.len(), 4, move |i| {
@@ -204,12 +246,14 @@ async fn main() -> anyhow::Result<()> {
             name: "attribute updates (batches of 1,000)",
             unit: "updates/s",
             yunnao: rate(n, elapsed),
+            server_us: cpu.per(n),
             raw: rate(n, raw_elapsed),
         });
     }
 
     if cli.wants("retrieve") {
         // 3. Retrieve by id.
+        let cpu = ServerCpu::start(cli.server_pid);
         let reads = 50_000;
         let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
         let elapsed = run_concurrent(reads, cli.concurrency, move |i| {
@@ -233,12 +277,14 @@ async fn main() -> anyhow::Result<()> {
             name: "retrieve by id",
             unit: "retrievals/s",
             yunnao: rate(reads, elapsed),
+            server_us: cpu.per(reads),
             raw: rate(reads, raw_elapsed),
         });
     }
 
     if cli.wants("query") {
         // 4. type + q, first page of 100.
+        let cpu = ServerCpu::start(cli.server_pid);
         let queries = 20;
         let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
         let elapsed = run_concurrent(queries, 2, move |i| {
@@ -269,12 +315,14 @@ async fn main() -> anyhow::Result<()> {
             name: "type + q query (100 of ~10,000 matches, counted)",
             unit: "queries/s",
             yunnao: rate(queries, elapsed),
+            server_us: cpu.per(queries),
             raw: rate(queries, raw_elapsed),
         });
     }
 
     if cli.wants("geo") {
         // 5. geo near (500 m).
+        let cpu = ServerCpu::start(cli.server_pid);
         let geo = 2_000;
         let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
         let elapsed = run_concurrent(geo, cli.concurrency, move |i| {
@@ -306,6 +354,7 @@ async fn main() -> anyhow::Result<()> {
             name: "geo near 500 m",
             unit: "queries/s",
             yunnao: rate(geo, elapsed),
+            server_us: cpu.per(geo),
             raw: rate(geo, raw_elapsed),
         });
     }
@@ -350,6 +399,7 @@ async fn main() -> anyhow::Result<()> {
             loaded.elapsed().as_secs_f64()
         );
         let aggregations = 20;
+        let cpu = ServerCpu::start(cli.server_pid);
         let mut total = Duration::ZERO;
         for _ in 0..aggregations {
             let started = Instant::now();
@@ -383,16 +433,19 @@ async fn main() -> anyhow::Result<()> {
             name: "temporal hourly avg/min/max over a year of 5-min values",
             unit: "ms per query",
             yunnao: ms,
+            server_us: cpu.per(aggregations),
             raw: raw_ms,
         });
     }
 
     println!(
-        "\n{:58} {:>14} {:>14} {:>8}",
+        "\n{:58} {:>14} {:>14} {:>8}  {:14} {:>14}",
         format!("operation ({n} entities)"),
         "yunnao",
         "raw SQLite",
-        "ratio"
+        "ratio",
+        "",
+        "server CPU/op"
     );
     for f in &figures {
         let ratio = if f.unit == "ms per query" {
@@ -400,9 +453,12 @@ async fn main() -> anyhow::Result<()> {
         } else {
             f.yunnao / f.raw
         };
+        let server = f
+            .server_us
+            .map_or_else(String::new, |us| format!("{us:.0} µs"));
         println!(
-            "{:58} {:>14.1} {:>14.1} {:>7.2}x  {}",
-            f.name, f.yunnao, f.raw, ratio, f.unit
+            "{:58} {:>14.1} {:>14.1} {:>7.2}x  {:14} {:>14}",
+            f.name, f.yunnao, f.raw, ratio, f.unit, server
         );
     }
     Ok(())

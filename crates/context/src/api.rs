@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
-use yunnao_identity::{AuditNote, Principal, Role};
+use yunnao_identity::{AuditEntry, AuditNote, Principal, Role};
 
 type NgsiResult<T> = Result<T, Problem>;
 
@@ -137,6 +137,26 @@ impl Request {
             principal,
             ld_json,
         })
+    }
+
+    /// The audit record of a successful write of entity `id`, appended in the write's own
+    /// transaction (what the audit layer would append afterwards).
+    fn audit_entry(&self, headers: &HeaderMap, action: &str, id: &str) -> AuditEntry {
+        AuditEntry {
+            actor: self
+                .principal
+                .as_ref()
+                .map_or_else(|| "anonymous".to_owned(), |p| p.name.clone()),
+            department: self
+                .principal
+                .as_ref()
+                .map(|p| p.department.clone())
+                .unwrap_or_default(),
+            action: action.to_owned(),
+            target: format!("entity:{}/{id}", self.tenant),
+            request_id: yunnao_http::RequestId::from_headers(headers).0,
+            outcome: "success".to_owned(),
+        }
     }
 
     /// The department that owns what this caller creates; refuses callers who may not write.
@@ -391,19 +411,21 @@ async fn replace_entity(
     }
     let replacement = model::parse_entity(value, &request.context, &now())?;
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            stored.entity.types = replacement.types;
-            stored.entity.attrs = replacement.attrs;
-            stored.entity.modified_at = replacement.modified_at;
-            Ok(())
-        })
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.entity.replace", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                stored.entity.types = replacement.types;
+                stored.entity.attrs = replacement.attrs;
+                stored.entity.modified_at = replacement.modified_at;
+                Ok(())
+            },
+        )
         .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        audit("ngsi.entity.replace", &request.tenant, &id),
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
 /// Merge a fragment into an entity (v1.8 merge-patch semantics: given attributes replace or
@@ -449,26 +471,28 @@ async fn merge_entity(
     let attrs = model::parse_attributes(object, &request.context, &stamp)?;
     let deleted: Vec<String> = deleted.iter().map(|n| request.context.expand(n)).collect();
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            if let Some(types) = &types {
-                stored.entity.add_types(types);
-            }
-            for (name, attribute) in attrs {
-                stored.entity.put_attribute(name, attribute);
-            }
-            for name in &deleted {
-                stored.entity.attrs.remove(name);
-            }
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.entity.merge", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                if let Some(types) = &types {
+                    stored.entity.add_types(types);
+                }
+                for (name, attribute) in attrs {
+                    stored.entity.put_attribute(name, attribute);
+                }
+                for name in &deleted {
+                    stored.entity.attrs.remove(name);
+                }
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        audit("ngsi.entity.merge", &request.tenant, &id),
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
@@ -540,25 +564,31 @@ async fn append_attributes(
     let mut updated = Vec::new();
     let mut not_updated = Vec::new();
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            for (name, attribute) in attrs {
-                if no_overwrite && stored.entity.attrs.contains_key(&name) {
-                    not_updated.push((
-                        name,
-                        "the attribute exists and noOverwrite was given".to_owned(),
-                    ));
-                    continue;
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.attrs.append", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                for (name, attribute) in attrs {
+                    if no_overwrite && stored.entity.attrs.contains_key(&name) {
+                        not_updated.push((
+                            name,
+                            "the attribute exists and noOverwrite was given".to_owned(),
+                        ));
+                        continue;
+                    }
+                    stored.entity.put_attribute(name.clone(), attribute);
+                    updated.push(name);
                 }
-                stored.entity.put_attribute(name.clone(), attribute);
-                updated.push(name);
-            }
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
     Ok((
-        audit("ngsi.attrs.append", &request.tenant, &id),
+        Extension(AuditNote::recorded()),
         partial(updated, not_updated, &request.context),
     )
         .into_response())
@@ -586,22 +616,28 @@ async fn update_attributes(
     let mut updated = Vec::new();
     let mut not_updated = Vec::new();
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            for (name, attribute) in attrs {
-                if !stored.entity.attrs.contains_key(&name) {
-                    not_updated.push((name, "the entity has no such attribute".to_owned()));
-                    continue;
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.attrs.update", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                for (name, attribute) in attrs {
+                    if !stored.entity.attrs.contains_key(&name) {
+                        not_updated.push((name, "the entity has no such attribute".to_owned()));
+                        continue;
+                    }
+                    stored.entity.put_attribute(name.clone(), attribute);
+                    updated.push(name);
                 }
-                stored.entity.put_attribute(name.clone(), attribute);
-                updated.push(name);
-            }
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
     Ok((
-        audit("ngsi.attrs.update", &request.tenant, &id),
+        Extension(AuditNote::recorded()),
         partial(updated, not_updated, &request.context),
     )
         .into_response())
@@ -631,37 +667,43 @@ async fn partial_attribute_update(
     let name = request.context.expand(&attr);
     let stamp = now();
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            let Some(Value::Object(existing)) = stored.entity.attrs.get(&name) else {
-                return Err(errors::not_found(format!(
-                    "entity {id} has no attribute {attr}"
-                )));
-            };
-            let mut merged: Map<String, Value> = existing.clone();
-            merged.remove("createdAt");
-            merged.remove("modifiedAt");
-            // Sub-attributes in the stored form are expanded; compact them back so the
-            // merged attribute parses like a client's.
-            let mut compacted = Map::new();
-            for (member, value) in merged {
-                compacted.insert(request.context.compact(&member), value);
-            }
-            for (member, value) in fragment {
-                compacted.insert(member, value);
-            }
-            let attribute =
-                model::parse_attribute(&attr, Value::Object(compacted), &request.context, &stamp)?;
-            stored.entity.put_attribute(name.clone(), attribute);
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.attr.update", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                let Some(Value::Object(existing)) = stored.entity.attrs.get(&name) else {
+                    return Err(errors::not_found(format!(
+                        "entity {id} has no attribute {attr}"
+                    )));
+                };
+                let mut merged: Map<String, Value> = existing.clone();
+                merged.remove("createdAt");
+                merged.remove("modifiedAt");
+                // Sub-attributes in the stored form are expanded; compact them back so the
+                // merged attribute parses like a client's.
+                let mut compacted = Map::new();
+                for (member, value) in merged {
+                    compacted.insert(request.context.compact(&member), value);
+                }
+                for (member, value) in fragment {
+                    compacted.insert(member, value);
+                }
+                let attribute = model::parse_attribute(
+                    &attr,
+                    Value::Object(compacted),
+                    &request.context,
+                    &stamp,
+                )?;
+                stored.entity.put_attribute(name.clone(), attribute);
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        audit("ngsi.attr.update", &request.tenant, &id),
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
 /// Replace one attribute (v1.8): 204; 404 when the entity or the attribute is missing.
@@ -686,23 +728,25 @@ async fn replace_attribute(
     let stamp = now();
     let attribute = model::parse_attribute(&attr, value, &request.context, &stamp)?;
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            if !stored.entity.attrs.contains_key(&name) {
-                return Err(errors::not_found(format!(
-                    "entity {id} has no attribute {attr}"
-                )));
-            }
-            stored.entity.put_attribute(name.clone(), attribute);
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.attr.replace", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                if !stored.entity.attrs.contains_key(&name) {
+                    return Err(errors::not_found(format!(
+                        "entity {id} has no attribute {attr}"
+                    )));
+                }
+                stored.entity.put_attribute(name.clone(), attribute);
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        audit("ngsi.attr.replace", &request.tenant, &id),
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
@@ -720,22 +764,24 @@ async fn delete_attribute(
     let name = request.context.expand(&attr);
     let stamp = now();
     broker
-        .modify(&request.tenant, &id, &request.viewer, |stored| {
-            request.may_change(&broker, stored)?;
-            if stored.entity.attrs.remove(&name).is_none() {
-                return Err(errors::not_found(format!(
-                    "entity {id} has no attribute {attr}"
-                )));
-            }
-            stored.entity.modified_at = stamp.clone();
-            Ok(())
-        })
+        .modify(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Some(&request.audit_entry(&headers, "ngsi.attr.delete", &id)),
+            |stored| {
+                request.may_change(&broker, stored)?;
+                if stored.entity.attrs.remove(&name).is_none() {
+                    return Err(errors::not_found(format!(
+                        "entity {id} has no attribute {attr}"
+                    )));
+                }
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
         .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        audit("ngsi.attr.delete", &request.tenant, &id),
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
 /// The query parameters of `GET /entities`, after parsing.
@@ -1427,20 +1473,26 @@ async fn batch_upsert(
                 Ok(()) => Ok(true),
                 Err(problem) if problem.type_uri.ends_with("AlreadyExists") => {
                     broker
-                        .modify(&request.tenant, &entity.id, &request.viewer, |stored| {
-                            request.may_change(&broker, stored)?;
-                            if merge {
-                                stored.entity.add_types(&entity.types);
-                                for (name, attribute) in entity.attrs.clone() {
-                                    stored.entity.put_attribute(name, attribute);
+                        .modify(
+                            &request.tenant,
+                            &entity.id,
+                            &request.viewer,
+                            None,
+                            |stored| {
+                                request.may_change(&broker, stored)?;
+                                if merge {
+                                    stored.entity.add_types(&entity.types);
+                                    for (name, attribute) in entity.attrs.clone() {
+                                        stored.entity.put_attribute(name, attribute);
+                                    }
+                                } else {
+                                    stored.entity.types = entity.types.clone();
+                                    stored.entity.attrs = entity.attrs.clone();
                                 }
-                            } else {
-                                stored.entity.types = entity.types.clone();
-                                stored.entity.attrs = entity.attrs.clone();
-                            }
-                            stored.entity.modified_at = stamp.clone();
-                            Ok(())
-                        })
+                                stored.entity.modified_at = stamp.clone();
+                                Ok(())
+                            },
+                        )
                         .await?;
                     Ok(false)
                 }

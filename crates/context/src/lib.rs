@@ -18,7 +18,7 @@ pub use migrations::MIGRATIONS;
 use model::Entity;
 use serde_json::{Map, Value};
 use yunnao_core::Problem;
-use yunnao_identity::Identity;
+use yunnao_identity::{AuditEntry, Identity};
 use yunnao_store::{Arg, Backend, Db, DbResultExt, Write, sqlx};
 
 #[derive(Debug, Clone)]
@@ -342,18 +342,23 @@ impl ContextBroker {
     }
 
     /// Reads, changes and writes one entity in one transaction (append, update, merge,
-    /// replace, attribute delete). `change` sees the stored entity and may refuse.
+    /// replace, attribute delete). `change` sees the stored entity and may refuse. The audit
+    /// record of a change that succeeds is appended in the same transaction.
     pub async fn modify(
         &self,
         tenant: &str,
         id: &str,
         viewer: &Viewer,
+        audit: Option<&AuditEntry>,
         change: impl FnOnce(&mut Stored) -> Result<(), Problem>,
     ) -> Result<Stored, Problem> {
         let mut tx = self.db.begin_fast_write().await?;
         let (stored, changed) = self
             .modify_in(&mut tx, tenant, id, viewer, change)
             .await??;
+        if let Some(entry) = audit {
+            self.identity.audit_in(&mut tx, entry.clone()).await?;
+        }
         tx.commit().await?;
         if !changed.is_empty() {
             self.notifier.changed(tenant, &stored.entity, &changed);

@@ -386,7 +386,7 @@ async fn create(
         target: Some(format!("incident:{}", incident.id)),
         actor: Some(principal.name.clone()),
         department: Some(principal.department.clone()),
-        skip: false,
+        ..AuditNote::default()
     };
     Ok((
         note,

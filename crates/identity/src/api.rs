@@ -58,7 +58,7 @@ async fn sign_in(
         target: Some(format!("user:{}", body.username)),
         actor: Some(body.username.clone()),
         department: None,
-        skip: false,
+        ..AuditNote::default()
     };
     let result = tokens::sign_in(&identity, &body.username, &body.password).await;
     let note = AuditNote {

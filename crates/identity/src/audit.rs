@@ -34,12 +34,23 @@ pub struct AuditNote {
     pub department: Option<String>,
     /// Data-plane writes (device telemetry) are metered per device, not audited one by one.
     pub skip: bool,
+    /// The handler appended the record itself, in the transaction of the write it records
+    /// ([`Identity::audit_in`]).
+    pub recorded: bool,
 }
 
 impl AuditNote {
     pub fn skip() -> Self {
         Self {
             skip: true,
+            ..Self::default()
+        }
+    }
+
+    /// The record is in the chain already, committed with the write.
+    pub fn recorded() -> Self {
+        Self {
+            recorded: true,
             ..Self::default()
         }
     }
@@ -115,8 +126,26 @@ impl Identity {
     /// Appends one record to the chain and returns it.
     pub async fn audit(&self, entry: AuditEntry) -> Result<AuditRecord, Problem> {
         let mut tx = self.begin_chain_write().await?;
+        let record = self.append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Appends one record inside the caller's write transaction, so the record commits (or
+    /// not) with the write it describes: one commit instead of two. The caller answers with
+    /// [`AuditNote::recorded`] so the audit layer does not append it again.
+    pub async fn audit_in(
+        &self,
+        tx: &mut Write,
+        entry: AuditEntry,
+    ) -> Result<AuditRecord, Problem> {
+        self.lock_chain(tx).await?;
+        self.append(tx, entry).await
+    }
+
+    async fn append(&self, tx: &mut Write, entry: AuditEntry) -> Result<AuditRecord, Problem> {
         let last = seq_and_hash(
-            &mut tx,
+            tx,
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
         )
         .await?;
@@ -158,10 +187,8 @@ impl Identity {
         )
         .await?;
         if record.seq % self.config.checkpoint_every.max(1) == 0 {
-            self.insert_checkpoint(&mut tx, record.seq, &record.hash)
-                .await?;
+            self.insert_checkpoint(tx, record.seq, &record.hash).await?;
         }
-        tx.commit().await?;
         Ok(record)
     }
 
@@ -169,6 +196,13 @@ impl Identity {
     /// appends across nodes; on SQLite the store's single writer already does.
     async fn begin_chain_write(&self) -> Result<Write, Problem> {
         let mut tx = self.db.begin_fast_write().await?;
+        self.lock_chain(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// On PostgreSQL the advisory lock serialises appends across nodes until `tx` ends; on
+    /// SQLite the store's single writer already does.
+    async fn lock_chain(&self, tx: &mut Write) -> Result<(), Problem> {
         if self.db.backend() == Backend::Postgres {
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -176,7 +210,7 @@ impl Identity {
             )
             .await?;
         }
-        Ok(tx)
+        Ok(())
     }
 
     /// Signs a checkpoint at the current head unless one is there already (called at shutdown,

@@ -181,6 +181,9 @@ pub async fn authenticate_and_audit(
         .get::<AuditNote>()
         .cloned()
         .unwrap_or_default();
+    if note.skip || note.recorded {
+        return response;
+    }
     let entry = AuditEntry {
         actor: principal
             .as_ref()

@@ -405,7 +405,7 @@ impl SqliteWriter {
         let connection = rusqlite::Connection::open(path)
             .map_err(|e| StoreError::Other(format!("telemetry writer: {e}")))?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute_batch(yunnao_store::SQLITE_WRITER_PRAGMAS)
             .map_err(|e| StoreError::Other(format!("telemetry writer: {e}")))?;
         Ok(Self {
             connection: std::sync::Arc::new(std::sync::Mutex::new(connection)),

@@ -101,7 +101,7 @@ pub struct Db {
     url: Arc<str>,
     sqlite_writer: Arc<Mutex<()>>,
     readers: Arc<DirectReaders>,
-    write_connection: write::WriteConnection,
+    group: Arc<write::Group>,
 }
 
 /// Read-only SQLite connections beside the pool, for reads on hot paths: sqlx runs each query
@@ -180,31 +180,31 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; NORMAL is durable across
-                        // process crashes in WAL mode; busy_timeout covers other processes.
-                        sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                        )
-                        .execute(conn)
-                        .await?;
+                        // process crashes in WAL mode; busy_timeout covers other processes;
+                        // checkpoints are the checkpointer's (see `SQLITE_WRITER_PRAGMAS`).
+                        sqlx::raw_sql(SQLITE_WRITER_PRAGMAS).execute(conn).await?;
                     }
                     Ok(())
                 })
             })
             .connect(&connect_url)
             .await?;
+        let readers = Arc::new(DirectReaders {
+            path: (backend == Backend::Sqlite)
+                .then(|| sqlite_path(url).to_owned())
+                .filter(|p| !p.is_empty() && !p.contains(":memory:")),
+            idle: std::sync::Mutex::new(Vec::new()),
+        });
+        if let Some(path) = &readers.path {
+            start_checkpointer(path.clone(), Arc::downgrade(&readers));
+        }
         Ok(Self {
             pool,
             backend,
             url: url.into(),
             sqlite_writer: Arc::new(Mutex::new(())),
-            readers: Arc::new(DirectReaders {
-                path: (backend == Backend::Sqlite)
-                    .then(|| sqlite_path(url).to_owned())
-                    .filter(|p| !p.is_empty() && !p.contains(":memory:")),
-                idle: std::sync::Mutex::new(Vec::new()),
-            }),
-            write_connection: Default::default(),
+            readers,
+            group: Default::default(),
         })
     }
 
@@ -301,6 +301,43 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Settings of every connection that writes a SQLite file. WAL lets readers run beside the
+/// writer; NORMAL is durable across process crashes in WAL mode; busy_timeout covers other
+/// processes. Automatic checkpoints are off: a commit that crosses the WAL's threshold would
+/// copy it back and fsync while holding the one writer slot, stalling every writer behind it;
+/// the checkpointer thread does it beside them instead.
+pub const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
+/// Copies the WAL back into the database file every 100 ms (a PASSIVE checkpoint: it never
+/// waits for or blocks a writer or reader), for as long as the database handle lives.
+fn start_checkpointer(path: String, alive: std::sync::Weak<DirectReaders>) {
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let mut connection: Option<rusqlite::Connection> = None;
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                if connection.is_none() {
+                    connection = rusqlite::Connection::open(&path).ok();
+                }
+                if let Some(open) = &connection
+                    && let Err(error) =
+                        open.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed");
+                    connection = None;
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the WAL checkpointer");
     }
 }
 

@@ -7,7 +7,9 @@
 
 use crate::{Backend, Db, DbResultExt, WriteTx};
 use std::sync::Arc;
-use tokio::sync::OwnedMutexGuard;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{OwnedMutexGuard, oneshot};
 use yunnao_core::Problem;
 
 /// A statement parameter. `Real` goes with `CAST($n AS DOUBLE PRECISION)` in the SQL (see
@@ -29,22 +31,102 @@ impl rusqlite::ToSql for Arg<'_> {
     }
 }
 
-/// The SQLite write connection beside the pool, opened on first use and kept.
-pub(crate) type WriteConnection = Arc<std::sync::Mutex<Option<rusqlite::Connection>>>;
-
 /// A write transaction: [`Db::begin_fast_write`].
 pub enum Write {
     Pool(WriteTx),
     Direct(DirectWrite),
 }
 
-/// A transaction on the rusqlite write connection; it holds the writer slot and the
-/// connection until committed or dropped (dropped uncommitted, it rolls back).
-pub struct DirectWrite {
+/// Fast writers on SQLite share one transaction at a time (group commit): a writer runs
+/// inside a savepoint of the open transaction; when it is done and other fast writers are
+/// queued, it hands the transaction on and waits for the commit, otherwise it commits for the
+/// whole group. One commit (WAL frames, checkpoints) then serves many writes; each write is
+/// acknowledged only once its commit is done.
+#[derive(Default)]
+pub(crate) struct Group {
+    gate: Arc<tokio::sync::Mutex<GroupState>>,
+    /// Fast writers waiting for the gate.
+    queued: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("queued", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// The write connection beside the pool, opened on first use and kept.
     connection: Option<rusqlite::Connection>,
-    home: WriteConnection,
-    committed: bool,
-    _slot: OwnedMutexGuard<()>,
+    /// The store's writer slot, held while a transaction is open.
+    slot: Option<OwnedMutexGuard<()>>,
+    /// Writers whose savepoints were released, waiting for the commit.
+    waiters: Vec<oneshot::Sender<Result<(), Problem>>>,
+}
+
+/// The most writes one commit serves; bounds the wait of the first of them.
+const GROUP_LIMIT: usize = 64;
+/// A writer waiting for its group's commit longer than this commits it itself (the writer it
+/// was handed to may have been cancelled before it started).
+const GROUP_PATIENCE: Duration = Duration::from_millis(20);
+
+impl GroupState {
+    fn connection(&self) -> Result<&rusqlite::Connection, Problem> {
+        self.connection
+            .as_ref()
+            .ok_or_else(|| Problem::internal("the write connection is gone"))
+    }
+
+    /// Commits the open transaction for everyone in it and frees the writer slot.
+    fn finish(&mut self) -> Result<(), Problem> {
+        let result = match self.connection() {
+            Ok(connection) if !connection.is_autocommit() => {
+                connection.execute_batch("COMMIT").map_err(|error| {
+                    // A failed COMMIT leaves the transaction open: end it.
+                    let _ = connection.execute_batch("ROLLBACK");
+                    sqlite_problem(error)
+                })
+            }
+            // SQLite ended the transaction itself after an error: what was in it is lost.
+            Ok(_) if !self.waiters.is_empty() => Err(Problem::internal(
+                "the database could not complete the request",
+            )),
+            Ok(_) => Ok(()),
+            Err(problem) => Err(problem),
+        };
+        self.slot = None;
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+        result
+    }
+}
+
+/// Counts a writer as queued until it holds the gate (or gives up waiting).
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(queued: &Arc<AtomicUsize>) -> Self {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Self(queued.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A write inside the group's transaction: [`Db::begin_fast_write`] on a SQLite file. Dropped
+/// uncommitted, its own changes are rolled back.
+pub struct DirectWrite {
+    state: Option<tokio::sync::OwnedMutexGuard<GroupState>>,
+    gate: Arc<tokio::sync::Mutex<GroupState>>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// A rusqlite error as the client sees it: a key conflict is 409, anything else a logged 500.
@@ -64,9 +146,10 @@ pub fn sqlite_problem(error: rusqlite::Error) -> Problem {
 impl DirectWrite {
     /// The connection, for reads inside the transaction (`?n` placeholders).
     pub fn connection(&self) -> Result<&rusqlite::Connection, Problem> {
-        self.connection
+        self.state
             .as_ref()
-            .ok_or_else(|| Problem::internal("the write connection is gone"))
+            .ok_or_else(|| Problem::internal("the write is over"))?
+            .connection()
     }
 
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Problem> {
@@ -80,25 +163,54 @@ impl DirectWrite {
         Ok(changed as u64)
     }
 
-    fn commit(mut self) -> Result<(), Problem> {
+    async fn commit(mut self) -> Result<(), Problem> {
         self.connection()?
-            .execute_batch("COMMIT")
+            .execute_batch("RELEASE fast_write")
             .map_err(sqlite_problem)?;
-        self.committed = true;
-        Ok(())
+        let Some(mut state) = self.state.take() else {
+            return Err(Problem::internal("the write is over"));
+        };
+        let hand_on = self.queued.load(Ordering::SeqCst) > 0 && state.waiters.len() < GROUP_LIMIT;
+        if !hand_on {
+            return state.finish();
+        }
+        let (sender, mut receiver) = oneshot::channel();
+        state.waiters.push(sender);
+        drop(state);
+        loop {
+            match tokio::time::timeout(GROUP_PATIENCE, &mut receiver).await {
+                Ok(result) => {
+                    return result
+                        .unwrap_or_else(|_| Err(Problem::internal("the write's commit was lost")));
+                }
+                Err(_) => {
+                    let mut state = self.gate.clone().lock_owned().await;
+                    if let Ok(result) = receiver.try_recv() {
+                        return result;
+                    }
+                    // Still open and nobody is in it: commit it for the group.
+                    if self.queued.load(Ordering::SeqCst) == 0 {
+                        state.finish()?;
+                    }
+                }
+            }
+        }
     }
 }
 
 impl Drop for DirectWrite {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            // Rolling back a transaction that COMMIT failed to end is what leaves it usable.
-            if !self.committed && !connection.is_autocommit() {
-                let _ = connection.execute_batch("ROLLBACK");
-            }
-            if let Ok(mut home) = self.home.lock() {
-                *home = Some(connection);
-            }
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        if let Ok(connection) = state.connection()
+            && !connection.is_autocommit()
+        {
+            let _ = connection.execute_batch("ROLLBACK TO fast_write; RELEASE fast_write");
+        }
+        // Nobody else will come for the group: commit what the others wrote.
+        if self.queued.load(Ordering::SeqCst) == 0 && state.slot.is_some() {
+            let _ = state.finish();
         }
     }
 }
@@ -124,7 +236,7 @@ impl Write {
 
     pub async fn commit(self) -> Result<(), Problem> {
         match self {
-            Write::Direct(direct) => direct.commit(),
+            Write::Direct(direct) => direct.commit().await,
             Write::Pool(tx) => Ok(tx.commit().await?),
         }
     }
@@ -145,28 +257,36 @@ impl Db {
         if self.backend != Backend::Sqlite || self.readers.path.is_none() {
             return Ok(Write::Pool(self.begin_write().await?));
         }
-        let slot = self.sqlite_writer.clone().lock_owned().await;
-        let taken = self
-            .write_connection
-            .lock()
-            .map_err(|_| Problem::internal("the write connection is poisoned"))?
-            .take();
-        let connection = match taken {
-            Some(connection) => connection,
-            None => self.open_write_connection()?,
-        };
-        let direct = DirectWrite {
-            connection: Some(connection),
-            home: self.write_connection.clone(),
-            committed: false,
-            _slot: slot,
-        };
-        // IMMEDIATE for the reason given at `begin_write`: another process queues, not fails.
-        direct
-            .connection()?
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite_problem)?;
-        Ok(Write::Direct(direct))
+        let queued = Queued::new(&self.group.queued);
+        let mut state = self.group.gate.clone().lock_owned().await;
+        drop(queued);
+        if state.connection.is_none() {
+            state.connection = Some(self.open_write_connection()?);
+        }
+        if state.slot.is_some() && state.connection()?.is_autocommit() {
+            // SQLite ended the group's transaction after an error: tell its writers.
+            state.finish().ok();
+        }
+        if state.slot.is_none() {
+            let slot = self.sqlite_writer.clone().lock_owned().await;
+            // IMMEDIATE for the reason given at `begin_write`: another process queues.
+            state
+                .connection()?
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(sqlite_problem)?;
+            state.slot = Some(slot);
+        }
+        if let Err(error) = state.connection()?.execute_batch("SAVEPOINT fast_write") {
+            if self.group.queued.load(Ordering::SeqCst) == 0 {
+                state.finish().ok();
+            }
+            return Err(sqlite_problem(error));
+        }
+        Ok(Write::Direct(DirectWrite {
+            state: Some(state),
+            gate: self.group.gate.clone(),
+            queued: self.group.queued.clone(),
+        }))
     }
 
     fn open_write_connection(&self) -> Result<rusqlite::Connection, Problem> {
@@ -176,12 +296,8 @@ impl Db {
             .as_deref()
             .ok_or_else(|| Problem::internal("no SQLite file"))?;
         let connection = rusqlite::Connection::open(path).map_err(sqlite_problem)?;
-        // The pool's settings (see `Db::connect`).
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-            )
+            .execute_batch(crate::SQLITE_WRITER_PRAGMAS)
             .map_err(sqlite_problem)?;
         connection.set_prepared_statement_cache_capacity(64);
         Ok(connection)

@@ -507,7 +507,7 @@ async fn sign_in(
         target: Some(format!("user:{}", form.username)),
         actor: Some(form.username.clone()),
         department: None,
-        skip: false,
+        ..AuditNote::default()
     };
     match web.identity.sign_in(&form.username, &form.password).await {
         Ok(signed) => (

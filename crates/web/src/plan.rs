@@ -284,7 +284,7 @@ pub(crate) async fn report(
         target: Some(format!("plan-target:{id}")),
         actor: Some(viewer.name.clone()),
         department: Some(viewer.department.clone()),
-        skip: false,
+        ..AuditNote::default()
     };
     let Ok(value) = form.value.trim().parse::<f64>() else {
         return (

@@ -212,7 +212,7 @@ pub(crate) async fn step(
         target: Some(format!("incident:{id}")),
         actor: Some(viewer.name.clone()),
         department: Some(viewer.department.clone()),
-        skip: false,
+        ..AuditNote::default()
     };
     let input = TransitionInput {
         action: form.action,

@@ -1631,7 +1631,110 @@ async fn remote_contexts_come_only_from_the_allow_list_and_are_cached(backend: T
     broker.server.cleanup().await;
 }
 
+/// A change to an entity commits together with its audit record (one transaction); a refused
+/// change writes nothing but is audited by the audit layer; the chain still verifies.
+async fn entity_changes_commit_with_their_audit_records(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let admin = broker.server.admin().await;
+    let id = "urn:ngsi-ld:ParkingSpot:qd-007";
+    let created = broker
+        .send(Method::POST, "/entities", spot(7, 120.38, 36.06, "free", 4))
+        .await;
+    assert_eq!(created.status(), 201);
+    for occupancy in ["occupied", "free"] {
+        let updated = broker
+            .send(
+                Method::PATCH,
+                &format!("/entities/{id}/attrs"),
+                json!({"occupancy": {"type": "Property", "value": occupancy}}),
+            )
+            .await;
+        assert_eq!(updated.status(), 204);
+    }
+    let merged = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{id}"),
+            json!({"capacity": {"type": "Property", "value": 5}}),
+        )
+        .await;
+    assert_eq!(merged.status(), 204);
+    let missing = broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:nowhere/attrs",
+            json!({"occupancy": {"type": "Property", "value": "free"}}),
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+
+    let records: Vec<Value> = broker
+        .server
+        .request(Method::GET, "/api/v1/audit?limit=1000", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let entity_records: Vec<(String, String, String, String)> = records
+        .iter()
+        .filter(|r| {
+            r["action"]
+                .as_str()
+                .is_some_and(|a| a.contains("ngsi") || a.contains("/ngsi-ld/"))
+        })
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or("").to_owned(),
+                r["action"].as_str().unwrap_or("").to_owned(),
+                r["target"].as_str().unwrap_or("").to_owned(),
+                r["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let target = format!("entity:city/{id}");
+    let expected: Vec<(String, String, String, String)> = [
+        ("ngsi.entity.create", target.as_str(), "success"),
+        ("ngsi.attrs.update", target.as_str(), "success"),
+        ("ngsi.attrs.update", target.as_str(), "success"),
+        ("ngsi.entity.merge", target.as_str(), "success"),
+        (
+            "PATCH /ngsi-ld/v1/entities/{entityId}/attrs",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:nowhere/attrs",
+            "rejected",
+        ),
+    ]
+    .iter()
+    .map(|(action, target, outcome)| {
+        (
+            "traffic.op".to_owned(),
+            (*action).to_owned(),
+            (*target).to_owned(),
+            (*outcome).to_owned(),
+        )
+    })
+    .collect();
+    assert_eq!(entity_records, expected);
+    // Each record carries its own request's id.
+    let ids: std::collections::HashSet<&str> = records
+        .iter()
+        .filter(|r| r["target"] == target.as_str())
+        .filter_map(|r| r["request_id"].as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    assert_eq!(ids.len(), 4, "{records:?}");
+
+    let report: Value = broker
+        .server
+        .request(Method::GET, "/api/v1/audit/verify", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["ok"], true, "{report}");
+}
+
 backend_tests!(
+    entity_changes_commit_with_their_audit_records,
     remote_contexts_come_only_from_the_allow_list_and_are_cached,
     sensor_data_reaches_entities_and_fires_subscriptions,
     subscriptions_notify_and_count_every_delivery,
