@@ -1,7 +1,7 @@
 //! The store contract, run on every backend.
 
 use yunnao_store::testing::{TestBackend, TestDb};
-use yunnao_store::{Migration, MigrationSet, backend_tests, migrate, sqlx};
+use yunnao_store::{Arg, Migration, MigrationSet, Write, backend_tests, migrate, sqlx};
 
 const SAMPLE: MigrationSet = MigrationSet {
     name: "sample",
@@ -169,7 +169,119 @@ async fn nullable_floats_bind_null_then_values(backend: TestBackend) {
     test.cleanup().await;
 }
 
+/// Fast writes (`begin_fast_write`): concurrent writers share commits on SQLite; each write is
+/// visible to any reader once its commit returns, a failed or abandoned write rolls back alone
+/// while the rest of its group commits, and a key conflict is recognised.
+async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
+    let test = TestDb::new(backend).await.expect("test database");
+    migrate::run(&test.db, &[SAMPLE]).await.expect("migrate");
+    let insert = "INSERT INTO readings (id, at_ms, value, note) VALUES ($1, $2, CAST($3 AS DOUBLE PRECISION), $4)";
+    let mut first = test.db.begin_fast_write().await.expect("fast write");
+    first
+        .execute(
+            insert,
+            &[
+                Arg::Text("taken"),
+                Arg::Int(0),
+                Arg::Real(Some(0.5)),
+                Arg::Text("x"),
+            ],
+        )
+        .await
+        .expect("insert");
+    first.commit().await.expect("commit");
+    let kind = test.db.begin_fast_write().await.expect("fast write");
+    // On a SQLite file the fast path is the in-place connection.
+    assert_eq!(
+        matches!(kind, Write::Direct(_)),
+        backend == TestBackend::Sqlite
+    );
+    drop(kind);
+
+    let mut tasks = Vec::new();
+    for i in 0..96_i64 {
+        let db = test.db.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("r{i:03}");
+            let mut tx = db.begin_fast_write().await.expect("fast write");
+            tx.execute(
+                insert,
+                &[
+                    Arg::Text(&id),
+                    Arg::Int(i),
+                    Arg::Real(Some(i as f64)),
+                    Arg::Text("雨量"),
+                ],
+            )
+            .await
+            .expect("insert");
+            // Hold the transaction across a yield so that others queue behind it.
+            tx.pause().await;
+            match i % 4 {
+                // A key conflict inside the group fails this write only.
+                0 => {
+                    let conflict = tx
+                        .execute(
+                            insert,
+                            &[
+                                Arg::Text("taken"),
+                                Arg::Int(i),
+                                Arg::Real(Some(1.0)),
+                                Arg::Text(""),
+                            ],
+                        )
+                        .await
+                        .expect_err("the key is taken");
+                    assert_eq!(conflict.status, 409, "{conflict:?}");
+                    drop(tx);
+                    None
+                }
+                // Abandoned (a cancelled request): rolled back.
+                1 => {
+                    drop(tx);
+                    None
+                }
+                _ => {
+                    tx.commit().await.expect("commit");
+                    // Acknowledged means committed: a pool reader sees it at once.
+                    let seen: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE id = $1")
+                            .bind(id.clone())
+                            .fetch_one(db.pool())
+                            .await
+                            .expect("read");
+                    assert_eq!(seen, 1, "{id} is visible once committed");
+                    Some(id)
+                }
+            }
+        }));
+    }
+    let mut committed = Vec::new();
+    for task in tasks {
+        if let Some(id) = task.await.expect("task") {
+            committed.push(id);
+        }
+    }
+    committed.sort();
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM readings WHERE id <> 'taken' ORDER BY id")
+            .fetch_all(test.db.pool())
+            .await
+            .expect("rows");
+    assert_eq!(stored.len(), 48);
+    assert_eq!(stored, committed);
+    // The writer is free again for the pool's transactions.
+    let mut tx = test.db.begin_write().await.expect("pool write");
+    sqlx::query("DELETE FROM readings WHERE id = 'taken'")
+        .execute(&mut **tx)
+        .await
+        .expect("delete");
+    tx.commit().await.expect("commit");
+    test.cleanup().await;
+}
+
 backend_tests!(
+    fast_writes_commit_together_and_roll_back_alone,
     nullable_floats_bind_null_then_values,
     migrations_apply_once_and_are_recorded,
     timestamps_keep_milliseconds_and_placeholders_bind,
