@@ -234,7 +234,12 @@ impl Request {
                 headers.insert(header::LINK, link);
             }
         }
-        (status, headers.clone(), body.to_string()).into_response()
+        // Straight into bytes: `to_string` goes through `fmt::Write` piece by piece, which
+        // costs a third of the time of a large answer (a year of hourly aggregates).
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => (status, headers.clone(), bytes).into_response(),
+            Err(error) => Problem::internal(error.to_string()).into_response(),
+        }
     }
 }
 
