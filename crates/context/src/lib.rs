@@ -686,24 +686,33 @@ async fn update_row(
     types_changed: bool,
 ) -> Result<Vec<String>, Problem> {
     temporal::record(tx, tenant, Some(before), entity).await?;
-    let bbox = bbox_of(entity);
-    tx.execute(
-        "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
-         min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
-         max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2",
-        &[
-            Arg::Text(tenant),
-            Arg::Text(&entity.id),
-            Arg::Text(&json(&entity.types)?),
-            Arg::Text(&json(&entity.attrs)?),
-            Arg::Text(&entity.modified_at),
+    let types = json(&entity.types)?;
+    let attrs = json(&entity.attrs)?;
+    let mut args = vec![
+        Arg::Text(tenant),
+        Arg::Text(&entity.id),
+        Arg::Text(&types),
+        Arg::Text(&attrs),
+        Arg::Text(&entity.modified_at),
+    ];
+    // The bounding box is written only when the location changed: rewriting the same values
+    // still moves the entity's entry in the location index (an extra page per commit).
+    let location_changed = before.get(model::LOCATION) != entity.attrs.get(model::LOCATION);
+    let sql = if location_changed {
+        let bbox = bbox_of(entity);
+        args.extend([
             Arg::Real(bbox.map(|b| b.0)),
             Arg::Real(bbox.map(|b| b.1)),
             Arg::Real(bbox.map(|b| b.2)),
             Arg::Real(bbox.map(|b| b.3)),
-        ],
-    )
-    .await?;
+        ]);
+        "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5, \
+         min_lon = CAST($6 AS DOUBLE PRECISION), min_lat = CAST($7 AS DOUBLE PRECISION), \
+         max_lon = CAST($8 AS DOUBLE PRECISION), max_lat = CAST($9 AS DOUBLE PRECISION) WHERE tenant = $1 AND id = $2"
+    } else {
+        "UPDATE ngsi_entities SET types = $3, attrs = $4, modified_at = $5 WHERE tenant = $1 AND id = $2"
+    };
+    tx.execute(sql, &args).await?;
     if types_changed {
         tx.execute(
             "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",

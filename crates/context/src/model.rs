@@ -78,10 +78,13 @@ impl Entity {
 
     /// The attribute that locates the entity, as a geometry.
     pub fn location(&self) -> Option<geo::Geometry<f64>> {
-        let attribute = self.attrs.get("https://uri.etsi.org/ngsi-ld/location")?;
+        let attribute = self.attrs.get(LOCATION)?;
         geometry(attribute.get("value")?).ok()
     }
 }
+
+/// The expanded name of the `location` GeoProperty, which geo queries use.
+pub const LOCATION: &str = "https://uri.etsi.org/ngsi-ld/location";
 
 /// An entity id is a URI (CIM 009 §4.5.1).
 pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {

@@ -1733,7 +1733,49 @@ async fn entity_changes_commit_with_their_audit_records(backend: TestBackend) {
     assert_eq!(report["ok"], true, "{report}");
 }
 
+/// A moved entity is found by geo queries at its new place only; a change that leaves the
+/// location alone keeps it there.
+async fn moved_entities_are_found_where_they_are(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:ParkingSpot:qd-009";
+    broker
+        .send(Method::POST, "/entities", spot(9, 120.38, 36.06, "free", 4))
+        .await;
+    let near = |lon: f64, lat: f64| {
+        format!(
+            "/entities?type=ParkingSpot&georel=near;maxDistance==200&geometry=Point&coordinates=[{lon},{lat}]"
+        )
+    };
+    let found = |page: &Value| {
+        page.as_array()
+            .is_some_and(|items| items.iter().any(|e| e["id"] == id))
+    };
+    assert!(found(&broker.get_json(&near(120.38, 36.06)).await));
+    let moved = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{id}/attrs"),
+            json!({"location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.45, 36.10]}}}),
+        )
+        .await;
+    assert_eq!(moved.status(), 204);
+    assert!(!found(&broker.get_json(&near(120.38, 36.06)).await));
+    assert!(found(&broker.get_json(&near(120.45, 36.10)).await));
+    let occupied = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{id}/attrs"),
+            json!({"occupancy": {"type": "Property", "value": "occupied"}}),
+        )
+        .await;
+    assert_eq!(occupied.status(), 204);
+    let there = broker.get_json(&near(120.45, 36.10)).await;
+    assert!(found(&there), "{there}");
+    assert!(!found(&broker.get_json(&near(120.38, 36.06)).await));
+}
+
 backend_tests!(
+    moved_entities_are_found_where_they_are,
     entity_changes_commit_with_their_audit_records,
     remote_contexts_come_only_from_the_allow_list_and_are_cached,
     sensor_data_reaches_entities_and_fires_subscriptions,
