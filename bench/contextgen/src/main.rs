@@ -135,6 +135,71 @@ where
     Ok(started.elapsed())
 }
 
+/// Like [`run_concurrent`] over `concurrency` keep-alive connections driven by hyper's own
+/// HTTP/1.1 client (one request at a time on each, every answer read whole and its status
+/// checked): GETs of `path(i)`.
+async fn run_lean_gets(
+    address: &str,
+    token: &str,
+    count: usize,
+    concurrency: usize,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> anyhow::Result<Duration> {
+    use http_body_util::BodyExt;
+    let path = Arc::new(path);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let authorization = format!("Bearer {token}");
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake::<
+            _,
+            http_body_util::Empty<hyper::body::Bytes>,
+        >(hyper_util::rt::TokioIo::new(stream))
+        .await?;
+        tokio::spawn(connection);
+        senders.push(sender);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut sender in senders {
+        let (path, next, authorization, host) = (
+            path.clone(),
+            next.clone(),
+            authorization.clone(),
+            address.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let request = http::Request::get(path(i))
+                    .header(http::header::HOST, &host)
+                    .header(http::header::AUTHORIZATION, &authorization)
+                    .body(http_body_util::Empty::new())?;
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                if status != 200 {
+                    bail!(
+                        "GET {}: {status} {}",
+                        path(i),
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
 fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
@@ -255,21 +320,13 @@ async fn main() -> anyhow::Result<()> {
         // 3. Retrieve by id.
         let cpu = ServerCpu::start(cli.server_pid);
         let reads = 50_000;
-        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-        let elapsed = run_concurrent(reads, cli.concurrency, move |i| {
-            let (c, b, t) = (c.clone(), b.clone(), t.clone());
-            async move {
-                let response = c
-                    .get(format!("{b}/entities/{}", id(i * 13 % n)))
-                    .bearer_auth(&t)
-                    .send()
-                    .await?;
-                if response.status() != 200 {
-                    bail!("retrieve: {}", response.status());
-                }
-                response.bytes().await?;
-                Ok(())
-            }
+        let address = cli
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let elapsed = run_lean_gets(&address, &cli.token, reads, cli.concurrency, move |i| {
+            format!("/ngsi-ld/v1/entities/{}", id(i * 13 % n))
         })
         .await?;
         let raw_elapsed = raw_time(&raw, |db| raw_retrieve(db, n, reads))?;

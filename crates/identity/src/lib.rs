@@ -55,6 +55,7 @@ pub struct Identity {
     pub keys: Arc<PlatformKeys>,
     pub config: IdentityConfig,
     verified_tokens: Arc<tokens::VerifiedTokens>,
+    checked_sessions: Arc<tokens::CheckedSessions>,
 }
 
 impl Identity {
@@ -65,6 +66,7 @@ impl Identity {
             keys: Arc::new(keys),
             config,
             verified_tokens: Arc::default(),
+            checked_sessions: Arc::default(),
         }
     }
 }

@@ -59,6 +59,73 @@ impl VerifiedTokens {
     }
 }
 
+/// Sessions recently checked, so that a client's burst of requests reads its session once a
+/// second instead of once a request. A change that can end or alter a session on this node
+/// (sign-out, a user's password, roles or disabling) bumps the generation, which drops every
+/// entry at once; other nodes (PostgreSQL deployments) see such a change within the
+/// [`SESSION_RECHECK`] interval.
+#[derive(Default)]
+pub struct CheckedSessions {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CheckedSession>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+struct CheckedSession {
+    principal: Principal,
+    checked: std::time::Instant,
+    generation: u64,
+}
+
+/// How long a checked session is trusted without reading it again.
+pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const CHECKED_SESSIONS_MAX: usize = 10_000;
+
+impl std::fmt::Debug for CheckedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckedSessions")
+    }
+}
+
+impl CheckedSessions {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn get(&self, jti: &str) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(jti)?;
+        (entry.generation == self.generation() && entry.checked.elapsed() < SESSION_RECHECK)
+            .then(|| entry.principal.clone())
+    }
+
+    /// Keeps what was read, unless a change happened since the read began (`generation`).
+    fn put(&self, jti: &str, principal: &Principal, generation: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if generation != self.generation() {
+            return;
+        }
+        if entries.len() >= CHECKED_SESSIONS_MAX {
+            entries.clear();
+        }
+        entries.insert(
+            jti.to_owned(),
+            CheckedSession {
+                principal: principal.clone(),
+                checked: std::time::Instant::now(),
+                generation,
+            },
+        );
+    }
+
+    /// Something that can end or change sessions was committed: check every session afresh.
+    pub(crate) fn changed(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.clear();
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignedIn {
     pub access_token: String,
@@ -156,6 +223,10 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
             "the bearer token has expired; sign in again",
         ));
     }
+    if let Some(principal) = identity.checked_sessions.get(&claims.jti) {
+        return Ok(principal);
+    }
+    let generation = identity.checked_sessions.generation();
     // Session, account and roles in one query: this runs on every authenticated request.
     let roles = match identity.db.backend() {
         yunnao_store::Backend::Sqlite => {
@@ -214,15 +285,19 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
         .filter_map(Role::parse)
         .collect();
     roles.sort_by_key(|r| r.as_str());
-    Ok(Principal {
+    let principal = Principal {
         kind: PrincipalKind::User,
         roles,
         id: user_id,
         name: username,
         department,
         scopes: Vec::new(),
-        session: Some(claims.jti),
-    })
+        session: Some(claims.jti.clone()),
+    };
+    identity
+        .checked_sessions
+        .put(&claims.jti, &principal, generation);
+    Ok(principal)
 }
 
 /// (revoked at, user id, username, department, disabled, roles joined by ',')
@@ -237,5 +312,6 @@ pub(crate) async fn revoke(identity: &Identity, jti: &str) -> Result<(), Problem
         .await
         .db()?;
     tx.commit().await?;
+    identity.checked_sessions.changed();
     Ok(())
 }

@@ -330,6 +330,8 @@ pub(crate) async fn update(
         set_roles(&mut tx, id, roles).await?;
     }
     tx.commit().await?;
+    // Roles, a password or disabling change what a session may do, or end it.
+    identity.checked_sessions.changed();
     let row = find_by_id(&identity.db, id)
         .await?
         .ok_or_else(|| Problem::not_found("no such user"))?;

@@ -606,7 +606,51 @@ async fn every_documented_route_is_served_and_every_route_documented(backend: Te
     server.cleanup().await;
 }
 
+/// A session is checked at most once a second per node, yet a change on this node applies to
+/// the very next request: roles, then a new password (which ends the session).
+async fn session_changes_apply_to_the_next_request(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let operator = server
+        .user(&admin, "roads.op", "transport", "operator")
+        .await;
+    let me = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .request(Method::GET, "/api/v1/auth/me", Some(&token), None)
+                .await
+        }
+    };
+    let before: Value = me(operator.clone()).await.json().await.expect("json");
+    assert_eq!(before["roles"], json!(["operator"]), "{before}");
+    let id = before["id"].as_str().expect("id").to_owned();
+    let patched = server
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(&admin),
+            Some(json!({"roles": ["grid_worker"]})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let after: Value = me(operator.clone()).await.json().await.expect("json");
+    assert_eq!(after["roles"], json!(["grid_worker"]), "{after}");
+    let patched = server
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(&admin),
+            Some(json!({"password": "another-password-456"})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    expect_problem(me(operator.clone()).await, 401, "unauthorized").await;
+    server.cleanup().await;
+}
+
 backend_tests!(
+    session_changes_apply_to_the_next_request,
     health_is_public_everything_else_needs_a_credential,
     tokens_are_signed_and_revocable,
     department_admins_manage_only_their_department,
