@@ -45,8 +45,19 @@ impl Default for ContextConfig {
     }
 }
 
+/// The broker: cheap to clone (axum clones the state for every request), one shared
+/// [`BrokerParts`] behind it.
 #[derive(Clone)]
-pub struct ContextBroker {
+pub struct ContextBroker(std::sync::Arc<BrokerParts>);
+
+impl std::ops::Deref for ContextBroker {
+    type Target = BrokerParts;
+    fn deref(&self) -> &BrokerParts {
+        &self.0
+    }
+}
+
+pub struct BrokerParts {
     pub db: Db,
     pub identity: Identity,
     pub config: ContextConfig,
@@ -139,13 +150,13 @@ impl ContextBroker {
                 }
             }
         });
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(BrokerParts {
             db,
             identity,
             config,
             notifier,
             contexts,
-        })
+        })))
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, Problem> {

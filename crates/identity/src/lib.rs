@@ -47,27 +47,38 @@ impl Default for IdentityConfig {
     }
 }
 
-/// The identity service: cheap to clone, passed to handlers as state.
+/// The identity service: passed to handlers as state, so cheap to clone (one reference count;
+/// axum clones the state for every request).
 #[derive(Clone, Debug)]
-pub struct Identity {
+pub struct Identity(Arc<IdentityParts>);
+
+impl std::ops::Deref for Identity {
+    type Target = IdentityParts;
+    fn deref(&self) -> &IdentityParts {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct IdentityParts {
     pub db: Db,
     pub bus: Bus,
     pub keys: Arc<PlatformKeys>,
     pub config: IdentityConfig,
-    verified_tokens: Arc<tokens::VerifiedTokens>,
-    checked_sessions: Arc<tokens::CheckedSessions>,
+    verified_tokens: tokens::VerifiedTokens,
+    checked_sessions: tokens::CheckedSessions,
 }
 
 impl Identity {
     pub fn new(db: Db, bus: Bus, keys: PlatformKeys, config: IdentityConfig) -> Self {
-        Self {
+        Self(Arc::new(IdentityParts {
             db,
             bus,
             keys: Arc::new(keys),
             config,
-            verified_tokens: Arc::default(),
-            checked_sessions: Arc::default(),
-        }
+            verified_tokens: tokens::VerifiedTokens::default(),
+            checked_sessions: tokens::CheckedSessions::default(),
+        }))
     }
 }
 

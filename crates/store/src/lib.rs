@@ -232,6 +232,9 @@ impl Db {
             .and_then(|connection| {
                 // Like the pool's connections: wait out another process's lock.
                 connection.busy_timeout(Duration::from_secs(5))?;
+                // Pages straight from the OS's file cache, shared by all readers, instead of
+                // each connection's own 2 MiB page cache missing and copying.
+                connection.execute_batch("PRAGMA mmap_size = 268435456;")?;
                 Ok(connection)
             }) {
                 Ok(connection) => connection,
