@@ -52,7 +52,11 @@ pub fn edge(router: Router, config: &EdgeConfig, metrics: Metrics) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(middleware::from_fn_with_state(metrics, record_metrics))
+        // One reference count per request instead of the registry's and each family's.
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::new(metrics),
+            record_metrics,
+        ))
         .layer(CatchPanicLayer::custom(move |payload: Box<dyn Any + Send>| {
             panics.inc();
             let message = payload
@@ -99,7 +103,11 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     response
 }
 
-async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+async fn record_metrics(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route = request
