@@ -125,10 +125,15 @@ impl std::fmt::Debug for DirectReaders {
 /// A write transaction; on SQLite it also holds the process-wide writer slot until dropped.
 pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
+    backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
@@ -283,6 +288,7 @@ impl Db {
         };
         Ok(WriteTx {
             tx,
+            backend: self.backend,
             _writer: writer,
         })
     }

@@ -216,6 +216,13 @@ impl Drop for DirectWrite {
 }
 
 impl Write {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Write::Direct(_) => Backend::Sqlite,
+            Write::Pool(tx) => tx.backend(),
+        }
+    }
+
     /// Runs one statement; the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Problem> {
         match self {

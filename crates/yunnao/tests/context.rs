@@ -1772,6 +1772,36 @@ async fn moved_entities_are_found_where_they_are(backend: TestBackend) {
     let there = broker.get_json(&near(120.45, 36.10)).await;
     assert!(found(&there), "{there}");
     assert!(!found(&broker.get_json(&near(120.38, 36.06)).await));
+
+    // Deleted, it is gone from the spatial index too: the next entity (which SQLite gives the
+    // same row number) is indexed at its own place.
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            &format!("/entities/{id}"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    assert!(!found(&broker.get_json(&near(120.45, 36.10)).await));
+    let next = broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(10, 120.30, 36.08, "free", 2),
+        )
+        .await;
+    assert_eq!(next.status(), 201);
+    let page = broker.get_json(&near(120.30, 36.08)).await;
+    assert!(
+        page.as_array().is_some_and(|items| items
+            .iter()
+            .any(|e| e["id"] == "urn:ngsi-ld:ParkingSpot:qd-010")),
+        "{page}"
+    );
+    assert!(!found(&broker.get_json(&near(120.45, 36.10)).await));
 }
 
 backend_tests!(
