@@ -622,48 +622,54 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                 .bind(SqlValue::Text(value_path.clone()))
                 .push(")");
         };
-        sql.push("(json_type(attrs, ")
-            .bind(SqlValue::Text(path.clone()))
-            .push(") = 'array' OR (json_type(attrs, ");
-        sql.bind(SqlValue::Text(path)).push(") = 'object' AND (");
+        // One CASE on the attribute's JSON type, one on its value's: each JSON function runs
+        // once per row (this runs over every candidate of a query, and for its count).
+        sql.push("(CASE json_type(attrs, ")
+            .bind(SqlValue::Text(path))
+            .push(") WHEN 'array' THEN 1 WHEN 'object' THEN CASE ");
         value_type(&mut sql);
-        sql.push(" IS NULL OR ");
-        value_type(&mut sql);
+        let not = |sql: &mut Sql, types: &[&str]| {
+            for t in types {
+                sql.push(" WHEN '").push(t).push("' THEN 0");
+            }
+        };
         match compare {
             Compare::Number(op, n) => {
-                sql.push(" IN ('object', 'array', 'text') OR (");
-                value_type(&mut sql);
-                sql.push(" IN ('integer', 'real') AND ");
-                value(&mut sql);
-                sql.push(" ")
-                    .push(op)
-                    .push(" ")
-                    .bind(SqlValue::Real(n))
-                    .push(")");
+                for t in ["integer", "real"] {
+                    sql.push(" WHEN '").push(t).push("' THEN ");
+                    value(&mut sql);
+                    sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
+                }
+                not(&mut sql, &["true", "false", "null"]);
             }
             Compare::Between(low, high) => {
-                sql.push(" IN ('object', 'array', 'text') OR (");
-                value_type(&mut sql);
-                sql.push(" IN ('integer', 'real') AND ");
-                value(&mut sql);
-                sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
-                value(&mut sql);
-                sql.push(" <= ").bind(SqlValue::Real(high)).push(")");
+                for t in ["integer", "real"] {
+                    sql.push(" WHEN '").push(t).push("' THEN ");
+                    value(&mut sql);
+                    sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
+                    value(&mut sql);
+                    sql.push(" <= ").bind(SqlValue::Real(high));
+                }
+                not(&mut sql, &["true", "false", "null"]);
             }
             Compare::Text(text) => {
-                sql.push(" IN ('object', 'array') OR (");
-                value_type(&mut sql);
-                sql.push(" = 'text' AND ");
+                sql.push(" WHEN 'text' THEN ");
                 value(&mut sql);
-                sql.push(" = ").bind(SqlValue::Text(text)).push(")");
+                sql.push(" = ").bind(SqlValue::Text(text));
+                not(&mut sql, &["integer", "real", "true", "false", "null"]);
             }
             Compare::Bool(b) => {
-                sql.push(" IN ('object', 'array') OR ");
-                value_type(&mut sql);
-                sql.push(" = ").bind(SqlValue::Text(b.to_string()));
+                sql.push(if b {
+                    " WHEN 'true' THEN 1 WHEN 'false' THEN 0"
+                } else {
+                    " WHEN 'false' THEN 1 WHEN 'true' THEN 0"
+                });
+                not(&mut sql, &["text", "integer", "real", "null"]);
             }
         }
-        sql.push(")))");
+        // No value member, or an object, array or text where a number was asked: let the
+        // exact evaluation decide. A missing attribute: no.
+        sql.push(" ELSE 1 END ELSE 0 END)");
     }
     Some((sql.text, sql.values))
 }

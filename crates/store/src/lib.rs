@@ -317,9 +317,11 @@ impl Db {
 /// writer; NORMAL is durable across process crashes in WAL mode; busy_timeout covers other
 /// processes. Automatic checkpoints are off: a commit that crosses the WAL's threshold would
 /// copy it back and fsync while holding the one writer slot, stalling every writer behind it;
-/// the checkpointer thread does it beside them instead.
+/// the checkpointer thread does it beside them instead. Temporary b-trees (sorts, `IN` lists)
+/// stay in memory instead of temporary files.
 pub const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
+     PRAGMA temp_store = MEMORY;";
 
 /// Copies the WAL back into the database file every 100 ms (a PASSIVE checkpoint: it never
 /// waits for or blocks a writer or reader), for as long as the database handle lives.
