@@ -142,21 +142,13 @@ impl Request {
     /// The audit record of a successful write of entity `id`, appended in the write's own
     /// transaction (what the audit layer would append afterwards).
     fn audit_entry(&self, headers: &HeaderMap, action: &str, id: &str) -> AuditEntry {
-        AuditEntry {
-            actor: self
-                .principal
-                .as_ref()
-                .map_or_else(|| "anonymous".to_owned(), |p| p.name.clone()),
-            department: self
-                .principal
-                .as_ref()
-                .map(|p| p.department.clone())
-                .unwrap_or_default(),
-            action: action.to_owned(),
-            target: format!("entity:{}/{id}", self.tenant),
-            request_id: yunnao_http::RequestId::from_headers(headers).0,
-            outcome: "success".to_owned(),
-        }
+        audit(action, &self.tenant, id).0.entry(
+            self.principal.as_ref(),
+            String::new,
+            String::new,
+            yunnao_http::RequestId::from_headers(headers).0,
+            "success",
+        )
     }
 
     /// The department that owns what this caller creates; refuses callers who may not write.

@@ -202,19 +202,11 @@ impl ContextBroker {
         let direct = self
             .db
             .read_direct(|connection| row_direct(connection, &sql, &params));
-        if let Some(row) = direct {
-            return row?.map(from_row).transpose();
-        }
-        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.clone()));
-        for param in params {
-            query = query.bind(param);
-        }
-        query
-            .fetch_optional(self.db.pool())
-            .await
-            .db()?
-            .map(from_row)
-            .transpose()
+        let row = match direct {
+            Some(row) => row?,
+            None => row_pool(self.db.pool(), &sql, &params).await?,
+        };
+        row.map(from_row).transpose()
     }
 
     /// Stores a new entity; AlreadyExists when the id is taken in this tenant.
@@ -244,10 +236,8 @@ impl ContextBroker {
         let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
         let mut outcomes = Vec::with_capacity(entities.len());
-        for (index, entity) in entities.iter().enumerate() {
-            if index % 64 == 63 {
-                tx.pause().await;
-            }
+        for entity in entities {
+            tx.pause().await;
             outcomes.push(
                 if insert_row(&mut tx, tenant, entity, owner, false).await? {
                     Ok(())
@@ -281,6 +271,7 @@ impl ContextBroker {
         ensure_tenant(&mut tx, tenant).await?;
         let mut added = 0;
         for entity in entities {
+            tx.pause().await;
             if insert_row(&mut tx, tenant, entity, owner, public).await? {
                 added += 1;
             }
@@ -307,10 +298,8 @@ impl ContextBroker {
         let select =
             format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{lock}");
         let mut changes = Vec::new();
-        for (index, (entity, owner)) in items.iter().enumerate() {
-            if index % 64 == 63 {
-                tx.pause().await;
-            }
+        for (entity, owner) in items {
+            tx.pause().await;
             let row = fetch_in(&mut tx, &select, &[tenant, &entity.id]).await?;
             match row {
                 None => {
@@ -391,9 +380,7 @@ impl ContextBroker {
         let mut outcomes = Vec::with_capacity(ids.len());
         let mut changes = Vec::new();
         for (index, id) in ids.iter().enumerate() {
-            if index % 64 == 63 {
-                tx.pause().await;
-            }
+            tx.pause().await;
             match self
                 .modify_in(&mut tx, tenant, id, viewer, |stored| change(index, stored))
                 .await?
@@ -656,14 +643,21 @@ async fn fetch_in(tx: &mut Write, sql: &str, params: &[&str]) -> Result<Option<R
         Write::Direct(direct) => {
             row_direct(direct.connection()?, sql, params).map_err(yunnao_store::sqlite_problem)
         }
-        Write::Pool(tx) => {
-            let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.to_owned()));
-            for param in params {
-                query = query.bind(param.to_string());
-            }
-            query.fetch_optional(&mut ***tx).await.db()
-        }
+        Write::Pool(tx) => row_pool(&mut ***tx, sql, params).await,
     }
+}
+
+/// The row `sql` selects, read through sqlx (PostgreSQL, or SQLite without a file).
+async fn row_pool<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &str,
+    params: &[&str],
+) -> Result<Option<Row>, Problem> {
+    let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.to_owned()));
+    for param in params {
+        query = query.bind(param.to_string());
+    }
+    query.fetch_optional(executor).await.db()
 }
 
 async fn ensure_tenant(tx: &mut Write, tenant: &str) -> Result<(), Problem> {

@@ -62,6 +62,33 @@ impl AuditNote {
             ..Self::default()
         }
     }
+
+    /// The record this note describes: by the caller, else by whoever the note says claimed
+    /// to act (a sign-in), else "anonymous"; `action` and `target` stand in for what the note
+    /// leaves out.
+    pub fn entry(
+        self,
+        principal: Option<&crate::Principal>,
+        action: impl FnOnce() -> String,
+        target: impl FnOnce() -> String,
+        request_id: String,
+        outcome: &str,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: principal
+                .map(|p| p.name.clone())
+                .or(self.actor)
+                .unwrap_or_else(|| "anonymous".to_owned()),
+            department: principal
+                .map(|p| p.department.clone())
+                .or(self.department)
+                .unwrap_or_default(),
+            action: self.action.unwrap_or_else(action),
+            target: self.target.unwrap_or_else(target),
+            request_id,
+            outcome: outcome.to_owned(),
+        }
+    }
 }
 
 /// A record to append.

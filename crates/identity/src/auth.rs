@@ -8,7 +8,7 @@
 //! Handlers that need a caller take [`Principal`] as an extractor, which answers 401 when the
 //! request carried no credential; so a route is public only if its handler does not ask.
 
-use crate::{AuditEntry, AuditNote, Identity, Role, clients, tokens};
+use crate::{AuditNote, Identity, Role, clients, tokens};
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -184,24 +184,13 @@ pub async fn authenticate_and_audit(
     if note.skip || note.recorded {
         return response;
     }
-    let entry = AuditEntry {
-        actor: principal
-            .as_ref()
-            .map(|p| p.name.clone())
-            .or(note.actor)
-            .unwrap_or_else(|| "anonymous".to_owned()),
-        department: principal
-            .as_ref()
-            .map(|p| p.department.clone())
-            .or(note.department)
-            .unwrap_or_default(),
-        action: note
-            .action
-            .unwrap_or_else(|| format!("{method} {}", route.as_deref().unwrap_or(&path))),
-        target: note.target.unwrap_or(path),
-        request_id: request_id.0,
-        outcome: outcome(response.status().as_u16()).to_owned(),
-    };
+    let entry = note.entry(
+        principal.as_ref(),
+        || format!("{method} {}", route.as_deref().unwrap_or(&path)),
+        || path.clone(),
+        request_id.0,
+        outcome(response.status().as_u16()),
+    );
     if let Err(problem) = identity.audit(entry).await {
         // The write itself has happened; losing its audit record is an operational alarm.
         tracing::error!(%problem, "audit append failed");

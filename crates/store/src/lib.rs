@@ -58,12 +58,18 @@ impl StoreError {
 
 impl From<StoreError> for yunnao_core::Problem {
     fn from(error: StoreError) -> Self {
-        if error.is_unique_violation() {
-            return yunnao_core::Problem::conflict("a record with the same key already exists");
-        }
-        tracing::error!(%error, "database error");
-        yunnao_core::Problem::internal("the database could not complete the request")
+        database_problem(error.is_unique_violation(), &error)
     }
+}
+
+/// A database failure as the client sees it: a key conflict is 409, anything else a logged 500
+/// with a safe message. Shared by sqlx's errors and rusqlite's.
+fn database_problem(unique_violation: bool, error: &dyn std::fmt::Display) -> yunnao_core::Problem {
+    if unique_violation {
+        return yunnao_core::Problem::conflict("a record with the same key already exists");
+    }
+    tracing::error!(%error, "database error");
+    yunnao_core::Problem::internal("the database could not complete the request")
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -125,22 +125,22 @@ impl Drop for Queued {
 /// uncommitted, its own changes are rolled back.
 pub struct DirectWrite {
     state: Option<tokio::sync::OwnedMutexGuard<GroupState>>,
+    /// Calls to [`Write::pause`] so far.
+    pauses: usize,
     gate: Arc<tokio::sync::Mutex<GroupState>>,
     queued: Arc<AtomicUsize>,
 }
 
 /// A rusqlite error as the client sees it: a key conflict is 409, anything else a logged 500.
 pub fn sqlite_problem(error: rusqlite::Error) -> Problem {
-    if let rusqlite::Error::SqliteFailure(failure, _) = &error
-        && matches!(
+    let unique_violation = matches!(
+        &error,
+        rusqlite::Error::SqliteFailure(failure, _) if matches!(
             failure.extended_code,
             rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
         )
-    {
-        return Problem::conflict("a record with the same key already exists");
-    }
-    tracing::error!(%error, "database error");
-    Problem::internal("the database could not complete the request")
+    );
+    crate::database_problem(unique_violation, &error)
 }
 
 impl DirectWrite {
@@ -231,7 +231,7 @@ impl Write {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
                 for arg in args {
                     query = match *arg {
-                        Arg::Text(text) => query.bind(text.to_owned()),
+                        Arg::Text(text) => query.bind(text),
                         Arg::Int(value) => query.bind(value),
                         Arg::Real(value) => query.bind(crate::nullable_real(value)),
                     };
@@ -248,12 +248,15 @@ impl Write {
         }
     }
 
-    /// Lets other tasks run between the items of a long batch. The writer slot stays held,
-    /// so nothing else writes meanwhile; a direct write would otherwise keep its worker
-    /// thread for the whole batch.
+    /// Called between the items of a batch: every 64th call lets other tasks run. The writer
+    /// slot stays held, so nothing else writes meanwhile; a direct write would otherwise keep
+    /// its worker thread for the whole batch.
     pub async fn pause(&mut self) {
-        if matches!(self, Write::Direct(_)) {
-            tokio::task::yield_now().await;
+        if let Write::Direct(direct) = self {
+            direct.pauses += 1;
+            if direct.pauses.is_multiple_of(64) {
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
@@ -291,6 +294,7 @@ impl Db {
         }
         Ok(Write::Direct(DirectWrite {
             state: Some(state),
+            pauses: 0,
             gate: self.group.gate.clone(),
             queued: self.group.queued.clone(),
         }))
