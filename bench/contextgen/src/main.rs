@@ -8,6 +8,7 @@
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use serde_json::{Value, json};
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,61 +136,132 @@ where
     Ok(started.elapsed())
 }
 
-/// Like [`run_concurrent`] over `concurrency` keep-alive connections driven by hyper's own
-/// HTTP/1.1 client (one request at a time on each, every answer read whole and its status
-/// checked): GETs of `path(i)`.
-async fn run_lean_gets(
+/// One request of [`run_lean`]: method, path and JSON body (empty for none).
+type LeanRequest = (&'static str, String, Vec<u8>);
+
+/// Like [`run_concurrent`] over `concurrency` keep-alive HTTP/1.1 connections (one request at
+/// a time on each, every answer read whole and its status checked against `expected`).
+async fn run_lean(
     address: &str,
     token: &str,
     count: usize,
     concurrency: usize,
-    path: impl Fn(usize) -> String + Send + Sync + 'static,
+    expected: u16,
+    make: impl Fn(usize) -> LeanRequest + Send + Sync + 'static,
 ) -> anyhow::Result<Duration> {
-    use http_body_util::BodyExt;
-    let path = Arc::new(path);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Like wrk: one thread, keep-alive connections, requests written as bytes and answers read
+    // with httparse, so the generator takes as little as it can of the cores it shares with
+    // the server (hyper's client costs a task switch and a channel per request).
+    let address = address.to_owned();
     let authorization = format!("Bearer {token}");
-    let mut senders = Vec::new();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(lean_requests(
+            address,
+            authorization,
+            count,
+            concurrency,
+            expected,
+            make,
+        ))
+    });
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+}
+
+async fn lean_requests(
+    address: String,
+    authorization: String,
+    count: usize,
+    concurrency: usize,
+    expected: u16,
+    make: impl Fn(usize) -> LeanRequest + Send + Sync + 'static,
+) -> anyhow::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut streams = Vec::new();
     for _ in 0..concurrency {
-        let stream = tokio::net::TcpStream::connect(address).await?;
+        let stream = tokio::net::TcpStream::connect(&address).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake::<
-            _,
-            http_body_util::Empty<hyper::body::Bytes>,
-        >(hyper_util::rt::TokioIo::new(stream))
-        .await?;
-        tokio::spawn(connection);
-        senders.push(sender);
+        streams.push(stream);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for mut sender in senders {
-        let (path, next, authorization, host) = (
-            path.clone(),
+    for mut stream in streams {
+        let (make, next, authorization, host) = (
+            make.clone(),
             next.clone(),
             authorization.clone(),
-            address.to_owned(),
+            address.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let mut request = Vec::with_capacity(512);
+            let mut buffer = vec![0u8; 64 * 1024];
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= count {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let request = http::Request::get(path(i))
-                    .header(http::header::HOST, &host)
-                    .header(http::header::AUTHORIZATION, &authorization)
-                    .body(http_body_util::Empty::new())?;
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
-                if status != 200 {
-                    bail!(
-                        "GET {}: {status} {}",
-                        path(i),
-                        String::from_utf8_lossy(&body)
-                    );
+                let (method, path, body) = make(i);
+                request.clear();
+                write!(
+                    request,
+                    "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: {authorization}\r\n"
+                )?;
+                if !body.is_empty() {
+                    write!(
+                        request,
+                        "content-type: application/json\r\ncontent-length: {}\r\n",
+                        body.len()
+                    )?;
+                }
+                request.extend_from_slice(b"\r\n");
+                request.extend_from_slice(&body);
+                stream.write_all(&request).await?;
+                let mut filled = 0;
+                loop {
+                    if filled == buffer.len() {
+                        bail!("{method} {path}: the answer exceeds {} bytes", buffer.len());
+                    }
+                    let read = stream.read(&mut buffer[filled..]).await?;
+                    if read == 0 {
+                        bail!("{method} {path}: the server closed the connection");
+                    }
+                    filled += read;
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut response = httparse::Response::new(&mut headers);
+                    let httparse::Status::Complete(head) = response.parse(&buffer[..filled])?
+                    else {
+                        continue;
+                    };
+                    let length = if response.code == Some(204) {
+                        0
+                    } else {
+                        response
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                            .ok_or_else(|| anyhow::anyhow!("{method} {path}: no Content-Length"))?
+                    };
+                    if filled < head + length {
+                        continue;
+                    }
+                    if response.code != Some(expected) {
+                        bail!(
+                            "{method} {path}: {:?} {}",
+                            response.code,
+                            String::from_utf8_lossy(&buffer[head..head + length])
+                        );
+                    }
+                    if filled != head + length {
+                        bail!("{method} {path}: bytes after the answer");
+                    }
+                    break;
                 }
             }
         }));
@@ -255,27 +327,28 @@ async fn main() -> anyhow::Result<()> {
         raw: rate(n, raw_elapsed),
     });
 
+    let address = cli
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     if cli.wants("update") {
         // 2a. Attribute updates, one request each (PATCH /entities/{id}/attrs).
         let cpu = ServerCpu::start(cli.server_pid);
         let updates = 20_000.min(n);
-        let (c, b, t) = (client.clone(), base.clone(), cli.token.clone());
-        let elapsed = run_concurrent(updates, cli.concurrency, move |i| {
-        let (c, b, t) = (c.clone(), b.clone(), t.clone());
-        async move {
-            let response = c
-                .patch(format!("{b}/entities/{}/attrs", id(i * 7 % n)))
-                .bearer_auth(&t)
-                .json(&json!({"occupancy": {"type": "Property", "value": "occupied", "observedAt": "2026-11-29T08:00:00Z"}}))
-                .send()
-                .await?;
-            if response.status() != 204 {
-                bail!("update: {}", response.status());
-            }
-            Ok(())
-        }
-    })
-    .await?;
+        let body = json!({"occupancy": {"type": "Property", "value": "occupied", "observedAt": "2026-11-29T08:00:00Z"}}).to_string();
+        let elapsed = run_lean(
+            &address,
+            &cli.token,
+            updates,
+            cli.concurrency,
+            204,
+            move |i| {
+                let path = format!("/ngsi-ld/v1/entities/{}/attrs", id(i * 7 % n));
+                ("PATCH", path, body.clone().into_bytes())
+            },
+        )
+        .await?;
         let raw_elapsed = raw_time(&raw, |db| raw_update(db, n, updates, 1))?;
         figures.push(Figure {
             name: "attribute updates (one per request)".into(),
@@ -320,16 +393,12 @@ async fn main() -> anyhow::Result<()> {
         // 3. Retrieve by id.
         // At the chosen concurrency, and with the 32 connections of a busier broker.
         let reads = 50_000;
-        let address = cli
-            .url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
         let raw_elapsed = raw_time(&raw, |db| raw_retrieve(db, n, reads))?;
         for connections in [cli.concurrency, 32] {
             let cpu = ServerCpu::start(cli.server_pid);
-            let elapsed = run_lean_gets(&address, &cli.token, reads, connections, move |i| {
-                format!("/ngsi-ld/v1/entities/{}", id(i * 13 % n))
+            let elapsed = run_lean(&address, &cli.token, reads, connections, 200, move |i| {
+                let path = format!("/ngsi-ld/v1/entities/{}", id(i * 13 % n));
+                ("GET", path, Vec::new())
             })
             .await?;
             figures.push(Figure {

@@ -102,6 +102,11 @@ impl Context {
         Self::default()
     }
 
+    /// Does this context name no terms beyond the core context's?
+    pub fn is_core(&self) -> bool {
+        self.user.expand.is_empty() && self.user.compact.is_empty()
+    }
+
     /// Builds a context from an `@context` value: a URL, an object of terms, or an array of
     /// both. Only the core context's URLs are resolved; other remote contexts are refused
     /// (the broker never reaches out to the internet).

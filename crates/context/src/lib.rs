@@ -3,6 +3,7 @@
 //! department reads its own and the city's open data, a platform admin reads all.
 
 pub mod api;
+mod cache;
 pub mod city;
 pub mod errors;
 pub mod geoquery;
@@ -32,6 +33,9 @@ pub struct ContextConfig {
     pub max_limit: usize,
     /// URL prefixes remote user @contexts may be fetched from (nothing else is fetched).
     pub context_allow: Vec<String>,
+    /// Memory for recently read entities, kept parsed for retrievals by id (SQLite only, where
+    /// this broker is the only writer); 0 turns the cache off.
+    pub entity_cache_bytes: u64,
 }
 
 impl Default for ContextConfig {
@@ -41,6 +45,7 @@ impl Default for ContextConfig {
             default_tenant: "city".into(),
             max_limit: 100_000,
             context_allow: Vec::new(),
+            entity_cache_bytes: 64 << 20,
         }
     }
 }
@@ -63,6 +68,8 @@ pub struct BrokerParts {
     pub config: ContextConfig,
     pub notifier: subscriptions::Notifier,
     pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
+    /// `None` on PostgreSQL: other nodes write to the same entities.
+    cache: Option<std::sync::Arc<cache::EntityCache>>,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -75,12 +82,62 @@ pub enum Viewer {
     Public,
 }
 
+impl Viewer {
+    /// Does `stored` exist for this viewer? (What [`ContextBroker::visibility`] asks the
+    /// database.)
+    pub fn sees(&self, stored: &Stored) -> bool {
+        match self {
+            Viewer::All => true,
+            Viewer::Department(department) => stored.public || stored.owner == *department,
+            Viewer::Public => stored.public,
+        }
+    }
+}
+
 /// A stored entity with its owner.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub entity: Entity,
     pub owner: String,
     pub public: bool,
+}
+
+/// An entity as [`ContextBroker::get`] returns it, with the answers to the plain retrievals of
+/// it (core context, whole entity, one per format) made once while it stays cached.
+#[derive(Debug)]
+pub struct Retrieved {
+    pub stored: Stored,
+    bodies: [std::sync::OnceLock<axum::body::Bytes>; 3],
+}
+
+impl std::ops::Deref for Retrieved {
+    type Target = Stored;
+    fn deref(&self) -> &Stored {
+        &self.stored
+    }
+}
+
+impl Retrieved {
+    fn new(stored: Stored) -> Self {
+        Self {
+            stored,
+            bodies: Default::default(),
+        }
+    }
+
+    /// The answer in `format`, made by `make` the first time.
+    pub fn body(
+        &self,
+        format: model::Format,
+        make: impl FnOnce() -> Result<Vec<u8>, Problem>,
+    ) -> Result<axum::body::Bytes, Problem> {
+        let slot = &self.bodies[format as usize];
+        if let Some(body) = slot.get() {
+            return Ok(body.clone());
+        }
+        let body = axum::body::Bytes::from(make()?);
+        Ok(slot.get_or_init(|| body).clone())
+    }
 }
 
 /// Which entities a query reads from storage; the rest of the query runs on them in memory.
@@ -98,6 +155,9 @@ pub struct Selection {
 }
 
 const COLUMNS: &str = "id, types, attrs, created_at, modified_at, owner_department, public";
+/// An entity by tenant and id, whoever may see it.
+const SELECT_BY_ID: &str = "SELECT id, types, attrs, created_at, modified_at, owner_department, public \
+     FROM ngsi_entities WHERE tenant = $1 AND id = $2";
 
 type Row = (String, String, String, String, String, String, i64);
 
@@ -150,12 +210,15 @@ impl ContextBroker {
                 }
             }
         });
+        let cache = (db.backend() == Backend::Sqlite && config.entity_cache_bytes > 0)
+            .then(|| std::sync::Arc::new(cache::EntityCache::new(config.entity_cache_bytes)));
         Ok(Self(std::sync::Arc::new(BrokerParts {
             db,
             identity,
             config,
             notifier,
             contexts,
+            cache,
         })))
     }
 
@@ -189,24 +252,56 @@ impl ContextBroker {
         tenant: &str,
         id: &str,
         viewer: &Viewer,
-    ) -> Result<Option<Stored>, Problem> {
-        let (visible, department) = Self::visibility(viewer, 3);
-        let sql =
-            format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}");
+    ) -> Result<Option<std::sync::Arc<Retrieved>>, Problem> {
+        let Some(cache) = &self.cache else {
+            let (visible, department) = Self::visibility(viewer, 3);
+            let sql = format!(
+                "SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}"
+            );
+            let mut params = vec![tenant, id];
+            if let Some(department) = &department {
+                params.push(department);
+            }
+            let row = self.read_row(&sql, &params).await?;
+            return Ok(row
+                .map(from_row)
+                .transpose()?
+                .map(|stored| std::sync::Arc::new(Retrieved::new(stored))));
+        };
+        if let Some(entity) = cache.get(tenant, id) {
+            return Ok(viewer.sees(&entity).then_some(entity));
+        }
+        let ticket = cache.ticket(tenant, id);
+        let Some(row) = self.read_row(SELECT_BY_ID, &[tenant, id]).await? else {
+            return Ok(None);
+        };
+        let text_bytes = row.1.len() + row.2.len();
+        let entity = std::sync::Arc::new(Retrieved::new(from_row(row)?));
+        cache.fill(tenant, ticket, &entity, text_bytes);
+        Ok(viewer.sees(&entity).then_some(entity))
+    }
+
+    /// The row `sql` selects, read outside any write.
+    async fn read_row(&self, sql: &str, params: &[&str]) -> Result<Option<Row>, Problem> {
         // On SQLite a point read is a few microseconds: done in place on a reader connection
         // instead of a round trip through the pool's worker thread (two thread switches).
-        let mut params = vec![tenant, id];
-        if let Some(department) = &department {
-            params.push(department);
-        }
-        let direct = self
+        match self
             .db
-            .read_direct(|connection| row_direct(connection, &sql, &params));
-        let row = match direct {
-            Some(row) => row?,
-            None => row_pool(self.db.pool(), &sql, &params).await?,
-        };
-        row.map(from_row).transpose()
+            .read_direct(|connection| row_direct(connection, sql, params))
+        {
+            Some(row) => row,
+            None => row_pool(self.db.pool(), sql, params).await,
+        }
+    }
+
+    /// After `tx` commits, no cached copy of `ids` is left (see [`cache`]).
+    fn forget_after_commit(&self, tx: &mut Write, tenant: &str, ids: Vec<String>) {
+        if let Some(cache) = &self.cache {
+            let (cache, tenant) = (cache.clone(), tenant.to_owned());
+            tx.after_commit(Box::new(move || {
+                cache.forget(&tenant, ids.iter().map(String::as_str));
+            }));
+        }
     }
 
     /// Stores a new entity; AlreadyExists when the id is taken in this tenant.
@@ -315,6 +410,7 @@ impl ContextBroker {
                     stored.entity.modified_at = entity.modified_at.clone();
                     let changed =
                         update_row(&mut tx, tenant, &before, &stored.entity, false).await?;
+                    self.forget_after_commit(&mut tx, tenant, vec![entity.id.clone()]);
                     changes.push((stored.entity, changed));
                 }
             }
@@ -337,6 +433,7 @@ impl ContextBroker {
                 &[Arg::Text(tenant), Arg::Text(id), Arg::Int(i64::from(open))],
             )
             .await?;
+        self.forget_after_commit(&mut tx, tenant, vec![id.to_owned()]);
         tx.commit().await?;
         Ok(updated > 0)
     }
@@ -437,6 +534,7 @@ impl ContextBroker {
         }
         let types_changed = types_before != stored.entity.types;
         let changed = update_row(tx, tenant, &before, &stored.entity, types_changed).await?;
+        self.forget_after_commit(tx, tenant, vec![id.to_owned()]);
         Ok(Ok((stored, changed)))
     }
 
@@ -461,6 +559,7 @@ impl ContextBroker {
         ] {
             tx.execute(sql, &[Arg::Text(tenant), Arg::Text(id)]).await?;
         }
+        self.forget_after_commit(&mut tx, tenant, vec![id.to_owned()]);
         tx.commit().await?;
         Ok(())
     }

@@ -18,7 +18,7 @@ mod write;
 
 pub use migrate::{Migration, MigrationSet};
 pub use sqlx;
-pub use write::{Arg, DirectWrite, Write, sqlite_problem};
+pub use write::{AfterCommit, Arg, DirectWrite, Write, sqlite_problem};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
@@ -133,6 +133,8 @@ pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
+    /// Run after the commit ([`Write::after_commit`]).
+    after_commit: Vec<write::AfterCommit>,
 }
 
 impl WriteTx {
@@ -142,6 +144,9 @@ impl WriteTx {
 
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        for work in self.after_commit {
+            work();
+        }
         Ok(())
     }
 }
@@ -296,6 +301,7 @@ impl Db {
             tx,
             backend: self.backend,
             _writer: writer,
+            after_commit: Vec::new(),
         })
     }
 

@@ -31,6 +31,11 @@ impl rusqlite::ToSql for Arg<'_> {
     }
 }
 
+/// Work to do once a write's changes are committed (and not at all if they are not): e.g.
+/// dropping cached copies of what it changed. Whoever commits the transaction runs it, so it
+/// runs even when the writer itself was cancelled after handing its changes to a group.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
 /// A write transaction: [`Db::begin_fast_write`].
 pub enum Write {
     Pool(WriteTx),
@@ -65,6 +70,8 @@ struct GroupState {
     slot: Option<OwnedMutexGuard<()>>,
     /// Writers whose savepoints were released, waiting for the commit.
     waiters: Vec<oneshot::Sender<Result<(), Problem>>>,
+    /// Their [`AfterCommit`] work.
+    after_commit: Vec<AfterCommit>,
 }
 
 /// The most writes one commit serves; bounds the wait of the first of them.
@@ -98,6 +105,12 @@ impl GroupState {
             Err(problem) => Err(problem),
         };
         self.slot = None;
+        let after_commit = std::mem::take(&mut self.after_commit);
+        if result.is_ok() {
+            for work in after_commit {
+                work();
+            }
+        }
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }
@@ -129,6 +142,8 @@ pub struct DirectWrite {
     pauses: usize,
     gate: Arc<tokio::sync::Mutex<GroupState>>,
     queued: Arc<AtomicUsize>,
+    /// Dropped unrun when this write rolls back.
+    after_commit: Vec<AfterCommit>,
 }
 
 /// A rusqlite error as the client sees it: a key conflict is 409, anything else a logged 500.
@@ -170,6 +185,7 @@ impl DirectWrite {
         let Some(mut state) = self.state.take() else {
             return Err(Problem::internal("the write is over"));
         };
+        state.after_commit.append(&mut self.after_commit);
         let hand_on = self.queued.load(Ordering::SeqCst) > 0 && state.waiters.len() < GROUP_LIMIT;
         if !hand_on {
             return state.finish();
@@ -248,6 +264,14 @@ impl Write {
         }
     }
 
+    /// Runs `work` once this write's changes are committed; never if they roll back.
+    pub fn after_commit(&mut self, work: AfterCommit) {
+        match self {
+            Write::Direct(direct) => direct.after_commit.push(work),
+            Write::Pool(tx) => tx.after_commit.push(work),
+        }
+    }
+
     /// Called between the items of a batch: every 64th call lets other tasks run. The writer
     /// slot stays held, so nothing else writes meanwhile; a direct write would otherwise keep
     /// its worker thread for the whole batch.
@@ -297,6 +321,7 @@ impl Db {
             pauses: 0,
             gate: self.group.gate.clone(),
             queued: self.group.queued.clone(),
+            after_commit: Vec::new(),
         }))
     }
 

@@ -198,12 +198,16 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
     );
     drop(kind);
 
+    // Work after the commit runs for committed writes only, before they are acknowledged.
+    let after_commit = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut tasks = Vec::new();
     for i in 0..96_i64 {
-        let db = test.db.clone();
+        let (db, after_commit) = (test.db.clone(), after_commit.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("r{i:03}");
             let mut tx = db.begin_fast_write().await.expect("fast write");
+            let (ran, done) = (after_commit.clone(), id.clone());
+            tx.after_commit(Box::new(move || ran.lock().expect("lock").push(done)));
             tx.execute(
                 insert,
                 &[
@@ -243,6 +247,7 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
                 }
                 _ => {
                     tx.commit().await.expect("commit");
+                    assert!(after_commit.lock().expect("lock").contains(&id));
                     // Acknowledged means committed: a pool reader sees it at once.
                     let seen: i64 =
                         sqlx::query_scalar("SELECT COUNT(*) FROM readings WHERE id = $1")
@@ -270,6 +275,9 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
             .expect("rows");
     assert_eq!(stored.len(), 48);
     assert_eq!(stored, committed);
+    let mut ran = after_commit.lock().expect("lock").clone();
+    ran.sort();
+    assert_eq!(ran, committed, "work after the commit");
     // The writer is free again for the pool's transactions.
     let mut tx = test.db.begin_write().await.expect("pool write");
     sqlx::query("DELETE FROM readings WHERE id = 'taken'")

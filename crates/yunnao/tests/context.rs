@@ -1804,7 +1804,223 @@ async fn moved_entities_are_found_where_they_are(backend: TestBackend) {
     assert!(!found(&broker.get_json(&near(120.45, 36.10)).await));
 }
 
+/// Every kind of write shows in the next retrieval by id, though retrievals are served from
+/// the broker's cache of recently read entities; and readers racing writers never see a value
+/// go back.
+async fn retrievals_show_every_write_at_once(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:ParkingSpot:qd-011";
+    let path = format!("/entities/{id}");
+    let occupancy = |entity: &Value| entity["occupancy"]["value"].clone();
+    let batch_spot = |value: &str| {
+        json!([{"id": id, "type": "ParkingSpot",
+            "occupancy": {"type": "Property", "value": value}}])
+    };
+    // (what the write is, method, path, body, expected status, occupancy read back after it)
+    let steps: Vec<(&str, Method, String, Value, u16, Value)> = vec![
+        (
+            "create",
+            Method::POST,
+            "/entities".into(),
+            spot(11, 120.38, 36.06, "free", 2),
+            201,
+            json!("free"),
+        ),
+        (
+            "update attrs",
+            Method::PATCH,
+            format!("{path}/attrs"),
+            json!({"occupancy": {"type": "Property", "value": "occupied"}}),
+            204,
+            json!("occupied"),
+        ),
+        (
+            "append attrs",
+            Method::POST,
+            format!("{path}/attrs"),
+            json!({"occupancy": {"type": "Property", "value": "closed"}}),
+            204,
+            json!("closed"),
+        ),
+        (
+            "partial attribute update",
+            Method::PATCH,
+            format!("{path}/attrs/occupancy"),
+            json!({"value": "free"}),
+            204,
+            json!("free"),
+        ),
+        (
+            "replace attribute",
+            Method::PUT,
+            format!("{path}/attrs/occupancy"),
+            json!({"type": "Property", "value": "reserved"}),
+            204,
+            json!("reserved"),
+        ),
+        (
+            "delete attribute",
+            Method::DELETE,
+            format!("{path}/attrs/occupancy"),
+            Value::Null,
+            204,
+            Value::Null,
+        ),
+        (
+            "merge entity",
+            Method::PATCH,
+            path.clone(),
+            json!({"occupancy": {"type": "Property", "value": "occupied"}}),
+            204,
+            json!("occupied"),
+        ),
+        (
+            "replace entity",
+            Method::PUT,
+            path.clone(),
+            json!({"type": "ParkingSpot", "occupancy": {"type": "Property", "value": "free"}}),
+            204,
+            json!("free"),
+        ),
+        (
+            "batch update",
+            Method::POST,
+            "/entityOperations/update".into(),
+            batch_spot("closed"),
+            204,
+            json!("closed"),
+        ),
+        (
+            "batch upsert",
+            Method::POST,
+            "/entityOperations/upsert?options=update".into(),
+            batch_spot("reserved"),
+            204,
+            json!("reserved"),
+        ),
+    ];
+    for (what, method, target, body, status, expected) in steps {
+        let response = if body.is_null() {
+            broker
+                .call(method, &target, Some(&broker.token))
+                .send()
+                .await
+                .expect("sent")
+        } else {
+            broker.send(method, &target, body).await
+        };
+        assert_eq!(
+            response.status(),
+            status,
+            "{what}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let read = broker.get_json(&path).await;
+        assert_eq!(occupancy(&read), expected, "after {what}: {read}");
+        // Read twice: the second is served from the cache.
+        assert_eq!(
+            broker.get_json(&path).await,
+            read,
+            "after {what}, read again"
+        );
+    }
+    let deleted = broker
+        .call(Method::DELETE, &path, Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(broker.get(&path).await, 404, "ResourceNotFound").await;
+    let again = broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(11, 120.38, 36.06, "occupied", 2),
+        )
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(occupancy(&broker.get_json(&path).await), json!("occupied"));
+    let batch_deleted = broker
+        .send(Method::POST, "/entityOperations/delete", json!([id]))
+        .await;
+    assert_eq!(batch_deleted.status(), 204);
+    expect_ngsi_error(broker.get(&path).await, 404, "ResourceNotFound").await;
+
+    // Writers count up one attribute each while readers keep reading: every reader sees each
+    // count only go up, and once the writers are done everyone reads their last counts.
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(12, 120.38, 36.06, "free", 2),
+        )
+        .await;
+    let path = "/entities/urn:ngsi-ld:ParkingSpot:qd-012".to_owned();
+    let writers = 4;
+    let counts = 40;
+    for writer in 0..writers {
+        let appended = broker
+            .send(
+                Method::POST,
+                &format!("{path}/attrs"),
+                json!({format!("count{writer}"): 0}),
+            )
+            .await;
+        assert_eq!(appended.status(), 204);
+    }
+    let broker = std::sync::Arc::new(broker);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..6 {
+        let (broker, done, path) = (broker.clone(), done.clone(), path.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen = vec![0i64; writers];
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
+                let entity = broker.get_json(&format!("{path}?options=keyValues")).await;
+                for (writer, last) in seen.iter_mut().enumerate() {
+                    let count = entity[format!("count{writer}")].as_i64().expect("count");
+                    assert!(
+                        count >= *last,
+                        "count{writer} went back from {last} to {count}"
+                    );
+                    *last = count;
+                }
+                reads += 1;
+            }
+        }));
+    }
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let (broker, path) = (broker.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            for count in 1..=counts {
+                let response = broker
+                    .send(
+                        Method::PATCH,
+                        &format!("{path}/attrs"),
+                        json!({format!("count{writer}"): count}),
+                    )
+                    .await;
+                assert_eq!(response.status(), 204);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    let last = broker.get_json(&format!("{path}?options=keyValues")).await;
+    for writer in 0..writers {
+        assert_eq!(last[format!("count{writer}")], json!(counts), "{last}");
+    }
+}
+
 backend_tests!(
+    retrievals_show_every_write_at_once,
     moved_entities_are_found_where_they_are,
     entity_changes_commit_with_their_audit_records,
     remote_contexts_come_only_from_the_allow_list_and_are_cached,
