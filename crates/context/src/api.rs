@@ -911,6 +911,7 @@ fn entity_query(
             ids,
             bbox: geo.as_ref().and_then(GeoQuery::prefilter),
             page: None,
+            page_if_decided: None,
             conditions: Vec::new(),
         },
         id_pattern,
@@ -960,14 +961,23 @@ async fn run_query(
         selection.page = Some((query.offset, query.limit));
     }
     if let Some(q) = &query.q {
-        selection.conditions =
+        let prefilter =
             crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
+        let only_q = query.id_pattern.is_none() && query.geo.is_none() && query.attrs.is_none();
+        if prefilter.complete && only_q {
+            selection.page_if_decided = Some((query.offset, query.limit));
+        }
+        selection.conditions = prefilter.conditions;
     }
-    let (stored, total) = broker
+    let selected = broker
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
-    let (page, total): (Vec<Stored>, i64) = if in_memory {
-        let matching: Vec<Stored> = stored.into_iter().filter(|s| query.keeps(s)).collect();
+    let (page, total): (Vec<Stored>, i64) = if !selected.paged {
+        let matching: Vec<Stored> = selected
+            .entities
+            .into_iter()
+            .filter(|s| query.keeps(s))
+            .collect();
         let total = matching.len() as i64;
         (
             matching
@@ -978,8 +988,7 @@ async fn run_query(
             total,
         )
     } else {
-        let total = total.unwrap_or(0);
-        (stored, total)
+        (selected.entities, selected.total.unwrap_or(0))
     };
     let body = Value::Array(
         page.iter()
@@ -1109,7 +1118,7 @@ struct Inventory {
 }
 
 async fn inventory(broker: &ContextBroker, request: &Request) -> NgsiResult<Inventory> {
-    let (stored, _) = broker
+    let selected = broker
         .select(
             &request.tenant,
             &request.viewer,
@@ -1118,7 +1127,7 @@ async fn inventory(broker: &ContextBroker, request: &Request) -> NgsiResult<Inve
         )
         .await?;
     let mut inventory = Inventory::default();
-    for s in &stored {
+    for s in &selected.entities {
         for type_iri in &s.entity.types {
             let entry = inventory.types.entry(type_iri.clone()).or_default();
             entry.0 += 1;
@@ -1838,12 +1847,14 @@ async fn temporal_query(
     let mut selection = query.selection.clone();
     if let Some(q) = &query.q {
         selection.conditions =
-            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
+            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres)
+                .conditions;
     }
-    let (stored, _) = broker
+    let selected = broker
         .select(&request.tenant, &request.viewer, &selection, false)
         .await?;
-    let matching: Vec<Stored> = stored
+    let matching: Vec<Stored> = selected
+        .entities
         .into_iter()
         .filter(|s| query.keeps(s))
         .skip(offset)

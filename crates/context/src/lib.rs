@@ -150,8 +150,21 @@ pub struct Selection {
     pub bbox: Option<(f64, f64, f64, f64)>,
     /// Pagination done by the database when nothing else filters in memory.
     pub page: Option<(usize, usize)>,
+    /// Pagination done by the database if `conditions` decide every candidate (a complete
+    /// [`query::Prefilter`]); otherwise every candidate is read for the exact evaluation.
+    pub page_if_decided: Option<(usize, usize)>,
     /// Further conditions (`?` placeholders with their values), e.g. a `q` pre-filter.
     pub conditions: Vec<(String, Vec<query::SqlValue>)>,
+}
+
+/// What [`ContextBroker::select`] read.
+#[derive(Debug)]
+pub struct Selected {
+    pub entities: Vec<Stored>,
+    /// The database paged (and counted, when asked): `entities` is the page.
+    pub paged: bool,
+    /// How many there are, when the database counted.
+    pub total: Option<i64>,
 }
 
 const COLUMNS: &str = "id, types, attrs, created_at, modified_at, owner_department, public";
@@ -564,17 +577,16 @@ impl ContextBroker {
         Ok(())
     }
 
-    /// Entities of the selection visible to `viewer`, ordered by id, and how many there are
-    /// when the database paginated.
+    /// Entities of the selection visible to `viewer`, ordered by id (see [`Selected`]).
     pub async fn select(
         &self,
         tenant: &str,
         viewer: &Viewer,
         selection: &Selection,
         count: bool,
-    ) -> Result<(Vec<Stored>, Option<i64>), Problem> {
+    ) -> Result<Selected, Problem> {
         let mut conditions = String::from("tenant = $1");
-        let mut from = "ngsi_entities";
+        let mut from = "ngsi_entities".to_owned();
         let mut binds: Vec<Bind> = vec![Bind::Text(tenant.to_owned())];
         let param = |binds: &mut Vec<Bind>, value: Bind| {
             binds.push(value);
@@ -623,7 +635,8 @@ impl ContextBroker {
             match self.db.backend() {
                 Backend::Sqlite => {
                     from = "ngsi_entities_rtree CROSS JOIN ngsi_entities \
-                            ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid";
+                            ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid"
+                        .to_owned();
                     conditions.push_str(&format!(
                         " AND west <= {a} AND east >= {b} AND south <= {c} AND north >= {d}"
                     ));
@@ -633,7 +646,7 @@ impl ContextBroker {
                 )),
             }
         }
-        for (condition, values) in &selection.conditions {
+        let bound = |binds: &mut Vec<Bind>, condition: &str, values: &[query::SqlValue]| {
             let mut values = values.iter();
             let mut sql = String::new();
             for (i, piece) in condition.split('?').enumerate() {
@@ -643,12 +656,15 @@ impl ContextBroker {
                         Some(query::SqlValue::Real(real)) => Bind::Real(*real),
                         None => return Err(Problem::internal("a condition lacks a value")),
                     };
-                    sql.push_str(&param(&mut binds, value));
+                    sql.push_str(&param(binds, value));
                 }
                 sql.push_str(piece);
             }
+            Ok(sql)
+        };
+        for (condition, values) in &selection.conditions {
             conditions.push_str(" AND ");
-            conditions.push_str(&sql);
+            conditions.push_str(&bound(&mut binds, condition, values)?);
         }
         match viewer {
             Viewer::All => {}
@@ -658,19 +674,48 @@ impl ContextBroker {
             }
             Viewer::Public => conditions.push_str(" AND public = 1"),
         }
-        let total = match (selection.page, count) {
-            (Some(_), true) => {
-                let sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
-                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-                for bind in &binds {
-                    query = bind.apply_scalar(query);
-                }
-                Some(query.fetch_one(self.db.pool()).await.db()?)
+        let mut page = selection.page;
+        let mut total = None;
+        if let (None, Some(decided_page)) = (page, selection.page_if_decided) {
+            // One pass over the candidates: how many, and how many a condition left undecided
+            // (2). With none undecided the conditions are the exact test: the database pages.
+            let mut pair_binds = binds.clone();
+            let mut undecided = Vec::new();
+            for (condition, values) in &selection.conditions {
+                undecided.push(format!(
+                    "{} = 2",
+                    bound(&mut pair_binds, condition, values)?
+                ));
             }
-            _ => None,
-        };
+            let undecided = if undecided.is_empty() {
+                "0".to_owned()
+            } else {
+                undecided.join(" OR ")
+            };
+            let sql = format!(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {undecided} THEN 1 ELSE 0 END), 0) \
+                 FROM {from} WHERE {conditions}"
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+            for bind in &pair_binds {
+                query = bind.apply(query);
+            }
+            let (candidates, undecided) = query.fetch_one(self.db.pool()).await.db()?;
+            if undecided == 0 {
+                page = Some(decided_page);
+                total = Some(candidates);
+            }
+        }
+        if let (Some(_), true, None) = (page, count, total) {
+            let sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
+            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for bind in &binds {
+                query = bind.apply_scalar(query);
+            }
+            total = Some(query.fetch_one(self.db.pool()).await.db()?);
+        }
         let mut sql = format!("SELECT {COLUMNS} FROM {from} WHERE {conditions} ORDER BY id");
-        if let Some((offset, limit)) = selection.page {
+        if let Some((offset, limit)) = page {
             sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
         }
         let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
@@ -678,8 +723,12 @@ impl ContextBroker {
             query = bind.apply(query);
         }
         let rows = query.fetch_all(self.db.pool()).await.db()?;
-        let stored = rows.into_iter().map(from_row).collect::<Result<_, _>>()?;
-        Ok((stored, total))
+        let entities = rows.into_iter().map(from_row).collect::<Result<_, _>>()?;
+        Ok(Selected {
+            entities,
+            paged: page.is_some(),
+            total: total.filter(|_| count),
+        })
     }
 }
 

@@ -479,27 +479,47 @@ pub enum SqlValue {
     Real(f64),
 }
 
-/// Conditions (SQL with `?` for each value, in order) that every entity `expr` matches also
-/// satisfies, so the database narrows the candidates; the exact test still runs in memory.
-/// Only the terms of a top-level conjunction that compare an attribute's own value with a
-/// number, a string (equality) or a boolean are translated; values of other JSON types, arrays,
-/// multi-instance attributes and relationships pass the filter, so it never drops a match.
-pub fn prefilter(expr: &Expr, postgres: bool) -> Vec<(String, Vec<SqlValue>)> {
-    let terms: Vec<&Term> = match expr {
-        Expr::Term(term) => vec![term],
-        Expr::And(items) => items
-            .iter()
-            .filter_map(|e| match e {
-                Expr::Term(term) => Some(term),
-                _ => None,
-            })
-            .collect(),
-        Expr::Or(_) => Vec::new(),
+/// What the database can check of a `q` expression: [`prefilter`].
+#[derive(Debug, Default, Clone)]
+pub struct Prefilter {
+    /// Conditions (SQL with `?` for each value, in order) that every entity the expression
+    /// matches also satisfies, so the database narrows the candidates. Each is a CASE that is
+    /// 1 where it decides the term holds, 2 where only the exact evaluation can tell (e.g. an
+    /// array or a multi-instance attribute), 0 where it does not hold; on PostgreSQL a truth
+    /// value (never "decided").
+    pub conditions: Vec<(String, Vec<SqlValue>)>,
+    /// The conditions are the whole expression: where none of them is 2 (SQLite), they decide
+    /// the match exactly and the database may count and page.
+    pub complete: bool,
+}
+
+/// Translates the terms of a top-level conjunction that compare an attribute's own value with
+/// a number, a string (equality) or a boolean; other terms are left to the exact evaluation
+/// in memory, which always runs unless the conditions decided every candidate.
+pub fn prefilter(expr: &Expr, postgres: bool) -> Prefilter {
+    let (terms, whole): (Vec<&Term>, bool) = match expr {
+        Expr::Term(term) => (vec![term], true),
+        Expr::And(items) => {
+            let terms: Vec<&Term> = items
+                .iter()
+                .filter_map(|e| match e {
+                    Expr::Term(term) => Some(term),
+                    _ => None,
+                })
+                .collect();
+            let whole = terms.len() == items.len();
+            (terms, whole)
+        }
+        Expr::Or(_) => (Vec::new(), false),
     };
-    terms
-        .into_iter()
+    let conditions: Vec<_> = terms
+        .iter()
         .filter_map(|term| term_condition(term, postgres))
-        .collect()
+        .collect();
+    Prefilter {
+        complete: whole && conditions.len() == terms.len() && !postgres,
+        conditions,
+    }
 }
 
 /// SQL text with `?` placeholders and their values, in order.
@@ -626,7 +646,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
         // once per row (this runs over every candidate of a query, and for its count).
         sql.push("(CASE json_type(attrs, ")
             .bind(SqlValue::Text(path))
-            .push(") WHEN 'array' THEN 1 WHEN 'object' THEN CASE ");
+            .push(") WHEN 'array' THEN 2 WHEN 'object' THEN CASE ");
         value_type(&mut sql);
         let not = |sql: &mut Sql, types: &[&str]| {
             for t in types {
@@ -669,7 +689,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
         }
         // No value member, or an object, array or text where a number was asked: let the
         // exact evaluation decide. A missing attribute: no.
-        sql.push(" ELSE 1 END ELSE 0 END)");
+        sql.push(" ELSE 2 END ELSE 0 END)");
     }
     Some((sql.text, sql.values))
 }
@@ -727,6 +747,87 @@ mod tests {
             let expr = parse(q, &context).unwrap_or_else(|e| panic!("{q}: {e}"));
             assert_eq!(expr.matches(&entity), expected, "{q}");
         }
+    }
+
+    /// The SQLite conditions never contradict the exact evaluation, and where they decide
+    /// (no 2) they are the exact evaluation: the database may then count and page.
+    #[test]
+    fn database_conditions_decide_only_what_they_decide_exactly() {
+        let context = Context::core();
+        let entities = [
+            json!({"capacity": 45, "occupancy": "free", "open": true}),
+            json!({"capacity": 40.0, "occupancy": "occupied", "open": false}),
+            json!({"capacity": 12, "occupancy": {"value": "free", "observedAt": "2026-11-29T07:00:00Z"}}),
+            json!({"capacity": "45", "occupancy": ["free", "occupied"]}),
+            json!({"capacity": [41, 3], "occupancy": {"value": {"state": "free"}}}),
+            json!({"capacity": [{"type": "Property", "value": 50, "datasetId": "urn:a"},
+                {"type": "Property", "value": 5, "datasetId": "urn:b"}]}),
+            json!({"capacity": {"type": "Relationship", "object": "urn:ngsi-ld:Thing:1"}, "open": "true"}),
+            json!({"occupancy": "free"}),
+        ];
+        let queries = [
+            "capacity>=40",
+            "capacity>40;occupancy==\"free\"",
+            "capacity==40..50",
+            "capacity<13",
+            "capacity==45",
+            "occupancy==\"free\"",
+            "occupancy==free",
+            "open==true",
+            "open==false",
+            "capacity>=40;open==true",
+        ];
+        let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+        db.execute_batch("CREATE TABLE e (attrs TEXT)")
+            .expect("table");
+        let mut undecided_seen = 0;
+        for (n, attrs) in entities.iter().enumerate() {
+            let mut entity = attrs.clone();
+            entity["id"] = json!(format!("urn:ngsi-ld:Spot:{n}"));
+            entity["type"] = json!("Spot");
+            let entity = parse_entity(entity, &context, "2026-11-29T08:00:00Z").expect("entity");
+            let text = serde_json::to_string(&entity.attrs).expect("json");
+            for q in queries {
+                let expr = parse(q, &context).expect(q);
+                let prefilter = prefilter(&expr, false);
+                assert!(prefilter.complete, "{q}");
+                let mut decided = Some(true);
+                for (condition, values) in &prefilter.conditions {
+                    let sql = format!(
+                        "SELECT {condition} FROM (SELECT ?{} AS attrs)",
+                        values.len() + 1
+                    );
+                    let mut params: Vec<rusqlite::types::Value> = values
+                        .iter()
+                        .map(|v| match v {
+                            SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                            SqlValue::Real(r) => rusqlite::types::Value::Real(*r),
+                        })
+                        .collect();
+                    params.push(rusqlite::types::Value::Text(text.clone()));
+                    let outcome: i64 = db
+                        .query_row(&sql, rusqlite::params_from_iter(params), |row| row.get(0))
+                        .unwrap_or_else(|e| panic!("{q}: {sql}: {e}"));
+                    decided = match (decided, outcome) {
+                        (_, 0) | (Some(false), _) => Some(false),
+                        (Some(true), 1) => Some(true),
+                        _ => None,
+                    };
+                    if outcome == 0 {
+                        break;
+                    }
+                }
+                let exact = expr.matches(&entity);
+                match decided {
+                    Some(decision) => assert_eq!(decision, exact, "{q} on {attrs}"),
+                    None => undecided_seen += 1,
+                }
+            }
+        }
+        assert!(
+            undecided_seen > 0,
+            "arrays and multi-instance attributes are left undecided"
+        );
     }
 
     #[test]

@@ -198,7 +198,12 @@ impl Db {
                         // WAL lets readers run beside the writer; NORMAL is durable across
                         // process crashes in WAL mode; busy_timeout covers other processes;
                         // checkpoints are the checkpointer's (see `SQLITE_WRITER_PRAGMAS`).
-                        sqlx::raw_sql(SQLITE_WRITER_PRAGMAS).execute(conn).await?;
+                        sqlx::raw_sql(SQLITE_WRITER_PRAGMAS)
+                            .execute(&mut *conn)
+                            .await?;
+                        // Scans (queries over many entities, reports) read pages through the
+                        // OS's file cache instead of copying each into a 2 MiB page cache.
+                        sqlx::raw_sql(SQLITE_READER_MMAP).execute(conn).await?;
                     }
                     Ok(())
                 })
@@ -250,7 +255,7 @@ impl Db {
                 connection.busy_timeout(Duration::from_secs(5))?;
                 // Pages straight from the OS's file cache, shared by all readers, instead of
                 // each connection's own 2 MiB page cache missing and copying.
-                connection.execute_batch("PRAGMA mmap_size = 268435456;")?;
+                connection.execute_batch(SQLITE_READER_MMAP)?;
                 Ok(connection)
             }) {
                 Ok(connection) => connection,
@@ -334,6 +339,10 @@ impl Db {
 pub const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA temp_store = MEMORY;";
+
+/// Reads through `mmap` (up to 256 MiB of the file): pages come from the OS's file cache,
+/// shared by every connection.
+const SQLITE_READER_MMAP: &str = "PRAGMA mmap_size = 268435456;";
 
 /// Copies the WAL back into the database file every 100 ms (a PASSIVE checkpoint: it never
 /// waits for or blocks a writer or reader), for as long as the database handle lives.

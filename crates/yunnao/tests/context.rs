@@ -582,6 +582,34 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
     assert_eq!(filtered.headers()["ngsild-results-count"], "20");
     let page: Value = filtered.json().await.expect("json");
     assert_eq!(ids(&page).len(), 5);
+    // Pages and counts are the same whether the database decides q (plain values) or the
+    // exact evaluation must look (a list and a number as text among the sites).
+    for q in [
+        "occupancy==\"free\";capacity>=4",
+        "capacity>=25",
+        "capacity>=35",
+    ] {
+        let all = ids(&broker
+            .get_json(&format!(
+                "/entities?type=ParkingSpot,ParkingSite&q={q}&limit=1000"
+            ))
+            .await);
+        for offset in [0, 1, 3] {
+            let response = broker
+                .get(&format!(
+                    "/entities?type=ParkingSpot,ParkingSite&q={q}&limit=2&offset={offset}&count=true"
+                ))
+                .await;
+            assert_eq!(
+                response.headers()["ngsild-results-count"],
+                all.len().to_string().as_str(),
+                "{q}"
+            );
+            let page: Value = response.json().await.expect("json");
+            let expected: Vec<String> = all.iter().skip(offset).take(2).cloned().collect();
+            assert_eq!(ids(&page), expected, "{q} from {offset}");
+        }
+    }
     let only_count = broker
         .get("/entities?type=ParkingSpot&limit=0&count=true")
         .await;
