@@ -141,19 +141,23 @@ const RESUM_HOUR: &str = "INSERT INTO ngsi_history_hourly (tenant, entity_id, at
 
 /// Equal apart from the system timestamps.
 pub fn same_content(a: &Value, b: &Value) -> bool {
-    fn strip(v: &Value) -> Value {
-        match v {
-            Value::Object(o) => Value::Object(
-                o.iter()
-                    .filter(|(k, _)| *k != "createdAt" && *k != "modifiedAt")
-                    .map(|(k, v)| (k.clone(), strip(v)))
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
-            other => other.clone(),
-        }
+    // Compared in place (this runs for every attribute of every update): what is left of
+    // each object without its timestamps is the same, member by member.
+    fn kept(object: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+        object
+            .iter()
+            .filter(|(k, _)| *k != "createdAt" && *k != "modifiedAt")
     }
-    strip(a) == strip(b)
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            kept(x).count() == kept(y).count()
+                && kept(x).all(|(k, v)| y.get(k).is_some_and(|w| same_content(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_content(v, w))
+        }
+        _ => a == b,
+    }
 }
 
 /// `timerel` with its instants, in ms.
@@ -422,6 +426,50 @@ pub async fn aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attribute_content_ignores_only_the_system_timestamps() {
+        use serde_json::json;
+        let stored = json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:00:00Z",
+            "createdAt": "2026-11-29T07:00:01Z", "modifiedAt": "2026-11-29T07:00:01Z",
+            "unit": {"type": "Property", "value": "m", "createdAt": "x"}});
+        let cases = [
+            (
+                json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:00:00Z",
+                "modifiedAt": "2026-11-29T08:00:00Z", "unit": {"type": "Property", "value": "m"}}),
+                true,
+            ),
+            (
+                json!({"type": "Property", "value": 4, "observedAt": "2026-11-29T07:00:00Z",
+                "unit": {"type": "Property", "value": "m"}}),
+                false,
+            ),
+            (
+                json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:05:00Z",
+                "unit": {"type": "Property", "value": "m"}}),
+                false,
+            ),
+            (
+                json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:00:00Z"}),
+                false,
+            ),
+            (
+                json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:00:00Z",
+                "unit": {"type": "Property", "value": "m"}, "extra": 1}),
+                false,
+            ),
+            (json!([stored.clone()]), false),
+        ];
+        for (other, same) in cases {
+            assert_eq!(same_content(&stored, &other), same, "{other}");
+            assert_eq!(same_content(&other, &stored), same, "{other}");
+        }
+        assert!(same_content(
+            &json!([1, {"a": 2, "createdAt": 0}]),
+            &json!([1, {"a": 2}])
+        ));
+        assert!(!same_content(&json!([1, 2]), &json!([1, 2, 3])));
+    }
 
     #[test]
     fn durations_and_ranges_parse_as_iso_8601() {
