@@ -152,13 +152,12 @@ impl Subscription {
             .and_then(|e| e.get("uri"))
             .and_then(Value::as_str)
             .ok_or_else(|| errors::bad_request("notification.endpoint.uri is required"))?;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-            || reqwest::Url::parse(endpoint).is_err()
-        {
-            return Err(errors::bad_request(format!(
-                "notification endpoint {endpoint:?} is not an http(s) URL (MQTT endpoints are not supported)"
-            )));
-        }
+        let notifier_info = notification
+            .get("endpoint")
+            .and_then(|e| e.get("notifierInfo"))
+            .cloned();
+        // Refused here, not at the first notification.
+        Endpoint::parse(endpoint, notifier_info.as_ref())?;
         let format = notification
             .get("format")
             .and_then(Value::as_str)
@@ -234,6 +233,9 @@ impl Subscription {
             json!({"attributes": attributes, "format": format,
                    "endpoint": {"uri": endpoint, "accept": notification.get("endpoint").and_then(|e| e.get("accept")).cloned().unwrap_or_else(|| "application/json".into())}}),
         );
+        if let Some(info) = notifier_info {
+            definition["notification"]["endpoint"]["notifierInfo"] = info;
+        }
         if let Some(v) = object.get("expiresAt") {
             definition.insert("expiresAt".into(), v.clone());
         }
@@ -428,33 +430,60 @@ impl Notifier {
 
     async fn deliver(&self, subscription: &Subscription, body: Value) {
         let endpoint = subscription.endpoint();
-        let ld =
-            subscription.definition["notification"]["endpoint"]["accept"] == "application/ld+json";
+        let endpoint_definition = &subscription.definition["notification"]["endpoint"];
+        let ld = endpoint_definition["accept"] == "application/ld+json";
         let mut body = body;
         if ld && let Some(items) = body["data"].as_array_mut() {
             for item in items {
                 item["@context"] = CORE_CONTEXT_URL.into();
             }
         }
+        let link = format!(
+            "<{CORE_CONTEXT_URL}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+        );
+        let transport = match Endpoint::parse(&endpoint, endpoint_definition.get("notifierInfo")) {
+            Ok(transport) => transport,
+            Err(problem) => {
+                self.record(subscription, false, &problem.to_string()).await;
+                return;
+            }
+        };
         let mut delay = Duration::from_millis(500);
         let mut last_error = String::new();
         for attempt in 1..=ATTEMPTS {
-            let mut request = self.client.post(&endpoint).body(body.to_string());
-            request = if ld {
-                request.header("content-type", "application/ld+json")
-            } else {
-                request.header("content-type", "application/json").header(
-                    "link",
-                    format!("<{CORE_CONTEXT_URL}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
-                )
+            let outcome = match &transport {
+                Endpoint::Http => {
+                    let mut request = self.client.post(&endpoint).body(body.to_string());
+                    request = if ld {
+                        request.header("content-type", "application/ld+json")
+                    } else {
+                        request
+                            .header("content-type", "application/json")
+                            .header("link", &link)
+                    };
+                    match request.send().await {
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(format!("the endpoint answered {}", response.status())),
+                        Err(error) => Err(format!("not delivered: {error}")),
+                    }
+                }
+                Endpoint::Mqtt(target) => {
+                    // The MQTT binding: the HTTP headers travel as `metadata` beside the body.
+                    let mut metadata =
+                        json!({"Content-Type": if ld { JSON_LD } else { "application/json" }});
+                    if !ld {
+                        metadata["Link"] = link.clone().into();
+                    }
+                    let message = json!({"metadata": metadata, "body": body});
+                    target.publish(message.to_string().into_bytes()).await
+                }
             };
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
+            match outcome {
+                Ok(()) => {
                     self.record(subscription, true, "").await;
                     return;
                 }
-                Ok(response) => last_error = format!("the endpoint answered {}", response.status()),
-                Err(error) => last_error = format!("not delivered: {error}"),
+                Err(error) => last_error = error,
             }
             if attempt < ATTEMPTS {
                 tokio::time::sleep(delay).await;
@@ -658,4 +687,159 @@ pub fn owner_of(row: &SubscriptionRow) -> &str {
 
 pub fn definition_of(row: &SubscriptionRow) -> Value {
     serde_json::from_str(&row.3).unwrap_or(Value::Null)
+}
+
+const JSON_LD: &str = "application/ld+json";
+
+/// Where a subscription's notifications go.
+#[derive(Debug)]
+enum Endpoint {
+    Http,
+    Mqtt(MqttTarget),
+}
+
+/// An `mqtt://[user:password@]host[:port]/topic` endpoint (CIM 009's MQTT binding, MQTT 3.1.1)
+/// with its `notifierInfo` (`MQTT-QoS` 0, 1 or 2; `MQTT-Version` mqtt3.1.1).
+#[derive(Debug)]
+struct MqttTarget {
+    host: String,
+    port: u16,
+    topic: String,
+    credentials: Option<(String, String)>,
+    qos: rumqttc::QoS,
+}
+
+impl Endpoint {
+    fn parse(uri: &str, notifier_info: Option<&Value>) -> Result<Self, Problem> {
+        let url = reqwest::Url::parse(uri).map_err(|e| {
+            errors::bad_request(format!("notification endpoint {uri:?} is not a URL: {e}"))
+        })?;
+        match url.scheme() {
+            "http" | "https" => Ok(Endpoint::Http),
+            "mqtt" => {
+                let host = url
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| errors::bad_request(format!("{uri:?} names no MQTT broker")))?
+                    .to_owned();
+                let topic = url.path().trim_start_matches('/').to_owned();
+                if topic.is_empty() || topic.contains(['+', '#']) {
+                    return Err(errors::bad_request(format!(
+                        "{uri:?}: give the topic as the path (mqtt://broker:1883/some/topic), without wildcards"
+                    )));
+                }
+                let credentials = (!url.username().is_empty()).then(|| {
+                    (
+                        url.username().to_owned(),
+                        url.password().unwrap_or_default().to_owned(),
+                    )
+                });
+                let mut qos = rumqttc::QoS::AtMostOnce;
+                let entries = match notifier_info {
+                    None => Vec::new(),
+                    Some(Value::Array(entries)) => entries.clone(),
+                    Some(_) => {
+                        return Err(errors::bad_request(
+                            "notifierInfo is a list of {\"key\": …, \"value\": …}",
+                        ));
+                    }
+                };
+                for entry in entries {
+                    let key = entry.get("key").and_then(Value::as_str).unwrap_or_default();
+                    let value = entry
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    match (key, value) {
+                        ("MQTT-QoS", "0") => qos = rumqttc::QoS::AtMostOnce,
+                        ("MQTT-QoS", "1") => qos = rumqttc::QoS::AtLeastOnce,
+                        ("MQTT-QoS", "2") => qos = rumqttc::QoS::ExactlyOnce,
+                        ("MQTT-Version", "mqtt3.1.1") => {}
+                        ("MQTT-QoS", other) => {
+                            return Err(errors::bad_request(format!(
+                                "MQTT-QoS {other:?} is not 0, 1 or 2"
+                            )));
+                        }
+                        ("MQTT-Version", other) => {
+                            return Err(errors::bad_request(format!(
+                                "MQTT-Version {other:?} is not supported: use mqtt3.1.1"
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Endpoint::Mqtt(MqttTarget {
+                    host,
+                    port: url.port().unwrap_or(1883),
+                    topic,
+                    credentials,
+                    qos,
+                }))
+            }
+            "mqtts" => Err(errors::bad_request(format!(
+                "{uri:?}: MQTT over TLS (mqtts) is not supported yet; use mqtt:// or https://"
+            ))),
+            other => Err(errors::bad_request(format!(
+                "notification endpoint {uri:?}: {other} is not http, https or mqtt"
+            ))),
+        }
+    }
+}
+
+impl MqttTarget {
+    /// Publishes one message on its own connection; done when the broker has it as the QoS
+    /// promises (PUBACK for 1, PUBCOMP for 2, written for 0).
+    async fn publish(&self, payload: Vec<u8>) -> Result<(), String> {
+        use rumqttc::{Event, Outgoing, Packet, QoS};
+        let mut options = rumqttc::MqttOptions::new(
+            format!("yunnao-notify-{}", yunnao_core::new_id()),
+            self.host.clone(),
+            self.port,
+        );
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(16 << 20, 16 << 20);
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 4);
+        client
+            .publish(self.topic.clone(), self.qos, false, payload)
+            .await
+            .map_err(|e| format!("not published: {e}"))?;
+        let qos = self.qos;
+        let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => {
+                        return Ok(());
+                    }
+                    Ok(Event::Incoming(Packet::PubComp(_))) if qos == QoS::ExactlyOnce => {
+                        return Ok(());
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        return Err(format!(
+                            "not delivered to the MQTT broker {}:{}: {error}",
+                            self.host, self.port
+                        ));
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the MQTT broker {}:{} did not take the message within 10 s",
+                self.host, self.port
+            ))
+        });
+        // Say goodbye (best effort): the broker then drops the session at once.
+        if client.disconnect().await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+        }
+        delivered
+    }
 }

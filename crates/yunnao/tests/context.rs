@@ -2047,7 +2047,205 @@ async fn retrievals_show_every_write_at_once(backend: TestBackend) {
     }
 }
 
+/// Notifications to an MQTT broker (CIM 009's MQTT binding: `metadata` beside `body`), counted
+/// like HTTP ones: delivered when the broker acknowledged them (QoS 1), failed and visible
+/// when it cannot be reached. Needs YUNNAO_TEST_MQTT_URL (Mosquitto in CI).
+async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
+    let Ok(mqtt_url) = std::env::var("YUNNAO_TEST_MQTT_URL") else {
+        eprintln!("NOT RUN: needs YUNNAO_TEST_MQTT_URL");
+        return;
+    };
+    let address = mqtt_url
+        .trim_start_matches("mqtt://")
+        .trim_end_matches('/')
+        .to_owned();
+    let (host, port) = address
+        .split_once(':')
+        .unwrap_or((address.as_str(), "1883"));
+    let port: u16 = port.parse().expect("port");
+    let broker = Broker::start(backend).await;
+    let topic = format!("yunnao/test/notify/{}", uuid_like());
+
+    // A department's listener on the broker.
+    let mut options = rumqttc::MqttOptions::new(format!("listener-{}", uuid_like()), host, port);
+    options.set_keep_alive(std::time::Duration::from_secs(30));
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 16);
+    client
+        .subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let listening = std::sync::Arc::new(tokio::sync::Notify::new());
+    let ready = listening.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => ready.notify_one(),
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                    if let Ok(value) = serde_json::from_slice(&publish.payload) {
+                        let _ = sender.send(value);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), listening.notified())
+        .await
+        .expect("subscribed on the MQTT broker");
+
+    // Refused endpoints.
+    for (uri, info, reason) in [
+        (format!("mqtt://{address}"), json!([]), "topic"),
+        (format!("mqtt://{address}/a/+/b"), json!([]), "wildcards"),
+        (format!("mqtts://{address}/t"), json!([]), "TLS"),
+        (
+            format!("mqtt://{address}/t"),
+            json!([{"key": "MQTT-QoS", "value": "3"}]),
+            "MQTT-QoS",
+        ),
+        (
+            format!("mqtt://{address}/t"),
+            json!([{"key": "MQTT-Version", "value": "mqtt5.0"}]),
+            "mqtt3.1.1",
+        ),
+    ] {
+        let refused = broker
+            .send(
+                Method::POST,
+                "/subscriptions",
+                json!({"type": "Subscription",
+                "entities": [{"type": "ParkingSpot"}],
+                "notification": {"endpoint": {"uri": uri, "notifierInfo": info}}}),
+            )
+            .await;
+        let problem = expect_ngsi_error(refused, 400, "BadRequestData").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reason),
+            "{uri}: {problem}"
+        );
+    }
+
+    let created = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"type": "Subscription",
+            "entities": [{"type": "ParkingSpot"}], "watchedAttributes": ["occupancy"],
+            "notification": {"endpoint": {"uri": format!("mqtt://{address}/{topic}"),
+                "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}]}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let sub_path = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .trim_start_matches("/ngsi-ld/v1")
+        .to_owned();
+    let shown = broker.get_json(&sub_path).await;
+    assert_eq!(
+        shown["notification"]["endpoint"]["notifierInfo"][0]["value"], "1",
+        "{shown}"
+    );
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(21, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    let message = tokio::time::timeout(std::time::Duration::from_secs(15), received.recv())
+        .await
+        .expect("a notification on the topic")
+        .expect("message");
+    assert_eq!(
+        message["metadata"]["Content-Type"], "application/json",
+        "{message}"
+    );
+    assert!(
+        message["metadata"]["Link"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(CORE),
+        "{message}"
+    );
+    assert_eq!(message["body"]["type"], "Notification");
+    assert_eq!(message["body"]["subscriptionId"], shown["id"]);
+    assert_eq!(
+        message["body"]["data"][0]["id"],
+        "urn:ngsi-ld:ParkingSpot:qd-021"
+    );
+    assert_eq!(message["body"]["data"][0]["occupancy"]["value"], "free");
+    let mut counted = Value::Null;
+    for _ in 0..100 {
+        counted = broker.get_json(&sub_path).await;
+        if counted["notification"]["timesSent"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted["notification"]["timesSent"], 1, "{counted}");
+    assert_eq!(counted["notification"]["status"], "ok");
+    assert!(counted["notification"]["lastSuccess"].is_string());
+
+    // A broker that is not there: retried, then failed and visible on the subscription.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let broken = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"type": "Subscription",
+            "entities": [{"type": "ParkingSpot"}],
+            "notification": {"endpoint": {"uri": format!("mqtt://127.0.0.1:{closed}/lost")}}}),
+        )
+        .await;
+    assert_eq!(broken.status(), 201);
+    let broken_path = broken.headers()["location"]
+        .to_str()
+        .expect("location")
+        .trim_start_matches("/ngsi-ld/v1")
+        .to_owned();
+    broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(22, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    let mut failed = Value::Null;
+    for _ in 0..150 {
+        failed = broker.get_json(&broken_path).await;
+        if failed["notification"]["timesFailed"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed["notification"]["timesFailed"], 1, "{failed}");
+    assert_eq!(failed["notification"]["status"], "failed");
+    assert!(failed["notification"]["lastFailure"].is_string());
+    broker.server.cleanup().await;
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
 backend_tests!(
+    subscriptions_notify_over_mqtt,
     retrievals_show_every_write_at_once,
     moved_entities_are_found_where_they_are,
     entity_changes_commit_with_their_audit_records,
