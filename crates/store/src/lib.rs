@@ -198,12 +198,7 @@ impl Db {
                         // WAL lets readers run beside the writer; NORMAL is durable across
                         // process crashes in WAL mode; busy_timeout covers other processes;
                         // checkpoints are the checkpointer's (see `SQLITE_WRITER_PRAGMAS`).
-                        sqlx::raw_sql(SQLITE_WRITER_PRAGMAS)
-                            .execute(&mut *conn)
-                            .await?;
-                        // Scans (queries over many entities, reports) read pages through the
-                        // OS's file cache instead of copying each into a 2 MiB page cache.
-                        sqlx::raw_sql(SQLITE_READER_MMAP).execute(conn).await?;
+                        sqlx::raw_sql(SQLITE_WRITER_PRAGMAS).execute(conn).await?;
                     }
                     Ok(())
                 })
@@ -341,7 +336,9 @@ pub const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
      PRAGMA temp_store = MEMORY;";
 
 /// Reads through `mmap` (up to 256 MiB of the file): pages come from the OS's file cache,
-/// shared by every connection.
+/// shared by every connection. Only the direct readers map the file: every mapping counts
+/// its pages in the process's resident memory again, so mapping it from the pool's
+/// connections too added hundreds of MiB to the figure for little gain.
 const SQLITE_READER_MMAP: &str = "PRAGMA mmap_size = 268435456;";
 
 /// Copies the WAL back into the database file every 100 ms (a PASSIVE checkpoint: it never
