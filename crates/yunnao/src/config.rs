@@ -44,6 +44,8 @@ pub struct Config {
     /// Comma-separated URL prefixes the NGSI-LD broker may fetch remote user @contexts from
     /// (once each, then cached); empty: none, only the built-in core context and inline terms.
     pub ngsi_ld_context_allow: String,
+    /// Memory for the broker's cache of recently read entities, in MiB (SQLite only; 0: off).
+    pub ngsi_ld_cache_mib: u64,
     /// How often devices' newest values are mirrored into the context broker, in milliseconds.
     pub context_mirror_ms: u64,
     /// Devices mirrored per round at most (the rest wait for the next round, newest value wins).
@@ -78,6 +80,7 @@ impl Default for Config {
             log: "info".into(),
             ngsi_ld_auth: true,
             ngsi_ld_context_allow: String::new(),
+            ngsi_ld_cache_mib: 64,
             context_mirror_ms: 1000,
             context_mirror_per_round: 2000,
             governance_centre: "city-management".into(),
@@ -137,6 +140,7 @@ impl Config {
                 "log",
                 "ngsi_ld_auth",
                 "ngsi_ld_context_allow",
+                "ngsi_ld_cache_mib",
                 "context_mirror_ms",
                 "context_mirror_per_round",
                 "governance_centre",

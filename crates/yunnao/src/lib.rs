@@ -140,6 +140,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty())
                 .collect(),
+            entity_cache_bytes: config.ngsi_ld_cache_mib << 20,
             ..yunnao_context::ContextConfig::default()
         },
     )
