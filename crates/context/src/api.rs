@@ -3,7 +3,7 @@
 //! with `@context` from a `Link` header or the body, tenants, and the platform's authentication.
 
 use crate::geoquery::GeoQuery;
-use crate::jsonld::{CORE_CONTEXT_URL, Context};
+use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Format, RenderOptions};
 use crate::{ContextBroker, Selection, Stored, Viewer, errors};
 use axum::Extension;
@@ -54,11 +54,6 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             delete_subscription
         ))
 }
-
-const JSON_LD: &str = "application/ld+json";
-/// The Link header of a JSON answer: the core context (checked by a test).
-const CORE_LINK: &str = "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; \
-     rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
 
 /// What one request brings besides its body: tenant, context, caller.
 struct Request {
@@ -2069,7 +2064,7 @@ mod tests {
     #[test]
     fn json_answers_link_the_core_context() {
         assert_eq!(
-            super::CORE_LINK,
+            crate::jsonld::CORE_LINK,
             format!(
                 "<{}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"",
                 crate::jsonld::CORE_CONTEXT_URL

@@ -108,11 +108,9 @@ impl EntityCache {
         }
     }
 
-    /// Drops `ids` of `tenant`; called after a write to them committed.
-    pub(crate) fn forget<'a>(&self, tenant: &str, ids: impl IntoIterator<Item = &'a str>) {
-        for id in ids {
-            self.stripe(tenant, id).fetch_add(1, Ordering::SeqCst);
-            self.entries.remove(&KeyRef(tenant, id));
-        }
+    /// Drops entity `id` of `tenant`; called after a write to it committed.
+    pub(crate) fn forget(&self, tenant: &str, id: &str) {
+        self.stripe(tenant, id).fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(&KeyRef(tenant, id));
     }
 }

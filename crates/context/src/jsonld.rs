@@ -16,6 +16,11 @@ use yunnao_core::Problem;
 pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 /// The unversioned alias of the core context, used in responses.
 pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+/// The media type of JSON-LD.
+pub const JSON_LD: &str = "application/ld+json";
+/// The Link header that names the core context beside a plain JSON body (checked by a test).
+pub const CORE_LINK: &str = "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; \
+     rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"";
 
 /// Every URL under which the core context is published: all answered by the built-in copy.
 pub fn is_core_context_url(url: &str) -> bool {

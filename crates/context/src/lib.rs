@@ -167,10 +167,19 @@ pub struct Selected {
     pub total: Option<i64>,
 }
 
-const COLUMNS: &str = "id, types, attrs, created_at, modified_at, owner_department, public";
+/// The columns of a [`Row`].
+macro_rules! columns {
+    () => {
+        "id, types, attrs, created_at, modified_at, owner_department, public"
+    };
+}
+const COLUMNS: &str = columns!();
 /// An entity by tenant and id, whoever may see it.
-const SELECT_BY_ID: &str = "SELECT id, types, attrs, created_at, modified_at, owner_department, public \
-     FROM ngsi_entities WHERE tenant = $1 AND id = $2";
+const SELECT_BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM ngsi_entities WHERE tenant = $1 AND id = $2"
+);
 
 type Row = (String, String, String, String, String, String, i64);
 
@@ -307,13 +316,11 @@ impl ContextBroker {
         }
     }
 
-    /// After `tx` commits, no cached copy of `ids` is left (see [`cache`]).
-    fn forget_after_commit(&self, tx: &mut Write, tenant: &str, ids: Vec<String>) {
+    /// After `tx` commits, no cached copy of entity `id` is left (see [`cache`]).
+    fn forget_after_commit(&self, tx: &mut Write, tenant: &str, id: &str) {
         if let Some(cache) = &self.cache {
-            let (cache, tenant) = (cache.clone(), tenant.to_owned());
-            tx.after_commit(Box::new(move || {
-                cache.forget(&tenant, ids.iter().map(String::as_str));
-            }));
+            let (cache, tenant, id) = (cache.clone(), tenant.to_owned(), id.to_owned());
+            tx.after_commit(Box::new(move || cache.forget(&tenant, &id)));
         }
     }
 
@@ -423,7 +430,7 @@ impl ContextBroker {
                     stored.entity.modified_at = entity.modified_at.clone();
                     let changed =
                         update_row(&mut tx, tenant, &before, &stored.entity, false).await?;
-                    self.forget_after_commit(&mut tx, tenant, vec![entity.id.clone()]);
+                    self.forget_after_commit(&mut tx, tenant, &entity.id);
                     changes.push((stored.entity, changed));
                 }
             }
@@ -446,7 +453,7 @@ impl ContextBroker {
                 &[Arg::Text(tenant), Arg::Text(id), Arg::Int(i64::from(open))],
             )
             .await?;
-        self.forget_after_commit(&mut tx, tenant, vec![id.to_owned()]);
+        self.forget_after_commit(&mut tx, tenant, id);
         tx.commit().await?;
         Ok(updated > 0)
     }
@@ -547,7 +554,7 @@ impl ContextBroker {
         }
         let types_changed = types_before != stored.entity.types;
         let changed = update_row(tx, tenant, &before, &stored.entity, types_changed).await?;
-        self.forget_after_commit(tx, tenant, vec![id.to_owned()]);
+        self.forget_after_commit(tx, tenant, id);
         Ok(Ok((stored, changed)))
     }
 
@@ -572,7 +579,7 @@ impl ContextBroker {
         ] {
             tx.execute(sql, &[Arg::Text(tenant), Arg::Text(id)]).await?;
         }
-        self.forget_after_commit(&mut tx, tenant, vec![id.to_owned()]);
+        self.forget_after_commit(&mut tx, tenant, id);
         tx.commit().await?;
         Ok(())
     }
@@ -586,7 +593,7 @@ impl ContextBroker {
         count: bool,
     ) -> Result<Selected, Problem> {
         let mut conditions = String::from("tenant = $1");
-        let mut from = "ngsi_entities".to_owned();
+        let mut from = "ngsi_entities";
         let mut binds: Vec<Bind> = vec![Bind::Text(tenant.to_owned())];
         let param = |binds: &mut Vec<Bind>, value: Bind| {
             binds.push(value);
@@ -635,8 +642,7 @@ impl ContextBroker {
             match self.db.backend() {
                 Backend::Sqlite => {
                     from = "ngsi_entities_rtree CROSS JOIN ngsi_entities \
-                            ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid"
-                        .to_owned();
+                            ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid";
                     conditions.push_str(&format!(
                         " AND west <= {a} AND east >= {b} AND south <= {c} AND north >= {d}"
                     ));

@@ -1,11 +1,11 @@
-//! Subscriptions (CIM 009 §5.8) and HTTP notifications. A change to an entity is matched
-//! against the tenant's active subscriptions (entities, watchedAttributes, q, geoQ, throttling,
-//! expiry) after it commits; each notification is POSTed with retries and back-off, and its
+//! Subscriptions (CIM 009 §5.8) and notifications over HTTP and MQTT. A change to an entity is
+//! matched against the tenant's active subscriptions (entities, watchedAttributes, q, geoQ,
+//! throttling, expiry) after it commits; each notification is sent with retries and back-off, and its
 //! fate is counted on the subscription (`timesSent`, `timesFailed`, `lastSuccess`,
 //! `lastFailure`, `status`), so a notification is never lost without a trace.
 
 use crate::geoquery::GeoQuery;
-use crate::jsonld::{CORE_CONTEXT_URL, Context};
+use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Entity, Format, RenderOptions};
 use crate::{errors, query};
 use serde_json::{Map, Value, json};
@@ -38,6 +38,8 @@ pub struct Subscription {
     geo: Option<GeoQuery>,
     /// The context the client spoke: `q` is read and notifications are compacted with it.
     context: Context,
+    /// Where notifications go, parsed from `notification.endpoint`.
+    target: Endpoint,
 }
 
 impl Subscription {
@@ -156,8 +158,7 @@ impl Subscription {
             .get("endpoint")
             .and_then(|e| e.get("notifierInfo"))
             .cloned();
-        // Refused here, not at the first notification.
-        Endpoint::parse(endpoint, notifier_info.as_ref())?;
+        let target = Endpoint::parse(endpoint, notifier_info.as_ref())?;
         let format = notification
             .get("format")
             .and_then(Value::as_str)
@@ -262,6 +263,7 @@ impl Subscription {
             q,
             geo,
             context: context.clone(),
+            target,
         })
     }
 
@@ -430,36 +432,25 @@ impl Notifier {
 
     async fn deliver(&self, subscription: &Subscription, body: Value) {
         let endpoint = subscription.endpoint();
-        let endpoint_definition = &subscription.definition["notification"]["endpoint"];
-        let ld = endpoint_definition["accept"] == "application/ld+json";
+        let ld = subscription.definition["notification"]["endpoint"]["accept"] == JSON_LD;
         let mut body = body;
         if ld && let Some(items) = body["data"].as_array_mut() {
             for item in items {
                 item["@context"] = CORE_CONTEXT_URL.into();
             }
         }
-        let link = format!(
-            "<{CORE_CONTEXT_URL}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
-        );
-        let transport = match Endpoint::parse(&endpoint, endpoint_definition.get("notifierInfo")) {
-            Ok(transport) => transport,
-            Err(problem) => {
-                self.record(subscription, false, &problem.to_string()).await;
-                return;
-            }
-        };
         let mut delay = Duration::from_millis(500);
         let mut last_error = String::new();
         for attempt in 1..=ATTEMPTS {
-            let outcome = match &transport {
+            let outcome = match &subscription.target {
                 Endpoint::Http => {
                     let mut request = self.client.post(&endpoint).body(body.to_string());
                     request = if ld {
-                        request.header("content-type", "application/ld+json")
+                        request.header("content-type", JSON_LD)
                     } else {
                         request
                             .header("content-type", "application/json")
-                            .header("link", &link)
+                            .header("link", CORE_LINK)
                     };
                     match request.send().await {
                         Ok(response) if response.status().is_success() => Ok(()),
@@ -472,7 +463,7 @@ impl Notifier {
                     let mut metadata =
                         json!({"Content-Type": if ld { JSON_LD } else { "application/json" }});
                     if !ld {
-                        metadata["Link"] = link.clone().into();
+                        metadata["Link"] = CORE_LINK.into();
                     }
                     let message = json!({"metadata": metadata, "body": body});
                     target.publish(message.to_string().into_bytes()).await
@@ -689,10 +680,8 @@ pub fn definition_of(row: &SubscriptionRow) -> Value {
     serde_json::from_str(&row.3).unwrap_or(Value::Null)
 }
 
-const JSON_LD: &str = "application/ld+json";
-
 /// Where a subscription's notifications go.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Endpoint {
     Http,
     Mqtt(MqttTarget),
@@ -700,7 +689,7 @@ enum Endpoint {
 
 /// An `mqtt://[user:password@]host[:port]/topic` endpoint (CIM 009's MQTT binding, MQTT 3.1.1)
 /// with its `notifierInfo` (`MQTT-QoS` 0, 1 or 2; `MQTT-Version` mqtt3.1.1).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct MqttTarget {
     host: String,
     port: u16,

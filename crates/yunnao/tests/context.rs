@@ -1310,6 +1310,29 @@ async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
     panic!("timed out waiting");
 }
 
+/// A created resource's path under `/ngsi-ld/v1`, from its Location header.
+fn ngsi_path(created: &Response) -> String {
+    created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .trim_start_matches("/ngsi-ld/v1")
+        .to_owned()
+}
+
+/// The subscription at `path` once its `notification.{counter}` is 1, asking every 100 ms at
+/// most `tries` times (the last answer either way).
+async fn counted_once(broker: &Broker, path: &str, counter: &str, tries: usize) -> Value {
+    let mut shown = Value::Null;
+    for _ in 0..tries {
+        shown = broker.get_json(path).await;
+        if shown["notification"][counter] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    shown
+}
+
 async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let (url, seen) = receiver(200).await;
@@ -1412,11 +1435,7 @@ async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
         "notification": {"endpoint": {"uri": failing}}}),
     )
     .await;
-    let broken_path = broken.headers()["location"]
-        .to_str()
-        .expect("location")
-        .trim_start_matches("/ngsi-ld/v1")
-        .to_owned();
+    let broken_path = ngsi_path(&broken);
     broker
         .send(
             Method::POST,
@@ -1424,14 +1443,7 @@ async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
             spot(2, 120.384, 36.062, "free", 1),
         )
         .await;
-    let mut failed = Value::Null;
-    for _ in 0..100 {
-        failed = broker.get_json(&broken_path).await;
-        if failed["notification"]["timesFailed"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let failed = counted_once(&broker, &broken_path, "timesFailed", 100).await;
     assert_eq!(failed["notification"]["timesFailed"], 1, "{failed}");
     assert_eq!(failed["notification"]["status"], "failed");
     assert!(failed["notification"]["lastFailure"].is_string());
@@ -2141,11 +2153,7 @@ async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
         )
         .await;
     assert_eq!(created.status(), 201);
-    let sub_path = created.headers()["location"]
-        .to_str()
-        .expect("location")
-        .trim_start_matches("/ngsi-ld/v1")
-        .to_owned();
+    let sub_path = ngsi_path(&created);
     let shown = broker.get_json(&sub_path).await;
     assert_eq!(
         shown["notification"]["endpoint"]["notifierInfo"][0]["value"], "1",
@@ -2180,14 +2188,7 @@ async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
         "urn:ngsi-ld:ParkingSpot:qd-021"
     );
     assert_eq!(message["body"]["data"][0]["occupancy"]["value"], "free");
-    let mut counted = Value::Null;
-    for _ in 0..100 {
-        counted = broker.get_json(&sub_path).await;
-        if counted["notification"]["timesSent"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let counted = counted_once(&broker, &sub_path, "timesSent", 100).await;
     assert_eq!(counted["notification"]["timesSent"], 1, "{counted}");
     assert_eq!(counted["notification"]["status"], "ok");
     assert!(counted["notification"]["lastSuccess"].is_string());
@@ -2207,11 +2208,7 @@ async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
         )
         .await;
     assert_eq!(broken.status(), 201);
-    let broken_path = broken.headers()["location"]
-        .to_str()
-        .expect("location")
-        .trim_start_matches("/ngsi-ld/v1")
-        .to_owned();
+    let broken_path = ngsi_path(&broken);
     broker
         .send(
             Method::POST,
@@ -2219,14 +2216,7 @@ async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
             spot(22, 120.384, 36.062, "free", 1),
         )
         .await;
-    let mut failed = Value::Null;
-    for _ in 0..150 {
-        failed = broker.get_json(&broken_path).await;
-        if failed["notification"]["timesFailed"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let failed = counted_once(&broker, &broken_path, "timesFailed", 150).await;
     assert_eq!(failed["notification"]["timesFailed"], 1, "{failed}");
     assert_eq!(failed["notification"]["status"], "failed");
     assert!(failed["notification"]["lastFailure"].is_string());
