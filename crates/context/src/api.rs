@@ -45,8 +45,10 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(batch_upsert))
         .routes(routes!(batch_update))
         .routes(routes!(batch_delete))
+        .routes(routes!(batch_merge))
         .routes(routes!(temporal_entity))
         .routes(routes!(temporal_query))
+        .routes(routes!(temporal_query_post))
         .routes(routes!(create_subscription, list_subscriptions))
         .routes(routes!(
             get_subscription,
@@ -457,33 +459,18 @@ async fn merge_entity(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let Value::Object(mut object) = value else {
+    let Value::Object(object) = value else {
         return Err(errors::bad_request("the fragment must be a JSON object"));
     };
-    object.remove("@context");
-    if let Some(Value::String(given)) = object.remove("id")
-        && given != id
+    if let Some(Value::String(given)) = object.get("id")
+        && *given != id
     {
         return Err(errors::bad_request(format!(
             "the body's id {given:?} differs from the path's {id:?}"
         )));
     }
-    let types = object
-        .remove("type")
-        .map(|t| model::parse_types(&t, &request.context))
-        .transpose()?;
-    let mut deleted = Vec::new();
-    object.retain(|name, value| {
-        let null = value.as_str() == Some("urn:ngsi-ld:null")
-            || value.get("value").and_then(Value::as_str) == Some("urn:ngsi-ld:null");
-        if null {
-            deleted.push(name.clone());
-        }
-        !null
-    });
     let stamp = now();
-    let attrs = model::parse_attributes(object, &request.context, &stamp)?;
-    let deleted: Vec<String> = deleted.iter().map(|n| request.context.expand(n)).collect();
+    let merge = Merge::parse(object, &request.context, &stamp)?;
     broker
         .modify(
             &request.tenant,
@@ -492,21 +479,58 @@ async fn merge_entity(
             Some(&request.audit_entry(&headers, "ngsi.entity.merge", &id)),
             |stored| {
                 request.may_change(&broker, stored)?;
-                if let Some(types) = &types {
-                    stored.entity.add_types(types);
-                }
-                for (name, attribute) in attrs {
-                    stored.entity.put_attribute(name, attribute);
-                }
-                for name in &deleted {
-                    stored.entity.attrs.remove(name);
-                }
-                stored.entity.modified_at = stamp.clone();
+                merge.apply(stored, &stamp);
                 Ok(())
             },
         )
         .await?;
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+}
+
+/// A fragment to merge into an entity (clause 5.6.17): types to add, attributes that replace
+/// or add, and attributes to delete (given as `"urn:ngsi-ld:null"`).
+struct Merge {
+    types: Option<Vec<String>>,
+    attrs: Map<String, Value>,
+    deleted: Vec<String>,
+}
+
+impl Merge {
+    fn parse(mut object: Map<String, Value>, context: &Context, stamp: &str) -> NgsiResult<Self> {
+        object.remove("@context");
+        object.remove("id");
+        let types = object
+            .remove("type")
+            .map(|t| model::parse_types(&t, context))
+            .transpose()?;
+        let mut deleted = Vec::new();
+        object.retain(|name, value| {
+            let null = value.as_str() == Some("urn:ngsi-ld:null")
+                || value.get("value").and_then(Value::as_str) == Some("urn:ngsi-ld:null");
+            if null {
+                deleted.push(context.expand(name));
+            }
+            !null
+        });
+        Ok(Self {
+            types,
+            attrs: model::parse_attributes(object, context, stamp)?,
+            deleted,
+        })
+    }
+
+    fn apply(&self, stored: &mut Stored, stamp: &str) {
+        if let Some(types) = &self.types {
+            stored.entity.add_types(types);
+        }
+        for (name, attribute) in &self.attrs {
+            stored.entity.put_attribute(name.clone(), attribute.clone());
+        }
+        for name in &self.deleted {
+            stored.entity.attrs.remove(name);
+        }
+        stored.entity.modified_at = stamp.to_owned();
+    }
 }
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
@@ -1034,6 +1058,15 @@ async fn query_post(
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.require_tenant(&broker).await?;
     let mut params = query_map(raw)?;
+    query_body_params(&value, &mut params)?;
+    let options = render_options(&params, &request.context)?;
+    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
+    run_query(&broker, &request, query, options).await
+}
+
+/// The members of an NGSI-LD Query body (`POST …/entityOperations/query`) as the query
+/// parameters they stand for.
+fn query_body_params(value: &Value, params: &mut HashMap<String, String>) -> NgsiResult<()> {
     if value.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(errors::bad_request(
             "the body must be an object with \"type\": \"Query\"",
@@ -1086,9 +1119,7 @@ async fn query_post(
             params.insert("coordinates".into(), text);
         }
     }
-    let options = render_options(&params, &request.context)?;
-    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
-    run_query(&broker, &request, query, options).await
+    Ok(())
 }
 
 /// What the visible entities of a tenant hold: per type, its entities and attribute names;
@@ -1595,6 +1626,66 @@ async fn batch_update(
         .into_response())
 }
 
+/// Merge fragments into many existing entities (clause 5.6.20: each as Merge Entity does,
+/// in one transaction): 204, or 207 naming those invalid, missing or refused.
+#[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/merge", tag = "ngsi-ld",
+    request_body(content = [Object]), responses((status = 204), (status = 207), (status = 400)))]
+async fn batch_merge(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let stamp = now();
+    let mut outcomes: BatchOutcomes = Vec::new();
+    let mut merges = Vec::new();
+    for item in batch_items(value)? {
+        let id = item_id(&item);
+        let parsed = async {
+            let context = item_context(&broker, &request, &item).await?;
+            let Value::Object(object) = item else {
+                return Err(errors::bad_request(
+                    "a batch merge lists entities (JSON objects)",
+                ));
+            };
+            model::check_entity_id(&id)?;
+            Merge::parse(object, &context, &stamp)
+        }
+        .await;
+        match parsed {
+            Ok(merge) => {
+                merges.push((outcomes.len(), id.clone(), merge));
+                outcomes.push((id, Ok(())));
+            }
+            Err(problem) => outcomes.push((id, Err(problem))),
+        }
+    }
+    let ids: Vec<String> = merges.iter().map(|(_, id, _)| id.clone()).collect();
+    let merged = broker
+        .modify_many(&request.tenant, &ids, &request.viewer, |index, stored| {
+            request.may_change(&broker, stored)?;
+            merges[index].2.apply(stored, &stamp);
+            Ok(())
+        })
+        .await?;
+    for ((slot, _, _), outcome) in merges.iter().zip(merged) {
+        outcomes[*slot].1 = outcome;
+    }
+    let mut result = BatchResult::default();
+    result.record(outcomes);
+    Ok((
+        Extension(AuditNote::new(
+            "ngsi.batch.merge",
+            format!("entities:{}", request.tenant),
+        )),
+        result.respond(StatusCode::NO_CONTENT.into_response()),
+    )
+        .into_response())
+}
+
 /// Delete many entities by id: 204, or 207 naming those missing or refused.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/delete", tag = "ngsi-ld",
     request_body(content = [String]), responses((status = 204), (status = 207)))]
@@ -1824,7 +1915,58 @@ async fn temporal_query(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
-    let params = query_map(raw)?;
+    temporal_selection(&broker, &request, query_map(raw)?).await
+}
+
+/// The same temporal query as a body: an NGSI-LD Query with its `temporalQ` (`timerel`,
+/// `timeAt`, `endTimeAt`, `timeproperty`); `lastN`, aggregation, `limit`, `options` may stay
+/// in the URL.
+#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entityOperations/query", tag = "ngsi-ld",
+    request_body(content = Object, description = "an NGSI-LD Query with temporalQ"),
+    responses((status = 200), (status = 400)))]
+async fn temporal_query_post(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.require_tenant(&broker).await?;
+    let mut params = query_map(raw)?;
+    query_body_params(&value, &mut params)?;
+    if let Some(temporal) = value.get("temporalQ") {
+        let Value::Object(members) = temporal else {
+            return Err(errors::bad_request("temporalQ must be a JSON object"));
+        };
+        for key in ["timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"] {
+            match members.get(key) {
+                Some(Value::String(text)) => {
+                    params.insert(key.into(), text.clone());
+                }
+                Some(Value::Number(number)) => {
+                    params.insert(key.into(), number.to_string());
+                }
+                Some(other) => {
+                    return Err(errors::bad_request(format!(
+                        "temporalQ.{key} must be a string, not {other}"
+                    )));
+                }
+                None => {}
+            }
+        }
+    }
+    temporal_selection(&broker, &request, params).await
+}
+
+/// The temporal evolution of the entities that `params` (entity and temporal query
+/// parameters) select.
+async fn temporal_selection(
+    broker: &ContextBroker,
+    request: &Request,
+    params: HashMap<String, String>,
+) -> NgsiResult<Response> {
     let temporal = temporal_request(&params, &request.context)?;
     let mut selecting = params.clone();
     // `attrs` picks the attributes shown here, not the entities.
@@ -1857,7 +1999,7 @@ async fn temporal_query(
         .collect();
     let mut bodies = Vec::new();
     for stored in &matching {
-        bodies.push(temporal_body(&broker, &request, stored, &temporal).await?);
+        bodies.push(temporal_body(broker, request, stored, &temporal).await?);
     }
     Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
 }

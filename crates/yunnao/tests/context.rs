@@ -1048,6 +1048,74 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
         (json!("occupied"), json!(2.5))
     );
 
+    // merge (5.6.20): each entity as Merge Entity does (types added, attributes replaced or
+    // added, "urn:ngsi-ld:null" deletes); missing and invalid ones reported, the rest merged.
+    let merged = batch(
+        "merge",
+        "",
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-002", "type": "ParkingSpot", "occupancy": "free",
+                "width": "urn:ngsi-ld:null", "length": 5.0},
+               {"id": "urn:ngsi-ld:ParkingSpot:qd-404", "occupancy": "free"},
+               {"type": "ParkingSpot", "occupancy": "free"},
+               "urn:ngsi-ld:ParkingSpot:qd-003"]),
+    )
+    .await;
+    assert_eq!(merged.status(), 207);
+    let report: Value = merged.json().await.expect("json");
+    assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-002"]));
+    let failures: Vec<(String, String)> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["entityId"].as_str().unwrap_or_default().to_owned(),
+                e["error"]["type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            (
+                "urn:ngsi-ld:ParkingSpot:qd-404".to_owned(),
+                format!("{ERRORS}ResourceNotFound")
+            ),
+            (String::new(), format!("{ERRORS}BadRequestData")),
+            (String::new(), format!("{ERRORS}BadRequestData")),
+        ]
+    );
+    let kept = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-002?options=keyValues")
+        .await;
+    assert_eq!(
+        (
+            kept["occupancy"].clone(),
+            kept.get("width").cloned(),
+            kept["length"].clone(),
+            kept["capacity"].clone()
+        ),
+        (json!("free"), None, json!(5.0), json!(2))
+    );
+    let all_merged = batch(
+        "merge",
+        "",
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-002", "occupancy": "occupied"},
+               {"id": "urn:ngsi-ld:ParkingSpot:qd-003", "occupancy": "occupied"}]),
+    )
+    .await;
+    assert_eq!(all_merged.status(), 204);
+    let occupancy = |body: Value| body["occupancy"].clone();
+    assert_eq!(
+        occupancy(
+            broker
+                .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-003?options=keyValues")
+                .await
+        ),
+        json!("occupied")
+    );
+    expect_ngsi_error(batch("merge", "", json!([])).await, 400, "BadRequestData").await;
+
     // delete: by id; missing ones reported.
     let deleted = batch(
         "delete",
@@ -1244,6 +1312,55 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         vec![1.5],
         "the replaced value is the last"
     );
+    // The same queries as a body (POST /temporal/entityOperations/query), temporalQ included.
+    let posted = |query: &str, body: Value| {
+        let path = format!("/temporal/entityOperations/query{query}");
+        let broker = &broker;
+        async move {
+            let response = broker.send(Method::POST, &path, body).await;
+            assert_eq!(response.status(), 200, "POST {path}");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    assert_eq!(
+        posted(
+            "?lastN=1",
+            json!({"type": "Query", "entities": [{"type": "WaterObserved"}], "attrs": ["height"]})
+        )
+        .await,
+        listed
+    );
+    let window = posted(
+        "",
+        json!({"type": "Query", "entities": [{"id": id, "type": "WaterObserved"}], "attrs": ["height"],
+               "temporalQ": {"timerel": "between", "timeAt": at(12), "endTimeAt": at(24)}}),
+    )
+    .await;
+    assert_eq!(window.as_array().map(Vec::len), Some(1));
+    let by_get = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&timerel=between&timeAt={}&endTimeAt={}",
+            at(12),
+            at(24)
+        ))
+        .await;
+    assert_eq!(heights(&window[0]).len(), 12);
+    assert_eq!(heights(&window[0]), heights(&by_get));
+    for body in [
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}], "temporalQ": "before"}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "temporalQ": {"timerel": "during", "timeAt": at(0)}}),
+        json!({"entities": [{"type": "WaterObserved"}]}),
+    ] {
+        expect_ngsi_error(
+            broker
+                .send(Method::POST, "/temporal/entityOperations/query", body)
+                .await,
+            400,
+            "BadRequestData",
+        )
+        .await;
+    }
 
     for query in [
         "timerel=between&timeAt=2026-01-01T00:00:00Z",
