@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
 use yunnao_identity::{AuditEntry, AuditNote, Principal, Role};
+use yunnao_store::{DbResultExt, sqlx};
 
 type NgsiResult<T> = Result<T, Problem>;
 
@@ -49,6 +50,8 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(temporal_entity))
         .routes(routes!(temporal_query))
         .routes(routes!(temporal_query_post))
+        .routes(routes!(add_context, list_contexts))
+        .routes(routes!(serve_context, delete_context))
         .routes(routes!(create_subscription, list_subscriptions))
         .routes(routes!(
             get_subscription,
@@ -168,17 +171,25 @@ impl Request {
 
     /// May this caller change `stored`? Its department's staff and platform admins.
     fn may_change(&self, broker: &ContextBroker, stored: &Stored) -> NgsiResult<()> {
+        self.may_change_owned(
+            broker,
+            &stored.owner,
+            &format!("entity {}", stored.entity.id),
+        )
+    }
+
+    /// May this writer change `what`, which `owner` owns? Its department, or a platform admin.
+    fn may_change_owned(&self, broker: &ContextBroker, owner: &str, what: &str) -> NgsiResult<()> {
         let department = self.writer(broker)?;
         let admin = self
             .principal
             .as_ref()
             .is_none_or(|p| p.is_platform_admin());
-        if admin || stored.owner == department {
+        if admin || owner == department {
             Ok(())
         } else {
             Err(Problem::forbidden(format!(
-                "entity {} belongs to department {:?}",
-                stored.entity.id, stored.owner
+                "{what} belongs to department {owner:?}"
             )))
         }
     }
@@ -2002,6 +2013,180 @@ async fn temporal_selection(
         bodies.push(temporal_body(broker, request, stored, &temporal).await?);
     }
     Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
+}
+
+/// The URL of hosted context `id`, as this request reached the broker.
+fn hosted_url(headers: &HeaderMap, id: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}{}{id}", crate::jsonld::HOSTED_PATH)
+}
+
+/// Host a user @context (clause 5.13.2): the body is a JSON-LD document `{"@context": …}`;
+/// 201 with its URL in Location. A request that names that URL (Link header or `@context`)
+/// gets the terms from the broker's own database, never from the network.
+#[utoipa::path(post, path = "/ngsi-ld/v1/jsonldContexts", tag = "ngsi-ld",
+    request_body(content = Object), responses((status = 201), (status = 400)))]
+async fn add_context(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| errors::invalid_request(format!("the body is not JSON: {e}")))?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let owner = request.writer(&broker)?;
+    let Some(context) = value.get("@context") else {
+        return Err(errors::bad_request(
+            "the body is a JSON-LD document with an @context member",
+        ));
+    };
+    // Refused now rather than when used: its terms must parse and what it names be there.
+    broker.contexts.resolve(context).await?;
+    let id = yunnao_core::new_id();
+    sqlx::query(
+        "INSERT INTO ngsi_contexts (id, document, owner_department, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.clone())
+    .bind(serde_json::json!({"@context": context}).to_string())
+    .bind(owner)
+    .bind(now())
+    .execute(broker.db.pool())
+    .await
+    .db()?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, hosted_url(&headers, &id))],
+        Extension(AuditNote::new("ngsi.context.add", format!("context:{id}"))),
+    )
+        .into_response())
+}
+
+/// The @contexts the broker holds (clause 5.13.3): those it hosts and the remote ones it
+/// fetched and kept, as URLs; `details=true` gives each one's `URL`, `localId`, `kind`
+/// (`Hosted`, `Cached`) and `createdAt`; `kind` picks one kind.
+#[utoipa::path(get, path = "/ngsi-ld/v1/jsonldContexts", tag = "ngsi-ld",
+    responses((status = 200), (status = 400)))]
+async fn list_contexts(
+    State(broker): State<ContextBroker>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let params = query_map(raw)?;
+    let details = match params.get("details").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(errors::bad_request(format!(
+                "details is true or false, not {other:?}"
+            )));
+        }
+    };
+    let kind = params.get("kind").map(|k| k.to_ascii_lowercase());
+    if let Some(kind) = &kind
+        && !["hosted", "cached", "implicitlycreated"].contains(&kind.as_str())
+    {
+        return Err(errors::bad_request(format!(
+            "kind is Hosted, Cached or ImplicitlyCreated, not {kind:?}"
+        )));
+    }
+    let wants = |name: &str| kind.as_deref().is_none_or(|k| k == name);
+    let mut entries = Vec::new();
+    if wants("hosted") {
+        let hosted: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, created_at FROM ngsi_contexts ORDER BY created_at, id")
+                .fetch_all(broker.db.pool())
+                .await
+                .db()?;
+        for (id, created_at) in hosted {
+            entries.push(
+                serde_json::json!({"URL": hosted_url(&headers, &id), "localId": id,
+                "kind": "Hosted", "createdAt": created_at}),
+            );
+        }
+    }
+    if wants("cached") {
+        for url in broker.contexts.cached_urls() {
+            entries.push(serde_json::json!({"URL": url, "kind": "Cached"}));
+        }
+    }
+    if !details {
+        entries = entries.iter().map(|e| e["URL"].clone()).collect();
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Value::Array(entries).to_string(),
+    )
+        .into_response())
+}
+
+/// One @context: a hosted one by its id, or a kept remote one by its URL. Public, as
+/// JSON-LD contexts are.
+#[utoipa::path(get, path = "/ngsi-ld/v1/jsonldContexts/{contextId}", tag = "ngsi-ld",
+    params(("contextId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn serve_context(
+    State(broker): State<ContextBroker>,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let document = match crate::jsonld::hosted_document(&broker.db, &id).await? {
+        Some(document) => document,
+        None => broker
+            .contexts
+            .cached(&id)
+            .ok_or_else(|| errors::not_found(format!("there is no @context {id}")))?,
+    };
+    Ok(([(header::CONTENT_TYPE, JSON_LD)], document.to_string()).into_response())
+}
+
+/// Delete a hosted @context (its department or a platform admin), or drop a kept remote
+/// one so it is fetched again when next named (`reload`): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/jsonldContexts/{contextId}", tag = "ngsi-ld",
+    params(("contextId" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)))]
+async fn delete_context(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner_department FROM ngsi_contexts WHERE id = $1")
+            .bind(id.clone())
+            .fetch_optional(broker.db.pool())
+            .await
+            .db()?;
+    match owner {
+        Some(owner) => {
+            request.may_change_owned(&broker, &owner, &format!("@context {id}"))?;
+            sqlx::query("DELETE FROM ngsi_contexts WHERE id = $1")
+                .bind(id.clone())
+                .execute(broker.db.pool())
+                .await
+                .db()?;
+        }
+        None if broker.contexts.forget(&id) => {}
+        None => return Err(errors::not_found(format!("there is no @context {id}"))),
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.context.delete",
+            format!("context:{id}"),
+        )),
+    )
+        .into_response())
 }
 
 /// A subscription the caller may see: their department's (all, for platform admins).

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use yunnao_core::Problem;
+use yunnao_store::{Db, DbResultExt, sqlx};
 
 /// Unknown terms expand into this vocabulary (CIM 009 §5.5.7).
 pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
@@ -237,11 +238,25 @@ fn collect(
     }
 }
 
-/// Remote user contexts: fetched only from the allow-listed URL prefixes, once, then kept.
+/// Remote user contexts: fetched only from the allow-listed URL prefixes, once, then kept;
+/// those hosted by the broker itself (`/jsonldContexts`) read from its database.
 pub struct RemoteContexts {
     allow: Vec<String>,
     cache: std::sync::Mutex<HashMap<String, Value>>,
     client: reqwest::Client,
+    hosted: Option<Db>,
+}
+
+/// Where the broker serves a hosted context: any URL ending in this and an id names one.
+pub const HOSTED_PATH: &str = "/ngsi-ld/v1/jsonldContexts/";
+
+/// The hosted context id a URL names, whatever host the client reached the broker by.
+pub fn hosted_id(url: &str) -> Option<&str> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    let (_, id) = url.split_once(HOSTED_PATH)?;
+    (!id.is_empty() && !id.contains(['/', '?', '#'])).then_some(id)
 }
 
 /// Largest remote context accepted.
@@ -250,7 +265,8 @@ const REMOTE_CONTEXT_MAX_BYTES: usize = 1024 * 1024;
 const REMOTE_CONTEXTS_MAX: usize = 1000;
 
 impl RemoteContexts {
-    pub fn new(allow: Vec<String>) -> Self {
+    /// `hosted`: the database of the broker's own hosted contexts.
+    pub fn new(allow: Vec<String>, hosted: Option<Db>) -> Self {
         Self {
             allow,
             cache: std::sync::Mutex::new(HashMap::new()),
@@ -259,7 +275,39 @@ impl RemoteContexts {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            hosted,
         }
+    }
+
+    /// The remote contexts fetched and kept, by URL.
+    pub fn cached_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        urls.sort();
+        urls
+    }
+
+    /// A kept remote context, if `url` names one.
+    pub fn cached(&self, url: &str) -> Option<Value> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    /// Drops a kept remote context (it is fetched again when next named); false if none.
+    pub fn forget(&self, url: &str) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url)
+            .is_some()
     }
 
     /// The context of a request: remote URLs on the allow-list fetched (or taken from the
@@ -283,6 +331,11 @@ impl RemoteContexts {
     }
 
     async fn document(&self, url: &str) -> Result<Option<Value>, Problem> {
+        if let (Some(db), Some(id)) = (&self.hosted, hosted_id(url))
+            && let Some(document) = hosted_document(db, id).await?
+        {
+            return Ok(Some(document));
+        }
         if let Some(document) = self
             .cache
             .lock()
@@ -332,6 +385,21 @@ impl RemoteContexts {
         cache.insert(url.to_owned(), document.clone());
         Ok(Some(document))
     }
+}
+
+/// A hosted context's document (`{"@context": …}`), if there is one with this id.
+pub async fn hosted_document(db: &Db, id: &str) -> Result<Option<Value>, Problem> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT document FROM ngsi_contexts WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(db.pool())
+            .await
+            .db()?;
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|e| Problem::internal(format!("hosted @context {id}: {e}")))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

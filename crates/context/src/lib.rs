@@ -216,8 +216,10 @@ impl ContextBroker {
     /// The broker, with its subscriptions loaded; other nodes' subscription changes are picked
     /// up every 5 s.
     pub async fn start(db: Db, identity: Identity, config: ContextConfig) -> Result<Self, Problem> {
-        let contexts =
-            std::sync::Arc::new(jsonld::RemoteContexts::new(config.context_allow.clone()));
+        let contexts = std::sync::Arc::new(jsonld::RemoteContexts::new(
+            config.context_allow.clone(),
+            Some(db.clone()),
+        ));
         let notifier = subscriptions::Notifier::new(db.clone(), contexts.clone());
         notifier.reload().await?;
         let reloader = notifier.clone();

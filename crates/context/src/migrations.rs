@@ -22,8 +22,20 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             sqlite: SPATIAL_SQLITE,
             postgres: SPATIAL_POSTGRES,
         },
+        Migration::portable(6, "@contexts hosted by the broker", HOSTED_CONTEXTS),
     ],
 };
+
+/// User @contexts uploaded to the broker (`/jsonldContexts`), served from it and used when a
+/// request names them, without any fetch.
+const HOSTED_CONTEXTS: &str = "
+CREATE TABLE ngsi_contexts (
+    id TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    owner_department TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+";
 
 /// A spatial index of the locations' bounding boxes, so geo queries read the entities near the
 /// query's box instead of every entity on one side of it. SQLite: an R*Tree keyed by the

@@ -1785,6 +1785,214 @@ async fn remote_contexts_come_only_from_the_allow_list_and_are_cached(backend: T
         .expect("sent");
     expect_ngsi_error(elsewhere, 503, "LdContextNotAvailable").await;
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The kept context is listed, served by its URL, and dropped on request (reload): the
+    // next request that names it fetches it again.
+    let url = format!("{origin}/contexts/parking.jsonld");
+    let cached = broker.get_json("/jsonldContexts?kind=Cached").await;
+    assert_eq!(cached, json!([url]));
+    let served = broker
+        .get_json(&format!("/jsonldContexts/{}", urlencode(&url)))
+        .await;
+    assert_eq!(served["@context"][0], parking_context());
+    let dropped = broker
+        .call(
+            Method::DELETE,
+            &format!("/jsonldContexts/{}", urlencode(&url)),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(dropped.status(), 204);
+    assert_eq!(
+        broker.get_json("/jsonldContexts?kind=Cached").await,
+        json!([])
+    );
+    let again = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:ParkingSpot:r-1",
+            Some(&broker.token),
+        )
+        .header("link", link.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 200);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    broker.server.cleanup().await;
+}
+
+async fn hosted_contexts_are_served_and_used_without_any_fetch(backend: TestBackend) {
+    // No allow-list: a context the broker hosts is read from its own database.
+    let broker = Broker::start(backend).await;
+    let added = broker
+        .send(
+            Method::POST,
+            "/jsonldContexts",
+            json!({"@context": [parking_context(), CORE]}),
+        )
+        .await;
+    assert_eq!(added.status(), 201);
+    let url = added
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/ngsi-ld/v1/jsonldContexts/"),
+        "{url}"
+    );
+    let local_id = url.rsplit('/').next().expect("id").to_owned();
+    let link = format!(
+        "<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+    );
+    let created = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/json")
+        .header("link", link.clone())
+        .body(json!({"id": "urn:ngsi-ld:ParkingSpot:h-1", "type": "ParkingSpot", "occupancy": "free"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    let plain = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:h-1")
+        .await;
+    assert_eq!(
+        plain["type"],
+        "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"
+    );
+    // Through ld+json too, naming it in the body.
+    let created = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .body(json!({"@context": url, "id": "urn:ngsi-ld:ParkingSpot:h-2", "type": "ParkingSpot", "occupancy": "free"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    let compacted: Value = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:ParkingSpot:h-2",
+            Some(&broker.token),
+        )
+        .header("link", link.clone())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(compacted["type"], "ParkingSpot");
+    assert_eq!(compacted["occupancy"]["value"], "free");
+
+    // Served to anyone (JSON-LD processors dereference it), listed with details.
+    let served = broker
+        .call(Method::GET, &format!("/jsonldContexts/{local_id}"), None)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(served.status(), 200);
+    assert_eq!(
+        served
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/ld+json")
+    );
+    let document: Value = served.json().await.expect("json");
+    assert_eq!(document, json!({"@context": [parking_context(), CORE]}));
+    let listed = broker.get_json("/jsonldContexts").await;
+    assert_eq!(listed, json!([url]));
+    let detailed = broker
+        .get_json("/jsonldContexts?details=true&kind=Hosted")
+        .await;
+    assert_eq!(detailed[0]["localId"], local_id);
+    assert_eq!(detailed[0]["kind"], "Hosted");
+    assert!(detailed[0]["createdAt"].is_string());
+
+    // Bad input, and only its department (or a platform admin) deletes it.
+    for (body, status, kind) in [
+        (json!({"terms": {}}), 400, "BadRequestData"),
+        (json!({"@context": 42}), 400, "BadRequestData"),
+        (
+            json!({"@context": "https://example.org/nowhere.jsonld"}),
+            503,
+            "LdContextNotAvailable",
+        ),
+    ] {
+        expect_ngsi_error(
+            broker.send(Method::POST, "/jsonldContexts", body).await,
+            status,
+            kind,
+        )
+        .await;
+    }
+    expect_ngsi_error(
+        broker.get("/jsonldContexts?details=maybe").await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    let anonymous = broker
+        .call(Method::DELETE, &format!("/jsonldContexts/{local_id}"), None)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let admin = broker.server.admin().await;
+    let other = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let foreign = broker
+        .call(
+            Method::DELETE,
+            &format!("/jsonldContexts/{local_id}"),
+            Some(&other),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(foreign.status(), 403);
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            &format!("/jsonldContexts/{local_id}"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    let gone = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:ParkingSpot:h-1",
+            Some(&broker.token),
+        )
+        .header("link", link)
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(gone, 503, "LdContextNotAvailable").await;
+    expect_ngsi_error(
+        broker
+            .call(
+                Method::DELETE,
+                &format!("/jsonldContexts/{local_id}"),
+                Some(&broker.token),
+            )
+            .send()
+            .await
+            .expect("sent"),
+        404,
+        "ResourceNotFound",
+    )
+    .await;
     broker.server.cleanup().await;
 }
 
@@ -2352,6 +2560,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    hosted_contexts_are_served_and_used_without_any_fetch,
     subscriptions_notify_over_mqtt,
     retrievals_show_every_write_at_once,
     moved_entities_are_found_where_they_are,
