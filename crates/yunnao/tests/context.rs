@@ -1385,6 +1385,17 @@ async fn receiver(
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>>,
 ) {
+    slow_receiver(status, std::time::Duration::ZERO).await
+}
+
+/// A receiver that takes `delay` to answer each notification.
+async fn slow_receiver(
+    status: u16,
+    delay: std::time::Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>>,
+) {
     let seen: std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>> = Default::default();
     let store = seen.clone();
     let app = axum::Router::new().route(
@@ -1392,6 +1403,7 @@ async fn receiver(
         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
             let store = store.clone();
             async move {
+                tokio::time::sleep(delay).await;
                 let link = headers
                     .get("link")
                     .and_then(|v| v.to_str().ok())
@@ -1448,6 +1460,84 @@ async fn counted_once(broker: &Broker, path: &str, counter: &str, tries: usize) 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     shown
+}
+
+async fn a_slow_receiver_gets_every_notification_under_load(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    // 300 changes sent at once; the receiver takes 200 ms over each notification.
+    let (url, seen) = slow_receiver(200, std::time::Duration::from_millis(200)).await;
+    let created = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}],
+                   "watchedAttributes": ["reading"],
+                   "notification": {"attributes": ["reading"], "format": "keyValues", "endpoint": {"uri": url}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let sub_path = ngsi_path(&created);
+    let spots = 10;
+    for i in 0..spots {
+        let created = broker
+            .send(Method::POST, "/entities", spot(i, 120.38, 36.06, "free", 1))
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let changes = 300_u32;
+    let mut sending = tokio::task::JoinSet::new();
+    for reading in 0..changes {
+        let request = broker
+            .call(
+                Method::POST,
+                &format!(
+                    "/entities/urn:ngsi-ld:ParkingSpot:qd-{:03}/attrs",
+                    reading % spots
+                ),
+                Some(&broker.token),
+            )
+            .header("content-type", "application/json")
+            .body(json!({"reading": reading}).to_string());
+        sending.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(sent) = sending.join_next().await {
+        assert_eq!(sent.expect("joined").expect("sent"), 204);
+    }
+    // Every change arrives exactly once, and the subscription counts each.
+    let received = wait_for(|| {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.len() >= changes as usize).then(|| seen.clone())
+    })
+    .await;
+    let mut readings: Vec<u64> = received
+        .iter()
+        .filter_map(|(notification, _)| notification["data"][0]["reading"].as_u64())
+        .collect();
+    readings.sort_unstable();
+    assert_eq!(readings, (0..u64::from(changes)).collect::<Vec<_>>());
+    let mut shown = Value::Null;
+    for _ in 0..50 {
+        shown = broker.get_json(&sub_path).await;
+        if shown["notification"]["timesSent"] == changes {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["notification"]["timesSent"], changes, "{shown}");
+    assert!(
+        shown["notification"]
+            .get("timesFailed")
+            .is_none_or(|n| n == 0),
+        "{shown}"
+    );
+    assert_eq!(shown["notification"]["status"], "ok", "{shown}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        changes as usize,
+        "nothing twice"
+    );
+    broker.server.cleanup().await;
 }
 
 async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
@@ -2560,6 +2650,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    a_slow_receiver_gets_every_notification_under_load,
     hosted_contexts_are_served_and_used_without_any_fetch,
     subscriptions_notify_over_mqtt,
     retrievals_show_every_write_at_once,
