@@ -5,6 +5,7 @@
 use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Format, RenderOptions};
+use crate::temporal::Scope;
 use crate::{ContextBroker, Selection, Stored, Viewer, errors};
 use axum::Extension;
 use axum::body::Bytes;
@@ -47,8 +48,11 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(batch_update))
         .routes(routes!(batch_delete))
         .routes(routes!(batch_merge))
-        .routes(routes!(temporal_entity))
-        .routes(routes!(temporal_query))
+        .routes(routes!(temporal_entity, delete_temporal))
+        .routes(routes!(temporal_query, create_temporal))
+        .routes(routes!(add_temporal_attributes))
+        .routes(routes!(delete_temporal_attribute))
+        .routes(routes!(delete_temporal_instance))
         .routes(routes!(temporal_query_post))
         .routes(routes!(add_context, list_contexts))
         .routes(routes!(serve_context, delete_context))
@@ -2185,6 +2189,324 @@ async fn delete_context(
             "ngsi.context.delete",
             format!("context:{id}"),
         )),
+    )
+        .into_response())
+}
+
+/// The time an attribute instance was observed (else written), for ordering instances.
+fn instance_time(instance: &Value) -> i64 {
+    instance
+        .get("observedAt")
+        .or_else(|| instance.get("modifiedAt"))
+        .and_then(Value::as_str)
+        .and_then(yunnao_core::time::parse_rfc3339_ms)
+        .unwrap_or(i64::MIN)
+}
+
+fn dataset_of(instance: &Value) -> &str {
+    instance
+        .get("datasetId")
+        .and_then(Value::as_str)
+        .unwrap_or("@none")
+}
+
+/// Per attribute, its newest instance of each dataset (one instance, or an array of them).
+fn newest_instances(attrs: &Map<String, Value>) -> Map<String, Value> {
+    let mut newest = Map::new();
+    for (name, value) in attrs {
+        let mut per_dataset: Vec<&Value> = Vec::new();
+        for instance in value
+            .as_array()
+            .map_or_else(|| vec![value], |a| a.iter().collect())
+        {
+            match per_dataset
+                .iter_mut()
+                .find(|kept| dataset_of(kept) == dataset_of(instance))
+            {
+                Some(kept) if instance_time(instance) >= instance_time(kept) => *kept = instance,
+                Some(_) => {}
+                None => per_dataset.push(instance),
+            }
+        }
+        let attribute = match per_dataset.as_slice() {
+            [one] => (*one).clone(),
+            many => Value::Array(many.iter().map(|i| (*i).clone()).collect()),
+        };
+        newest.insert(name.clone(), attribute);
+    }
+    newest
+}
+
+/// The attribute `current` becomes with `candidate` (one instance) if the candidate is newer
+/// than the current instance of its dataset (or there is none); None if it is not.
+fn with_newer(current: Option<&Value>, candidate: &Value) -> Option<Value> {
+    let dataset = dataset_of(candidate);
+    match current {
+        None => Some(candidate.clone()),
+        Some(Value::Array(instances)) => {
+            let mut instances = instances.clone();
+            match instances.iter().position(|i| dataset_of(i) == dataset) {
+                Some(at) if instance_time(candidate) > instance_time(&instances[at]) => {
+                    instances[at] = candidate.clone();
+                }
+                Some(_) => return None,
+                None => instances.push(candidate.clone()),
+            }
+            Some(Value::Array(instances))
+        }
+        Some(one) if dataset_of(one) != dataset => {
+            Some(Value::Array(vec![one.clone(), candidate.clone()]))
+        }
+        Some(one) => (instance_time(candidate) > instance_time(one)).then(|| candidate.clone()),
+    }
+}
+
+/// Adds `instances` (per attribute, instances) to entity `id`'s history; the entity's current
+/// value of an attribute then follows the newest instance of each dataset.
+async fn add_instances(
+    broker: &ContextBroker,
+    request: &Request,
+    id: &str,
+    instances: &Map<String, Value>,
+) -> NgsiResult<()> {
+    broker
+        .add_history(&request.tenant, id, &request.viewer, instances, |stored| {
+            request.may_change(broker, stored)
+        })
+        .await?;
+    let newest = newest_instances(instances);
+    let newer = |stored: &Stored| -> Vec<(String, Value)> {
+        let mut changes = Vec::new();
+        for (name, attribute) in &newest {
+            let mut current = stored.entity.attrs.get(name).cloned();
+            let mut changed = false;
+            for candidate in attribute
+                .as_array()
+                .map_or_else(|| vec![attribute], |a| a.iter().collect())
+            {
+                if let Some(next) = with_newer(current.as_ref(), candidate) {
+                    current = Some(next);
+                    changed = true;
+                }
+            }
+            if let (true, Some(current)) = (changed, current) {
+                changes.push((name.clone(), current));
+            }
+        }
+        changes
+    };
+    let Some(stored) = broker.get(&request.tenant, id, &request.viewer).await? else {
+        return Ok(());
+    };
+    if newer(&stored).is_empty() {
+        return Ok(());
+    }
+    let stamp = now();
+    broker
+        .modify(
+            &request.tenant,
+            id,
+            &request.viewer,
+            // The request's own audit record (the handler's note) covers this change too.
+            None,
+            |stored| {
+                request.may_change(broker, stored)?;
+                for (name, attribute) in newer(stored) {
+                    stored.entity.attrs.insert(name, attribute);
+                }
+                stored.entity.modified_at = stamp.clone();
+                Ok(())
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Create or add to the temporal representation of an entity (clause 5.6.11): an entity whose
+/// attributes are arrays of instances, each with its `observedAt`. A new entity is created
+/// from the newest instances (201); an existing one gets the instances added to its history
+/// (204). Either way the entity's current values follow the newest instances.
+#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entities", tag = "ngsi-ld",
+    request_body(content = Object, description = "an entity in the temporal representation"),
+    responses((status = 201), (status = 204), (status = 400)))]
+async fn create_temporal(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    let owner = request.writer(&broker)?;
+    let entity = model::parse_entity(value, &request.context, &now())?;
+    let current = model::Entity {
+        attrs: newest_instances(&entity.attrs),
+        ..entity.clone()
+    };
+    let created = match broker.create(&request.tenant, &current, &owner).await {
+        Ok(()) => true,
+        Err(problem) if problem.type_uri.ends_with("AlreadyExists") => false,
+        Err(problem) => return Err(problem),
+    };
+    add_instances(&broker, &request, &entity.id, &entity.attrs).await?;
+    let note = audit("ngsi.temporal.create", &request.tenant, &entity.id);
+    if !created {
+        return Ok((StatusCode::NO_CONTENT, note).into_response());
+    }
+    let mut response = (StatusCode::CREATED, note).into_response();
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("/ngsi-ld/v1/temporal/entities/{}", entity.id))
+    {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Add attribute instances to an entity's temporal representation (clause 5.6.12): 204.
+#[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn add_temporal_attributes(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let Value::Object(object) = value else {
+        return Err(errors::bad_request("attributes must be a JSON object"));
+    };
+    let attrs = model::parse_attributes(object, &request.context, &now())?;
+    add_instances(&broker, &request, &id, &attrs).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.temporal.append", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Delete an entity with its temporal representation (clause 5.6.16): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_temporal(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let allowed = |stored: &Stored| request.may_change(&broker, stored);
+    broker
+        .delete_history(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            Scope::Entity,
+            allowed,
+        )
+        .await?;
+    broker
+        .delete(&request.tenant, &id, &request.viewer, allowed)
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.temporal.delete", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Delete an attribute's history (clause 5.6.13): its default instances, those of
+/// `datasetId`, or all (`deleteAll=true`): 204; 404 when there were none.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn delete_temporal_attribute(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let params = query_map(raw)?;
+    let all = match params.get("deleteAll").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(errors::bad_request(format!(
+                "deleteAll is true or false, not {other:?}"
+            )));
+        }
+    };
+    let name = request.context.expand(&attr);
+    let dataset = params.get("datasetId").map_or("@none", String::as_str);
+    let scope = Scope::Attribute {
+        attr: &name,
+        dataset: (!all).then_some(dataset),
+    };
+    let deleted = broker
+        .delete_history(&request.tenant, &id, &request.viewer, scope, |stored| {
+            request.may_change(&broker, stored)
+        })
+        .await?;
+    if deleted == 0 {
+        return Err(errors::not_found(format!(
+            "entity {id} has no history of {attr}"
+        )));
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.temporal.attr.delete", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Delete one attribute instance from the history (clause 5.6.15), named by its
+/// `instanceId`: 204; 404 when there is none.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn delete_temporal_instance(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr, instance)): Path<(String, String, String)>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let (at_ms, dataset) = crate::temporal::parse_instance_id(&instance).ok_or_else(|| {
+        errors::bad_request(format!(
+            "{instance:?} is not an instanceId this broker gave"
+        ))
+    })?;
+    let name = request.context.expand(&attr);
+    let scope = Scope::Instance {
+        attr: &name,
+        dataset: &dataset,
+        at_ms,
+    };
+    let deleted = broker
+        .delete_history(&request.tenant, &id, &request.viewer, scope, |stored| {
+            request.may_change(&broker, stored)
+        })
+        .await?;
+    if deleted == 0 {
+        return Err(errors::not_found(format!(
+            "entity {id} has no instance {instance} of {attr}"
+        )));
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.temporal.instance.delete", &request.tenant, &id),
     )
         .into_response())
 }

@@ -560,6 +560,55 @@ impl ContextBroker {
         Ok(Ok((stored, changed)))
     }
 
+    /// Adds attribute instances to the history of an entity the viewer can see (temporal
+    /// provision; `instances`: per attribute, an array of instances); `allowed` decides
+    /// whether they may. The entity's current values are not changed here.
+    pub async fn add_history(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        instances: &Map<String, Value>,
+        allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let stored = self
+            .get(tenant, id, viewer)
+            .await?
+            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+        allowed(&stored)?;
+        let carrier = Entity {
+            id: id.to_owned(),
+            types: Vec::new(),
+            attrs: instances.clone(),
+            created_at: String::new(),
+            modified_at: String::new(),
+        };
+        let mut tx = self.db.begin_fast_write().await?;
+        temporal::record(&mut tx, tenant, None, &carrier).await?;
+        tx.commit().await
+    }
+
+    /// Deletes the `scope` of the history of an entity the viewer can see;
+    /// `allowed` decides whether they may. The number of instances deleted.
+    pub async fn delete_history(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        scope: temporal::Scope<'_>,
+        allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
+    ) -> Result<u64, Problem> {
+        let stored = self
+            .get(tenant, id, viewer)
+            .await?
+            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+        allowed(&stored)?;
+        let mut tx = self.db.begin_fast_write().await?;
+        let deleted = temporal::delete_rows(&mut tx, tenant, id, scope).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Deletes an entity the viewer can see; `allowed` decides whether they may.
     pub async fn delete(
         &self,

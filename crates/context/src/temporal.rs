@@ -267,10 +267,10 @@ pub async fn instances(
     let order = if last_n.is_some() { "DESC" } else { "ASC" };
     let limit = last_n.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sql = format!(
-        "SELECT instance FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+        "SELECT instance, at_ms, dataset_id FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
          AND at_ms >= $4 AND at_ms < $5 ORDER BY at_ms {order}{limit}"
     );
-    let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let mut rows: Vec<(String, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
         .bind(entity)
         .bind(attr)
@@ -283,8 +283,163 @@ pub async fn instances(
         rows.reverse();
     }
     rows.iter()
-        .map(|text| serde_json::from_str(text).map_err(|e| Problem::internal(e.to_string())))
+        .map(|(text, at_ms, dataset)| {
+            let mut instance: Value =
+                serde_json::from_str(text).map_err(|e| Problem::internal(e.to_string()))?;
+            if let Value::Object(members) = &mut instance {
+                members.insert("instanceId".into(), instance_id(*at_ms, dataset).into());
+            }
+            Ok(instance)
+        })
         .collect()
+}
+
+const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
+
+/// An instance's `instanceId`: its time and dataset, which are its key in the history, so it
+/// needs no column of its own.
+pub fn instance_id(at_ms: i64, dataset: &str) -> String {
+    if dataset == "@none" {
+        format!("{INSTANCE_PREFIX}{at_ms}")
+    } else {
+        let encoded: String = form_urlencoded::byte_serialize(dataset.as_bytes()).collect();
+        format!("{INSTANCE_PREFIX}{at_ms}:{encoded}")
+    }
+}
+
+/// The time and dataset an [`instance_id`] names.
+pub fn parse_instance_id(id: &str) -> Option<(i64, String)> {
+    let rest = id.strip_prefix(INSTANCE_PREFIX)?;
+    let (at, dataset) = match rest.split_once(':') {
+        Some((at, encoded)) => {
+            let decoded = form_urlencoded::parse(format!("d={encoded}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())?;
+            (at, decoded)
+        }
+        None => (rest, "@none".to_owned()),
+    };
+    Some((at.parse().ok()?, dataset))
+}
+
+/// Which history of an entity to delete.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// All of it.
+    Entity,
+    /// One attribute's: one dataset's, or every dataset's.
+    Attribute {
+        attr: &'a str,
+        dataset: Option<&'a str>,
+    },
+    /// One instance.
+    Instance {
+        attr: &'a str,
+        dataset: &'a str,
+        at_ms: i64,
+    },
+}
+
+/// Deletes the `scope` of entity `id`'s history; the hourly rollups follow. The number of
+/// instances deleted.
+pub async fn delete_rows(
+    tx: &mut Write,
+    tenant: &str,
+    id: &str,
+    scope: Scope<'_>,
+) -> Result<u64, Problem> {
+    let (attr, deleted, at_ms) = match scope {
+        Scope::Entity => {
+            let entity = [Arg::Text(tenant), Arg::Text(id)];
+            let deleted = tx
+                .execute(
+                    "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2",
+                    &entity,
+                )
+                .await?;
+            tx.execute(
+                "DELETE FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2",
+                &entity,
+            )
+            .await?;
+            return Ok(deleted);
+        }
+        Scope::Attribute { attr, dataset } => {
+            let mut sql = String::from(
+                "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3",
+            );
+            let mut args = vec![Arg::Text(tenant), Arg::Text(id), Arg::Text(attr)];
+            if let Some(dataset) = dataset {
+                sql.push_str(" AND dataset_id = $4");
+                args.push(Arg::Text(dataset));
+            }
+            (attr, tx.execute(&sql, &args).await?, None)
+        }
+        Scope::Instance {
+            attr,
+            dataset,
+            at_ms,
+        } => {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+                     AND dataset_id = $4 AND at_ms = $5",
+                    &[
+                        Arg::Text(tenant),
+                        Arg::Text(id),
+                        Arg::Text(attr),
+                        Arg::Text(dataset),
+                        Arg::Int(at_ms),
+                    ],
+                )
+                .await?;
+            (attr, deleted, Some(at_ms))
+        }
+    };
+    if deleted > 0 {
+        resum_hours(tx, tenant, id, attr, at_ms).await?;
+    }
+    Ok(deleted)
+}
+
+/// Sums an attribute's hours afresh from its history: the one holding `at_ms`, or all.
+async fn resum_hours(
+    tx: &mut Write,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    at_ms: Option<i64>,
+) -> Result<(), Problem> {
+    let (from, to) = match at_ms {
+        Some(at) => {
+            let hour = at - at.rem_euclid(HOUR_MS);
+            (hour, hour + HOUR_MS)
+        }
+        None => (i64::MIN, i64::MAX),
+    };
+    let range = [
+        Arg::Text(tenant),
+        Arg::Text(id),
+        Arg::Text(attr),
+        Arg::Int(from),
+        Arg::Int(to),
+    ];
+    tx.execute(
+        "DELETE FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+         AND hour_ms >= $4 AND hour_ms < $5",
+        &range,
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
+         SELECT tenant, entity_id, attr, at_ms - ((at_ms % 3600000) + 3600000) % 3600000, \
+         COUNT(*), SUM(number), MIN(number), MAX(number) FROM ngsi_history \
+         WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+         GROUP BY tenant, entity_id, attr, at_ms - ((at_ms % 3600000) + 3600000) % 3600000",
+        &range,
+    )
+    .await?;
+    Ok(())
 }
 
 /// (period index, count, distinct count, sum, min, max)

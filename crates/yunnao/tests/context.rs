@@ -1378,6 +1378,176 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+async fn temporal_representations_are_provided_and_deleted(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:WaterObserved:jihongtan";
+    let t0 = 1_795_000_000_000_i64 - 1_795_000_000_000_i64 % 3_600_000;
+    let at = |minutes: i64| yunnao_core::time::rfc3339_ms(t0 + minutes * 60_000);
+    let reading = |value: f64, minutes: i64| json!({"type": "Property", "value": value, "observedAt": at(minutes)});
+    let history_path = format!("/temporal/entities/{id}?attrs=height");
+    let history = |body: &Value| -> Vec<(f64, String)> {
+        body["height"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h["value"].as_f64().unwrap_or(f64::NAN),
+                    h["instanceId"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let current = |body: Value| body["height"].clone();
+    let summed = format!(
+        "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=sum,totalCount&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+        at(-60),
+        at(60)
+    );
+    let total = |body: &Value, method: &str| -> f64 {
+        body["height"][method]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|period| period[0].as_f64())
+            .sum()
+    };
+
+    // A new entity from its temporal representation: created with the newest instance.
+    let created = broker
+        .send(
+            Method::POST,
+            "/temporal/entities",
+            json!({"id": id, "type": "WaterObserved",
+                   "height": [reading(1.0, 0), reading(3.0, 10), reading(2.0, 5)]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created.headers()["location"],
+        format!("/ngsi-ld/v1/temporal/entities/{id}").as_str()
+    );
+    let keyed_path = format!("/entities/{id}?options=keyValues");
+    assert_eq!(current(broker.get_json(&keyed_path).await), json!(3.0));
+    let shown = history(&broker.get_json(&history_path).await);
+    assert_eq!(
+        shown.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0]
+    );
+    assert!(
+        shown
+            .iter()
+            .all(|(_, instance)| instance.starts_with("urn:ngsi-ld:Instance:")),
+        "{shown:?}"
+    );
+
+    // Older instances go into the history only; newer ones also become the current value.
+    let again = broker
+        .send(
+            Method::POST,
+            "/temporal/entities",
+            json!({"id": id, "type": "WaterObserved", "height": [reading(0.5, -5)]}),
+        )
+        .await;
+    assert_eq!(again.status(), 204);
+    assert_eq!(current(broker.get_json(&keyed_path).await), json!(3.0));
+    let appended = broker
+        .send(
+            Method::POST,
+            &format!("/temporal/entities/{id}/attrs"),
+            json!({"height": [reading(9.0, 15)]}),
+        )
+        .await;
+    assert_eq!(appended.status(), 204);
+    assert_eq!(current(broker.get_json(&keyed_path).await), json!(9.0));
+    let shown = history(&broker.get_json(&history_path).await);
+    assert_eq!(
+        shown.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        vec![0.5, 1.0, 2.0, 3.0, 9.0]
+    );
+    let aggregated = broker.get_json(&summed).await;
+    assert_eq!(total(&aggregated, "sum"), 15.5);
+    assert_eq!(total(&aggregated, "totalCount"), 5.0);
+
+    // One instance deleted by its instanceId; the hourly rollups follow.
+    let two = shown[2].1.clone();
+    let instance_path = format!("/temporal/entities/{id}/attrs/height/{}", urlencode(&two));
+    let deleted = broker.send(Method::DELETE, &instance_path, json!({})).await;
+    assert_eq!(deleted.status(), 204);
+    let aggregated = broker.get_json(&summed).await;
+    assert_eq!(total(&aggregated, "sum"), 13.5);
+    assert_eq!(total(&aggregated, "totalCount"), 4.0);
+    expect_ngsi_error(
+        broker.send(Method::DELETE, &instance_path, json!({})).await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    expect_ngsi_error(
+        broker
+            .send(
+                Method::DELETE,
+                &format!("/temporal/entities/{id}/attrs/height/urn:ngsi-ld:Instance:x"),
+                json!({}),
+            )
+            .await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+
+    // Another department does not even see it.
+    let admin = broker.server.admin().await;
+    let other = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let foreign = broker
+        .call(
+            Method::POST,
+            &format!("/temporal/entities/{id}/attrs"),
+            Some(&other),
+        )
+        .header("content-type", "application/json")
+        .body(json!({"height": [reading(7.0, 20)]}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(foreign, 404, "ResourceNotFound").await;
+
+    // The attribute's history, then the whole temporal representation, deleted.
+    let attribute_path = format!("/temporal/entities/{id}/attrs/height");
+    let deleted = broker
+        .send(Method::DELETE, &attribute_path, json!({}))
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert!(history(&broker.get_json(&history_path).await).is_empty());
+    assert_eq!(total(&broker.get_json(&summed).await, "totalCount"), 0.0);
+    expect_ngsi_error(
+        broker
+            .send(Method::DELETE, &attribute_path, json!({}))
+            .await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    let deleted = broker
+        .send(
+            Method::DELETE,
+            &format!("/temporal/entities/{id}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(
+        broker.get(&format!("/entities/{id}")).await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    broker.server.cleanup().await;
+}
+
 /// A notification receiver on a free port: records what it gets, answers `status`.
 async fn receiver(
     status: u16,
@@ -2650,6 +2820,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    temporal_representations_are_provided_and_deleted,
     a_slow_receiver_gets_every_notification_under_load,
     hosted_contexts_are_served_and_used_without_any_fetch,
     subscriptions_notify_over_mqtt,
