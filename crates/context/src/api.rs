@@ -52,7 +52,7 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         .routes(routes!(temporal_query, create_temporal))
         .routes(routes!(add_temporal_attributes))
         .routes(routes!(delete_temporal_attribute))
-        .routes(routes!(delete_temporal_instance))
+        .routes(routes!(delete_temporal_instance, modify_temporal_instance))
         .routes(routes!(temporal_query_post))
         .routes(routes!(add_context, list_contexts))
         .routes(routes!(serve_context, delete_context))
@@ -2465,6 +2465,73 @@ async fn delete_temporal_attribute(
     Ok((
         StatusCode::NO_CONTENT,
         audit("ngsi.temporal.attr.delete", &request.tenant, &id),
+    )
+        .into_response())
+}
+
+/// Modify one attribute instance in the history (clause 5.6.14), named by its `instanceId`:
+/// the fragment's members replace the instance's; its time and dataset stay. 204; 404 when
+/// there is none.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}", tag = "ngsi-ld",
+    params(("entityId" = String, Path), ("attrId" = String, Path), ("instanceId" = String, Path)),
+    request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
+async fn modify_temporal_instance(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path((id, attr, instance)): Path<(String, String, String)>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let (at_ms, dataset) = crate::temporal::parse_instance_id(&instance).ok_or_else(|| {
+        errors::bad_request(format!(
+            "{instance:?} is not an instanceId this broker gave"
+        ))
+    })?;
+    let Value::Object(mut fragment) = value else {
+        return Err(errors::bad_request(
+            "the instance fragment must be a JSON object",
+        ));
+    };
+    fragment.remove("@context");
+    fragment.remove("instanceId");
+    let parsed = model::parse_attribute(&attr, Value::Object(fragment), &request.context, &now())?;
+    let name = request.context.expand(&attr);
+    broker
+        .modify_history_instance(
+            &request.tenant,
+            &id,
+            &request.viewer,
+            (&name, &dataset, at_ms),
+            |stored| {
+                let (Value::Object(mut merged), Value::Object(given)) = (stored, parsed) else {
+                    return Err(errors::bad_request("an instance is a JSON object"));
+                };
+                for key in ["observedAt", "datasetId"] {
+                    if let Some(new) = given.get(key)
+                        && merged.get(key) != Some(new)
+                    {
+                        return Err(errors::bad_request(format!(
+                            "an instance keeps its {key}: delete it and add another"
+                        )));
+                    }
+                }
+                for (key, value) in given {
+                    if !matches!(key.as_str(), "createdAt" | "modifiedAt") {
+                        merged.insert(key, value);
+                    }
+                }
+                Ok(Value::Object(merged))
+            },
+            |stored| request.may_change(&broker, stored),
+        )
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        audit("ngsi.temporal.instance.modify", &request.tenant, &id),
     )
         .into_response())
 }

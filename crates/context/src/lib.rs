@@ -588,6 +588,37 @@ impl ContextBroker {
         tx.commit().await
     }
 
+    /// Changes one instance in the history of an entity the viewer can see: `change` gets
+    /// the stored instance (None: there is none) and gives its new content; `allowed` decides
+    /// whether the viewer may.
+    pub async fn modify_history_instance(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        (attr, dataset, at_ms): (&str, &str, i64),
+        change: impl FnOnce(Value) -> Result<Value, Problem>,
+        allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let stored = self
+            .get(tenant, id, viewer)
+            .await?
+            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+        allowed(&stored)?;
+        let missing = || errors::not_found(format!("entity {id} has no such instance of {attr}"));
+        let instance = temporal::stored_instance(&self.db, tenant, id, attr, dataset, at_ms)
+            .await?
+            .ok_or_else(missing)?;
+        let instance = change(instance)?;
+        let mut tx = self.db.begin_fast_write().await?;
+        if !temporal::replace_instance(&mut tx, tenant, id, (attr, dataset, at_ms), &instance)
+            .await?
+        {
+            return Err(missing());
+        }
+        tx.commit().await
+    }
+
     /// Deletes the `scope` of the history of an entity the viewer can see;
     /// `allowed` decides whether they may. The number of instances deleted.
     pub async fn delete_history(

@@ -402,6 +402,62 @@ pub async fn delete_rows(
     Ok(deleted)
 }
 
+/// One stored instance of entity `id`'s history (its JSON), if there is one.
+pub async fn stored_instance(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    id: &str,
+    attr: &str,
+    dataset: &str,
+    at_ms: i64,
+) -> Result<Option<Value>, Problem> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT instance FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+         AND dataset_id = $4 AND at_ms = $5",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(attr)
+    .bind(dataset)
+    .bind(at_ms)
+    .fetch_optional(db.pool())
+    .await
+    .db()?;
+    text.map(|text| serde_json::from_str(&text).map_err(|e| Problem::internal(e.to_string())))
+        .transpose()
+}
+
+/// Replaces one stored instance's content (its time and dataset stay); its hour is re-summed.
+/// False when there is no such instance.
+pub async fn replace_instance(
+    tx: &mut Write,
+    tenant: &str,
+    id: &str,
+    (attr, dataset, at_ms): (&str, &str, i64),
+    instance: &Value,
+) -> Result<bool, Problem> {
+    let text = serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?;
+    let number = instance.get("value").and_then(Value::as_f64);
+    let replaced = tx
+        .execute(
+            REPLACE_HISTORY,
+            &[
+                Arg::Text(tenant),
+                Arg::Text(id),
+                Arg::Text(attr),
+                Arg::Text(dataset),
+                Arg::Int(at_ms),
+                Arg::Real(number),
+                Arg::Text(&text),
+            ],
+        )
+        .await?;
+    if replaced > 0 {
+        resum_hours(tx, tenant, id, attr, Some(at_ms)).await?;
+    }
+    Ok(replaced > 0)
+}
+
 /// Sums an attribute's hours afresh from its history: the one holding `at_ms`, or all.
 async fn resum_hours(
     tx: &mut Write,

@@ -1469,16 +1469,55 @@ async fn temporal_representations_are_provided_and_deleted(backend: TestBackend)
     assert_eq!(total(&aggregated, "sum"), 15.5);
     assert_eq!(total(&aggregated, "totalCount"), 5.0);
 
+    // One instance changed by its instanceId (its time stays); the hourly rollups follow.
+    let three = format!(
+        "/temporal/entities/{id}/attrs/height/{}",
+        urlencode(&shown[3].1)
+    );
+    let modified = broker
+        .send(
+            Method::PATCH,
+            &three,
+            json!({"value": 4.0, "unitCode": "MTR"}),
+        )
+        .await;
+    assert_eq!(modified.status(), 204);
+    let shown_after = broker.get_json(&history_path).await;
+    assert_eq!(shown_after["height"][3]["value"], 4.0);
+    assert_eq!(shown_after["height"][3]["unitCode"], "MTR");
+    assert_eq!(shown_after["height"][3]["observedAt"], at(10));
+    assert_eq!(total(&broker.get_json(&summed).await, "sum"), 16.5);
+    expect_ngsi_error(
+        broker
+            .send(
+                Method::PATCH,
+                &three,
+                json!({"value": 5.0, "observedAt": at(11)}),
+            )
+            .await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+
     // One instance deleted by its instanceId; the hourly rollups follow.
     let two = shown[2].1.clone();
     let instance_path = format!("/temporal/entities/{id}/attrs/height/{}", urlencode(&two));
     let deleted = broker.send(Method::DELETE, &instance_path, json!({})).await;
     assert_eq!(deleted.status(), 204);
     let aggregated = broker.get_json(&summed).await;
-    assert_eq!(total(&aggregated, "sum"), 13.5);
+    assert_eq!(total(&aggregated, "sum"), 14.5);
     assert_eq!(total(&aggregated, "totalCount"), 4.0);
     expect_ngsi_error(
         broker.send(Method::DELETE, &instance_path, json!({})).await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    expect_ngsi_error(
+        broker
+            .send(Method::PATCH, &instance_path, json!({"value": 1.0}))
+            .await,
         404,
         "ResourceNotFound",
     )
