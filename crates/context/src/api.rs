@@ -303,6 +303,17 @@ fn query_map(raw: Option<String>) -> NgsiResult<HashMap<String, String>> {
 }
 
 /// Is `name` among the comma-separated `options`?
+/// A true/false query parameter (false when absent).
+fn flag(params: &HashMap<String, String>, name: &str) -> NgsiResult<bool> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(errors::bad_request(format!(
+            "{name} is true or false, not {other:?}"
+        ))),
+    }
+}
+
 fn has_option(params: &HashMap<String, String>, name: &str) -> bool {
     params
         .get("options")
@@ -2087,15 +2098,7 @@ async fn list_contexts(
     RawQuery(raw): RawQuery,
 ) -> NgsiResult<Response> {
     let params = query_map(raw)?;
-    let details = match params.get("details").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(errors::bad_request(format!(
-                "details is true or false, not {other:?}"
-            )));
-        }
-    };
+    let details = flag(&params, "details")?;
     let kind = params.get("kind").map(|k| k.to_ascii_lowercase());
     if let Some(kind) = &kind
         && !["hosted", "cached", "implicitlycreated"].contains(&kind.as_str())
@@ -2193,21 +2196,9 @@ async fn delete_context(
         .into_response())
 }
 
-/// The time an attribute instance was observed (else written), for ordering instances.
+/// When an attribute instance was observed, for ordering instances (unknown: earliest).
 fn instance_time(instance: &Value) -> i64 {
-    instance
-        .get("observedAt")
-        .or_else(|| instance.get("modifiedAt"))
-        .and_then(Value::as_str)
-        .and_then(yunnao_core::time::parse_rfc3339_ms)
-        .unwrap_or(i64::MIN)
-}
-
-fn dataset_of(instance: &Value) -> &str {
-    instance
-        .get("datasetId")
-        .and_then(Value::as_str)
-        .unwrap_or("@none")
+    crate::temporal::observed_ms(instance).unwrap_or(i64::MIN)
 }
 
 /// Per attribute, its newest instance of each dataset (one instance, or an array of them).
@@ -2219,10 +2210,9 @@ fn newest_instances(attrs: &Map<String, Value>) -> Map<String, Value> {
             .as_array()
             .map_or_else(|| vec![value], |a| a.iter().collect())
         {
-            match per_dataset
-                .iter_mut()
-                .find(|kept| dataset_of(kept) == dataset_of(instance))
-            {
+            match per_dataset.iter_mut().find(|kept| {
+                crate::temporal::dataset_of(kept) == crate::temporal::dataset_of(instance)
+            }) {
                 Some(kept) if instance_time(instance) >= instance_time(kept) => *kept = instance,
                 Some(_) => {}
                 None => per_dataset.push(instance),
@@ -2240,12 +2230,15 @@ fn newest_instances(attrs: &Map<String, Value>) -> Map<String, Value> {
 /// The attribute `current` becomes with `candidate` (one instance) if the candidate is newer
 /// than the current instance of its dataset (or there is none); None if it is not.
 fn with_newer(current: Option<&Value>, candidate: &Value) -> Option<Value> {
-    let dataset = dataset_of(candidate);
+    let dataset = crate::temporal::dataset_of(candidate);
     match current {
         None => Some(candidate.clone()),
         Some(Value::Array(instances)) => {
             let mut instances = instances.clone();
-            match instances.iter().position(|i| dataset_of(i) == dataset) {
+            match instances
+                .iter()
+                .position(|i| crate::temporal::dataset_of(i) == dataset)
+            {
                 Some(at) if instance_time(candidate) > instance_time(&instances[at]) => {
                     instances[at] = candidate.clone();
                 }
@@ -2254,7 +2247,7 @@ fn with_newer(current: Option<&Value>, candidate: &Value) -> Option<Value> {
             }
             Some(Value::Array(instances))
         }
-        Some(one) if dataset_of(one) != dataset => {
+        Some(one) if crate::temporal::dataset_of(one) != dataset => {
             Some(Value::Array(vec![one.clone(), candidate.clone()]))
         }
         Some(one) => (instance_time(candidate) > instance_time(one)).then(|| candidate.clone()),
@@ -2437,15 +2430,7 @@ async fn delete_temporal_attribute(
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
     let params = query_map(raw)?;
-    let all = match params.get("deleteAll").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(errors::bad_request(format!(
-                "deleteAll is true or false, not {other:?}"
-            )));
-        }
-    };
+    let all = flag(&params, "deleteAll")?;
     let name = request.context.expand(&attr);
     let dataset = params.get("datasetId").map_or("@none", String::as_str);
     let scope = Scope::Attribute {

@@ -560,6 +560,22 @@ impl ContextBroker {
         Ok(Ok((stored, changed)))
     }
 
+    /// Ok if the viewer can see the entity (else ResourceNotFound) and `allowed` lets them
+    /// change it.
+    async fn permitted(
+        &self,
+        tenant: &str,
+        id: &str,
+        viewer: &Viewer,
+        allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let stored = self
+            .get(tenant, id, viewer)
+            .await?
+            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+        allowed(&stored)
+    }
+
     /// Adds attribute instances to the history of an entity the viewer can see (temporal
     /// provision; `instances`: per attribute, an array of instances); `allowed` decides
     /// whether they may. The entity's current values are not changed here.
@@ -571,11 +587,7 @@ impl ContextBroker {
         instances: &Map<String, Value>,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
-        let stored = self
-            .get(tenant, id, viewer)
-            .await?
-            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-        allowed(&stored)?;
+        self.permitted(tenant, id, viewer, allowed).await?;
         let carrier = Entity {
             id: id.to_owned(),
             types: Vec::new(),
@@ -589,8 +601,8 @@ impl ContextBroker {
     }
 
     /// Changes one instance in the history of an entity the viewer can see: `change` gets
-    /// the stored instance (None: there is none) and gives its new content; `allowed` decides
-    /// whether the viewer may.
+    /// the stored instance and gives its new content (ResourceNotFound when there is none);
+    /// `allowed` decides whether the viewer may.
     pub async fn modify_history_instance(
         &self,
         tenant: &str,
@@ -600,11 +612,7 @@ impl ContextBroker {
         change: impl FnOnce(Value) -> Result<Value, Problem>,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
-        let stored = self
-            .get(tenant, id, viewer)
-            .await?
-            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-        allowed(&stored)?;
+        self.permitted(tenant, id, viewer, allowed).await?;
         let missing = || errors::not_found(format!("entity {id} has no such instance of {attr}"));
         let instance = temporal::stored_instance(&self.db, tenant, id, attr, dataset, at_ms)
             .await?
@@ -629,11 +637,7 @@ impl ContextBroker {
         scope: temporal::Scope<'_>,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
     ) -> Result<u64, Problem> {
-        let stored = self
-            .get(tenant, id, viewer)
-            .await?
-            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-        allowed(&stored)?;
+        self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
         let deleted = temporal::delete_rows(&mut tx, tenant, id, scope).await?;
         tx.commit().await?;
@@ -648,11 +652,7 @@ impl ContextBroker {
         viewer: &Viewer,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
-        let stored = self
-            .get(tenant, id, viewer)
-            .await?
-            .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-        allowed(&stored)?;
+        self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
         unindex_location(&mut tx, tenant, id).await?;
         for sql in [

@@ -30,16 +30,8 @@ pub async fn record(
             one => vec![one],
         };
         for instance in instances {
-            let at = instance
-                .get("observedAt")
-                .or_else(|| instance.get("modifiedAt"))
-                .and_then(Value::as_str)
-                .and_then(yunnao_core::time::parse_rfc3339_ms)
-                .unwrap_or_else(yunnao_core::time::now_ms);
-            let dataset = instance
-                .get("datasetId")
-                .and_then(Value::as_str)
-                .unwrap_or("@none");
+            let at = observed_ms(instance).unwrap_or_else(yunnao_core::time::now_ms);
+            let dataset = dataset_of(instance);
             let number = instance.get("value").and_then(Value::as_f64);
             let text =
                 serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?;
@@ -103,6 +95,23 @@ pub async fn record(
         }
     }
     Ok(())
+}
+
+/// When an attribute instance was observed (else written), if it says.
+pub fn observed_ms(instance: &Value) -> Option<i64> {
+    instance
+        .get("observedAt")
+        .or_else(|| instance.get("modifiedAt"))
+        .and_then(Value::as_str)
+        .and_then(yunnao_core::time::parse_rfc3339_ms)
+}
+
+/// An attribute instance's dataset (`@none` for the default instance).
+pub fn dataset_of(instance: &Value) -> &str {
+    instance
+        .get("datasetId")
+        .and_then(Value::as_str)
+        .unwrap_or("@none")
 }
 
 const HOUR_MS: i64 = 3_600_000;
