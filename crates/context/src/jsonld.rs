@@ -408,6 +408,27 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn hosted_contexts_are_named_by_their_path_on_any_host() {
+        for (url, id) in [
+            (
+                "http://127.0.0.1:8080/ngsi-ld/v1/jsonldContexts/abc",
+                Some("abc"),
+            ),
+            (
+                "https://city.example/ngsi-ld/v1/jsonldContexts/abc",
+                Some("abc"),
+            ),
+            ("http://h/ngsi-ld/v1/jsonldContexts/", None),
+            ("http://h/ngsi-ld/v1/jsonldContexts/abc/more", None),
+            ("http://h/ngsi-ld/v1/jsonldContexts/abc?x=1", None),
+            ("ftp://h/ngsi-ld/v1/jsonldContexts/abc", None),
+            ("http://h/contexts/abc", None),
+        ] {
+            assert_eq!(hosted_id(url), id, "{url}");
+        }
+    }
+
+    #[test]
     fn terms_expand_and_compact() {
         let core = Context::core();
         let user = Context::from_value(&json!([

@@ -648,6 +648,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn instance_ids_name_their_time_and_dataset() {
+        for (at_ms, dataset) in [
+            (1_795_000_000_000, "@none"),
+            (-5, "@none"),
+            (0, "urn:ngsi-ld:Dataset:raw"),
+            (42, "a b/c?d#e:f%g"),
+            (7, "水位"),
+        ] {
+            let id = instance_id(at_ms, dataset);
+            assert!(id.starts_with("urn:ngsi-ld:Instance:"), "{id}");
+            assert!(!id.contains(['/', '?', '#', ' ']), "usable in a path: {id}");
+            assert_eq!(
+                parse_instance_id(&id),
+                Some((at_ms, dataset.to_owned())),
+                "{id}"
+            );
+        }
+        for foreign in [
+            "urn:ngsi-ld:Instance:",
+            "urn:ngsi-ld:Instance:x",
+            "urn:ngsi-ld:Other:5",
+            "5",
+        ] {
+            assert_eq!(parse_instance_id(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
     fn attribute_content_ignores_only_the_system_timestamps() {
         use serde_json::json;
         let stored = json!({"type": "Property", "value": 3, "observedAt": "2026-11-29T07:00:00Z",
