@@ -45,7 +45,7 @@ impl Default for ContextConfig {
             default_tenant: "city".into(),
             max_limit: 100_000,
             context_allow: Vec::new(),
-            entity_cache_bytes: 64 << 20,
+            entity_cache_bytes: 160 << 20,
         }
     }
 }

@@ -80,7 +80,7 @@ impl Default for Config {
             log: "info".into(),
             ngsi_ld_auth: true,
             ngsi_ld_context_allow: String::new(),
-            ngsi_ld_cache_mib: 64,
+            ngsi_ld_cache_mib: 160,
             context_mirror_ms: 1000,
             context_mirror_per_round: 2000,
             governance_centre: "city-management".into(),
