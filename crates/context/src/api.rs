@@ -2262,7 +2262,7 @@ async fn add_instances(
     id: &str,
     instances: &Map<String, Value>,
 ) -> NgsiResult<()> {
-    broker
+    let stored = broker
         .add_history(&request.tenant, id, &request.viewer, instances, |stored| {
             request.may_change(broker, stored)
         })
@@ -2287,9 +2287,6 @@ async fn add_instances(
             }
         }
         changes
-    };
-    let Some(stored) = broker.get(&request.tenant, id, &request.viewer).await? else {
-        return Ok(());
     };
     if newer(&stored).is_empty() {
         return Ok(());
@@ -2333,8 +2330,11 @@ async fn create_temporal(
     let owner = request.writer(&broker)?;
     let entity = model::parse_entity(value, &request.context, &now())?;
     let current = model::Entity {
+        id: entity.id.clone(),
+        types: entity.types.clone(),
         attrs: newest_instances(&entity.attrs),
-        ..entity.clone()
+        created_at: entity.created_at.clone(),
+        modified_at: entity.modified_at.clone(),
     };
     let created = match broker.create(&request.tenant, &current, &owner).await {
         Ok(()) => true,
@@ -2454,6 +2454,15 @@ async fn delete_temporal_attribute(
         .into_response())
 }
 
+/// The time and dataset an `instanceId` from this broker names.
+fn instance_key(instance: &str) -> NgsiResult<(i64, String)> {
+    crate::temporal::parse_instance_id(instance).ok_or_else(|| {
+        errors::bad_request(format!(
+            "{instance:?} is not an instanceId this broker gave"
+        ))
+    })
+}
+
 /// Modify one attribute instance in the history (clause 5.6.14), named by its `instanceId`:
 /// the fragment's members replace the instance's; its time and dataset stay. 204; 404 when
 /// there is none.
@@ -2471,11 +2480,7 @@ async fn modify_temporal_instance(
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
-    let (at_ms, dataset) = crate::temporal::parse_instance_id(&instance).ok_or_else(|| {
-        errors::bad_request(format!(
-            "{instance:?} is not an instanceId this broker gave"
-        ))
-    })?;
+    let (at_ms, dataset) = instance_key(&instance)?;
     let Value::Object(mut fragment) = value else {
         return Err(errors::bad_request(
             "the instance fragment must be a JSON object",
@@ -2535,11 +2540,7 @@ async fn delete_temporal_instance(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
-    let (at_ms, dataset) = crate::temporal::parse_instance_id(&instance).ok_or_else(|| {
-        errors::bad_request(format!(
-            "{instance:?} is not an instanceId this broker gave"
-        ))
-    })?;
+    let (at_ms, dataset) = instance_key(&instance)?;
     let name = request.context.expand(&attr);
     let scope = Scope::Instance {
         attr: &name,

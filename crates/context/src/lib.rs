@@ -560,7 +560,7 @@ impl ContextBroker {
         Ok(Ok((stored, changed)))
     }
 
-    /// Ok if the viewer can see the entity (else ResourceNotFound) and `allowed` lets them
+    /// The entity, if the viewer can see it (else ResourceNotFound) and `allowed` lets them
     /// change it.
     async fn permitted(
         &self,
@@ -568,17 +568,19 @@ impl ContextBroker {
         id: &str,
         viewer: &Viewer,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
-    ) -> Result<(), Problem> {
+    ) -> Result<std::sync::Arc<Retrieved>, Problem> {
         let stored = self
             .get(tenant, id, viewer)
             .await?
             .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-        allowed(&stored)
+        allowed(&stored)?;
+        Ok(stored)
     }
 
     /// Adds attribute instances to the history of an entity the viewer can see (temporal
     /// provision; `instances`: per attribute, an array of instances); `allowed` decides
-    /// whether they may. The entity's current values are not changed here.
+    /// whether they may. The entity's current values are not changed here: it is returned as
+    /// it stands.
     pub async fn add_history(
         &self,
         tenant: &str,
@@ -586,18 +588,12 @@ impl ContextBroker {
         viewer: &Viewer,
         instances: &Map<String, Value>,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
-    ) -> Result<(), Problem> {
-        self.permitted(tenant, id, viewer, allowed).await?;
-        let carrier = Entity {
-            id: id.to_owned(),
-            types: Vec::new(),
-            attrs: instances.clone(),
-            created_at: String::new(),
-            modified_at: String::new(),
-        };
+    ) -> Result<std::sync::Arc<Retrieved>, Problem> {
+        let stored = self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
-        temporal::record(&mut tx, tenant, None, &carrier).await?;
-        tx.commit().await
+        temporal::record_attrs(&mut tx, tenant, id, None, instances).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     /// Changes one instance in the history of an entity the viewer can see: `change` gets

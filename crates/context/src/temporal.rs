@@ -18,7 +18,18 @@ pub async fn record(
     before: Option<&Map<String, Value>>,
     after: &Entity,
 ) -> Result<(), Problem> {
-    for (name, attribute) in &after.attrs {
+    record_attrs(tx, tenant, &after.id, before, &after.attrs).await
+}
+
+/// [`record`] for entity `id`'s attributes `after` (each one instance or an array of them).
+pub async fn record_attrs(
+    tx: &mut Write,
+    tenant: &str,
+    id: &str,
+    before: Option<&Map<String, Value>>,
+    after: &Map<String, Value>,
+) -> Result<(), Problem> {
+    for (name, attribute) in after {
         let unchanged = before
             .and_then(|b| b.get(name))
             .is_some_and(|old| same_content(old, attribute));
@@ -40,7 +51,7 @@ pub async fn record(
                     INSERT_HISTORY,
                     &[
                         Arg::Text(tenant),
-                        Arg::Text(&after.id),
+                        Arg::Text(id),
                         Arg::Text(name),
                         Arg::Text(dataset),
                         Arg::Int(at),
@@ -57,7 +68,7 @@ pub async fn record(
                     FOLD_INTO_HOUR,
                     &[
                         Arg::Text(tenant),
-                        Arg::Text(&after.id),
+                        Arg::Text(id),
                         Arg::Text(name),
                         Arg::Int(hour),
                         Arg::Real(number),
@@ -71,7 +82,7 @@ pub async fn record(
                     REPLACE_HISTORY,
                     &[
                         Arg::Text(tenant),
-                        Arg::Text(&after.id),
+                        Arg::Text(id),
                         Arg::Text(name),
                         Arg::Text(dataset),
                         Arg::Int(at),
@@ -84,7 +95,7 @@ pub async fn record(
                     RESUM_HOUR,
                     &[
                         Arg::Text(tenant),
-                        Arg::Text(&after.id),
+                        Arg::Text(id),
                         Arg::Text(name),
                         Arg::Int(hour),
                         Arg::Int(hour + HOUR_MS),

@@ -928,6 +928,21 @@ async fn the_city_is_there_from_the_start_as_open_data(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// A batch report's errors: each entity id with its error type.
+fn batch_failures(report: &Value) -> Vec<(String, String)> {
+    report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["entityId"].as_str().unwrap_or_default().to_owned(),
+                e["error"]["type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn batch_operations_report_each_entity(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let shared = &broker;
@@ -962,19 +977,8 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
     assert_eq!(mixed.status(), 207);
     let report: Value = mixed.json().await.expect("json");
     assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-003"]));
-    let failures: Vec<(String, String)> = report["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["entityId"].as_str().unwrap_or_default().to_owned(),
-                e["error"]["type"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        failures,
+        batch_failures(&report),
         vec![
             (
                 "urn:ngsi-ld:ParkingSpot:qd-001".to_owned(),
@@ -1063,19 +1067,8 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
     assert_eq!(merged.status(), 207);
     let report: Value = merged.json().await.expect("json");
     assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-002"]));
-    let failures: Vec<(String, String)> = report["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["entityId"].as_str().unwrap_or_default().to_owned(),
-                e["error"]["type"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        failures,
+        batch_failures(&report),
         vec![
             (
                 "urn:ngsi-ld:ParkingSpot:qd-404".to_owned(),
