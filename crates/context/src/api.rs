@@ -5,6 +5,7 @@
 use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Format, RenderOptions};
+use crate::negotiation::GEO_JSON;
 use crate::temporal::Scope;
 use crate::{ContextBroker, Selection, Stored, Viewer, errors};
 use axum::Extension;
@@ -62,6 +63,34 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             update_subscription,
             delete_subscription
         ))
+        .routes(routes!(source_identity))
+        .layer(axum::middleware::from_fn(crate::negotiation::ngsi_edge))
+}
+
+/// Who this broker is (clause 5.15.1, v1.9): an alias per tenant (stable, and different for
+/// every tenant and installation, so a federation can tell loops from its tenants), its uptime
+/// and the time now.
+#[utoipa::path(get, path = "/ngsi-ld/v1/info/sourceIdentity", tag = "ngsi-ld",
+    responses((status = 200), (status = 404)))]
+async fn source_identity(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    params_of(raw, &[&["local"]])?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let installation = broker.identity.installation();
+    let uptime = broker.started.elapsed().as_secs();
+    let body = serde_json::json!({
+        "id": format!("urn:ngsi-ld:ContextSourceIdentity:{installation}"),
+        "type": "ContextSourceIdentity",
+        "contextSourceAlias": format!("urn:ngsi-ld:ContextSource:yunnao-{installation}:{}", request.tenant),
+        "contextSourceUptime": format!("PT{uptime}S"),
+        "contextSourceTimeAt": now(),
+        "contextSourceExtras": {"software": "yunnao", "version": env!("CARGO_PKG_VERSION")},
+    });
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
 
 /// What one request brings besides its body: tenant, context, caller.
@@ -70,8 +99,10 @@ struct Request {
     context: Context,
     viewer: Viewer,
     principal: Option<Principal>,
-    /// The client wants `@context` in the body.
-    ld_json: bool,
+    /// The negotiated media type of the answer (the edge put it in `Accept`).
+    media: &'static str,
+    /// `Prefer: body=json`: a GeoJSON answer names its context in a Link header only.
+    prefer_body_json: bool,
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -132,16 +163,24 @@ impl Request {
                 None => Viewer::Public,
             }
         };
-        let ld_json = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains(JSON_LD));
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let media = match accept {
+            Some(JSON_LD) => JSON_LD,
+            Some(GEO_JSON) => GEO_JSON,
+            _ => "application/json",
+        };
+        let prefer_body_json = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split([',', ';']).any(|p| p.trim() == "body=json"));
         Ok(Self {
             tenant,
             context,
             viewer,
             principal,
-            ld_json,
+            media,
+            prefer_body_json,
         })
     }
 
@@ -211,7 +250,10 @@ impl Request {
 
     /// A JSON answer with the context in the body (`application/ld+json`) or in a Link header.
     fn respond(&self, status: StatusCode, mut body: Value, headers: &mut HeaderMap) -> Response {
-        if self.ld_json {
+        if self.media == GEO_JSON {
+            return self.respond_geo_json(status, body, headers);
+        }
+        if self.media == JSON_LD {
             let context = self
                 .context
                 .source
@@ -252,9 +294,43 @@ impl Request {
         (status, std::mem::take(headers), body).into_response()
     }
 
+    /// A GeoJSON answer (a Feature or a FeatureCollection): the context in the body, or with
+    /// `Prefer: body=json` in a Link header (clause 6.3.15).
+    fn respond_geo_json(
+        &self,
+        status: StatusCode,
+        mut body: Value,
+        headers: &mut HeaderMap,
+    ) -> Response {
+        if self.prefer_body_json {
+            headers.insert(header::LINK, HeaderValue::from_static(CORE_LINK));
+        } else if let Value::Object(object) = &mut body {
+            let context = self
+                .context
+                .source
+                .clone()
+                .unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
+            object.insert("@context".into(), context);
+        }
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(GEO_JSON));
+        match to_json_bytes(&body) {
+            Ok(bytes) => (status, std::mem::take(headers), bytes).into_response(),
+            Err(problem) => problem.into_response(),
+        }
+    }
+
     /// Is the answer to this request the same for everyone (no user context in it)?
     fn plain(&self) -> bool {
-        !self.ld_json && self.context.is_core()
+        self.media == "application/json" && self.context.is_core()
+    }
+
+    /// An entity as this request's answer shows it: as is, or as a GeoJSON Feature.
+    fn shape(&self, rendered: Value, options: &RenderOptions) -> Value {
+        if self.media == GEO_JSON {
+            model::feature(rendered, options)
+        } else {
+            rendered
+        }
     }
 }
 
@@ -302,6 +378,68 @@ fn query_map(raw: Option<String>) -> NgsiResult<HashMap<String, String>> {
         .collect())
 }
 
+/// The query string's parameters, each one the operation defines (else 400 InvalidRequest,
+/// clause 6.3.20). The lists name every parameter of CIM 009 for the operation, also those the
+/// broker reads as their default (`local`: it has no federation to skip).
+fn params_of(raw: Option<String>, known: &[&[&str]]) -> NgsiResult<HashMap<String, String>> {
+    let params = query_map(raw)?;
+    if let Some(unknown) = params
+        .keys()
+        .find(|name| !known.iter().any(|list| list.contains(&name.as_str())))
+    {
+        return Err(errors::invalid_request(format!(
+            "{unknown:?} is not a parameter of this operation"
+        )));
+    }
+    Ok(params)
+}
+
+/// Parameters of creating an entity, a temporal entity or a subscription.
+const CREATE_PARAMS: &[&str] = &["local"];
+/// Parameters of the representation of entities (retrieve and query).
+const RENDER_PARAMS: &[&str] = &[
+    "attrs",
+    "pick",
+    "omit",
+    "options",
+    "format",
+    "geometryProperty",
+    "lang",
+    "datasetId",
+    "local",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "expandValues",
+];
+/// Parameters that select entities.
+const QUERY_PARAMS: &[&str] = &[
+    "type",
+    "id",
+    "idPattern",
+    "q",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "csf",
+    "scopeQ",
+    "limit",
+    "offset",
+    "count",
+];
+/// Parameters of the temporal representation.
+const TEMPORAL_PARAMS: &[&str] = &[
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+];
+
 /// Is `name` among the comma-separated `options`?
 /// A true/false query parameter (false when absent).
 fn flag(params: &HashMap<String, String>, name: &str) -> NgsiResult<bool> {
@@ -346,6 +484,9 @@ fn render_options(
             }
         }
     }
+    if let Some(name) = params.get("geometryProperty") {
+        options.geometry_property = name.clone();
+    }
     if let Some(attrs) = params.get("attrs") {
         options.attrs = Some(
             attrs
@@ -378,8 +519,10 @@ async fn create_entity(
     State(broker): State<ContextBroker>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     let owner = request.writer(&broker)?;
@@ -410,7 +553,7 @@ async fn retrieve_entity(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
-    let params = query_map(raw)?;
+    let params = params_of(raw, &[RENDER_PARAMS, &["type"]])?;
     let options = render_options(&params, &request.context)?;
     let stored = broker
         .get(&request.tenant, &id, &request.viewer)
@@ -422,7 +565,8 @@ async fn retrieve_entity(
         let body = stored.body(options.format, || to_json_bytes(&render()))?;
         return Ok(request.respond_json(StatusCode::OK, body, &mut HeaderMap::new()));
     }
-    Ok(request.respond(StatusCode::OK, render(), &mut HeaderMap::new()))
+    let body = request.shape(render(), &options);
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
 
 /// Replace an entity's type and attributes (CIM 009 v1.8 §5.6.?): 204.
@@ -1035,11 +1179,17 @@ async fn run_query(
     } else {
         (selected.entities, selected.total.unwrap_or(0))
     };
-    let body = Value::Array(
-        page.iter()
-            .map(|s| model::render(&s.entity, &request.context, &options))
-            .collect(),
-    );
+    let rendered = page.iter().map(|s| {
+        request.shape(
+            model::render(&s.entity, &request.context, &options),
+            &options,
+        )
+    });
+    let body = if request.media == GEO_JSON {
+        serde_json::json!({"type": "FeatureCollection", "features": rendered.collect::<Vec<_>>()})
+    } else {
+        Value::Array(rendered.collect())
+    };
     let mut headers = HeaderMap::new();
     if query.count
         && let Ok(value) = HeaderValue::from_str(&total.to_string())
@@ -1061,7 +1211,7 @@ async fn query_entities(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
-    let params = query_map(raw)?;
+    let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS])?;
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     run_query(&broker, &request, query, options).await
@@ -1212,7 +1362,7 @@ fn attribute_kinds(attribute: &Value) -> Vec<String> {
 }
 
 fn details(raw: Option<String>) -> NgsiResult<bool> {
-    Ok(query_map(raw)?.get("details").is_some_and(|d| d == "true"))
+    flag(&params_of(raw, &[&["details", "local"]])?, "details")
 }
 
 fn list_id(kind: &str) -> String {
@@ -1919,7 +2069,7 @@ async fn temporal_entity(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
-    let params = query_map(raw)?;
+    let params = params_of(raw, &[RENDER_PARAMS, TEMPORAL_PARAMS, &["type"]])?;
     let temporal = temporal_request(&params, &request.context)?;
     let stored = broker
         .get(&request.tenant, &id, &request.viewer)
@@ -1941,7 +2091,8 @@ async fn temporal_query(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
-    temporal_selection(&broker, &request, query_map(raw)?).await
+    let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS, TEMPORAL_PARAMS])?;
+    temporal_selection(&broker, &request, params).await
 }
 
 /// The same temporal query as a body: an NGSI-LD Query with its `temporalQ` (`timerel`,
@@ -2323,12 +2474,14 @@ async fn create_temporal(
     State(broker): State<ContextBroker>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     let owner = request.writer(&broker)?;
-    let entity = model::parse_entity(value, &request.context, &now())?;
+    let entity = model::parse_temporal_entity(value, &request.context, &now())?;
     let current = model::Entity {
         id: entity.id.clone(),
         types: entity.types.clone(),
@@ -2373,7 +2526,7 @@ async fn add_temporal_attributes(
     let Value::Object(object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
-    let attrs = model::parse_attributes(object, &request.context, &now())?;
+    let attrs = model::parse_temporal_attributes(object, &request.context, &now())?;
     add_instances(&broker, &request, &id, &attrs).await?;
     Ok((
         StatusCode::NO_CONTENT,
@@ -2590,8 +2743,10 @@ async fn create_subscription(
     State(broker): State<ContextBroker>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     let owner = request.writer(&broker)?;
@@ -2627,7 +2782,7 @@ async fn list_subscriptions(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    let params = query_map(raw)?;
+    let params = params_of(raw, &[&["limit", "offset", "count", "local"]])?;
     let number = |key: &str, default: usize| -> NgsiResult<usize> {
         params.get(key).map_or(Ok(default), |v| {
             v.parse()

@@ -43,6 +43,11 @@ pub fn ld_context_not_available(detail: impl Into<String>) -> Problem {
     )
 }
 
+/// 406: the client accepts none of the representations on offer (clause 6.3.4).
+pub fn not_acceptable(detail: impl Into<String>) -> Problem {
+    Problem::custom(format!("{BASE}NotAcceptable"), "Not acceptable", 406).with_detail(detail)
+}
+
 pub fn nonexistent_tenant(detail: impl Into<String>) -> Problem {
     ngsi("NonexistentTenant", "Nonexistent tenant", 404, detail)
 }

@@ -373,10 +373,14 @@ impl RemoteContexts {
         if body.len() > REMOTE_CONTEXT_MAX_BYTES {
             return Err(unavailable("larger than 1 MiB".into()));
         }
-        let document: Value =
-            serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        // Retrieved but not a context: the request's fault, not the network's (clause 5.5.6).
+        let invalid = |why: &str| errors::bad_request(format!("@context {url:?}: {why}"));
+        let document: Value = serde_json::from_slice(&body)
+            .map_err(|e| invalid(&format!("not a JSON-LD context (not JSON: {e})")))?;
         if document.get("@context").is_none() {
-            return Err(unavailable("the document has no @context".into()));
+            return Err(invalid(
+                "not a JSON-LD context (the document has no @context)",
+            ));
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= REMOTE_CONTEXTS_MAX {

@@ -10,6 +10,7 @@ pub mod geoquery;
 pub mod jsonld;
 mod migrations;
 pub mod model;
+mod negotiation;
 pub mod query;
 pub mod subscriptions;
 pub mod temporal;
@@ -70,6 +71,8 @@ pub struct BrokerParts {
     pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
     /// `None` on PostgreSQL: other nodes write to the same entities.
     cache: Option<std::sync::Arc<cache::EntityCache>>,
+    /// When this broker started (its uptime in `/info/sourceIdentity`).
+    pub started: std::time::Instant,
 }
 
 /// Who is reading: decides which entities exist for the request.
@@ -243,6 +246,7 @@ impl ContextBroker {
             notifier,
             contexts,
             cache,
+            started: std::time::Instant::now(),
         })))
     }
 

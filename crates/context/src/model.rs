@@ -37,7 +37,46 @@ const STRUCTURAL: &[&str] = &[
     "modifiedAt",
     "instanceId",
     "lang",
+    "valueType",
+    "entityIdSealed",
+    "entityTypeSealed",
 ];
+
+/// The members that hold an attribute's value, one per attribute type (clause 4.5): an
+/// attribute has its own and none of the others.
+const VALUE_MEMBERS: &[&str] = &[
+    "value",
+    "object",
+    "languageMap",
+    "json",
+    "vocab",
+    "valueList",
+    "objectList",
+];
+
+/// Members only the broker writes (notifications with `showChanges`, linked-entity retrieval);
+/// never accepted in a request (clauses 4.5.2.2, 4.5.3.2).
+const OUTPUT_ONLY: &[&str] = &[
+    "previousValue",
+    "previousObject",
+    "previousLanguageMap",
+    "previousJson",
+    "previousVocab",
+    "previousValueList",
+    "previousObjectList",
+    "entity",
+    "entityList",
+];
+
+/// The attribute that carries a W3C Data Integrity proof of its entity, with the non-reified
+/// `entityIdSealed` and `entityTypeSealed` (clause 4.5.2.2).
+const PROOF_ATTRIBUTE: &str = "ngsildproof";
+
+/// Is an attribute or sub-attribute by this name forbidden (clause 4.5.1: core terms that are
+/// attribute members cannot name attributes)?
+fn reserved_name(name: &str) -> bool {
+    (STRUCTURAL.contains(&name) && name != "location") || OUTPUT_ONLY[..7].contains(&name)
+}
 
 /// Attribute names that hold geometry (CIM 009 §4.7).
 const GEO_ATTRIBUTES: &[&str] = &["location", "observationSpace", "operationSpace"];
@@ -129,6 +168,34 @@ pub fn parse_entity(
     context: &Context,
     now: &str,
 ) -> Result<Entity, yunnao_core::Problem> {
+    parse_entity_as(body, context, now, Instances::Current)
+}
+
+/// Parses an entity's temporal representation: an attribute may have many instances per
+/// dataset (its history).
+pub fn parse_temporal_entity(
+    body: Value,
+    context: &Context,
+    now: &str,
+) -> Result<Entity, yunnao_core::Problem> {
+    parse_entity_as(body, context, now, Instances::History)
+}
+
+/// What the instances of one attribute in a request stand for.
+#[derive(Clone, Copy, PartialEq)]
+enum Instances {
+    /// The current value: at most one instance per datasetId, one default (clause 4.5.5.1).
+    Current,
+    /// History: any number per datasetId.
+    History,
+}
+
+fn parse_entity_as(
+    body: Value,
+    context: &Context,
+    now: &str,
+    instances: Instances,
+) -> Result<Entity, yunnao_core::Problem> {
     let Value::Object(mut object) = body else {
         return Err(errors::bad_request("an entity must be a JSON object"));
     };
@@ -148,7 +215,7 @@ pub fn parse_entity(
     if object.remove("scope").is_some() {
         return Err(errors::operation_not_supported("scopes are not supported"));
     }
-    let attrs = parse_attributes(object, context, now)?;
+    let attrs = parse_attributes_as(object, context, now, instances)?;
     Ok(Entity {
         id,
         types,
@@ -192,21 +259,61 @@ pub fn parse_attributes(
     context: &Context,
     now: &str,
 ) -> Result<Map<String, Value>, yunnao_core::Problem> {
+    parse_attributes_as(object, context, now, Instances::Current)
+}
+
+/// Parses attribute instances given by name for an entity's history (temporal API).
+pub fn parse_temporal_attributes(
+    object: Map<String, Value>,
+    context: &Context,
+    now: &str,
+) -> Result<Map<String, Value>, yunnao_core::Problem> {
+    parse_attributes_as(object, context, now, Instances::History)
+}
+
+fn parse_attributes_as(
+    object: Map<String, Value>,
+    context: &Context,
+    now: &str,
+    instances: Instances,
+) -> Result<Map<String, Value>, yunnao_core::Problem> {
     let mut attrs = Map::new();
     for (name, value) in object {
-        if name == "@context" {
+        // System members: the broker sets them.
+        if matches!(name.as_str(), "@context" | "createdAt" | "modifiedAt") {
             continue;
         }
-        if matches!(name.as_str(), "id" | "type" | "@id" | "@type") {
+        if matches!(name.as_str(), "id" | "type" | "@id" | "@type") || reserved_name(&name) {
             return Err(errors::bad_request(format!(
-                "{name} cannot be used as an attribute name"
+                "{name} is a core term and cannot be used as an attribute name"
             )));
         }
         check_name(&name)?;
         let attribute = parse_attribute(&name, value, context, now)?;
+        if instances == Instances::Current {
+            check_distinct_datasets(&name, &attribute)?;
+        }
         attrs.insert(context.expand(&name), attribute);
     }
     Ok(attrs)
+}
+
+/// One default instance and distinct datasetIds among the instances of one attribute.
+fn check_distinct_datasets(name: &str, attribute: &Value) -> Result<(), yunnao_core::Problem> {
+    let Value::Array(instances) = attribute else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashSet::new();
+    for instance in instances {
+        let dataset = instance.get("datasetId").and_then(Value::as_str);
+        if !seen.insert(dataset) {
+            return Err(errors::bad_request(match dataset {
+                None => format!("{name}: more than one default instance (without datasetId)"),
+                Some(dataset) => format!("{name}: two instances with datasetId {dataset:?}"),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// One attribute, normalized: the concise forms get their `type` inferred.
@@ -288,15 +395,7 @@ pub fn parse_attribute(
         .and_then(Value::as_str)
         .unwrap_or("Property")
         .to_owned();
-    let required = match kind.as_str() {
-        "Relationship" => "object",
-        "LanguageProperty" => "languageMap",
-        "JsonProperty" => "json",
-        "VocabProperty" => "vocab",
-        "ListProperty" => "valueList",
-        "ListRelationship" => "objectList",
-        _ => "value",
-    };
+    let required = value_member(&kind);
     match object.get(required) {
         None | Some(Value::Null) => {
             return Err(errors::bad_request(format!(
@@ -320,6 +419,11 @@ pub fn parse_attribute(
                 }
             }
         }
+    }
+    check_members(name, &kind, &object)?;
+    if object.get("datasetId").and_then(Value::as_str) == Some("@none") {
+        // The explicit name of the default instance (clause 4.5.5.1).
+        object.remove("datasetId");
     }
     if let Some(observed) = object.get("observedAt") {
         let valid = observed
@@ -346,6 +450,59 @@ pub fn parse_attribute(
     normalized.insert("createdAt".into(), now.into());
     normalized.insert("modifiedAt".into(), now.into());
     Ok(Value::Object(normalized))
+}
+
+/// The members an attribute of `kind` may not have (clauses 4.5.2.2, 4.5.3.2 and their
+/// siblings): other types' value members, output-only members, a Relationship's unit, and the
+/// proof's sealed members anywhere but on `ngsildproof`, where they are strings beside an
+/// object value.
+fn check_members(
+    name: &str,
+    kind: &str,
+    object: &Map<String, Value>,
+) -> Result<(), yunnao_core::Problem> {
+    let own = value_member(kind);
+    let refuse = |member: &str| {
+        Err(errors::bad_request(format!(
+            "{name}: a {kind} cannot have {member:?}"
+        )))
+    };
+    for member in object.keys() {
+        let member = member.as_str();
+        if (VALUE_MEMBERS.contains(&member) && member != own) || OUTPUT_ONLY.contains(&member) {
+            return refuse(member);
+        }
+        if member == "unitCode" && matches!(kind, "Relationship" | "ListRelationship") {
+            return refuse(member);
+        }
+        if matches!(member, "entityIdSealed" | "entityTypeSealed") {
+            if name != PROOF_ATTRIBUTE {
+                return refuse(member);
+            }
+            if !object[member].is_string() {
+                return Err(errors::bad_request(format!("{name}: {member} is a string")));
+            }
+        }
+    }
+    if name == PROOF_ATTRIBUTE && !object.get("value").is_some_and(Value::is_object) {
+        return Err(errors::bad_request(format!(
+            "{name}: the value of {PROOF_ATTRIBUTE} is a W3C Data Integrity proof object"
+        )));
+    }
+    Ok(())
+}
+
+/// The member that holds the value of an attribute of this type.
+pub fn value_member(kind: &str) -> &'static str {
+    match kind {
+        "Relationship" => "object",
+        "LanguageProperty" => "languageMap",
+        "JsonProperty" => "json",
+        "VocabProperty" => "vocab",
+        "ListProperty" => "valueList",
+        "ListRelationship" => "objectList",
+        _ => "value",
+    }
 }
 
 fn is_geometry_type(t: &str) -> bool {
@@ -463,6 +620,49 @@ pub struct RenderOptions {
     pub sys_attrs: bool,
     /// Expanded names of the attributes to include; all when `None`.
     pub attrs: Option<Vec<String>>,
+    /// The attribute (as the client names it) that is a GeoJSON Feature's geometry;
+    /// `location` when empty (clause 6.3.15, `geometryProperty`).
+    pub geometry_property: String,
+}
+
+/// An entity as rendered (compacted) turned into a GeoJSON Feature (clause 4.5.16): its id,
+/// the chosen GeoProperty's geometry (null without one), and everything else, `type`
+/// included, as its properties.
+pub fn feature(rendered: Value, options: &RenderOptions) -> Value {
+    let Value::Object(mut properties) = rendered else {
+        return rendered;
+    };
+    let geometry_property = match options.geometry_property.as_str() {
+        "" => "location",
+        named => named,
+    };
+    fn geometry_of(attribute: &Value) -> Value {
+        match attribute {
+            // The default instance (no datasetId) when there are several.
+            Value::Array(instances) => instances
+                .iter()
+                .find(|i| i.get("datasetId").is_none())
+                .or(instances.first())
+                .map_or(Value::Null, geometry_of),
+            Value::Object(object) if object.contains_key("coordinates") => attribute.clone(),
+            Value::Object(object) => object
+                .get("value")
+                .filter(|v| looks_like_geometry(v))
+                .cloned()
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+    let geometry = properties
+        .get(geometry_property)
+        .map_or(Value::Null, geometry_of);
+    let id = properties.remove("id").unwrap_or(Value::Null);
+    let mut feature = Map::new();
+    feature.insert("id".into(), id);
+    feature.insert("type".into(), "Feature".into());
+    feature.insert("geometry".into(), geometry);
+    feature.insert("properties".into(), Value::Object(properties));
+    Value::Object(feature)
 }
 
 /// `id` and `type` (one name, or a list), compacted with `context`.
@@ -521,16 +721,10 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
         .and_then(Value::as_str)
         .unwrap_or("Property");
     if options.format == Format::KeyValues {
-        let member = match kind {
-            "Relationship" => "object",
-            "LanguageProperty" => "languageMap",
-            "JsonProperty" => "json",
-            "VocabProperty" => "vocab",
-            "ListProperty" => "valueList",
-            "ListRelationship" => "objectList",
-            _ => "value",
-        };
-        return object.get(member).cloned().unwrap_or(Value::Null);
+        return object
+            .get(value_member(kind))
+            .cloned()
+            .unwrap_or(Value::Null);
     }
     let mut out = Map::new();
     for (member, value) in object {

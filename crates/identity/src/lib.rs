@@ -272,6 +272,13 @@ impl Identity {
             .collect())
     }
 
+    /// A stable name of this installation: the first 8 bytes of the SM3 hash of its platform
+    /// public key, in hex (the same across restarts and nodes sharing the key, different
+    /// between installations).
+    pub fn installation(&self) -> String {
+        hex::encode(&yunnao_gm::sm3(&self.keys.public_key().to_sec1())[..8])
+    }
+
     /// An SM4-GCM cipher for personal data fields, derived from the platform key for `purpose`
     /// (so a copy of the database alone does not reveal them).
     pub fn field_cipher(&self, purpose: &str) -> yunnao_gm::FieldCipher {

@@ -257,7 +257,43 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         (Method::PATCH, "/entities/urn:ngsi-ld:ParkingSpot:qd-001/attrs/nothing", "application/json", json!({"value": 1}).to_string(), 404, "ResourceNotFound"),
         (Method::PUT, "/entities/urn:ngsi-ld:ParkingSpot:qd-001", "application/json",
             json!({"id": "urn:ngsi-ld:Other:1", "type": "T"}).to_string(), 400, "BadRequestData"),
+        (Method::POST, "/entities?fancy=1", "application/json", json!({"id": "urn:x:1", "type": "T"}).to_string(), 400, "InvalidRequest"),
+        (Method::POST, "/subscriptions?fancy=1", "application/json",
+            json!({"type": "Subscription", "entities": [{"type": "T"}], "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}}}).to_string(),
+            400, "InvalidRequest"),
     ];
+    // Clauses 4.2.2, 4.5.1, 4.5.2.2, 4.5.3.2, 4.5.5.1: attribute members and names the meta
+    // model forbids, each refused whole (400 BadRequestData, nothing created).
+    let forbidden = [
+        json!({"speed": {"type": "Property"}}),
+        json!({"speed": {"type": "Relationship"}}),
+        json!({"speed": {"type": "LanguageProperty"}}),
+        json!({"datasetId": {"type": "Property", "value": 1}}),
+        json!({"instanceId": {"type": "Property", "value": 1}}),
+        json!({"observedAt": {"type": "Property", "value": "2026-01-01T00:00:00Z"}}),
+        json!({"speed": {"type": "Property", "value": 1, "@context": {"speed": "urn:x"}}}),
+        json!({"speed": {"type": "Property", "value": 1, "object": "urn:ngsi-ld:Other:1"}}),
+        json!({"speed": {"type": "Property", "value": 1, "languageMap": {"en": "x"}}}),
+        json!({"speed": {"type": "Property", "value": 1, "valueList": [1, 2]}}),
+        json!({"speed": {"type": "Property", "value": 1, "previousValue": 0}}),
+        json!({"speed": {"type": "Property", "value": 1, "entityIdSealed": "urn:x:1"}}),
+        json!({"ngsildproof": {"type": "Property", "value": "not a proof"}}),
+        json!({"ngsildproof": {"type": "Property", "value": {"type": "DataIntegrityProof"}, "entityTypeSealed": 42}}),
+        json!({"p": {"type": "Relationship", "object": "urn:x:2", "unitCode": "MTR"}}),
+        json!({"p": {"type": "Relationship", "object": "urn:x:2", "value": 42}}),
+        json!({"p": {"type": "Relationship", "object": "urn:x:2", "previousObject": "urn:x:3"}}),
+        json!({"speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "@none"}]}),
+        json!({"speed": [{"type": "Property", "value": 1, "datasetId": "urn:d:a"}, {"type": "Property", "value": 2, "datasetId": "urn:d:a"}]}),
+    ];
+    for attributes in forbidden {
+        let mut entity = json!({"id": "urn:ngsi-ld:T:forbidden", "type": "T"});
+        if let (Some(entity), Some(attributes)) = (entity.as_object_mut(), attributes.as_object()) {
+            entity.extend(attributes.clone());
+        }
+        let response = broker.send(Method::POST, "/entities", entity).await;
+        let problem = expect_ngsi_error(response, 400, "BadRequestData").await;
+        assert!(problem["detail"].is_string(), "{attributes}: {problem}");
+    }
     for (method, path, content_type, body, status, kind) in cases {
         let response = broker
             .call(method.clone(), path, Some(&broker.token))
@@ -317,6 +353,237 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
     // Nothing half-written, and the server still serves.
     let all = broker.get_json("/entities?type=T").await;
     assert_eq!(all, json!([]));
+    // What the meta model allows beside them: a Property's valueType, a Relationship's
+    // objectType, "@none" as the default instance's datasetId (not shown), a proof's sealed
+    // members as plain strings.
+    let allowed = json!({
+        "id": "urn:ngsi-ld:T:allowed", "type": "T",
+        "speed": [{"type": "Property", "value": 55, "datasetId": "@none", "valueType": "xsd:double"},
+                  {"type": "Property", "value": 11, "datasetId": "urn:d:gps"}],
+        "p": {"type": "Relationship", "object": "urn:x:2", "objectType": "OffStreetParking"},
+        "ngsildproof": {"type": "Property", "entityIdSealed": "urn:ngsi-ld:T:allowed",
+                        "entityTypeSealed": "T", "value": {"type": "DataIntegrityProof", "proofValue": "z1"}}
+    });
+    let created = broker.send(Method::POST, "/entities", allowed).await;
+    assert_eq!(created.status(), 201);
+    let stored = broker.get_json("/entities/urn:ngsi-ld:T:allowed").await;
+    assert_eq!(
+        stored["speed"],
+        json!([{"type": "Property", "value": 55, "valueType": "xsd:double"},
+               {"type": "Property", "value": 11, "datasetId": "urn:d:gps"}])
+    );
+    assert_eq!(stored["p"]["objectType"], "OffStreetParking");
+    assert_eq!(
+        stored["ngsildproof"]["entityIdSealed"],
+        "urn:ngsi-ld:T:allowed"
+    );
+    assert_eq!(stored["ngsildproof"]["entityTypeSealed"], "T");
+    assert_eq!(stored["ngsildproof"]["value"]["proofValue"], "z1");
+    broker.server.cleanup().await;
+}
+
+/// Clause 6.3: what every operation does with its headers. `Accept` is negotiated (the
+/// RFC 9110 weights, else the order json, ld+json, geo+json; 406 when nothing on offer is
+/// acceptable), GeoJSON only where offered (Retrieve and Query Entities), `NGSILD-Tenant`
+/// echoed, a body without `Content-Length` a bare 411, unknown parameters 400, and the
+/// broker says who it is at `/info/sourceIdentity`.
+async fn requests_are_negotiated_as_clause_6_3_says(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            spot(7, 120.384, 36.062, "free", 1),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let path = "/entities/urn:ngsi-ld:ParkingSpot:qd-007";
+    let negotiated = [
+        (
+            path,
+            "application/ld+json, application/json",
+            Some("application/json"),
+        ),
+        (
+            path,
+            "application/json;q=0, */*",
+            Some("application/ld+json"),
+        ),
+        (
+            path,
+            "*/*;q=0.9, application/ld+json;q=0.8",
+            Some("application/json"),
+        ),
+        (path, "application/geo+json", Some("application/geo+json")),
+        (path, "application/xml", None),
+        (
+            "/types",
+            "application/geo+json, application/json",
+            Some("application/json"),
+        ),
+        ("/types", "application/geo+json", None),
+        (
+            "/temporal/entities?type=ParkingSpot",
+            "application/geo+json",
+            None,
+        ),
+    ];
+    for (path, accept, chosen) in negotiated {
+        let response = broker
+            .call(Method::GET, path, Some(&broker.token))
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("sent");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        match chosen {
+            Some(chosen) => {
+                assert_eq!(response.status(), 200, "{path} {accept}");
+                assert!(
+                    content_type.starts_with(chosen),
+                    "{path} {accept}: {content_type}"
+                );
+            }
+            None => assert_eq!(response.status(), 406, "{path} {accept}"),
+        }
+    }
+    // GeoJSON (clause 6.3.15): a Feature, a FeatureCollection, the context in the body unless
+    // `Prefer: body=json`, the geometry of `geometryProperty`.
+    let geo_get = |path: &str, prefer: bool| {
+        let builder = broker
+            .call(Method::GET, path, Some(&broker.token))
+            .header("accept", "application/geo+json");
+        if prefer {
+            builder.header("prefer", "body=json")
+        } else {
+            builder
+        }
+    };
+    let feature: Value = geo_get(&format!("{path}?options=keyValues"), false)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(feature["type"], "Feature");
+    assert_eq!(feature["id"], "urn:ngsi-ld:ParkingSpot:qd-007");
+    assert_eq!(
+        feature["geometry"],
+        json!({"type": "Point", "coordinates": [120.384, 36.062]})
+    );
+    assert_eq!(feature["properties"]["type"], "ParkingSpot");
+    assert_eq!(feature["properties"]["capacity"], 1);
+    assert_eq!(feature["@context"], CORE);
+    let other_geometry: Value = geo_get(&format!("{path}?geometryProperty=capacity"), false)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(other_geometry["geometry"], Value::Null);
+    let collection = geo_get("/entities?type=ParkingSpot", true)
+        .send()
+        .await
+        .expect("sent");
+    assert!(collection.headers().get("link").is_some());
+    let collection: Value = collection.json().await.expect("json");
+    assert_eq!(collection["type"], "FeatureCollection");
+    assert_eq!(
+        collection["features"][0]["id"],
+        "urn:ngsi-ld:ParkingSpot:qd-007"
+    );
+    assert!(collection.get("@context").is_none(), "{collection}");
+    // The tenant is echoed, on errors too (a query of a tenant nobody created yet is 404).
+    let unknown = broker
+        .call(Method::GET, "/entities?type=T", Some(&broker.token))
+        .header("ngsild-tenant", "district-a")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.headers()["ngsild-tenant"], "district-a");
+    expect_ngsi_error(unknown, 404, "NonexistentTenant").await;
+    let created = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/json")
+        .header("ngsild-tenant", "district-a")
+        .body(json!({"id": "urn:x:t", "type": "T"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["ngsild-tenant"], "district-a");
+    // A body sent without Content-Length (chunked): a bare 411, nothing created.
+    let body = json!({"id": "urn:x:chunked", "type": "T"}).to_string();
+    let answer = raw_http(
+        &broker,
+        &format!(
+            "POST /ngsi-ld/v1/entities HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             {:x}\r\n{body}\r\n0\r\n\r\n",
+            broker.token,
+            body.len()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "a 411 has no body: {answer}");
+    assert_eq!(broker.get("/entities/urn:x:chunked").await.status(), 404);
+    // Unknown parameters: 400 InvalidRequest.
+    for path in [
+        "/entities?type=T&fancy=1",
+        "/types?fancy=1",
+        "/subscriptions?fancy=1",
+        "/temporal/entities?type=T&fancy=1",
+        "/entities/urn:x:t?fancy=1",
+    ] {
+        expect_ngsi_error(broker.get(path).await, 400, "InvalidRequest").await;
+    }
+    // Clause 5.15.1: one alias per tenant, stable; an ISO 8601 uptime; the time in UTC.
+    let identity = |tenant: &'static str| {
+        broker
+            .call(Method::GET, "/info/sourceIdentity", None)
+            .header("ngsild-tenant", tenant)
+            .send()
+    };
+    let a: Value = identity("a")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let b: Value = identity("b")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let again: Value = identity("a")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(a["type"], "ContextSourceIdentity");
+    assert!(a["id"].as_str().is_some_and(|id| id.starts_with("urn:")));
+    assert_ne!(a["contextSourceAlias"], b["contextSourceAlias"]);
+    assert_eq!(a["contextSourceAlias"], again["contextSourceAlias"]);
+    let uptime = a["contextSourceUptime"].as_str().unwrap_or_default();
+    assert!(
+        uptime.starts_with("PT") && uptime.ends_with('S'),
+        "{uptime}"
+    );
+    assert!(
+        a["contextSourceTimeAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
     broker.server.cleanup().await;
 }
 
@@ -2840,6 +3107,21 @@ async fn subscriptions_notify_over_mqtt(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// Sends `request` as written (what an HTTP client library would not send) and reads the
+/// whole answer.
+async fn raw_http(broker: &Broker, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = broker.server.url("").replace("http://", "");
+    let address = address.trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connected");
+    stream.write_all(request.as_bytes()).await.expect("written");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+}
+
 fn uuid_like() -> String {
     format!(
         "{:x}{:x}",
@@ -2852,6 +3134,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    requests_are_negotiated_as_clause_6_3_says,
     temporal_representations_are_provided_and_deleted,
     a_slow_receiver_gets_every_notification_under_load,
     hosted_contexts_are_served_and_used_without_any_fetch,
