@@ -137,7 +137,7 @@ pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
         })
         && !id
             .chars()
-            .any(|c| c.is_whitespace() || "<>\"{}|\\^`".contains(c));
+            .any(|c| c.is_whitespace() || "<>\"{}|\\^`".contains(c) || invisible(c));
     if valid {
         Ok(())
     } else {
@@ -147,19 +147,49 @@ pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
     }
 }
 
-/// Attribute and type names may not contain characters that the query language reserves.
+/// Characters that show as nothing, or as something else, and so can name nothing: controls,
+/// format characters (zero-width, bidi overrides, BOM), separators, variation selectors,
+/// noncharacters and the blank fillers (clause 4.5.1: an id "shall be a URI that identifies").
+fn invisible(c: char) -> bool {
+    let code = u32::from(c);
+    c.is_control()
+        || matches!(code,
+            0x00A0 | 0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180E
+            | 0x2000..=0x200F | 0x2028..=0x202F | 0x205F..=0x206F | 0x2800 | 0x3000 | 0x3164
+            | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0xFDD0..=0xFDEF
+            | 0xE0000..=0xE0FFF)
+        || code & 0xFFFE == 0xFFFE
+}
+
+/// Attribute and type names (clause 4.6.2): `name = unicodeLetter *(unicodeLetter /
+/// unicodeNumber / "_")`, optionally `prefix:name`, or a full IRI (an expanded name).
 fn check_name(name: &str) -> Result<(), yunnao_core::Problem> {
-    if name.is_empty()
-        || name.len() > 512
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || "<>\"'=;()[]".contains(c))
-    {
-        return Err(errors::bad_request(format!(
-            "{name:?} is not a valid attribute or type name"
-        )));
+    fn term(text: &str) -> bool {
+        let mut chars = text.chars();
+        chars.next().is_some_and(char::is_alphabetic)
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
     }
-    Ok(())
+    let iri = name.contains("://") || name.starts_with("urn:");
+    let valid = !name.is_empty()
+        && name.len() <= 512
+        && if iri {
+            !name
+                .chars()
+                .any(|c| c.is_whitespace() || invisible(c) || "<>\"'=;()[]".contains(c))
+        } else {
+            match name.split_once(':') {
+                Some((prefix, local)) => term(prefix) && term(local),
+                None => term(name),
+            }
+        };
+    if valid {
+        Ok(())
+    } else {
+        Err(errors::bad_request(format!(
+            "{name:?} is not a valid attribute or type name: a letter, then letters, digits \
+             and '_' (clause 4.6.2), or an IRI"
+        )))
+    }
 }
 
 /// Parses a whole entity (create, replace, batch upsert).
@@ -421,6 +451,22 @@ pub fn parse_attribute(
         }
     }
     check_members(name, &kind, &object)?;
+    match kind.as_str() {
+        "ListRelationship" => normalize_object_list(name, &mut object)?,
+        "JsonProperty" => {
+            let raw = object.get("json").is_some_and(|json| match json {
+                Value::Object(_) => true,
+                Value::Array(items) => items.iter().all(Value::is_object),
+                _ => false,
+            });
+            if !raw {
+                return Err(errors::bad_request(format!(
+                    "{name}: json is a raw JSON object or an array of objects (clause 4.5.24)"
+                )));
+            }
+        }
+        _ => {}
+    }
     if object.get("datasetId").and_then(Value::as_str) == Some("@none") {
         // The explicit name of the default instance (clause 4.5.5.1).
         object.remove("datasetId");
@@ -428,10 +474,10 @@ pub fn parse_attribute(
     if let Some(observed) = object.get("observedAt") {
         let valid = observed
             .as_str()
-            .is_some_and(|t| yunnao_core::time::parse_rfc3339_ms(t).is_some());
+            .is_some_and(|t| t.ends_with('Z') && yunnao_core::time::parse_rfc3339_ms(t).is_some());
         if !valid {
             return Err(errors::bad_request(format!(
-                "{name}: observedAt must be a date-time (RFC 3339)"
+                "{name}: observedAt must be a date-time in UTC, ending in Z (clause 4.6.3)"
             )));
         }
     }
@@ -472,7 +518,9 @@ fn check_members(
         if (VALUE_MEMBERS.contains(&member) && member != own) || OUTPUT_ONLY.contains(&member) {
             return refuse(member);
         }
-        if member == "unitCode" && matches!(kind, "Relationship" | "ListRelationship") {
+        if member == "unitCode"
+            && matches!(kind, "Relationship" | "ListRelationship" | "JsonProperty")
+        {
             return refuse(member);
         }
         if matches!(member, "entityIdSealed" | "entityTypeSealed") {
@@ -488,6 +536,37 @@ fn check_members(
         return Err(errors::bad_request(format!(
             "{name}: the value of {PROOF_ATTRIBUTE} is a W3C Data Integrity proof object"
         )));
+    }
+    Ok(())
+}
+
+/// A ListRelationship's `objectList` as the normalized form has it: `{"object": URI}` entries,
+/// bare URIs accepted on input (clause 4.5.22).
+fn normalize_object_list(
+    name: &str,
+    object: &mut Map<String, Value>,
+) -> Result<(), yunnao_core::Problem> {
+    let invalid = || {
+        errors::bad_request(format!(
+            "{name}: objectList is a list of entity ids or {{\"object\": entity id}}"
+        ))
+    };
+    let Some(Value::Array(entries)) = object.get_mut("objectList") else {
+        return Err(invalid());
+    };
+    for entry in entries.iter_mut() {
+        let target = match entry {
+            Value::String(target) => target.clone(),
+            Value::Object(inner) => match inner.get("object") {
+                Some(Value::String(target)) => target.clone(),
+                _ => return Err(invalid()),
+            },
+            _ => return Err(invalid()),
+        };
+        check_entity_id(&target)?;
+        if entry.is_string() {
+            *entry = serde_json::json!({ "object": target });
+        }
     }
     Ok(())
 }

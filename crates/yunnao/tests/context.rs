@@ -284,7 +284,32 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         json!({"p": {"type": "Relationship", "object": "urn:x:2", "previousObject": "urn:x:3"}}),
         json!({"speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "@none"}]}),
         json!({"speed": [{"type": "Property", "value": 1, "datasetId": "urn:d:a"}, {"type": "Property", "value": 2, "datasetId": "urn:d:a"}]}),
+        json!({"speed": {"type": "Property", "value": 1, "observedAt": "2026-01-01T08:00:00+08:00"}}),
+        json!({"speed": {"type": "Property", "value": 1, "observedAt": {"type": "Property", "value": "2026-01-01T00:00:00Z"}}}),
+        json!({"route": {"type": "ListRelationship", "objectList": ["not a uri"]}}),
+        json!({"levels": {"type": "ListProperty", "valueList": [1.2], "value": 3}}),
+        json!({"tickets": {"type": "JsonProperty", "json": 5}}),
+        json!({"tickets": {"type": "JsonProperty", "json": {"a": 1}, "unitCode": "MTR"}}),
+        json!({"my attr": {"type": "Property", "value": 1}}),
+        json!({"9lives": {"type": "Property", "value": 1}}),
     ];
+    // Clauses 4.5.1 and 4.6.2: ids that show as something else, types that are not names.
+    for (id, kind) in [
+        ("urn:ngsi-ld:T:A\u{202E}B", "T"),
+        ("urn:ngsi-ld:T:A\u{200B}B", "T"),
+        ("urn:ngsi-ld:T:A\u{FEFF}B", "T"),
+        ("urn:ngsi-ld:T:A\u{00A0}B", "T"),
+        ("urn:ngsi-ld:T:A\u{FE0F}B", "T"),
+        ("urn:ngsi-ld:T:A\u{3164}B", "T"),
+        ("urn:ngsi-ld:T:A\u{FFFE}B", "T"),
+        ("urn:ngsi-ld:T:1", "9T"),
+        ("urn:ngsi-ld:T:1", "T-1"),
+    ] {
+        let response = broker
+            .send(Method::POST, "/entities", json!({"id": id, "type": kind}))
+            .await;
+        expect_ngsi_error(response, 400, "BadRequestData").await;
+    }
     for attributes in forbidden {
         let mut entity = json!({"id": "urn:ngsi-ld:T:forbidden", "type": "T"});
         if let (Some(entity), Some(attributes)) = (entity.as_object_mut(), attributes.as_object()) {
@@ -361,6 +386,10 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         "speed": [{"type": "Property", "value": 55, "datasetId": "@none", "valueType": "xsd:double"},
                   {"type": "Property", "value": 11, "datasetId": "urn:d:gps"}],
         "p": {"type": "Relationship", "object": "urn:x:2", "objectType": "OffStreetParking"},
+        "route": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Road:1", {"object": "urn:ngsi-ld:Road:2"}]},
+        "tickets": {"json": {"speed": 3, "type": "raw"}},
+        "výška_1": 7,
+        "paris": {"type": "Relationship", "object": "urn:ngsi-ld:Ciudad:París"},
         "ngsildproof": {"type": "Property", "entityIdSealed": "urn:ngsi-ld:T:allowed",
                         "entityTypeSealed": "T", "value": {"type": "DataIntegrityProof", "proofValue": "z1"}}
     });
@@ -373,6 +402,16 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
                {"type": "Property", "value": 11, "datasetId": "urn:d:gps"}])
     );
     assert_eq!(stored["p"]["objectType"], "OffStreetParking");
+    assert_eq!(
+        stored["route"]["objectList"],
+        json!([{"object": "urn:ngsi-ld:Road:1"}, {"object": "urn:ngsi-ld:Road:2"}])
+    );
+    assert_eq!(
+        stored["tickets"],
+        json!({"type": "JsonProperty", "json": {"speed": 3, "type": "raw"}})
+    );
+    assert_eq!(stored["výška_1"]["value"], 7);
+    assert_eq!(stored["paris"]["object"], "urn:ngsi-ld:Ciudad:París");
     assert_eq!(
         stored["ngsildproof"]["entityIdSealed"],
         "urn:ngsi-ld:T:allowed"
