@@ -675,8 +675,7 @@ impl Merge {
             .transpose()?;
         let mut deleted = Vec::new();
         object.retain(|name, value| {
-            let null = value.as_str() == Some("urn:ngsi-ld:null")
-                || value.get("value").and_then(Value::as_str) == Some("urn:ngsi-ld:null");
+            let null = model::removes(value);
             if null {
                 deleted.push(context.expand(name));
             }
@@ -897,7 +896,12 @@ async fn partial_attribute_update(
                     compacted.insert(request.context.compact(&member), value);
                 }
                 for (member, value) in fragment {
-                    compacted.insert(member, value);
+                    // The NGSI-LD Null removes a sub-attribute (clause 5.2.1).
+                    if model::removes(&value) {
+                        compacted.remove(&member);
+                    } else {
+                        compacted.insert(member, value);
+                    }
                 }
                 let attribute = model::parse_attribute(
                     &attr,

@@ -426,6 +426,15 @@ pub fn parse_attribute(
         .unwrap_or("Property")
         .to_owned();
     let required = value_member(&kind);
+    if (kind == "GeoProperty" || geo_name)
+        && let Some(Value::String(encoded)) = object.get(required)
+    {
+        // Clause 4.7.2: a geometry may come encoded as a JSON string; kept as the object.
+        let decoded: Value = serde_json::from_str(encoded).map_err(|_| {
+            errors::bad_request(format!("{name}: {encoded:?} is not a GeoJSON geometry"))
+        })?;
+        object.insert(required.into(), decoded);
+    }
     match object.get(required) {
         None | Some(Value::Null) => {
             return Err(errors::bad_request(format!(
@@ -433,6 +442,12 @@ pub fn parse_attribute(
             )));
         }
         Some(value) => {
+            if holds_ngsi_ld_null(value) {
+                return Err(errors::bad_request(format!(
+                    "{name}: the NGSI-LD Null (\"{NGSI_LD_NULL}\") only removes, in a merge or a \
+                     partial update (clause 5.2.1)"
+                )));
+            }
             if kind == "GeoProperty" || geo_name {
                 geometry(value)
                     .map_err(|reason| errors::bad_request(format!("{name}: {reason}")))?;
@@ -453,6 +468,7 @@ pub fn parse_attribute(
     check_members(name, &kind, &object)?;
     match kind.as_str() {
         "ListRelationship" => normalize_object_list(name, &mut object)?,
+        "LanguageProperty" => check_language_map(name, &object)?,
         "JsonProperty" => {
             let raw = object.get("json").is_some_and(|json| match json {
                 Value::Object(_) => true,
@@ -535,6 +551,59 @@ fn check_members(
     if name == PROOF_ATTRIBUTE && !object.get("value").is_some_and(Value::is_object) {
         return Err(errors::bad_request(format!(
             "{name}: the value of {PROOF_ATTRIBUTE} is a W3C Data Integrity proof object"
+        )));
+    }
+    Ok(())
+}
+
+/// The NGSI-LD Null: in a merge or partial update it removes what it stands in for; anywhere
+/// else it is refused.
+pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
+
+/// Does this member of a merge or partial update remove what it names (the NGSI-LD Null, as
+/// such or as the value)?
+pub fn removes(member: &Value) -> bool {
+    member.as_str() == Some(NGSI_LD_NULL)
+        || member.get("value").and_then(Value::as_str) == Some(NGSI_LD_NULL)
+}
+
+/// Is the value the NGSI-LD Null, or a language map or list made of it?
+fn holds_ngsi_ld_null(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text == NGSI_LD_NULL,
+        Value::Array(items) => items.len() == 1 && holds_ngsi_ld_null(&items[0]),
+        Value::Object(map) => map.len() == 1 && map.values().all(holds_ngsi_ld_null),
+        _ => false,
+    }
+}
+
+/// A LanguageProperty (clause 5.2.32): language tags to strings or lists of strings, and a
+/// `valueType`, if given, of `langString`.
+fn check_language_map(name: &str, object: &Map<String, Value>) -> Result<(), yunnao_core::Problem> {
+    let valid = object
+        .get("languageMap")
+        .and_then(Value::as_object)
+        .is_some_and(|map| {
+            map.iter().all(|(tag, text)| {
+                !tag.trim().is_empty()
+                    && match text {
+                        Value::String(_) => true,
+                        Value::Array(items) => items.iter().all(Value::is_string),
+                        _ => false,
+                    }
+            })
+        });
+    if !valid {
+        return Err(errors::bad_request(format!(
+            "{name}: a languageMap maps language tags to strings or lists of strings"
+        )));
+    }
+    if object
+        .get("valueType")
+        .is_some_and(|t| t.as_str() != Some("langString"))
+    {
+        return Err(errors::bad_request(format!(
+            "{name}: a LanguageProperty's valueType is langString"
         )));
     }
     Ok(())

@@ -292,6 +292,16 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         json!({"tickets": {"type": "JsonProperty", "json": {"a": 1}, "unitCode": "MTR"}}),
         json!({"my attr": {"type": "Property", "value": 1}}),
         json!({"9lives": {"type": "Property", "value": 1}}),
+        json!({"location": {"type": "GeoProperty", "value": {"type": "GeometryCollection", "geometries": []}}}),
+        json!({"location": {"type": "GeoProperty", "value": "not a geometry"}}),
+        json!({"location": {"type": "Property", "value": 7}}),
+        json!({"probe": {"type": "Property", "value": "urn:ngsi-ld:null"}}),
+        json!({"probe": {"type": "Relationship", "object": "urn:ngsi-ld:null"}}),
+        json!({"probe": {"type": "Property", "value": 1, "sub": {"type": "Property", "value": "urn:ngsi-ld:null"}}}),
+        json!({"probe": {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}}),
+        json!({"probe": {"type": "LanguageProperty", "languageMap": {"en": ["a", 5]}}}),
+        json!({"probe": {"type": "LanguageProperty", "languageMap": {"": "x"}}}),
+        json!({"probe": {"type": "LanguageProperty", "languageMap": {"en": "x"}, "valueType": "xsd:string"}}),
     ];
     // Clauses 4.5.1 and 4.6.2: ids that show as something else, types that are not names.
     for (id, kind) in [
@@ -389,6 +399,10 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         "route": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Road:1", {"object": "urn:ngsi-ld:Road:2"}]},
         "tickets": {"json": {"speed": 3, "type": "raw"}},
         "výška_1": 7,
+        "location": {"type": "GeoProperty", "value": "{\"type\": \"Point\", \"coordinates\": [17.1, 48.7]}"},
+        "note": "<script>alert('x')</script> \"q\" = ; ( )",
+        "brandName": {"type": "LanguageProperty", "valueType": "langString",
+                      "languageMap": {"sk": "škola", "en": ["school", "academy"], "@none": "default"}},
         "paris": {"type": "Relationship", "object": "urn:ngsi-ld:Ciudad:París"},
         "ngsildproof": {"type": "Property", "entityIdSealed": "urn:ngsi-ld:T:allowed",
                         "entityTypeSealed": "T", "value": {"type": "DataIntegrityProof", "proofValue": "z1"}}
@@ -411,6 +425,18 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         json!({"type": "JsonProperty", "json": {"speed": 3, "type": "raw"}})
     );
     assert_eq!(stored["výška_1"]["value"], 7);
+    assert_eq!(
+        stored["location"]["value"],
+        json!({"type": "Point", "coordinates": [17.1, 48.7]})
+    );
+    assert_eq!(
+        stored["note"]["value"],
+        "<script>alert('x')</script> \"q\" = ; ( )"
+    );
+    assert_eq!(
+        stored["brandName"]["languageMap"]["en"],
+        json!(["school", "academy"])
+    );
     assert_eq!(stored["paris"]["object"], "urn:ngsi-ld:Ciudad:París");
     assert_eq!(
         stored["ngsildproof"]["entityIdSealed"],
