@@ -394,6 +394,33 @@ fn params_of(raw: Option<String>, known: &[&[&str]]) -> NgsiResult<HashMap<Strin
     Ok(params)
 }
 
+/// The `type` parameter of an operation on one entity (clause 4.17): the entity must have one
+/// of the types, else it is not found.
+struct TypeSelector(Option<Vec<String>>);
+
+impl TypeSelector {
+    fn read(params: &HashMap<String, String>, context: &Context) -> Self {
+        Self(params.get("type").map(|types| {
+            types
+                .split([',', '|'])
+                .map(|t| context.expand(t.trim()))
+                .collect()
+        }))
+    }
+
+    fn check(&self, stored: &Stored) -> NgsiResult<()> {
+        match &self.0 {
+            Some(types) if !types.iter().any(|t| stored.entity.types.contains(t)) => {
+                Err(errors::not_found(format!(
+                    "there is no entity {} of the given type",
+                    stored.entity.id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Parameters of creating an entity, a temporal entity or a subscription.
 const CREATE_PARAMS: &[&str] = &["local"];
 /// Parameters of the representation of entities (retrieve and query).
@@ -559,6 +586,7 @@ async fn retrieve_entity(
         .get(&request.tenant, &id, &request.viewer)
         .await?
         .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+    TypeSelector::read(&params, &request.context).check(&stored)?;
     let render = || model::render(&stored.entity, &request.context, &options);
     if request.plain() && options.attrs.is_none() && !options.sys_attrs {
         // The same bytes for every such retrieval while the entity stays cached.
@@ -663,6 +691,8 @@ struct Merge {
     types: Option<Vec<String>>,
     attrs: Map<String, Value>,
     deleted: Vec<String>,
+    /// Property values given as objects, as given: merged into the stored value (RFC 7396).
+    value_patches: HashMap<String, Value>,
 }
 
 impl Merge {
@@ -681,10 +711,19 @@ impl Merge {
             }
             !null
         });
+        let mut value_patches = HashMap::new();
+        for (name, attribute) in object.iter_mut() {
+            if let Some(value) = attribute.get_mut("value").filter(|v| v.is_object()) {
+                let patch = std::mem::replace(value, Value::Null);
+                *value = model::without_nulls(&patch);
+                value_patches.insert(context.expand(name), patch);
+            }
+        }
         Ok(Self {
             types,
             attrs: model::parse_attributes(object, context, stamp)?,
             deleted,
+            value_patches,
         })
     }
 
@@ -693,7 +732,17 @@ impl Merge {
             stored.entity.add_types(types);
         }
         for (name, attribute) in &self.attrs {
-            stored.entity.put_attribute(name.clone(), attribute.clone());
+            let mut attribute = attribute.clone();
+            let stored_value = stored.entity.attrs.get(name).and_then(|a| a.get("value"));
+            if let (Some(patch), Some(Value::Object(stored_value))) =
+                (self.value_patches.get(name), stored_value)
+                && let Some(value) = attribute.get_mut("value")
+            {
+                let mut merged = Value::Object(stored_value.clone());
+                model::merge_patch(&mut merged, patch);
+                *value = merged;
+            }
+            stored.entity.put_attribute(name.clone(), attribute);
         }
         for name in &self.deleted {
             stored.entity.attrs.remove(name);
@@ -709,12 +758,16 @@ async fn delete_entity(
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> NgsiResult<Response> {
+    let params = params_of(raw, &[&["type", "local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
+    let types = TypeSelector::read(&params, &request.context);
     broker
         .delete(&request.tenant, &id, &request.viewer, |stored| {
+            types.check(stored)?;
             request.may_change(&broker, stored)
         })
         .await?;
@@ -762,7 +815,9 @@ async fn append_attributes(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
+    let params = query_map(raw)?;
+    let no_overwrite = has_option(&params, "noOverwrite");
+    let types = TypeSelector::read(&params, &request.context);
     let Value::Object(object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
@@ -777,6 +832,7 @@ async fn append_attributes(
             &request.viewer,
             Some(&request.audit_entry(&headers, "ngsi.attrs.append", &id)),
             |stored| {
+                types.check(stored)?;
                 request.may_change(&broker, stored)?;
                 for (name, attribute) in attrs {
                     if no_overwrite && stored.entity.attrs.contains_key(&name) {
@@ -1579,6 +1635,9 @@ impl BatchResult {
 /// context unless it carries its own `@context` (ld+json).
 fn batch_items(value: Value) -> NgsiResult<Vec<Value>> {
     match value {
+        Value::Array(items) if items.iter().any(Value::is_null) => Err(errors::bad_request(
+            "a batch cannot have null items (clause 5.6.7.4)",
+        )),
         Value::Array(items) if !items.is_empty() => Ok(items),
         Value::Array(_) => Err(errors::bad_request("the batch is empty")),
         _ => Err(errors::bad_request("a batch is a JSON array")),

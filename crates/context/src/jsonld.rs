@@ -225,6 +225,16 @@ fn collect(
             Ok(())
         }
         Value::Object(object) => {
+            if let Some(term) = object
+                .iter()
+                .find(|(_, definition)| definition.get("@context").is_some())
+                .map(|(term, _)| term)
+            {
+                return Err(errors::bad_request(format!(
+                    "the term {term:?} has a scoped @context, which NGSI-LD user contexts may not \
+                     have (clause 5.5.7)"
+                )));
+            }
             let terms = Terms::from_object(object, into);
             for (term, iri) in terms.expand {
                 into.compact.entry(iri.clone()).or_insert(term.clone());

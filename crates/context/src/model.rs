@@ -127,7 +127,8 @@ pub const LOCATION: &str = "https://uri.etsi.org/ngsi-ld/location";
 
 /// An entity id is a URI (CIM 009 §4.5.1).
 pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
-    let valid = id.len() <= 2048
+    let valid = id != NGSI_LD_NULL
+        && id.len() <= 2048
         && id.split_once(':').is_some_and(|(scheme, rest)| {
             !scheme.is_empty()
                 && scheme
@@ -145,6 +146,32 @@ pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
             "entity id {id:?} is not a URI (for example urn:ngsi-ld:ParkingSpot:001)"
         )))
     }
+}
+
+/// A Scope (clause 4.18): `[/] level *("/" level)`, a level a letter then letters, digits and
+/// `_`; one or a list of them. Never the NGSI-LD Null on input.
+fn check_scope(scope: &Value) -> Result<(), yunnao_core::Problem> {
+    fn valid(scope: &str) -> bool {
+        let levels = scope.strip_prefix('/').unwrap_or(scope);
+        levels.split('/').all(|level| {
+            let mut chars = level.chars();
+            chars.next().is_some_and(char::is_alphabetic)
+                && chars.all(|c| c.is_alphanumeric() || c == '_')
+        })
+    }
+    let scopes: Vec<&Value> = match scope {
+        Value::Array(items) if !items.is_empty() => items.iter().collect(),
+        other => vec![other],
+    };
+    for scope in scopes {
+        if !scope.as_str().is_some_and(valid) {
+            return Err(errors::bad_request(format!(
+                "scope {scope}: levels of letters, digits and '_', each starting with a letter, \
+                 separated by '/' (clause 4.18)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Characters that show as nothing, or as something else, and so can name nothing: controls,
@@ -242,8 +269,11 @@ fn parse_entity_as(
     };
     object.remove("createdAt");
     object.remove("modifiedAt");
-    if object.remove("scope").is_some() {
-        return Err(errors::operation_not_supported("scopes are not supported"));
+    if let Some(scope) = object.remove("scope") {
+        check_scope(&scope)?;
+        return Err(errors::operation_not_supported(
+            "scopes are not supported by this broker",
+        ));
     }
     let attrs = parse_attributes_as(object, context, now, instances)?;
     Ok(Entity {
@@ -567,13 +597,44 @@ pub fn removes(member: &Value) -> bool {
         || member.get("value").and_then(Value::as_str) == Some(NGSI_LD_NULL)
 }
 
-/// Is the value the NGSI-LD Null, or a language map or list made of it?
+/// Does the value hold the NGSI-LD Null anywhere (clause 5.5.4: at any depth of a value)?
 fn holds_ngsi_ld_null(value: &Value) -> bool {
     match value {
         Value::String(text) => text == NGSI_LD_NULL,
-        Value::Array(items) => items.len() == 1 && holds_ngsi_ld_null(&items[0]),
-        Value::Object(map) => map.len() == 1 && map.values().all(holds_ngsi_ld_null),
+        Value::Array(items) => items.iter().any(holds_ngsi_ld_null),
+        Value::Object(map) => map.values().any(holds_ngsi_ld_null),
         _ => false,
+    }
+}
+
+/// RFC 7396 merge of `patch` into `target` with the NGSI-LD Null as JSON null: members set to
+/// it are removed, objects merged member by member, anything else replaced (clause 5.5.12).
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let (Value::Object(target), Value::Object(patch)) = (&mut *target, patch) else {
+        *target = without_nulls(patch);
+        return;
+    };
+    for (key, value) in patch {
+        if value.as_str() == Some(NGSI_LD_NULL) {
+            target.remove(key);
+        } else if let Some(existing) = target.get_mut(key) {
+            merge_patch(existing, value);
+        } else {
+            target.insert(key.clone(), without_nulls(value));
+        }
+    }
+}
+
+/// The value with every member that is the NGSI-LD Null left out (what a merge patch adds).
+pub fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| v.as_str() != Some(NGSI_LD_NULL))
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -302,6 +302,12 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         json!({"probe": {"type": "LanguageProperty", "languageMap": {"en": ["a", 5]}}}),
         json!({"probe": {"type": "LanguageProperty", "languageMap": {"": "x"}}}),
         json!({"probe": {"type": "LanguageProperty", "languageMap": {"en": "x"}, "valueType": "xsd:string"}}),
+        json!({"address": {"type": "Property", "value": {"geo": {"country": "urn:ngsi-ld:null"}}}}),
+        json!({"scope": "urn:ngsi-ld:null"}),
+        json!({"scope": "9bad"}),
+        json!({"scope": "/a//b"}),
+        json!({"scope": ["/ok", "a-b"]}),
+        json!({"@context": [{"T": {"@id": "urn:t", "@context": {"speed": "urn:hidden"}}}]}),
     ];
     // Clauses 4.5.1 and 4.6.2: ids that show as something else, types that are not names.
     for (id, kind) in [
@@ -313,6 +319,7 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         ("urn:ngsi-ld:T:A\u{3164}B", "T"),
         ("urn:ngsi-ld:T:A\u{FFFE}B", "T"),
         ("urn:ngsi-ld:T:1", "9T"),
+        ("urn:ngsi-ld:null", "T"),
         ("urn:ngsi-ld:T:1", "T-1"),
     ] {
         let response = broker
@@ -325,7 +332,18 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         if let (Some(entity), Some(attributes)) = (entity.as_object_mut(), attributes.as_object()) {
             entity.extend(attributes.clone());
         }
-        let response = broker.send(Method::POST, "/entities", entity).await;
+        let content_type = if entity.get("@context").is_some() {
+            "application/ld+json"
+        } else {
+            "application/json"
+        };
+        let response = broker
+            .call(Method::POST, "/entities", Some(&broker.token))
+            .header("content-type", content_type)
+            .body(entity.to_string())
+            .send()
+            .await
+            .expect("sent");
         let problem = expect_ngsi_error(response, 400, "BadRequestData").await;
         assert!(problem["detail"].is_string(), "{attributes}: {problem}");
     }
@@ -769,6 +787,78 @@ async fn attributes_are_appended_updated_merged_and_deleted(backend: TestBackend
         .expect("sent");
     assert_eq!(gone.status(), 204);
     expect_ngsi_error(broker.get(&path).await, 404, "ResourceNotFound").await;
+
+    // Clause 5.5.12: a merge goes into a Property's object value (RFC 7396, the NGSI-LD Null
+    // removing a member); a partial update may not carry the Null inside a value (5.5.4).
+    let address = json!({"id": "urn:ngsi-ld:Building:b1", "type": "Building",
+        "address": {"type": "Property", "value": {"street": "中山路", "city": "青岛", "country": "中国"}}});
+    assert_eq!(
+        broker
+            .send(Method::POST, "/entities", address)
+            .await
+            .status(),
+        201
+    );
+    let merged = broker
+        .send(Method::PATCH, "/entities/urn:ngsi-ld:Building:b1",
+            json!({"address": {"type": "Property", "value": {"street": "香港中路", "country": "urn:ngsi-ld:null"}}}))
+        .await;
+    assert_eq!(merged.status(), 204);
+    let building = broker.get_json("/entities/urn:ngsi-ld:Building:b1").await;
+    assert_eq!(
+        building["address"]["value"],
+        json!({"street": "香港中路", "city": "青岛"})
+    );
+    let refused = broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:Building:b1/attrs/address",
+            json!({"value": {"city": "urn:ngsi-ld:null"}}),
+        )
+        .await;
+    expect_ngsi_error(refused, 400, "BadRequestData").await;
+    // Clause 4.17: a `type` selector on one entity's operations; the wrong type is not found.
+    let appended = broker
+        .send(
+            Method::POST,
+            "/entities/urn:ngsi-ld:Building:b1/attrs?type=Vehicle",
+            json!({"floors": 3}),
+        )
+        .await;
+    expect_ngsi_error(appended, 404, "ResourceNotFound").await;
+    expect_ngsi_error(
+        broker
+            .get("/entities/urn:ngsi-ld:Building:b1?type=Vehicle")
+            .await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    let wrong_delete = broker
+        .call(
+            Method::DELETE,
+            "/entities/urn:ngsi-ld:Building:b1?type=Vehicle",
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(wrong_delete, 404, "ResourceNotFound").await;
+    let building = broker
+        .get_json("/entities/urn:ngsi-ld:Building:b1?type=Building")
+        .await;
+    assert_eq!(building["address"]["value"]["city"], "青岛");
+    assert!(building.get("floors").is_none(), "{building}");
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            "/entities/urn:ngsi-ld:Building:b1?type=Building",
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
     broker.server.cleanup().await;
 }
 
@@ -1464,12 +1554,27 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
     assert_eq!(again.status(), 207);
     let report: Value = again.json().await.expect("json");
     assert_eq!(report["success"], json!(["urn:ngsi-ld:ParkingSpot:qd-003"]));
+    // Clause 5.6.7.4: not an array, empty, or with a null item: the whole batch is refused.
+    for body in [
+        json!({}),
+        json!([]),
+        json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-null", "type": "ParkingSpot"}, null]),
+    ] {
+        expect_ngsi_error(
+            broker
+                .send(Method::POST, "/entityOperations/create", body)
+                .await,
+            400,
+            "BadRequestData",
+        )
+        .await;
+    }
     expect_ngsi_error(
         broker
-            .send(Method::POST, "/entityOperations/create", json!({}))
+            .get("/entities/urn:ngsi-ld:ParkingSpot:qd-null")
             .await,
-        400,
-        "BadRequestData",
+        404,
+        "ResourceNotFound",
     )
     .await;
     broker.server.cleanup().await;
