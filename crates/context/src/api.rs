@@ -634,6 +634,7 @@ async fn replace_entity(
                 request.may_change(&broker, stored)?;
                 stored.entity.types = replacement.types;
                 stored.entity.attrs = replacement.attrs;
+                stored.entity.scope = replacement.scope;
                 stored.entity.modified_at = replacement.modified_at;
                 Ok(())
             },
@@ -685,10 +686,28 @@ async fn merge_entity(
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
+/// A fragment's `scope` member, validated: `Some(None)` for the NGSI-LD Null where it may
+/// remove the scope (merge).
+fn take_scope(
+    object: &mut Map<String, Value>,
+    null_removes: bool,
+) -> NgsiResult<Option<Option<Value>>> {
+    match object.remove("scope") {
+        None => Ok(None),
+        Some(scope) if null_removes && model::removes(&scope) => Ok(Some(None)),
+        Some(scope) => {
+            model::check_scope(&scope)?;
+            Ok(Some(Some(scope)))
+        }
+    }
+}
+
 /// A fragment to merge into an entity (clause 5.6.17): types to add, attributes that replace
 /// or add, and attributes to delete (given as `"urn:ngsi-ld:null"`).
 struct Merge {
     types: Option<Vec<String>>,
+    /// A new scope, or (`Some(None)`) its removal.
+    scope: Option<Option<Value>>,
     attrs: Map<String, Value>,
     deleted: Vec<String>,
     /// Property values given as objects, as given: merged into the stored value (RFC 7396).
@@ -703,6 +722,7 @@ impl Merge {
             .remove("type")
             .map(|t| model::parse_types(&t, context))
             .transpose()?;
+        let scope = take_scope(&mut object, true)?;
         let mut deleted = Vec::new();
         object.retain(|name, value| {
             let null = model::removes(value);
@@ -721,6 +741,7 @@ impl Merge {
         }
         Ok(Self {
             types,
+            scope,
             attrs: model::parse_attributes(object, context, stamp)?,
             deleted,
             value_patches,
@@ -730,6 +751,9 @@ impl Merge {
     fn apply(&self, stored: &mut Stored, stamp: &str) {
         if let Some(types) = &self.types {
             stored.entity.add_types(types);
+        }
+        if let Some(scope) = &self.scope {
+            stored.entity.scope = scope.clone();
         }
         for (name, attribute) in &self.attrs {
             let mut attribute = attribute.clone();
@@ -818,9 +842,10 @@ async fn append_attributes(
     let params = query_map(raw)?;
     let no_overwrite = has_option(&params, "noOverwrite");
     let types = TypeSelector::read(&params, &request.context);
-    let Value::Object(object) = value else {
+    let Value::Object(mut object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
+    let scope = take_scope(&mut object, false)?.flatten();
     let stamp = now();
     let attrs = model::parse_attributes(object, &request.context, &stamp)?;
     let mut updated = Vec::new();
@@ -834,6 +859,9 @@ async fn append_attributes(
             |stored| {
                 types.check(stored)?;
                 request.may_change(&broker, stored)?;
+                if let Some(scope) = &scope {
+                    stored.entity.add_scope(scope);
+                }
                 for (name, attribute) in attrs {
                     if no_overwrite && stored.entity.attrs.contains_key(&name) {
                         not_updated.push((
@@ -866,14 +894,26 @@ async fn update_attributes(
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let Value::Object(object) = value else {
+    let types = TypeSelector::read(&query_map(raw)?, &request.context);
+    let Value::Object(mut object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
+    let scope = take_scope(&mut object, true)?;
+    // Clause 5.5.8: an attribute given as the NGSI-LD Null is deleted.
+    let mut deleted = Vec::new();
+    object.retain(|name, value| {
+        let null = model::removes(value);
+        if null {
+            deleted.push(request.context.expand(name));
+        }
+        !null
+    });
     let stamp = now();
     let attrs = model::parse_attributes(object, &request.context, &stamp)?;
     let mut updated = Vec::new();
@@ -885,13 +925,25 @@ async fn update_attributes(
             &request.viewer,
             Some(&request.audit_entry(&headers, "ngsi.attrs.update", &id)),
             |stored| {
+                types.check(stored)?;
                 request.may_change(&broker, stored)?;
+                if let Some(scope) = &scope {
+                    stored.entity.scope = scope.clone();
+                }
+                for name in &deleted {
+                    if stored.entity.attrs.remove(name).is_some() {
+                        updated.push(name.clone());
+                    } else {
+                        not_updated
+                            .push((name.clone(), "the entity has no such attribute".to_owned()));
+                    }
+                }
                 for (name, attribute) in attrs {
                     if !stored.entity.attrs.contains_key(&name) {
                         not_updated.push((name, "the entity has no such attribute".to_owned()));
                         continue;
                     }
-                    stored.entity.put_attribute(name.clone(), attribute);
+                    stored.entity.put_instances(name.clone(), attribute);
                     updated.push(name);
                 }
                 stored.entity.modified_at = stamp.clone();
@@ -916,6 +968,7 @@ async fn partial_attribute_update(
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
     let (value, _) = parse_body(&headers, &body)?;
@@ -927,6 +980,17 @@ async fn partial_attribute_update(
         ));
     };
     fragment.remove("@context");
+    if attr == "scope" {
+        return Err(errors::bad_request(
+            "scope cannot be partially updated (clause 5.6.4): update or merge the entity",
+        ));
+    }
+    if fragment.get("datasetId").is_some_and(model::removes) {
+        return Err(errors::bad_request(
+            "a datasetId cannot be removed with the NGSI-LD Null (clause 5.5.8)",
+        ));
+    }
+    let types = TypeSelector::read(&query_map(raw)?, &request.context);
     let name = request.context.expand(&attr);
     let stamp = now();
     broker
@@ -936,6 +1000,7 @@ async fn partial_attribute_update(
             &request.viewer,
             Some(&request.audit_entry(&headers, "ngsi.attr.update", &id)),
             |stored| {
+                types.check(stored)?;
                 request.may_change(&broker, stored)?;
                 let Some(Value::Object(existing)) = stored.entity.attrs.get(&name) else {
                     return Err(errors::not_found(format!(
@@ -1025,10 +1090,15 @@ async fn delete_attribute(
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
 ) -> NgsiResult<Response> {
+    let params = params_of(raw, &[&["type", "datasetId", "deleteAll", "local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     request.writer(&broker)?;
+    let types = TypeSelector::read(&params, &request.context);
+    let dataset = params.get("datasetId").map(String::as_str);
+    let all = flag(&params, "deleteAll")?;
     let name = request.context.expand(&attr);
     let stamp = now();
     broker
@@ -1038,10 +1108,19 @@ async fn delete_attribute(
             &request.viewer,
             Some(&request.audit_entry(&headers, "ngsi.attr.delete", &id)),
             |stored| {
+                types.check(stored)?;
                 request.may_change(&broker, stored)?;
-                if stored.entity.attrs.remove(&name).is_none() {
+                let removed = if attr == "scope" {
+                    stored.entity.scope.take().is_some()
+                } else {
+                    stored.entity.remove_instances(&name, dataset, all)
+                };
+                if !removed {
                     return Err(errors::not_found(format!(
-                        "entity {id} has no attribute {attr}"
+                        "entity {id} has no attribute {attr}{}",
+                        dataset
+                            .map(|d| format!(" with datasetId {d}"))
+                            .unwrap_or_default()
                     )));
                 }
                 stored.entity.modified_at = stamp.clone();
@@ -1060,6 +1139,7 @@ struct EntityQuery {
     geo: Option<GeoQuery>,
     /// Expanded names: entities need at least one of them.
     attrs: Option<Vec<String>>,
+    scope: Option<model::ScopeQuery>,
     offset: usize,
     limit: usize,
     count: bool,
@@ -1119,15 +1199,20 @@ fn entity_query(
             .map(|s| context.expand(s.trim()))
             .collect::<Vec<_>>()
     });
+    let scope = params
+        .get("scopeQ")
+        .map(|q| model::ScopeQuery::parse(q))
+        .transpose()?;
     if types.is_empty()
         && ids.is_empty()
         && id_pattern.is_none()
         && q.is_none()
         && geo.is_none()
         && attrs.is_none()
+        && scope.is_none()
     {
         return Err(errors::bad_request(
-            "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
+            "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query",
         ));
     }
     let number = |key: &str, default: usize| -> NgsiResult<usize> {
@@ -1167,6 +1252,7 @@ fn entity_query(
         q,
         geo,
         attrs,
+        scope,
         offset,
         limit,
         count,
@@ -1184,6 +1270,7 @@ impl EntityQuery {
                 .as_ref()
                 .is_none_or(|names| names.iter().any(|n| s.entity.attrs.contains_key(n)))
             && self.q.as_ref().is_none_or(|q| q.matches(&s.entity))
+            && self.scope.as_ref().is_none_or(|q| q.matches(&s.entity))
             && self.geo.as_ref().is_none_or(|g| {
                 s.entity
                     .attrs
@@ -1204,7 +1291,8 @@ async fn run_query(
     let in_memory = query.id_pattern.is_some()
         || query.q.is_some()
         || query.geo.is_some()
-        || query.attrs.is_some();
+        || query.attrs.is_some()
+        || query.scope.is_some();
     let mut selection = query.selection.clone();
     if !in_memory {
         selection.page = Some((query.offset, query.limit));
@@ -1212,7 +1300,10 @@ async fn run_query(
     if let Some(q) = &query.q {
         let prefilter =
             crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
-        let only_q = query.id_pattern.is_none() && query.geo.is_none() && query.attrs.is_none();
+        let only_q = query.id_pattern.is_none()
+            && query.geo.is_none()
+            && query.attrs.is_none()
+            && query.scope.is_none();
         if prefilter.complete && only_q {
             selection.page_if_decided = Some((query.offset, query.limit));
         }
@@ -2551,6 +2642,7 @@ async fn create_temporal(
         attrs: newest_instances(&entity.attrs),
         created_at: entity.created_at.clone(),
         modified_at: entity.modified_at.clone(),
+        scope: entity.scope.clone(),
     };
     let created = match broker.create(&request.tenant, &current, &owner).await {
         Ok(()) => true,

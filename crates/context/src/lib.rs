@@ -190,8 +190,9 @@ fn from_row(row: Row) -> Result<Stored, Problem> {
     let (id, types, attrs, created_at, modified_at, owner, public) = row;
     let types: Vec<String> =
         serde_json::from_str(&types).map_err(|e| Problem::internal(format!("entity {id}: {e}")))?;
-    let attrs: Map<String, Value> =
+    let mut attrs: Map<String, Value> =
         serde_json::from_str(&attrs).map_err(|e| Problem::internal(format!("entity {id}: {e}")))?;
+    let scope = attrs.remove(model::SCOPE_KEY);
     Ok(Stored {
         entity: Entity {
             id,
@@ -199,6 +200,7 @@ fn from_row(row: Row) -> Result<Stored, Problem> {
             attrs,
             created_at,
             modified_at,
+            scope,
         },
         owner,
         public: public != 0,
@@ -207,6 +209,18 @@ fn from_row(row: Row) -> Result<Stored, Problem> {
 
 fn json(value: &impl serde::Serialize) -> Result<String, Problem> {
     serde_json::to_string(value).map_err(|e| Problem::internal(e.to_string()))
+}
+
+/// The stored form of an entity's attributes: with its scope, if it has one.
+fn stored_attrs(entity: &Entity) -> Result<String, Problem> {
+    match &entity.scope {
+        None => json(&entity.attrs),
+        Some(scope) => {
+            let mut attrs = entity.attrs.clone();
+            attrs.insert(model::SCOPE_KEY.into(), scope.clone());
+            json(&attrs)
+        }
+    }
 }
 
 fn bbox_of(entity: &Entity) -> Option<(f64, f64, f64, f64)> {
@@ -924,7 +938,7 @@ async fn insert_row(
                 Arg::Text(tenant),
                 Arg::Text(&entity.id),
                 Arg::Text(&json(&entity.types)?),
-                Arg::Text(&json(&entity.attrs)?),
+                Arg::Text(&stored_attrs(entity)?),
                 Arg::Text(&entity.created_at),
                 Arg::Text(&entity.modified_at),
                 Arg::Text(owner),
@@ -958,7 +972,7 @@ async fn update_row(
 ) -> Result<Vec<String>, Problem> {
     temporal::record(tx, tenant, Some(before), entity).await?;
     let types = json(&entity.types)?;
-    let attrs = json(&entity.attrs)?;
+    let attrs = stored_attrs(entity)?;
     let mut args = vec![
         Arg::Text(tenant),
         Arg::Text(&entity.id),

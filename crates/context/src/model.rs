@@ -90,9 +90,105 @@ pub struct Entity {
     pub attrs: Map<String, Value>,
     pub created_at: String,
     pub modified_at: String,
+    /// The entity's Scopes (clause 4.18): one (a string) or several (an array of strings).
+    pub scope: Option<Value>,
 }
 
+/// An attribute's instances, one or several.
+fn into_instances(attribute: Value) -> Vec<Value> {
+    match attribute {
+        Value::Array(instances) => instances,
+        one => vec![one],
+    }
+}
+
+fn from_instances(mut instances: Vec<Value>) -> Value {
+    if instances.len() == 1 {
+        instances.remove(0)
+    } else {
+        Value::Array(instances)
+    }
+}
+
+/// Where a stored entity keeps its scope among its attributes (no attribute name starts with @).
+pub const SCOPE_KEY: &str = "@scope";
+
 impl Entity {
+    /// The scopes as a list.
+    pub fn scopes(&self) -> Vec<&str> {
+        match &self.scope {
+            Some(Value::String(scope)) => vec![scope.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds scopes it does not have yet (append, clause 5.6.3).
+    pub fn add_scope(&mut self, scope: &Value) {
+        let mut all: Vec<Value> = self.scopes().into_iter().map(Value::from).collect();
+        let added: Vec<&Value> = match scope {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for item in added {
+            if !all.contains(item) {
+                all.push(item.clone());
+            }
+        }
+        self.scope = match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Value::Array(all)),
+        };
+    }
+
+    /// Sets each given instance of an attribute: the stored instance with the same datasetId
+    /// is replaced, an instance of a new datasetId is added (clause 5.5.8).
+    pub fn put_instances(&mut self, name: String, attribute: Value) {
+        let Some(stored) = self.attrs.remove(&name) else {
+            self.attrs.insert(name, attribute);
+            return;
+        };
+        let mut instances = into_instances(stored);
+        for given in into_instances(attribute) {
+            let dataset = given.get("datasetId").cloned();
+            match instances
+                .iter_mut()
+                .find(|i| i.get("datasetId").cloned() == dataset)
+            {
+                Some(instance) => {
+                    let created = instance.get("createdAt").cloned();
+                    *instance = given;
+                    if let (Some(created), Value::Object(object)) = (created, instance) {
+                        object.insert("createdAt".into(), created);
+                    }
+                }
+                None => instances.push(given),
+            }
+        }
+        self.attrs.insert(name, from_instances(instances));
+    }
+
+    /// Removes the instance of `dataset` (the default instance for `None`), or all with
+    /// `all`; false when there was none to remove.
+    pub fn remove_instances(&mut self, name: &str, dataset: Option<&str>, all: bool) -> bool {
+        let Some(stored) = self.attrs.remove(name) else {
+            return false;
+        };
+        if all {
+            return true;
+        }
+        let mut instances = into_instances(stored);
+        let before = instances.len();
+        instances.retain(|i| i.get("datasetId").and_then(Value::as_str) != dataset);
+        let removed = instances.len() < before;
+        if !instances.is_empty() {
+            self.attrs
+                .insert(name.to_owned(), from_instances(instances));
+        }
+        removed
+    }
+
     /// Sets an attribute, keeping the createdAt of the one it replaces.
     pub fn put_attribute(&mut self, name: String, mut attribute: Value) {
         let created = self
@@ -150,7 +246,7 @@ pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
 
 /// A Scope (clause 4.18): `[/] level *("/" level)`, a level a letter then letters, digits and
 /// `_`; one or a list of them. Never the NGSI-LD Null on input.
-fn check_scope(scope: &Value) -> Result<(), yunnao_core::Problem> {
+pub fn check_scope(scope: &Value) -> Result<(), yunnao_core::Problem> {
     fn valid(scope: &str) -> bool {
         let levels = scope.strip_prefix('/').unwrap_or(scope);
         levels.split('/').all(|level| {
@@ -172,6 +268,75 @@ fn check_scope(scope: &Value) -> Result<(), yunnao_core::Problem> {
         }
     }
     Ok(())
+}
+
+/// A `scopeQ` (clause 4.19): alternatives (`,`) of conditions that must all hold (`;`), each a
+/// scope, `…/#` for a scope and everything under it (`/#` for any scope), `+` for any one
+/// level.
+#[derive(Debug, Clone)]
+pub struct ScopeQuery(Vec<Vec<Vec<String>>>);
+
+impl ScopeQuery {
+    pub fn parse(text: &str) -> Result<Self, yunnao_core::Problem> {
+        let invalid = || {
+            errors::bad_request(format!(
+                "scopeQ {text:?}: scopes such as /Madrid/Gardens, /Madrid/# or /+/Gardens, joined \
+                 by ',' (or) and ';' (and)"
+            ))
+        };
+        let cleaned: String = text.chars().filter(|c| !matches!(c, '(' | ')')).collect();
+        let mut alternatives = Vec::new();
+        for alternative in cleaned.split(',') {
+            let mut all = Vec::new();
+            for pattern in alternative.split(';') {
+                let levels: Vec<String> = pattern
+                    .trim()
+                    .strip_prefix('/')
+                    .ok_or_else(invalid)?
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect();
+                let last = levels.len() - 1;
+                let valid = levels.iter().enumerate().all(|(i, level)| {
+                    let mut chars = level.chars();
+                    level == "+"
+                        || (level == "#" && i == last)
+                        || (chars.next().is_some_and(char::is_alphabetic)
+                            && chars.all(|c| c.is_alphanumeric() || c == '_'))
+                });
+                if !valid {
+                    return Err(invalid());
+                }
+                all.push(levels);
+            }
+            alternatives.push(all);
+        }
+        Ok(Self(alternatives))
+    }
+
+    pub fn matches(&self, entity: &Entity) -> bool {
+        let scopes: Vec<Vec<&str>> = entity
+            .scopes()
+            .into_iter()
+            .map(|s| s.trim_start_matches('/').split('/').collect())
+            .collect();
+        let fits = |pattern: &[String], scope: &[&str]| {
+            for (i, level) in pattern.iter().enumerate() {
+                if level == "#" {
+                    return true;
+                }
+                match scope.get(i) {
+                    Some(actual) if level == "+" || level == actual => {}
+                    _ => return false,
+                }
+            }
+            pattern.len() == scope.len()
+        };
+        self.0.iter().any(|all| {
+            all.iter()
+                .all(|pattern| scopes.iter().any(|scope| fits(pattern, scope)))
+        })
+    }
 }
 
 /// Characters that show as nothing, or as something else, and so can name nothing: controls,
@@ -269,12 +434,10 @@ fn parse_entity_as(
     };
     object.remove("createdAt");
     object.remove("modifiedAt");
-    if let Some(scope) = object.remove("scope") {
-        check_scope(&scope)?;
-        return Err(errors::operation_not_supported(
-            "scopes are not supported by this broker",
-        ));
-    }
+    let scope = object
+        .remove("scope")
+        .map(|s| check_scope(&s).map(|()| s))
+        .transpose()?;
     let attrs = parse_attributes_as(object, context, now, instances)?;
     Ok(Entity {
         id,
@@ -282,6 +445,7 @@ fn parse_entity_as(
         attrs,
         created_at: now.to_owned(),
         modified_at: now.to_owned(),
+        scope,
     })
 }
 
@@ -343,7 +507,9 @@ fn parse_attributes_as(
         if matches!(name.as_str(), "@context" | "createdAt" | "modifiedAt") {
             continue;
         }
-        if matches!(name.as_str(), "id" | "type" | "@id" | "@type") || reserved_name(&name) {
+        if matches!(name.as_str(), "id" | "type" | "@id" | "@type" | "scope")
+            || reserved_name(&name)
+        {
             return Err(errors::bad_request(format!(
                 "{name} is a core term and cannot be used as an attribute name"
             )));
@@ -895,6 +1061,9 @@ pub fn render_head(entity: &Entity, context: &Context) -> Map<String, Value> {
 /// The entity compacted with `context`.
 pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
     let mut out = render_head(entity, context);
+    if let Some(scope) = &entity.scope {
+        out.insert("scope".into(), scope.clone());
+    }
     if options.sys_attrs {
         out.insert("createdAt".into(), entity.created_at.clone().into());
         out.insert("modifiedAt".into(), entity.modified_at.clone().into());

@@ -859,6 +859,197 @@ async fn attributes_are_appended_updated_merged_and_deleted(backend: TestBackend
         .await
         .expect("sent");
     assert_eq!(deleted.status(), 204);
+
+    // Clause 5.5.8: a partial attribute update keeps the members it does not name, an update
+    // replaces the attribute (instance by datasetId, a new one added), the NGSI-LD Null in an
+    // update deletes it; a datasetId cannot be nulled.
+    let sensor = "/entities/urn:ngsi-ld:Vehicle:v1";
+    let created = broker
+        .send(Method::POST, "/entities", json!({"id": "urn:ngsi-ld:Vehicle:v1", "type": "Vehicle",
+            "temperature": {"type": "Property", "value": 25, "unitCode": "CEL", "observedAt": "2026-03-14T01:59:26.535Z"}}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let patched = broker
+        .send(
+            Method::PATCH,
+            &format!("{sensor}/attrs/temperature"),
+            json!({"value": 100, "observedAt": "2026-03-14T13:00:00.000Z"}),
+        )
+        .await;
+    assert_eq!(patched.status(), 204);
+    let temperature = broker.get_json(sensor).await["temperature"].clone();
+    assert_eq!(
+        (
+            temperature["value"].clone(),
+            temperature["unitCode"].clone()
+        ),
+        (json!(100), json!("CEL"))
+    );
+    let nulled = broker
+        .send(
+            Method::PATCH,
+            &format!("{sensor}/attrs/temperature"),
+            json!({"datasetId": "urn:ngsi-ld:null"}),
+        )
+        .await;
+    expect_ngsi_error(nulled, 400, "BadRequestData").await;
+    let updated = broker
+        .send(Method::PATCH, &format!("{sensor}/attrs"),
+            json!({"temperature": {"type": "Property", "value": 30, "datasetId": "urn:ngsi-ld:Dataset:extra"}}))
+        .await;
+    assert_eq!(updated.status(), 204);
+    let temperature = broker.get_json(sensor).await["temperature"].clone();
+    assert_eq!(
+        temperature.as_array().map(Vec::len),
+        Some(2),
+        "{temperature}"
+    );
+    assert_eq!(temperature[0]["unitCode"], "CEL");
+    let removed = broker
+        .call(
+            Method::DELETE,
+            &format!("{sensor}/attrs/temperature?datasetId=urn:ngsi-ld:Dataset:extra"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removed.status(), 204);
+    assert_eq!(broker.get_json(sensor).await["temperature"]["value"], 100);
+    let replaced = broker
+        .send(
+            Method::PATCH,
+            &format!("{sensor}/attrs"),
+            json!({"temperature": {"type": "Property", "value": 7}}),
+        )
+        .await;
+    assert_eq!(replaced.status(), 204);
+    assert_eq!(
+        broker.get_json(sensor).await["temperature"],
+        json!({"type": "Property", "value": 7})
+    );
+    let deleted = broker
+        .send(
+            Method::PATCH,
+            &format!("{sensor}/attrs"),
+            json!({"temperature": {"type": "Property", "value": "urn:ngsi-ld:null"}}),
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert!(broker.get_json(sensor).await.get("temperature").is_none());
+    broker.server.cleanup().await;
+}
+
+/// Clauses 4.18 and 4.19: an entity's scopes are kept, appended, merged and deleted like an
+/// attribute (never partially updated), and `scopeQ` selects by them.
+async fn scopes_place_entities_in_hierarchies(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    for (id, scope) in [
+        ("urn:ngsi-ld:Building:b1", json!("/Qingdao/Shinan/Badaguan")),
+        (
+            "urn:ngsi-ld:Building:b2",
+            json!(["/Qingdao/Laoshan", "/Parks/Seaside"]),
+        ),
+        ("urn:ngsi-ld:Building:b3", Value::Null),
+    ] {
+        let mut entity =
+            json!({"id": id, "type": "Building", "name": {"type": "Property", "value": id}});
+        if !scope.is_null() {
+            entity["scope"] = scope;
+        }
+        assert_eq!(
+            broker
+                .send(Method::POST, "/entities", entity)
+                .await
+                .status(),
+            201
+        );
+    }
+    assert_eq!(
+        broker.get_json("/entities/urn:ngsi-ld:Building:b1").await["scope"],
+        "/Qingdao/Shinan/Badaguan"
+    );
+    // (scopeQ, the buildings it selects)
+    let cases = [
+        ("/Qingdao/Shinan/Badaguan", vec!["b1"]),
+        ("/Qingdao/%23", vec!["b1", "b2"]),
+        ("/%23", vec!["b1", "b2"]),
+        ("/Qingdao", vec![]),
+        ("/Qingdao/%2B", vec!["b2"]),
+        ("/Qingdao/%2B/Badaguan", vec!["b1"]),
+        ("/Parks/%23;/Qingdao/%23", vec!["b2"]),
+        ("/Parks/%23,/Qingdao/Shinan/%23", vec!["b1", "b2"]),
+    ];
+    for (scope_q, expected) in cases {
+        let found = broker
+            .get_json(&format!("/entities?type=Building&scopeQ={scope_q}"))
+            .await;
+        let mut ids: Vec<String> = found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e["id"]
+                    .as_str()
+                    .map(|id| id.trim_start_matches("urn:ngsi-ld:Building:").to_owned())
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected, "scopeQ={scope_q}");
+    }
+    expect_ngsi_error(
+        broker.get("/entities?type=Building&scopeQ=Qingdao").await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    let path = "/entities/urn:ngsi-ld:Building:b3";
+    let appended = broker
+        .send(
+            Method::POST,
+            &format!("{path}/attrs"),
+            json!({"scope": "/Qingdao/Huangdao"}),
+        )
+        .await;
+    assert_eq!(appended.status(), 204);
+    let appended = broker
+        .send(
+            Method::POST,
+            &format!("{path}/attrs"),
+            json!({"scope": ["/Qingdao/Jimo"]}),
+        )
+        .await;
+    assert_eq!(appended.status(), 204);
+    assert_eq!(
+        broker.get_json(path).await["scope"],
+        json!(["/Qingdao/Huangdao", "/Qingdao/Jimo"])
+    );
+    let partial = broker
+        .send(
+            Method::PATCH,
+            &format!("{path}/attrs/scope"),
+            json!({"value": "/X"}),
+        )
+        .await;
+    expect_ngsi_error(partial, 400, "BadRequestData").await;
+    let merged = broker
+        .send(Method::PATCH, path, json!({"scope": "/Qingdao/Chengyang"}))
+        .await;
+    assert_eq!(merged.status(), 204);
+    assert_eq!(broker.get_json(path).await["scope"], "/Qingdao/Chengyang");
+    let removed = broker
+        .call(
+            Method::DELETE,
+            &format!("{path}/attrs/scope"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removed.status(), 204);
+    let building = broker.get_json(path).await;
+    assert!(building.get("scope").is_none(), "{building}");
+    assert_eq!(building["name"]["value"], "urn:ngsi-ld:Building:b3");
     broker.server.cleanup().await;
 }
 
@@ -3304,6 +3495,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    scopes_place_entities_in_hierarchies,
     requests_are_negotiated_as_clause_6_3_says,
     temporal_representations_are_provided_and_deleted,
     a_slow_receiver_gets_every_notification_under_load,
