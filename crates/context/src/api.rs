@@ -325,9 +325,10 @@ impl Request {
     }
 
     /// An entity as this request's answer shows it: as is, or as a GeoJSON Feature.
-    fn shape(&self, rendered: Value, options: &RenderOptions) -> Value {
+    fn render(&self, entity: &model::Entity, options: &RenderOptions) -> Value {
+        let rendered = model::render(entity, &self.context, options);
         if self.media == GEO_JSON {
-            model::feature(rendered, options)
+            model::feature(entity, rendered, &self.context, options)
         } else {
             rendered
         }
@@ -485,6 +486,20 @@ fn has_option(params: &HashMap<String, String>, name: &str) -> bool {
         .is_some_and(|o| o.split(',').any(|t| t.trim() == name))
 }
 
+/// The names of an attribute projection (clause 4.21): `,` or `|` between them, none empty.
+fn projection(parameter: &str, text: &str) -> NgsiResult<Vec<String>> {
+    let names: Vec<String> = text
+        .split([',', '|'])
+        .map(|n| n.trim().to_owned())
+        .collect();
+    if names.iter().any(String::is_empty) {
+        return Err(errors::bad_request(format!(
+            "{parameter} {text:?}: attribute names separated by ',' or '|', none empty"
+        )));
+    }
+    Ok(names)
+}
+
 fn render_options(
     params: &HashMap<String, String>,
     context: &Context,
@@ -516,12 +531,29 @@ fn render_options(
     }
     if let Some(attrs) = params.get("attrs") {
         options.attrs = Some(
-            attrs
-                .split(',')
-                .filter(|a| !a.is_empty())
-                .map(|a| context.expand(a.trim()))
+            projection("attrs", attrs)?
+                .iter()
+                .map(|a| context.expand(a))
                 .collect(),
         );
+    }
+    if let Some(pick) = params.get("pick") {
+        let pick = projection("pick", pick)?;
+        let attrs = pick
+            .iter()
+            .filter(|m| !matches!(m.as_str(), "id" | "type"))
+            .map(|a| context.expand(a));
+        options.attrs = Some(match options.attrs.take() {
+            Some(given) => attrs.filter(|a| given.contains(a)).collect(),
+            None => attrs.collect(),
+        });
+        options.pick = Some(pick);
+    }
+    if let Some(omit) = params.get("omit") {
+        options.omit = projection("omit", omit)?;
+    }
+    if let Some(lang) = params.get("lang") {
+        options.lang = Some(model::LanguageFilter::parse(lang)?);
     }
     Ok(options)
 }
@@ -588,12 +620,12 @@ async fn retrieve_entity(
         .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     TypeSelector::read(&params, &request.context).check(&stored)?;
     let render = || model::render(&stored.entity, &request.context, &options);
-    if request.plain() && options.attrs.is_none() && !options.sys_attrs {
+    if request.plain() && options.whole() {
         // The same bytes for every such retrieval while the entity stays cached.
         let body = stored.body(options.format, || to_json_bytes(&render()))?;
         return Ok(request.respond_json(StatusCode::OK, body, &mut HeaderMap::new()));
     }
-    let body = request.shape(render(), &options);
+    let body = request.render(&stored.entity, &options);
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
 
@@ -1330,12 +1362,7 @@ async fn run_query(
     } else {
         (selected.entities, selected.total.unwrap_or(0))
     };
-    let rendered = page.iter().map(|s| {
-        request.shape(
-            model::render(&s.entity, &request.context, &options),
-            &options,
-        )
-    });
+    let rendered = page.iter().map(|s| request.render(&s.entity, &options));
     let body = if request.media == GEO_JSON {
         serde_json::json!({"type": "FeatureCollection", "features": rendered.collect::<Vec<_>>()})
     } else {

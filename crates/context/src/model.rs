@@ -110,6 +110,9 @@ fn from_instances(mut instances: Vec<Value>) -> Value {
     }
 }
 
+/// `scope` expanded by the core context.
+const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
+
 /// Where a stored entity keeps its scope among its attributes (no attribute name starts with @).
 pub const SCOPE_KEY: &str = "@scope";
 
@@ -998,12 +1001,97 @@ pub struct RenderOptions {
     /// The attribute (as the client names it) that is a GeoJSON Feature's geometry;
     /// `location` when empty (clause 6.3.15, `geometryProperty`).
     pub geometry_property: String,
+    /// `pick`: the members to keep, `id` and `type` among them (clause 4.21).
+    pub pick: Option<Vec<String>>,
+    /// `omit`: the members to leave out.
+    pub omit: Vec<String>,
+    /// `lang`: LanguageProperties become Properties in the preferred language (clause 4.15).
+    pub lang: Option<LanguageFilter>,
+}
+
+impl RenderOptions {
+    /// Every attribute as stored, in one of the formats: the answer the entity cache keeps.
+    pub fn whole(&self) -> bool {
+        self.attrs.is_none()
+            && !self.sys_attrs
+            && self.pick.is_none()
+            && self.omit.is_empty()
+            && self.lang.is_none()
+    }
+}
+
+/// A `lang` filter (clause 4.15): language ranges by preference (`q` weights, then order).
+#[derive(Debug, Clone)]
+pub struct LanguageFilter(Vec<String>);
+
+impl LanguageFilter {
+    pub fn parse(text: &str) -> Result<Self, yunnao_core::Problem> {
+        let mut ranges: Vec<(String, f32)> = Vec::new();
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let range = parts.next().unwrap_or_default().trim();
+            if range.is_empty() {
+                return Err(errors::bad_request(format!(
+                    "lang {text:?}: language tags such as zh, en-GB or *, with optional ;q= weights"
+                )));
+            }
+            let weight = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            ranges.push((range.to_ascii_lowercase(), weight));
+        }
+        // A stable sort: equal weights keep the client's order.
+        ranges.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(Self(
+            ranges
+                .into_iter()
+                .filter(|(_, w)| *w > 0.0)
+                .map(|(r, _)| r)
+                .collect(),
+        ))
+    }
+
+    /// The tag of `map` to show: the first range that matches a tag exactly, by truncation
+    /// (`nl-BE` → `nl`) or as its prefix (`en` → `en-US`), else any tag the map has.
+    pub fn choose<'a>(&self, map: &'a Map<String, Value>) -> Option<&'a String> {
+        for range in &self.0 {
+            if range == "*" {
+                break;
+            }
+            let mut truncated = range.as_str();
+            loop {
+                if let Some(tag) = map.keys().find(|t| t.eq_ignore_ascii_case(truncated)) {
+                    return Some(tag);
+                }
+                match truncated.rfind('-') {
+                    Some(cut) => truncated = &truncated[..cut],
+                    None => break,
+                }
+            }
+            let prefix = format!("{range}-");
+            if let Some(tag) = map
+                .keys()
+                .find(|t| t.to_ascii_lowercase().starts_with(&prefix))
+            {
+                return Some(tag);
+            }
+        }
+        map.keys()
+            .find(|t| *t != "@none")
+            .or_else(|| map.keys().next())
+    }
 }
 
 /// An entity as rendered (compacted) turned into a GeoJSON Feature (clause 4.5.16): its id,
 /// the chosen GeoProperty's geometry (null without one), and everything else, `type`
 /// included, as its properties.
-pub fn feature(rendered: Value, options: &RenderOptions) -> Value {
+pub fn feature(
+    entity: &Entity,
+    rendered: Value,
+    context: &Context,
+    options: &RenderOptions,
+) -> Value {
     let Value::Object(mut properties) = rendered else {
         return rendered;
     };
@@ -1019,7 +1107,6 @@ pub fn feature(rendered: Value, options: &RenderOptions) -> Value {
                 .find(|i| i.get("datasetId").is_none())
                 .or(instances.first())
                 .map_or(Value::Null, geometry_of),
-            Value::Object(object) if object.contains_key("coordinates") => attribute.clone(),
             Value::Object(object) => object
                 .get("value")
                 .filter(|v| looks_like_geometry(v))
@@ -1028,10 +1115,12 @@ pub fn feature(rendered: Value, options: &RenderOptions) -> Value {
             _ => Value::Null,
         }
     }
-    let geometry = properties
-        .get(geometry_property)
+    let geometry = entity
+        .attrs
+        .get(&context.expand(geometry_property))
         .map_or(Value::Null, geometry_of);
-    let id = properties.remove("id").unwrap_or(Value::Null);
+    properties.remove("id");
+    let id = Value::String(entity.id.clone());
     let mut feature = Map::new();
     feature.insert("id".into(), id);
     feature.insert("type".into(), "Feature".into());
@@ -1061,6 +1150,15 @@ pub fn render_head(entity: &Entity, context: &Context) -> Map<String, Value> {
 /// The entity compacted with `context`.
 pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
     let mut out = render_head(entity, context);
+    for member in ["id", "type"] {
+        let picked = options
+            .pick
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|m| m == member));
+        if !picked || options.omit.iter().any(|m| m == member) {
+            out.remove(member);
+        }
+    }
     if let Some(scope) = &entity.scope {
         out.insert("scope".into(), scope.clone());
     }
@@ -1068,10 +1166,17 @@ pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Va
         out.insert("createdAt".into(), entity.created_at.clone().into());
         out.insert("modifiedAt".into(), entity.modified_at.clone().into());
     }
+    let omitted: Vec<String> = options.omit.iter().map(|o| context.expand(o)).collect();
+    if omitted.iter().any(|o| o == SCOPE_IRI) {
+        out.remove("scope");
+    }
     for (name, attribute) in &entity.attrs {
         if let Some(wanted) = &options.attrs
             && !wanted.contains(name)
         {
+            continue;
+        }
+        if omitted.contains(name) {
             continue;
         }
         out.insert(
@@ -1084,6 +1189,23 @@ pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Va
 
 pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOptions) -> Value {
     if let Value::Array(instances) = attribute {
+        if options.format == Format::KeyValues {
+            // Clause 4.5.4: instances by datasetId, "@none" for the default one.
+            let by_dataset: Map<String, Value> = instances
+                .iter()
+                .map(|instance| {
+                    let dataset = instance
+                        .get("datasetId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("@none");
+                    (
+                        dataset.to_owned(),
+                        render_attribute(instance, context, options),
+                    )
+                })
+                .collect();
+            return serde_json::json!({ "dataset": by_dataset });
+        }
         return Value::Array(
             instances
                 .iter()
@@ -1094,19 +1216,55 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
     let Value::Object(object) = attribute else {
         return attribute.clone();
     };
-    let kind = object
+    let mut kind = object
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("Property");
+    // Clause 4.15: in the language asked for, a LanguageProperty is a Property with `lang`.
+    let mut in_language = None;
+    if kind == "LanguageProperty"
+        && let (Some(filter), Some(Value::Object(map))) = (&options.lang, object.get("languageMap"))
+        && let Some(tag) = filter.choose(map)
+    {
+        in_language = Some((tag.clone(), map[tag].clone()));
+        kind = "Property";
+    }
     if options.format == Format::KeyValues {
-        return object
-            .get(value_member(kind))
-            .cloned()
-            .unwrap_or(Value::Null);
+        if let Some((_, text)) = in_language {
+            return text;
+        }
+        let member = value_member(kind);
+        let value = object.get(member).cloned().unwrap_or(Value::Null);
+        return match kind {
+            // Clause 4.5.4: these keep their member's name around the value.
+            "LanguageProperty" | "JsonProperty" | "VocabProperty" => {
+                serde_json::json!({ member: value })
+            }
+            "ListRelationship" => Value::Array(
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|entry| {
+                        entry
+                            .get("object")
+                            .cloned()
+                            .unwrap_or_else(|| entry.clone())
+                    })
+                    .collect(),
+            ),
+            _ => value,
+        };
     }
     let mut out = Map::new();
+    if let Some((tag, text)) = &in_language {
+        out.insert("type".into(), "Property".into());
+        out.insert("value".into(), text.clone());
+        out.insert("lang".into(), tag.clone().into());
+    }
     for (member, value) in object {
         match member.as_str() {
+            "type" | "languageMap" if in_language.is_some() => {}
             "createdAt" | "modifiedAt" if !options.sys_attrs => {}
             // Concise: the type is implied by the member that holds the value.
             "type" if options.format == Format::Concise => {}

@@ -315,7 +315,7 @@ impl Subscription {
             },
             sys_attrs: false,
             attrs: (!attrs.is_empty()).then_some(attrs),
-            geometry_property: String::new(),
+            ..RenderOptions::default()
         }
     }
 }

@@ -940,6 +940,105 @@ async fn attributes_are_appended_updated_merged_and_deleted(backend: TestBackend
     broker.server.cleanup().await;
 }
 
+/// Clauses 4.5.4, 4.5.17, 4.15 and 4.21: the simplified form of each attribute type (instances
+/// by dataset), GeoJSON with it, the language filter, and attribute projections.
+async fn representations_follow_each_attribute_type(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let created = broker
+        .send(Method::POST, "/entities", json!({"id": "urn:ngsi-ld:Vehicle:r1", "type": "Vehicle",
+            "speed": [{"type": "Property", "value": 55}, {"type": "Property", "value": 11, "datasetId": "urn:ngsi-ld:Dataset:gps"}],
+            "brandName": {"type": "LanguageProperty", "languageMap": {"zh": "青岛啤酒", "en": "Tsingtao", "nl-BE": "Tsingtao bier"}},
+            "street": {"type": "JsonProperty", "json": {"a": 1}},
+            "category": {"type": "VocabProperty", "vocab": "nonCommercial"},
+            "depths": {"type": "ListProperty", "valueList": [1.2, 3.4]},
+            "isParked": {"type": "Relationship", "object": "urn:ngsi-ld:OffStreetParking:1"},
+            "route": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Road:1", "urn:ngsi-ld:Road:2"]},
+            "location": [{"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.3, 36.0]}, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+                         {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.4, 36.1]}}]}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let path = "/entities/urn:ngsi-ld:Vehicle:r1";
+    let simplified = broker.get_json(&format!("{path}?options=keyValues")).await;
+    assert_eq!(
+        simplified["speed"],
+        json!({"dataset": {"@none": 55, "urn:ngsi-ld:Dataset:gps": 11}})
+    );
+    assert_eq!(simplified["brandName"]["languageMap"]["en"], "Tsingtao");
+    assert_eq!(simplified["street"], json!({"json": {"a": 1}}));
+    assert_eq!(simplified["category"], json!({"vocab": "nonCommercial"}));
+    assert_eq!(simplified["depths"], json!([1.2, 3.4]));
+    assert_eq!(simplified["isParked"], "urn:ngsi-ld:OffStreetParking:1");
+    assert_eq!(
+        simplified["route"],
+        json!(["urn:ngsi-ld:Road:1", "urn:ngsi-ld:Road:2"])
+    );
+    let feature: Value = broker
+        .call(
+            Method::GET,
+            &format!("{path}?options=keyValues"),
+            Some(&broker.token),
+        )
+        .header("accept", "application/geo+json")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        feature["geometry"],
+        json!({"type": "Point", "coordinates": [120.4, 36.1]})
+    );
+    assert_eq!(feature["properties"]["speed"]["dataset"]["@none"], 55);
+    // (lang, the tag shown): weights before order, any case, truncation and prefix, any tag
+    // when none matches.
+    for (lang, tag) in [
+        ("en;q=0.2,zh;q=0.9", "zh"),
+        ("EN", "en"),
+        ("zh-Hans-CN", "zh"),
+        ("nl", "nl-BE"),
+        ("pt", ""),
+    ] {
+        let entity = broker
+            .get_json(&format!("{path}?lang={}", urlencode(lang)))
+            .await;
+        let name = &entity["brandName"];
+        assert_eq!(name["type"], "Property", "{lang}: {name}");
+        assert!(name.get("languageMap").is_none(), "{lang}: {name}");
+        let shown = name["lang"].as_str().unwrap_or_default();
+        if tag.is_empty() {
+            assert!(["zh", "en", "nl-BE"].contains(&shown), "{lang}: {name}");
+        } else {
+            assert_eq!(shown, tag, "{lang}: {name}");
+        }
+    }
+    let picked = broker
+        .get_json(&format!("{path}?pick=id|speed,isParked"))
+        .await;
+    let mut members: Vec<&String> = picked
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    members.sort();
+    assert_eq!(members, ["id", "isParked", "speed"]);
+    let omitted = broker
+        .get_json(&format!("{path}?omit=type,location,speed"))
+        .await;
+    assert!(
+        omitted.get("type").is_none()
+            && omitted.get("location").is_none()
+            && omitted.get("speed").is_none()
+    );
+    assert!(omitted.get("brandName").is_some());
+    expect_ngsi_error(
+        broker.get(&format!("{path}?pick=speed||route")).await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    broker.server.cleanup().await;
+}
+
 /// Clauses 4.18 and 4.19: an entity's scopes are kept, appended, merged and deleted like an
 /// attribute (never partially updated), and `scopeQ` selects by them.
 async fn scopes_place_entities_in_hierarchies(backend: TestBackend) {
@@ -3495,6 +3594,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    representations_follow_each_attribute_type,
     scopes_place_entities_in_hierarchies,
     requests_are_negotiated_as_clause_6_3_says,
     temporal_representations_are_provided_and_deleted,
