@@ -290,7 +290,7 @@ impl Request {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        headers.insert(header::LINK, HeaderValue::from_static(CORE_LINK));
+        headers.append(header::LINK, HeaderValue::from_static(CORE_LINK));
         (status, std::mem::take(headers), body).into_response()
     }
 
@@ -317,6 +317,16 @@ impl Request {
             Ok(bytes) => (status, std::mem::take(headers), bytes).into_response(),
             Err(problem) => problem.into_response(),
         }
+    }
+
+    /// Clauses 5.7.1.4 and 5.7.2.4: `geometryProperty` only with a GeoJSON answer.
+    fn geometry_property_needs_geo_json(&self, params: &HashMap<String, String>) -> NgsiResult<()> {
+        if params.contains_key("geometryProperty") && self.media != GEO_JSON {
+            return Err(errors::bad_request(
+                "geometryProperty needs Accept: application/geo+json",
+            ));
+        }
+        Ok(())
     }
 
     /// Is the answer to this request the same for everyone (no user context in it)?
@@ -497,6 +507,12 @@ fn projection(parameter: &str, text: &str) -> NgsiResult<Vec<String>> {
             "{parameter} {text:?}: attribute names separated by ',' or '|', none empty"
         )));
     }
+    if text.contains(['{', '}']) {
+        return Err(errors::bad_request(format!(
+            "{parameter} {text:?}: selecting attributes of linked entities ({{…}}) needs Linked \
+             Entity retrieval (join), which this broker does not offer"
+        )));
+    }
     Ok(names)
 }
 
@@ -613,6 +629,7 @@ async fn retrieve_entity(
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
     let params = params_of(raw, &[RENDER_PARAMS, &["type"]])?;
+    request.geometry_property_needs_geo_json(&params)?;
     let options = render_options(&params, &request.context)?;
     let stored = broker
         .get(&request.tenant, &id, &request.viewer)
@@ -1319,6 +1336,7 @@ async fn run_query(
     request: &Request,
     query: EntityQuery,
     options: RenderOptions,
+    link_params: Option<&HashMap<String, String>>,
 ) -> NgsiResult<Response> {
     let in_memory = query.id_pattern.is_some()
         || query.q.is_some()
@@ -1327,7 +1345,8 @@ async fn run_query(
         || query.scope.is_some();
     let mut selection = query.selection.clone();
     if !in_memory {
-        selection.page = Some((query.offset, query.limit));
+        // One more than the page: whether there is a next page, without counting.
+        selection.page = Some((query.offset, query.limit + 1));
     }
     if let Some(q) = &query.q {
         let prefilter =
@@ -1337,20 +1356,21 @@ async fn run_query(
             && query.attrs.is_none()
             && query.scope.is_none();
         if prefilter.complete && only_q {
-            selection.page_if_decided = Some((query.offset, query.limit));
+            selection.page_if_decided = Some((query.offset, query.limit + 1));
         }
         selection.conditions = prefilter.conditions;
     }
     let selected = broker
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
-    let (page, total): (Vec<Stored>, i64) = if !selected.paged {
+    let (page, total, more): (Vec<Stored>, i64, bool) = if !selected.paged {
         let matching: Vec<Stored> = selected
             .entities
             .into_iter()
             .filter(|s| query.keeps(s))
             .collect();
         let total = matching.len() as i64;
+        let more = query.offset + query.limit < matching.len();
         (
             matching
                 .into_iter()
@@ -1358,9 +1378,13 @@ async fn run_query(
                 .take(query.limit)
                 .collect(),
             total,
+            more,
         )
     } else {
-        (selected.entities, selected.total.unwrap_or(0))
+        let mut page = selected.entities;
+        let more = page.len() > query.limit;
+        page.truncate(query.limit);
+        (page, selected.total.unwrap_or(0), more)
     };
     let rendered = page.iter().map(|s| request.render(&s.entity, &options));
     let body = if request.media == GEO_JSON {
@@ -1374,7 +1398,87 @@ async fn run_query(
     {
         headers.insert("ngsild-results-count", value);
     }
+    if let Some(params) = link_params {
+        let page = Page {
+            path: "/ngsi-ld/v1/entities",
+            offset: query.offset,
+            limit: query.limit,
+            more,
+        };
+        page.link(params, request.media, "; ", &mut headers);
+    }
     Ok(request.respond(StatusCode::OK, body, &mut headers))
+}
+
+/// Where a page of a listing sits, for its `prev` and `next` links (clause 4.12).
+struct Page {
+    path: &'static str,
+    offset: usize,
+    limit: usize,
+    more: bool,
+}
+
+impl Page {
+    /// Adds the Link headers to the neighbouring pages: the request's parameters (sorted by
+    /// name) with the offset moved by the page size. `separator` goes before `rel`.
+    fn link(
+        &self,
+        params: &HashMap<String, String>,
+        media: &str,
+        separator: &str,
+        headers: &mut HeaderMap,
+    ) {
+        if self.limit == 0 {
+            return;
+        }
+        let link = |offset: usize, rel: &str| {
+            let mut query: Vec<(String, String)> = params
+                .iter()
+                .filter(|(name, _)| name.as_str() != "offset")
+                .map(|(name, value)| (name.clone(), link_escape(value)))
+                .collect();
+            query.push(("offset".into(), offset.to_string()));
+            query.sort();
+            let query: Vec<String> = query.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            format!(
+                "<{}?{}>{separator}rel=\"{rel}\";type=\"{media}\"",
+                self.path,
+                query.join("&")
+            )
+        };
+        if self.offset > 0
+            && let Ok(value) =
+                HeaderValue::from_str(&link(self.offset.saturating_sub(self.limit), "prev"))
+        {
+            headers.append(header::LINK, value);
+        }
+        if self.more
+            && let Ok(value) = HeaderValue::from_str(&link(self.offset + self.limit, "next"))
+        {
+            headers.append(header::LINK, value);
+        }
+    }
+}
+
+/// A parameter value as it can stand in a link: the characters that would end the URL or the
+/// header's list of links percent-encoded, the rest as given.
+fn link_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            ' ' | '"' | '<' | '>' | ',' | '&' | '#' | '%' | '\\' | '^' | '`' | '{' | '}' | '|' => {
+                out.push_str(&format!("%{:02X}", u32::from(c)));
+            }
+            c if c.is_ascii_control() || !c.is_ascii() => {
+                let mut buffer = [0; 4];
+                for byte in c.encode_utf8(&mut buffer).bytes() {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Query entities: `type`, `id`, `idPattern`, `attrs`, `q`, `georel`/`geometry`/`coordinates`/
@@ -1390,9 +1494,10 @@ async fn query_entities(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS])?;
+    request.geometry_property_needs_geo_json(&params)?;
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
-    run_query(&broker, &request, query, options).await
+    run_query(&broker, &request, query, options, Some(&params)).await
 }
 
 /// The same query as a body (`{"type": "Query", "entities": [{"type": …, "id": …,
@@ -1412,10 +1517,15 @@ async fn query_post(
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.require_tenant(&broker).await?;
     let mut params = query_map(raw)?;
+    if value.get("temporalQ").is_some() {
+        return Err(errors::bad_request(
+            "temporalQ belongs to a temporal query (POST /temporal/entityOperations/query)",
+        ));
+    }
     query_body_params(&value, &mut params)?;
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
-    run_query(&broker, &request, query, options).await
+    run_query(&broker, &request, query, options, None).await
 }
 
 /// The members of an NGSI-LD Query body (`POST …/entityOperations/query`) as the query
@@ -1426,7 +1536,47 @@ fn query_body_params(value: &Value, params: &mut HashMap<String, String>) -> Ngs
             "the body must be an object with \"type\": \"Query\"",
         ));
     }
+    // Table 5.2.23-1: no empty arrays, strings where strings are due, joinLevel positive.
+    for member in ["entities", "attrs", "pick", "omit"] {
+        if value
+            .get(member)
+            .is_some_and(|v| v.as_array().is_none_or(Vec::is_empty))
+        {
+            return Err(errors::bad_request(format!(
+                "{member} is a non-empty array (clause 5.2.23)"
+            )));
+        }
+    }
+    for member in ["q", "scopeQ", "csf", "lang", "join"] {
+        if value.get(member).is_some_and(|v| !v.is_string()) {
+            return Err(errors::bad_request(format!("{member} is a string")));
+        }
+    }
+    if value
+        .get("joinLevel")
+        .is_some_and(|v| v.as_u64().is_none_or(|n| n == 0))
+    {
+        return Err(errors::bad_request("joinLevel is a positive integer"));
+    }
     let join = |items: Vec<String>| items.join(",");
+    for member in ["pick", "omit"] {
+        if let Some(items) = value.get(member).and_then(Value::as_array) {
+            params.insert(
+                member.into(),
+                join(
+                    items
+                        .iter()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .collect(),
+                ),
+            );
+        }
+    }
+    for member in ["scopeQ", "lang"] {
+        if let Some(text) = value.get(member).and_then(Value::as_str) {
+            params.insert(member.into(), text.to_owned());
+        }
+    }
     if let Some(entities) = value.get("entities").and_then(Value::as_array) {
         let field = |name: &str| -> Vec<String> {
             entities
@@ -2991,6 +3141,13 @@ async fn list_subscriptions(
     {
         headers.insert("ngsild-results-count", value);
     }
+    let page = Page {
+        path: "/ngsi-ld/v1/subscriptions",
+        offset,
+        limit,
+        more: offset + limit < total,
+    };
+    page.link(&params, request.media, ";", &mut headers);
     Ok(request.respond(StatusCode::OK, body, &mut headers))
 }
 

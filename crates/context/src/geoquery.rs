@@ -40,7 +40,13 @@ impl GeoQuery {
         let relation = match parts.next().unwrap_or_default() {
             "near" => {
                 let (mut min, mut max) = (None, None);
+                // Clause 4.10: exactly one distance, a positive number of metres.
                 for part in parts.by_ref() {
+                    if min.is_some() || max.is_some() {
+                        return Err(errors::bad_request(format!(
+                            "georel {georel:?}: near takes one of maxDistance and minDistance"
+                        )));
+                    }
                     let (key, value) = part.split_once("==").ok_or_else(|| {
                         errors::bad_request(format!(
                             "georel {georel:?}: expected maxDistance==N or minDistance==N"
@@ -49,7 +55,7 @@ impl GeoQuery {
                     let metres: f64 = value
                         .parse()
                         .ok()
-                        .filter(|m: &f64| m.is_finite() && *m >= 0.0)
+                        .filter(|m: &f64| m.is_finite() && *m > 0.0)
                         .ok_or_else(|| {
                             errors::bad_request(format!(
                                 "georel {georel:?}: {value:?} is not a distance in metres"
@@ -94,10 +100,6 @@ impl GeoQuery {
         let geometry =
             geometry(&serde_json::json!({"type": geometry_type, "coordinates": coordinates}))
                 .map_err(|reason| errors::bad_request(format!("geometry: {reason}")))?;
-        if matches!(relation, Relation::Near { .. }) && !matches!(geometry, geo::Geometry::Point(_))
-        {
-            return Err(errors::bad_request("georel near takes a Point"));
-        }
         Ok(Self {
             relation,
             geometry,
@@ -112,12 +114,16 @@ impl GeoQuery {
             Relation::Disjoint => None,
             Relation::Near { max: None, .. } => None,
             Relation::Near { max: Some(max), .. } => {
-                let geo::Geometry::Point(p) = &self.geometry else {
-                    return None;
-                };
+                let r = self.geometry.bounding_rect()?;
+                let widest = r.min().y.abs().max(r.max().y.abs());
                 let dlat = max / METRES_PER_DEGREE;
-                let dlon = max / (METRES_PER_DEGREE * p.y().to_radians().cos().max(0.01));
-                Some((p.x() - dlon, p.y() - dlat, p.x() + dlon, p.y() + dlat))
+                let dlon = max / (METRES_PER_DEGREE * widest.to_radians().cos().max(0.01));
+                Some((
+                    r.min().x - dlon,
+                    r.min().y - dlat,
+                    r.max().x + dlon,
+                    r.max().y + dlat,
+                ))
             }
             _ => self
                 .geometry
@@ -129,10 +135,10 @@ impl GeoQuery {
     pub fn matches(&self, target: &geo::Geometry<f64>) -> bool {
         match &self.relation {
             Relation::Near { min, max } => {
-                let geo::Geometry::Point(centre) = &self.geometry else {
-                    return false;
+                let distance = match &self.geometry {
+                    geo::Geometry::Point(centre) => distance_metres(centre, target),
+                    reference => distance_between(reference, target),
                 };
-                let distance = distance_metres(centre, target);
                 min.is_none_or(|m| distance >= m) && max.is_none_or(|m| distance <= m)
             }
             // The entity's geometry related to the query's (CIM 009 §4.10: "within" means the
@@ -147,9 +153,9 @@ impl GeoQuery {
     }
 }
 
-/// Great-circle distance from a point to a geometry: 0 inside it, else to its closest point
-/// (found in degrees, then measured on the sphere: exact for points, close for lines and
-/// polygons at city scale).
+/// Distance in metres from a point to a geometry: 0 inside it, great-circle between points,
+/// else to its closest point found where metres, not degrees, are compared (the closest
+/// point in degrees is another one at high latitudes).
 pub fn distance_metres(from: &geo::Point<f64>, to: &geo::Geometry<f64>) -> f64 {
     use geo::{Closest, ClosestPoint};
     if let geo::Geometry::Point(p) = to {
@@ -158,10 +164,39 @@ pub fn distance_metres(from: &geo::Point<f64>, to: &geo::Geometry<f64>) -> f64 {
     if to.contains(from) {
         return 0.0;
     }
-    match to.closest_point(from) {
-        Closest::Intersection(p) | Closest::SinglePoint(p) => Haversine.distance(*from, p),
+    let scale = from.y().to_radians().cos().max(1e-6);
+    let projected = project(to, scale);
+    let origin = geo::Point::new(from.x() * scale, from.y());
+    match projected.closest_point(&origin) {
+        Closest::Intersection(p) | Closest::SinglePoint(p) => {
+            Haversine.distance(*from, geo::Point::new(p.x() / scale, p.y()))
+        }
         Closest::Indeterminate => f64::INFINITY,
     }
+}
+
+/// Distance in metres between two geometries (0 where they meet), measured in a plane where a
+/// degree of longitude is scaled to its length at the reference's latitude: exact enough for
+/// the kilometres a `near` query spans.
+pub fn distance_between(reference: &geo::Geometry<f64>, target: &geo::Geometry<f64>) -> f64 {
+    use geo::{Euclidean, Intersects};
+    if reference.intersects(target) {
+        return 0.0;
+    }
+    let latitude = reference
+        .bounding_rect()
+        .map_or(0.0, |r| (r.min().y + r.max().y) / 2.0);
+    let scale = latitude.to_radians().cos().max(1e-6);
+    Euclidean.distance(&project(reference, scale), &project(target, scale)) * METRES_PER_DEGREE
+}
+
+/// The geometry with longitudes scaled by `scale` (the cosine of a latitude).
+fn project(geometry: &geo::Geometry<f64>, scale: f64) -> geo::Geometry<f64> {
+    use geo::MapCoords;
+    geometry.map_coords(|c| geo::Coord {
+        x: c.x * scale,
+        y: c.y,
+    })
 }
 
 #[cfg(test)]
@@ -206,10 +241,36 @@ mod tests {
         )
         .expect("min");
         assert!(far.matches(&Point::new(120.400, 36.062).into()));
+        // Near a line: the distance to the line, not to its first point; at 85° north the
+        // closest end in metres is the one a degree of longitude away.
+        let line = GeoQuery::parse(
+            "near;maxDistance==2000",
+            "LineString",
+            "[[0,60],[10,60]]",
+            "location".into(),
+        )
+        .expect("line");
+        assert!(line.matches(&Point::new(10.0, 60.009).into()));
+        assert!(!line.matches(&Point::new(10.0, 60.03).into()));
+        let polar = GeoQuery::parse(
+            "near;maxDistance==20000",
+            "Point",
+            "[0,85]",
+            "location".into(),
+        )
+        .expect("polar");
+        let probe: Geometry<f64> = geo::LineString::from(vec![(1.0, 85.0), (0.0, 85.6)]).into();
+        assert!(
+            polar.matches(&probe),
+            "{}",
+            distance_metres(&Point::new(0.0, 85.0), &probe)
+        );
         for (georel, geometry, coordinates) in [
             ("near", "Point", "[120,36]"),
             ("near;maxDistance==-5", "Point", "[120,36]"),
-            ("near;maxDistance==5", "Polygon", square),
+            ("near;maxDistance==0", "Point", "[120,36]"),
+            ("near;maxDistance==inf", "Point", "[120,36]"),
+            ("near;maxDistance==5;minDistance==1", "Point", "[120,36]"),
             ("inside", "Point", "[120,36]"),
             ("within", "Point", "[120"),
             ("within", "Circle", "[120,36]"),

@@ -289,7 +289,7 @@ impl ScopeQuery {
         };
         let cleaned: String = text.chars().filter(|c| !matches!(c, '(' | ')')).collect();
         let mut alternatives = Vec::new();
-        for alternative in cleaned.split(',') {
+        for alternative in cleaned.split([',', '|']) {
             let mut all = Vec::new();
             for pattern in alternative.split(';') {
                 let levels: Vec<String> = pattern

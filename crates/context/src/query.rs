@@ -348,8 +348,28 @@ impl Term {
         let values = self.values(entity);
         match &self.comparison {
             None => !values.is_empty(),
+            // Clause 4.9: a Relationship's object is only equal or unequal, never ordered.
+            Some((Op::Gt | Op::Ge | Op::Lt | Op::Le, _)) if self.on_relationship(entity) => false,
+            // Unequal: none of the values (array items, languages under `[*]`) is equal.
+            Some((Op::Ne, operand)) if self.members.last().is_some_and(|m| m == "*") => {
+                !values.is_empty() && values.iter().all(|value| compare(value, Op::Ne, operand))
+            }
             Some((op, operand)) => values.iter().any(|value| compare(value, *op, operand)),
         }
+    }
+
+    /// Does the term compare a Relationship's (or ListRelationship's) object?
+    fn on_relationship(&self, entity: &Entity) -> bool {
+        if self.path.len() != 1 || !self.members.is_empty() {
+            return false;
+        }
+        let kind = |a: &Value| a.get("type").and_then(Value::as_str).map(str::to_owned);
+        let kind = match entity.attrs.get(&self.path[0]) {
+            Some(Value::Array(instances)) => instances.first().and_then(kind),
+            Some(attribute) => kind(attribute),
+            None => None,
+        };
+        matches!(kind.as_deref(), Some("Relationship" | "ListRelationship"))
     }
 
     /// The values the path reaches (several where attributes have several instances or values
@@ -385,7 +405,16 @@ impl Term {
             current.into_iter().filter_map(attribute_value).collect()
         };
         for member in &self.members {
-            values = values.into_iter().filter_map(|v| v.get(member)).collect();
+            values = if member == "*" {
+                // Any language of a languageMap (clause 4.9).
+                values
+                    .into_iter()
+                    .filter_map(Value::as_object)
+                    .flat_map(|map| map.values())
+                    .collect()
+            } else {
+                values.into_iter().filter_map(|v| v.get(member)).collect()
+            };
         }
         values
             .into_iter()
@@ -709,7 +738,8 @@ mod tests {
                     "reliability": 0.7},
                 "totalSpotNumber": 200, "status": ["open", "free"], "isOpen": true,
                 "address": {"value": {"district": "市南区", "street": "香港中路"}},
-                "refOperator": {"object": "urn:ngsi-ld:Organization:7"}}),
+                "refOperator": {"object": "urn:ngsi-ld:Organization:7"},
+                "label": {"languageMap": {"zh": "停车场", "en": "car park"}}}),
             &context,
             "2026-11-29T08:00:00Z",
         )
@@ -728,6 +758,16 @@ mod tests {
                 true,
             ),
             ("name==\"香港中路停車場\"", true),
+            // Clause 4.9: a language of a languageMap, any language, and no language equal.
+            ("label[en]==\"car park\"", true),
+            ("label[en]==\"停车场\"", false),
+            ("label[*]==\"停车场\"", true),
+            ("label[*]!=\"停车场\"", false),
+            ("label[*]!=\"garage\"", true),
+            // A Relationship's object is equal or unequal, never ordered.
+            ("refOperator==\"urn:ngsi-ld:Organization:7\"", true),
+            ("refOperator>\"urn:a\"", false),
+            ("refOperator<\"urn:z\"", false),
             ("name~=香港.*", true),
             ("name!~=^北京", true),
             ("status==\"free\"", true),

@@ -1326,7 +1326,90 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
         .get("/entities?type=ParkingSpot&limit=0&count=true")
         .await;
     assert_eq!(only_count.headers()["ngsild-results-count"], "30");
+    assert!(
+        only_count
+            .headers()
+            .get_all("link")
+            .iter()
+            .all(|l| !l.to_str().unwrap_or_default().contains("rel=\"next\"")),
+        "no pages to link to with limit=0"
+    );
     assert_eq!(only_count.json::<Value>().await.expect("json"), json!([]));
+    // Clause 4.12: links to the previous and next pages, the request's parameters kept.
+    let links = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("link")
+            .iter()
+            .filter_map(|l| l.to_str().ok().map(str::to_owned))
+            .filter(|l| l.contains("rel=\"prev\"") || l.contains("rel=\"next\""))
+            .collect()
+    };
+    let total: usize = broker
+        .get("/entities?type=ParkingSpot&q=capacity<3&limit=0&count=true")
+        .await
+        .headers()["ngsild-results-count"]
+        .to_str()
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
+    assert!(total >= 3, "{total}");
+    let mut pages = Vec::new();
+    for offset in [0, 1, total - 1] {
+        pages.push(
+            broker
+                .get(&format!(
+                    "/entities?type=ParkingSpot&q=capacity<3&limit=1&offset={offset}"
+                ))
+                .await,
+        );
+    }
+    let (first, middle, last) = (&pages[0], &pages[1], &pages[2]);
+    let page = |offset: usize, rel: &str| {
+        format!(
+            "</ngsi-ld/v1/entities?limit=1&offset={offset}&q=capacity%3C3&type=ParkingSpot>; rel=\"{rel}\";type=\"application/json\""
+        )
+    };
+    assert_eq!(links(first), [page(1, "next")]);
+    assert_eq!(links(middle), [page(0, "prev"), page(2, "next")]);
+    assert_eq!(links(last), [page(total - 2, "prev")]);
+    // Table 5.2.23-1: the members of a Query body, checked.
+    for body in [
+        json!({"type": "Query", "entities": []}),
+        json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "attrs": []}),
+        json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "q": 42}),
+        json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "join": "inline", "joinLevel": 0}),
+        json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"}}),
+        json!({"type": "NotQuery", "entities": [{"type": "ParkingSpot"}]}),
+    ] {
+        let response = broker
+            .send(Method::POST, "/entityOperations/query", body.clone())
+            .await;
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    let picked: Value = broker
+        .send(Method::POST, "/entityOperations/query?limit=2",
+            json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "pick": ["id", "capacity"]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(picked.as_array().map(Vec::len), Some(2));
+    assert!(
+        picked.as_array().into_iter().flatten().all(|e| e
+            .as_object()
+            .is_some_and(|o| o.len() == 2 && o.contains_key("capacity"))),
+        "{picked}"
+    );
+    // geometryProperty only with a GeoJSON answer (clause 5.7.2.4).
+    expect_ngsi_error(
+        broker
+            .get("/entities?type=ParkingSpot&geometryProperty=location")
+            .await,
+        400,
+        "BadRequestData",
+    )
+    .await;
     broker.server.cleanup().await;
 }
 
