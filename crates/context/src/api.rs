@@ -453,6 +453,9 @@ const RENDER_PARAMS: &[&str] = &[
 ];
 /// Parameters that select entities.
 const QUERY_PARAMS: &[&str] = &[
+    "orderBy",
+    "orderFrom",
+    "collation",
     "type",
     "id",
     "idPattern",
@@ -1189,6 +1192,7 @@ struct EntityQuery {
     /// Expanded names: entities need at least one of them.
     attrs: Option<Vec<String>>,
     scope: Option<model::ScopeQuery>,
+    order: Option<crate::query::Ordering>,
     offset: usize,
     limit: usize,
     count: bool,
@@ -1216,8 +1220,10 @@ fn entity_query(
     for id in &ids {
         model::check_entity_id(id)?;
     }
+    // Clause 5.2.33: id takes precedence over idPattern.
     let id_pattern = params
         .get("idPattern")
+        .filter(|_| ids.is_empty())
         .map(|p| regex::Regex::new(p).map_err(|e| errors::bad_request(format!("idPattern: {e}"))))
         .transpose()?;
     let q = params
@@ -1252,12 +1258,61 @@ fn entity_query(
         .get("scopeQ")
         .map(|q| model::ScopeQuery::parse(q))
         .transpose()?;
+    let order = params
+        .get("orderBy")
+        .map(|o| {
+            crate::query::Ordering::parse(o, params.get("orderFrom").map(String::as_str), context)
+        })
+        .transpose()?;
+    if let Some(collation) = params.get("collation") {
+        // An RFC 6067 / BCP 47 tag; strings are compared by code point whatever it names.
+        let valid = !collation.is_empty()
+            && collation.split('-').all(|part| {
+                (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !valid {
+            return Err(errors::bad_request(format!(
+                "collation {collation:?} is not a language tag"
+            )));
+        }
+    }
+    if params.get("q").is_some_and(|q| q.contains(['{', '}'])) {
+        return Err(errors::bad_request(
+            "q on linked entities ({…}) needs Linked Entity retrieval (join), which this broker \
+             does not offer",
+        ));
+    }
+    if let Some(csf) = params.get("csf") {
+        let mut depth = 0i32;
+        let balanced = csf.chars().all(|c| {
+            depth += match c {
+                '(' => 1,
+                ')' => -1,
+                _ => 0,
+            };
+            depth >= 0
+        }) && depth == 0;
+        if !balanced || csf.trim().is_empty() {
+            return Err(errors::bad_request(format!(
+                "csf {csf:?} is not a context source filter"
+            )));
+        }
+    }
+    // Clause 5.7.2.4: attrs and q narrow a query only through attributes that are not the
+    // system's (createdAt, modifiedAt, …).
+    let system = |name: &str| crate::model::SYSTEM_ATTRIBUTES.contains(&name);
+    let narrowing_attrs = attrs
+        .as_ref()
+        .is_some_and(|names| names.iter().any(|n| !system(n)));
+    let narrowing_q = q
+        .as_ref()
+        .is_some_and(|q| q.attributes().iter().any(|n| !system(n)));
     if types.is_empty()
         && ids.is_empty()
         && id_pattern.is_none()
-        && q.is_none()
+        && !narrowing_q
         && geo.is_none()
-        && attrs.is_none()
+        && !narrowing_attrs
         && scope.is_none()
     {
         return Err(errors::bad_request(
@@ -1302,6 +1357,7 @@ fn entity_query(
         geo,
         attrs,
         scope,
+        order,
         offset,
         limit,
         count,
@@ -1342,7 +1398,8 @@ async fn run_query(
         || query.q.is_some()
         || query.geo.is_some()
         || query.attrs.is_some()
-        || query.scope.is_some();
+        || query.scope.is_some()
+        || query.order.is_some();
     let mut selection = query.selection.clone();
     if !in_memory {
         // One more than the page: whether there is a next page, without counting.
@@ -1354,7 +1411,8 @@ async fn run_query(
         let only_q = query.id_pattern.is_none()
             && query.geo.is_none()
             && query.attrs.is_none()
-            && query.scope.is_none();
+            && query.scope.is_none()
+            && query.order.is_none();
         if prefilter.complete && only_q {
             selection.page_if_decided = Some((query.offset, query.limit + 1));
         }
@@ -1364,11 +1422,14 @@ async fn run_query(
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
     let (page, total, more): (Vec<Stored>, i64, bool) = if !selected.paged {
-        let matching: Vec<Stored> = selected
+        let mut matching: Vec<Stored> = selected
             .entities
             .into_iter()
             .filter(|s| query.keeps(s))
             .collect();
+        if let Some(order) = &query.order {
+            order.sort(&mut matching, |s| &s.entity);
+        }
         let total = matching.len() as i64;
         let more = query.offset + query.limit < matching.len();
         (
@@ -1578,20 +1639,59 @@ fn query_body_params(value: &Value, params: &mut HashMap<String, String>) -> Ngs
         }
     }
     if let Some(entities) = value.get("entities").and_then(Value::as_array) {
+        // Table 5.2.33-1: a type, ids as a URI or a list of them; id before idPattern.
+        for selector in entities {
+            if !selector.get("type").is_some_and(Value::is_string) {
+                return Err(errors::bad_request(
+                    "each entity selector needs a type (clause 5.2.33)",
+                ));
+            }
+            match selector.get("id") {
+                None => {}
+                Some(Value::String(id)) => model::check_entity_id(id)?,
+                Some(Value::Array(ids)) => {
+                    for id in ids {
+                        model::check_entity_id(id.as_str().ok_or_else(|| {
+                            errors::bad_request("a selector's id is a URI or a list of URIs")
+                        })?)?;
+                    }
+                }
+                Some(_) => {
+                    return Err(errors::bad_request(
+                        "a selector's id is a URI or a list of URIs",
+                    ));
+                }
+            }
+        }
+        let ids: Vec<String> = entities
+            .iter()
+            .filter_map(|e| e.get("id"))
+            .flat_map(|id| match id {
+                Value::Array(ids) => ids
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                other => other
+                    .as_str()
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            })
+            .collect();
         let field = |name: &str| -> Vec<String> {
             entities
                 .iter()
                 .filter_map(|e| e.get(name)?.as_str().map(str::to_owned))
                 .collect()
         };
-        let (types, ids, patterns) = (field("type"), field("id"), field("idPattern"));
+        let (types, patterns) = (field("type"), field("idPattern"));
         if !types.is_empty() {
             params.insert("type".into(), join(types));
         }
         if !ids.is_empty() {
             params.insert("id".into(), join(ids));
-        }
-        if let Some(pattern) = patterns.into_iter().next() {
+        } else if let Some(pattern) = patterns.into_iter().next() {
             params.insert("idPattern".into(), pattern);
         }
     }

@@ -19,6 +19,16 @@ pub const ATTRIBUTE_TYPES: &[&str] = &[
     "VocabProperty",
 ];
 
+/// Names that are the system's, not attributes a query can narrow by (clause 5.7.2.4).
+pub const SYSTEM_ATTRIBUTES: &[&str] = &[
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+    "https://uri.etsi.org/ngsi-ld/createdAt",
+    "https://uri.etsi.org/ngsi-ld/modifiedAt",
+    "https://uri.etsi.org/ngsi-ld/deletedAt",
+];
+
 /// Members of an attribute that are not sub-attributes.
 const STRUCTURAL: &[&str] = &[
     "type",

@@ -343,6 +343,148 @@ impl Expr {
     }
 }
 
+/// `orderBy` (clause 4.23): attribute paths, each ascending, descending, or by distance from
+/// `orderFrom`; numbers before strings before other values, entities without the value last.
+#[derive(Debug, Clone)]
+pub struct Ordering(Vec<(Term, Direction)>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Direction {
+    Ascending,
+    Descending,
+    /// Distance from the point, nearest (or with `far_first`, farthest) first.
+    Distance {
+        from: (f64, f64),
+        far_first: bool,
+    },
+}
+
+impl Ordering {
+    pub fn parse(
+        order_by: &str,
+        order_from: Option<&str>,
+        context: &Context,
+    ) -> Result<Self, Problem> {
+        let mut keys = Vec::new();
+        for item in order_by.split(',') {
+            let (path, direction) = item.split_once(';').unwrap_or((item, "asc"));
+            let direction = match direction {
+                "asc" => Direction::Ascending,
+                "desc" => Direction::Descending,
+                "dist-asc" | "dist-desc" => {
+                    let from = order_from
+                        .and_then(|c| serde_json::from_str::<Vec<f64>>(c).ok())
+                        .filter(|c| c.len() == 2)
+                        .ok_or_else(|| {
+                            errors::bad_request(
+                                "ordering by distance needs orderFrom=[longitude,latitude]",
+                            )
+                        })?;
+                    Direction::Distance {
+                        from: (from[0], from[1]),
+                        far_first: direction == "dist-desc",
+                    }
+                }
+                other => {
+                    return Err(errors::bad_request(format!(
+                        "orderBy {item:?}: {other:?} is not asc, desc, dist-asc or dist-desc"
+                    )));
+                }
+            };
+            match parse(path.trim(), context)? {
+                Expr::Term(term) if term.comparison.is_none() => keys.push((term, direction)),
+                _ => {
+                    return Err(errors::bad_request(format!(
+                        "orderBy {item:?}: an attribute path, then ;asc, ;desc, ;dist-asc or ;dist-desc"
+                    )));
+                }
+            }
+        }
+        Ok(Self(keys))
+    }
+
+    /// Sorts the entities (stable: equal keys keep their order).
+    pub fn sort<T>(&self, items: &mut [T], entity: impl Fn(&T) -> &Entity) {
+        items.sort_by(|a, b| {
+            for (term, direction) in &self.0 {
+                let order = compare_keys(
+                    sort_key(term, *direction, entity(a)),
+                    sort_key(term, *direction, entity(b)),
+                    *direction,
+                );
+                if order != std::cmp::Ordering::Equal {
+                    return order;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+}
+
+/// What an entity is sorted by: its rank of value type, then the value; `None` when absent.
+fn sort_key(term: &Term, direction: Direction, entity: &Entity) -> Option<(u8, Value)> {
+    if let Direction::Distance { from, .. } = direction {
+        let geometry = term
+            .values(entity)
+            .into_iter()
+            .find_map(|v| crate::model::geometry(v).ok())?;
+        let from = geo::Point::new(from.0, from.1);
+        return Some((
+            0,
+            Value::from(crate::geoquery::distance_metres(&from, &geometry)),
+        ));
+    }
+    let value = term.values(entity).into_iter().next()?.clone();
+    let rank = match value {
+        Value::Number(_) => 0,
+        Value::String(_) => 1,
+        Value::Bool(_) => 2,
+        _ => 3,
+    };
+    Some((rank, value))
+}
+
+fn compare_keys(
+    a: Option<(u8, Value)>,
+    b: Option<(u8, Value)>,
+    direction: Direction,
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let (a, b) = match (a, b) {
+        (None, None) => return Equal,
+        // Absent values last, whichever the direction.
+        (None, Some(_)) => return Greater,
+        (Some(_), None) => return Less,
+        (Some(a), Some(b)) => (a, b),
+    };
+    let order = a.0.cmp(&b.0).then_with(|| match (&a.1, &b.1) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (x, y) => x.to_string().cmp(&y.to_string()),
+    });
+    match direction {
+        Direction::Descending
+        | Direction::Distance {
+            far_first: true, ..
+        } => order.reverse(),
+        _ => order,
+    }
+}
+
+impl Expr {
+    /// The attributes (expanded names) the expression tests.
+    pub fn attributes(&self) -> Vec<&str> {
+        match self {
+            Expr::Or(items) | Expr::And(items) => items.iter().flat_map(Expr::attributes).collect(),
+            Expr::Term(term) => term.path.first().map(String::as_str).into_iter().collect(),
+        }
+    }
+}
+
 impl Term {
     fn matches(&self, entity: &Entity) -> bool {
         let values = self.values(entity);
@@ -374,7 +516,7 @@ impl Term {
 
     /// The values the path reaches (several where attributes have several instances or values
     /// are arrays).
-    fn values<'a>(&self, entity: &'a Entity) -> Vec<&'a Value> {
+    pub fn values<'a>(&self, entity: &'a Entity) -> Vec<&'a Value> {
         let Some(first) = self.path.first() else {
             return Vec::new();
         };

@@ -1401,6 +1401,102 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
             .is_some_and(|o| o.len() == 2 && o.contains_key("capacity"))),
         "{picked}"
     );
+    // Clause 4.23: orderBy an attribute (numbers, then text, absent last), a member of a
+    // value, or the distance from orderFrom.
+    let order = |query: String| {
+        let broker = &broker;
+        async move {
+            let page = broker.get_json(&query).await;
+            page.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    e["id"].as_str().map(|id| {
+                        id.trim_start_matches("urn:ngsi-ld:ParkingSpot:qd-")
+                            .to_owned()
+                    })
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let five = "/entities?type=ParkingSpot&id=urn:ngsi-ld:ParkingSpot:qd-000,urn:ngsi-ld:ParkingSpot:qd-004,urn:ngsi-ld:ParkingSpot:qd-009,urn:ngsi-ld:ParkingSpot:qd-020,urn:ngsi-ld:ParkingSpot:qd-029";
+    assert_eq!(
+        order(format!("{five}&orderBy=capacity;desc")).await,
+        ["029", "020", "009", "004", "000"]
+    );
+    assert_eq!(
+        order(format!("{five}&orderBy=occupancy,capacity;desc")).await,
+        ["029", "020", "004", "009", "000"]
+    );
+    assert_eq!(
+        order(format!(
+            "{five}&orderBy=location;dist-asc&orderFrom=[120.45,36.062]"
+        ))
+        .await,
+        ["020", "029", "009", "004", "000"]
+    );
+    assert_eq!(
+        order(format!(
+            "{five}&orderBy=location;dist-desc&orderFrom=[120.45,36.062]"
+        ))
+        .await,
+        ["000", "004", "009", "029", "020"]
+    );
+    assert_eq!(
+        // 崂山区 (U+5D02) before 市南区 (U+5E02): code point order.
+        order(format!("{five}&orderBy=address[district],capacity")).await,
+        ["020", "029", "000", "004", "009"]
+    );
+    for bad in [
+        "orderBy=location;dist-asc",
+        "orderBy=capacity;sideways",
+        "orderBy=capacity&collation=!!nope",
+    ] {
+        expect_ngsi_error(
+            broker.get(&format!("{five}&{bad}")).await,
+            400,
+            "BadRequestData",
+        )
+        .await;
+    }
+    // Clause 5.7.2.4: system attributes alone do not narrow a query; linked-entity q and a
+    // malformed csf are refused. Table 5.2.33-1: selectors need a type and URIs as ids.
+    for bad in [
+        "/entities?attrs=createdAt",
+        "/entities?q=modifiedAt>\"2020-01-01T00:00:00Z\"",
+        "/entities?type=ParkingSpot&q=owner{name}==\"x\"",
+        "/entities?type=ParkingSpot&csf=))bad((",
+    ] {
+        expect_ngsi_error(broker.get(bad).await, 400, "BadRequestData").await;
+    }
+    for selector in [
+        json!({"id": "urn:ngsi-ld:ParkingSpot:qd-001"}),
+        json!({"type": "ParkingSpot", "id": "not a uri"}),
+        json!({"type": "ParkingSpot", "id": ["urn:ngsi-ld:ParkingSpot:qd-001", 5]}),
+    ] {
+        let response = broker
+            .send(
+                Method::POST,
+                "/entityOperations/query",
+                json!({"type": "Query", "entities": [selector]}),
+            )
+            .await;
+        expect_ngsi_error(response, 400, "BadRequestData").await;
+    }
+    let by_ids: Value = broker
+        .send(Method::POST, "/entityOperations/query", json!({"type": "Query", "entities": [{"type": "ParkingSpot",
+            "id": ["urn:ngsi-ld:ParkingSpot:qd-001", "urn:ngsi-ld:ParkingSpot:qd-002"], "idPattern": ".*qd-02.*"}]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ids(&by_ids),
+        [
+            "urn:ngsi-ld:ParkingSpot:qd-001",
+            "urn:ngsi-ld:ParkingSpot:qd-002"
+        ]
+    );
     // geometryProperty only with a GeoJSON answer (clause 5.7.2.4).
     expect_ngsi_error(
         broker
