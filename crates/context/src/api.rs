@@ -1283,20 +1283,7 @@ fn entity_query(
         ));
     }
     if let Some(csf) = params.get("csf") {
-        let mut depth = 0i32;
-        let balanced = csf.chars().all(|c| {
-            depth += match c {
-                '(' => 1,
-                ')' => -1,
-                _ => 0,
-            };
-            depth >= 0
-        }) && depth == 0;
-        if !balanced || csf.trim().is_empty() {
-            return Err(errors::bad_request(format!(
-                "csf {csf:?} is not a context source filter"
-            )));
-        }
+        crate::query::check_csf(csf)?;
     }
     // Clause 5.7.2.4: attrs and q narrow a query only through attributes that are not the
     // system's (createdAt, modifiedAt, …).
@@ -3188,6 +3175,7 @@ async fn create_subscription(
         &value,
         &request.context,
     )?;
+    subscription.check_not_expired()?;
     broker.create_subscription(&subscription).await?;
     let mut response = (
         StatusCode::CREATED,
@@ -3286,6 +3274,7 @@ async fn update_subscription(
     let Value::Object(changes) = value else {
         return Err(errors::bad_request("the update must be a JSON object"));
     };
+    let new_expiry = changes.contains_key("expiresAt");
     // Compact the stored definition so it reads like the client's, then apply the changes.
     let mut merged = crate::subscriptions::render(&row, &request.context);
     if let Value::Object(object) = &mut merged {
@@ -3322,6 +3311,9 @@ async fn update_subscription(
         &merged,
         &request.context,
     )?;
+    if new_expiry {
+        subscription.check_not_expired()?;
+    }
     broker.replace_subscription(&subscription).await?;
     Ok((
         StatusCode::NO_CONTENT,

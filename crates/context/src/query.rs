@@ -343,6 +343,26 @@ impl Expr {
     }
 }
 
+/// A context source filter (`csf`, clause 4.9 syntax): this broker has no context sources to
+/// filter, so it checks the form only: not empty, parentheses balanced.
+pub fn check_csf(csf: &str) -> Result<(), Problem> {
+    let mut depth = 0i32;
+    let balanced = csf.chars().all(|c| {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        depth >= 0
+    }) && depth == 0;
+    if !balanced || csf.trim().is_empty() {
+        return Err(errors::bad_request(format!(
+            "csf {csf:?} is not a context source filter"
+        )));
+    }
+    Ok(())
+}
+
 /// `orderBy` (clause 4.23): attribute paths, each ascending, descending, or by distance from
 /// `orderFrom`; numbers before strings before other values, entities without the value last.
 #[derive(Debug, Clone)]

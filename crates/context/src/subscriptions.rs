@@ -42,6 +42,16 @@ pub struct Subscription {
     target: Endpoint,
 }
 
+/// The notification triggers of Table 5.2.12-1.
+const TRIGGERS: &[&str] = &[
+    "entityCreated",
+    "entityUpdated",
+    "entityDeleted",
+    "attributeCreated",
+    "attributeUpdated",
+    "attributeDeleted",
+];
+
 impl Subscription {
     /// Parses a client's subscription (create, or the merged result of an update).
     pub fn parse(
@@ -209,6 +219,31 @@ impl Subscription {
             .get("isActive")
             .and_then(Value::as_bool)
             .unwrap_or(true);
+        if let Some(csf) = object.get("csf") {
+            crate::query::check_csf(
+                csf.as_str()
+                    .ok_or_else(|| errors::bad_request("csf is a string"))?,
+            )?;
+        }
+        let triggers = match object.get("notificationTrigger") {
+            None => None,
+            Some(Value::Array(items)) if !items.is_empty() => {
+                for item in items {
+                    if !item.as_str().is_some_and(|t| TRIGGERS.contains(&t)) {
+                        return Err(errors::bad_request(format!(
+                            "notificationTrigger {item}: one of {}",
+                            TRIGGERS.join(", ")
+                        )));
+                    }
+                }
+                Some(items.clone())
+            }
+            Some(_) => {
+                return Err(errors::bad_request(
+                    "notificationTrigger is a non-empty array",
+                ));
+            }
+        };
         let mut definition = Map::new();
         definition.insert("id".into(), id.clone().into());
         definition.insert("type".into(), "Subscription".into());
@@ -228,6 +263,12 @@ impl Subscription {
         }
         if let Some(g) = object.get("geoQ") {
             definition.insert("geoQ".into(), g.clone());
+        }
+        if let Some(csf) = object.get("csf") {
+            definition.insert("csf".into(), csf.clone());
+        }
+        if let Some(triggers) = triggers {
+            definition.insert("notificationTrigger".into(), Value::Array(triggers));
         }
         definition.insert(
             "notification".into(),
@@ -265,6 +306,17 @@ impl Subscription {
             context: context.clone(),
             target,
         })
+    }
+
+    /// Clause 5.8.1.4: a new expiry is not in the past.
+    pub fn check_not_expired(&self) -> Result<(), Problem> {
+        if self
+            .expires_at_ms
+            .is_some_and(|at| at <= yunnao_core::time::now_ms())
+        {
+            return Err(errors::bad_request("expiresAt is in the past"));
+        }
+        Ok(())
     }
 
     /// Does a change of `entity` (its `changed` attributes) concern this subscription?

@@ -261,6 +261,15 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
         (Method::POST, "/subscriptions?fancy=1", "application/json",
             json!({"type": "Subscription", "entities": [{"type": "T"}], "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}}}).to_string(),
             400, "InvalidRequest"),
+        (Method::POST, "/subscriptions", "application/json",
+            json!({"type": "Subscription", "entities": [{"type": "T"}], "expiresAt": "2000-01-01T00:00:00Z", "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}}}).to_string(),
+            400, "BadRequestData"),
+        (Method::POST, "/subscriptions", "application/json",
+            json!({"type": "Subscription", "entities": [{"type": "T"}], "notificationTrigger": ["entityChanged"], "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}}}).to_string(),
+            400, "BadRequestData"),
+        (Method::POST, "/subscriptions", "application/json",
+            json!({"type": "Subscription", "entities": [{"type": "T"}], "csf": "((", "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}}}).to_string(),
+            400, "BadRequestData"),
     ];
     // Clauses 4.2.2, 4.5.1, 4.5.2.2, 4.5.3.2, 4.5.5.1: attribute members and names the meta
     // model forbids, each refused whole (400 BadRequestData, nothing created).
@@ -406,6 +415,31 @@ async fn bad_requests_get_the_specified_errors(backend: TestBackend) {
     // Nothing half-written, and the server still serves.
     let all = broker.get_json("/entities?type=T").await;
     assert_eq!(all, json!([]));
+    // Table 5.2.12-1: the six notification triggers, kept; read-only members ignored.
+    let triggers = json!([
+        "entityCreated",
+        "entityUpdated",
+        "entityDeleted",
+        "attributeCreated",
+        "attributeUpdated",
+        "attributeDeleted"
+    ]);
+    let subscribed = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"id": "urn:ngsi-ld:Subscription:triggers", "type": "Subscription",
+            "entities": [{"type": "T"}], "notificationTrigger": triggers, "status": "expired",
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/"}, "timesSent": 42}}),
+        )
+        .await;
+    assert_eq!(subscribed.status(), 201);
+    let subscription = broker
+        .get_json("/subscriptions/urn:ngsi-ld:Subscription:triggers")
+        .await;
+    assert_eq!(subscription["notificationTrigger"], triggers);
+    assert_eq!(subscription["status"], "active");
+    assert_eq!(subscription["notification"]["timesSent"], 0);
     // What the meta model allows beside them: a Property's valueType, a Relationship's
     // objectType, "@none" as the default instance's datasetId (not shown), a proof's sealed
     // members as plain strings.
