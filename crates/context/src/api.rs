@@ -2574,29 +2574,83 @@ async fn temporal_selection(
             "a temporal query needs at least one of type, id, idPattern, q or a geo-query",
         ));
     }
+    if params
+        .get("orderBy")
+        .is_some_and(|o| o.split(';').next() != Some("id"))
+    {
+        return Err(errors::bad_request(
+            "a temporal query is ordered by id only (clause 5.7.4.4)",
+        ));
+    }
+    // Clause 5.7.4.4: q is matched by the attribute instances in the time range, not by the
+    // entity as it is now.
+    let q = selecting
+        .remove("q")
+        .map(|q| crate::query::parse(&q, &request.context))
+        .transpose()?;
+    if q.is_some()
+        && !selecting
+            .keys()
+            .any(|k| ["type", "id", "idPattern", "georel"].contains(&k.as_str()))
+    {
+        selecting.insert("idPattern".into(), ".*".into());
+    }
     let query = entity_query(&selecting, &request.context, broker.config.max_limit)?;
     let (offset, limit) = (query.offset, query.limit);
-    let mut selection = query.selection.clone();
-    if let Some(q) = &query.q {
-        selection.conditions =
-            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres)
-                .conditions;
-    }
     let selected = broker
-        .select(&request.tenant, &request.viewer, &selection, false)
+        .select(&request.tenant, &request.viewer, &query.selection, false)
         .await?;
-    let matching: Vec<Stored> = selected
-        .entities
-        .into_iter()
-        .filter(|s| query.keeps(s))
-        .skip(offset)
-        .take(limit)
-        .collect();
+    let mut matching: Vec<Stored> = Vec::new();
+    for stored in selected.entities.into_iter().filter(|s| query.keeps(s)) {
+        if let Some(q) = &q
+            && !windowed_matches(broker, request, &stored, q, &temporal).await?
+        {
+            continue;
+        }
+        matching.push(stored);
+        if matching.len() >= offset + limit {
+            break;
+        }
+    }
+    let matching: Vec<Stored> = matching.into_iter().skip(offset).collect();
     let mut bodies = Vec::new();
     for stored in &matching {
         bodies.push(temporal_body(broker, request, stored, &temporal).await?);
     }
     Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
+}
+
+/// Does `q` hold for the entity's attribute instances in the request's time range (each
+/// attribute q names, with all its instances there)?
+async fn windowed_matches(
+    broker: &ContextBroker,
+    request: &Request,
+    stored: &Stored,
+    q: &crate::query::Expr,
+    temporal: &TemporalRequest,
+) -> NgsiResult<bool> {
+    let mut windowed = stored.entity.clone();
+    windowed.attrs.clear();
+    for name in q.attributes() {
+        if windowed.attrs.contains_key(name) {
+            continue;
+        }
+        let instances = crate::temporal::instances(
+            &broker.db,
+            &request.tenant,
+            &stored.entity.id,
+            name,
+            temporal.range,
+            None,
+        )
+        .await?;
+        if !instances.is_empty() {
+            windowed
+                .attrs
+                .insert(name.to_owned(), Value::Array(instances));
+        }
+    }
+    Ok(q.matches(&windowed))
 }
 
 /// The URL of hosted context `id`, as this request reached the broker.

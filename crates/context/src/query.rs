@@ -13,6 +13,8 @@ pub enum Expr {
     Or(Vec<Expr>),
     And(Vec<Expr>),
     Term(Term),
+    /// `!attribute`: the attribute is not there (clause 4.9, notExistence).
+    Absent(Term),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +141,14 @@ impl Parser<'_> {
             }
             self.at += 1;
             return Ok(inner);
+        }
+        if self.peek() == Some('!') && self.chars.get(self.at + 1) != Some(&'=') {
+            self.at += 1;
+            let term = self.term()?;
+            if term.comparison.is_some() {
+                return Err(self.error("'!' negates an attribute's existence only"));
+            }
+            return Ok(Expr::Absent(term));
         }
         self.term().map(Expr::Term)
     }
@@ -339,6 +349,7 @@ impl Expr {
             Expr::Or(items) => items.iter().any(|e| e.matches(entity)),
             Expr::And(items) => items.iter().all(|e| e.matches(entity)),
             Expr::Term(term) => term.matches(entity),
+            Expr::Absent(term) => !term.matches(entity),
         }
     }
 }
@@ -500,7 +511,9 @@ impl Expr {
     pub fn attributes(&self) -> Vec<&str> {
         match self {
             Expr::Or(items) | Expr::And(items) => items.iter().flat_map(Expr::attributes).collect(),
-            Expr::Term(term) => term.path.first().map(String::as_str).into_iter().collect(),
+            Expr::Term(term) | Expr::Absent(term) => {
+                term.path.first().map(String::as_str).into_iter().collect()
+            }
         }
     }
 }
@@ -701,7 +714,7 @@ pub fn prefilter(expr: &Expr, postgres: bool) -> Prefilter {
             let whole = terms.len() == items.len();
             (terms, whole)
         }
-        Expr::Or(_) => (Vec::new(), false),
+        Expr::Or(_) | Expr::Absent(_) => (Vec::new(), false),
     };
     let conditions: Vec<_> = terms
         .iter()
@@ -920,6 +933,8 @@ mod tests {
                 true,
             ),
             ("name==\"香港中路停車場\"", true),
+            ("!heading;totalSpotNumber==200", true),
+            ("!totalSpotNumber", false),
             // Clause 4.9: a language of a languageMap, any language, and no language equal.
             ("label[en]==\"car park\"", true),
             ("label[en]==\"停车场\"", false),

@@ -2517,6 +2517,76 @@ async fn temporal_representations_are_provided_and_deleted(backend: TestBackend)
         "ResourceNotFound",
     )
     .await;
+    // Clause 5.7.4.4: q is matched by the instances in the time range, not the current value.
+    let (inside, outside) = ("2026-03-01T12:00:00Z", "2026-01-05T00:00:00Z");
+    for (id, speeds, heading) in [
+        (
+            "urn:ngsi-ld:Vehicle:fast",
+            vec![(30, inside), (90, outside)],
+            Some(45),
+        ),
+        (
+            "urn:ngsi-ld:Vehicle:slow",
+            vec![(10, inside), (80, outside)],
+            Some(170),
+        ),
+        ("urn:ngsi-ld:Vehicle:idle", vec![(99, outside)], None),
+    ] {
+        let mut entity = json!({"id": id, "type": "Vehicle",
+            "speed": speeds.iter().map(|(v, at)| json!({"type": "Property", "value": v, "observedAt": at})).collect::<Vec<_>>()});
+        if let Some(heading) = heading {
+            entity["heading"] =
+                json!([{"type": "Property", "value": heading, "observedAt": inside}]);
+        }
+        assert_eq!(
+            broker
+                .send(Method::POST, "/temporal/entities", entity)
+                .await
+                .status(),
+            201
+        );
+    }
+    let window = "timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-03-02T00:00:00Z";
+    for (q, expected) in [
+        ("speed>25", vec!["urn:ngsi-ld:Vehicle:fast"]),
+        ("speed>85", vec![]),
+        ("speed>=5;heading<90", vec!["urn:ngsi-ld:Vehicle:fast"]),
+        (
+            "speed>25|heading>100",
+            vec!["urn:ngsi-ld:Vehicle:fast", "urn:ngsi-ld:Vehicle:slow"],
+        ),
+        ("speed!=10", vec!["urn:ngsi-ld:Vehicle:fast"]),
+        ("!heading", vec!["urn:ngsi-ld:Vehicle:idle"]),
+    ] {
+        let found = broker
+            .get_json(&format!(
+                "/temporal/entities?type=Vehicle&q={}&{window}",
+                urlencode(q)
+            ))
+            .await;
+        let mut ids: Vec<&str> = found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected, "q={q}");
+        assert!(
+            !found.to_string().contains(outside),
+            "q={q}: only instances in the window"
+        );
+    }
+    expect_ngsi_error(
+        broker
+            .get(&format!(
+                "/temporal/entities?type=Vehicle&orderBy=speed&{window}"
+            ))
+            .await,
+        400,
+        "BadRequestData",
+    )
+    .await;
     broker.server.cleanup().await;
 }
 
