@@ -25,7 +25,7 @@ type NgsiResult<T> = Result<T, Problem>;
 
 pub fn router() -> OpenApiRouter<ContextBroker> {
     OpenApiRouter::new()
-        .routes(routes!(query_entities, create_entity))
+        .routes(routes!(query_entities, create_entity, purge_entities))
         .routes(routes!(
             retrieve_entity,
             replace_entity,
@@ -1546,6 +1546,107 @@ async fn query_entities(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     run_query(&broker, &request, query, options, Some(&params)).await
+}
+
+/// Purge Entities (clause 5.6.21): the entities a query selects are deleted, or with `keep`
+/// (`drop`) lose every attribute but (all of) those named: 204. Nothing changes unless the
+/// caller may change every selected entity.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
+    responses((status = 204), (status = 400), (status = 403)))]
+async fn purge_entities(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let mut params = params_of(
+        raw,
+        &[&[
+            "type",
+            "id",
+            "idPattern",
+            "q",
+            "scopeQ",
+            "keep",
+            "drop",
+            "local",
+        ]],
+    )?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    request.writer(&broker)?;
+    let names = |list: Option<String>| -> NgsiResult<Option<Vec<String>>> {
+        list.map(|l| {
+            projection("keep/drop", &l)
+                .map(|names| names.iter().map(|n| request.context.expand(n)).collect())
+        })
+        .transpose()
+    };
+    let (keep, drop) = (names(params.remove("keep"))?, names(params.remove("drop"))?);
+    if keep.is_some() && drop.is_some() {
+        return Err(errors::bad_request("give keep or drop, not both"));
+    }
+    if !["type", "id", "idPattern", "q", "scopeQ"]
+        .iter()
+        .any(|k| params.contains_key(*k))
+    {
+        return Err(errors::bad_request(
+            "purging needs at least one of type, id, idPattern, q or scopeQ",
+        ));
+    }
+    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
+    let selected = broker
+        .select(&request.tenant, &request.viewer, &query.selection, false)
+        .await?;
+    let matching: Vec<Stored> = selected
+        .entities
+        .into_iter()
+        .filter(|s| query.keeps(s))
+        .collect();
+    for stored in &matching {
+        request.may_change(&broker, stored)?;
+    }
+    for stored in &matching {
+        let id = &stored.entity.id;
+        match (&keep, &drop) {
+            (None, None) => {
+                broker
+                    .delete(&request.tenant, id, &request.viewer, |s| {
+                        request.may_change(&broker, s)
+                    })
+                    .await?;
+            }
+            _ => {
+                let stamp = now();
+                broker
+                    .modify(
+                        &request.tenant,
+                        id,
+                        &request.viewer,
+                        Some(&request.audit_entry(&headers, "ngsi.entity.purge", id)),
+                        |s| {
+                            request.may_change(&broker, s)?;
+                            s.entity.attrs.retain(|name, _| match (&keep, &drop) {
+                                (Some(keep), _) => keep.contains(name),
+                                (_, Some(drop)) => !drop.contains(name),
+                                _ => true,
+                            });
+                            s.entity.modified_at = stamp.clone();
+                            Ok(())
+                        },
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.entities.purge",
+            format!("entities:{}", request.tenant),
+        )),
+    )
+        .into_response())
 }
 
 /// The same query as a body (`{"type": "Query", "entities": [{"type": …, "id": …,

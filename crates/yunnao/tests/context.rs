@@ -2080,6 +2080,81 @@ async fn batch_operations_report_each_entity(backend: TestBackend) {
         "ResourceNotFound",
     )
     .await;
+    // Clause 5.6.21: purging what a query selects: attributes dropped or kept, then entities.
+    for i in 0..4u32 {
+        let created = broker
+            .send(
+                Method::POST,
+                "/entities",
+                spot(100 + i, 120.38, 36.06, "free", i),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let purge = |query: &str| {
+        broker
+            .call(
+                Method::DELETE,
+                &format!("/entities?{query}"),
+                Some(&broker.token),
+            )
+            .send()
+    };
+    assert_eq!(
+        purge("type=ParkingSpot&q=capacity<2&drop=name,address")
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    let spot_100 = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-100")
+        .await;
+    assert!(
+        spot_100.get("name").is_none()
+            && spot_100.get("address").is_none()
+            && spot_100.get("occupancy").is_some()
+    );
+    assert_eq!(
+        purge("idPattern=.*qd-10[23]&keep=capacity")
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    let spot_103 = broker
+        .get_json("/entities/urn:ngsi-ld:ParkingSpot:qd-103")
+        .await;
+    let members: Vec<&String> = spot_103
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(members, ["capacity", "id", "type"]);
+    assert_eq!(
+        purge("idPattern=.*qd-10[0-3]&q=capacity>=2")
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    for (id, status) in [(100, 200), (101, 200), (102, 404), (103, 404)] {
+        assert_eq!(
+            broker
+                .get(&format!("/entities/urn:ngsi-ld:ParkingSpot:qd-{id}"))
+                .await
+                .status(),
+            status,
+            "{id}"
+        );
+    }
+    for bad in [
+        "keep=capacity",
+        "type=ParkingSpot&keep=a&drop=b",
+        "type=ParkingSpot&fancy=1",
+    ] {
+        let response = purge(bad).await.expect("sent");
+        assert_eq!(response.status(), 400, "{bad}");
+    }
     broker.server.cleanup().await;
 }
 
