@@ -46,6 +46,10 @@ pub struct Config {
     pub ngsi_ld_context_allow: String,
     /// Memory for the broker's cache of recently read entities, in MiB (SQLite only; 0: off).
     pub ngsi_ld_cache_mib: u64,
+    /// Load Qingdao's districts and metro stations into the default tenant at start. Off for
+    /// a conformance suite, which expects an empty broker.
+    #[serde(deserialize_with = "on_or_off")]
+    pub ngsi_ld_city_objects: bool,
     /// How often devices' newest values are mirrored into the context broker, in milliseconds.
     pub context_mirror_ms: u64,
     /// Devices mirrored per round at most (the rest wait for the next round, newest value wins).
@@ -81,6 +85,7 @@ impl Default for Config {
             ngsi_ld_auth: true,
             ngsi_ld_context_allow: String::new(),
             ngsi_ld_cache_mib: 160,
+            ngsi_ld_city_objects: true,
             context_mirror_ms: 1000,
             context_mirror_per_round: 2000,
             governance_centre: "city-management".into(),
@@ -141,6 +146,7 @@ impl Config {
                 "ngsi_ld_auth",
                 "ngsi_ld_context_allow",
                 "ngsi_ld_cache_mib",
+                "ngsi_ld_city_objects",
                 "context_mirror_ms",
                 "context_mirror_per_round",
                 "governance_centre",

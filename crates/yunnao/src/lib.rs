@@ -146,10 +146,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .await
     .map_err(|p| anyhow::anyhow!("context broker: {p}"))?;
-    let added = context
-        .load_city_objects()
-        .await
-        .map_err(|p| anyhow::anyhow!("city objects: {p}"))?;
+    let added = if config.ngsi_ld_city_objects {
+        context
+            .load_city_objects()
+            .await
+            .map_err(|p| anyhow::anyhow!("city objects: {p}"))?
+    } else {
+        0
+    };
     if added > 0 {
         tracing::info!(
             added,
