@@ -2507,14 +2507,26 @@ async fn temporal_body(
     let c = &request.context;
     let entity = &stored.entity;
     let mut out = model::render_head(entity, c);
-    for name in entity.attrs.keys() {
+    // Attributes deleted since still have their history.
+    let mut names: Vec<String> = entity.attrs.keys().cloned().collect();
+    for name in crate::temporal::attribute_names(&broker.db, &request.tenant, &entity.id).await? {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in &names {
         if let Some(wanted) = &temporal.options.attrs
             && !wanted.contains(name)
         {
             continue;
         }
-        let kind = entity.attrs[name]
-            .get("type")
+        let kind = entity
+            .attrs
+            .get(name)
+            .and_then(|a| {
+                a.get("type")
+                    .or_else(|| a.get(0).and_then(|i| i.get("type")))
+            })
             .and_then(Value::as_str)
             .unwrap_or("Property")
             .to_owned();
@@ -2951,6 +2963,23 @@ fn newest_instances(attrs: &Map<String, Value>) -> Map<String, Value> {
     newest
 }
 
+/// The attribute without its deleted instances (value the NGSI-LD Null, clause 4.5.7); None
+/// when nothing is left.
+fn without_deleted(attribute: Value) -> Option<Value> {
+    let deleted = |i: &Value| i.get("value").and_then(Value::as_str) == Some(model::NGSI_LD_NULL);
+    match attribute {
+        Value::Array(instances) => {
+            let mut kept: Vec<Value> = instances.into_iter().filter(|i| !deleted(i)).collect();
+            match kept.len() {
+                0 => None,
+                1 => kept.pop(),
+                _ => Some(Value::Array(kept)),
+            }
+        }
+        one => (!deleted(&one)).then_some(one),
+    }
+}
+
 /// The attribute `current` becomes with `candidate` (one instance) if the candidate is newer
 /// than the current instance of its dataset (or there is none); None if it is not.
 fn with_newer(current: Option<&Value>, candidate: &Value) -> Option<Value> {
@@ -2985,6 +3014,7 @@ async fn add_instances(
     request: &Request,
     id: &str,
     instances: &Map<String, Value>,
+    types: &[String],
 ) -> NgsiResult<()> {
     let stored = broker
         .add_history(&request.tenant, id, &request.viewer, instances, |stored| {
@@ -3012,7 +3042,8 @@ async fn add_instances(
         }
         changes
     };
-    if newer(&stored).is_empty() {
+    let new_type = types.iter().any(|t| !stored.entity.types.contains(t));
+    if newer(&stored).is_empty() && !new_type {
         return Ok(());
     }
     let stamp = now();
@@ -3025,8 +3056,13 @@ async fn add_instances(
             None,
             |stored| {
                 request.may_change(broker, stored)?;
+                // Clause 5.6.11.4: new entity type names join the entity's.
+                stored.entity.add_types(types);
                 for (name, attribute) in newer(stored) {
-                    stored.entity.attrs.insert(name, attribute);
+                    match without_deleted(attribute) {
+                        Some(attribute) => stored.entity.attrs.insert(name, attribute),
+                        None => stored.entity.attrs.remove(&name),
+                    };
                 }
                 stored.entity.modified_at = stamp.clone();
                 Ok(())
@@ -3058,7 +3094,10 @@ async fn create_temporal(
     let current = model::Entity {
         id: entity.id.clone(),
         types: entity.types.clone(),
-        attrs: newest_instances(&entity.attrs),
+        attrs: newest_instances(&entity.attrs)
+            .into_iter()
+            .filter_map(|(name, attribute)| without_deleted(attribute).map(|a| (name, a)))
+            .collect(),
         created_at: entity.created_at.clone(),
         modified_at: entity.modified_at.clone(),
         scope: entity.scope.clone(),
@@ -3068,7 +3107,7 @@ async fn create_temporal(
         Err(problem) if problem.type_uri.ends_with("AlreadyExists") => false,
         Err(problem) => return Err(problem),
     };
-    add_instances(&broker, &request, &entity.id, &entity.attrs).await?;
+    add_instances(&broker, &request, &entity.id, &entity.attrs, &entity.types).await?;
     let note = audit("ngsi.temporal.create", &request.tenant, &entity.id);
     if !created {
         return Ok((StatusCode::NO_CONTENT, note).into_response());
@@ -3101,7 +3140,7 @@ async fn add_temporal_attributes(
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
     let attrs = model::parse_temporal_attributes(object, &request.context, &now())?;
-    add_instances(&broker, &request, &id, &attrs).await?;
+    add_instances(&broker, &request, &id, &attrs, &[]).await?;
     Ok((
         StatusCode::NO_CONTENT,
         audit("ngsi.temporal.append", &request.tenant, &id),

@@ -447,6 +447,15 @@ fn parse_entity_as(
     };
     object.remove("createdAt");
     object.remove("modifiedAt");
+    // An entity's expiry (a system member, clause 4.5.1): a date-time when given; this broker
+    // does not expire entities, so it is not kept.
+    if let Some(expires) = object.remove("expiresAt")
+        && !expires
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && yunnao_core::time::parse_rfc3339_ms(t).is_some())
+    {
+        return Err(errors::bad_request("expiresAt is a date-time in UTC"));
+    }
     let scope = object
         .remove("scope")
         .map(|s| check_scope(&s).map(|()| s))
@@ -528,7 +537,7 @@ fn parse_attributes_as(
             )));
         }
         check_name(&name)?;
-        let attribute = parse_attribute(&name, value, context, now)?;
+        let attribute = parse_attribute_as(&name, value, context, now, instances)?;
         if instances == Instances::Current {
             check_distinct_datasets(&name, &attribute)?;
         }
@@ -562,6 +571,18 @@ pub fn parse_attribute(
     context: &Context,
     now: &str,
 ) -> Result<Value, yunnao_core::Problem> {
+    parse_attribute_as(name, value, context, now, Instances::Current)
+}
+
+/// One attribute; in a temporal representation (`History`) an instance whose value is the
+/// NGSI-LD Null stands for the attribute's deletion at that time (clause 4.5.7).
+fn parse_attribute_as(
+    name: &str,
+    value: Value,
+    context: &Context,
+    now: &str,
+    instances: Instances,
+) -> Result<Value, yunnao_core::Problem> {
     let geo_name = GEO_ATTRIBUTES.contains(&name);
     let mut object = match value {
         Value::Null => {
@@ -569,11 +590,11 @@ pub fn parse_attribute(
         }
         Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
             // Several instances of one attribute, told apart by datasetId.
-            let mut instances = Vec::new();
+            let mut parsed = Vec::new();
             for item in items {
-                instances.push(parse_attribute(name, item, context, now)?);
+                parsed.push(parse_attribute_as(name, item, context, now, instances)?);
             }
-            return Ok(Value::Array(instances));
+            return Ok(Value::Array(parsed));
         }
         Value::Object(object) => object,
         other => {
@@ -650,6 +671,7 @@ pub fn parse_attribute(
                 "{name}: a {kind} needs a non-null {required}"
             )));
         }
+        Some(value) if instances == Instances::History && value.as_str() == Some(NGSI_LD_NULL) => {}
         Some(value) => {
             if holds_ngsi_ld_null(value) {
                 return Err(errors::bad_request(format!(

@@ -276,6 +276,22 @@ pub const AGGREGATIONS: &[&str] = &["totalCount", "distinctCount", "sum", "avg",
 
 /// The instances of one attribute of one entity in `range`, oldest first; with `last_n` only
 /// the newest N (still oldest first).
+/// The attributes entity `id` has history of.
+pub async fn attribute_names(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    entity: &str,
+) -> Result<Vec<String>, Problem> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT attr FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 ORDER BY attr",
+    )
+    .bind(tenant.to_owned())
+    .bind(entity.to_owned())
+    .fetch_all(db.pool())
+    .await
+    .db()
+}
+
 pub async fn instances(
     db: &yunnao_store::Db,
     tenant: &str,

@@ -2677,6 +2677,44 @@ async fn temporal_representations_are_provided_and_deleted(backend: TestBackend)
         "BadRequestData",
     )
     .await;
+    // Clause 5.6.11.4: an upsert adds instances and type names; an instance whose value is the
+    // NGSI-LD Null records the attribute's deletion, which its history keeps.
+    let truck = json!({"id": "urn:ngsi-ld:Vehicle:truck", "type": ["Vehicle", "Truck"],
+        "speed": [{"type": "Property", "value": "urn:ngsi-ld:null", "observedAt": "2026-03-01T13:00:00Z"}]});
+    let created = broker
+        .send(
+            Method::POST,
+            "/temporal/entities",
+            json!({"id": "urn:ngsi-ld:Vehicle:truck", "type": "Vehicle",
+        "speed": [{"type": "Property", "value": 20, "observedAt": inside}]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        broker
+            .send(Method::POST, "/temporal/entities", truck)
+            .await
+            .status(),
+        204
+    );
+    let current = broker.get_json("/entities/urn:ngsi-ld:Vehicle:truck").await;
+    assert_eq!(
+        current,
+        json!({"id": "urn:ngsi-ld:Vehicle:truck", "type": ["Vehicle", "Truck"]})
+    );
+    let history = broker
+        .get_json(&format!(
+            "/temporal/entities/urn:ngsi-ld:Vehicle:truck?{window}"
+        ))
+        .await;
+    assert_eq!(
+        history["speed"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
+    let refused = broker.send(Method::POST, "/temporal/entities", json!({"id": "urn:ngsi-ld:Vehicle:x", "type": "Vehicle",
+        "expiresAt": "urn:ngsi-ld:null", "speed": [{"type": "Property", "value": 1, "observedAt": inside}]})).await;
+    expect_ngsi_error(refused, 400, "BadRequestData").await;
     broker.server.cleanup().await;
 }
 
