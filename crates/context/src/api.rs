@@ -64,6 +64,12 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             delete_subscription
         ))
         .routes(routes!(source_identity))
+        .routes(routes!(create_registration, query_registrations))
+        .routes(routes!(
+            get_registration,
+            update_registration,
+            delete_registration
+        ))
         .layer(axum::middleware::from_fn(crate::negotiation::ngsi_edge))
 }
 
@@ -91,6 +97,241 @@ async fn source_identity(
         "contextSourceExtras": {"software": "yunnao", "version": env!("CARGO_PKG_VERSION")},
     });
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Register a context source (clause 5.9.2): 201 with its URL. The broker keeps registrations
+/// for discovery; it does not forward requests to the sources.
+#[utoipa::path(post, path = "/ngsi-ld/v1/csourceRegistrations", tag = "ngsi-ld",
+    request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
+async fn create_registration(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    params_of(raw, &[CREATE_PARAMS])?;
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    let owner = request.writer(&broker)?;
+    let registration = crate::registrations::Registration::parse(&value, &request.context)?;
+    registration.check_not_expired()?;
+    crate::registrations::insert(&broker.db, &request.tenant, &owner, &registration).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Extension(AuditNote::new(
+            "ngsi.registration.create",
+            format!("registration:{}/{}", request.tenant, registration.id),
+        )),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/ngsi-ld/v1/csourceRegistrations/{}",
+        registration.id
+    )) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// A registration the caller may see: its department's, or any for platform admins.
+async fn own_registration(
+    broker: &ContextBroker,
+    request: &Request,
+    id: &str,
+) -> NgsiResult<crate::registrations::Row> {
+    let row = crate::registrations::get(&broker.db, &request.tenant, id)
+        .await?
+        .ok_or_else(|| errors::not_found(format!("there is no registration {id}")))?;
+    if let Viewer::Department(department) = &request.viewer
+        && row.0 != *department
+    {
+        return Err(errors::not_found(format!("there is no registration {id}")));
+    }
+    Ok(row)
+}
+
+#[utoipa::path(get, path = "/ngsi-ld/v1/csourceRegistrations/{registrationId}", tag = "ngsi-ld",
+    params(("registrationId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn get_registration(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    params_of(raw, &[&["local"]])?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let row = own_registration(&broker, &request, &id).await?;
+    let body =
+        crate::registrations::render(&crate::registrations::definition(&row), &request.context);
+    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Discover registrations (clause 5.10.2): by entity type, id or idPattern and attribute.
+#[utoipa::path(get, path = "/ngsi-ld/v1/csourceRegistrations", tag = "ngsi-ld",
+    responses((status = 200), (status = 400)))]
+async fn query_registrations(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let params = params_of(
+        raw,
+        &[
+            QUERY_PARAMS,
+            &[
+                "attrs",
+                "options",
+                "local",
+                "timeproperty",
+                "timerel",
+                "timeAt",
+                "endTimeAt",
+            ],
+        ],
+    )?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    let list = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .map(|v| {
+                v.split([',', '|'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let types: Vec<String> = list("type")
+        .iter()
+        .map(|t| request.context.expand(t))
+        .collect();
+    let ids = list("id");
+    let attrs: Vec<String> = list("attrs")
+        .iter()
+        .map(|a| request.context.expand(a))
+        .collect();
+    let pattern = params
+        .get("idPattern")
+        .map(|p| regex::Regex::new(p).map_err(|e| errors::bad_request(format!("idPattern: {e}"))))
+        .transpose()?;
+    if let Some(csf) = params.get("csf") {
+        crate::query::check_csf(csf)?;
+    }
+    let number = |key: &str, default: usize| -> NgsiResult<usize> {
+        params.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer")))
+        })
+    };
+    let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
+    let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
+        .await?
+        .iter()
+        .filter(|row| match &request.viewer {
+            Viewer::Department(department) => row.0 == *department,
+            _ => true,
+        })
+        .map(crate::registrations::definition)
+        .filter(|d| crate::registrations::matches(d, &types, &ids, pattern.as_ref(), &attrs))
+        .collect();
+    let total = matching.len();
+    let body = Value::Array(
+        matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|d| crate::registrations::render(d, &request.context))
+            .collect(),
+    );
+    let mut headers = HeaderMap::new();
+    if flag(&params, "count")?
+        && let Ok(value) = HeaderValue::from_str(&total.to_string())
+    {
+        headers.insert("ngsild-results-count", value);
+    }
+    let page = Page {
+        path: "/ngsi-ld/v1/csourceRegistrations",
+        offset,
+        limit,
+        more: offset + limit < total,
+    };
+    page.link(&params, request.media, ";", &mut headers);
+    Ok(request.respond(StatusCode::OK, body, &mut headers))
+}
+
+/// Update a registration (clause 5.9.3): the given members replace the stored ones: 204.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/csourceRegistrations/{registrationId}", tag = "ngsi-ld",
+    params(("registrationId" = String, Path)), request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn update_registration(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    let row = own_registration(&broker, &request, &id).await?;
+    let Value::Object(changes) = value else {
+        return Err(errors::bad_request("the update must be a JSON object"));
+    };
+    // The stored form compacted, so it reads like the client's, then the changes.
+    let mut merged =
+        crate::registrations::render(&crate::registrations::definition(&row), &request.context);
+    for (key, value) in changes {
+        match key.as_str() {
+            "@context" => {}
+            "id" if value != Value::String(id.clone()) => {
+                return Err(errors::bad_request("a registration's id cannot change"));
+            }
+            _ => {
+                merged[key] = value;
+            }
+        }
+    }
+    let registration = crate::registrations::Registration::parse(&merged, &request.context)?;
+    crate::registrations::replace(&broker.db, &request.tenant, &registration).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.registration.update",
+            format!("registration:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/ngsi-ld/v1/csourceRegistrations/{registrationId}", tag = "ngsi-ld",
+    params(("registrationId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_registration(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.writer(&broker)?;
+    model::check_entity_id(&id)?;
+    own_registration(&broker, &request, &id).await?;
+    crate::registrations::delete(&broker.db, &request.tenant, &id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.registration.delete",
+            format!("registration:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
 }
 
 /// What one request brings besides its body: tenant, context, caller.

@@ -12,6 +12,7 @@ mod migrations;
 pub mod model;
 mod negotiation;
 pub mod query;
+pub mod registrations;
 pub mod subscriptions;
 pub mod temporal;
 

@@ -23,8 +23,21 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             postgres: SPATIAL_POSTGRES,
         },
         Migration::portable(6, "@contexts hosted by the broker", HOSTED_CONTEXTS),
+        Migration::portable(7, "context source registrations", REGISTRATIONS),
     ],
 };
+
+/// Context source registrations (clause 5.9): their definitions with names expanded.
+const REGISTRATIONS: &str = "
+CREATE TABLE ngsi_registrations (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner_department TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+";
 
 /// User @contexts uploaded to the broker (`/jsonldContexts`), served from it and used when a
 /// request names them, without any fetch.

@@ -1073,6 +1073,133 @@ async fn representations_follow_each_attribute_type(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// Clauses 5.9 and 5.10: context source registrations are kept, discovered by entity type, id
+/// and attribute, updated and deleted; another department sees none of them.
+async fn context_sources_are_registered_and_discovered(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let registration = json!({"id": "urn:ngsi-ld:ContextSourceRegistration:parking-bureau",
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "ParkingSpot", "idPattern": "urn:ngsi-ld:ParkingSpot:qd-.*"}],
+                         "propertyNames": ["occupancy"], "relationshipNames": ["refParkingSite"]}],
+        "endpoint": "http://parking.qingdao.example:1026", "mode": "inclusive",
+        "expiresAt": "2099-01-01T00:00:00Z", "location": {"type": "Point", "coordinates": [120.38, 36.06]},
+        "@context": [parking_context()]});
+    let created = broker
+        .call(Method::POST, "/csourceRegistrations", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .body(registration.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created.headers()["location"],
+        "/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:parking-bureau"
+    );
+    let path = "/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:parking-bureau";
+    let stored = broker.get_json(path).await;
+    assert_eq!(stored["status"], "active");
+    assert_eq!(stored["endpoint"], "http://parking.qingdao.example:1026");
+    // Without the client's context the names come back as IRIs.
+    assert_eq!(
+        stored["information"][0]["entities"][0]["type"],
+        "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"
+    );
+    let expanded = "https://smartdatamodels.org/dataModel.Parking";
+    for (query, found) in [
+        (
+            format!("type={}", urlencode(&format!("{expanded}/ParkingSpot"))),
+            1,
+        ),
+        ("type=Vehicle".to_owned(), 0),
+        (
+            format!(
+                "type={}&attrs={}",
+                urlencode(&format!("{expanded}/ParkingSpot")),
+                urlencode(&format!("{expanded}/occupancy"))
+            ),
+            1,
+        ),
+        (
+            format!(
+                "type={}&attrs=speed",
+                urlencode(&format!("{expanded}/ParkingSpot"))
+            ),
+            0,
+        ),
+    ] {
+        let list = broker
+            .get_json(&format!("/csourceRegistrations?{query}"))
+            .await;
+        assert_eq!(list.as_array().map(Vec::len), Some(found), "{query}");
+    }
+    let updated = broker
+        .send(
+            Method::PATCH,
+            path,
+            json!({"endpoint": "http://parking2.qingdao.example:1026"}),
+        )
+        .await;
+    assert_eq!(updated.status(), 204);
+    assert_eq!(
+        broker.get_json(path).await["endpoint"],
+        "http://parking2.qingdao.example:1026"
+    );
+    for bad in [
+        json!({"type": "ContextSourceRegistration", "information": [], "endpoint": "http://x.example"}),
+        json!({"type": "ContextSourceRegistration", "information": [{"entities": [{"id": "urn:x:1"}]}], "endpoint": "http://x.example"}),
+        json!({"type": "ContextSourceRegistration", "information": [{"propertyNames": ["a"]}]}),
+        json!({"type": "ContextSourceRegistration", "information": [{"propertyNames": ["a"]}], "endpoint": "http://x.example", "mode": "sometimes"}),
+        json!({"type": "ContextSourceRegistration", "information": [{"propertyNames": ["a"]}], "endpoint": "http://x.example", "expiresAt": "2000-01-01T00:00:00Z"}),
+    ] {
+        expect_ngsi_error(
+            broker
+                .send(Method::POST, "/csourceRegistrations", bad)
+                .await,
+            400,
+            "BadRequestData",
+        )
+        .await;
+    }
+    let again = broker
+        .call(Method::POST, "/csourceRegistrations", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .body(registration.to_string())
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(again, 409, "AlreadyExists").await;
+    // Another department neither sees nor changes it.
+    let admin = broker.server.admin().await;
+    let other = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let hidden = broker
+        .call(Method::GET, path, Some(&other))
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(hidden, 404, "ResourceNotFound").await;
+    let none: Value = broker
+        .call(Method::GET, "/csourceRegistrations", Some(&other))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(none, json!([]));
+    let deleted = broker
+        .call(Method::DELETE, path, Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(broker.get(path).await, 404, "ResourceNotFound").await;
+    broker.server.cleanup().await;
+}
+
 /// Clauses 4.18 and 4.19: an entity's scopes are kept, appended, merged and deleted like an
 /// attribute (never partially updated), and `scopeQ` selects by them.
 async fn scopes_place_entities_in_hierarchies(backend: TestBackend) {
@@ -4005,6 +4132,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    context_sources_are_registered_and_discovered,
     representations_follow_each_attribute_type,
     scopes_place_entities_in_hierarchies,
     requests_are_negotiated_as_clause_6_3_says,

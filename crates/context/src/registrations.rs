@@ -1,0 +1,362 @@
+//! Context source registrations (clause 5.9): what other systems hold, kept so clients can
+//! discover them (`/csourceRegistrations`). The broker does not forward queries to them.
+
+use crate::jsonld::Context;
+use crate::{errors, model};
+use serde_json::{Map, Value};
+use yunnao_core::Problem;
+
+/// The registration modes of Table 5.2.9-1.
+const MODES: &[&str] = &["inclusive", "exclusive", "redirect", "auxiliary"];
+
+/// A registration as stored: every name expanded, ready for the table.
+pub struct Registration {
+    pub id: String,
+    pub definition: Value,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Registration {
+    /// Checks a registration (Table 5.2.9-1) and expands its type and attribute names.
+    pub fn parse(body: &Value, context: &Context) -> Result<Self, Problem> {
+        let object = body
+            .as_object()
+            .ok_or_else(|| errors::bad_request("a registration is a JSON object"))?;
+        if object
+            .get("type")
+            .is_some_and(|t| t != "ContextSourceRegistration")
+        {
+            return Err(errors::bad_request(
+                "type must be \"ContextSourceRegistration\"",
+            ));
+        }
+        let id = match object.get("id") {
+            Some(Value::String(id)) => {
+                model::check_entity_id(id)?;
+                id.clone()
+            }
+            Some(_) => return Err(errors::bad_request("id must be a URI")),
+            None => format!(
+                "urn:ngsi-ld:ContextSourceRegistration:{}",
+                yunnao_core::new_id()
+            ),
+        };
+        let endpoint = object
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .filter(|e| e.contains("://"))
+            .ok_or_else(|| errors::bad_request("a registration needs an endpoint URI"))?;
+        let _ = endpoint;
+        let information = match object.get("information") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => {
+                return Err(errors::bad_request(
+                    "information is a non-empty array of RegistrationInfo",
+                ));
+            }
+        };
+        let mut expanded_information = Vec::new();
+        for info in information {
+            expanded_information.push(expand_information(info, context)?);
+        }
+        if let Some(mode) = object.get("mode")
+            && !mode.as_str().is_some_and(|m| MODES.contains(&m))
+        {
+            return Err(errors::bad_request(format!(
+                "mode is one of {}",
+                MODES.join(", ")
+            )));
+        }
+        if object
+            .get("operations")
+            .is_some_and(|o| !o.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        {
+            return Err(errors::bad_request("operations is an array of names"));
+        }
+        let expires_at_ms = match object.get("expiresAt") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(yunnao_core::time::parse_rfc3339_ms)
+                    .ok_or_else(|| errors::bad_request("expiresAt must be a date-time"))?,
+            ),
+        };
+        for geo in ["location", "observationSpace", "operationSpace"] {
+            if let Some(value) = object.get(geo) {
+                model::geometry(value)
+                    .map_err(|reason| errors::bad_request(format!("{geo}: {reason}")))?;
+            }
+        }
+        if let Some(scope) = object.get("scope") {
+            model::check_scope(scope)?;
+        }
+        let mut definition: Map<String, Value> = object
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "@context" | "status" | "createdAt" | "modifiedAt"
+                )
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        definition.insert("id".into(), id.clone().into());
+        definition.insert("type".into(), "ContextSourceRegistration".into());
+        definition.insert("information".into(), Value::Array(expanded_information));
+        Ok(Self {
+            id,
+            definition: Value::Object(definition),
+            expires_at_ms,
+        })
+    }
+
+    /// Clause 5.9.2.4: a new expiry is not in the past.
+    pub fn check_not_expired(&self) -> Result<(), Problem> {
+        if self
+            .expires_at_ms
+            .is_some_and(|at| at <= yunnao_core::time::now_ms())
+        {
+            return Err(errors::bad_request("expiresAt is in the past"));
+        }
+        Ok(())
+    }
+}
+
+/// One RegistrationInfo (Table 5.2.10-1): entities (each with a type), propertyNames and
+/// relationshipNames, their names expanded.
+fn expand_information(info: &Value, context: &Context) -> Result<Value, Problem> {
+    let object = info
+        .as_object()
+        .ok_or_else(|| errors::bad_request("each RegistrationInfo is an object"))?;
+    let mut out = Map::new();
+    if let Some(entities) = object.get("entities") {
+        let entities = entities
+            .as_array()
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| errors::bad_request("entities is a non-empty array"))?;
+        let mut expanded = Vec::new();
+        for entity in entities {
+            let mut selector = entity
+                .as_object()
+                .cloned()
+                .ok_or_else(|| errors::bad_request("each entity selector is an object"))?;
+            let types = selector
+                .get("type")
+                .ok_or_else(|| errors::bad_request("each entity selector needs a type"))?;
+            let types = model::parse_types(types, context)?;
+            selector.insert(
+                "type".into(),
+                match types.as_slice() {
+                    [one] => one.clone().into(),
+                    many => Value::Array(many.iter().cloned().map(Value::from).collect()),
+                },
+            );
+            if let Some(id) = selector.get("id") {
+                model::check_entity_id(id.as_str().unwrap_or_default())?;
+            }
+            if let Some(pattern) = selector.get("idPattern") {
+                regex::Regex::new(pattern.as_str().unwrap_or_default())
+                    .map_err(|e| errors::bad_request(format!("idPattern: {e}")))?;
+            }
+            expanded.push(Value::Object(selector));
+        }
+        out.insert("entities".into(), Value::Array(expanded));
+    }
+    for key in ["propertyNames", "relationshipNames"] {
+        if let Some(names) = object.get(key) {
+            let names = names
+                .as_array()
+                .filter(|n| n.iter().all(Value::is_string))
+                .ok_or_else(|| errors::bad_request(format!("{key} is an array of names")))?;
+            out.insert(
+                key.into(),
+                Value::Array(
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|n| Value::from(context.expand(n)))
+                        .collect(),
+                ),
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(errors::bad_request(
+            "a RegistrationInfo names entities, propertyNames or relationshipNames",
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A stored registration compacted with `context`, with its status.
+pub fn render(definition: &Value, context: &Context) -> Value {
+    let mut out = definition.clone();
+    if let Some(information) = out.get_mut("information").and_then(Value::as_array_mut) {
+        for info in information {
+            if let Some(entities) = info.get_mut("entities").and_then(Value::as_array_mut) {
+                for entity in entities {
+                    if let Some(types) = entity.get_mut("type") {
+                        let compacted = match &*types {
+                            Value::Array(many) => Value::Array(
+                                many.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(|t| Value::from(context.compact(t)))
+                                    .collect(),
+                            ),
+                            Value::String(one) => context.compact(one).into(),
+                            other => other.clone(),
+                        };
+                        *types = compacted;
+                    }
+                }
+            }
+            for key in ["propertyNames", "relationshipNames"] {
+                if let Some(names) = info.get_mut(key).and_then(Value::as_array_mut) {
+                    for name in names {
+                        if let Some(text) = name.as_str() {
+                            *name = context.compact(text).into();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let expired = out["expiresAt"]
+        .as_str()
+        .and_then(yunnao_core::time::parse_rfc3339_ms)
+        .is_some_and(|at| at <= yunnao_core::time::now_ms());
+    out["status"] = if expired { "expired" } else { "active" }.into();
+    out
+}
+
+/// Does the registration cover what a discovery query asks: one of the entity types (expanded;
+/// all when empty), the id or id pattern, and one of the attributes (all when empty)?
+pub fn matches(
+    definition: &Value,
+    types: &[String],
+    ids: &[String],
+    pattern: Option<&regex::Regex>,
+    attrs: &[String],
+) -> bool {
+    let Some(information) = definition["information"].as_array() else {
+        return false;
+    };
+    information.iter().any(|info| {
+        let entities: Vec<&Value> = info["entities"].as_array().into_iter().flatten().collect();
+        let entity_ok = (types.is_empty() && ids.is_empty() && pattern.is_none())
+            || entities.iter().any(|e| {
+                let own_types: Vec<&str> = match &e["type"] {
+                    Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+                    Value::String(one) => vec![one.as_str()],
+                    _ => Vec::new(),
+                };
+                (types.is_empty() || types.iter().any(|t| own_types.contains(&t.as_str())))
+                    && (ids.is_empty()
+                        || e["id"]
+                            .as_str()
+                            .is_none_or(|id| ids.iter().any(|i| i == id)))
+                    && pattern.is_none_or(|p| e["id"].as_str().is_none_or(|id| p.is_match(id)))
+            });
+        let names: Vec<&str> = ["propertyNames", "relationshipNames"]
+            .iter()
+            .flat_map(|k| info[*k].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let attrs_ok = attrs.is_empty()
+            || names.is_empty()
+            || attrs.iter().any(|a| names.contains(&a.as_str()));
+        entity_ok && attrs_ok
+    })
+}
+
+/// A stored registration: its owning department and definition.
+pub type Row = (String, String);
+
+pub async fn insert(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    owner: &str,
+    registration: &Registration,
+) -> Result<(), Problem> {
+    use yunnao_store::{DbResultExt, sqlx};
+    let mut tx = db.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO ngsi_registrations (tenant, id, owner_department, definition, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(tenant.to_owned())
+    .bind(registration.id.clone())
+    .bind(owner.to_owned())
+    .bind(registration.definition.to_string())
+    .bind(yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms()))
+    .execute(&mut **tx)
+    .await
+    .db()?;
+    if inserted.rows_affected() == 0 {
+        return Err(errors::already_exists(format!(
+            "registration {} exists",
+            registration.id
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn replace(
+    db: &yunnao_store::Db,
+    tenant: &str,
+    registration: &Registration,
+) -> Result<(), Problem> {
+    use yunnao_store::{DbResultExt, sqlx};
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE ngsi_registrations SET definition = $3 WHERE tenant = $1 AND id = $2")
+        .bind(tenant.to_owned())
+        .bind(registration.id.clone())
+        .bind(registration.definition.to_string())
+        .execute(&mut **tx)
+        .await
+        .db()?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get(db: &yunnao_store::Db, tenant: &str, id: &str) -> Result<Option<Row>, Problem> {
+    use yunnao_store::{DbResultExt, sqlx};
+    sqlx::query_as(
+        "SELECT owner_department, definition FROM ngsi_registrations WHERE tenant = $1 AND id = $2",
+    )
+    .bind(tenant.to_owned())
+    .bind(id.to_owned())
+    .fetch_optional(db.pool())
+    .await
+    .db()
+}
+
+pub async fn list(db: &yunnao_store::Db, tenant: &str) -> Result<Vec<Row>, Problem> {
+    use yunnao_store::{DbResultExt, sqlx};
+    sqlx::query_as(
+        "SELECT owner_department, definition FROM ngsi_registrations WHERE tenant = $1 ORDER BY id",
+    )
+    .bind(tenant.to_owned())
+    .fetch_all(db.pool())
+    .await
+    .db()
+}
+
+pub async fn delete(db: &yunnao_store::Db, tenant: &str, id: &str) -> Result<(), Problem> {
+    use yunnao_store::{DbResultExt, sqlx};
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM ngsi_registrations WHERE tenant = $1 AND id = $2")
+        .bind(tenant.to_owned())
+        .bind(id.to_owned())
+        .execute(&mut **tx)
+        .await
+        .db()?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The definition of a stored row.
+pub fn definition(row: &Row) -> Value {
+    serde_json::from_str(&row.1).unwrap_or(Value::Null)
+}
