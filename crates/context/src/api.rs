@@ -196,18 +196,7 @@ async fn query_registrations(
     )?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    let list = |key: &str| -> Vec<String> {
-        params
-            .get(key)
-            .map(|v| {
-                v.split([',', '|'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |key: &str| list_param(&params, key);
     let types: Vec<String> = list("type")
         .iter()
         .map(|t| request.context.expand(t))
@@ -224,13 +213,7 @@ async fn query_registrations(
     if let Some(csf) = params.get("csf") {
         crate::query::check_csf(csf)?;
     }
-    let number = |key: &str, default: usize| -> NgsiResult<usize> {
-        params.get(key).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer")))
-        })
-    };
-    let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
+    let (offset, limit) = paging(&params)?;
     let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
         .await?
         .iter()
@@ -721,6 +704,31 @@ const TEMPORAL_PARAMS: &[&str] = &[
     "aggrMethods",
     "aggrPeriodDuration",
 ];
+
+/// A list parameter, its items separated by `,` or `|` (empty when absent).
+fn list_param(params: &HashMap<String, String>, key: &str) -> Vec<String> {
+    params
+        .get(key)
+        .map(|v| {
+            v.split([',', '|'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `offset` (0 by default) and `limit` (20 by default), non-negative integers.
+fn paging(params: &HashMap<String, String>) -> NgsiResult<(usize, usize)> {
+    let number = |key: &str, default: usize| -> NgsiResult<usize> {
+        params.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer")))
+        })
+    };
+    Ok((number("offset", 0)?, number("limit", 20)?))
+}
 
 /// Is `name` among the comma-separated `options`?
 /// A true/false query parameter (false when absent).
@@ -1444,18 +1452,7 @@ fn entity_query(
     context: &Context,
     max_limit: usize,
 ) -> NgsiResult<EntityQuery> {
-    let list = |key: &str| -> Vec<String> {
-        params
-            .get(key)
-            .map(|v| {
-                v.split([',', '|'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |key: &str| list_param(params, key);
     let types: Vec<String> = list("type").iter().map(|t| context.expand(t)).collect();
     let ids = list("id");
     for id in &ids {
@@ -1547,16 +1544,7 @@ fn entity_query(
             "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query",
         ));
     }
-    let number = |key: &str, default: usize| -> NgsiResult<usize> {
-        match params.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer"))),
-        }
-    };
-    let offset = number("offset", 0)?;
-    let limit = number("limit", 20)?;
+    let (offset, limit) = paging(params)?;
     let count = params.get("count").is_some_and(|c| c == "true");
     if limit > max_limit {
         return Err(Problem::custom(
@@ -3638,13 +3626,7 @@ async fn list_subscriptions(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let params = params_of(raw, &[&["limit", "offset", "count", "local"]])?;
-    let number = |key: &str, default: usize| -> NgsiResult<usize> {
-        params.get(key).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| errors::bad_request(format!("{key} must be a non-negative integer")))
-        })
-    };
-    let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
+    let (offset, limit) = paging(&params)?;
     let owner = match &request.viewer {
         Viewer::Department(department) => Some(department.as_str()),
         _ => None,

@@ -64,9 +64,9 @@ const VALUE_MEMBERS: &[&str] = &[
     "objectList",
 ];
 
-/// Members only the broker writes (notifications with `showChanges`, linked-entity retrieval);
-/// never accepted in a request (clauses 4.5.2.2, 4.5.3.2).
-const OUTPUT_ONLY: &[&str] = &[
+/// The previous values notifications with `showChanges` carry: the broker's only, neither
+/// members nor names of attributes in a request (clauses 4.5.2.2, 4.5.3.2).
+const PREVIOUS: &[&str] = &[
     "previousValue",
     "previousObject",
     "previousLanguageMap",
@@ -74,9 +74,10 @@ const OUTPUT_ONLY: &[&str] = &[
     "previousVocab",
     "previousValueList",
     "previousObjectList",
-    "entity",
-    "entityList",
 ];
+
+/// What linked-entity retrieval inlines: never an attribute's member in a request.
+const INLINED: &[&str] = &["entity", "entityList"];
 
 /// The attribute that carries a W3C Data Integrity proof of its entity, with the non-reified
 /// `entityIdSealed` and `entityTypeSealed` (clause 4.5.2.2).
@@ -85,7 +86,7 @@ const PROOF_ATTRIBUTE: &str = "ngsildproof";
 /// Is an attribute or sub-attribute by this name forbidden (clause 4.5.1: core terms that are
 /// attribute members cannot name attributes)?
 fn reserved_name(name: &str) -> bool {
-    (STRUCTURAL.contains(&name) && name != "location") || OUTPUT_ONLY[..7].contains(&name)
+    STRUCTURAL.contains(&name) || PREVIOUS.contains(&name)
 }
 
 /// Attribute names that hold geometry (CIM 009 §4.7).
@@ -762,7 +763,10 @@ fn check_members(
     };
     for member in object.keys() {
         let member = member.as_str();
-        if (VALUE_MEMBERS.contains(&member) && member != own) || OUTPUT_ONLY.contains(&member) {
+        if (VALUE_MEMBERS.contains(&member) && member != own)
+            || PREVIOUS.contains(&member)
+            || INLINED.contains(&member)
+        {
             return refuse(member);
         }
         if member == "unitCode"

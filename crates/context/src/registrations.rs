@@ -41,12 +41,13 @@ impl Registration {
                 yunnao_core::new_id()
             ),
         };
-        let endpoint = object
+        if !object
             .get("endpoint")
             .and_then(Value::as_str)
-            .filter(|e| e.contains("://"))
-            .ok_or_else(|| errors::bad_request("a registration needs an endpoint URI"))?;
-        let _ = endpoint;
+            .is_some_and(|e| e.contains("://"))
+        {
+            return Err(errors::bad_request("a registration needs an endpoint URI"));
+        }
         let information = match object.get("information") {
             Some(Value::Array(items)) if !items.is_empty() => items,
             _ => {
