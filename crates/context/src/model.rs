@@ -258,6 +258,19 @@ pub fn check_entity_id(id: &str) -> Result<(), yunnao_core::Problem> {
     }
 }
 
+/// A DateTime as clause 4.6.3 has it: RFC 3339 in UTC, ending in `Z`.
+fn utc_date_time(text: &str) -> bool {
+    text.ends_with('Z') && yunnao_core::time::parse_rfc3339_ms(text).is_some()
+}
+
+/// Clauses 5.8.1.4 and 5.9.2.4: an expiry given now is not in the past.
+pub fn not_in_past(expires_at_ms: Option<i64>) -> Result<(), yunnao_core::Problem> {
+    if expires_at_ms.is_some_and(|at| at <= yunnao_core::time::now_ms()) {
+        return Err(errors::bad_request("expiresAt is in the past"));
+    }
+    Ok(())
+}
+
 /// A Scope (clause 4.18): `[/] level *("/" level)`, a level a letter then letters, digits and
 /// `_`; one or a list of them. Never the NGSI-LD Null on input.
 pub fn check_scope(scope: &Value) -> Result<(), yunnao_core::Problem> {
@@ -451,9 +464,7 @@ fn parse_entity_as(
     // An entity's expiry (a system member, clause 4.5.1): a date-time when given; this broker
     // does not expire entities, so it is not kept.
     if let Some(expires) = object.remove("expiresAt")
-        && !expires
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z') && yunnao_core::time::parse_rfc3339_ms(t).is_some())
+        && !expires.as_str().is_some_and(utc_date_time)
     {
         return Err(errors::bad_request("expiresAt is a date-time in UTC"));
     }
@@ -720,9 +731,7 @@ fn parse_attribute_as(
         object.remove("datasetId");
     }
     if let Some(observed) = object.get("observedAt") {
-        let valid = observed
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z') && yunnao_core::time::parse_rfc3339_ms(t).is_some());
+        let valid = observed.as_str().is_some_and(utc_date_time);
         if !valid {
             return Err(errors::bad_request(format!(
                 "{name}: observedAt must be a date-time in UTC, ending in Z (clause 4.6.3)"

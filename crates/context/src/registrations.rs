@@ -113,13 +113,7 @@ impl Registration {
 
     /// Clause 5.9.2.4: a new expiry is not in the past.
     pub fn check_not_expired(&self) -> Result<(), Problem> {
-        if self
-            .expires_at_ms
-            .is_some_and(|at| at <= yunnao_core::time::now_ms())
-        {
-            return Err(errors::bad_request("expiresAt is in the past"));
-        }
-        Ok(())
+        model::not_in_past(self.expires_at_ms)
     }
 }
 

@@ -310,13 +310,7 @@ impl Subscription {
 
     /// Clause 5.8.1.4: a new expiry is not in the past.
     pub fn check_not_expired(&self) -> Result<(), Problem> {
-        if self
-            .expires_at_ms
-            .is_some_and(|at| at <= yunnao_core::time::now_ms())
-        {
-            return Err(errors::bad_request("expiresAt is in the past"));
-        }
-        Ok(())
+        model::not_in_past(self.expires_at_ms)
     }
 
     /// Does a change of `entity` (its `changed` attributes) concern this subscription?
