@@ -46,6 +46,10 @@ impl Equivalent<(String, String)> for KeyRef<'_> {
 pub(crate) struct EntityCache {
     entries: quick_cache::sync::Cache<(String, String), Cached, ByteWeight>,
     epochs: [AtomicU64; STRIPES],
+    /// Writes under way per stripe, from before their COMMIT until they forgot their entity:
+    /// while one is, a reader may already see its change in the database, so nothing it read
+    /// before may be kept.
+    in_flight: [AtomicU64; STRIPES],
     hasher: std::hash::RandomState,
 }
 
@@ -63,12 +67,30 @@ impl EntityCache {
                 ByteWeight,
             ),
             epochs: std::array::from_fn(|_| AtomicU64::new(0)),
+            in_flight: std::array::from_fn(|_| AtomicU64::new(0)),
             hasher: std::hash::RandomState::new(),
         }
     }
 
+    fn index(&self, tenant: &str, id: &str) -> usize {
+        self.hasher.hash_one(KeyRef(tenant, id)) as usize % STRIPES
+    }
+
     fn stripe(&self, tenant: &str, id: &str) -> &AtomicU64 {
-        &self.epochs[self.hasher.hash_one(KeyRef(tenant, id)) as usize % STRIPES]
+        &self.epochs[self.index(tenant, id)]
+    }
+
+    /// A write of entity `id` begins (before its COMMIT): until the returned guard is dropped,
+    /// no read of the entity's stripe is kept. `Writing::committed` forgets the entity.
+    pub(crate) fn writing(self: &Arc<Self>, tenant: &str, id: &str) -> Writing {
+        let stripe = self.index(tenant, id);
+        self.in_flight[stripe].fetch_add(1, Ordering::SeqCst);
+        Writing {
+            cache: self.clone(),
+            stripe,
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+        }
     }
 
     pub(crate) fn get(&self, tenant: &str, id: &str) -> Option<Arc<Retrieved>> {
@@ -91,8 +113,11 @@ impl EntityCache {
         text_bytes: usize,
     ) {
         let id = entity.entity.id.as_str();
-        let stripe = self.stripe(tenant, id);
-        if stripe.load(Ordering::SeqCst) != ticket.0 {
+        let index = self.index(tenant, id);
+        let (stripe, in_flight) = (&self.epochs[index], &self.in_flight[index]);
+        let current =
+            || stripe.load(Ordering::SeqCst) == ticket.0 && in_flight.load(Ordering::SeqCst) == 0;
+        if !current() {
             return;
         }
         let cached = Cached {
@@ -101,9 +126,9 @@ impl EntityCache {
         };
         self.entries
             .insert((tenant.to_owned(), id.to_owned()), cached);
-        // A write that committed after the check above and forgot the entity before the
-        // insert would leave the old version behind: look again.
-        if stripe.load(Ordering::SeqCst) != ticket.0 {
+        // A write that began after the check above would leave the old version behind
+        // (another reader may see its change already): look again.
+        if !current() {
             self.entries.remove(&KeyRef(tenant, id));
         }
     }
@@ -112,5 +137,92 @@ impl EntityCache {
     pub(crate) fn forget(&self, tenant: &str, id: &str) {
         self.stripe(tenant, id).fetch_add(1, Ordering::SeqCst);
         self.entries.remove(&KeyRef(tenant, id));
+    }
+}
+
+/// A write of one entity under way (see [`EntityCache::writing`]).
+pub(crate) struct Writing {
+    cache: Arc<EntityCache>,
+    stripe: usize,
+    tenant: String,
+    id: String,
+}
+
+impl Writing {
+    /// The write committed: the entity is forgotten, then (as the guard drops) its stripe may
+    /// be cached again.
+    pub(crate) fn committed(self) {
+        self.cache.forget(&self.tenant, &self.id);
+    }
+}
+
+impl Drop for Writing {
+    /// Also when the write rolled back or was abandoned (its after-commit work dropped).
+    fn drop(&mut self) {
+        self.cache.in_flight[self.stripe].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Entity;
+
+    fn entity(value: i64) -> Arc<Retrieved> {
+        Arc::new(Retrieved::new(crate::Stored {
+            entity: Entity {
+                id: "urn:ngsi-ld:T:1".into(),
+                types: vec!["urn:t".into()],
+                attrs: serde_json::json!({"urn:count": {"type": "Property", "value": value}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                created_at: String::new(),
+                modified_at: String::new(),
+                scope: None,
+            },
+            owner: "transport".into(),
+            public: false,
+        }))
+    }
+
+    fn cached_count(cache: &EntityCache) -> Option<i64> {
+        cache
+            .get("city", "urn:ngsi-ld:T:1")
+            .and_then(|e| e.entity.attrs["urn:count"]["value"].as_i64())
+    }
+
+    /// A read is kept only if no write of its entity's stripe began or ended since the reader
+    /// took its ticket: while a write is under way, readers may already see its change in the
+    /// database, and an older read kept then would make them see the entity go back.
+    #[test]
+    fn reads_from_before_or_during_a_write_are_not_kept() {
+        let cache = Arc::new(EntityCache::new(1 << 20));
+        // Read before the write began, kept after it began: dropped.
+        let ticket = cache.ticket("city", "urn:ngsi-ld:T:1");
+        let writing = cache.writing("city", "urn:ngsi-ld:T:1");
+        cache.fill("city", ticket, &entity(4), 100);
+        assert_eq!(cached_count(&cache), None);
+        // A read during the write, even of the new value: not kept either.
+        let ticket = cache.ticket("city", "urn:ngsi-ld:T:1");
+        cache.fill("city", ticket, &entity(5), 100);
+        assert_eq!(cached_count(&cache), None);
+        writing.committed();
+        // After the write: kept.
+        let ticket = cache.ticket("city", "urn:ngsi-ld:T:1");
+        cache.fill("city", ticket, &entity(5), 100);
+        assert_eq!(cached_count(&cache), Some(5));
+        // A write that is abandoned (its after-commit work dropped) blocks nothing afterwards,
+        // and a kept copy stays (nothing changed).
+        drop(cache.writing("city", "urn:ngsi-ld:T:1"));
+        assert_eq!(cached_count(&cache), Some(5));
+        let ticket = cache.ticket("city", "urn:ngsi-ld:T:1");
+        cache.forget("city", "urn:ngsi-ld:T:1");
+        cache.fill("city", ticket, &entity(5), 100);
+        assert_eq!(
+            cached_count(&cache),
+            None,
+            "a ticket from before a forget is stale"
+        );
     }
 }

@@ -337,11 +337,12 @@ impl ContextBroker {
         }
     }
 
-    /// After `tx` commits, no cached copy of entity `id` is left (see [`cache`]).
+    /// After `tx` commits, no cached copy of entity `id` is left, and none read while it was
+    /// under way is kept (see [`cache`]).
     fn forget_after_commit(&self, tx: &mut Write, tenant: &str, id: &str) {
         if let Some(cache) = &self.cache {
-            let (cache, tenant, id) = (cache.clone(), tenant.to_owned(), id.to_owned());
-            tx.after_commit(Box::new(move || cache.forget(&tenant, &id)));
+            let writing = cache.writing(tenant, id);
+            tx.after_commit(Box::new(move || writing.committed()));
         }
     }
 
