@@ -357,8 +357,7 @@ impl ContextBroker {
             )));
         }
         tx.commit().await?;
-        let all: Vec<String> = entity.attrs.keys().cloned().collect();
-        self.notifier.changed(tenant, entity, &all);
+        self.notifier.created(tenant, entity);
         Ok(())
     }
 
@@ -389,8 +388,7 @@ impl ContextBroker {
         tx.commit().await?;
         for (entity, outcome) in entities.iter().zip(&outcomes) {
             if outcome.is_ok() {
-                let all: Vec<String> = entity.attrs.keys().cloned().collect();
-                self.notifier.changed(tenant, entity, &all);
+                self.notifier.created(tenant, entity);
             }
         }
         Ok(outcomes)

@@ -40,6 +40,15 @@ pub struct Subscription {
     context: Context,
     /// Where notifications go, parsed from `notification.endpoint`.
     target: Endpoint,
+    /// `notificationTrigger`; `None`: the default (attributes created or updated).
+    triggers: Option<Vec<String>>,
+}
+
+/// What happened to an entity, for the notification triggers (Table 5.2.12-1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    Created,
+    Updated,
 }
 
 /// The notification triggers of Table 5.2.12-1.
@@ -267,8 +276,8 @@ impl Subscription {
         if let Some(csf) = object.get("csf") {
             definition.insert("csf".into(), csf.clone());
         }
-        if let Some(triggers) = triggers {
-            definition.insert("notificationTrigger".into(), Value::Array(triggers));
+        if let Some(triggers) = &triggers {
+            definition.insert("notificationTrigger".into(), Value::Array(triggers.clone()));
         }
         definition.insert(
             "notification".into(),
@@ -305,7 +314,26 @@ impl Subscription {
             geo,
             context: context.clone(),
             target,
+            triggers: triggers.map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            }),
         })
+    }
+
+    /// Does this kind of change trigger a notification? A new entity's attributes are
+    /// created; a change creates or updates attributes (deletions are not notified).
+    fn fires_on(&self, change: Change) -> bool {
+        let Some(triggers) = &self.triggers else {
+            return true;
+        };
+        let wanted: &[&str] = match change {
+            Change::Created => &["entityCreated", "attributeCreated"],
+            Change::Updated => &["entityUpdated", "attributeUpdated", "attributeCreated"],
+        };
+        triggers.iter().any(|t| wanted.contains(&t.as_str()))
     }
 
     /// Clause 5.8.1.4: a new expiry is not in the past.
@@ -439,13 +467,23 @@ impl Notifier {
 
     /// Queues the notifications a committed change causes.
     pub fn changed(&self, tenant: &str, entity: &Entity, changed: &[String]) {
+        self.notify(tenant, entity, changed, Change::Updated);
+    }
+
+    /// A new entity (all its attributes created).
+    pub fn created(&self, tenant: &str, entity: &Entity) {
+        let all: Vec<String> = entity.attrs.keys().cloned().collect();
+        self.notify(tenant, entity, &all, Change::Created);
+    }
+
+    fn notify(&self, tenant: &str, entity: &Entity, changed: &[String], change: Change) {
         let now = yunnao_core::time::now_ms();
         let matching: Vec<Arc<Subscription>> = self
             .subscriptions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|s| s.tenant == tenant && s.matches(entity, changed, now))
+            .filter(|s| s.tenant == tenant && s.fires_on(change) && s.matches(entity, changed, now))
             .cloned()
             .collect();
         for subscription in matching {

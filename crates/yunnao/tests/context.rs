@@ -3007,6 +3007,55 @@ async fn a_slow_receiver_gets_every_notification_under_load(backend: TestBackend
     broker.server.cleanup().await;
 }
 
+/// Table 5.2.12-1: `notificationTrigger` chooses which changes notify: a subscription to
+/// creations hears of the new entity only, one to updates of its change only.
+async fn notification_triggers_choose_creations_or_updates(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let (url, seen) = receiver(200).await;
+    for (id, trigger) in [("created", "entityCreated"), ("updated", "entityUpdated")] {
+        let subscribed = broker
+            .send(Method::POST, "/subscriptions", json!({"id": format!("urn:ngsi-ld:Subscription:{id}"),
+                "type": "Subscription", "entities": [{"type": "Bus"}], "notificationTrigger": [trigger],
+                "notification": {"endpoint": {"uri": url}}}))
+            .await;
+        assert_eq!(subscribed.status(), 201);
+    }
+    let bus = json!({"id": "urn:ngsi-ld:Bus:b1", "type": "Bus", "speed": 30});
+    assert_eq!(
+        broker.send(Method::POST, "/entities", bus).await.status(),
+        201
+    );
+    let updated = broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:Bus:b1/attrs",
+            json!({"speed": 35}),
+        )
+        .await;
+    assert_eq!(updated.status(), 204);
+    let heard = wait_for(|| {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.len() >= 2).then(|| seen.clone())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        2,
+        "no other notification"
+    );
+    let by = |subscription: &str| {
+        heard
+            .iter()
+            .filter(|(n, _)| n["subscriptionId"] == subscription)
+            .map(|(n, _)| n["data"][0]["speed"]["value"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("urn:ngsi-ld:Subscription:created"), [json!(30)]);
+    assert_eq!(by("urn:ngsi-ld:Subscription:updated"), [json!(35)]);
+    broker.server.cleanup().await;
+}
+
 async fn subscriptions_notify_and_count_every_delivery(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let (url, seen) = receiver(200).await;
@@ -4132,6 +4181,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
+    notification_triggers_choose_creations_or_updates,
     context_sources_are_registered_and_discovered,
     representations_follow_each_attribute_type,
     scopes_place_entities_in_hierarchies,
