@@ -213,7 +213,6 @@ async fn query_registrations(
     if let Some(csf) = params.get("csf") {
         crate::query::check_csf(csf)?;
     }
-    let (offset, limit) = paging(&params)?;
     let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
         .await?
         .iter()
@@ -224,29 +223,13 @@ async fn query_registrations(
         .map(crate::registrations::definition)
         .filter(|d| crate::registrations::matches(d, &types, &ids, pattern.as_ref(), &attrs))
         .collect();
-    let total = matching.len();
-    let body = Value::Array(
-        matching
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|d| crate::registrations::render(d, &request.context))
-            .collect(),
-    );
-    let mut headers = HeaderMap::new();
-    if flag(&params, "count")?
-        && let Ok(value) = HeaderValue::from_str(&total.to_string())
-    {
-        headers.insert("ngsild-results-count", value);
-    }
-    let page = Page {
-        path: "/ngsi-ld/v1/csourceRegistrations",
-        offset,
-        limit,
-        more: offset + limit < total,
-    };
-    page.link(&params, request.media, ";", &mut headers);
-    Ok(request.respond(StatusCode::OK, body, &mut headers))
+    list_page(
+        &request,
+        "/ngsi-ld/v1/csourceRegistrations",
+        &params,
+        &matching,
+        |d| crate::registrations::render(d, &request.context),
+    )
 }
 
 /// Update a registration (clause 5.9.3): the given members replace the stored ones: 204.
@@ -635,10 +618,10 @@ struct TypeSelector(Option<Vec<String>>);
 
 impl TypeSelector {
     fn read(params: &HashMap<String, String>, context: &Context) -> Self {
-        Self(params.get("type").map(|types| {
-            types
-                .split([',', '|'])
-                .map(|t| context.expand(t.trim()))
+        Self(params.contains_key("type").then(|| {
+            list_param(params, "type")
+                .iter()
+                .map(|t| context.expand(t))
                 .collect()
         }))
     }
@@ -987,6 +970,20 @@ async fn merge_entity(
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
+/// Takes the members of a merge or update fragment that are the NGSI-LD Null out of it: the
+/// (expanded) names of the attributes to delete.
+fn take_removals(object: &mut Map<String, Value>, context: &Context) -> Vec<String> {
+    let mut deleted = Vec::new();
+    object.retain(|name, value| {
+        let null = model::removes(value);
+        if null {
+            deleted.push(context.expand(name));
+        }
+        !null
+    });
+    deleted
+}
+
 /// A fragment's `scope` member, validated: `Some(None)` for the NGSI-LD Null where it may
 /// remove the scope (merge).
 fn take_scope(
@@ -1024,14 +1021,7 @@ impl Merge {
             .map(|t| model::parse_types(&t, context))
             .transpose()?;
         let scope = take_scope(&mut object, true)?;
-        let mut deleted = Vec::new();
-        object.retain(|name, value| {
-            let null = model::removes(value);
-            if null {
-                deleted.push(context.expand(name));
-            }
-            !null
-        });
+        let deleted = take_removals(&mut object, context);
         let mut value_patches = HashMap::new();
         for (name, attribute) in object.iter_mut() {
             if let Some(value) = attribute.get_mut("value").filter(|v| v.is_object()) {
@@ -1207,14 +1197,7 @@ async fn update_attributes(
     };
     let scope = take_scope(&mut object, true)?;
     // Clause 5.5.8: an attribute given as the NGSI-LD Null is deleted.
-    let mut deleted = Vec::new();
-    object.retain(|name, value| {
-        let null = model::removes(value);
-        if null {
-            deleted.push(request.context.expand(name));
-        }
-        !null
-    });
+    let deleted = take_removals(&mut object, &request.context);
     let stamp = now();
     let attrs = model::parse_attributes(object, &request.context, &stamp)?;
     let mut updated = Vec::new();
@@ -3626,33 +3609,45 @@ async fn list_subscriptions(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let params = params_of(raw, &[&["limit", "offset", "count", "local"]])?;
-    let (offset, limit) = paging(&params)?;
     let owner = match &request.viewer {
         Viewer::Department(department) => Some(department.as_str()),
         _ => None,
     };
     let rows = broker.subscriptions(&request.tenant, owner).await?;
-    let total = rows.len();
-    let body = Value::Array(
-        rows.iter()
-            .skip(offset)
-            .take(limit)
-            .map(|row| crate::subscriptions::render(row, &request.context))
-            .collect(),
-    );
+    list_page(
+        &request,
+        "/ngsi-ld/v1/subscriptions",
+        &params,
+        &rows,
+        |row| crate::subscriptions::render(row, &request.context),
+    )
+}
+
+/// One page of a listing (subscriptions, registrations): the items from `offset`, at most
+/// `limit`, each rendered; the count when asked; links to the neighbouring pages.
+fn list_page<T>(
+    request: &Request,
+    path: &'static str,
+    params: &HashMap<String, String>,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
+) -> NgsiResult<Response> {
+    let (offset, limit) = paging(params)?;
+    let total = items.len();
+    let body = Value::Array(items.iter().skip(offset).take(limit).map(render).collect());
     let mut headers = HeaderMap::new();
-    if params.get("count").is_some_and(|c| c == "true")
+    if flag(params, "count")?
         && let Ok(value) = HeaderValue::from_str(&total.to_string())
     {
         headers.insert("ngsild-results-count", value);
     }
     let page = Page {
-        path: "/ngsi-ld/v1/subscriptions",
+        path,
         offset,
         limit,
         more: offset + limit < total,
     };
-    page.link(&params, request.media, ";", &mut headers);
+    page.link(params, request.media, ";", &mut headers);
     Ok(request.respond(StatusCode::OK, body, &mut headers))
 }
 

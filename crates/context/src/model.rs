@@ -54,7 +54,7 @@ const STRUCTURAL: &[&str] = &[
 
 /// The members that hold an attribute's value, one per attribute type (clause 4.5): an
 /// attribute has its own and none of the others.
-const VALUE_MEMBERS: &[&str] = &[
+pub const VALUE_MEMBERS: &[&str] = &[
     "value",
     "object",
     "languageMap",

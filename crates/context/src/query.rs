@@ -602,16 +602,8 @@ impl Term {
 }
 
 fn attribute_value(attribute: &Value) -> Option<&Value> {
-    for member in [
-        "value",
-        "object",
-        "languageMap",
-        "json",
-        "vocab",
-        "valueList",
-        "objectList",
-    ] {
-        if let Some(value) = attribute.get(member) {
+    for member in crate::model::VALUE_MEMBERS {
+        if let Some(value) = attribute.get(*member) {
             return Some(value);
         }
     }
