@@ -609,6 +609,7 @@ impl ContextBroker {
     ) -> Result<std::sync::Arc<Retrieved>, Problem> {
         let stored = self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
+        hold_history(&mut tx, tenant, id).await?;
         temporal::record_attrs(&mut tx, tenant, id, None, instances).await?;
         tx.commit().await?;
         Ok(stored)
@@ -633,6 +634,7 @@ impl ContextBroker {
             .ok_or_else(missing)?;
         let instance = change(instance)?;
         let mut tx = self.db.begin_fast_write().await?;
+        hold_history(&mut tx, tenant, id).await?;
         if !temporal::replace_instance(&mut tx, tenant, id, (attr, dataset, at_ms), &instance)
             .await?
         {
@@ -653,6 +655,7 @@ impl ContextBroker {
     ) -> Result<u64, Problem> {
         self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
+        hold_history(&mut tx, tenant, id).await?;
         let deleted = temporal::delete_rows(&mut tx, tenant, id, scope).await?;
         tx.commit().await?;
         Ok(deleted)
@@ -1020,6 +1023,20 @@ async fn update_row(
         })
         .map(|(name, _)| name.clone())
         .collect())
+}
+
+/// On PostgreSQL, holds entity `id`'s row until `tx` ends, as changes of the entity do: writers
+/// of its history take turns, since each reads an attribute's open hour before writing (see
+/// [`temporal::record_attrs`]). SQLite's one writer already makes them take turns.
+async fn hold_history(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Problem> {
+    if tx.backend() == Backend::Postgres {
+        tx.execute(
+            "SELECT 1 FROM ngsi_entities WHERE tenant = $1 AND id = $2 FOR UPDATE",
+            &[Arg::Text(tenant), Arg::Text(id)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Puts the entity's stored bounding box (if any) into SQLite's spatial index; PostgreSQL's

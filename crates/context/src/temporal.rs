@@ -3,6 +3,10 @@
 //! aggregated per period (`aggrMethods`, `aggrPeriodDuration`) in the database: periods of
 //! whole hours starting on an hour read the hourly rollups kept beside the history, others the
 //! history itself.
+//!
+//! An attribute's *open hour* is the hour of its newest instance. Its rollup is not kept while
+//! it lasts (a change costs the writer one page fewer): the instance that begins a later hour
+//! sums it up, and aggregations read it from the history. Every other hour's rollup is exact.
 
 use crate::errors;
 use crate::model::Entity;
@@ -22,6 +26,7 @@ pub async fn record(
 }
 
 /// [`record`] for entity `id`'s attributes `after` (each one instance or an array of them).
+/// Writers of one attribute's history must take turns (each reads its open hour first).
 pub async fn record_attrs(
     tx: &mut Write,
     tenant: &str,
@@ -46,62 +51,49 @@ pub async fn record_attrs(
             let number = instance.get("value").and_then(Value::as_f64);
             let text =
                 serde_json::to_string(instance).map_err(|e| Problem::internal(e.to_string()))?;
-            let inserted = tx
-                .execute(
-                    INSERT_HISTORY,
-                    &[
-                        Arg::Text(tenant),
-                        Arg::Text(id),
-                        Arg::Text(name),
-                        Arg::Text(dataset),
-                        Arg::Int(at),
-                        Arg::Real(number),
-                        Arg::Text(&text),
-                    ],
+            let open_hour = tx
+                .query_i64(
+                    NEWEST_INSTANCE,
+                    &[Arg::Text(tenant), Arg::Text(id), Arg::Text(name)],
                 )
                 .await?
-                > 0;
-            let hour = at - at.rem_euclid(HOUR_MS);
-            if inserted {
-                // A new instance: fold it into its hour.
-                tx.execute(
-                    FOLD_INTO_HOUR,
-                    &[
-                        Arg::Text(tenant),
-                        Arg::Text(id),
-                        Arg::Text(name),
-                        Arg::Int(hour),
-                        Arg::Real(number),
-                    ],
-                )
-                .await?;
-            } else {
-                // The same instant again replaces the value: its hour is summed afresh (a
-                // minimum or maximum cannot be taken back incrementally).
-                tx.execute(
-                    REPLACE_HISTORY,
-                    &[
-                        Arg::Text(tenant),
-                        Arg::Text(id),
-                        Arg::Text(name),
-                        Arg::Text(dataset),
-                        Arg::Int(at),
-                        Arg::Real(number),
-                        Arg::Text(&text),
-                    ],
-                )
-                .await?;
-                tx.execute(
-                    RESUM_HOUR,
-                    &[
-                        Arg::Text(tenant),
-                        Arg::Text(id),
-                        Arg::Text(name),
-                        Arg::Int(hour),
-                        Arg::Int(hour + HOUR_MS),
-                    ],
-                )
-                .await?;
+                .map(hour_of);
+            let history = [
+                Arg::Text(tenant),
+                Arg::Text(id),
+                Arg::Text(name),
+                Arg::Text(dataset),
+                Arg::Int(at),
+                Arg::Real(number),
+                Arg::Text(&text),
+            ];
+            let inserted = tx.execute(INSERT_HISTORY, &history).await? > 0;
+            if !inserted {
+                // The same instant again: the value is replaced.
+                tx.execute(REPLACE_HISTORY, &history).await?;
+            }
+            let hour = hour_of(at);
+            match open_hour {
+                // A later hour begins: the attribute's open hour is over and summed up.
+                Some(open) if hour > open => resum_hours(tx, tenant, id, name, Some(open)).await?,
+                // A closed hour gets an instance: a new one is folded in; a replaced one
+                // means summing it afresh (a minimum or maximum cannot be taken back).
+                Some(open) if hour < open && inserted => {
+                    tx.execute(
+                        FOLD_INTO_HOUR,
+                        &[
+                            Arg::Text(tenant),
+                            Arg::Text(id),
+                            Arg::Text(name),
+                            Arg::Int(hour),
+                            Arg::Real(number),
+                        ],
+                    )
+                    .await?;
+                }
+                Some(open) if hour < open => resum_hours(tx, tenant, id, name, Some(hour)).await?,
+                // The open hour (or the first instance): summed when it is over.
+                _ => {}
             }
         }
     }
@@ -127,6 +119,16 @@ pub fn dataset_of(instance: &Value) -> &str {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// The hour that holds `at_ms`, as the ms of its start.
+fn hour_of(at_ms: i64) -> i64 {
+    at_ms - at_ms.rem_euclid(HOUR_MS)
+}
+
+/// The time of an attribute's newest instance: its hour is the attribute's open hour, whose
+/// rollup is not kept up to date (see [`aggregate`]).
+const NEWEST_INSTANCE: &str =
+    "SELECT MAX(at_ms) FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3";
+
 /// A new instance of an attribute.
 const INSERT_HISTORY: &str = "INSERT INTO ngsi_history (tenant, entity_id, attr, dataset_id, at_ms, number, instance) \
                  VALUES ($1, $2, $3, $4, $5, CAST($6 AS DOUBLE PRECISION), $7) \
@@ -147,17 +149,9 @@ const FOLD_INTO_HOUR: &str = "INSERT INTO ngsi_history_hourly (tenant, entity_id
                                  WHEN ngsi_history_hourly.high IS NULL OR excluded.high > ngsi_history_hourly.high THEN excluded.high \
                                  ELSE ngsi_history_hourly.high END";
 
-/// The same instant again: the value is replaced.
+/// The same instant again: the value is replaced (same arguments as [`INSERT_HISTORY`]).
 const REPLACE_HISTORY: &str = "UPDATE ngsi_history SET number = CAST($6 AS DOUBLE PRECISION), instance = $7 \
                      WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND dataset_id = $4 AND at_ms = $5";
-
-/// An hour's rollup summed afresh from the history.
-const RESUM_HOUR: &str = "INSERT INTO ngsi_history_hourly (tenant, entity_id, attr, hour_ms, n, total, low, high) \
-                     SELECT tenant, entity_id, attr, $4, COUNT(*), SUM(number), MIN(number), MAX(number) \
-                     FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
-                     GROUP BY tenant, entity_id, attr \
-                     ON CONFLICT (tenant, entity_id, attr, hour_ms) DO UPDATE SET \
-                     n = excluded.n, total = excluded.total, low = excluded.low, high = excluded.high";
 
 /// Equal apart from the system timestamps.
 pub fn same_content(a: &Value, b: &Value) -> bool {
@@ -512,10 +506,7 @@ async fn resum_hours(
     at_ms: Option<i64>,
 ) -> Result<(), Problem> {
     let (from, to) = match at_ms {
-        Some(at) => {
-            let hour = at - at.rem_euclid(HOUR_MS);
-            (hour, hour + HOUR_MS)
-        }
+        Some(at) => (hour_of(at), hour_of(at) + HOUR_MS),
         None => (i64::MIN, i64::MAX),
     };
     let range = [
@@ -545,6 +536,82 @@ async fn resum_hours(
 
 /// (period index, count, distinct count, sum, min, max)
 type PeriodRow = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
+
+/// The rows of a per-period `sql` (`$1`–`$3` the attribute, `$4`–`$5` the time range read,
+/// `$6` the period, `$7` the start of the first period): in place on a SQLite file, else
+/// through the pool.
+async fn period_rows(
+    db: &yunnao_store::Db,
+    sql: &str,
+    (tenant, entity, attr): (&str, &str, &str),
+    (start, end): (i64, i64),
+    (period, origin): (i64, i64),
+) -> Result<Vec<PeriodRow>, Problem> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let direct = {
+        let (db, sql, tenant, entity, attr) = (
+            db.clone(),
+            sql.replace('$', "?"),
+            tenant.to_owned(),
+            entity.to_owned(),
+            attr.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            db.read_direct(|connection| {
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows = statement.query_map(
+                    rusqlite::params![tenant, entity, attr, start, end, period, origin],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<Vec<PeriodRow>>>()
+            })
+        })
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .transpose()?
+    };
+    match direct {
+        Some(rows) => Ok(rows),
+        None => sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(tenant)
+            .bind(entity)
+            .bind(attr)
+            .bind(start)
+            .bind(end)
+            .bind(period)
+            .bind(origin)
+            .fetch_all(db.pool())
+            .await
+            .db(),
+    }
+}
+
+/// One period's aggregates from two parts of it.
+fn combined(a: &PeriodRow, b: &PeriodRow) -> PeriodRow {
+    let either = |x: Option<f64>, y: Option<f64>, f: fn(f64, f64) -> f64| match (x, y) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, y) => x.or(y),
+    };
+    (
+        a.0,
+        a.1 + b.1,
+        a.2 + b.2,
+        either(a.3, b.3, |x, y| x + y),
+        either(a.4, b.4, f64::min),
+        either(a.5, b.5, f64::max),
+    )
+}
 
 /// Per-period aggregates of one numeric attribute: for each method, `[[value, start, end], …]`.
 pub async fn aggregate(
@@ -576,72 +643,53 @@ pub async fn aggregate(
         && from.rem_euclid(HOUR_MS) == 0
         && (to == i64::MAX || to.rem_euclid(HOUR_MS) == 0)
         && !methods.iter().any(|m| m == "distinctCount");
-    const HOURLY_SQL: &str = "SELECT (hour_ms - $4) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
+    // Periods are counted from `from` ($7); $4 and $5 bound the rows read.
+    const HOURLY_SQL: &str = "SELECT (hour_ms - $7) / $6 AS bucket, CAST(SUM(n) AS BIGINT), CAST(0 AS BIGINT), SUM(total), MIN(low), MAX(high) \
          FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
          GROUP BY bucket ORDER BY bucket";
     // Periods of one hour are the rollup rows themselves, in key order: no grouping, no sort.
-    const ONE_HOUR_SQL: &str = "SELECT (hour_ms - $4) / $6 AS bucket, n, CAST(0 AS BIGINT), total, low, high \
+    const ONE_HOUR_SQL: &str = "SELECT (hour_ms - $7) / $6 AS bucket, n, CAST(0 AS BIGINT), total, low, high \
          FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND hour_ms >= $4 AND hour_ms < $5 \
          ORDER BY hour_ms";
-    let rollup_sql = if period == HOUR_MS {
-        ONE_HOUR_SQL
-    } else {
-        HOURLY_SQL
-    };
-    let direct = if hourly {
-        let (db, tenant, entity, attr) = (
-            db.clone(),
-            tenant.to_owned(),
-            entity.to_owned(),
-            attr.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            db.read_direct(|connection| {
-                let mut statement = connection.prepare_cached(&rollup_sql.replace('$', "?"))?;
-                let rows = statement.query_map(
-                    rusqlite::params![tenant, entity, attr, from, to, period],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    },
-                )?;
-                rows.collect::<rusqlite::Result<Vec<PeriodRow>>>()
-            })
-        })
-        .await
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .transpose()?
-    } else {
-        None
-    };
-    let rows: Vec<PeriodRow> = if let Some(rows) = direct {
-        rows
-    } else {
-        let sql = if hourly {
-            rollup_sql.to_owned()
-        } else {
-            format!(
-                "SELECT (at_ms - $4) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
-                 FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
-                 GROUP BY bucket ORDER BY bucket"
-            )
-        };
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let history_sql = format!(
+        "SELECT (at_ms - $7) / $6 AS bucket, COUNT(*), CAST({distinct} AS BIGINT), SUM(number), MIN(number), MAX(number) \
+         FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 AND at_ms >= $4 AND at_ms < $5 \
+         GROUP BY bucket ORDER BY bucket"
+    );
+    let (key, periods) = ((tenant, entity, attr), (period, from));
+    let rows = if hourly {
+        // The rollups hold the hours before the attribute's open hour (the one of its newest
+        // instance, not summed while it lasts); that hour comes from the history.
+        let newest: Option<i64> = sqlx::query_scalar(NEWEST_INSTANCE)
             .bind(tenant)
             .bind(entity)
             .bind(attr)
-            .bind(from)
-            .bind(to)
-            .bind(period)
-            .fetch_all(db.pool())
+            .fetch_one(db.pool())
             .await
-            .db()?
+            .db()?;
+        match newest.map(hour_of) {
+            None => Vec::new(),
+            Some(open) => {
+                let rollup_sql = if period == HOUR_MS {
+                    ONE_HOUR_SQL
+                } else {
+                    HOURLY_SQL
+                };
+                let mut rows =
+                    period_rows(db, rollup_sql, key, (from, to.min(open)), periods).await?;
+                let open_rows =
+                    period_rows(db, &history_sql, key, (from.max(open), to), periods).await?;
+                for row in open_rows {
+                    match rows.last_mut() {
+                        Some(last) if last.0 == row.0 => *last = combined(last, &row),
+                        _ => rows.push(row),
+                    }
+                }
+                rows
+            }
+        }
+    } else {
+        period_rows(db, &history_sql, key, (from, to), periods).await?
     };
     // Each period's bounds are formatted once, whatever the number of methods.
     let bounds: Vec<(Value, Value)> = rows

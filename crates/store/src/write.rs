@@ -36,6 +36,21 @@ impl rusqlite::ToSql for Arg<'_> {
 /// runs even when the writer itself was cancelled after handing its changes to a group.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
+/// Binds [`Arg`]s to a sqlx query of any kind (they share no trait with `bind`).
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match *arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(value) => query.bind(value),
+                Arg::Real(value) => query.bind(crate::nullable_real(value)),
+            };
+        }
+        query
+    }};
+}
+
 /// A write transaction: [`Db::begin_fast_write`].
 pub enum Write {
     Pool(WriteTx),
@@ -244,15 +259,36 @@ impl Write {
         match self {
             Write::Direct(direct) => direct.execute(sql, args),
             Write::Pool(tx) => {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
-                for arg in args {
-                    query = match *arg {
-                        Arg::Text(text) => query.bind(text),
-                        Arg::Int(value) => query.bind(value),
-                        Arg::Real(value) => query.bind(crate::nullable_real(value)),
-                    };
-                }
+                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())), args);
                 Ok(query.execute(&mut ***tx).await.db()?.rows_affected())
+            }
+        }
+    }
+
+    /// The integer in the first column of the first row `sql` selects (`None` for no row or
+    /// NULL), read inside this transaction.
+    pub async fn query_i64(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>, Problem> {
+        match self {
+            Write::Direct(direct) => {
+                use rusqlite::OptionalExtension;
+                let connection = direct.connection()?;
+                let mut statement = connection
+                    .prepare_cached(&sql.replace('$', "?"))
+                    .map_err(sqlite_problem)?;
+                let value = statement
+                    .query_row(rusqlite::params_from_iter(args), |row| {
+                        row.get::<_, Option<i64>>(0)
+                    })
+                    .optional()
+                    .map_err(sqlite_problem)?;
+                Ok(value.flatten())
+            }
+            Write::Pool(tx) => {
+                let query = bind_args!(
+                    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(sql.to_owned())),
+                    args
+                );
+                Ok(query.fetch_optional(&mut ***tx).await.db()?.flatten())
             }
         }
     }

@@ -2525,6 +2525,57 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         assert_eq!(response.status(), 400, "{query}");
         expect_ngsi_error(response, 400, "BadRequestData").await;
     }
+
+    // The newest hour is summed from the values until a later hour begins, older hours from
+    // their rollups; both ways agree at each step: an instance back-filled into the first hour,
+    // one that begins a third hour (the second is summed up), one replaced in the third.
+    let three_hours = |path: &str| path.replace(&at(24), &at(36));
+    let agree = |step: &'static str, count: &'static [i64]| {
+        let broker = &broker;
+        let (by_rollup, by_values) = (three_hours(&by_rollup), three_hours(&by_values));
+        async move {
+            let rolled = broker.get_json(&by_rollup).await;
+            let counts: Vec<i64> = rolled["height"]["totalCount"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|period| period[0].as_i64())
+                .collect();
+            assert_eq!(counts, count.to_vec(), "{step}");
+            assert_eq!(
+                values_of(&rolled),
+                values_of(&broker.get_json(&by_values).await),
+                "{step}: by rollup and by values"
+            );
+        }
+    };
+    let add = |instances: Value| {
+        let broker = &broker;
+        async move {
+            let added = broker
+                .send(
+                    Method::POST,
+                    &format!("/temporal/entities/{id}/attrs"),
+                    json!({"height": instances}),
+                )
+                .await;
+            assert_eq!(added.status(), 204);
+        }
+    };
+    let reading =
+        |value: f64, at: String| json!({"type": "Property", "value": value, "observedAt": at});
+    add(json!([reading(
+        9.5,
+        yunnao_core::time::rfc3339_ms(t0 + 60_000)
+    )]))
+    .await;
+    agree("back-filled", &[13, 12]).await;
+    add(json!([reading(0.5, at(24)), reading(0.7, at(25))])).await;
+    agree("a third hour", &[13, 12, 2]).await;
+    add(json!([reading(-2.0, at(25))])).await;
+    agree("replaced in the newest hour", &[13, 12, 2]).await;
+    add(json!([reading(-3.0, at(3))])).await;
+    agree("replaced in a closed hour", &[13, 12, 2]).await;
     broker.server.cleanup().await;
 }
 
