@@ -660,13 +660,21 @@ pub async fn aggregate(
     let rows = if hourly {
         // The rollups hold the hours before the attribute's open hour (the one of its newest
         // instance, not summed while it lasts); that hour comes from the history.
-        let newest: Option<i64> = sqlx::query_scalar(NEWEST_INSTANCE)
-            .bind(tenant)
-            .bind(entity)
-            .bind(attr)
-            .fetch_one(db.pool())
-            .await
-            .db()?;
+        let direct = db.read_direct(|connection| {
+            connection
+                .prepare_cached(&NEWEST_INSTANCE.replace('$', "?"))?
+                .query_row(rusqlite::params![tenant, entity, attr], |row| row.get(0))
+        });
+        let newest: Option<i64> = match direct {
+            Some(newest) => newest?,
+            None => sqlx::query_scalar(NEWEST_INSTANCE)
+                .bind(tenant)
+                .bind(entity)
+                .bind(attr)
+                .fetch_one(db.pool())
+                .await
+                .db()?,
+        };
         match newest.map(hour_of) {
             None => Vec::new(),
             Some(open) => {
