@@ -439,7 +439,11 @@ impl ContextBroker {
             match row {
                 None => {
                     insert_row(&mut tx, tenant, entity, owner, false).await?;
-                    changes.push((entity.clone(), entity.attrs.keys().cloned().collect()));
+                    let created = Changed {
+                        written: entity.attrs.keys().cloned().collect(),
+                        removed: Vec::new(),
+                    };
+                    changes.push((entity.clone(), created));
                 }
                 Some(row) => {
                     let mut stored = from_row(row)?;
@@ -457,9 +461,7 @@ impl ContextBroker {
         }
         tx.commit().await?;
         for (entity, changed) in changes {
-            if !changed.is_empty() {
-                self.notifier.changed(tenant, &entity, &changed);
-            }
+            self.notify_changes(tenant, &entity, &changed);
         }
         Ok(())
     }
@@ -497,9 +499,7 @@ impl ContextBroker {
             self.identity.audit_in(&mut tx, entry.clone()).await?;
         }
         tx.commit().await?;
-        if !changed.is_empty() {
-            self.notifier.changed(tenant, &stored.entity, &changed);
-        }
+        self.notify_changes(tenant, &stored.entity, &changed);
         Ok(stored)
     }
 
@@ -533,9 +533,20 @@ impl ContextBroker {
         }
         tx.commit().await?;
         for (stored, changed) in changes {
-            self.notifier.changed(tenant, &stored.entity, &changed);
+            self.notify_changes(tenant, &stored.entity, &changed);
         }
         Ok(outcomes)
+    }
+
+    /// Notifies a committed change: `changed` holds the attributes created or updated, and
+    /// those removed (see [`update_row`]).
+    fn notify_changes(&self, tenant: &str, entity: &Entity, changed: &Changed) {
+        if !changed.written.is_empty() {
+            self.notifier.changed(tenant, entity, &changed.written);
+        }
+        if !changed.removed.is_empty() {
+            self.notifier.removed(tenant, entity, &changed.removed);
+        }
     }
 
     /// One entity's read, change and write inside `tx`. The outer error is a storage failure
@@ -548,7 +559,7 @@ impl ContextBroker {
         id: &str,
         viewer: &Viewer,
         change: impl FnOnce(&mut Stored) -> Result<(), Problem>,
-    ) -> Result<Result<(Stored, Vec<String>), Problem>, Problem> {
+    ) -> Result<Result<(Stored, Changed), Problem>, Problem> {
         let (visible, department) = Self::visibility(viewer, 3);
         let lock = if self.db.backend() == Backend::Postgres {
             " FOR UPDATE"
@@ -669,7 +680,7 @@ impl ContextBroker {
         viewer: &Viewer,
         allowed: impl FnOnce(&Stored) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
-        self.permitted(tenant, id, viewer, allowed).await?;
+        let deleted = self.permitted(tenant, id, viewer, allowed).await?;
         let mut tx = self.db.begin_fast_write().await?;
         unindex_location(&mut tx, tenant, id).await?;
         for sql in [
@@ -680,6 +691,7 @@ impl ContextBroker {
         }
         self.forget_after_commit(&mut tx, tenant, id);
         tx.commit().await?;
+        self.notifier.deleted(tenant, &deleted.entity);
         Ok(())
     }
 
@@ -964,15 +976,30 @@ async fn insert_row(
     Ok(true)
 }
 
-/// Writes a changed entity, its history and (when they changed) its types; returns the
-/// attributes whose content changed.
+/// What a change did to an entity's attributes.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// Attributes created or whose content changed.
+    pub written: Vec<String>,
+    /// Attributes removed, as they were.
+    pub removed: Vec<(String, Value)>,
+}
+
+impl Changed {
+    fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Writes a changed entity, its history and (when they changed) its types; returns what
+/// changed.
 async fn update_row(
     tx: &mut Write,
     tenant: &str,
     before: &Map<String, Value>,
     entity: &Entity,
     types_changed: bool,
-) -> Result<Vec<String>, Problem> {
+) -> Result<Changed, Problem> {
     temporal::record(tx, tenant, Some(before), entity).await?;
     let types = json(&entity.types)?;
     let attrs = stored_attrs(entity)?;
@@ -1013,7 +1040,7 @@ async fn update_row(
         .await?;
         write_types(tx, tenant, entity).await?;
     }
-    Ok(entity
+    let written = entity
         .attrs
         .iter()
         .filter(|(name, value)| {
@@ -1022,7 +1049,13 @@ async fn update_row(
                 .is_none_or(|old| !temporal::same_content(old, value))
         })
         .map(|(name, _)| name.clone())
-        .collect())
+        .collect();
+    let removed = before
+        .iter()
+        .filter(|(name, _)| !name.starts_with('@') && !entity.attrs.contains_key(*name))
+        .map(|(name, old)| (name.clone(), old.clone()))
+        .collect();
+    Ok(Changed { written, removed })
 }
 
 /// On PostgreSQL, holds entity `id`'s row until `tx` ends, as changes of the entity do: writers

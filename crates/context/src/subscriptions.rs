@@ -49,6 +49,10 @@ pub struct Subscription {
 pub enum Change {
     Created,
     Updated,
+    /// Attributes removed from an entity.
+    AttributesDeleted,
+    /// The entity deleted.
+    EntityDeleted,
 }
 
 /// The notification triggers of Table 5.2.12-1.
@@ -324,16 +328,25 @@ impl Subscription {
     }
 
     /// Does this kind of change trigger a notification? A new entity's attributes are
-    /// created; a change creates or updates attributes (deletions are not notified).
+    /// created; a change creates or updates attributes; a deleted entity's attributes are
+    /// deleted too. Without triggers: attributes created or updated.
     fn fires_on(&self, change: Change) -> bool {
-        let Some(triggers) = &self.triggers else {
-            return true;
-        };
         let wanted: &[&str] = match change {
             Change::Created => &["entityCreated", "attributeCreated"],
             Change::Updated => &["entityUpdated", "attributeUpdated", "attributeCreated"],
+            Change::AttributesDeleted => &["attributeDeleted"],
+            Change::EntityDeleted => &["entityDeleted", "attributeDeleted"],
         };
-        triggers.iter().any(|t| wanted.contains(&t.as_str()))
+        match &self.triggers {
+            Some(triggers) => triggers.iter().any(|t| wanted.contains(&t.as_str())),
+            None => matches!(change, Change::Created | Change::Updated),
+        }
+    }
+
+    fn triggered_by(&self, trigger: &str) -> bool {
+        self.triggers
+            .as_ref()
+            .is_some_and(|triggers| triggers.iter().any(|t| t == trigger))
     }
 
     /// Clause 5.8.1.4: a new expiry is not in the past.
@@ -392,6 +405,23 @@ impl Subscription {
             ..RenderOptions::default()
         }
     }
+}
+
+/// A deleted attribute as notifications show it: its type, and the NGSI-LD Null as its value
+/// (one instance, whatever it had).
+fn deleted_attribute(old: &Value) -> Value {
+    let first = match old {
+        Value::Array(instances) => instances.first().unwrap_or(&Value::Null),
+        one => one,
+    };
+    let kind = first
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Property");
+    let mut shown = Map::new();
+    shown.insert("type".into(), kind.into());
+    shown.insert(model::value_member(kind).into(), model::NGSI_LD_NULL.into());
+    Value::Object(shown)
 }
 
 pub type SubscriptionRow = (
@@ -476,6 +506,36 @@ impl Notifier {
         self.notify(tenant, entity, &all, Change::Created);
     }
 
+    /// Attributes removed from `entity` (as it is now): they are shown with the NGSI-LD Null
+    /// as their value (clause 5.8.6).
+    pub fn removed(&self, tenant: &str, entity: &Entity, removed: &[(String, Value)]) {
+        let mut shown = entity.clone();
+        let names: Vec<String> = removed.iter().map(|(name, _)| name.clone()).collect();
+        for (name, old) in removed {
+            shown.attrs.insert(name.clone(), deleted_attribute(old));
+        }
+        self.notify(tenant, &shown, &names, Change::AttributesDeleted);
+    }
+
+    /// A deleted entity (as it was): shown with `deletedAt`, and with its attributes as the
+    /// NGSI-LD Null to subscriptions to deleted attributes.
+    pub fn deleted(&self, tenant: &str, entity: &Entity) {
+        let names: Vec<String> = entity
+            .attrs
+            .keys()
+            .filter(|name| !name.starts_with('@'))
+            .cloned()
+            .collect();
+        let mut shown = entity.clone();
+        for name in &names {
+            if let Some(attribute) = shown.attrs.get_mut(name) {
+                *attribute = deleted_attribute(attribute);
+            }
+        }
+        shown.attrs.retain(|name, _| !name.starts_with('@'));
+        self.notify(tenant, &shown, &names, Change::EntityDeleted);
+    }
+
     fn notify(&self, tenant: &str, entity: &Entity, changed: &[String], change: Change) {
         let now = yunnao_core::time::now_ms();
         let matching: Vec<Arc<Subscription>> = self
@@ -498,12 +558,28 @@ impl Notifier {
                 }
                 last.insert(key, now);
             }
+            let options = subscription.render_options();
+            let mut data = if change == Change::EntityDeleted
+                && !subscription.triggered_by("attributeDeleted")
+            {
+                // entityDeleted: the entity's id and type, and when it went.
+                let bare = Entity {
+                    attrs: Map::new(),
+                    ..entity.clone()
+                };
+                model::render(&bare, &subscription.context, &options)
+            } else {
+                model::render(entity, &subscription.context, &options)
+            };
+            if change == Change::EntityDeleted {
+                data["deletedAt"] = yunnao_core::time::rfc3339_ms(now).into();
+            }
             let body = json!({
                 "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
                 "type": "Notification",
                 "subscriptionId": subscription.id,
                 "notifiedAt": yunnao_core::time::rfc3339_ms(now),
-                "data": [model::render(entity, &subscription.context, &subscription.render_options())],
+                "data": [data],
             });
             let notifier = self.clone();
             tokio::spawn(async move {

@@ -3060,10 +3060,15 @@ async fn a_slow_receiver_gets_every_notification_under_load(backend: TestBackend
 
 /// Table 5.2.12-1: `notificationTrigger` chooses which changes notify: a subscription to
 /// creations hears of the new entity only, one to updates of its change only.
-async fn notification_triggers_choose_creations_or_updates(backend: TestBackend) {
+async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let (url, seen) = receiver(200).await;
-    for (id, trigger) in [("created", "entityCreated"), ("updated", "entityUpdated")] {
+    for (id, trigger) in [
+        ("created", "entityCreated"),
+        ("updated", "entityUpdated"),
+        ("attribute-deleted", "attributeDeleted"),
+        ("entity-deleted", "entityDeleted"),
+    ] {
         let subscribed = broker
             .send(Method::POST, "/subscriptions", json!({"id": format!("urn:ngsi-ld:Subscription:{id}"),
                 "type": "Subscription", "entities": [{"type": "Bus"}], "notificationTrigger": [trigger],
@@ -3071,7 +3076,7 @@ async fn notification_triggers_choose_creations_or_updates(backend: TestBackend)
             .await;
         assert_eq!(subscribed.status(), 201);
     }
-    let bus = json!({"id": "urn:ngsi-ld:Bus:b1", "type": "Bus", "speed": 30});
+    let bus = json!({"id": "urn:ngsi-ld:Bus:b1", "type": "Bus", "speed": 30, "route": "1路"});
     assert_eq!(
         broker.send(Method::POST, "/entities", bus).await.status(),
         201
@@ -3084,26 +3089,76 @@ async fn notification_triggers_choose_creations_or_updates(backend: TestBackend)
         )
         .await;
     assert_eq!(updated.status(), 204);
+    let removed = broker
+        .send(
+            Method::DELETE,
+            "/entities/urn:ngsi-ld:Bus:b1/attrs/speed",
+            json!({}),
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let deleted = broker
+        .send(Method::DELETE, "/entities/urn:ngsi-ld:Bus:b1", json!({}))
+        .await;
+    assert_eq!(deleted.status(), 204);
     let heard = wait_for(|| {
         let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-        (seen.len() >= 2).then(|| seen.clone())
+        (seen.len() >= 5).then(|| seen.clone())
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
         seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
-        2,
+        5,
         "no other notification"
     );
     let by = |subscription: &str| {
-        heard
+        let mut data: Vec<Value> = heard
             .iter()
             .filter(|(n, _)| n["subscriptionId"] == subscription)
-            .map(|(n, _)| n["data"][0]["speed"]["value"].clone())
-            .collect::<Vec<_>>()
+            .map(|(n, _)| n["data"][0].clone())
+            .collect();
+        // Deliveries may arrive out of order: the deletion of the entity last.
+        data.sort_by_key(|d| d.get("deletedAt").is_some());
+        data
     };
-    assert_eq!(by("urn:ngsi-ld:Subscription:created"), [json!(30)]);
-    assert_eq!(by("urn:ngsi-ld:Subscription:updated"), [json!(35)]);
+    let created = by("urn:ngsi-ld:Subscription:created");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["speed"]["value"], 30);
+    let updated = by("urn:ngsi-ld:Subscription:updated");
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["speed"]["value"], 35);
+    // entityDeleted (clause 5.8.6): the entity's id and type, and when it was deleted.
+    let gone = by("urn:ngsi-ld:Subscription:entity-deleted");
+    assert_eq!(gone.len(), 1);
+    let members: Vec<&String> = gone[0]
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(members.len(), 3, "{}", gone[0]);
+    assert_eq!(gone[0]["id"], "urn:ngsi-ld:Bus:b1");
+    assert_eq!(gone[0]["type"], "Bus");
+    assert!(
+        gone[0]["deletedAt"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z'))
+    );
+    // attributeDeleted: the deleted attribute with the NGSI-LD Null as its value, beside the
+    // others; then the entity's deletion, every attribute it had left as the Null.
+    let attributes = by("urn:ngsi-ld:Subscription:attribute-deleted");
+    assert_eq!(attributes.len(), 2, "{attributes:?}");
+    assert_eq!(
+        attributes[0]["speed"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null"})
+    );
+    assert_eq!(attributes[0]["route"]["value"], "1路");
+    assert!(attributes[0].get("deletedAt").is_none());
+    assert_eq!(
+        attributes[1]["route"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null"})
+    );
+    assert!(attributes[1].get("speed").is_none());
+    assert!(attributes[1]["deletedAt"].is_string());
     broker.server.cleanup().await;
 }
 
@@ -4232,7 +4287,7 @@ fn uuid_like() -> String {
 }
 
 backend_tests!(
-    notification_triggers_choose_creations_or_updates,
+    notification_triggers_choose_what_is_notified,
     context_sources_are_registered_and_discovered,
     representations_follow_each_attribute_type,
     scopes_place_entities_in_hierarchies,
