@@ -497,13 +497,13 @@ impl Notifier {
 
     /// Queues the notifications a committed change causes.
     pub fn changed(&self, tenant: &str, entity: &Entity, changed: &[String]) {
-        self.notify(tenant, entity, changed, Change::Updated);
+        self.notify(tenant, (entity, entity), changed, Change::Updated);
     }
 
     /// A new entity (all its attributes created).
     pub fn created(&self, tenant: &str, entity: &Entity) {
         let all: Vec<String> = entity.attrs.keys().cloned().collect();
-        self.notify(tenant, entity, &all, Change::Created);
+        self.notify(tenant, (entity, entity), &all, Change::Created);
     }
 
     /// Attributes removed from `entity` (as it is now): they are shown with the NGSI-LD Null
@@ -514,7 +514,7 @@ impl Notifier {
         for (name, old) in removed {
             shown.attrs.insert(name.clone(), deleted_attribute(old));
         }
-        self.notify(tenant, &shown, &names, Change::AttributesDeleted);
+        self.notify(tenant, (entity, &shown), &names, Change::AttributesDeleted);
     }
 
     /// A deleted entity (as it was): shown with `deletedAt`, and with its attributes as the
@@ -533,10 +533,18 @@ impl Notifier {
             }
         }
         shown.attrs.retain(|name, _| !name.starts_with('@'));
-        self.notify(tenant, &shown, &names, Change::EntityDeleted);
+        self.notify(tenant, (entity, &shown), &names, Change::EntityDeleted);
     }
 
-    fn notify(&self, tenant: &str, entity: &Entity, changed: &[String], change: Change) {
+    /// Notifies the subscriptions that `change` (of the attributes `changed`) concerns: they
+    /// are matched against `entity` as it is (or was, when deleted), and are sent `shown`.
+    fn notify(
+        &self,
+        tenant: &str,
+        (entity, shown): (&Entity, &Entity),
+        changed: &[String],
+        change: Change,
+    ) {
         let now = yunnao_core::time::now_ms();
         let matching: Vec<Arc<Subscription>> = self
             .subscriptions
@@ -565,11 +573,11 @@ impl Notifier {
                 // entityDeleted: the entity's id and type, and when it went.
                 let bare = Entity {
                     attrs: Map::new(),
-                    ..entity.clone()
+                    ..shown.clone()
                 };
                 model::render(&bare, &subscription.context, &options)
             } else {
-                model::render(entity, &subscription.context, &options)
+                model::render(shown, &subscription.context, &options)
             };
             if change == Change::EntityDeleted {
                 data["deletedAt"] = yunnao_core::time::rfc3339_ms(now).into();

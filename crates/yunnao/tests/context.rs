@@ -3063,16 +3063,19 @@ async fn a_slow_receiver_gets_every_notification_under_load(backend: TestBackend
 async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let (url, seen) = receiver(200).await;
-    for (id, trigger) in [
-        ("created", "entityCreated"),
-        ("updated", "entityUpdated"),
-        ("attribute-deleted", "attributeDeleted"),
-        ("entity-deleted", "entityDeleted"),
+    // `q` is matched against the entity as it was when it is deleted (route 1路), so the second
+    // entityDeleted subscription (route 2路) hears nothing.
+    for (id, trigger, q) in [
+        ("created", "entityCreated", "speed>0"),
+        ("updated", "entityUpdated", "speed>0"),
+        ("attribute-deleted", "attributeDeleted", "route==\"1路\""),
+        ("entity-deleted", "entityDeleted", "route==\"1路\""),
+        ("other-deleted", "entityDeleted", "route==\"2路\""),
     ] {
         let subscribed = broker
             .send(Method::POST, "/subscriptions", json!({"id": format!("urn:ngsi-ld:Subscription:{id}"),
                 "type": "Subscription", "entities": [{"type": "Bus"}], "notificationTrigger": [trigger],
-                "notification": {"endpoint": {"uri": url}}}))
+                "q": q, "notification": {"endpoint": {"uri": url}}}))
             .await;
         assert_eq!(subscribed.status(), 201);
     }
