@@ -1052,7 +1052,7 @@ async fn update_row(
         .collect();
     let removed = before
         .iter()
-        .filter(|(name, _)| !name.starts_with('@') && !entity.attrs.contains_key(*name))
+        .filter(|(name, _)| !entity.attrs.contains_key(*name))
         .map(|(name, old)| (name.clone(), old.clone()))
         .collect();
     Ok(Changed { written, removed })

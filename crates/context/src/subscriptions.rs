@@ -520,19 +520,11 @@ impl Notifier {
     /// A deleted entity (as it was): shown with `deletedAt`, and with its attributes as the
     /// NGSI-LD Null to subscriptions to deleted attributes.
     pub fn deleted(&self, tenant: &str, entity: &Entity) {
-        let names: Vec<String> = entity
-            .attrs
-            .keys()
-            .filter(|name| !name.starts_with('@'))
-            .cloned()
-            .collect();
+        let names: Vec<String> = entity.attrs.keys().cloned().collect();
         let mut shown = entity.clone();
-        for name in &names {
-            if let Some(attribute) = shown.attrs.get_mut(name) {
-                *attribute = deleted_attribute(attribute);
-            }
+        for attribute in shown.attrs.values_mut() {
+            *attribute = deleted_attribute(attribute);
         }
-        shown.attrs.retain(|name, _| !name.starts_with('@'));
         self.notify(tenant, (entity, &shown), &names, Change::EntityDeleted);
     }
 
