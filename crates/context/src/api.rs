@@ -6,6 +6,7 @@ use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Format, RenderOptions};
 use crate::negotiation::GEO_JSON;
+use crate::subscriptions::About;
 use crate::temporal::Scope;
 use crate::{ContextBroker, Selection, Stored, Viewer, errors};
 use axum::Extension;
@@ -63,6 +64,15 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             update_subscription,
             delete_subscription
         ))
+        .routes(routes!(
+            create_csource_subscription,
+            list_csource_subscriptions
+        ))
+        .routes(routes!(
+            get_csource_subscription,
+            update_csource_subscription,
+            delete_csource_subscription
+        ))
         .routes(routes!(source_identity))
         .routes(routes!(create_registration, query_registrations))
         .routes(routes!(
@@ -117,6 +127,12 @@ async fn create_registration(
     let registration = crate::registrations::Registration::parse(&value, &request.context)?;
     registration.check_not_expired()?;
     crate::registrations::insert(&broker.db, &request.tenant, &owner, &registration).await?;
+    broker.notifier.registration_changed(
+        &request.tenant,
+        &owner,
+        None,
+        Some(&registration.definition),
+    );
     let mut response = (
         StatusCode::CREATED,
         Extension(AuditNote::new(
@@ -267,6 +283,12 @@ async fn update_registration(
     }
     let registration = crate::registrations::Registration::parse(&merged, &request.context)?;
     crate::registrations::replace(&broker.db, &request.tenant, &registration).await?;
+    broker.notifier.registration_changed(
+        &request.tenant,
+        &row.0,
+        Some(&crate::registrations::definition(&row)),
+        Some(&registration.definition),
+    );
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditNote::new(
@@ -288,8 +310,14 @@ async fn delete_registration(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
-    own_registration(&broker, &request, &id).await?;
+    let row = own_registration(&broker, &request, &id).await?;
     crate::registrations::delete(&broker.db, &request.tenant, &id).await?;
+    broker.notifier.registration_changed(
+        &request.tenant,
+        &row.0,
+        Some(&crate::registrations::definition(&row)),
+        None,
+    );
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditNote::new(
@@ -3542,14 +3570,27 @@ async fn delete_temporal_instance(
         .into_response())
 }
 
+/// The two collections of subscriptions: to entities (clause 5.8) and to context source
+/// registrations (clause 5.11). They share a shape and handlers; each sees only its own.
+fn collection(about: About) -> (&'static str, &'static str) {
+    match about {
+        About::Entities => ("/ngsi-ld/v1/subscriptions", "ngsi.subscription"),
+        About::Registrations => (
+            "/ngsi-ld/v1/csourceSubscriptions",
+            "ngsi.csource_subscription",
+        ),
+    }
+}
+
 /// A subscription the caller may see: their department's (all, for platform admins).
 async fn own_subscription(
     broker: &ContextBroker,
     request: &Request,
     id: &str,
+    about: About,
 ) -> NgsiResult<crate::subscriptions::SubscriptionRow> {
     let row = broker
-        .subscription(&request.tenant, id)
+        .subscription(&request.tenant, id, about)
         .await?
         .ok_or_else(|| errors::not_found(format!("there is no subscription {id}")))?;
     if let Viewer::Department(department) = &request.viewer
@@ -3571,32 +3612,79 @@ async fn create_subscription(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    subscribe(About::Entities, broker, principal, headers, raw, body).await
+}
+
+/// Subscribe to context source registrations (clause 5.11.2): the same members, matched
+/// against registrations (`temporalQ` against their observation or management interval);
+/// registrations matching now are notified at once.
+#[utoipa::path(post, path = "/ngsi-ld/v1/csourceSubscriptions", tag = "ngsi-ld",
+    request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
+async fn create_csource_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    subscribe(About::Registrations, broker, principal, headers, raw, body).await
+}
+
+async fn subscribe(
+    about: About,
+    broker: ContextBroker,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    raw: Option<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
     params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     let owner = request.writer(&broker)?;
-    let subscription = crate::subscriptions::Subscription::parse(
+    let mut subscription = crate::subscriptions::Subscription::parse(
         &request.tenant,
         &owner,
+        about,
         &value,
         &request.context,
     )?;
+    subscription.sees_all = request.viewer == Viewer::All;
     subscription.check_not_expired()?;
     broker.create_subscription(&subscription).await?;
+    let (path, action) = collection(about);
+    let id = subscription.id.clone();
+    notify_matching_now(&broker, &request.tenant, subscription).await?;
     let mut response = (
         StatusCode::CREATED,
         Extension(AuditNote::new(
-            "ngsi.subscription.create",
-            format!("subscription:{}/{}", request.tenant, subscription.id),
+            format!("{action}.create"),
+            format!("subscription:{}/{id}", request.tenant),
         )),
     )
         .into_response();
-    if let Ok(location) =
-        HeaderValue::from_str(&format!("/ngsi-ld/v1/subscriptions/{}", subscription.id))
-    {
+    if let Ok(location) = HeaderValue::from_str(&format!("{path}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// A subscription to registrations, made or changed, hears at once of the registrations it
+/// matches (clause 5.11.7).
+async fn notify_matching_now(
+    broker: &ContextBroker,
+    tenant: &str,
+    subscription: crate::subscriptions::Subscription,
+) -> NgsiResult<()> {
+    if subscription.about == About::Registrations {
+        let registrations: Vec<(String, Value)> = crate::registrations::list(&broker.db, tenant)
+            .await?
+            .iter()
+            .map(|row| (row.0.clone(), crate::registrations::definition(row)))
+            .collect();
+        broker.notifier.matching_now(subscription, &registrations);
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/subscriptions", tag = "ngsi-ld", responses((status = 200)))]
@@ -3606,6 +3694,26 @@ async fn list_subscriptions(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> NgsiResult<Response> {
+    subscriptions_page(About::Entities, broker, principal, headers, raw).await
+}
+
+#[utoipa::path(get, path = "/ngsi-ld/v1/csourceSubscriptions", tag = "ngsi-ld", responses((status = 200)))]
+async fn list_csource_subscriptions(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    subscriptions_page(About::Registrations, broker, principal, headers, raw).await
+}
+
+async fn subscriptions_page(
+    about: About,
+    broker: ContextBroker,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    raw: Option<String>,
+) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let params = params_of(raw, &[&["limit", "offset", "count", "local"]])?;
@@ -3613,14 +3721,10 @@ async fn list_subscriptions(
         Viewer::Department(department) => Some(department.as_str()),
         _ => None,
     };
-    let rows = broker.subscriptions(&request.tenant, owner).await?;
-    list_page(
-        &request,
-        "/ngsi-ld/v1/subscriptions",
-        &params,
-        &rows,
-        |row| crate::subscriptions::render(row, &request.context),
-    )
+    let rows = broker.subscriptions(&request.tenant, owner, about).await?;
+    list_page(&request, collection(about).0, &params, &rows, |row| {
+        crate::subscriptions::render(row, &request.context)
+    })
 }
 
 /// One page of a listing (subscriptions, registrations): the items from `offset`, at most
@@ -3661,9 +3765,30 @@ async fn get_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
+    show_subscription(About::Entities, broker, principal, headers, id).await
+}
+
+#[utoipa::path(get, path = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn get_csource_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    show_subscription(About::Registrations, broker, principal, headers, id).await
+}
+
+async fn show_subscription(
+    about: About,
+    broker: ContextBroker,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    id: String,
+) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    let row = own_subscription(&broker, &request, &id).await?;
+    let row = own_subscription(&broker, &request, &id, about).await?;
     let body = crate::subscriptions::render(&row, &request.context);
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
@@ -3679,10 +3804,36 @@ async fn update_subscription(
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    change_subscription(About::Entities, broker, principal, headers, id, body).await
+}
+
+/// Change a subscription to registrations (clause 5.11.3): 204; the registrations it matches
+/// afterwards are notified at once.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn update_csource_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    change_subscription(About::Registrations, broker, principal, headers, id, body).await
+}
+
+async fn change_subscription(
+    about: About,
+    broker: ContextBroker,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+) -> NgsiResult<Response> {
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let row = own_subscription(&broker, &request, &id).await?;
+    let row = own_subscription(&broker, &request, &id, about).await?;
     let Value::Object(changes) = value else {
         return Err(errors::bad_request("the update must be a JSON object"));
     };
@@ -3717,20 +3868,23 @@ async fn update_subscription(
         }
     }
     let owner = crate::subscriptions::owner_of(&row).to_owned();
-    let subscription = crate::subscriptions::Subscription::parse(
+    let mut subscription = crate::subscriptions::Subscription::parse(
         &request.tenant,
         &owner,
+        about,
         &merged,
         &request.context,
     )?;
+    subscription.sees_all = crate::subscriptions::sees_all(&row);
     if new_expiry {
         subscription.check_not_expired()?;
     }
     broker.replace_subscription(&subscription).await?;
+    notify_matching_now(&broker, &request.tenant, subscription).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditNote::new(
-            "ngsi.subscription.update",
+            format!("{}.update", collection(about).1),
             format!("subscription:{}/{id}", request.tenant),
         )),
     )
@@ -3745,14 +3899,35 @@ async fn delete_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
+    unsubscribe(About::Entities, broker, principal, headers, id).await
+}
+
+#[utoipa::path(delete, path = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}", tag = "ngsi-ld",
+    params(("subscriptionId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_csource_subscription(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    unsubscribe(About::Registrations, broker, principal, headers, id).await
+}
+
+async fn unsubscribe(
+    about: About,
+    broker: ContextBroker,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    id: String,
+) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    own_subscription(&broker, &request, &id).await?;
+    own_subscription(&broker, &request, &id, about).await?;
     broker.delete_subscription(&request.tenant, &id).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditNote::new(
-            "ngsi.subscription.delete",
+            format!("{}.delete", collection(about).1),
             format!("subscription:{}/{id}", request.tenant),
         )),
     )

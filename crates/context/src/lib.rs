@@ -106,6 +106,16 @@ pub struct Stored {
     pub public: bool,
 }
 
+impl Stored {
+    /// Whose it is, for the subscriptions that may hear of it.
+    pub fn holder(&self) -> subscriptions::Holder<'_> {
+        subscriptions::Holder {
+            owner: &self.owner,
+            public: self.public,
+        }
+    }
+}
+
 /// An entity as [`ContextBroker::get`] returns it, with the answers to the plain retrievals of
 /// it (core context, whole entity, one per format) made once while it stays cached.
 #[derive(Debug)]
@@ -357,7 +367,8 @@ impl ContextBroker {
             )));
         }
         tx.commit().await?;
-        self.notifier.created(tenant, entity);
+        self.notifier
+            .created(tenant, entity, subscriptions::Holder::new_entity(owner));
         Ok(())
     }
 
@@ -388,7 +399,8 @@ impl ContextBroker {
         tx.commit().await?;
         for (entity, outcome) in entities.iter().zip(&outcomes) {
             if outcome.is_ok() {
-                self.notifier.created(tenant, entity);
+                self.notifier
+                    .created(tenant, entity, subscriptions::Holder::new_entity(owner));
             }
         }
         Ok(outcomes)
@@ -443,7 +455,12 @@ impl ContextBroker {
                         written: entity.attrs.keys().cloned().collect(),
                         removed: Vec::new(),
                     };
-                    changes.push((entity.clone(), created));
+                    let stored = Stored {
+                        entity: entity.clone(),
+                        owner: owner.clone(),
+                        public: false,
+                    };
+                    changes.push((stored, created));
                 }
                 Some(row) => {
                     let mut stored = from_row(row)?;
@@ -455,13 +472,13 @@ impl ContextBroker {
                     let changed =
                         update_row(&mut tx, tenant, &before, &stored.entity, false).await?;
                     self.forget_after_commit(&mut tx, tenant, &entity.id);
-                    changes.push((stored.entity, changed));
+                    changes.push((stored, changed));
                 }
             }
         }
         tx.commit().await?;
-        for (entity, changed) in changes {
-            self.notify_changes(tenant, &entity, &changed);
+        for (stored, changed) in changes {
+            self.notify_changes(tenant, &stored, &changed);
         }
         Ok(())
     }
@@ -499,7 +516,7 @@ impl ContextBroker {
             self.identity.audit_in(&mut tx, entry.clone()).await?;
         }
         tx.commit().await?;
-        self.notify_changes(tenant, &stored.entity, &changed);
+        self.notify_changes(tenant, &stored, &changed);
         Ok(stored)
     }
 
@@ -533,19 +550,22 @@ impl ContextBroker {
         }
         tx.commit().await?;
         for (stored, changed) in changes {
-            self.notify_changes(tenant, &stored.entity, &changed);
+            self.notify_changes(tenant, &stored, &changed);
         }
         Ok(outcomes)
     }
 
     /// Notifies a committed change: `changed` holds the attributes created or updated, and
     /// those removed (see [`update_row`]).
-    fn notify_changes(&self, tenant: &str, entity: &Entity, changed: &Changed) {
+    fn notify_changes(&self, tenant: &str, stored: &Stored, changed: &Changed) {
+        let holder = stored.holder();
         if !changed.written.is_empty() {
-            self.notifier.changed(tenant, entity, &changed.written);
+            self.notifier
+                .changed(tenant, &stored.entity, holder, &changed.written);
         }
         if !changed.removed.is_empty() {
-            self.notifier.removed(tenant, entity, &changed.removed);
+            self.notifier
+                .removed(tenant, &stored.entity, holder, &changed.removed);
         }
     }
 
@@ -691,7 +711,8 @@ impl ContextBroker {
         }
         self.forget_after_commit(&mut tx, tenant, id);
         tx.commit().await?;
-        self.notifier.deleted(tenant, &deleted.entity);
+        self.notifier
+            .deleted(tenant, &deleted.entity, deleted.holder());
         Ok(())
     }
 

@@ -24,8 +24,21 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         },
         Migration::portable(6, "@contexts hosted by the broker", HOSTED_CONTEXTS),
         Migration::portable(7, "context source registrations", REGISTRATIONS),
+        Migration::portable(
+            8,
+            "subscriptions to registrations, and who a subscription may hear of",
+            SUBSCRIPTION_SCOPE,
+        ),
     ],
 };
+
+/// `about`: `entities` (clause 5.8) or `registrations` (clause 5.11). `sees_all`: made by a
+/// platform admin (or with authentication off), so it hears of every department's entities;
+/// others hear of their department's and open data only.
+const SUBSCRIPTION_SCOPE: &str = "
+ALTER TABLE ngsi_subscriptions ADD COLUMN about TEXT NOT NULL DEFAULT 'entities';
+ALTER TABLE ngsi_subscriptions ADD COLUMN sees_all BIGINT NOT NULL DEFAULT 0;
+";
 
 /// Context source registrations (clause 5.9): their definitions with names expanded.
 const REGISTRATIONS: &str = "

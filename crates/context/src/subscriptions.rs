@@ -3,6 +3,12 @@
 //! throttling, expiry) after it commits; each notification is sent with retries and back-off, and its
 //! fate is counted on the subscription (`timesSent`, `timesFailed`, `lastSuccess`,
 //! `lastFailure`, `status`), so a notification is never lost without a trace.
+//!
+//! Subscriptions to context source registrations (§5.11) are the same resource about
+//! registrations: they hear of registrations that newly match, changed or no longer match
+//! (`ContextSourceNotification` with its `triggerReason`), and at once of those matching when
+//! they are made or changed. A subscription hears only of what its department may read: its own
+//! entities and registrations and open data, or everything when a platform admin made it.
 
 use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
@@ -19,6 +25,50 @@ const CONCURRENT_DELIVERIES: usize = 64;
 /// Attempts per notification, with back-off doubling from 500 ms.
 const ATTEMPTS: u32 = 4;
 
+/// What a subscription is about: entities (clause 5.8) or context source registrations
+/// (clause 5.11, `/csourceSubscriptions`). One table holds both, told apart by `about`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About {
+    Entities,
+    Registrations,
+}
+
+impl About {
+    /// The value of the `about` column.
+    pub fn column(self) -> &'static str {
+        match self {
+            About::Entities => "entities",
+            About::Registrations => "registrations",
+        }
+    }
+
+    fn from_column(text: &str) -> Self {
+        if text == "registrations" {
+            About::Registrations
+        } else {
+            About::Entities
+        }
+    }
+}
+
+/// Whose a changed entity or registration is: a subscription hears of it only when its
+/// department may read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub owner: &'a str,
+    pub public: bool,
+}
+
+impl<'a> Holder<'a> {
+    /// A new entity's (not open data until marked so).
+    pub fn new_entity(owner: &'a str) -> Self {
+        Self {
+            owner,
+            public: false,
+        }
+    }
+}
+
 /// A subscription as stored: the client's JSON (attribute and type names expanded) plus what
 /// the broker derives from it.
 #[derive(Debug, Clone)]
@@ -26,6 +76,10 @@ pub struct Subscription {
     pub tenant: String,
     pub id: String,
     pub owner: String,
+    pub about: About,
+    /// Made by a platform admin (or with authentication off): hears of every department's
+    /// entities and registrations, not only its own and open data.
+    pub sees_all: bool,
     /// The stored definition (expanded names).
     pub definition: Value,
     pub active: bool,
@@ -42,6 +96,9 @@ pub struct Subscription {
     target: Endpoint,
     /// `notificationTrigger`; `None`: the default (attributes created or updated).
     triggers: Option<Vec<String>>,
+    /// `temporalQ` of a subscription to registrations: the time property (`observedAt`,
+    /// `createdAt` or `modifiedAt`) and the range its registration interval must meet.
+    temporal: Option<(String, crate::temporal::TimeRange)>,
 }
 
 /// What happened to an entity, for the notification triggers (Table 5.2.12-1).
@@ -70,6 +127,7 @@ impl Subscription {
     pub fn parse(
         tenant: &str,
         owner: &str,
+        about: About,
         body: &Value,
         context: &Context,
     ) -> Result<Self, Problem> {
@@ -240,6 +298,11 @@ impl Subscription {
         }
         let triggers = match object.get("notificationTrigger") {
             None => None,
+            Some(_) if about == About::Registrations => {
+                return Err(errors::bad_request(
+                    "notificationTrigger is for subscriptions to entities; subscriptions to registrations hear of every change",
+                ));
+            }
             Some(Value::Array(items)) if !items.is_empty() => {
                 for item in items {
                     if !item.as_str().is_some_and(|t| TRIGGERS.contains(&t)) {
@@ -256,6 +319,26 @@ impl Subscription {
                     "notificationTrigger is a non-empty array",
                 ));
             }
+        };
+        let temporal = match object.get("temporalQ") {
+            Some(temporal_q) if about == About::Registrations => {
+                let text = |key: &str| temporal_q.get(key).and_then(Value::as_str);
+                let property = text("timeproperty").unwrap_or("observedAt");
+                if !matches!(property, "observedAt" | "createdAt" | "modifiedAt") {
+                    return Err(errors::bad_request(format!(
+                        "temporalQ.timeproperty {property:?} is not observedAt, createdAt or modifiedAt"
+                    )));
+                }
+                let timerel = text("timerel")
+                    .ok_or_else(|| errors::bad_request("temporalQ needs timerel"))?;
+                let range = crate::temporal::TimeRange::parse(
+                    Some(timerel),
+                    text("timeAt"),
+                    text("endTimeAt"),
+                )?;
+                Some((property.to_owned(), range))
+            }
+            _ => None,
         };
         let mut definition = Map::new();
         definition.insert("id".into(), id.clone().into());
@@ -279,6 +362,11 @@ impl Subscription {
         }
         if let Some(csf) = object.get("csf") {
             definition.insert("csf".into(), csf.clone());
+        }
+        if temporal.is_some()
+            && let Some(temporal_q) = object.get("temporalQ")
+        {
+            definition.insert("temporalQ".into(), temporal_q.clone());
         }
         if let Some(triggers) = &triggers {
             definition.insert("notificationTrigger".into(), Value::Array(triggers.clone()));
@@ -308,6 +396,8 @@ impl Subscription {
             tenant: tenant.to_owned(),
             id,
             owner: owner.to_owned(),
+            about,
+            sees_all: false,
             definition: Value::Object(definition),
             active,
             expires_at_ms,
@@ -324,7 +414,18 @@ impl Subscription {
                     .map(str::to_owned)
                     .collect()
             }),
+            temporal,
         })
+    }
+
+    /// Active and not expired.
+    fn live(&self, now_ms: i64) -> bool {
+        self.active && self.expires_at_ms.is_none_or(|at| at > now_ms)
+    }
+
+    /// May this subscription's department read what `holder` holds?
+    fn may_hear_of(&self, holder: Holder) -> bool {
+        self.sees_all || holder.public || holder.owner == self.owner
     }
 
     /// Does this kind of change trigger a notification? A new entity's attributes are
@@ -355,8 +456,14 @@ impl Subscription {
     }
 
     /// Does a change of `entity` (its `changed` attributes) concern this subscription?
-    pub fn matches(&self, entity: &Entity, changed: &[String], now_ms: i64) -> bool {
-        if !self.active || self.expires_at_ms.is_some_and(|at| at <= now_ms) {
+    pub fn matches(
+        &self,
+        entity: &Entity,
+        holder: Holder,
+        changed: &[String],
+        now_ms: i64,
+    ) -> bool {
+        if self.about != About::Entities || !self.live(now_ms) || !self.may_hear_of(holder) {
             return false;
         }
         let selected = self.selectors.is_empty()
@@ -377,6 +484,80 @@ impl Subscription {
                     .and_then(|v| model::geometry(v).ok())
                     .is_some_and(|geometry| g.matches(&geometry))
             })
+    }
+
+    /// What of a registration (its stored definition, names expanded) this subscription to
+    /// registrations covers: the registration with only the RegistrationInfo elements that
+    /// match (clause 5.11.7), or `None` when it does not match.
+    fn covered(&self, registration: &Value, now_ms: i64) -> Option<Value> {
+        let at = |v: &Value| v.as_str().and_then(yunnao_core::time::parse_rfc3339_ms);
+        if at(&registration["expiresAt"]).is_some_and(|expiry| expiry <= now_ms) {
+            return None;
+        }
+        let information: Vec<Value> = registration["information"]
+            .as_array()?
+            .iter()
+            .filter(|info| self.covers_information(info))
+            .cloned()
+            .collect();
+        if information.is_empty() {
+            return None;
+        }
+        if let Some(geo) = &self.geo {
+            // Registrations hold their geometries as GeoJSON members, under the names given.
+            let member = self.context.compact(&geo.property);
+            let geometry = model::geometry(registration.get(&member)?).ok()?;
+            if !geo.matches(&geometry) {
+                return None;
+            }
+        }
+        if let Some((property, range)) = &self.temporal {
+            let interval = registration.get(if property == "observedAt" {
+                "observationInterval"
+            } else {
+                "managementInterval"
+            })?;
+            let start = at(&interval["startAt"])?;
+            let end = at(&interval["endAt"]);
+            let meets = range.to.is_none_or(|to| start < to)
+                && range
+                    .from
+                    .is_none_or(|from| end.is_none_or(|end| end >= from));
+            if !meets {
+                return None;
+            }
+        }
+        if let Some(q) = &self.q
+            && !q.matches(&registration_properties(registration, &self.context))
+        {
+            return None;
+        }
+        let mut shown = registration.clone();
+        shown["information"] = Value::Array(information);
+        Some(shown)
+    }
+
+    /// Does one RegistrationInfo cover an entity this subscription selects and one of its
+    /// watched attributes? Without entities it covers every entity; without names, every
+    /// attribute.
+    fn covers_information(&self, info: &Value) -> bool {
+        let entities_covered = self.selectors.is_empty()
+            || info["entities"].as_array().is_none_or(|registered| {
+                registered.iter().any(|entity| {
+                    self.selectors
+                        .iter()
+                        .any(|selector| selects_registered(selector, entity))
+                })
+            });
+        let names: Vec<&str> = ["propertyNames", "relationshipNames"]
+            .iter()
+            .flat_map(|key| info[*key].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let watched_covered = self.watched.is_empty()
+            || names.is_empty()
+            || self.watched.iter().any(|w| names.contains(&w.as_str()));
+        entities_covered && watched_covered
     }
 
     fn endpoint(&self) -> String {
@@ -404,6 +585,81 @@ impl Subscription {
             attrs: (!attrs.is_empty()).then_some(attrs),
             ..RenderOptions::default()
         }
+    }
+}
+
+/// Can an entity a subscription's selector (type, id, idPattern) picks be one a registered
+/// EntityInfo (type or types, id or idPattern) names? Two patterns are taken to overlap.
+fn selects_registered(
+    (type_iri, id, pattern): &(Option<String>, Option<String>, Option<regex::Regex>),
+    registered: &Value,
+) -> bool {
+    let types_match = type_iri
+        .as_ref()
+        .is_none_or(|wanted| match &registered["type"] {
+            Value::Array(types) => types.iter().any(|t| t == wanted.as_str()),
+            one => one == wanted.as_str(),
+        });
+    let registered_id = registered["id"].as_str();
+    let registered_pattern = registered["idPattern"]
+        .as_str()
+        .and_then(|p| regex::Regex::new(p).ok());
+    let id_match = match (id, registered_id) {
+        (Some(wanted), Some(theirs)) => wanted == theirs,
+        (Some(wanted), None) => registered_pattern.is_none_or(|p| p.is_match(wanted)),
+        (None, Some(theirs)) => pattern.as_ref().is_none_or(|p| p.is_match(theirs)),
+        (None, None) => true,
+    };
+    types_match && id_match
+}
+
+/// Members of a registration that are not defined by Table 5.2.9-1: the properties a
+/// subscription's `q` is matched against (clause 5.11.7).
+fn registration_properties(registration: &Value, context: &Context) -> Entity {
+    const DEFINED: &[&str] = &[
+        "id",
+        "type",
+        "registrationName",
+        "description",
+        "information",
+        "tenant",
+        "observationInterval",
+        "managementInterval",
+        "location",
+        "observationSpace",
+        "operationSpace",
+        "expiresAt",
+        "endpoint",
+        "contextSourceInfo",
+        "scope",
+        "mode",
+        "operations",
+        "refreshRate",
+        "management",
+        "status",
+        "createdAt",
+        "modifiedAt",
+    ];
+    let attrs = registration
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !DEFINED.contains(&name.as_str()))
+        .map(|(name, value)| {
+            let attribute = match value {
+                Value::Object(o) if o.contains_key("type") => value.clone(),
+                plain => json!({"type": "Property", "value": plain}),
+            };
+            (context.expand(name), attribute)
+        })
+        .collect();
+    Entity {
+        id: registration["id"].as_str().unwrap_or_default().to_owned(),
+        types: Vec::new(),
+        attrs,
+        created_at: String::new(),
+        modified_at: String::new(),
+        scope: None,
     }
 }
 
@@ -436,6 +692,7 @@ pub type SubscriptionRow = (
     Option<String>,
     Option<String>,
     String,
+    i64,
 );
 
 /// The subscriptions of every tenant, kept in memory for matching (reloaded after each change
@@ -468,14 +725,14 @@ impl Notifier {
 
     /// Reads every subscription from the database.
     pub async fn reload(&self) -> Result<(), Problem> {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT tenant, id, owner_department, definition FROM ngsi_subscriptions",
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT tenant, owner_department, about, definition, sees_all FROM ngsi_subscriptions",
         )
         .fetch_all(self.db.pool())
         .await
         .db()?;
         let mut all = Vec::new();
-        for (tenant, _id, owner, definition) in rows {
+        for (tenant, owner, about, definition, sees_all) in rows {
             let definition: Value =
                 serde_json::from_str(&definition).map_err(|e| Problem::internal(e.to_string()))?;
             // Stored definitions hold expanded names, and the client's context for `q`.
@@ -483,8 +740,12 @@ impl Notifier {
                 Some(source) => self.contexts.resolve(source).await.unwrap_or_default(),
                 None => Context::core(),
             };
-            match Subscription::parse(&tenant, &owner, &definition, &context) {
-                Ok(s) => all.push(Arc::new(s)),
+            let about = About::from_column(&about);
+            match Subscription::parse(&tenant, &owner, about, &definition, &context) {
+                Ok(mut s) => {
+                    s.sees_all = sees_all != 0;
+                    all.push(Arc::new(s));
+                }
                 Err(problem) => tracing::error!(%problem, "stored subscription unreadable"),
             }
         }
@@ -496,36 +757,158 @@ impl Notifier {
     }
 
     /// Queues the notifications a committed change causes.
-    pub fn changed(&self, tenant: &str, entity: &Entity, changed: &[String]) {
-        self.notify(tenant, (entity, entity), changed, Change::Updated);
+    pub fn changed(&self, tenant: &str, entity: &Entity, holder: Holder, changed: &[String]) {
+        self.notify(tenant, (entity, entity), holder, changed, Change::Updated);
     }
 
     /// A new entity (all its attributes created).
-    pub fn created(&self, tenant: &str, entity: &Entity) {
+    pub fn created(&self, tenant: &str, entity: &Entity, holder: Holder) {
         let all: Vec<String> = entity.attrs.keys().cloned().collect();
-        self.notify(tenant, (entity, entity), &all, Change::Created);
+        self.notify(tenant, (entity, entity), holder, &all, Change::Created);
     }
 
     /// Attributes removed from `entity` (as it is now): they are shown with the NGSI-LD Null
     /// as their value (clause 5.8.6).
-    pub fn removed(&self, tenant: &str, entity: &Entity, removed: &[(String, Value)]) {
+    pub fn removed(
+        &self,
+        tenant: &str,
+        entity: &Entity,
+        holder: Holder,
+        removed: &[(String, Value)],
+    ) {
         let mut shown = entity.clone();
         let names: Vec<String> = removed.iter().map(|(name, _)| name.clone()).collect();
         for (name, old) in removed {
             shown.attrs.insert(name.clone(), deleted_attribute(old));
         }
-        self.notify(tenant, (entity, &shown), &names, Change::AttributesDeleted);
+        self.notify(
+            tenant,
+            (entity, &shown),
+            holder,
+            &names,
+            Change::AttributesDeleted,
+        );
     }
 
     /// A deleted entity (as it was): shown with `deletedAt`, and with its attributes as the
     /// NGSI-LD Null to subscriptions to deleted attributes.
-    pub fn deleted(&self, tenant: &str, entity: &Entity) {
+    pub fn deleted(&self, tenant: &str, entity: &Entity, holder: Holder) {
         let names: Vec<String> = entity.attrs.keys().cloned().collect();
         let mut shown = entity.clone();
         for attribute in shown.attrs.values_mut() {
             *attribute = deleted_attribute(attribute);
         }
-        self.notify(tenant, (entity, &shown), &names, Change::EntityDeleted);
+        self.notify(
+            tenant,
+            (entity, &shown),
+            holder,
+            &names,
+            Change::EntityDeleted,
+        );
+    }
+
+    /// The tenant's subscriptions that `keep` keeps.
+    fn select(&self, keep: impl Fn(&Subscription) -> bool) -> Vec<Arc<Subscription>> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|s| keep(s))
+            .cloned()
+            .collect()
+    }
+
+    /// Is `subscription` within its throttling interval? If not, this counts as a sending.
+    fn throttled(&self, subscription: &Subscription, now: i64) -> bool {
+        if subscription.throttling_ms <= 0 {
+            return false;
+        }
+        let key = (subscription.tenant.clone(), subscription.id.clone());
+        let mut last = self.last_sent.write().unwrap_or_else(|p| p.into_inner());
+        if last
+            .get(&key)
+            .is_some_and(|at| now - at < subscription.throttling_ms)
+        {
+            return true;
+        }
+        last.insert(key, now);
+        false
+    }
+
+    /// Delivers `body` in the background (one of the delivery slots).
+    fn send(&self, subscription: Arc<Subscription>, body: Value) {
+        let notifier = self.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = notifier.slots.clone().acquire_owned().await else {
+                return;
+            };
+            notifier.deliver(&subscription, body).await;
+        });
+    }
+
+    /// A committed change of a registration (`before` and `after` its stored definitions;
+    /// `None`: it did not exist, or no longer does): each subscription to registrations it
+    /// concerns hears that it newly matches, was updated, or no longer matches.
+    pub fn registration_changed(
+        &self,
+        tenant: &str,
+        owner: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) {
+        let now = yunnao_core::time::now_ms();
+        let holder = Holder {
+            owner,
+            public: false,
+        };
+        let concerned = self.select(|s| {
+            s.tenant == tenant
+                && s.about == About::Registrations
+                && s.live(now)
+                && s.may_hear_of(holder)
+        });
+        for subscription in concerned {
+            let was = before.and_then(|d| subscription.covered(d, now));
+            let is = after.and_then(|d| subscription.covered(d, now));
+            let (reason, shown) = match (was, is) {
+                (None, Some(shown)) => ("newlyMatching", shown),
+                (Some(_), Some(shown)) => ("updated", shown),
+                // What it is now, or what it was when it is gone.
+                (Some(old), None) => ("noLongerMatching", after.cloned().unwrap_or(old)),
+                (None, None) => continue,
+            };
+            if self.throttled(&subscription, now) {
+                continue;
+            }
+            let data = vec![crate::registrations::render(&shown, &subscription.context)];
+            let body = registration_notification(&subscription, reason, data, now);
+            self.send(subscription, body);
+        }
+    }
+
+    /// The first notification of a subscription to registrations, made or changed: every
+    /// registration (owner, stored definition) it matches now, as newly matching.
+    pub fn matching_now(&self, subscription: Subscription, registrations: &[(String, Value)]) {
+        let now = yunnao_core::time::now_ms();
+        if subscription.about != About::Registrations || !subscription.live(now) {
+            return;
+        }
+        let data: Vec<Value> = registrations
+            .iter()
+            .filter(|(owner, _)| {
+                subscription.may_hear_of(Holder {
+                    owner,
+                    public: false,
+                })
+            })
+            .filter_map(|(_, definition)| subscription.covered(definition, now))
+            .map(|shown| crate::registrations::render(&shown, &subscription.context))
+            .collect();
+        if data.is_empty() {
+            return;
+        }
+        let body = registration_notification(&subscription, "newlyMatching", data, now);
+        self.send(Arc::new(subscription), body);
     }
 
     /// Notifies the subscriptions that `change` (of the attributes `changed`) concerns: they
@@ -534,29 +917,17 @@ impl Notifier {
         &self,
         tenant: &str,
         (entity, shown): (&Entity, &Entity),
+        holder: Holder,
         changed: &[String],
         change: Change,
     ) {
         let now = yunnao_core::time::now_ms();
-        let matching: Vec<Arc<Subscription>> = self
-            .subscriptions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|s| s.tenant == tenant && s.fires_on(change) && s.matches(entity, changed, now))
-            .cloned()
-            .collect();
+        let matching = self.select(|s| {
+            s.tenant == tenant && s.fires_on(change) && s.matches(entity, holder, changed, now)
+        });
         for subscription in matching {
-            if subscription.throttling_ms > 0 {
-                let key = (subscription.tenant.clone(), subscription.id.clone());
-                let mut last = self.last_sent.write().unwrap_or_else(|p| p.into_inner());
-                if last
-                    .get(&key)
-                    .is_some_and(|at| now - at < subscription.throttling_ms)
-                {
-                    continue;
-                }
-                last.insert(key, now);
+            if self.throttled(&subscription, now) {
+                continue;
             }
             let options = subscription.render_options();
             let mut data = if change == Change::EntityDeleted
@@ -581,13 +952,7 @@ impl Notifier {
                 "notifiedAt": yunnao_core::time::rfc3339_ms(now),
                 "data": [data],
             });
-            let notifier = self.clone();
-            tokio::spawn(async move {
-                let Ok(_slot) = notifier.slots.clone().acquire_owned().await else {
-                    return;
-                };
-                notifier.deliver(&subscription, body).await;
-            });
+            self.send(subscription, body);
         }
     }
 
@@ -676,8 +1041,25 @@ impl Notifier {
     }
 }
 
+/// A `ContextSourceNotification` (clause 5.3.2) of registrations.
+fn registration_notification(
+    subscription: &Subscription,
+    reason: &str,
+    data: Vec<Value>,
+    now: i64,
+) -> Value {
+    json!({
+        "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
+        "type": "ContextSourceNotification",
+        "subscriptionId": subscription.id,
+        "notifiedAt": yunnao_core::time::rfc3339_ms(now),
+        "data": data,
+        "triggerReason": reason,
+    })
+}
+
 const COLUMNS: &str = "tenant, id, owner_department, definition, times_sent, times_failed, created_at_ms, \
-    last_notification, last_success, last_failure, delivery_status";
+    last_notification, last_success, last_failure, delivery_status, sees_all";
 
 /// A subscription as the API shows it: the definition compacted, with its counters.
 pub fn render(row: &SubscriptionRow, context: &Context) -> Value {
@@ -693,6 +1075,7 @@ pub fn render(row: &SubscriptionRow, context: &Context) -> Value {
         last_success,
         last_failure,
         status,
+        _,
     ) = row;
     let mut value: Value = serde_json::from_str(definition).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
@@ -756,14 +1139,16 @@ impl crate::ContextBroker {
     pub async fn create_subscription(&self, subscription: &Subscription) -> Result<(), Problem> {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO ngsi_subscriptions (tenant, id, owner_department, definition, times_sent, times_failed, created_at_ms, delivery_status) \
-             VALUES ($1, $2, $3, $4, 0, 0, $5, 'ok') ON CONFLICT (tenant, id) DO NOTHING",
+            "INSERT INTO ngsi_subscriptions (tenant, id, owner_department, definition, times_sent, times_failed, created_at_ms, delivery_status, about, sees_all) \
+             VALUES ($1, $2, $3, $4, 0, 0, $5, 'ok', $6, $7) ON CONFLICT (tenant, id) DO NOTHING",
         )
         .bind(&subscription.tenant)
         .bind(&subscription.id)
         .bind(&subscription.owner)
         .bind(subscription.definition.to_string())
         .bind(yunnao_core::time::now_ms())
+        .bind(subscription.about.column())
+        .bind(i64::from(subscription.sees_all))
         .execute(&mut **tx)
         .await
         .db()?;
@@ -781,12 +1166,14 @@ impl crate::ContextBroker {
         &self,
         tenant: &str,
         id: &str,
+        about: About,
     ) -> Result<Option<SubscriptionRow>, Problem> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND id = $2"
+            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND id = $2 AND about = $3"
         )))
         .bind(tenant)
         .bind(id)
+        .bind(about.column())
         .fetch_optional(self.db.pool())
         .await
         .db()
@@ -796,12 +1183,14 @@ impl crate::ContextBroker {
         &self,
         tenant: &str,
         owner: Option<&str>,
+        about: About,
     ) -> Result<Vec<SubscriptionRow>, Problem> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND ($2 = '' OR owner_department = $2) ORDER BY created_at_ms, id"
+            "SELECT {COLUMNS} FROM ngsi_subscriptions WHERE tenant = $1 AND ($2 = '' OR owner_department = $2) AND about = $3 ORDER BY created_at_ms, id"
         )))
         .bind(tenant)
         .bind(owner.unwrap_or_default())
+        .bind(about.column())
         .fetch_all(self.db.pool())
         .await
         .db()
@@ -835,6 +1224,11 @@ impl crate::ContextBroker {
 
 pub fn owner_of(row: &SubscriptionRow) -> &str {
     &row.2
+}
+
+/// Does the stored subscription hear of every department's data?
+pub fn sees_all(row: &SubscriptionRow) -> bool {
+    row.11 != 0
 }
 
 pub fn definition_of(row: &SubscriptionRow) -> Value {

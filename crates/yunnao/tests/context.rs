@@ -4289,7 +4289,360 @@ fn uuid_like() -> String {
     )
 }
 
+async fn subscriptions_hear_only_what_their_department_may_read(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let water_admin = broker
+        .server
+        .user(&admin, "water.admin", "water", "dept_admin")
+        .await;
+    let (transport_url, transport_seen) = receiver(200).await;
+    let (admin_url, admin_seen) = receiver(200).await;
+    let subscription = |url: &str| {
+        json!({"type": "Subscription", "entities": [{"type": "WaterObserved"}],
+               "notification": {"format": "keyValues", "endpoint": {"uri": url}}})
+        .to_string()
+    };
+    let as_user = |token: &str, method: Method, path: &str, body: String| {
+        broker
+            .call(method, path, Some(token))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // The transport department and a platform admin both subscribe to water observations.
+    for (token, url) in [(&broker.token, &transport_url), (&admin, &admin_url)] {
+        let created = as_user(token, Method::POST, "/subscriptions", subscription(url))
+            .await
+            .expect("sent");
+        assert_eq!(created.status(), 201);
+    }
+    // The water department's own reservoir: the admin hears of it, transport does not.
+    let id = "urn:ngsi-ld:WaterObserved:laoshan-reservoir";
+    let reservoir = json!({"id": id, "type": "WaterObserved",
+                           "level": {"type": "Property", "value": 12.5}});
+    let created = as_user(&water, Method::POST, "/entities", reservoir.to_string())
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    let heard = wait_for(|| {
+        admin_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(heard.0["data"][0]["id"], id);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        transport_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty(),
+        "another department's entity is not notified"
+    );
+    // Published as open data, its next change reaches transport too.
+    let published = broker
+        .server
+        .client
+        .put(
+            broker
+                .server
+                .url(&format!("/api/v1/context/entities/{id}/open-data")),
+        )
+        .bearer_auth(&water_admin)
+        .header("content-type", "application/json")
+        .body(json!({"open": true}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(published.status(), 204);
+    let updated = as_user(
+        &water,
+        Method::PATCH,
+        &format!("/entities/{id}/attrs"),
+        json!({"level": 13.0}).to_string(),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(updated.status(), 204);
+    let heard = wait_for(|| {
+        transport_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        heard.0["data"],
+        json!([{"id": id, "type": "WaterObserved", "level": 13.0}])
+    );
+    wait_for(|| (admin_seen.lock().unwrap_or_else(|p| p.into_inner()).len() == 2).then_some(()))
+        .await;
+    broker.server.cleanup().await;
+}
+
+async fn registration_subscriptions_hear_of_matching_registrations(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let (url, seen) = receiver(200).await;
+    let registration = |name: &str, information: Value| {
+        json!({"id": format!("urn:ngsi-ld:ContextSourceRegistration:{name}"),
+               "type": "ContextSourceRegistration", "information": information,
+               "endpoint": "http://sources.qingdao.example:1026"})
+    };
+    let registration_path =
+        |name: &str| format!("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:{name}");
+    let building = json!({"entities": [{"type": "Building"}], "propertyNames": ["name", "floors"]});
+    let bus = json!({"entities": [{"type": "Bus", "idPattern": "urn:ngsi-ld:Bus:qd-.*"}]});
+    let register = |body: Value| broker.send(Method::POST, "/csourceRegistrations", body);
+    assert_eq!(
+        register(registration("city-archive", json!([building])))
+            .await
+            .status(),
+        201
+    );
+    for (body, reason) in [
+        (
+            json!({"type": "Subscription", "entities": [{"type": "Building"}], "notificationTrigger": ["entityCreated"],
+                   "notification": {"endpoint": {"uri": url}}}),
+            "notificationTrigger",
+        ),
+        (
+            json!({"type": "Subscription", "entities": [{"type": "Building"}], "temporalQ": {"timeAt": "2026-01-01T00:00:00Z"},
+                   "notification": {"endpoint": {"uri": url}}}),
+            "timerel",
+        ),
+    ] {
+        let refused = broker
+            .send(Method::POST, "/csourceSubscriptions", body)
+            .await;
+        let problem = expect_ngsi_error(refused, 400, "BadRequestData").await;
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(reason),
+            "{problem}"
+        );
+    }
+    // Subscribed: the registration matching now is notified at once.
+    let created = broker
+        .send(
+            Method::POST,
+            "/csourceSubscriptions",
+            json!({"type": "Subscription", "entities": [{"type": "Building"}], "watchedAttributes": ["floors"],
+                   "notification": {"endpoint": {"uri": url}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let path = ngsi_path(&created);
+    assert!(path.starts_with("/csourceSubscriptions/"), "{path}");
+    let subscription_id = path.trim_start_matches("/csourceSubscriptions/").to_owned();
+    let nth = |n: usize| {
+        let seen = seen.clone();
+        wait_for(move || {
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(n)
+                .map(|(v, _)| v.clone())
+        })
+    };
+    let heard = nth(0).await;
+    assert_eq!(heard["type"], "ContextSourceNotification");
+    assert_eq!(heard["subscriptionId"], subscription_id);
+    assert_eq!(heard["triggerReason"], "newlyMatching");
+    assert!(heard["notifiedAt"].is_string());
+    assert_eq!(
+        heard["data"][0]["id"],
+        "urn:ngsi-ld:ContextSourceRegistration:city-archive"
+    );
+    assert_eq!(heard["data"][0]["information"], json!([building]));
+    // A new registration: only its matching information is shown.
+    assert_eq!(
+        register(registration("mixed", json!([bus, building])))
+            .await
+            .status(),
+        201
+    );
+    let heard = nth(1).await;
+    assert_eq!(heard["triggerReason"], "newlyMatching");
+    assert_eq!(
+        heard["data"][0]["id"],
+        "urn:ngsi-ld:ContextSourceRegistration:mixed"
+    );
+    assert_eq!(heard["data"][0]["information"], json!([building]));
+    // Not heard of: buses only, and buildings without the watched attribute.
+    let names_only = json!({"entities": [{"type": "Building"}], "propertyNames": ["name"]});
+    for (name, information) in [("buses", json!([bus])), ("names", json!([names_only]))] {
+        assert_eq!(
+            register(registration(name, information)).await.status(),
+            201
+        );
+    }
+    // Updated, then no longer matching (changed away, and deleted).
+    let changed = broker
+        .send(
+            Method::PATCH,
+            &registration_path("city-archive"),
+            json!({"endpoint": "http://archive.qingdao.example:1026"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    let heard = nth(2).await;
+    assert_eq!(heard["triggerReason"], "updated", "{heard}");
+    assert_eq!(
+        heard["data"][0]["endpoint"],
+        "http://archive.qingdao.example:1026"
+    );
+    let changed = broker
+        .send(
+            Method::PATCH,
+            &registration_path("mixed"),
+            json!({"information": [bus]}),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    let heard = nth(3).await;
+    assert_eq!(heard["triggerReason"], "noLongerMatching");
+    assert_eq!(heard["data"][0]["information"], json!([bus]), "the latest");
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            &registration_path("city-archive"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    let heard = nth(4).await;
+    assert_eq!(heard["triggerReason"], "noLongerMatching");
+    assert_eq!(
+        heard["data"][0]["id"],
+        "urn:ngsi-ld:ContextSourceRegistration:city-archive"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 5);
+    // Counted like any subscription, and kept apart from subscriptions to entities.
+    let shown = counted_once(&broker, &path, "timesSent", 1).await;
+    assert_eq!(shown["notification"]["timesSent"], 5, "{shown}");
+    assert_eq!(shown["notification"]["status"], "ok");
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["entities"], json!([{"type": "Building"}]));
+    expect_ngsi_error(
+        broker
+            .get(&format!("/subscriptions/{subscription_id}"))
+            .await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    assert_eq!(broker.get_json("/subscriptions").await, json!([]));
+    let listed = broker.get_json("/csourceSubscriptions").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    // Changed to buses: told at once of every bus registration.
+    let changed = broker
+        .send(Method::PATCH, &path, json!({"entities": [{"type": "Bus"}]}))
+        .await;
+    assert_eq!(changed.status(), 204);
+    let heard = nth(5).await;
+    assert_eq!(heard["triggerReason"], "newlyMatching");
+    let mut ids: Vec<String> = heard["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "urn:ngsi-ld:ContextSourceRegistration:buses",
+            "urn:ngsi-ld:ContextSourceRegistration:mixed"
+        ]
+    );
+    // Paused: nothing.
+    let paused = broker
+        .send(Method::PATCH, &path, json!({"isActive": false}))
+        .await;
+    assert_eq!(paused.status(), 204);
+    assert_eq!(
+        register(registration("night-buses", json!([bus])))
+            .await
+            .status(),
+        201
+    );
+
+    // temporalQ against the observation interval, geoQ against the location; another
+    // department's registrations are not heard of.
+    let (near_url, near_seen) = receiver(200).await;
+    let created = broker
+        .send(
+            Method::POST,
+            "/csourceSubscriptions",
+            json!({"type": "Subscription", "entities": [{"type": "Reservoir"}],
+                   "temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z", "timeproperty": "observedAt"},
+                   "geoQ": {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [120.38, 36.06]},
+                   "notification": {"endpoint": {"uri": near_url}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let recent = json!({"startAt": "2026-06-01T00:00:00Z"});
+    let reservoir = |name: &str, at: [f64; 2], observed: &Value| {
+        let mut body = registration(name, json!([{"entities": [{"type": "Reservoir"}]}]));
+        body["location"] = json!({"type": "Point", "coordinates": at});
+        body["observationInterval"] = observed.clone();
+        body
+    };
+    let old = json!({"startAt": "2020-06-01T00:00:00Z", "endAt": "2021-06-01T00:00:00Z"});
+    for body in [
+        reservoir("far", [120.60, 36.30], &recent),
+        reservoir("old", [120.385, 36.065], &old),
+        reservoir("near-recent", [120.385, 36.065], &recent),
+    ] {
+        assert_eq!(register(body).await.status(), 201);
+    }
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs = broker
+        .call(Method::POST, "/csourceRegistrations", Some(&water))
+        .header("content-type", "application/json")
+        .body(reservoir("water-own", [120.385, 36.065], &recent).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(theirs.status(), 201);
+    let heard = wait_for(|| {
+        near_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        heard.0["data"][0]["id"],
+        "urn:ngsi-ld:ContextSourceRegistration:near-recent"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(near_seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        6,
+        "paused"
+    );
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    subscriptions_hear_only_what_their_department_may_read,
+    registration_subscriptions_hear_of_matching_registrations,
     notification_triggers_choose_what_is_notified,
     context_sources_are_registered_and_discovered,
     representations_follow_each_attribute_type,
