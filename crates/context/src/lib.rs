@@ -453,7 +453,7 @@ impl ContextBroker {
                     insert_row(&mut tx, tenant, entity, owner, false).await?;
                     let created = Changed {
                         written: entity.attrs.keys().cloned().collect(),
-                        removed: Vec::new(),
+                        ..Changed::default()
                     };
                     let stored = Stored {
                         entity: entity.clone(),
@@ -560,8 +560,13 @@ impl ContextBroker {
     fn notify_changes(&self, tenant: &str, stored: &Stored, changed: &Changed) {
         let holder = stored.holder();
         if !changed.written.is_empty() {
-            self.notifier
-                .changed(tenant, &stored.entity, holder, &changed.written);
+            self.notifier.changed(
+                tenant,
+                &stored.entity,
+                holder,
+                &changed.written,
+                &changed.previous,
+            );
         }
         if !changed.removed.is_empty() {
             self.notifier
@@ -1004,6 +1009,8 @@ pub struct Changed {
     pub written: Vec<String>,
     /// Attributes removed, as they were.
     pub removed: Vec<(String, Value)>,
+    /// Attributes of `written` that existed, as they were (`showChanges`).
+    pub previous: Vec<(String, Value)>,
 }
 
 impl Changed {
@@ -1061,22 +1068,23 @@ async fn update_row(
         .await?;
         write_types(tx, tenant, entity).await?;
     }
-    let written = entity
-        .attrs
-        .iter()
-        .filter(|(name, value)| {
-            before
-                .get(*name)
-                .is_none_or(|old| !temporal::same_content(old, value))
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    let removed = before
+    let mut changed = Changed::default();
+    for (name, value) in &entity.attrs {
+        match before.get(name) {
+            None => changed.written.push(name.clone()),
+            Some(old) if !temporal::same_content(old, value) => {
+                changed.written.push(name.clone());
+                changed.previous.push((name.clone(), old.clone()));
+            }
+            Some(_) => {}
+        }
+    }
+    changed.removed = before
         .iter()
         .filter(|(name, _)| !entity.attrs.contains_key(*name))
         .map(|(name, old)| (name.clone(), old.clone()))
         .collect();
-    Ok(Changed { written, removed })
+    Ok(changed)
 }
 
 /// On PostgreSQL, holds entity `id`'s row until `tx` ends, as changes of the entity do: writers

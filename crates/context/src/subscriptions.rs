@@ -96,6 +96,8 @@ pub struct Subscription {
     target: Endpoint,
     /// `notificationTrigger`; `None`: the default (attributes created or updated).
     triggers: Option<Vec<String>>,
+    /// `notification.showChanges`: changed attributes carry their previous value.
+    show_changes: bool,
     /// `temporalQ` of a subscription to registrations: the time property (`observedAt`,
     /// `createdAt` or `modifiedAt`) and the range its registration interval must meet.
     temporal: Option<(String, crate::temporal::TimeRange)>,
@@ -268,6 +270,15 @@ impl Subscription {
                 ));
             }
         };
+        let show_changes = match notification.get("showChanges") {
+            None => false,
+            Some(Value::Bool(show)) => *show,
+            Some(_) => {
+                return Err(errors::bad_request(
+                    "notification.showChanges is true or false",
+                ));
+            }
+        };
         let expires_at_ms = match object.get("expiresAt") {
             None => None,
             Some(v) => Some(
@@ -379,6 +390,9 @@ impl Subscription {
         if let Some(info) = notifier_info {
             definition["notification"]["endpoint"]["notifierInfo"] = info;
         }
+        if show_changes {
+            definition["notification"]["showChanges"] = true.into();
+        }
         if let Some(v) = object.get("expiresAt") {
             definition.insert("expiresAt".into(), v.clone());
         }
@@ -414,6 +428,7 @@ impl Subscription {
                     .map(str::to_owned)
                     .collect()
             }),
+            show_changes,
             temporal,
         })
     }
@@ -588,6 +603,47 @@ impl Subscription {
     }
 }
 
+/// `showChanges` (clause 5.8.1): each changed attribute shown with what it held before, in the
+/// previous member of its type (`previousValue`, `previousObject`, …); an attribute with
+/// several instances, per `datasetId`.
+fn show_previous(data: &mut Value, previous: &[(String, Value)], context: &Context) {
+    for (name, old) in previous {
+        let Some(shown) = data.get_mut(context.compact(name)) else {
+            continue;
+        };
+        let old_instances: Vec<&Value> = match old {
+            Value::Array(instances) => instances.iter().collect(),
+            one => vec![one],
+        };
+        let shown_instances: Vec<&mut Value> = match shown {
+            Value::Array(instances) => instances.iter_mut().collect(),
+            one => vec![one],
+        };
+        for instance in shown_instances {
+            let dataset = instance.get("datasetId").cloned();
+            let Some(before) = old_instances
+                .iter()
+                .find(|o| o.get("datasetId").cloned() == dataset)
+            else {
+                continue;
+            };
+            let kind = before
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("Property");
+            let member = model::value_member(kind);
+            if let Some(value) = before.get(member)
+                && instance.get(member) != Some(value)
+            {
+                let mut name = String::from("previous");
+                name.push_str(&member[..1].to_ascii_uppercase());
+                name.push_str(&member[1..]);
+                instance[name] = value.clone();
+            }
+        }
+    }
+}
+
 /// Can an entity a subscription's selector (type, id, idPattern) picks be one a registered
 /// EntityInfo (type or types, id or idPattern) names? Two patterns are taken to overlap.
 fn selects_registered(
@@ -756,15 +812,35 @@ impl Notifier {
         Ok(())
     }
 
-    /// Queues the notifications a committed change causes.
-    pub fn changed(&self, tenant: &str, entity: &Entity, holder: Holder, changed: &[String]) {
-        self.notify(tenant, (entity, entity), holder, changed, Change::Updated);
+    /// Queues the notifications a committed change causes: `changed` attributes, and the
+    /// `previous` content of those that existed (shown to subscriptions with `showChanges`).
+    pub fn changed(
+        &self,
+        tenant: &str,
+        entity: &Entity,
+        holder: Holder,
+        changed: &[String],
+        previous: &[(String, Value)],
+    ) {
+        self.notify(
+            tenant,
+            (entity, entity),
+            holder,
+            (changed, previous),
+            Change::Updated,
+        );
     }
 
     /// A new entity (all its attributes created).
     pub fn created(&self, tenant: &str, entity: &Entity, holder: Holder) {
         let all: Vec<String> = entity.attrs.keys().cloned().collect();
-        self.notify(tenant, (entity, entity), holder, &all, Change::Created);
+        self.notify(
+            tenant,
+            (entity, entity),
+            holder,
+            (&all, &[]),
+            Change::Created,
+        );
     }
 
     /// Attributes removed from `entity` (as it is now): they are shown with the NGSI-LD Null
@@ -785,7 +861,7 @@ impl Notifier {
             tenant,
             (entity, &shown),
             holder,
-            &names,
+            (&names, &[]),
             Change::AttributesDeleted,
         );
     }
@@ -802,7 +878,7 @@ impl Notifier {
             tenant,
             (entity, &shown),
             holder,
-            &names,
+            (&names, &[]),
             Change::EntityDeleted,
         );
     }
@@ -911,14 +987,15 @@ impl Notifier {
         self.send(Arc::new(subscription), body);
     }
 
-    /// Notifies the subscriptions that `change` (of the attributes `changed`) concerns: they
-    /// are matched against `entity` as it is (or was, when deleted), and are sent `shown`.
+    /// Notifies the subscriptions that `change` (of the attributes `changed`; `previous`: the
+    /// content before of those that existed) concerns: they are matched against `entity` as
+    /// it is (or was, when deleted), and are sent `shown`.
     fn notify(
         &self,
         tenant: &str,
         (entity, shown): (&Entity, &Entity),
         holder: Holder,
-        changed: &[String],
+        (changed, previous): (&[String], &[(String, Value)]),
         change: Change,
     ) {
         let now = yunnao_core::time::now_ms();
@@ -944,6 +1021,9 @@ impl Notifier {
             };
             if change == Change::EntityDeleted {
                 data["deletedAt"] = yunnao_core::time::rfc3339_ms(now).into();
+            }
+            if subscription.show_changes && options.format == Format::Normalized {
+                show_previous(&mut data, previous, &subscription.context);
             }
             let body = json!({
                 "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),

@@ -3068,6 +3068,7 @@ async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     for (id, trigger, q) in [
         ("created", "entityCreated", "speed>0"),
         ("updated", "entityUpdated", "speed>0"),
+        ("changes", "entityUpdated", "speed>0"),
         ("attribute-deleted", "attributeDeleted", "route==\"1路\""),
         ("entity-deleted", "entityDeleted", "route==\"1路\""),
         ("other-deleted", "entityDeleted", "route==\"2路\""),
@@ -3075,7 +3076,7 @@ async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
         let subscribed = broker
             .send(Method::POST, "/subscriptions", json!({"id": format!("urn:ngsi-ld:Subscription:{id}"),
                 "type": "Subscription", "entities": [{"type": "Bus"}], "notificationTrigger": [trigger],
-                "q": q, "notification": {"endpoint": {"uri": url}}}))
+                "q": q, "notification": {"endpoint": {"uri": url}, "showChanges": id == "changes"}}))
             .await;
         assert_eq!(subscribed.status(), 201);
     }
@@ -3106,13 +3107,13 @@ async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     assert_eq!(deleted.status(), 204);
     let heard = wait_for(|| {
         let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-        (seen.len() >= 5).then(|| seen.clone())
+        (seen.len() >= 6).then(|| seen.clone())
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
         seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
-        5,
+        6,
         "no other notification"
     );
     let by = |subscription: &str| {
@@ -3131,6 +3132,18 @@ async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     let updated = by("urn:ngsi-ld:Subscription:updated");
     assert_eq!(updated.len(), 1);
     assert_eq!(updated[0]["speed"]["value"], 35);
+    assert!(updated[0]["speed"].get("previousValue").is_none());
+    // showChanges: what the changed attribute held before; the unchanged one as it is.
+    let changes = by("urn:ngsi-ld:Subscription:changes");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        changes[0]["speed"],
+        json!({"type": "Property", "value": 35, "previousValue": 30})
+    );
+    assert_eq!(
+        changes[0]["route"],
+        json!({"type": "Property", "value": "1路"})
+    );
     // entityDeleted (clause 5.8.6): the entity's id and type, and when it was deleted.
     let gone = by("urn:ngsi-ld:Subscription:entity-deleted");
     assert_eq!(gone.len(), 1);
