@@ -4,6 +4,7 @@
 
 use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
+use crate::linked::{Join, Linking};
 use crate::model::{self, Format, RenderOptions};
 use crate::negotiation::GEO_JSON;
 use crate::subscriptions::About;
@@ -571,11 +572,47 @@ impl Request {
 
     /// An entity as this request's answer shows it: as is, or as a GeoJSON Feature.
     fn render(&self, entity: &model::Entity, options: &RenderOptions) -> Value {
-        let rendered = model::render(entity, &self.context, options);
+        self.shown(
+            entity,
+            model::render(entity, &self.context, options),
+            options,
+        )
+    }
+
+    /// A rendered entity as this request's answer shows it: as is, or as a GeoJSON Feature.
+    fn shown(&self, entity: &model::Entity, rendered: Value, options: &RenderOptions) -> Value {
         if self.media == GEO_JSON {
             model::feature(entity, rendered, &self.context, options)
         } else {
             rendered
+        }
+    }
+
+    /// Entities with those they link to (clause 4.5.23), each as this answer shows it.
+    async fn render_linked(
+        &self,
+        broker: &ContextBroker,
+        entities: &[&model::Entity],
+        options: &RenderOptions,
+        linking: Linking,
+    ) -> NgsiResult<Vec<Value>> {
+        broker
+            .render_linked(
+                (&self.tenant, &self.viewer, &self.context),
+                entities,
+                options,
+                linking,
+                |entity, rendered| self.shown(entity, rendered, options),
+            )
+            .await
+    }
+
+    /// A list of shown entities: an array, or a GeoJSON FeatureCollection.
+    fn collection(&self, shown: Vec<Value>) -> Value {
+        if self.media == GEO_JSON {
+            serde_json::json!({"type": "FeatureCollection", "features": shown})
+        } else {
+            Value::Array(shown)
         }
     }
 }
@@ -772,11 +809,19 @@ fn projection(parameter: &str, text: &str) -> NgsiResult<Vec<String>> {
     }
     if text.contains(['{', '}']) {
         return Err(errors::bad_request(format!(
-            "{parameter} {text:?}: selecting attributes of linked entities ({{…}}) needs Linked \
-             Entity retrieval (join), which this broker does not offer"
+            "{parameter} {text:?}: selecting attributes of linked entities ({{…}}) is not \
+             offered; join=inline or join=flat shows linked entities whole"
         )));
     }
     Ok(names)
+}
+
+/// `join` and `joinLevel` (clause 4.5.23): how linked entities are joined, if at all.
+fn linking(params: &HashMap<String, String>) -> NgsiResult<Option<Linking>> {
+    Linking::parse(
+        params.get("join").map(String::as_str),
+        params.get("joinLevel").map(String::as_str),
+    )
 }
 
 fn render_options(
@@ -899,6 +944,17 @@ async fn retrieve_entity(
         .await?
         .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     TypeSelector::read(&params, &request.context).check(&stored)?;
+    if let Some(linking) = linking(&params)? {
+        let mut joined = request
+            .render_linked(&broker, &[&stored.entity], &options, linking)
+            .await?;
+        // Flat: the entity and those it links to, as a list (a FeatureCollection in GeoJSON).
+        let body = match linking.join {
+            Join::Flat => request.collection(joined),
+            Join::Inline => joined.pop().unwrap_or_default(),
+        };
+        return Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()));
+    }
     let render = || model::render(&stored.entity, &request.context, &options);
     if request.plain() && options.whole() {
         // The same bytes for every such retrieval while the entity stays cached.
@@ -1527,8 +1583,8 @@ fn entity_query(
     }
     if params.get("q").is_some_and(|q| q.contains(['{', '}'])) {
         return Err(errors::bad_request(
-            "q on linked entities ({…}) needs Linked Entity retrieval (join), which this broker \
-             does not offer",
+            "q on attributes of linked entities ({…}) is not offered; join=inline or join=flat \
+             shows linked entities, filter on the entity's own attributes",
         ));
     }
     if let Some(csf) = params.get("csf") {
@@ -1618,7 +1674,7 @@ async fn run_query(
     broker: &ContextBroker,
     request: &Request,
     query: EntityQuery,
-    options: RenderOptions,
+    (options, linking): (RenderOptions, Option<Linking>),
     link_params: Option<&HashMap<String, String>>,
 ) -> NgsiResult<Response> {
     let in_memory = query.id_pattern.is_some()
@@ -1674,12 +1730,19 @@ async fn run_query(
         page.truncate(query.limit);
         (page, selected.total.unwrap_or(0), more)
     };
-    let rendered = page.iter().map(|s| request.render(&s.entity, &options));
-    let body = if request.media == GEO_JSON {
-        serde_json::json!({"type": "FeatureCollection", "features": rendered.collect::<Vec<_>>()})
-    } else {
-        Value::Array(rendered.collect())
+    let shown = match linking {
+        Some(linking) => {
+            let entities: Vec<&model::Entity> = page.iter().map(|s| &s.entity).collect();
+            request
+                .render_linked(broker, &entities, &options, linking)
+                .await?
+        }
+        None => page
+            .iter()
+            .map(|s| request.render(&s.entity, &options))
+            .collect(),
     };
+    let body = request.collection(shown);
     let mut headers = HeaderMap::new();
     if query.count
         && let Ok(value) = HeaderValue::from_str(&total.to_string())
@@ -1785,7 +1848,8 @@ async fn query_entities(
     request.geometry_property_needs_geo_json(&params)?;
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
-    run_query(&broker, &request, query, options, Some(&params)).await
+    let linking = linking(&params)?;
+    run_query(&broker, &request, query, (options, linking), Some(&params)).await
 }
 
 /// Purge Entities (clause 5.6.21): the entities a query selects are deleted, or with `keep`
@@ -1914,7 +1978,8 @@ async fn query_post(
     query_body_params(&value, &mut params)?;
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
-    run_query(&broker, &request, query, options, None).await
+    let linking = linking(&params)?;
+    run_query(&broker, &request, query, (options, linking), None).await
 }
 
 /// The members of an NGSI-LD Query body (`POST …/entityOperations/query`) as the query
@@ -1961,10 +2026,13 @@ fn query_body_params(value: &Value, params: &mut HashMap<String, String>) -> Ngs
             );
         }
     }
-    for member in ["scopeQ", "lang"] {
+    for member in ["scopeQ", "lang", "join"] {
         if let Some(text) = value.get(member).and_then(Value::as_str) {
             params.insert(member.into(), text.to_owned());
         }
+    }
+    if let Some(level) = value.get("joinLevel").and_then(Value::as_u64) {
+        params.insert("joinLevel".into(), level.to_string());
     }
     if let Some(entities) = value.get("entities").and_then(Value::as_array) {
         // Table 5.2.33-1: a type, ids as a URI or a list of them; id before idPattern.

@@ -8,6 +8,7 @@ pub mod city;
 pub mod errors;
 pub mod geoquery;
 pub mod jsonld;
+pub mod linked;
 mod migrations;
 pub mod model;
 mod negotiation;

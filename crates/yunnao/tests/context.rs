@@ -4653,7 +4653,147 @@ async fn registration_subscriptions_hear_of_matching_registrations(backend: Test
     broker.server.cleanup().await;
 }
 
+async fn linked_entities_are_joined_inline_or_flat(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let site = "urn:ngsi-ld:ParkingSite:qd-1";
+    let operator = "urn:ngsi-ld:Organization:qd-parking";
+    for entity in [
+        json!({"id": site, "type": "ParkingSite", "name": "香港中路停车场",
+               "operatedBy": {"type": "Relationship", "object": operator}}),
+        // Its operator manages the site back: a cycle that joining must end.
+        json!({"id": operator, "type": "Organization", "name": "青岛停车公司",
+               "manages": {"type": "Relationship", "object": site}}),
+        spot(1, 120.384, 36.062, "free", 1),
+        spot(2, 120.385, 36.063, "occupied", 1),
+    ] {
+        assert_eq!(
+            broker
+                .send(Method::POST, "/entities", entity)
+                .await
+                .status(),
+            201
+        );
+    }
+    // One spot names a site that does not exist, one a site of another department.
+    let mut lost = spot(3, 120.386, 36.064, "free", 1);
+    lost["refParkingSite"]["object"] = json!("urn:ngsi-ld:ParkingSite:gone");
+    let mut foreign = spot(4, 120.387, 36.065, "free", 1);
+    foreign["refParkingSite"]["object"] = json!("urn:ngsi-ld:ParkingSite:water-1");
+    for entity in [lost, foreign] {
+        assert_eq!(
+            broker
+                .send(Method::POST, "/entities", entity)
+                .await
+                .status(),
+            201
+        );
+    }
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs = broker
+        .call(Method::POST, "/entities", Some(&water))
+        .header("content-type", "application/json")
+        .body(json!({"id": "urn:ngsi-ld:ParkingSite:water-1", "type": "ParkingSite", "name": "水务停车场"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(theirs.status(), 201);
+
+    let spot1 = "/entities/urn:ngsi-ld:ParkingSpot:qd-001";
+    // Inline, one level: the site inside the relationship, its own links left as ids.
+    let inline = broker.get_json(&format!("{spot1}?join=inline")).await;
+    let joined = &inline["refParkingSite"]["entity"];
+    assert_eq!(joined["id"], site);
+    assert_eq!(joined["name"]["value"], "香港中路停车场");
+    assert_eq!(joined["operatedBy"]["object"], operator);
+    assert!(joined["operatedBy"].get("entity").is_none());
+    assert_eq!(inline["refParkingSite"]["object"], site);
+    // Three levels: spot → site → operator, whose link back to the site is not followed.
+    let deep = broker
+        .get_json(&format!("{spot1}?join=inline&joinLevel=3"))
+        .await;
+    let joined_operator = &deep["refParkingSite"]["entity"]["operatedBy"]["entity"];
+    assert_eq!(joined_operator["id"], operator);
+    assert_eq!(joined_operator["manages"]["object"], site);
+    assert!(joined_operator["manages"].get("entity").is_none());
+    // Simplified: the entity takes the place of the id.
+    let simple = broker
+        .get_json(&format!("{spot1}?join=inline&options=keyValues"))
+        .await;
+    assert_eq!(
+        simple["refParkingSite"],
+        json!({"id": site, "type": "ParkingSite", "name": "香港中路停车场", "operatedBy": operator})
+    );
+    // Flat: the entity, then what it links to, nearest first.
+    let flat = broker
+        .get_json(&format!("{spot1}?join=flat&joinLevel=2&options=keyValues"))
+        .await;
+    let ids: Vec<&str> = flat
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["urn:ngsi-ld:ParkingSpot:qd-001", site, operator]);
+    // Queries: each linked entity once after the page; missing and hidden ones not at all.
+    let response = broker
+        .get("/entities?type=ParkingSpot&join=flat&count=true&options=keyValues")
+        .await;
+    assert_eq!(response.headers()["ngsild-results-count"], "4");
+    let listed: Value = response.json().await.expect("json");
+    let ids: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "urn:ngsi-ld:ParkingSpot:qd-001",
+            "urn:ngsi-ld:ParkingSpot:qd-002",
+            "urn:ngsi-ld:ParkingSpot:qd-003",
+            "urn:ngsi-ld:ParkingSpot:qd-004",
+            site
+        ]
+    );
+    let queried: Value = broker
+        .send(
+            Method::POST,
+            "/entityOperations/query",
+            json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "join": "inline"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let joined: Vec<bool> = queried
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["refParkingSite"].get("entity").is_some())
+        .collect();
+    assert_eq!(joined, [true, true, false, false]);
+    for bad in [
+        "join=deep",
+        "join=inline&joinLevel=0",
+        "join=flat&joinLevel=x",
+    ] {
+        expect_ngsi_error(
+            broker.get(&format!("{spot1}?{bad}")).await,
+            400,
+            "BadRequestData",
+        )
+        .await;
+    }
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    linked_entities_are_joined_inline_or_flat,
     subscriptions_hear_only_what_their_department_may_read,
     registration_subscriptions_hear_of_matching_registrations,
     notification_triggers_choose_what_is_notified,
