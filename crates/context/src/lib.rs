@@ -265,7 +265,7 @@ impl ContextBroker {
         });
         let cache = (db.backend() == Backend::Sqlite && config.entity_cache_bytes > 0)
             .then(|| std::sync::Arc::new(cache::EntityCache::new(config.entity_cache_bytes)));
-        Ok(Self(std::sync::Arc::new(BrokerParts {
+        let broker = Self(std::sync::Arc::new(BrokerParts {
             db,
             identity,
             config,
@@ -273,7 +273,22 @@ impl ContextBroker {
             contexts,
             cache,
             started: std::time::Instant::now(),
-        })))
+        }));
+        // Periodic subscriptions, checked every second while the broker lives.
+        let parts = std::sync::Arc::downgrade(&broker.0);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                let Some(parts) = parts.upgrade() else {
+                    break;
+                };
+                if let Err(problem) = Self(parts).notify_periodically().await {
+                    tracing::error!(%problem, "periodic notifications failed");
+                }
+            }
+        });
+        Ok(broker)
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, Problem> {

@@ -29,6 +29,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             "subscriptions to registrations, and who a subscription may hear of",
             SUBSCRIPTION_SCOPE,
         ),
+        Migration::portable(
+            9,
+            "when a periodic subscription was last notified",
+            "ALTER TABLE ngsi_subscriptions ADD COLUMN periodic_at_ms BIGINT;",
+        ),
     ],
 };
 

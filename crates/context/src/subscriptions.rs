@@ -24,6 +24,8 @@ use yunnao_store::{Db, DbResultExt, sqlx};
 const CONCURRENT_DELIVERIES: usize = 64;
 /// Attempts per notification, with back-off doubling from 500 ms.
 const ATTEMPTS: u32 = 4;
+/// The shortest `timeInterval` served (shorter ones are stretched to it).
+const MIN_INTERVAL_MS: i64 = 1_000;
 
 /// What a subscription is about: entities (clause 5.8) or context source registrations
 /// (clause 5.11, `/csourceSubscriptions`). One table holds both, told apart by `about`.
@@ -98,6 +100,8 @@ pub struct Subscription {
     triggers: Option<Vec<String>>,
     /// `notification.showChanges`: changed attributes carry their previous value.
     show_changes: bool,
+    /// `timeInterval`: notified of everything matching every so often, not of changes.
+    time_interval_ms: Option<i64>,
     /// `temporalQ` of a subscription to registrations: the time property (`observedAt`,
     /// `createdAt` or `modifiedAt`) and the range its registration interval must meet.
     temporal: Option<(String, crate::temporal::TimeRange)>,
@@ -149,11 +153,18 @@ impl Subscription {
             Some(_) => return Err(errors::bad_request("id must be a URI")),
             None => format!("urn:ngsi-ld:Subscription:{}", yunnao_core::new_id()),
         };
-        if object.contains_key("timeInterval") {
-            return Err(errors::operation_not_supported(
-                "periodic subscriptions (timeInterval) are not supported",
-            ));
-        }
+        let time_interval_ms = match object.get("timeInterval") {
+            None => None,
+            Some(v) => {
+                let seconds = v
+                    .as_f64()
+                    .filter(|s| *s > 0.0 && s.is_finite())
+                    .ok_or_else(|| {
+                        errors::bad_request("timeInterval is a positive number of seconds")
+                    })?;
+                Some(((seconds * 1000.0) as i64).max(MIN_INTERVAL_MS))
+            }
+        };
         let mut selectors = Vec::new();
         let mut entities_out = Vec::new();
         if let Some(entities) = object.get("entities") {
@@ -207,6 +218,12 @@ impl Subscription {
         if selectors.is_empty() && watched.is_empty() {
             return Err(errors::bad_request(
                 "a subscription needs entities or watchedAttributes",
+            ));
+        }
+        if time_interval_ms.is_some() && !watched.is_empty() {
+            return Err(errors::bad_request(
+                "timeInterval and watchedAttributes exclude each other: a periodic subscription \
+                 is notified of what matches, not of changes",
             ));
         }
         let q_text = object.get("q").and_then(Value::as_str);
@@ -297,6 +314,11 @@ impl Subscription {
                 (seconds * 1000.0) as i64
             }
         };
+        if time_interval_ms.is_some() && throttling_ms > 0 {
+            return Err(errors::bad_request(
+                "timeInterval and throttling exclude each other",
+            ));
+        }
         let active = object
             .get("isActive")
             .and_then(Value::as_bool)
@@ -396,6 +418,11 @@ impl Subscription {
         if let Some(v) = object.get("expiresAt") {
             definition.insert("expiresAt".into(), v.clone());
         }
+        if time_interval_ms.is_some()
+            && let Some(v) = object.get("timeInterval")
+        {
+            definition.insert("timeInterval".into(), v.clone());
+        }
         if throttling_ms > 0 {
             definition.insert(
                 "throttling".into(),
@@ -430,6 +457,7 @@ impl Subscription {
             }),
             show_changes,
             temporal,
+            time_interval_ms,
         })
     }
 
@@ -478,18 +506,26 @@ impl Subscription {
         changed: &[String],
         now_ms: i64,
     ) -> bool {
-        if self.about != About::Entities || !self.live(now_ms) || !self.may_hear_of(holder) {
+        if self.about != About::Entities
+            || self.time_interval_ms.is_some()
+            || !self.live(now_ms)
+            || !self.may_hear_of(holder)
+        {
             return false;
         }
+        let watched = self.watched.is_empty() || self.watched.iter().any(|w| changed.contains(w));
+        watched && self.selects(entity)
+    }
+
+    /// Is `entity` one this subscription selects (entities, q, geoQ)?
+    fn selects(&self, entity: &Entity) -> bool {
         let selected = self.selectors.is_empty()
             || self.selectors.iter().any(|(type_iri, id, pattern)| {
                 type_iri.as_ref().is_none_or(|t| entity.types.contains(t))
                     && id.as_ref().is_none_or(|i| *i == entity.id)
                     && pattern.as_ref().is_none_or(|p| p.is_match(&entity.id))
             });
-        let watched = self.watched.is_empty() || self.watched.iter().any(|w| changed.contains(w));
         selected
-            && watched
             && self.q.as_ref().is_none_or(|q| q.matches(entity))
             && self.geo.as_ref().is_none_or(|g| {
                 entity
@@ -550,6 +586,22 @@ impl Subscription {
         let mut shown = registration.clone();
         shown["information"] = Value::Array(information);
         Some(shown)
+    }
+
+    /// The registrations (owner, stored definition) this subscription to registrations may
+    /// hear of and matches now, rendered for it.
+    fn covered_registrations(&self, registrations: &[(String, Value)], now_ms: i64) -> Vec<Value> {
+        registrations
+            .iter()
+            .filter(|(owner, _)| {
+                self.may_hear_of(Holder {
+                    owner,
+                    public: false,
+                })
+            })
+            .filter_map(|(_, definition)| self.covered(definition, now_ms))
+            .map(|shown| crate::registrations::render(&shown, &self.context))
+            .collect()
     }
 
     /// Does one RegistrationInfo cover an entity this subscription selects and one of its
@@ -758,6 +810,8 @@ pub struct Notifier {
     db: Db,
     subscriptions: Arc<RwLock<Vec<Arc<Subscription>>>>,
     last_sent: Arc<RwLock<std::collections::HashMap<(String, String), i64>>>,
+    /// When each periodic subscription is next due on this node.
+    periodic_due: Arc<RwLock<std::collections::HashMap<(String, String), i64>>>,
     client: reqwest::Client,
     slots: Arc<tokio::sync::Semaphore>,
     contexts: Arc<crate::jsonld::RemoteContexts>,
@@ -773,6 +827,7 @@ impl Notifier {
             db,
             subscriptions: Arc::default(),
             last_sent: Arc::default(),
+            periodic_due: Arc::default(),
             client,
             slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES)),
             contexts,
@@ -940,6 +995,7 @@ impl Notifier {
         let concerned = self.select(|s| {
             s.tenant == tenant
                 && s.about == About::Registrations
+                && s.time_interval_ms.is_none()
                 && s.live(now)
                 && s.may_hear_of(holder)
         });
@@ -966,20 +1022,14 @@ impl Notifier {
     /// registration (owner, stored definition) it matches now, as newly matching.
     pub fn matching_now(&self, subscription: Subscription, registrations: &[(String, Value)]) {
         let now = yunnao_core::time::now_ms();
-        if subscription.about != About::Registrations || !subscription.live(now) {
+        // Periodic ones hear of them at their first interval, which is due at once.
+        if subscription.about != About::Registrations
+            || subscription.time_interval_ms.is_some()
+            || !subscription.live(now)
+        {
             return;
         }
-        let data: Vec<Value> = registrations
-            .iter()
-            .filter(|(owner, _)| {
-                subscription.may_hear_of(Holder {
-                    owner,
-                    public: false,
-                })
-            })
-            .filter_map(|(_, definition)| subscription.covered(definition, now))
-            .map(|shown| crate::registrations::render(&shown, &subscription.context))
-            .collect();
+        let data = subscription.covered_registrations(registrations, now);
         if data.is_empty() {
             return;
         }
@@ -1216,6 +1266,127 @@ pub fn render(row: &SubscriptionRow, context: &Context) -> Value {
 }
 
 impl crate::ContextBroker {
+    /// Sends the notifications of the periodic subscriptions (`timeInterval`) that are due:
+    /// each tells of everything it matches now (nothing is sent when nothing matches). The
+    /// first is due as soon as the subscription is made. One node sends each interval: it
+    /// claims it in the database first, so a cluster does not send it once per node.
+    pub(crate) async fn notify_periodically(&self) -> Result<(), Problem> {
+        let now = yunnao_core::time::now_ms();
+        let periodic = self
+            .notifier
+            .select(|s| s.time_interval_ms.is_some() && s.live(now));
+        self.notifier
+            .periodic_due
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(tenant, id), _| periodic.iter().any(|s| s.tenant == *tenant && s.id == *id));
+        for subscription in periodic {
+            let Some(interval) = subscription.time_interval_ms else {
+                continue;
+            };
+            let key = (subscription.tenant.clone(), subscription.id.clone());
+            let first = {
+                let mut due = self
+                    .notifier
+                    .periodic_due
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                let first = !due.contains_key(&key);
+                if due.get(&key).is_some_and(|at| *at > now) {
+                    continue;
+                }
+                due.insert(key, now + interval);
+                first
+            };
+            if !self.claim_interval(&subscription, now, interval).await? {
+                continue;
+            }
+            let body = match subscription.about {
+                About::Entities => {
+                    let data = self.selected_by(&subscription).await?;
+                    if data.is_empty() {
+                        continue;
+                    }
+                    json!({
+                        "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
+                        "type": "Notification",
+                        "subscriptionId": subscription.id,
+                        "notifiedAt": yunnao_core::time::rfc3339_ms(now),
+                        "data": data,
+                    })
+                }
+                About::Registrations => {
+                    let registrations: Vec<(String, Value)> =
+                        crate::registrations::list(&self.db, &subscription.tenant)
+                            .await?
+                            .iter()
+                            .map(|row| (row.0.clone(), crate::registrations::definition(row)))
+                            .collect();
+                    let data = subscription.covered_registrations(&registrations, now);
+                    if data.is_empty() {
+                        continue;
+                    }
+                    let reason = if first { "newlyMatching" } else { "updated" };
+                    registration_notification(&subscription, reason, data, now)
+                }
+            };
+            self.notifier.send(subscription, body);
+        }
+        Ok(())
+    }
+
+    /// Claims this interval of a periodic subscription for this node: false when it was
+    /// notified less than an interval ago (by another node).
+    async fn claim_interval(
+        &self,
+        subscription: &Subscription,
+        now: i64,
+        interval: i64,
+    ) -> Result<bool, Problem> {
+        let mut tx = self.db.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE ngsi_subscriptions SET periodic_at_ms = $3 WHERE tenant = $1 AND id = $2 \
+             AND (periodic_at_ms IS NULL OR periodic_at_ms <= $4)",
+        )
+        .bind(&subscription.tenant)
+        .bind(&subscription.id)
+        .bind(now)
+        // A little slack: this node's ticks and another's need not line up.
+        .bind(now - interval + 500)
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        tx.commit().await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// The entities a periodic subscription selects now, as its notifications show them: only
+    /// those its department may read.
+    async fn selected_by(&self, subscription: &Subscription) -> Result<Vec<Value>, Problem> {
+        let viewer = if subscription.sees_all {
+            crate::Viewer::All
+        } else {
+            crate::Viewer::Department(subscription.owner.clone())
+        };
+        let selection = crate::Selection {
+            types: subscription
+                .selectors
+                .iter()
+                .filter_map(|(type_iri, _, _)| type_iri.clone())
+                .collect(),
+            ..crate::Selection::default()
+        };
+        let options = subscription.render_options();
+        Ok(self
+            .select(&subscription.tenant, &viewer, &selection, false)
+            .await?
+            .entities
+            .iter()
+            .filter(|stored| subscription.selects(&stored.entity))
+            .map(|stored| model::render(&stored.entity, &subscription.context, &options))
+            .collect())
+    }
+
     pub async fn create_subscription(&self, subscription: &Subscription) -> Result<(), Problem> {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(

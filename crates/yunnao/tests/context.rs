@@ -4650,6 +4650,31 @@ async fn registration_subscriptions_hear_of_matching_registrations(backend: Test
         6,
         "paused"
     );
+    // Periodic: every registration it matches, at once and then every interval.
+    let (every_url, every_seen) = receiver(200).await;
+    let created = broker
+        .send(
+            Method::POST,
+            "/csourceSubscriptions",
+            json!({"type": "Subscription", "entities": [{"type": "Reservoir"}], "timeInterval": 1,
+                   "notification": {"endpoint": {"uri": every_url}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let heard = wait_for(|| {
+        let seen = every_seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.len() >= 2).then(|| seen.clone())
+    })
+    .await;
+    assert_eq!(heard[0].0["triggerReason"], "newlyMatching");
+    assert_eq!(heard[1].0["triggerReason"], "updated");
+    for (notification, _) in &heard[..2] {
+        assert_eq!(
+            notification["data"].as_array().map(Vec::len),
+            Some(3),
+            "near-recent, far and old; not the other department's: {notification}"
+        );
+    }
     broker.server.cleanup().await;
 }
 
@@ -4792,7 +4817,116 @@ async fn linked_entities_are_joined_inline_or_flat(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+async fn periodic_subscriptions_tell_what_matches_every_interval(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let (url, seen) = receiver(200).await;
+    for (body, reason) in [
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "timeInterval": 5,
+                   "watchedAttributes": ["occupancy"], "notification": {"endpoint": {"uri": url}}}),
+            "watchedAttributes",
+        ),
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "timeInterval": 5,
+                   "throttling": 2, "notification": {"endpoint": {"uri": url}}}),
+            "throttling",
+        ),
+        (
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "timeInterval": 0,
+                   "notification": {"endpoint": {"uri": url}}}),
+            "timeInterval",
+        ),
+    ] {
+        let refused = broker.send(Method::POST, "/subscriptions", body).await;
+        let problem = expect_ngsi_error(refused, 400, "BadRequestData").await;
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(reason),
+            "{problem}"
+        );
+    }
+    for spot in [
+        spot(1, 120.384, 36.062, "free", 1),
+        spot(2, 120.385, 36.063, "occupied", 1),
+    ] {
+        assert_eq!(
+            broker.send(Method::POST, "/entities", spot).await.status(),
+            201
+        );
+    }
+    // Another department's spot is not told of.
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs = broker
+        .call(Method::POST, "/entities", Some(&water))
+        .header("content-type", "application/json")
+        .body(spot(3, 120.386, 36.064, "free", 1).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(theirs.status(), 201);
+    let created = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "q": "occupancy==\"free\"",
+                   "timeInterval": 1, "notification": {"format": "keyValues", "attributes": ["occupancy"],
+                   "endpoint": {"uri": url}}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let path = ngsi_path(&created);
+    assert_eq!(broker.get_json(&path).await["timeInterval"], 1);
+    // Told at once, then every second, of what matches then, changed or not.
+    let heard = wait_for(|| {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.len() >= 2).then(|| seen.clone())
+    })
+    .await;
+    for (notification, _) in &heard[..2] {
+        assert_eq!(
+            notification["data"],
+            json!([{"id": "urn:ngsi-ld:ParkingSpot:qd-001", "type": "ParkingSpot", "occupancy": "free"}])
+        );
+    }
+    let updated = broker
+        .send(
+            Method::PATCH,
+            "/entities/urn:ngsi-ld:ParkingSpot:qd-002/attrs",
+            json!({"occupancy": "free"}),
+        )
+        .await;
+    assert_eq!(updated.status(), 204);
+    let both = wait_for(|| {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(n, _)| n["data"].as_array().is_some_and(|d| d.len() == 2))
+            .cloned()
+    })
+    .await;
+    assert_eq!(both.0["data"][1]["id"], "urn:ngsi-ld:ParkingSpot:qd-002");
+    // Paused: no more.
+    let paused = broker
+        .send(Method::PATCH, &path, json!({"isActive": false}))
+        .await;
+    assert_eq!(paused.status(), 204);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let count = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), count);
+    let shown = broker.get_json(&path).await;
+    assert!(
+        shown["notification"]["timesSent"].as_i64().unwrap_or(0) >= 3,
+        "{shown}"
+    );
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    periodic_subscriptions_tell_what_matches_every_interval,
     linked_entities_are_joined_inline_or_flat,
     subscriptions_hear_only_what_their_department_may_read,
     registration_subscriptions_hear_of_matching_registrations,
