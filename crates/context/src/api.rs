@@ -102,7 +102,7 @@ async fn source_identity(
     let body = serde_json::json!({
         "id": format!("urn:ngsi-ld:ContextSourceIdentity:{installation}"),
         "type": "ContextSourceIdentity",
-        "contextSourceAlias": format!("urn:ngsi-ld:ContextSource:yunnao-{installation}:{}", request.tenant),
+        "contextSourceAlias": source_alias(&broker, &request.tenant),
         "contextSourceUptime": format!("PT{uptime}S"),
         "contextSourceTimeAt": now(),
         "contextSourceExtras": {"software": "yunnao", "version": env!("CARGO_PKG_VERSION")},
@@ -110,8 +110,8 @@ async fn source_identity(
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
 
-/// Register a context source (clause 5.9.2): 201 with its URL. The broker keeps registrations
-/// for discovery; it does not forward requests to the sources.
+/// Register a context source (clause 5.9.2): 201 with its URL. Registrations are discovered,
+/// and Retrieve Entity and Query Entities ask the sources they cover (see `distributed`).
 #[utoipa::path(post, path = "/ngsi-ld/v1/csourceRegistrations", tag = "ngsi-ld",
     request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
 async fn create_registration(
@@ -128,6 +128,7 @@ async fn create_registration(
     let registration = crate::registrations::Registration::parse(&value, &request.context)?;
     registration.check_not_expired()?;
     crate::registrations::insert(&broker.db, &request.tenant, &owner, &registration).await?;
+    broker.sources.reload().await?;
     broker.notifier.registration_changed(
         &request.tenant,
         &owner,
@@ -284,6 +285,7 @@ async fn update_registration(
     }
     let registration = crate::registrations::Registration::parse(&merged, &request.context)?;
     crate::registrations::replace(&broker.db, &request.tenant, &registration).await?;
+    broker.sources.reload().await?;
     broker.notifier.registration_changed(
         &request.tenant,
         &row.0,
@@ -313,6 +315,7 @@ async fn delete_registration(
     model::check_entity_id(&id)?;
     let row = own_registration(&broker, &request, &id).await?;
     crate::registrations::delete(&broker.db, &request.tenant, &id).await?;
+    broker.sources.reload().await?;
     broker.notifier.registration_changed(
         &request.tenant,
         &row.0,
@@ -329,6 +332,15 @@ async fn delete_registration(
         .into_response())
 }
 
+/// This broker's name for a tenant among context sources (clause 5.15.1): stable, and
+/// different for every tenant and installation.
+fn source_alias(broker: &ContextBroker, tenant: &str) -> String {
+    format!(
+        "urn:ngsi-ld:ContextSource:yunnao-{}:{tenant}",
+        broker.identity.installation()
+    )
+}
+
 /// What one request brings besides its body: tenant, context, caller.
 struct Request {
     tenant: String,
@@ -339,6 +351,9 @@ struct Request {
     media: &'static str,
     /// `Prefer: body=json`: a GeoJSON answer names its context in a Link header only.
     prefer_body_json: bool,
+    /// The client's `Link` and `Via` headers, for requests forwarded to context sources.
+    link: Option<String>,
+    via: Option<String>,
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -410,6 +425,12 @@ impl Request {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split([',', ';']).any(|p| p.trim() == "body=json"));
+        let header_text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Self {
             tenant,
             context,
@@ -417,6 +438,8 @@ impl Request {
             principal,
             media,
             prefer_body_json,
+            link: header_text("link"),
+            via: header_text("via"),
         })
     }
 
@@ -586,6 +609,24 @@ impl Request {
         } else {
             rendered
         }
+    }
+
+    /// How this request is forwarded to context sources, or `None` when it is not: asked
+    /// with `local=true`, or it already passed through this broker (a loop).
+    fn forward(
+        &self,
+        broker: &ContextBroker,
+        params: &HashMap<String, String>,
+    ) -> Option<crate::distributed::Forward> {
+        if params.get("local").is_some_and(|l| l == "true") {
+            return None;
+        }
+        let alias = source_alias(broker, &self.tenant);
+        let (via, looped) = crate::distributed::via(self.via.as_deref(), &alias);
+        (!looped).then(|| crate::distributed::Forward {
+            link: self.link.clone(),
+            via,
+        })
     }
 
     /// Entities with those they link to (clause 4.5.23), each as this answer shows it.
@@ -939,29 +980,76 @@ async fn retrieve_entity(
     let params = params_of(raw, &[RENDER_PARAMS, &["type"]])?;
     request.geometry_property_needs_geo_json(&params)?;
     let options = render_options(&params, &request.context)?;
-    let stored = broker
-        .get(&request.tenant, &id, &request.viewer)
-        .await?
-        .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
-    TypeSelector::read(&params, &request.context).check(&stored)?;
-    if let Some(linking) = linking(&params)? {
-        let mut joined = request
-            .render_linked(&broker, &[&stored.entity], &options, linking)
-            .await?;
-        // Flat: the entity and those it links to, as a list (a FeatureCollection in GeoJSON).
-        let body = match linking.join {
-            Join::Flat => request.collection(joined),
-            Join::Inline => joined.pop().unwrap_or_default(),
+    let local = broker.get(&request.tenant, &id, &request.viewer).await?;
+    let selector = TypeSelector::read(&params, &request.context);
+    let linking = linking(&params)?;
+    // Context sources registered for this entity are asked too (distributed retrieval).
+    let known_types = match (&local, &selector.0) {
+        (Some(local), _) => local.entity.types.as_slice(),
+        (None, Some(types)) => types.as_slice(),
+        (None, None) => &[],
+    };
+    let sources = broker
+        .sources
+        .for_entity(&request.tenant, &request.viewer, &id, known_types);
+    if !sources.is_empty()
+        && let Some(forward) = request.forward(&broker, &params)
+    {
+        let mut copies = broker
+            .sources
+            .entities_by_id(&sources, &id, &request.context, &forward)
+            .await
+            .into_iter();
+        let first = match &local {
+            Some(local) => Some(local.entity.clone()),
+            None => copies.next(),
         };
-        return Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()));
+        if let Some(mut merged) = first {
+            for copy in copies {
+                crate::distributed::merge(&mut merged, copy);
+            }
+            let stored = Stored {
+                entity: merged,
+                owner: String::new(),
+                public: false,
+            };
+            selector.check(&stored)?;
+            return answer_entity(&broker, &request, &stored, &options, linking).await;
+        }
     }
-    let render = || model::render(&stored.entity, &request.context, &options);
-    if request.plain() && options.whole() {
+    let stored = local.ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
+    selector.check(&stored)?;
+    if linking.is_none() && request.plain() && options.whole() {
         // The same bytes for every such retrieval while the entity stays cached.
+        let render = || model::render(&stored.entity, &request.context, &options);
         let body = stored.body(options.format, || to_json_bytes(&render()))?;
         return Ok(request.respond_json(StatusCode::OK, body, &mut HeaderMap::new()));
     }
-    let body = request.render(&stored.entity, &options);
+    answer_entity(&broker, &request, &stored, &options, linking).await
+}
+
+/// One entity as Retrieve Entity answers it, with what it links to when asked (`linking`).
+async fn answer_entity(
+    broker: &ContextBroker,
+    request: &Request,
+    stored: &Stored,
+    options: &RenderOptions,
+    linking: Option<Linking>,
+) -> NgsiResult<Response> {
+    let body = match linking {
+        Some(linking) => {
+            let mut joined = request
+                .render_linked(broker, &[&stored.entity], options, linking)
+                .await?;
+            // Flat: the entity and those it links to, as a list (a FeatureCollection in
+            // GeoJSON).
+            match linking.join {
+                Join::Flat => request.collection(joined),
+                Join::Inline => joined.pop().unwrap_or_default(),
+            }
+        }
+        None => request.render(&stored.entity, options),
+    };
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
 }
 
@@ -1675,14 +1763,31 @@ async fn run_query(
     request: &Request,
     query: EntityQuery,
     (options, linking): (RenderOptions, Option<Linking>),
-    link_params: Option<&HashMap<String, String>>,
+    (params, page_links): (&HashMap<String, String>, bool),
 ) -> NgsiResult<Response> {
+    // Context sources registered for the query's types or ids are asked too; the answers are
+    // merged with the broker's own, so paging happens over both.
+    let mut sources = broker.sources.for_query(
+        &request.tenant,
+        &request.viewer,
+        &query.selection.types,
+        &query.selection.ids,
+    );
+    let forward = if sources.is_empty() {
+        None
+    } else {
+        request.forward(broker, params)
+    };
+    if forward.is_none() {
+        sources.clear();
+    }
     let in_memory = query.id_pattern.is_some()
         || query.q.is_some()
         || query.geo.is_some()
         || query.attrs.is_some()
         || query.scope.is_some()
-        || query.order.is_some();
+        || query.order.is_some()
+        || !sources.is_empty();
     let mut selection = query.selection.clone();
     if !in_memory {
         // One more than the page: whether there is a next page, without counting.
@@ -1696,7 +1801,7 @@ async fn run_query(
             && query.attrs.is_none()
             && query.scope.is_none()
             && query.order.is_none();
-        if prefilter.complete && only_q {
+        if prefilter.complete && only_q && sources.is_empty() {
             selection.page_if_decided = Some((query.offset, query.limit + 1));
         }
         selection.conditions = prefilter.conditions;
@@ -1710,6 +1815,21 @@ async fn run_query(
             .into_iter()
             .filter(|s| query.keeps(s))
             .collect();
+        if let Some(forward) = &forward
+            && !sources.is_empty()
+        {
+            let remote = broker
+                .sources
+                .query(
+                    &sources,
+                    params,
+                    query.offset + query.limit,
+                    &request.context,
+                    forward,
+                )
+                .await;
+            merge_remote(&mut matching, remote, &query);
+        }
         if let Some(order) = &query.order {
             order.sort(&mut matching, |s| &s.entity);
         }
@@ -1749,7 +1869,7 @@ async fn run_query(
     {
         headers.insert("ngsild-results-count", value);
     }
-    if let Some(params) = link_params {
+    if page_links {
         let page = Page {
             path: "/ngsi-ld/v1/entities",
             offset: query.offset,
@@ -1759,6 +1879,40 @@ async fn run_query(
         page.link(params, request.media, "; ", &mut headers);
     }
     Ok(request.respond(StatusCode::OK, body, &mut headers))
+}
+
+/// Merges the entities context sources answered into the broker's own matches (by id), keeping
+/// only those the query selects, in id order.
+fn merge_remote(matching: &mut Vec<Stored>, remote: Vec<model::Entity>, query: &EntityQuery) {
+    let types = &query.selection.types;
+    let ids = &query.selection.ids;
+    let mut index: HashMap<String, usize> = matching
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.entity.id.clone(), i))
+        .collect();
+    for entity in remote {
+        if (!types.is_empty() && !entity.types.iter().any(|t| types.contains(t)))
+            || (!ids.is_empty() && !ids.contains(&entity.id))
+        {
+            continue;
+        }
+        match index.get(&entity.id) {
+            Some(&i) => crate::distributed::merge(&mut matching[i].entity, entity),
+            None => {
+                let stored = Stored {
+                    entity,
+                    owner: String::new(),
+                    public: false,
+                };
+                if query.keeps(&stored) {
+                    index.insert(stored.entity.id.clone(), matching.len());
+                    matching.push(stored);
+                }
+            }
+        }
+    }
+    matching.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
 }
 
 /// Where a page of a listing sits, for its `prev` and `next` links (clause 4.12).
@@ -1849,7 +2003,14 @@ async fn query_entities(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     let linking = linking(&params)?;
-    run_query(&broker, &request, query, (options, linking), Some(&params)).await
+    run_query(
+        &broker,
+        &request,
+        query,
+        (options, linking),
+        (&params, true),
+    )
+    .await
 }
 
 /// Purge Entities (clause 5.6.21): the entities a query selects are deleted, or with `keep`
@@ -1979,7 +2140,14 @@ async fn query_post(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     let linking = linking(&params)?;
-    run_query(&broker, &request, query, (options, linking), None).await
+    run_query(
+        &broker,
+        &request,
+        query,
+        (options, linking),
+        (&params, false),
+    )
+    .await
 }
 
 /// The members of an NGSI-LD Query body (`POST …/entityOperations/query`) as the query

@@ -5,6 +5,7 @@
 pub mod api;
 mod cache;
 pub mod city;
+pub mod distributed;
 pub mod errors;
 pub mod geoquery;
 pub mod jsonld;
@@ -70,6 +71,8 @@ pub struct BrokerParts {
     pub identity: Identity,
     pub config: ContextConfig,
     pub notifier: subscriptions::Notifier,
+    /// Registered context sources, for the operations forwarded to them.
+    pub sources: distributed::Sources,
     pub contexts: std::sync::Arc<jsonld::RemoteContexts>,
     /// `None` on PostgreSQL: other nodes write to the same entities.
     cache: Option<std::sync::Arc<cache::EntityCache>>,
@@ -251,7 +254,9 @@ impl ContextBroker {
         ));
         let notifier = subscriptions::Notifier::new(db.clone(), contexts.clone());
         notifier.reload().await?;
-        let reloader = notifier.clone();
+        let sources = distributed::Sources::new(db.clone());
+        sources.reload().await?;
+        let (reloader, sources_reloader) = (notifier.clone(), sources.clone());
         tokio::spawn(async move {
             let period = std::time::Duration::from_secs(5);
             let mut interval =
@@ -260,6 +265,9 @@ impl ContextBroker {
                 interval.tick().await;
                 if let Err(problem) = reloader.reload().await {
                     tracing::error!(%problem, "subscription reload failed");
+                }
+                if let Err(problem) = sources_reloader.reload().await {
+                    tracing::error!(%problem, "registration reload failed");
                 }
             }
         });
@@ -270,6 +278,7 @@ impl ContextBroker {
             identity,
             config,
             notifier,
+            sources,
             contexts,
             cache,
             started: std::time::Instant::now(),

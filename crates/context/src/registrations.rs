@@ -1,5 +1,6 @@
 //! Context source registrations (clause 5.9): what other systems hold, kept so clients can
-//! discover them (`/csourceRegistrations`). The broker does not forward queries to them.
+//! discover them (`/csourceRegistrations`); retrievals and queries ask the sources they cover
+//! (`distributed`).
 
 use crate::jsonld::Context;
 use crate::{errors, model};

@@ -4925,7 +4925,160 @@ async fn periodic_subscriptions_tell_what_matches_every_interval(backend: TestBa
     broker.server.cleanup().await;
 }
 
+async fn context_sources_answer_what_they_are_registered_for(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    // The context source: another broker, open to the network (as a conformance suite runs it).
+    let source = TestServer::start_with(backend, |c| {
+        c.ngsi_ld_auth = false;
+        c.ngsi_ld_city_objects = false;
+    })
+    .await;
+    let vehicle = |id: &str, speed: u32, at: &str| {
+        json!({"id": format!("urn:ngsi-ld:Vehicle:{id}"), "type": "Vehicle",
+               "speed": {"type": "Property", "value": speed, "observedAt": at}})
+    };
+    let mut bus = vehicle("qd-bus-1", 50, "2026-11-30T08:00:00Z");
+    bus["brandName"] = json!({"type": "Property", "value": "青岛客车"});
+    for entity in [
+        bus,
+        vehicle("qd-bus-2", 30, "2026-11-30T08:00:00Z"),
+        json!({"id": "urn:ngsi-ld:ParkingSpot:remote-9", "type": "ParkingSpot", "capacity": 3}),
+    ] {
+        let created = source
+            .client
+            .post(source.url("/ngsi-ld/v1/entities"))
+            .header("content-type", "application/json")
+            .body(entity.to_string())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(created.status(), 201);
+    }
+    // The broker's own copy of bus 1: an older speed and a colour the source does not have.
+    let mut own = vehicle("qd-bus-1", 40, "2026-11-30T07:00:00Z");
+    own["color"] = json!({"type": "Property", "value": "red"});
+    assert_eq!(
+        broker.send(Method::POST, "/entities", own).await.status(),
+        201
+    );
+    let register = |name: &str, endpoint: &str| {
+        json!({"id": format!("urn:ngsi-ld:ContextSourceRegistration:{name}"), "type": "ContextSourceRegistration",
+               "information": [{"entities": [{"type": "Vehicle"}]}], "endpoint": endpoint})
+    };
+    // A source that is down is left out; the other answers.
+    for body in [
+        register("bus-company", &source.url("")),
+        register("gone", "http://127.0.0.1:9"),
+    ] {
+        assert_eq!(
+            broker
+                .send(Method::POST, "/csourceRegistrations", body)
+                .await
+                .status(),
+            201
+        );
+    }
+    // Retrieve: merged by id, the later observation winning.
+    let merged = broker
+        .get_json("/entities/urn:ngsi-ld:Vehicle:qd-bus-1?options=keyValues")
+        .await;
+    assert_eq!(
+        merged,
+        json!({"id": "urn:ngsi-ld:Vehicle:qd-bus-1", "type": "Vehicle", "speed": 50,
+               "brandName": "青岛客车", "color": "red"})
+    );
+    // An entity only the source has; not with local=true.
+    let remote_only = broker
+        .get_json("/entities/urn:ngsi-ld:Vehicle:qd-bus-2")
+        .await;
+    assert_eq!(remote_only["speed"]["value"], 30);
+    expect_ngsi_error(
+        broker
+            .get("/entities/urn:ngsi-ld:Vehicle:qd-bus-2?local=true")
+            .await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    // Query: the source's vehicles with the broker's, counted and paged together.
+    let response = broker
+        .get("/entities?type=Vehicle&count=true&options=keyValues")
+        .await;
+    assert_eq!(response.headers()["ngsild-results-count"], "2");
+    let listed: Value = response.json().await.expect("json");
+    assert_eq!(
+        listed,
+        json!([
+            {"id": "urn:ngsi-ld:Vehicle:qd-bus-1", "type": "Vehicle", "speed": 50, "brandName": "青岛客车", "color": "red"},
+            {"id": "urn:ngsi-ld:Vehicle:qd-bus-2", "type": "Vehicle", "speed": 30}
+        ])
+    );
+    let second: Value = broker
+        .get_json("/entities?type=Vehicle&limit=1&offset=1&options=keyValues")
+        .await;
+    assert_eq!(second[0]["id"], "urn:ngsi-ld:Vehicle:qd-bus-2");
+    // Only what the registration covers is asked of the source.
+    assert_eq!(
+        broker.get_json("/entities?type=ParkingSpot").await,
+        json!([])
+    );
+    // Another department does not use this department's registrations.
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs: Value = broker
+        .call(Method::GET, "/entities?type=Vehicle", Some(&water))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs, json!([]));
+    // A request that already passed through this broker is not forwarded again (a loop).
+    let alias = broker.get_json("/info/sourceIdentity").await["contextSourceAlias"]
+        .as_str()
+        .expect("alias")
+        .to_owned();
+    let looped = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:Vehicle:qd-bus-2",
+            Some(&broker.token),
+        )
+        .header(
+            "via",
+            format!("1.1 urn:ngsi-ld:ContextSource:elsewhere, 1.1 {alias}"),
+        )
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(looped, 404, "ResourceNotFound").await;
+    // Deleted registrations are no longer asked.
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            "/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:bus-company",
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(
+        broker.get("/entities/urn:ngsi-ld:Vehicle:qd-bus-2").await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    source.cleanup().await;
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    context_sources_answer_what_they_are_registered_for,
     periodic_subscriptions_tell_what_matches_every_interval,
     linked_entities_are_joined_inline_or_flat,
     subscriptions_hear_only_what_their_department_may_read,
