@@ -87,35 +87,12 @@ impl Source {
         })
     }
 
-    /// Does some RegistrationInfo cover an entity `id` (when known) of one of `types` (any,
-    /// when none are known)?
-    fn covers(&self, id: Option<&str>, types: &[String], ids: &[String]) -> bool {
-        self.information.iter().any(|info| {
-            let Some(entities) = info["entities"].as_array() else {
-                return true;
-            };
-            entities.iter().any(|registered| {
-                let own_types: Vec<&str> = match &registered["type"] {
-                    Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
-                    one => one.as_str().into_iter().collect(),
-                };
-                let type_ok =
-                    types.is_empty() || types.iter().any(|t| own_types.contains(&t.as_str()));
-                let wanted: Vec<&str> = id
-                    .into_iter()
-                    .chain(ids.iter().map(String::as_str))
-                    .collect();
-                let id_ok = wanted.is_empty()
-                    || wanted.iter().any(|wanted| {
-                        registered["id"].as_str().is_none_or(|r| r == *wanted)
-                            && registered["idPattern"]
-                                .as_str()
-                                .and_then(|p| regex::Regex::new(p).ok())
-                                .is_none_or(|p| p.is_match(wanted))
-                    });
-                type_ok && id_ok
-            })
-        })
+    /// Does some RegistrationInfo cover an entity of one of `types` (any when none are known)
+    /// with one of `ids` (any when none)?
+    fn covers(&self, types: &[String], ids: &[String]) -> bool {
+        self.information
+            .iter()
+            .any(|info| crate::registrations::covers(info, (types, ids, None), &[]))
     }
 }
 
@@ -203,7 +180,7 @@ impl Sources {
         types: &[String],
     ) -> Vec<Source> {
         self.select(tenant, viewer, "retrieveEntity", |s| {
-            s.covers(Some(id), types, &[])
+            s.covers(types, &[id.to_owned()])
         })
     }
 
@@ -215,9 +192,7 @@ impl Sources {
         types: &[String],
         ids: &[String],
     ) -> Vec<Source> {
-        self.select(tenant, viewer, "queryEntity", |s| {
-            s.covers(None, types, ids)
-        })
+        self.select(tenant, viewer, "queryEntity", |s| s.covers(types, ids))
     }
 
     /// Asks `source` for `path_and_query` (under its `/ngsi-ld/v1`); the JSON answer, or

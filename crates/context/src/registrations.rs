@@ -234,35 +234,53 @@ pub fn matches(
     pattern: Option<&regex::Regex>,
     attrs: &[String],
 ) -> bool {
-    let Some(information) = definition["information"].as_array() else {
-        return false;
-    };
-    information.iter().any(|info| {
-        let entities: Vec<&Value> = info["entities"].as_array().into_iter().flatten().collect();
-        let entity_ok = (types.is_empty() && ids.is_empty() && pattern.is_none())
-            || entities.iter().any(|e| {
-                let own_types: Vec<&str> = match &e["type"] {
-                    Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
-                    Value::String(one) => vec![one.as_str()],
-                    _ => Vec::new(),
-                };
-                (types.is_empty() || types.iter().any(|t| own_types.contains(&t.as_str())))
-                    && (ids.is_empty()
-                        || e["id"]
-                            .as_str()
-                            .is_none_or(|id| ids.iter().any(|i| i == id)))
-                    && pattern.is_none_or(|p| e["id"].as_str().is_none_or(|id| p.is_match(id)))
-            });
-        let names: Vec<&str> = ["propertyNames", "relationshipNames"]
-            .iter()
-            .flat_map(|k| info[*k].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .collect();
-        let attrs_ok = attrs.is_empty()
-            || names.is_empty()
-            || attrs.iter().any(|a| names.contains(&a.as_str()));
-        entity_ok && attrs_ok
-    })
+    definition["information"]
+        .as_array()
+        .is_some_and(|information| {
+            information
+                .iter()
+                .any(|info| covers(info, (types, ids, pattern), attrs))
+        })
+}
+
+/// Does one RegistrationInfo (Table 5.2.10-1, names expanded) cover an entity of one of `types`
+/// (any when empty) with one of `ids` (any when empty) or an id `pattern` matches, and one of
+/// `attrs` (any when empty)? Without `entities` it covers every entity; without
+/// `propertyNames` and `relationshipNames`, every attribute. A registered id pattern and an
+/// asked one are taken to overlap. Discovery, forwarding and subscriptions to registrations
+/// all match with this.
+pub fn covers(
+    info: &Value,
+    (types, ids, pattern): (&[String], &[String], Option<&regex::Regex>),
+    attrs: &[String],
+) -> bool {
+    let entities_covered = info["entities"].as_array().is_none_or(|registered| {
+        registered.iter().any(|entity| {
+            let own_types: Vec<&str> = match &entity["type"] {
+                Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+                one => one.as_str().into_iter().collect(),
+            };
+            let own_id = entity["id"].as_str();
+            let own_pattern = entity["idPattern"]
+                .as_str()
+                .and_then(|p| regex::Regex::new(p).ok());
+            (types.is_empty() || types.iter().any(|t| own_types.contains(&t.as_str())))
+                && (ids.is_empty()
+                    || ids.iter().any(|id| {
+                        own_id.is_none_or(|own| own == id)
+                            && own_pattern.as_ref().is_none_or(|p| p.is_match(id))
+                    }))
+                && pattern.is_none_or(|p| own_id.is_none_or(|own| p.is_match(own)))
+        })
+    });
+    let names: Vec<&str> = ["propertyNames", "relationshipNames"]
+        .iter()
+        .flat_map(|key| info[*key].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let attrs_covered =
+        attrs.is_empty() || names.is_empty() || attrs.iter().any(|a| names.contains(&a.as_str()));
+    entities_covered && attrs_covered
 }
 
 /// A stored registration: its owning department and definition.

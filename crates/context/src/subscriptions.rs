@@ -605,26 +605,18 @@ impl Subscription {
     }
 
     /// Does one RegistrationInfo cover an entity this subscription selects and one of its
-    /// watched attributes? Without entities it covers every entity; without names, every
-    /// attribute.
+    /// watched attributes?
     fn covers_information(&self, info: &Value) -> bool {
-        let entities_covered = self.selectors.is_empty()
-            || info["entities"].as_array().is_none_or(|registered| {
-                registered.iter().any(|entity| {
-                    self.selectors
-                        .iter()
-                        .any(|selector| selects_registered(selector, entity))
-                })
-            });
-        let names: Vec<&str> = ["propertyNames", "relationshipNames"]
-            .iter()
-            .flat_map(|key| info[*key].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .collect();
-        let watched_covered = self.watched.is_empty()
-            || names.is_empty()
-            || self.watched.iter().any(|w| names.contains(&w.as_str()));
-        entities_covered && watched_covered
+        if self.selectors.is_empty() {
+            return crate::registrations::covers(info, (&[], &[], None), &self.watched);
+        }
+        self.selectors.iter().any(|(type_iri, id, pattern)| {
+            crate::registrations::covers(
+                info,
+                (type_iri.as_slice(), id.as_slice(), pattern.as_ref()),
+                &self.watched,
+            )
+        })
     }
 
     fn endpoint(&self) -> String {
@@ -694,31 +686,6 @@ fn show_previous(data: &mut Value, previous: &[(String, Value)], context: &Conte
             }
         }
     }
-}
-
-/// Can an entity a subscription's selector (type, id, idPattern) picks be one a registered
-/// EntityInfo (type or types, id or idPattern) names? Two patterns are taken to overlap.
-fn selects_registered(
-    (type_iri, id, pattern): &(Option<String>, Option<String>, Option<regex::Regex>),
-    registered: &Value,
-) -> bool {
-    let types_match = type_iri
-        .as_ref()
-        .is_none_or(|wanted| match &registered["type"] {
-            Value::Array(types) => types.iter().any(|t| t == wanted.as_str()),
-            one => one == wanted.as_str(),
-        });
-    let registered_id = registered["id"].as_str();
-    let registered_pattern = registered["idPattern"]
-        .as_str()
-        .and_then(|p| regex::Regex::new(p).ok());
-    let id_match = match (id, registered_id) {
-        (Some(wanted), Some(theirs)) => wanted == theirs,
-        (Some(wanted), None) => registered_pattern.is_none_or(|p| p.is_match(wanted)),
-        (None, Some(theirs)) => pattern.as_ref().is_none_or(|p| p.is_match(theirs)),
-        (None, None) => true,
-    };
-    types_match && id_match
 }
 
 /// Members of a registration that are not defined by Table 5.2.9-1: the properties a
