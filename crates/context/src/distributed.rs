@@ -20,6 +20,8 @@ use yunnao_store::{Db, DbResultExt, sqlx};
 
 /// How long a source has to answer.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer read from a source.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// The query parameters forwarded with a query: those that select entities (paging is the
 /// broker's, over the merged answer; rendering is the broker's, from the normalized form).
@@ -211,10 +213,10 @@ impl Sources {
             request = request.header("ngsild-tenant", tenant);
         }
         match request.send().await {
-            Ok(response) if response.status().is_success() => match response.json().await {
+            Ok(response) if response.status().is_success() => match read_capped(response).await {
                 Ok(value) => Some(value),
                 Err(error) => {
-                    tracing::warn!(%url, %error, "context source answered no JSON");
+                    tracing::warn!(%url, %error, "context source's answer left out");
                     None
                 }
             },
@@ -312,6 +314,19 @@ impl Sources {
             .filter_map(|item| read_entity(item, context))
             .collect()
     }
+}
+
+/// A source's JSON answer, read whole unless it grows past [`MAX_ANSWER_BYTES`] (a source
+/// cannot make the broker hold more).
+async fn read_capped(mut response: reqwest::Response) -> Result<Value, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ANSWER_BYTES {
+            return Err(format!("more than {MAX_ANSWER_BYTES} bytes"));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// A source's entity in the normalized form, read as the broker reads its own input.
