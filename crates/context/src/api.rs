@@ -989,9 +989,12 @@ async fn retrieve_entity(
         (None, Some(types)) => types.as_slice(),
         (None, None) => &[],
     };
-    let sources = broker
-        .sources
-        .for_entity(&request.tenant, &request.viewer, &id, known_types);
+    let sources = broker.sources.for_entity(
+        &request.tenant,
+        &request.viewer,
+        (&id, known_types),
+        options.attrs.as_deref().unwrap_or_default(),
+    );
     if !sources.is_empty()
         && let Some(forward) = request.forward(&broker, &params)
     {
@@ -1770,8 +1773,8 @@ async fn run_query(
     let mut sources = broker.sources.for_query(
         &request.tenant,
         &request.viewer,
-        &query.selection.types,
-        &query.selection.ids,
+        (&query.selection.types, &query.selection.ids),
+        query.attrs.as_deref().unwrap_or_default(),
     );
     let forward = if sources.is_empty() {
         None

@@ -90,11 +90,11 @@ impl Source {
     }
 
     /// Does some RegistrationInfo cover an entity of one of `types` (any when none are known)
-    /// with one of `ids` (any when none)?
-    fn covers(&self, types: &[String], ids: &[String]) -> bool {
+    /// with one of `ids` (any when none) and one of `attrs` (any when none)?
+    fn covers(&self, types: &[String], ids: &[String], attrs: &[String]) -> bool {
         self.information
             .iter()
-            .any(|info| crate::registrations::covers(info, (types, ids, None), &[]))
+            .any(|info| crate::registrations::covers(info, (types, ids, None), attrs))
     }
 }
 
@@ -173,28 +173,31 @@ impl Sources {
             .collect()
     }
 
-    /// Sources that may hold entity `id` (of one of `types`, when known).
+    /// Sources that may hold entity `id` (of one of `types`, when known) with one of `attrs`
+    /// (expanded; any when none are asked for).
     pub fn for_entity(
         &self,
         tenant: &str,
         viewer: &Viewer,
-        id: &str,
-        types: &[String],
+        (id, types): (&str, &[String]),
+        attrs: &[String],
     ) -> Vec<Source> {
         self.select(tenant, viewer, "retrieveEntity", |s| {
-            s.covers(types, &[id.to_owned()])
+            s.covers(types, &[id.to_owned()], attrs)
         })
     }
 
-    /// Sources that may hold entities of a query (by its types and ids).
+    /// Sources that may hold entities of a query (by its types, ids and attributes).
     pub fn for_query(
         &self,
         tenant: &str,
         viewer: &Viewer,
-        types: &[String],
-        ids: &[String],
+        (types, ids): (&[String], &[String]),
+        attrs: &[String],
     ) -> Vec<Source> {
-        self.select(tenant, viewer, "queryEntity", |s| s.covers(types, ids))
+        self.select(tenant, viewer, "queryEntity", |s| {
+            s.covers(types, ids, attrs)
+        })
     }
 
     /// Asks `source` for `path_and_query` (under its `/ngsi-ld/v1`); the JSON answer, or

@@ -2957,6 +2957,44 @@ async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
     panic!("timed out waiting");
 }
 
+/// A context source that has no entities: answers every query with `[]` and records what it
+/// was asked (path and query, `Via`, whether a credential came along). Its base URL.
+async fn recording_source() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
+) {
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>> = Default::default();
+    let store = asked.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let store = store.clone();
+            async move {
+                let via = headers
+                    .get("via")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                store.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    uri.path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    via,
+                    headers.contains_key("authorization"),
+                ));
+                ([("content-type", "application/json")], "[]")
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, asked)
+}
+
 /// A created resource's path under `/ngsi-ld/v1`, from its Location header.
 fn ngsi_path(created: &Response) -> String {
     created.headers()["location"]
@@ -5056,6 +5094,33 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
         .await
         .expect("sent");
     expect_ngsi_error(looped, 404, "ResourceNotFound").await;
+    // What is forwarded: the selecting parameters in order, the client's context, this
+    // broker in Via, no credential; and only to registrations covering the asked attributes.
+    let (recorder, asked) = recording_source().await;
+    let fuel = json!({"id": "urn:ngsi-ld:ContextSourceRegistration:fuel-sensors", "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "Vehicle"}], "propertyNames": ["fuelLevel"]}], "endpoint": recorder});
+    assert_eq!(
+        broker
+            .send(Method::POST, "/csourceRegistrations", fuel)
+            .await
+            .status(),
+        201
+    );
+    let found = broker
+        .get_json("/entities?type=Vehicle&attrs=fuelLevel&limit=5&options=keyValues")
+        .await;
+    assert_eq!(found, json!([]), "no vehicle has a fuel level");
+    let speeds = broker.get_json("/entities?type=Vehicle&attrs=speed").await;
+    assert_eq!(speeds.as_array().map(Vec::len), Some(2));
+    let asked = asked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (path, via, authorized) = &asked[0];
+    assert_eq!(
+        path,
+        "/ngsi-ld/v1/entities?attrs=fuelLevel&type=Vehicle&limit=5"
+    );
+    assert!(via.ends_with(&alias), "{via}");
+    assert!(!authorized);
     // Deleted registrations are no longer asked.
     let deleted = broker
         .call(
