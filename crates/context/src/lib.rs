@@ -1098,18 +1098,49 @@ async fn update_row(
         match before.get(name) {
             None => changed.written.push(name.clone()),
             Some(old) if !temporal::same_content(old, value) => {
-                changed.written.push(name.clone());
-                changed.previous.push((name.clone(), old.clone()));
+                // Instances (datasetIds) gone while the others stay as they were: a deletion of
+                // those instances, not an update of the attribute.
+                match instances_removed(old, value) {
+                    Some(gone) => changed.removed.push((name.clone(), gone)),
+                    None => {
+                        changed.written.push(name.clone());
+                        changed.previous.push((name.clone(), old.clone()));
+                    }
+                }
             }
             Some(_) => {}
         }
     }
-    changed.removed = before
-        .iter()
-        .filter(|(name, _)| !entity.attrs.contains_key(*name))
-        .map(|(name, old)| (name.clone(), old.clone()))
-        .collect();
+    changed.removed.extend(
+        before
+            .iter()
+            .filter(|(name, _)| !entity.attrs.contains_key(*name))
+            .map(|(name, old)| (name.clone(), old.clone())),
+    );
     Ok(changed)
+}
+
+/// When `after` is `before` with some of its instances (by `datasetId`) taken out and the rest
+/// unchanged: those instances.
+fn instances_removed(before: &Value, after: &Value) -> Option<Value> {
+    // One instance before: nothing can be left beside it (the common case, no work).
+    let Value::Array(before) = before else {
+        return None;
+    };
+    let after: Vec<&Value> = match after {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let dataset = |v: &Value| v.get("datasetId").cloned();
+    let (kept, gone): (Vec<&Value>, Vec<&Value>) = before
+        .iter()
+        .partition(|b| after.iter().any(|a| dataset(a) == dataset(b)));
+    let rest_unchanged = kept.len() == after.len()
+        && kept
+            .iter()
+            .zip(&after)
+            .all(|(k, a)| temporal::same_content(k, a));
+    (!gone.is_empty() && rest_unchanged).then(|| Value::Array(gone.into_iter().cloned().collect()))
 }
 
 /// On PostgreSQL, holds entity `id`'s row until `tx` ends, as changes of the entity do: writers

@@ -738,21 +738,27 @@ fn registration_properties(registration: &Value, context: &Context) -> Entity {
     }
 }
 
-/// A deleted attribute as notifications show it: its type, and the NGSI-LD Null as its value
-/// (one instance, whatever it had).
+/// A deleted attribute as notifications show it: per deleted instance its type, its
+/// `datasetId` if it had one, and the NGSI-LD Null as its value.
 fn deleted_attribute(old: &Value) -> Value {
-    let first = match old {
-        Value::Array(instances) => instances.first().unwrap_or(&Value::Null),
-        one => one,
+    let deleted = |instance: &Value| {
+        let kind = instance
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("Property");
+        let mut shown = Map::new();
+        shown.insert("type".into(), kind.into());
+        shown.insert(model::value_member(kind).into(), model::NGSI_LD_NULL.into());
+        if let Some(dataset) = instance.get("datasetId") {
+            shown.insert("datasetId".into(), dataset.clone());
+        }
+        Value::Object(shown)
     };
-    let kind = first
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("Property");
-    let mut shown = Map::new();
-    shown.insert("type".into(), kind.into());
-    shown.insert(model::value_member(kind).into(), model::NGSI_LD_NULL.into());
-    Value::Object(shown)
+    match old {
+        Value::Array(instances) if instances.len() == 1 => deleted(&instances[0]),
+        Value::Array(instances) => Value::Array(instances.iter().map(deleted).collect()),
+        one => deleted(one),
+    }
 }
 
 pub type SubscriptionRow = (

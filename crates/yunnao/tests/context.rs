@@ -3213,6 +3213,58 @@ async fn notification_triggers_choose_what_is_notified(backend: TestBackend) {
     );
     assert!(attributes[1].get("speed").is_none());
     assert!(attributes[1]["deletedAt"].is_string());
+
+    // One instance (datasetId) deleted while the others stay: a deletion of that instance,
+    // not an update of the attribute.
+    let (tram_url, tram_seen) = receiver(200).await;
+    for (id, trigger) in [
+        ("tram-deleted", "attributeDeleted"),
+        ("tram-updated", "attributeUpdated"),
+    ] {
+        let subscribed = broker
+            .send(Method::POST, "/subscriptions", json!({"id": format!("urn:ngsi-ld:Subscription:{id}"),
+                "type": "Subscription", "entities": [{"type": "Tram"}], "notificationTrigger": [trigger],
+                "notification": {"endpoint": {"uri": tram_url}}}))
+            .await;
+        assert_eq!(subscribed.status(), 201);
+    }
+    let tram = json!({"id": "urn:ngsi-ld:Tram:t1", "type": "Tram", "load": [
+        {"type": "Property", "value": 40},
+        {"type": "Property", "value": 12, "datasetId": "urn:ngsi-ld:Dataset:rear"}]});
+    assert_eq!(
+        broker.send(Method::POST, "/entities", tram).await.status(),
+        201
+    );
+    let removed = broker
+        .send(
+            Method::DELETE,
+            "/entities/urn:ngsi-ld:Tram:t1/attrs/load?datasetId=urn:ngsi-ld:Dataset:rear",
+            json!({}),
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let heard = wait_for(|| {
+        tram_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        tram_seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        1,
+        "no update notification"
+    );
+    assert_eq!(
+        heard.0["subscriptionId"],
+        "urn:ngsi-ld:Subscription:tram-deleted"
+    );
+    assert_eq!(
+        heard.0["data"][0]["load"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ngsi-ld:Dataset:rear"})
+    );
     broker.server.cleanup().await;
 }
 
