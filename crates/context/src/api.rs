@@ -935,6 +935,188 @@ fn body_context(value: &Value) -> Option<&Value> {
     value.get("@context")
 }
 
+/// A write's share for the context sources registered for its entity (clause 4.3.6), sent,
+/// and what is left for the broker itself.
+struct Shared {
+    /// What the broker applies itself (the body; `Null` for a delete); `None`: nothing.
+    local: Option<Value>,
+    /// Sources that failed: the attributes (expanded) they were sent, and why.
+    failed: Vec<(Vec<String>, String)>,
+    /// Some of the write went to context sources (`local` may be less than the body).
+    forwarded: bool,
+    /// Attributes (expanded) sources took without failing.
+    sent_ok: Vec<String>,
+}
+
+impl Shared {
+    fn alone(body: Value) -> Self {
+        Self {
+            local: Some(body),
+            failed: Vec::new(),
+            forwarded: false,
+            sent_ok: Vec::new(),
+        }
+    }
+
+    /// The answer to an attribute write that left nothing for the broker: 204, or 207 with
+    /// what the sources did not take.
+    fn answered_by_sources(&self, context: &Context) -> Response {
+        partial(self.sent_ok.clone(), self.not_updated(), context)
+    }
+
+    /// The failures as NotUpdatedDetails (attribute, reason).
+    fn not_updated(&self) -> Vec<(String, String)> {
+        self.failed
+            .iter()
+            .flat_map(|(names, reason)| names.iter().map(|n| (n.clone(), reason.clone())))
+            .collect()
+    }
+}
+
+/// Sends a write to the sources registered for it and returns what is left for the broker:
+/// an inclusive source gets the whole write and the broker does it too; an exclusive or
+/// redirect source gets the attributes it holds (all, when it names none), which the broker
+/// then leaves alone. Without such registrations (the common case) nothing is looked up
+/// beyond one check in memory.
+async fn share_write(
+    broker: &ContextBroker,
+    request: &Request,
+    params: &HashMap<String, String>,
+    (operation, method, path): (&str, reqwest::Method, &str),
+    (id, types): (&str, &[String]),
+    body: Value,
+) -> NgsiResult<Shared> {
+    if !broker.sources.any_for_writes(&request.tenant) {
+        return Ok(Shared::alone(body));
+    }
+    let Some(forward) = request.forward(broker, params) else {
+        return Ok(Shared::alone(body));
+    };
+    let targets =
+        broker
+            .sources
+            .for_write(&request.tenant, &request.viewer, operation, (id, types));
+    if targets.is_empty() {
+        return Ok(Shared::alone(body));
+    }
+    let creating = operation == "createEntity";
+    let expand = |key: &str| request.context.expand(key);
+    let is_attribute = |key: &str| !matches!(key, "id" | "type" | "@context" | "scope");
+    let mut sends: Vec<(usize, Option<Value>, Vec<String>)> = Vec::new();
+    let local = match &body {
+        Value::Object(object) => {
+            for (index, target) in targets.iter().enumerate() {
+                let taken: Map<String, Value> = object
+                    .iter()
+                    .filter(|(k, _)| {
+                        !is_attribute(k)
+                            || target.source.mode == crate::distributed::Mode::Inclusive
+                            || target.takes(&expand(k))
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let names: Vec<String> = taken
+                    .keys()
+                    .filter(|k| is_attribute(k))
+                    .map(|k| expand(k))
+                    .collect();
+                if names.is_empty() && !(creating && target.takes_all()) {
+                    continue;
+                }
+                sends.push((index, Some(Value::Object(taken)), names));
+            }
+            let mut rest = object.clone();
+            rest.retain(|k, _| !is_attribute(k) || !targets.iter().any(|t| t.takes(&expand(k))));
+            let nothing_left = if creating {
+                targets.iter().any(|t| t.takes_all())
+            } else {
+                !rest.keys().any(|k| is_attribute(k))
+            };
+            (!nothing_left).then_some(Value::Object(rest))
+        }
+        _ => {
+            sends.extend((0..targets.len()).map(|index| (index, None, Vec::new())));
+            (!targets.iter().any(|t| t.takes_all())).then_some(body)
+        }
+    };
+    let mut failed = Vec::new();
+    let mut sent_ok = Vec::new();
+    let forwarded = !sends.is_empty();
+    for (index, part, names) in sends {
+        let outcome = broker
+            .sources
+            .write(
+                &targets[index],
+                (method.clone(), path),
+                part.as_ref(),
+                &forward,
+            )
+            .await;
+        if outcome.is_ok() {
+            sent_ok.extend(names.iter().cloned());
+        }
+        if let Err(reason) = outcome {
+            tracing::warn!(%reason, "write not forwarded");
+            let names = if names.is_empty() {
+                vec![id.to_owned()]
+            } else {
+                names
+            };
+            failed.push((names, reason));
+        }
+    }
+    sent_ok.sort();
+    sent_ok.dedup();
+    Ok(Shared {
+        local,
+        failed,
+        forwarded,
+        sent_ok,
+    })
+}
+
+/// The types of entity `id` as the broker has it (or as the request's `type` says), for
+/// matching the registrations a write goes to; none when neither tells.
+async fn known_types(
+    broker: &ContextBroker,
+    request: &Request,
+    id: &str,
+    selector: &TypeSelector,
+) -> NgsiResult<Vec<String>> {
+    Ok(
+        match broker.get(&request.tenant, id, &request.viewer).await? {
+            Some(stored) => stored.entity.types.clone(),
+            None => selector.0.clone().unwrap_or_default(),
+        },
+    )
+}
+
+/// Shares an attribute write of entity `id` (see [`share_write`]) when registrations may want
+/// it; else the body stays the broker's alone, looked at no further.
+async fn share_attribute_write(
+    broker: &ContextBroker,
+    request: &Request,
+    params: &HashMap<String, String>,
+    (operation, method, path): (&str, reqwest::Method, &str),
+    id: &str,
+    body: Value,
+) -> NgsiResult<Shared> {
+    if !broker.sources.any_for_writes(&request.tenant) {
+        return Ok(Shared::alone(body));
+    }
+    let selector = TypeSelector::read(params, &request.context);
+    let types = known_types(broker, request, id, &selector).await?;
+    share_write(
+        broker,
+        request,
+        params,
+        (operation, method, path),
+        (id, &types),
+        body,
+    )
+    .await
+}
+
 /// Create an entity (201 with its Location; 409 AlreadyExists).
 #[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
     request_body(content = Object, description = "an NGSI-LD entity (normalized or concise)"),
@@ -946,18 +1128,56 @@ async fn create_entity(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    params_of(raw, &[CREATE_PARAMS])?;
+    let params = params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     let owner = request.writer(&broker)?;
-    let entity = model::parse_entity(value, &request.context, &now())?;
-    broker.create(&request.tenant, &entity, &owner).await?;
+    let stamp = now();
+    let (entity, shared) = if broker.sources.any_for_writes(&request.tenant) {
+        let parsed = model::parse_entity(value.clone(), &request.context, &stamp)?;
+        let shared = share_write(
+            &broker,
+            &request,
+            &params,
+            ("createEntity", reqwest::Method::POST, "/entities"),
+            (&parsed.id, &parsed.types),
+            value,
+        )
+        .await?;
+        // What the sources took is not created here (or nothing is, when one holds it all).
+        let entity = match &shared.local {
+            Some(local) if shared.forwarded => {
+                model::parse_entity(local.clone(), &request.context, &stamp)?
+            }
+            _ => parsed,
+        };
+        (entity, shared)
+    } else {
+        let entity = model::parse_entity(value, &request.context, &stamp)?;
+        (entity, Shared::alone(Value::Null))
+    };
+    if shared.local.is_some() {
+        broker.create(&request.tenant, &entity, &owner).await?;
+    }
     let location = format!("/ngsi-ld/v1/entities/{}", entity.id);
-    let mut response = (
-        StatusCode::CREATED,
-        audit("ngsi.entity.create", &request.tenant, &entity.id),
-    )
-        .into_response();
+    let not_updated = shared.not_updated();
+    let mut response = if not_updated.is_empty() {
+        (
+            StatusCode::CREATED,
+            audit("ngsi.entity.create", &request.tenant, &entity.id),
+        )
+            .into_response()
+    } else {
+        (
+            audit("ngsi.entity.create", &request.tenant, &entity.id),
+            partial(
+                entity.attrs.keys().cloned().collect(),
+                not_updated,
+                &request.context,
+            ),
+        )
+            .into_response()
+    };
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -1117,6 +1337,19 @@ async fn merge_entity(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
+    let path = format!("/entities/{id}");
+    let mut shared = share_attribute_write(
+        &broker,
+        &request,
+        &HashMap::new(),
+        ("mergeEntity", reqwest::Method::PATCH, &path),
+        &id,
+        value,
+    )
+    .await?;
+    let Some(value) = shared.local.take() else {
+        return Ok(shared.answered_by_sources(&request.context));
+    };
     let Value::Object(object) = value else {
         return Err(errors::bad_request("the fragment must be a JSON object"));
     };
@@ -1142,6 +1375,13 @@ async fn merge_entity(
             },
         )
         .await?;
+    if !shared.failed.is_empty() {
+        return Ok((
+            Extension(AuditNote::recorded()),
+            shared.answered_by_sources(&request.context),
+        )
+            .into_response());
+    }
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
@@ -1255,12 +1495,42 @@ async fn delete_entity(
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
     let types = TypeSelector::read(&params, &request.context);
-    broker
-        .delete(&request.tenant, &id, &request.viewer, |stored| {
-            types.check(stored)?;
-            request.may_change(&broker, stored)
-        })
-        .await?;
+    let path = format!("/entities/{id}");
+    let shared = share_attribute_write(
+        &broker,
+        &request,
+        &params,
+        ("deleteEntity", reqwest::Method::DELETE, &path),
+        &id,
+        Value::Null,
+    )
+    .await?;
+    if shared.local.is_some() {
+        let deleted = broker
+            .delete(&request.tenant, &id, &request.viewer, |stored| {
+                types.check(stored)?;
+                request.may_change(&broker, stored)
+            })
+            .await;
+        // Not here but deleted at a source: done.
+        match deleted {
+            Err(problem) if !(shared.forwarded && problem.status == 404) => {
+                return Err(problem);
+            }
+            _ => {}
+        }
+    }
+    if !shared.failed.is_empty() {
+        let body = serde_json::json!({"notUpdated": shared.failed.iter().map(|(_, reason)| serde_json::json!({
+            "attributeName": id, "reason": reason})).collect::<Vec<_>>()});
+        return Ok((
+            StatusCode::MULTI_STATUS,
+            audit("ngsi.entity.delete", &request.tenant, &id),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response());
+    }
     Ok((
         StatusCode::NO_CONTENT,
         audit("ngsi.entity.delete", &request.tenant, &id),
@@ -1308,6 +1578,19 @@ async fn append_attributes(
     let params = query_map(raw)?;
     let no_overwrite = has_option(&params, "noOverwrite");
     let types = TypeSelector::read(&params, &request.context);
+    let path = format!("/entities/{id}/attrs");
+    let mut shared = share_attribute_write(
+        &broker,
+        &request,
+        &params,
+        ("appendAttrs", reqwest::Method::POST, &path),
+        &id,
+        value,
+    )
+    .await?;
+    let Some(value) = shared.local.take() else {
+        return Ok(shared.answered_by_sources(&request.context));
+    };
     let Value::Object(mut object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
@@ -1344,6 +1627,8 @@ async fn append_attributes(
             },
         )
         .await?;
+    updated.extend(shared.sent_ok.iter().cloned());
+    not_updated.extend(shared.not_updated());
     Ok((
         Extension(AuditNote::recorded()),
         partial(updated, not_updated, &request.context),
@@ -1366,7 +1651,21 @@ async fn update_attributes(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
-    let types = TypeSelector::read(&query_map(raw)?, &request.context);
+    let params = query_map(raw)?;
+    let types = TypeSelector::read(&params, &request.context);
+    let path = format!("/entities/{id}/attrs");
+    let mut shared = share_attribute_write(
+        &broker,
+        &request,
+        &params,
+        ("updateAttrs", reqwest::Method::PATCH, &path),
+        &id,
+        value,
+    )
+    .await?;
+    let Some(value) = shared.local.take() else {
+        return Ok(shared.answered_by_sources(&request.context));
+    };
     let Value::Object(mut object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
     };
@@ -1410,6 +1709,8 @@ async fn update_attributes(
             },
         )
         .await?;
+    updated.extend(shared.sent_ok.iter().cloned());
+    not_updated.extend(shared.not_updated());
     Ok((
         Extension(AuditNote::recorded()),
         partial(updated, not_updated, &request.context),

@@ -39,11 +39,44 @@ const FORWARDED: &[&str] = &[
     "scopeQ",
 ];
 
+/// How a registration shares its entities with the broker (clause 4.3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Both hold them: reads merge, writes go to both.
+    Inclusive,
+    /// The source alone holds the registered attributes: writes of them go only to it.
+    Exclusive,
+    /// The source holds the registered entities: writes go only to it.
+    Redirect,
+    /// Consulted for reads only.
+    Auxiliary,
+}
+
+/// The write operations each group of Table 4.20-1 names (read operations aside).
+const WRITE_GROUPS: &[(&str, &[&str])] = &[
+    (
+        "redirectionOps",
+        &[
+            "createEntity",
+            "updateAttrs",
+            "appendAttrs",
+            "deleteAttrs",
+            "deleteEntity",
+            "mergeEntity",
+            "replaceEntity",
+            "replaceAttrs",
+        ],
+    ),
+    ("updateOps", &["updateAttrs", "replaceAttrs"]),
+];
+
 /// One registration, as forwarding needs it.
 #[derive(Debug, Clone)]
 pub struct Source {
+    id: String,
     tenant: String,
     owner: String,
+    pub mode: Mode,
     endpoint: String,
     /// The tenant to ask for at the source (the registration's `tenant`).
     source_tenant: Option<String>,
@@ -56,8 +89,15 @@ pub struct Source {
 impl Source {
     fn from_definition(tenant: String, owner: String, definition: &Value) -> Option<Self> {
         Some(Self {
+            id: definition["id"].as_str()?.to_owned(),
             tenant,
             owner,
+            mode: match definition["mode"].as_str() {
+                Some("exclusive") => Mode::Exclusive,
+                Some("redirect") => Mode::Redirect,
+                Some("auxiliary") => Mode::Auxiliary,
+                _ => Mode::Inclusive,
+            },
             endpoint: definition["endpoint"]
                 .as_str()?
                 .trim_end_matches('/')
@@ -89,12 +129,93 @@ impl Source {
         })
     }
 
+    /// Does the registration name the write `operation`, itself or by a group? Writes are never
+    /// forwarded by default (the default operations, `federationOps`, only read).
+    fn offers_write(&self, operation: &str) -> bool {
+        self.mode != Mode::Auxiliary
+            && self.operations.as_ref().is_some_and(|ops| {
+                ops.iter().any(|o| {
+                    o == operation
+                        || WRITE_GROUPS
+                            .iter()
+                            .any(|(group, members)| o == group && members.contains(&operation))
+                })
+            })
+    }
+
+    /// The attributes (expanded) this registration holds of entity `id` of `types`: `None`
+    /// when it does not cover the entity, `Some(None)` for every attribute. Without known types
+    /// only RegistrationInfo naming the id (or an id pattern it meets) counts: a write is never
+    /// sent to a source on a guess.
+    fn holds(&self, id: &str, types: &[String]) -> Option<Option<Vec<String>>> {
+        let ids = [id.to_owned()];
+        let mut names: Vec<String> = Vec::new();
+        let mut covered = false;
+        for info in &self.information {
+            let names_entity = if types.is_empty() {
+                info["entities"].as_array().is_some_and(|registered| {
+                    registered.iter().any(|e| {
+                        e["id"].as_str() == Some(id)
+                            || e["idPattern"]
+                                .as_str()
+                                .and_then(|p| regex::Regex::new(p).ok())
+                                .is_some_and(|p| p.is_match(id))
+                    })
+                })
+            } else {
+                crate::registrations::covers(info, (types, &ids, None), &[])
+            };
+            if !names_entity {
+                continue;
+            }
+            covered = true;
+            let own: Vec<String> = ["propertyNames", "relationshipNames"]
+                .iter()
+                .flat_map(|key| info[*key].as_array().into_iter().flatten())
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
+            if own.is_empty() {
+                return Some(None);
+            }
+            names.extend(own);
+        }
+        covered.then_some(Some(names))
+    }
+
+    /// The registration's id, for reports.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Does some RegistrationInfo cover an entity of one of `types` (any when none are known)
     /// with one of `ids` (any when none) and one of `attrs` (any when none)?
     fn covers(&self, types: &[String], ids: &[String], attrs: &[String]) -> bool {
         self.information
             .iter()
             .any(|info| crate::registrations::covers(info, (types, ids, None), attrs))
+    }
+}
+
+/// A write's context source, with the attributes it holds (`None`: all of them).
+#[derive(Debug, Clone)]
+pub struct WriteTarget {
+    pub source: Source,
+    pub holds: Option<Vec<String>>,
+}
+
+impl WriteTarget {
+    /// Does the source alone take attribute `name` (expanded) of this write?
+    pub fn takes(&self, name: &str) -> bool {
+        self.source.mode != Mode::Inclusive
+            && self
+                .holds
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// Does the source alone hold the whole entity (no attribute stays with the broker)?
+    pub fn takes_all(&self) -> bool {
+        self.source.mode != Mode::Inclusive && self.holds.is_none()
     }
 }
 
@@ -147,15 +268,9 @@ impl Sources {
         Ok(())
     }
 
-    /// The sources `viewer` may use in `tenant` for `operation` that `covers` accepts: those
-    /// registered by the viewer's department (all, for platform admins), not expired.
-    fn select(
-        &self,
-        tenant: &str,
-        viewer: &Viewer,
-        operation: &str,
-        covers: impl Fn(&Source) -> bool,
-    ) -> Vec<Source> {
+    /// The sources `viewer` may use in `tenant` that `keep` keeps: those registered by the
+    /// viewer's department (all, for platform admins), not expired.
+    fn select(&self, tenant: &str, viewer: &Viewer, keep: impl Fn(&Source) -> bool) -> Vec<Source> {
         let now = yunnao_core::time::now_ms();
         self.registered
             .read()
@@ -168,7 +283,7 @@ impl Sources {
                 Viewer::Public => false,
             })
             .filter(|s| s.expires_at_ms.is_none_or(|at| at > now))
-            .filter(|s| s.offers(operation) && covers(s))
+            .filter(|s| keep(s))
             .cloned()
             .collect()
     }
@@ -182,9 +297,85 @@ impl Sources {
         (id, types): (&str, &[String]),
         attrs: &[String],
     ) -> Vec<Source> {
-        self.select(tenant, viewer, "retrieveEntity", |s| {
-            s.covers(types, &[id.to_owned()], attrs)
+        self.select(tenant, viewer, |s| {
+            s.offers("retrieveEntity") && s.covers(types, &[id.to_owned()], attrs)
         })
+    }
+
+    /// Is any registration of `tenant` one that writes may be forwarded to? (Cheap: checked
+    /// before a write looks further.)
+    pub fn any_for_writes(&self, tenant: &str) -> bool {
+        self.registered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|s| s.tenant == tenant && s.operations.is_some() && s.mode != Mode::Auxiliary)
+    }
+
+    /// The sources a write `operation` on entity `id` (of `types`, when known) goes to.
+    pub fn for_write(
+        &self,
+        tenant: &str,
+        viewer: &Viewer,
+        operation: &str,
+        (id, types): (&str, &[String]),
+    ) -> Vec<WriteTarget> {
+        self.select(tenant, viewer, |s| s.offers_write(operation))
+            .into_iter()
+            .filter_map(|source| {
+                let holds = source.holds(id, types)?;
+                Some(WriteTarget { source, holds })
+            })
+            .collect()
+    }
+
+    /// Sends a write to `target` (`path` under its `/ngsi-ld/v1`, `body` as the client would
+    /// have sent it); `Err` with the reason when it does not succeed.
+    pub async fn write(
+        &self,
+        target: &WriteTarget,
+        (method, path): (reqwest::Method, &str),
+        body: Option<&Value>,
+        forward: &Forward,
+    ) -> Result<(), String> {
+        let source = &target.source;
+        let url = format!("{}/ngsi-ld/v1{path}", source.endpoint);
+        let mut request = self
+            .client
+            .request(method, &url)
+            .header("via", &forward.via);
+        if let Some(tenant) = &source.source_tenant {
+            request = request.header("ngsild-tenant", tenant);
+        }
+        if let Some(body) = body {
+            let ld = body.get("@context").is_some();
+            request = request
+                .header(
+                    "content-type",
+                    if ld {
+                        crate::jsonld::JSON_LD
+                    } else {
+                        "application/json"
+                    },
+                )
+                .body(body.to_string());
+            if !ld && let Some(link) = &forward.link {
+                request = request.header("link", link);
+            }
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!(
+                "context source {} ({}) answered {}",
+                source.id,
+                source.endpoint,
+                response.status()
+            )),
+            Err(error) => Err(format!(
+                "context source {} ({}) not reached: {error}",
+                source.id, source.endpoint
+            )),
+        }
     }
 
     /// Sources that may hold entities of a query (by its types, ids and attributes).
@@ -195,8 +386,8 @@ impl Sources {
         (types, ids): (&[String], &[String]),
         attrs: &[String],
     ) -> Vec<Source> {
-        self.select(tenant, viewer, "queryEntity", |s| {
-            s.covers(types, ids, attrs)
+        self.select(tenant, viewer, |s| {
+            s.offers("queryEntity") && s.covers(types, ids, attrs)
         })
     }
 

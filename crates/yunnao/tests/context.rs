@@ -5194,7 +5194,183 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let source = TestServer::start_with(backend, |c| {
+        c.ngsi_ld_auth = false;
+        c.ngsi_ld_city_objects = false;
+    })
+    .await;
+    let at_source = |path: &str| {
+        source
+            .client
+            .get(source.url(&format!("/ngsi-ld/v1{path}")))
+            .send()
+    };
+    let registrations = [
+        // The bus company alone keeps bus 7's speed.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:bus-speed", "type": "ContextSourceRegistration",
+               "mode": "exclusive", "operations": ["redirectionOps"], "endpoint": source.url(""),
+               "information": [{"entities": [{"type": "Vehicle", "id": "urn:ngsi-ld:Vehicle:qd-bus-7"}],
+                                "propertyNames": ["speed"]}]}),
+        // The parking operator keeps its spots entirely.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:operator-spots", "type": "ContextSourceRegistration",
+               "mode": "redirect", "operations": ["createEntity", "updateAttrs", "deleteEntity"], "endpoint": source.url(""),
+               "information": [{"entities": [{"type": "ParkingSpot", "idPattern": "urn:ngsi-ld:ParkingSpot:op-.*"}]}]}),
+        // Trams are kept in both places.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:tram-archive", "type": "ContextSourceRegistration",
+               "operations": ["createEntity"], "endpoint": source.url(""),
+               "information": [{"entities": [{"type": "Tram"}]}]}),
+        // A source that is down.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:bike-speed", "type": "ContextSourceRegistration",
+               "mode": "exclusive", "operations": ["createEntity"], "endpoint": "http://127.0.0.1:9",
+               "information": [{"entities": [{"type": "Bike"}], "propertyNames": ["speed"]}]}),
+    ];
+    for registration in registrations {
+        assert_eq!(
+            broker
+                .send(Method::POST, "/csourceRegistrations", registration)
+                .await
+                .status(),
+            201
+        );
+    }
+    // Exclusive: the speed goes to the source only, the rest stays here; reads merge them.
+    let bus = "urn:ngsi-ld:Vehicle:qd-bus-7";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": bus, "type": "Vehicle", "speed": 30, "color": "red"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let theirs: Value = at_source(&format!("/entities/{bus}?options=keyValues"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs, json!({"id": bus, "type": "Vehicle", "speed": 30}));
+    let ours = broker
+        .get_json(&format!("/entities/{bus}?local=true&options=keyValues"))
+        .await;
+    assert_eq!(ours, json!({"id": bus, "type": "Vehicle", "color": "red"}));
+    let updated = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{bus}/attrs"),
+            json!({"speed": 45, "color": "blue"}),
+        )
+        .await;
+    assert_eq!(updated.status(), 204);
+    let merged = broker
+        .get_json(&format!("/entities/{bus}?options=keyValues"))
+        .await;
+    assert_eq!(
+        merged,
+        json!({"id": bus, "type": "Vehicle", "speed": 45, "color": "blue"})
+    );
+    // Redirect: created, changed and deleted at the source; nothing kept here.
+    let spot_id = "urn:ngsi-ld:ParkingSpot:op-1";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": spot_id, "type": "ParkingSpot", "capacity": 4}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    expect_ngsi_error(
+        broker.get(&format!("/entities/{spot_id}?local=true")).await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    let changed = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{spot_id}/attrs"),
+            json!({"capacity": 9}),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    let theirs: Value = at_source(&format!("/entities/{spot_id}?options=keyValues"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs["capacity"], 9);
+    let deleted = broker
+        .call(
+            Method::DELETE,
+            &format!("/entities/{spot_id}"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        at_source(&format!("/entities/{spot_id}"))
+            .await
+            .expect("sent")
+            .status(),
+        404
+    );
+    // Inclusive: kept in both places.
+    let tram = "urn:ngsi-ld:Tram:t9";
+    assert_eq!(
+        broker
+            .send(
+                Method::POST,
+                "/entities",
+                json!({"id": tram, "type": "Tram", "line": "2号线"})
+            )
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        at_source(&format!("/entities/{tram}"))
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    assert_eq!(
+        broker
+            .get_json(&format!("/entities/{tram}?local=true"))
+            .await["line"]["value"],
+        "2号线"
+    );
+    // A source that is down: 207, saying what it did not take.
+    let refused = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Bike:b1", "type": "Bike", "speed": 12, "color": "green"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 207);
+    let report: Value = refused.json().await.expect("json");
+    assert_eq!(
+        report["notUpdated"][0]["attributeName"], "speed",
+        "{report}"
+    );
+    assert!(
+        report["notUpdated"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("bike-speed")),
+        "{report}"
+    );
+    source.cleanup().await;
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    writes_go_to_the_context_sources_that_hold_them,
     context_sources_answer_what_they_are_registered_for,
     periodic_subscriptions_tell_what_matches_every_interval,
     linked_entities_are_joined_inline_or_flat,
