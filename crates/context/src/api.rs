@@ -1008,11 +1008,7 @@ async fn share_write(
             for (index, target) in targets.iter().enumerate() {
                 let taken: Map<String, Value> = object
                     .iter()
-                    .filter(|(k, _)| {
-                        !is_attribute(k)
-                            || target.source.mode == crate::distributed::Mode::Inclusive
-                            || target.takes(&expand(k))
-                    })
+                    .filter(|(k, _)| !is_attribute(k) || target.covers(&expand(k)))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 let names: Vec<String> = taken
@@ -1073,6 +1069,57 @@ async fn share_write(
         forwarded,
         sent_ok,
     })
+}
+
+/// Shares a write of one attribute (`name`, expanded) of entity `id` — its `body`, or none
+/// for a delete — with the sources that hold that attribute: each gets it; the broker applies
+/// it too (`local`) unless one of them is exclusive or redirect.
+async fn share_one_attribute(
+    broker: &ContextBroker,
+    request: &Request,
+    params: &HashMap<String, String>,
+    (operation, method, path): (&str, reqwest::Method, &str),
+    (id, name): (&str, &str),
+    body: Option<&Value>,
+) -> NgsiResult<Shared> {
+    let alone = Shared::alone(Value::Null);
+    if !broker.sources.any_for_writes(&request.tenant) {
+        return Ok(alone);
+    }
+    let Some(forward) = request.forward(broker, params) else {
+        return Ok(alone);
+    };
+    let selector = TypeSelector::read(params, &request.context);
+    let types = known_types(broker, request, id, &selector).await?;
+    let targets: Vec<_> = broker
+        .sources
+        .for_write(&request.tenant, &request.viewer, operation, (id, &types))
+        .into_iter()
+        .filter(|t| t.covers(name))
+        .collect();
+    if targets.is_empty() {
+        return Ok(alone);
+    }
+    let mut shared = Shared {
+        local: (!targets.iter().any(|t| t.takes(name))).then_some(Value::Null),
+        failed: Vec::new(),
+        forwarded: true,
+        sent_ok: Vec::new(),
+    };
+    for target in &targets {
+        match broker
+            .sources
+            .write(target, (method.clone(), path), body, &forward)
+            .await
+        {
+            Ok(()) => shared.sent_ok = vec![name.to_owned()],
+            Err(reason) => {
+                tracing::warn!(%reason, "write not forwarded");
+                shared.failed.push((vec![name.to_owned()], reason));
+            }
+        }
+    }
+    Ok(shared)
 }
 
 /// The types of entity `id` as the broker has it (or as the request's `type` says), for
@@ -1302,6 +1349,19 @@ async fn replace_entity(
             }
         }
     }
+    let path = format!("/entities/{id}");
+    let mut shared = share_attribute_write(
+        &broker,
+        &request,
+        &HashMap::new(),
+        ("replaceEntity", reqwest::Method::PUT, &path),
+        &id,
+        value,
+    )
+    .await?;
+    let Some(value) = shared.local.take() else {
+        return Ok(shared.answered_by_sources(&request.context));
+    };
     let replacement = model::parse_entity(value, &request.context, &now())?;
     broker
         .modify(
@@ -1319,6 +1379,13 @@ async fn replace_entity(
             },
         )
         .await?;
+    if !shared.failed.is_empty() {
+        return Ok((
+            Extension(AuditNote::recorded()),
+            shared.answered_by_sources(&request.context),
+        )
+            .into_response());
+    }
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
@@ -1734,6 +1801,20 @@ async fn partial_attribute_update(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
+    let params = query_map(raw)?;
+    let path = format!("/entities/{id}/attrs/{attr}");
+    let shared = share_one_attribute(
+        &broker,
+        &request,
+        &params,
+        ("updateAttrs", reqwest::Method::PATCH, &path),
+        (&id, &request.context.expand(&attr)),
+        Some(&value),
+    )
+    .await?;
+    if shared.local.is_none() {
+        return Ok(shared.answered_by_sources(&request.context));
+    }
     let Value::Object(mut fragment) = value else {
         return Err(errors::bad_request(
             "the attribute fragment must be a JSON object",
@@ -1750,7 +1831,7 @@ async fn partial_attribute_update(
             "a datasetId cannot be removed with the NGSI-LD Null (clause 5.5.8)",
         ));
     }
-    let types = TypeSelector::read(&query_map(raw)?, &request.context);
+    let types = TypeSelector::read(&params, &request.context);
     let name = request.context.expand(&attr);
     let stamp = now();
     broker
@@ -1796,6 +1877,13 @@ async fn partial_attribute_update(
             },
         )
         .await?;
+    if !shared.failed.is_empty() {
+        return Ok((
+            Extension(AuditNote::recorded()),
+            shared.answered_by_sources(&request.context),
+        )
+            .into_response());
+    }
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
@@ -1814,6 +1902,19 @@ async fn replace_attribute(
     let (mut value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.writer(&broker)?;
+    let path = format!("/entities/{id}/attrs/{attr}");
+    let shared = share_one_attribute(
+        &broker,
+        &request,
+        &HashMap::new(),
+        ("replaceAttrs", reqwest::Method::PUT, &path),
+        (&id, &request.context.expand(&attr)),
+        Some(&value),
+    )
+    .await?;
+    if shared.local.is_none() {
+        return Ok(shared.answered_by_sources(&request.context));
+    }
     if let Value::Object(object) = &mut value {
         object.remove("@context");
     }
@@ -1839,6 +1940,13 @@ async fn replace_attribute(
             },
         )
         .await?;
+    if !shared.failed.is_empty() {
+        return Ok((
+            Extension(AuditNote::recorded()),
+            shared.answered_by_sources(&request.context),
+        )
+            .into_response());
+    }
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
@@ -1860,6 +1968,24 @@ async fn delete_attribute(
     let dataset = params.get("datasetId").map(String::as_str);
     let all = flag(&params, "deleteAll")?;
     let name = request.context.expand(&attr);
+    let mut path = format!("/entities/{id}/attrs/{attr}");
+    if let Some(dataset) = dataset {
+        path.push_str(&format!("?datasetId={dataset}"));
+    } else if all {
+        path.push_str("?deleteAll=true");
+    }
+    let shared = share_one_attribute(
+        &broker,
+        &request,
+        &params,
+        ("deleteAttrs", reqwest::Method::DELETE, &path),
+        (&id, &name),
+        None,
+    )
+    .await?;
+    if shared.local.is_none() {
+        return Ok(shared.answered_by_sources(&request.context));
+    }
     let stamp = now();
     broker
         .modify(
@@ -1888,6 +2014,13 @@ async fn delete_attribute(
             },
         )
         .await?;
+    if !shared.failed.is_empty() {
+        return Ok((
+            Extension(AuditNote::recorded()),
+            shared.answered_by_sources(&request.context),
+        )
+            .into_response());
+    }
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 

@@ -204,13 +204,16 @@ pub struct WriteTarget {
 }
 
 impl WriteTarget {
+    /// Does the source hold attribute `name` (expanded) of the entity?
+    pub fn covers(&self, name: &str) -> bool {
+        self.holds
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
     /// Does the source alone take attribute `name` (expanded) of this write?
     pub fn takes(&self, name: &str) -> bool {
-        self.source.mode != Mode::Inclusive
-            && self
-                .holds
-                .as_ref()
-                .is_none_or(|names| names.iter().any(|n| n == name))
+        self.source.mode != Mode::Inclusive && self.covers(name)
     }
 
     /// Does the source alone hold the whole entity (no attribute stays with the broker)?

@@ -5271,6 +5271,46 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
         merged,
         json!({"id": bus, "type": "Vehicle", "speed": 45, "color": "blue"})
     );
+    // One attribute at a time: the source's goes there, the broker's stays here.
+    let speed = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{bus}/attrs/speed"),
+            json!({"value": 50}),
+        )
+        .await;
+    assert_eq!(speed.status(), 204);
+    let colour = broker
+        .send(
+            Method::PUT,
+            &format!("/entities/{bus}/attrs/color"),
+            json!({"type": "Property", "value": "white"}),
+        )
+        .await;
+    assert_eq!(colour.status(), 204);
+    assert_eq!(
+        broker
+            .get_json(&format!("/entities/{bus}?options=keyValues"))
+            .await,
+        json!({"id": bus, "type": "Vehicle", "speed": 50, "color": "white"})
+    );
+    let dropped = broker
+        .call(
+            Method::DELETE,
+            &format!("/entities/{bus}/attrs/speed"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(dropped.status(), 204);
+    let theirs: Value = at_source(&format!("/entities/{bus}?options=keyValues"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(theirs.get("speed").is_none(), "{theirs}");
     // Redirect: created, changed and deleted at the source; nothing kept here.
     let spot_id = "urn:ngsi-ld:ParkingSpot:op-1";
     let created = broker
