@@ -2986,8 +2986,14 @@ impl BatchResult {
         if self.errors.is_empty() {
             return all_ok;
         }
+        // An entity done here but refused by a context source counts as failed.
+        let success: Vec<&String> = self
+            .success
+            .iter()
+            .filter(|id| !self.errors.iter().any(|(failed, _)| failed == *id))
+            .collect();
         let body = serde_json::json!({
-            "success": self.success,
+            "success": success,
             "errors": self.errors.iter().map(|(id, problem)| serde_json::json!({
                 "entityId": id, "error": problem})).collect::<Vec<_>>(),
         });
@@ -2998,6 +3004,161 @@ impl BatchResult {
         )
             .into_response()
     }
+}
+
+/// A batch's share for the context sources registered for its entities (clause 4.3.6, as
+/// [`share_write`] for one entity): each source gets one batch of its parts; `local` is the
+/// batch left for the broker, `result` the outcomes of the items the sources took entirely
+/// and of those a source failed.
+struct SharedBatch {
+    local: Value,
+    result: BatchResult,
+    /// Some items (or parts) went to sources.
+    forwarded: bool,
+}
+
+impl SharedBatch {
+    /// When nothing is left for the broker: the answer, from the sources' outcomes alone
+    /// (`all_ok` when none failed).
+    fn answer_if_all_sent(
+        self,
+        all_ok: impl FnOnce(&[String]) -> Response,
+    ) -> Result<Response, Self> {
+        if self.forwarded && self.local.as_array().is_some_and(Vec::is_empty) {
+            let ok = all_ok(&self.result.success);
+            Ok(self.result.respond(ok))
+        } else {
+            Err(self)
+        }
+    }
+}
+
+async fn share_batch(
+    broker: &ContextBroker,
+    request: &Request,
+    (operation, batch): (&str, &str),
+    value: Value,
+) -> NgsiResult<SharedBatch> {
+    let alone = |local| SharedBatch {
+        local,
+        result: BatchResult::default(),
+        forwarded: false,
+    };
+    if !broker.sources.any_for_writes(&request.tenant) {
+        return Ok(alone(value));
+    }
+    let Some(forward) = request.forward(broker, &HashMap::new()) else {
+        return Ok(alone(value));
+    };
+    let Value::Array(items) = value else {
+        return Ok(alone(value));
+    };
+    let creating = matches!(operation, "createBatch" | "upsertBatch");
+    let is_attribute = |key: &str| !matches!(key, "id" | "type" | "@context" | "scope");
+    let expand = |key: &str| request.context.expand(key);
+    let mut local = Vec::new();
+    let mut sent_whole = Vec::new();
+    // Per registration: the source, its parts, and the ids they belong to.
+    let mut parts: Vec<(crate::distributed::WriteTarget, Vec<Value>, Vec<String>)> = Vec::new();
+    let mut add = |target: &crate::distributed::WriteTarget, part: Value, id: &str| match parts
+        .iter_mut()
+        .find(|(t, _, _)| t.source.id() == target.source.id())
+    {
+        Some((_, items, ids)) => {
+            items.push(part);
+            ids.push(id.to_owned());
+        }
+        None => parts.push((target.clone(), vec![part], vec![id.to_owned()])),
+    };
+    for item in items {
+        let id = match &item {
+            Value::String(id) => id.clone(),
+            Value::Object(_) => item_id(&item),
+            _ => {
+                local.push(item);
+                continue;
+            }
+        };
+        let types: Vec<String> = if creating {
+            match &item["type"] {
+                Value::String(t) => vec![expand(t)],
+                Value::Array(many) => many.iter().filter_map(Value::as_str).map(expand).collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            known_types(broker, request, &id, &TypeSelector(None)).await?
+        };
+        let targets =
+            broker
+                .sources
+                .for_write(&request.tenant, &request.viewer, operation, (&id, &types));
+        if targets.is_empty() {
+            local.push(item);
+            continue;
+        }
+        let Value::Object(object) = &item else {
+            // A delete: every source gets the id; the broker deletes too unless one holds it all.
+            for target in &targets {
+                add(target, item.clone(), &id);
+            }
+            if targets.iter().any(|t| t.takes_all()) {
+                sent_whole.push(id);
+            } else {
+                local.push(item);
+            }
+            continue;
+        };
+        for target in &targets {
+            let part: Map<String, Value> = object
+                .iter()
+                .filter(|(k, _)| !is_attribute(k) || target.covers(&expand(k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if part.keys().any(|k| is_attribute(k)) || (creating && target.takes_all()) {
+                add(target, Value::Object(part), &id);
+            }
+        }
+        let mut rest = object.clone();
+        rest.retain(|k, _| !is_attribute(k) || !targets.iter().any(|t| t.takes(&expand(k))));
+        let nothing_left = if creating {
+            targets.iter().any(|t| t.takes_all())
+        } else {
+            !rest.keys().any(|k| is_attribute(k))
+        };
+        if nothing_left {
+            sent_whole.push(id);
+        } else {
+            local.push(Value::Object(rest));
+        }
+    }
+    let mut result = BatchResult::default();
+    let forwarded = !parts.is_empty() || !sent_whole.is_empty();
+    let path = format!("/entityOperations/{batch}");
+    for (target, items, ids) in parts {
+        let body = Value::Array(items);
+        if let Err(reason) = broker
+            .sources
+            .write(
+                &target,
+                (reqwest::Method::POST, &path),
+                Some(&body),
+                &forward,
+            )
+            .await
+        {
+            tracing::warn!(%reason, "batch not forwarded");
+            for id in ids {
+                sent_whole.retain(|s| *s != id);
+                result.fail(id, Problem::unavailable(reason.clone()));
+            }
+        }
+    }
+    result.success.extend(sent_whole);
+    Ok(SharedBatch {
+        local: Value::Array(local),
+        result,
+        forwarded,
+    })
 }
 
 /// The body of a batch: an array of entities (or ids for delete), each with the request's
@@ -3082,10 +3243,23 @@ async fn batch_create(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     let owner = request.writer(&broker)?;
+    let audit = || {
+        Extension(AuditNote::new(
+            "ngsi.batch.create",
+            format!("entities:{}", request.tenant),
+        ))
+    };
+    let shared = match share_batch(&broker, &request, ("createBatch", "create"), value)
+        .await?
+        .answer_if_all_sent(created_ids)
+    {
+        Ok(answer) => return Ok((audit(), answer).into_response()),
+        Err(shared) => shared,
+    };
     let stamp = now();
-    let mut result = BatchResult::default();
+    let mut result = shared.result;
     // Every item parsed first; the valid ones are then stored in one transaction.
-    let (mut outcomes, entities) = parse_batch(&broker, &request, value, &stamp).await?;
+    let (mut outcomes, entities) = parse_batch(&broker, &request, shared.local, &stamp).await?;
     let stored = broker
         .create_many(
             &request.tenant,
@@ -3098,14 +3272,7 @@ async fn batch_create(
     }
     result.record(outcomes);
     let ok = created_ids(&result.success);
-    Ok((
-        Extension(AuditNote::new(
-            "ngsi.batch.create",
-            format!("entities:{}", request.tenant),
-        )),
-        result.respond(ok),
-    )
-        .into_response())
+    Ok((audit(), result.respond(ok)).into_response())
 }
 
 /// Create or change many entities (`options=update` merges attributes into existing ones,
@@ -3123,10 +3290,23 @@ async fn batch_upsert(
     let request = Request::read(&broker, &headers, principal, None).await?;
     let owner = request.writer(&broker)?;
     let merge = has_option(&query_map(raw)?, "update");
+    let audit = || {
+        Extension(AuditNote::new(
+            "ngsi.batch.upsert",
+            format!("entities:{}", request.tenant),
+        ))
+    };
+    let shared = match share_batch(&broker, &request, ("upsertBatch", "upsert"), value)
+        .await?
+        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+    {
+        Ok(answer) => return Ok((audit(), answer).into_response()),
+        Err(shared) => shared,
+    };
     let stamp = now();
-    let mut result = BatchResult::default();
+    let mut result = shared.result;
     let mut created = Vec::new();
-    for item in batch_items(value)? {
+    for item in batch_items(shared.local)? {
         let id = item_id(&item);
         let outcome = async {
             let context = item_context(&broker, &request, &item).await?;
@@ -3177,14 +3357,7 @@ async fn batch_upsert(
     } else {
         created_ids(&created)
     };
-    Ok((
-        Extension(AuditNote::new(
-            "ngsi.batch.upsert",
-            format!("entities:{}", request.tenant),
-        )),
-        result.respond(ok),
-    )
-        .into_response())
+    Ok((audit(), result.respond(ok)).into_response())
 }
 
 /// Append attributes to many existing entities (`options=noOverwrite` keeps existing ones):
@@ -3202,10 +3375,23 @@ async fn batch_update(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
+    let audit = || {
+        Extension(AuditNote::new(
+            "ngsi.batch.update",
+            format!("entities:{}", request.tenant),
+        ))
+    };
+    let shared = match share_batch(&broker, &request, ("updateBatch", "update"), value)
+        .await?
+        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+    {
+        Ok(answer) => return Ok((audit(), answer).into_response()),
+        Err(shared) => shared,
+    };
     let stamp = now();
-    let mut result = BatchResult::default();
+    let mut result = shared.result;
     // Every item parsed first; the valid ones are then changed in one transaction.
-    let (mut outcomes, entities) = parse_batch(&broker, &request, value, &stamp).await?;
+    let (mut outcomes, entities) = parse_batch(&broker, &request, shared.local, &stamp).await?;
     let ids: Vec<String> = entities.iter().map(|(_, e)| e.id.clone()).collect();
     let changed = broker
         .modify_many(&request.tenant, &ids, &request.viewer, |index, stored| {
@@ -3225,10 +3411,7 @@ async fn batch_update(
     }
     result.record(outcomes);
     Ok((
-        Extension(AuditNote::new(
-            "ngsi.batch.update",
-            format!("entities:{}", request.tenant),
-        )),
+        audit(),
         result.respond(StatusCode::NO_CONTENT.into_response()),
     )
         .into_response())
@@ -3247,10 +3430,23 @@ async fn batch_merge(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
+    let audit = || {
+        Extension(AuditNote::new(
+            "ngsi.batch.merge",
+            format!("entities:{}", request.tenant),
+        ))
+    };
+    let shared = match share_batch(&broker, &request, ("mergeBatch", "merge"), value)
+        .await?
+        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+    {
+        Ok(answer) => return Ok((audit(), answer).into_response()),
+        Err(shared) => shared,
+    };
     let stamp = now();
     let mut outcomes: BatchOutcomes = Vec::new();
     let mut merges = Vec::new();
-    for item in batch_items(value)? {
+    for item in batch_items(shared.local)? {
         let id = item_id(&item);
         let parsed = async {
             let context = item_context(&broker, &request, &item).await?;
@@ -3282,13 +3478,10 @@ async fn batch_merge(
     for ((slot, _, _), outcome) in merges.iter().zip(merged) {
         outcomes[*slot].1 = outcome;
     }
-    let mut result = BatchResult::default();
+    let mut result = shared.result;
     result.record(outcomes);
     Ok((
-        Extension(AuditNote::new(
-            "ngsi.batch.merge",
-            format!("entities:{}", request.tenant),
-        )),
+        audit(),
         result.respond(StatusCode::NO_CONTENT.into_response()),
     )
         .into_response())
@@ -3306,8 +3499,21 @@ async fn batch_delete(
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
-    let mut result = BatchResult::default();
-    for item in batch_items(value)? {
+    let audit = || {
+        Extension(AuditNote::new(
+            "ngsi.batch.delete",
+            format!("entities:{}", request.tenant),
+        ))
+    };
+    let shared = match share_batch(&broker, &request, ("deleteBatch", "delete"), value)
+        .await?
+        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+    {
+        Ok(answer) => return Ok((audit(), answer).into_response()),
+        Err(shared) => shared,
+    };
+    let mut result = shared.result;
+    for item in batch_items(shared.local)? {
         let Some(id) = item.as_str().map(str::to_owned) else {
             result.fail(
                 item.to_string(),
@@ -3330,10 +3536,7 @@ async fn batch_delete(
         }
     }
     Ok((
-        Extension(AuditNote::new(
-            "ngsi.batch.delete",
-            format!("entities:{}", request.tenant),
-        )),
+        audit(),
         result.respond(StatusCode::NO_CONTENT.into_response()),
     )
         .into_response())

@@ -5221,9 +5221,13 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:tram-archive", "type": "ContextSourceRegistration",
                "operations": ["createEntity"], "endpoint": source.url(""),
                "information": [{"entities": [{"type": "Tram"}]}]}),
+        // The fleet keeps its trucks' loads, written in batches.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:truck-loads", "type": "ContextSourceRegistration",
+               "mode": "exclusive", "operations": ["createBatch", "updateBatch", "deleteBatch"], "endpoint": source.url(""),
+               "information": [{"entities": [{"type": "Truck"}], "propertyNames": ["load"]}]}),
         // A source that is down.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:bike-speed", "type": "ContextSourceRegistration",
-               "mode": "exclusive", "operations": ["createEntity"], "endpoint": "http://127.0.0.1:9",
+               "mode": "exclusive", "operations": ["createEntity", "createBatch"], "endpoint": "http://127.0.0.1:9",
                "information": [{"entities": [{"type": "Bike"}], "propertyNames": ["speed"]}]}),
     ];
     for registration in registrations {
@@ -5385,6 +5389,87 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
             .await["line"]["value"],
         "2号线"
     );
+    // Batches: each source gets its share in one batch.
+    let (t1, t2) = ("urn:ngsi-ld:Truck:t1", "urn:ngsi-ld:Truck:t2");
+    let created = broker
+        .send(
+            Method::POST,
+            "/entityOperations/create",
+            json!([{"id": t1, "type": "Truck", "load": 5, "color": "red"},
+                   {"id": t2, "type": "Truck", "color": "blue"}]),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let theirs: Value = at_source(&format!("/entities/{t1}?options=keyValues"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs, json!({"id": t1, "type": "Truck", "load": 5}));
+    assert_eq!(
+        at_source(&format!("/entities/{t2}"))
+            .await
+            .expect("sent")
+            .status(),
+        404,
+        "nothing of t2 is the fleet's"
+    );
+    let updated = broker
+        .send(
+            Method::POST,
+            "/entityOperations/update",
+            json!([{"id": t1, "type": "Truck", "load": 7}]),
+        )
+        .await;
+    assert_eq!(updated.status(), 204);
+    let theirs: Value = at_source(&format!("/entities/{t1}?options=keyValues"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(theirs["load"], 7);
+    // The registration names no reads, so reads here show only the broker's part.
+    assert_eq!(
+        broker
+            .get_json(&format!("/entities/{t1}?options=keyValues"))
+            .await,
+        json!({"id": t1, "type": "Truck", "color": "red"})
+    );
+    let deleted = broker
+        .send(Method::POST, "/entityOperations/delete", json!([t1]))
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        at_source(&format!("/entities/{t1}"))
+            .await
+            .expect("sent")
+            .status(),
+        404
+    );
+    expect_ngsi_error(
+        broker.get(&format!("/entities/{t1}?local=true")).await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    let refused = broker
+        .send(
+            Method::POST,
+            "/entityOperations/create",
+            json!([{"id": "urn:ngsi-ld:Bike:b2", "type": "Bike", "speed": 9},
+                   {"id": "urn:ngsi-ld:Truck:t3", "type": "Truck", "color": "grey"}]),
+        )
+        .await;
+    assert_eq!(refused.status(), 207);
+    let report: Value = refused.json().await.expect("json");
+    assert_eq!(
+        report["success"],
+        json!(["urn:ngsi-ld:Truck:t3"]),
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["entityId"], "urn:ngsi-ld:Bike:b2");
     // A source that is down: 207, saying what it did not take.
     let refused = broker
         .send(
