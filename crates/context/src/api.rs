@@ -1000,35 +1000,16 @@ async fn share_write(
         return Ok(Shared::alone(body));
     }
     let creating = operation == "createEntity";
-    let expand = |key: &str| request.context.expand(key);
-    let is_attribute = |key: &str| !matches!(key, "id" | "type" | "@context" | "scope");
     let mut sends: Vec<(usize, Option<Value>, Vec<String>)> = Vec::new();
     let local = match &body {
         Value::Object(object) => {
-            for (index, target) in targets.iter().enumerate() {
-                let taken: Map<String, Value> = object
-                    .iter()
-                    .filter(|(k, _)| !is_attribute(k) || target.covers(&expand(k)))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let names: Vec<String> = taken
-                    .keys()
-                    .filter(|k| is_attribute(k))
-                    .map(|k| expand(k))
-                    .collect();
-                if names.is_empty() && !(creating && target.takes_all()) {
-                    continue;
-                }
-                sends.push((index, Some(Value::Object(taken)), names));
-            }
-            let mut rest = object.clone();
-            rest.retain(|k, _| !is_attribute(k) || !targets.iter().any(|t| t.takes(&expand(k))));
-            let nothing_left = if creating {
-                targets.iter().any(|t| t.takes_all())
-            } else {
-                !rest.keys().any(|k| is_attribute(k))
-            };
-            (!nothing_left).then_some(Value::Object(rest))
+            let (parts, rest) = split_entity(object, &targets, creating, &request.context);
+            sends.extend(
+                parts
+                    .into_iter()
+                    .map(|(index, part, names)| (index, Some(part), names)),
+            );
+            rest.map(Value::Object)
         }
         _ => {
             sends.extend((0..targets.len()).map(|index| (index, None, Vec::new())));
@@ -1069,6 +1050,47 @@ async fn share_write(
         forwarded,
         sent_ok,
     })
+}
+
+/// One target's share of an entity: the target's index, its part of the body, and the
+/// expanded names of the attributes in it.
+type Share = (usize, Value, Vec<String>);
+
+/// How one entity's members are shared among `targets` (see [`share_write`]): each target's
+/// part — the members that are not attributes, and the attributes it holds — with those
+/// attributes' expanded names, for the targets that get one; and what is left for the broker
+/// (`None`: nothing).
+fn split_entity(
+    object: &Map<String, Value>,
+    targets: &[crate::distributed::WriteTarget],
+    creating: bool,
+    context: &Context,
+) -> (Vec<Share>, Option<Map<String, Value>>) {
+    let is_attribute = |key: &str| !matches!(key, "id" | "type" | "@context" | "scope");
+    let mut parts = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let part: Map<String, Value> = object
+            .iter()
+            .filter(|(k, _)| !is_attribute(k) || target.covers(&context.expand(k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let names: Vec<String> = part
+            .keys()
+            .filter(|k| is_attribute(k))
+            .map(|k| context.expand(k))
+            .collect();
+        if !names.is_empty() || (creating && target.takes_all()) {
+            parts.push((index, Value::Object(part), names));
+        }
+    }
+    let mut rest = object.clone();
+    rest.retain(|k, _| !is_attribute(k) || !targets.iter().any(|t| t.takes(&context.expand(k))));
+    let nothing_left = if creating {
+        targets.iter().any(|t| t.takes_all())
+    } else {
+        !rest.keys().any(|k| is_attribute(k))
+    };
+    (parts, (!nothing_left).then_some(rest))
 }
 
 /// Shares a write of one attribute (`name`, expanded) of entity `id` — its `body`, or none
@@ -3054,7 +3076,6 @@ async fn share_batch(
         return Ok(alone(value));
     };
     let creating = matches!(operation, "createBatch" | "upsertBatch");
-    let is_attribute = |key: &str| !matches!(key, "id" | "type" | "@context" | "scope");
     let expand = |key: &str| request.context.expand(key);
     let mut local = Vec::new();
     let mut sent_whole = Vec::new();
@@ -3108,27 +3129,13 @@ async fn share_batch(
             }
             continue;
         };
-        for target in &targets {
-            let part: Map<String, Value> = object
-                .iter()
-                .filter(|(k, _)| !is_attribute(k) || target.covers(&expand(k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if part.keys().any(|k| is_attribute(k)) || (creating && target.takes_all()) {
-                add(target, Value::Object(part), &id);
-            }
+        let (shares, rest) = split_entity(object, &targets, creating, &request.context);
+        for (index, part, _) in shares {
+            add(&targets[index], part, &id);
         }
-        let mut rest = object.clone();
-        rest.retain(|k, _| !is_attribute(k) || !targets.iter().any(|t| t.takes(&expand(k))));
-        let nothing_left = if creating {
-            targets.iter().any(|t| t.takes_all())
-        } else {
-            !rest.keys().any(|k| is_attribute(k))
-        };
-        if nothing_left {
-            sent_whole.push(id);
-        } else {
-            local.push(Value::Object(rest));
+        match rest {
+            Some(rest) => local.push(Value::Object(rest)),
+            None => sent_whole.push(id),
         }
     }
     let mut result = BatchResult::default();
