@@ -1,8 +1,10 @@
-//! Distributed operations, consumption side (clauses 4.3.3, 4.3.6): Retrieve Entity and Query
-//! Entities are also asked of the context sources whose registrations cover them, and their
-//! answers merged with the broker's own entities (by id; types joined; of two instances of an
-//! attribute the one observed later wins, else the broker's own). Registrations are kept in
-//! memory (reloaded on change and every few seconds), so a broker without any pays nothing.
+//! Distributed operations (clauses 4.3.3, 4.3.6). Reads: Retrieve Entity and Query Entities
+//! are also asked of the context sources whose registrations cover them, and their answers
+//! merged with the broker's own entities (by id; types joined; of two instances of an
+//! attribute the one observed later wins, else the broker's own). Writes go to the sources of
+//! registrations that name them ([`Sources::for_write`]; how a write is split among them is
+//! the API's `share_write`). Registrations are kept in memory (reloaded on change and every
+//! few seconds), so a broker without any pays nothing.
 //!
 //! A request forwarded carries the client's context (`Link`), no credential, and a `Via` header
 //! naming this broker: a request that already passed through it is not forwarded again, so a
