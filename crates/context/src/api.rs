@@ -2499,6 +2499,8 @@ async fn purge_entities(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     request.writer(&broker)?;
+    // Sources registered for the purge get the same request (clause 4.3.6).
+    let purged_at_sources = params.clone();
     let names = |list: Option<String>| -> NgsiResult<Option<Vec<String>>> {
         list.map(|l| {
             projection("keep/drop", &l)
@@ -2563,14 +2565,66 @@ async fn purge_entities(
             }
         }
     }
-    Ok((
-        StatusCode::NO_CONTENT,
+    let audit = || {
         Extension(AuditNote::new(
             "ngsi.entities.purge",
             format!("entities:{}", request.tenant),
-        )),
-    )
-        .into_response())
+        ))
+    };
+    let failed = purge_at_sources(&broker, &request, &query, &purged_at_sources).await;
+    if !failed.is_empty() {
+        let body = serde_json::json!({"notUpdated": failed.iter().map(|reason| serde_json::json!({
+            "reason": reason})).collect::<Vec<_>>()});
+        return Ok((
+            StatusCode::MULTI_STATUS,
+            audit(),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response());
+    }
+    Ok((StatusCode::NO_CONTENT, audit()).into_response())
+}
+
+/// Sends a purge to the sources registered for its types and ids that name the operation;
+/// why each that failed did.
+async fn purge_at_sources(
+    broker: &ContextBroker,
+    request: &Request,
+    query: &EntityQuery,
+    params: &HashMap<String, String>,
+) -> Vec<String> {
+    if !broker.sources.any_for_writes(&request.tenant) {
+        return Vec::new();
+    }
+    let Some(forward) = request.forward(broker, params) else {
+        return Vec::new();
+    };
+    let targets = broker.sources.for_purge(
+        &request.tenant,
+        &request.viewer,
+        (&query.selection.types, &query.selection.ids),
+    );
+    let path = format!(
+        "/entities?{}",
+        crate::distributed::query_string(
+            params,
+            &["type", "id", "idPattern", "q", "scopeQ", "keep", "drop"]
+        )
+        .join("&")
+    );
+    let mut failed = Vec::new();
+    for target in &targets {
+        if let Err(reason) = broker
+            .sources
+            .write(target, (reqwest::Method::DELETE, &path), None, &forward)
+            .await
+        {
+            tracing::warn!(%reason, "purge not forwarded");
+            failed.push(reason);
+        }
+    }
+    failed
 }
 
 /// The same query as a body (`{"type": "Query", "entities": [{"type": …, "id": …,

@@ -72,6 +72,7 @@ const WRITE_GROUPS: &[(&str, &[&str])] = &[
             "updateBatch",
             "deleteBatch",
             "mergeBatch",
+            "purgeEntity",
         ],
     ),
     ("updateOps", &["updateAttrs", "replaceAttrs"]),
@@ -339,6 +340,25 @@ impl Sources {
             .collect()
     }
 
+    /// The sources a Purge Entities of `types` and `ids` (any, when none) goes to: those naming
+    /// the operation, each getting the same purge.
+    pub fn for_purge(
+        &self,
+        tenant: &str,
+        viewer: &Viewer,
+        (types, ids): (&[String], &[String]),
+    ) -> Vec<WriteTarget> {
+        self.select(tenant, viewer, |s| {
+            s.offers_write("purgeEntity") && s.covers(types, ids, &[])
+        })
+        .into_iter()
+        .map(|source| WriteTarget {
+            source,
+            holds: None,
+        })
+        .collect()
+    }
+
     /// Sends a write to `target` (`path` under its `/ngsi-ld/v1`, `body` as the client would
     /// have sent it); `Err` with the reason when it does not succeed.
     pub async fn write(
@@ -490,15 +510,7 @@ impl Sources {
         context: &Context,
         forward: &Forward,
     ) -> Vec<Entity> {
-        let mut keys: Vec<&String> = params
-            .keys()
-            .filter(|k| FORWARDED.contains(&k.as_str()))
-            .collect();
-        keys.sort();
-        let mut query: Vec<String> = keys
-            .iter()
-            .map(|k| format!("{k}={}", encode(&params[*k])))
-            .collect();
+        let mut query = query_string(params, FORWARDED);
         if params.contains_key("limit") || params.contains_key("offset") {
             query.push(format!("limit={wanted}"));
         }
@@ -518,6 +530,20 @@ impl Sources {
             .filter_map(|item| read_entity(item, context))
             .collect()
     }
+}
+
+/// The parameters among `keys` that `params` has, as `name=value` (encoded), in name order:
+/// a forwarded request reads the same whatever order the client wrote.
+pub fn query_string(params: &HashMap<String, String>, keys: &[&str]) -> Vec<String> {
+    let mut present: Vec<&String> = params
+        .keys()
+        .filter(|k| keys.contains(&k.as_str()))
+        .collect();
+    present.sort();
+    present
+        .iter()
+        .map(|k| format!("{k}={}", encode(&params[*k])))
+        .collect()
 }
 
 /// A source's JSON answer, read whole unless it grows past [`MAX_ANSWER_BYTES`] (a source

@@ -5223,7 +5223,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
                "information": [{"entities": [{"type": "Tram"}]}]}),
         // The fleet keeps its trucks' loads, written in batches.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:truck-loads", "type": "ContextSourceRegistration",
-               "mode": "exclusive", "operations": ["createBatch", "updateBatch", "deleteBatch"], "endpoint": source.url(""),
+               "mode": "exclusive", "operations": ["createBatch", "updateBatch", "deleteBatch", "purgeEntity"], "endpoint": source.url(""),
                "information": [{"entities": [{"type": "Truck"}], "propertyNames": ["load"]}]}),
         // A source that is down.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:bike-speed", "type": "ContextSourceRegistration",
@@ -5470,6 +5470,40 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
         "{report}"
     );
     assert_eq!(report["errors"][0]["entityId"], "urn:ngsi-ld:Bike:b2");
+    // Purge: the same purge here and at the source.
+    let t4 = "urn:ngsi-ld:Truck:t4";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entityOperations/create",
+            json!([{"id": t4, "type": "Truck", "load": 3, "color": "black"}]),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        at_source(&format!("/entities/{t4}"))
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let purged = broker
+        .call(Method::DELETE, "/entities?type=Truck", Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(purged.status(), 204);
+    assert_eq!(
+        at_source(&format!("/entities/{t4}"))
+            .await
+            .expect("sent")
+            .status(),
+        404
+    );
+    assert_eq!(
+        broker.get_json("/entities?type=Truck&local=true").await,
+        json!([])
+    );
     // A source that is down: 207, saying what it did not take.
     let refused = broker
         .send(
