@@ -629,6 +629,20 @@ impl Request {
         })
     }
 
+    /// How this write is forwarded to context sources: as [`forward`](Self::forward), and only
+    /// when some registration of the tenant names writes (one check in memory, so writes in a
+    /// broker without such registrations look no further).
+    fn forward_write(
+        &self,
+        broker: &ContextBroker,
+        params: &HashMap<String, String>,
+    ) -> Option<crate::distributed::Forward> {
+        if !broker.sources.any_for_writes(&self.tenant) {
+            return None;
+        }
+        self.forward(broker, params)
+    }
+
     /// Entities with those they link to (clause 4.5.23), each as this answer shows it.
     async fn render_linked(
         &self,
@@ -986,10 +1000,7 @@ async fn share_write(
     (id, types): (&str, &[String]),
     body: Value,
 ) -> NgsiResult<Shared> {
-    if !broker.sources.any_for_writes(&request.tenant) {
-        return Ok(Shared::alone(body));
-    }
-    let Some(forward) = request.forward(broker, params) else {
+    let Some(forward) = request.forward_write(broker, params) else {
         return Ok(Shared::alone(body));
     };
     let targets =
@@ -1105,10 +1116,7 @@ async fn share_one_attribute(
     body: Option<&Value>,
 ) -> NgsiResult<Shared> {
     let alone = Shared::alone(Value::Null);
-    if !broker.sources.any_for_writes(&request.tenant) {
-        return Ok(alone);
-    }
-    let Some(forward) = request.forward(broker, params) else {
+    let Some(forward) = request.forward_write(broker, params) else {
         return Ok(alone);
     };
     let selector = TypeSelector::read(params, &request.context);
@@ -2594,10 +2602,7 @@ async fn purge_at_sources(
     query: &EntityQuery,
     params: &HashMap<String, String>,
 ) -> Vec<String> {
-    if !broker.sources.any_for_writes(&request.tenant) {
-        return Vec::new();
-    }
-    let Some(forward) = request.forward(broker, params) else {
+    let Some(forward) = request.forward_write(broker, params) else {
         return Vec::new();
     };
     let targets = broker.sources.for_purge(
@@ -3120,10 +3125,7 @@ async fn share_batch(
         result: BatchResult::default(),
         forwarded: false,
     };
-    if !broker.sources.any_for_writes(&request.tenant) {
-        return Ok(alone(value));
-    }
-    let Some(forward) = request.forward(broker, &HashMap::new()) else {
+    let Some(forward) = request.forward_write(broker, &HashMap::new()) else {
         return Ok(alone(value));
     };
     let Value::Array(items) = value else {
