@@ -228,9 +228,13 @@ async fn query_registrations(
         .get("idPattern")
         .map(|p| regex::Regex::new(p).map_err(|e| errors::bad_request(format!("idPattern: {e}"))))
         .transpose()?;
-    if let Some(csf) = params.get("csf") {
-        crate::query::check_csf(csf)?;
-    }
+    let csf = params
+        .get("csf")
+        .map(|csf| {
+            crate::query::check_csf(csf)?;
+            crate::query::parse(csf, &request.context)
+        })
+        .transpose()?;
     let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
         .await?
         .iter()
@@ -240,6 +244,14 @@ async fn query_registrations(
         })
         .map(crate::registrations::definition)
         .filter(|d| crate::registrations::matches(d, &types, &ids, pattern.as_ref(), &attrs))
+        .filter(|d| {
+            csf.as_ref().is_none_or(|csf| {
+                csf.matches(&crate::subscriptions::registration_properties(
+                    d,
+                    &request.context,
+                ))
+            })
+        })
         .collect();
     list_page(
         &request,
@@ -354,6 +366,9 @@ struct Request {
     /// The client's `Link` and `Via` headers, for requests forwarded to context sources.
     link: Option<String>,
     via: Option<String>,
+    /// All the client's headers, kept only where the tenant has context sources (for
+    /// `contextSourceInfo` values taken from the request).
+    incoming: Option<HeaderMap>,
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -432,7 +447,6 @@ impl Request {
                 .map(str::to_owned)
         };
         Ok(Self {
-            tenant,
             context,
             viewer,
             principal,
@@ -440,6 +454,8 @@ impl Request {
             prefer_body_json,
             link: header_text("link"),
             via: header_text("via"),
+            incoming: broker.sources.any(&tenant).then(|| headers.clone()),
+            tenant,
         })
     }
 
@@ -626,6 +642,8 @@ impl Request {
         (!looped).then(|| crate::distributed::Forward {
             link: self.link.clone(),
             via,
+            context: self.context.clone(),
+            incoming: self.incoming.clone().unwrap_or_default(),
         })
     }
 
@@ -793,6 +811,7 @@ const QUERY_PARAMS: &[&str] = &[
     "geoproperty",
     "csf",
     "scopeQ",
+    "splitEntities",
     "limit",
     "offset",
     "count",
@@ -1212,6 +1231,20 @@ async fn create_entity(
     let stamp = now();
     let (entity, shared) = if broker.sources.any_for_writes(&request.tenant) {
         let parsed = model::parse_entity(value.clone(), &request.context, &stamp)?;
+        if request.forward(&broker, &params).is_some()
+            && let Some(source) = broker.sources.refusing(
+                (&request.tenant, &request.viewer),
+                "createEntity",
+                (&parsed.id, &parsed.types),
+            )
+        {
+            return Err(errors::conflict(format!(
+                "entity {} is held by the context source of redirect registration {}, which does \
+                 not offer createEntity",
+                parsed.id,
+                source.id()
+            )));
+        }
         let shared = share_write(
             &broker,
             &request,
@@ -1295,27 +1328,38 @@ async fn retrieve_entity(
     if !sources.is_empty()
         && let Some(forward) = request.forward(&broker, &params)
     {
-        let mut copies = broker
+        let (copies, warnings) = broker
             .sources
-            .entities_by_id(&sources, &id, &request.context, &forward)
-            .await
-            .into_iter();
+            .entities_by_id(
+                &sources,
+                (&id, known_types),
+                options.attrs.as_deref().unwrap_or_default(),
+                (&request.context, &forward),
+            )
+            .await;
+        let mut copies = copies.into_iter();
         let first = match &local {
             Some(local) => Some(local.entity.clone()),
             None => copies.next(),
         };
-        if let Some(mut merged) = first {
-            for copy in copies {
-                crate::distributed::merge(&mut merged, copy);
+        let answer = match first {
+            Some(mut merged) => {
+                for copy in copies {
+                    crate::distributed::merge(&mut merged, copy);
+                }
+                let stored = Stored {
+                    entity: merged,
+                    owner: String::new(),
+                    public: false,
+                };
+                match selector.check(&stored) {
+                    Ok(()) => answer_entity(&broker, &request, &stored, &options, linking).await,
+                    Err(problem) => Err(problem),
+                }
             }
-            let stored = Stored {
-                entity: merged,
-                owner: String::new(),
-                public: false,
-            };
-            selector.check(&stored)?;
-            return answer_entity(&broker, &request, &stored, &options, linking).await;
-        }
+            None => Err(errors::not_found(format!("there is no entity {id}"))),
+        };
+        return Ok(with_warnings(answer, &warnings));
     }
     let stored = local.ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     selector.check(&stored)?;
@@ -1326,6 +1370,21 @@ async fn retrieve_entity(
         return Ok(request.respond_json(StatusCode::OK, body, &mut HeaderMap::new()));
     }
     answer_entity(&broker, &request, &stored, &options, linking).await
+}
+
+/// An answer (or error) with an `NGSILD-Warning` header for each context source whose part
+/// of a distributed read was left out (clause 6.3.17).
+fn with_warnings(
+    answer: NgsiResult<Response>,
+    warnings: &[crate::distributed::Warning],
+) -> Response {
+    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+    for warning in warnings {
+        if let Some(value) = warning.header() {
+            response.headers_mut().append("ngsild-warning", value);
+        }
+    }
+    response
 }
 
 /// One entity as Retrieve Entity answers it, with what it links to when asked (`linking`).
@@ -2067,6 +2126,8 @@ struct EntityQuery {
     offset: usize,
     limit: usize,
     count: bool,
+    /// The context source filter: which registrations' sources are asked.
+    csf: Option<crate::query::Expr>,
 }
 
 fn entity_query(
@@ -2142,8 +2203,18 @@ fn entity_query(
              shows linked entities, filter on the entity's own attributes",
         ));
     }
-    if let Some(csf) = params.get("csf") {
-        crate::query::check_csf(csf)?;
+    let csf = params
+        .get("csf")
+        .map(|csf| {
+            crate::query::check_csf(csf)?;
+            crate::query::parse(csf, context)
+        })
+        .transpose()?;
+    if let Some(split) = params.get("splitEntities")
+        && split != "true"
+        && split != "false"
+    {
+        return Err(errors::bad_request("splitEntities is true or false"));
     }
     // Clause 5.7.2.4: attrs and q narrow a query only through attributes that are not the
     // system's (createdAt, modifiedAt, …).
@@ -2199,6 +2270,7 @@ fn entity_query(
         offset,
         limit,
         count,
+        csf,
     })
 }
 
@@ -2235,11 +2307,12 @@ async fn run_query(
     // Context sources registered for the query's types or ids are asked too; the answers are
     // merged with the broker's own, so paging happens over both.
     let mut sources = broker.sources.for_query(
-        &request.tenant,
-        &request.viewer,
+        (&request.tenant, &request.viewer),
         (&query.selection.types, &query.selection.ids),
         query.attrs.as_deref().unwrap_or_default(),
+        query.csf.as_ref().map(|csf| (csf, &request.context)),
     );
+    let mut warnings = Vec::new();
     let forward = if sources.is_empty() {
         None
     } else {
@@ -2285,16 +2358,21 @@ async fn run_query(
         if let Some(forward) = &forward
             && !sources.is_empty()
         {
-            let remote = broker
+            let selects = (
+                query.selection.types.as_slice(),
+                query.selection.ids.as_slice(),
+                query.attrs.as_deref().unwrap_or_default(),
+            );
+            let (remote, left_out) = broker
                 .sources
                 .query(
                     &sources,
-                    params,
+                    (params, selects),
                     query.offset + query.limit,
-                    &request.context,
-                    forward,
+                    (&request.context, forward),
                 )
                 .await;
+            warnings = left_out;
             merge_remote(&mut matching, remote, &query);
         }
         if let Some(order) = &query.order {
@@ -2345,7 +2423,10 @@ async fn run_query(
         };
         page.link(params, request.media, "; ", &mut headers);
     }
-    Ok(request.respond(StatusCode::OK, body, &mut headers))
+    Ok(with_warnings(
+        Ok(request.respond(StatusCode::OK, body, &mut headers)),
+        &warnings,
+    ))
 }
 
 /// Merges the entities context sources answered into the broker's own matches (by id), keeping

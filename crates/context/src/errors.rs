@@ -21,6 +21,11 @@ pub fn not_found(detail: impl Into<String>) -> Problem {
     ngsi("ResourceNotFound", "Resource not found", 404, detail)
 }
 
+/// The operation conflicts with where the data is held (clause 5.6.1.4).
+pub fn conflict(detail: impl Into<String>) -> Problem {
+    ngsi("Conflict", "Conflict", 409, detail)
+}
+
 pub fn already_exists(detail: impl Into<String>) -> Problem {
     ngsi("AlreadyExists", "Already exists", 409, detail)
 }

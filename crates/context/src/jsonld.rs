@@ -176,6 +176,12 @@ impl Context {
         format!("{DEFAULT_VOCAB}{term}")
     }
 
+    /// Is `term` one the core context defines (the same under every context)?
+    pub fn is_core_term(term: &str) -> bool {
+        // `id` and `type` alias the keywords `@id` and `@type`.
+        matches!(term, "id" | "type") || CORE.expand.contains_key(term)
+    }
+
     /// The shortest name of an IRI under this context.
     pub fn compact(&self, iri: &str) -> String {
         if let Some(term) = self.user.compact.get(iri) {

@@ -354,8 +354,8 @@ impl Expr {
     }
 }
 
-/// A context source filter (`csf`, clause 4.9 syntax): this broker has no context sources to
-/// filter, so it checks the form only: not empty, parentheses balanced.
+/// The form of a context source filter (`csf`, clause 4.9): not empty, parentheses balanced
+/// (it is then read as a query on the registrations' own properties).
 pub fn check_csf(csf: &str) -> Result<(), Problem> {
     let mut depth = 0i32;
     let balanced = csf.chars().all(|c| {

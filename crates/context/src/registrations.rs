@@ -92,6 +92,25 @@ impl Registration {
         if let Some(scope) = object.get("scope") {
             model::check_scope(scope)?;
         }
+        // Table 5.2.9-1: contextSourceInfo is an array of KeyValuePair (clause 5.2.35).
+        if object.get("contextSourceInfo").is_some_and(|info| {
+            !info.as_array().is_some_and(|pairs| {
+                pairs.iter().all(|pair| {
+                    pair.as_object().is_some_and(|p| {
+                        p.len() == 2
+                            && p.get("key").is_some_and(Value::is_string)
+                            && p.get("value").is_some_and(Value::is_string)
+                    })
+                })
+            })
+        }) {
+            return Err(errors::bad_request(
+                "contextSourceInfo is an array of {\"key\": …, \"value\": …} strings",
+            ));
+        }
+        if object.get("localOnly").is_some_and(|l| !l.is_boolean()) {
+            return Err(errors::bad_request("localOnly is true or false"));
+        }
         let mut definition: Map<String, Value> = object
             .iter()
             .filter(|(k, _)| {

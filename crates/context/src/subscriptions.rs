@@ -690,7 +690,7 @@ fn show_previous(data: &mut Value, previous: &[(String, Value)], context: &Conte
 
 /// Members of a registration that are not defined by Table 5.2.9-1: the properties a
 /// subscription's `q` is matched against (clause 5.11.7).
-fn registration_properties(registration: &Value, context: &Context) -> Entity {
+pub(crate) fn registration_properties(registration: &Value, context: &Context) -> Entity {
     const DEFINED: &[&str] = &[
         "id",
         "type",

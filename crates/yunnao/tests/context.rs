@@ -2995,6 +2995,71 @@ async fn recording_source() -> (
     (url, asked)
 }
 
+/// What a scripted context source was asked: method, path and query, headers (names in
+/// lower case), body.
+type Asked = (String, String, Vec<(String, String)>, String);
+
+/// A context source that answers each request with the first scripted answer for its method
+/// whose path prefix its path and query starts with (404 when none), recording every request.
+async fn scripted_source(
+    script: Vec<(&'static str, &'static str, u16, String)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Asked>>>) {
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<Asked>>> = Default::default();
+    let store = asked.clone();
+    let script = std::sync::Arc::new(script);
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
+            let (store, script) = (store.clone(), script.clone());
+            async move {
+                let path = uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let headers = headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                store.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    method.to_string(),
+                    path.clone(),
+                    headers,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let (status, body) = script
+                    .iter()
+                    .find(|(asked, prefix, _, _)| method == *asked && path.starts_with(prefix))
+                    .map(|(_, _, status, body)| (*status, body.clone()))
+                    .unwrap_or((404, String::new()));
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap_or_default(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, asked)
+}
+
+/// The header `name` of an asked request.
+fn asked_header<'a>(asked: &'a Asked, name: &str) -> Option<&'a str> {
+    asked
+        .2
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A created resource's path under `/ngsi-ld/v1`, from its Location header.
 fn ngsi_path(created: &Response) -> String {
     created.headers()["location"]
@@ -5194,6 +5259,295 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let vehicle = json!({"id": "urn:ngsi-ld:Vehicle:v1", "type": "Vehicle",
+        "speed": {"type": "Property", "value": 40},
+        "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"});
+    let oversized = json!([{"id": "urn:ngsi-ld:Truck:t1", "type": "Truck",
+        "load": {"type": "Property", "value": "x".repeat(17 << 20)}}]);
+    let (endpoint, asked) = scripted_source(vec![
+        (
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:v1",
+            200,
+            vehicle.to_string(),
+        ),
+        (
+            "GET",
+            "/ngsi-ld/v1/entities?attrs=speed&type=Vehicle",
+            200,
+            json!([vehicle]).to_string(),
+        ),
+        (
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Car:c1",
+            403,
+            String::new(),
+        ),
+        (
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Car:c2",
+            200,
+            "not a json document".into(),
+        ),
+        (
+            "GET",
+            "/ngsi-ld/v1/entities?type=Truck",
+            200,
+            oversized.to_string(),
+        ),
+        ("GET", "/ngsi-ld/v1/entities?", 200, "[]".into()),
+        ("POST", "/ngsi-ld/v1/entities", 201, String::new()),
+    ])
+    .await;
+    let registrations = [
+        // Bus v1's speed, from a sensor gateway that is asked only about its own data, with
+        // its own credential, the client's `user` header, and ld+json answers.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:speed", "type": "ContextSourceRegistration",
+               "endpoint": endpoint, "localOnly": true, "sourceType": "sensor",
+               "operations": ["retrieveEntity", "queryEntity"],
+               "information": [{"entities": [{"type": "Vehicle", "id": "urn:ngsi-ld:Vehicle:v1"}],
+                                "propertyNames": ["speed"]}],
+               "contextSourceInfo": [
+                   {"key": "Authorization", "value": "Bearer source-token"},
+                   {"key": "user", "value": "urn:ngsi-ld:request"},
+                   {"key": "X-Caller-Token", "value": "urn:ngsi-ld:request"},
+                   {"key": "NGSILD-Tenant", "value": "hacker"},
+                   {"key": "Via", "value": "1.1 evil"},
+                   {"key": "accept", "value": "application/ld+json"}]}),
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:cars", "type": "ContextSourceRegistration",
+               "endpoint": endpoint, "information": [{"entities": [{"type": "Car"}, {"type": "Truck"}]}]}),
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:boats", "type": "ContextSourceRegistration",
+               "endpoint": "http://127.0.0.1:9", "information": [{"entities": [{"type": "Boat"}]}]}),
+        // Lamp l1 is the lighting system's alone, and it takes no creates.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:lamps", "type": "ContextSourceRegistration",
+               "endpoint": endpoint, "mode": "redirect", "operations": ["retrieveEntity"],
+               "information": [{"entities": [{"type": "Lamp", "id": "urn:ngsi-ld:Lamp:l1"}]}]}),
+        // Kiosks are written in the source's own context; stalls with the context inline.
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:kiosks", "type": "ContextSourceRegistration",
+               "endpoint": endpoint, "mode": "exclusive", "operations": ["createEntity"],
+               "information": [{"entities": [{"type": "Kiosk"}]}],
+               "contextSourceInfo": [{"key": "jsonldContext", "value": "https://example.org/kiosk-context.jsonld"}]}),
+        json!({"id": "urn:ngsi-ld:ContextSourceRegistration:stalls", "type": "ContextSourceRegistration",
+               "endpoint": endpoint, "mode": "exclusive", "operations": ["createEntity"],
+               "information": [{"entities": [{"type": "Stall"}]}],
+               "contextSourceInfo": [{"key": "contentType", "value": "application/ld+json"}]}),
+    ];
+    for registration in registrations {
+        let created = broker
+            .send(Method::POST, "/csourceRegistrations", registration)
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    for bad in [
+        json!([{"key": "a"}]),
+        json!({"key": "a", "value": "b"}),
+        json!([{"key": "a", "value": 1}]),
+    ] {
+        let refused = broker
+            .send(
+                Method::POST,
+                "/csourceRegistrations",
+                json!({"type": "ContextSourceRegistration", "endpoint": endpoint,
+                       "information": [{"entities": [{"type": "Car"}]}], "contextSourceInfo": bad}),
+            )
+            .await;
+        expect_ngsi_error(refused, 400, "BadRequestData").await;
+    }
+    let taken = || std::mem::take(&mut *asked.lock().unwrap_or_else(|p| p.into_inner()));
+    // Retrieve: narrowed to the registered attribute, local=true, the registration's headers
+    // (the client's `user` copied, its credentials not; tenant and Via never overridden).
+    let retrieved = broker
+        .call(
+            Method::GET,
+            "/entities/urn:ngsi-ld:Vehicle:v1?type=Vehicle",
+            Some(&broker.token),
+        )
+        .header("user", "abcd")
+        .header("x-caller-token", "secret")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(retrieved.status(), 200);
+    assert!(retrieved.headers().get("ngsild-warning").is_none());
+    let shown: Value = retrieved.json().await.expect("json");
+    assert_eq!(shown["speed"]["value"], 40, "{shown}");
+    let sent = taken();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].1,
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:v1?attrs=speed&local=true"
+    );
+    assert_eq!(
+        asked_header(&sent[0], "authorization"),
+        Some("Bearer source-token")
+    );
+    assert_eq!(asked_header(&sent[0], "user"), Some("abcd"));
+    assert_eq!(asked_header(&sent[0], "x-caller-token"), Some("secret"));
+    assert_eq!(
+        asked_header(&sent[0], "accept"),
+        Some("application/ld+json")
+    );
+    assert_eq!(asked_header(&sent[0], "ngsild-tenant"), None);
+    assert!(asked_header(&sent[0], "via").is_some_and(|v| !v.contains("evil")));
+    // Without the client's header nothing is copied.
+    assert_eq!(
+        broker
+            .get("/entities/urn:ngsi-ld:Vehicle:v1")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(asked_header(&taken()[0], "user"), None);
+    // Abnormal answers are left out and said in NGSILD-Warning (clause 6.3.17): 299 for an
+    // error, 111 for an invalid answer, 199 for a source not reached; a 404 is no warning.
+    for (path, code) in [
+        ("/entities/urn:ngsi-ld:Car:c1?type=Car", Some("299")),
+        ("/entities/urn:ngsi-ld:Car:c2?type=Car", Some("111")),
+        ("/entities/urn:ngsi-ld:Car:c3?type=Car", None),
+        ("/entities/urn:ngsi-ld:Boat:b1?type=Boat", Some("199")),
+    ] {
+        let answer = broker.get(path).await;
+        let warning = answer
+            .headers()
+            .get("ngsild-warning")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        expect_ngsi_error(answer, 404, "ResourceNotFound").await;
+        match code {
+            Some(code) => {
+                assert!(
+                    warning.as_deref().is_some_and(|w| w.starts_with(code)
+                        && w.contains("urn:ngsi-ld:ContextSourceRegistration:")),
+                    "{path}: {warning:?}"
+                )
+            }
+            None => assert_eq!(warning, None, "{path}"),
+        }
+    }
+    // A query: an answer over 16 MiB is refused like an invalid one; the query still answers.
+    let trucks = broker.get("/entities?type=Truck").await;
+    assert_eq!(trucks.status(), 200);
+    assert!(
+        trucks.headers()["ngsild-warning"]
+            .to_str()
+            .is_ok_and(|w| w.starts_with("111")),
+    );
+    assert_eq!(trucks.json::<Value>().await.expect("json"), json!([]));
+    // Filters travel with the query, or with splitEntities=true stay with the broker.
+    taken();
+    assert_eq!(
+        broker
+            .get("/entities?type=Car&q=speed%3E20&scopeQ=/A")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        taken()[0].1,
+        "/ngsi-ld/v1/entities?q=speed%3E20&scopeQ=%2FA&type=Car"
+    );
+    assert_eq!(
+        broker
+            .get("/entities?type=Car&q=speed%3E20&scopeQ=/A&splitEntities=true")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(taken()[0].1, "/ngsi-ld/v1/entities?type=Car");
+    expect_ngsi_error(
+        broker.get("/entities?type=Car&splitEntities=yes").await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    // A context source filter chooses the registrations asked (and discovered).
+    let sensed = broker
+        .get_json("/entities?type=Vehicle&csf=sourceType==%22sensor%22")
+        .await;
+    assert_eq!(sensed[0]["id"], "urn:ngsi-ld:Vehicle:v1", "{sensed}");
+    assert_eq!(
+        taken()[0].1,
+        "/ngsi-ld/v1/entities?attrs=speed&type=Vehicle&local=true"
+    );
+    let archived = broker
+        .get_json("/entities?type=Vehicle&csf=sourceType==%22archive%22")
+        .await;
+    assert_eq!(archived, json!([]));
+    assert!(taken().is_empty());
+    let discovered = broker
+        .get_json("/csourceRegistrations?csf=sourceType==%22sensor%22")
+        .await;
+    assert_eq!(
+        discovered
+            .as_array()
+            .map(|d| d.iter().map(|r| r["id"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("urn:ngsi-ld:ContextSourceRegistration:speed")])
+    );
+    // A redirect registration holding the whole entity without offering creates: Conflict,
+    // nothing sent, nothing created.
+    let lamp = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Lamp:l1", "type": "Lamp", "lit": true}),
+        )
+        .await;
+    expect_ngsi_error(lamp, 409, "Conflict").await;
+    assert!(taken().is_empty());
+    expect_ngsi_error(
+        broker.get("/entities/urn:ngsi-ld:Lamp:l1?local=true").await,
+        404,
+        "ResourceNotFound",
+    )
+    .await;
+    // jsonldContext: the names as IRIs, no @context, the source's context in Link.
+    let kiosk = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Kiosk:k1", "type": "Kiosk",
+                   "colour": {"type": "Property", "value": "red", "observedAt": "2026-11-30T08:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(kiosk.status(), 201);
+    let sent = taken();
+    assert_eq!(sent[0].0, "POST");
+    assert_eq!(
+        asked_header(&sent[0], "content-type"),
+        Some("application/json")
+    );
+    assert!(
+        asked_header(&sent[0], "link")
+            .is_some_and(|l| l.contains("https://example.org/kiosk-context.jsonld"))
+    );
+    let body: Value = serde_json::from_str(&sent[0].3).expect("json");
+    assert_eq!(
+        body,
+        json!({"id": "urn:ngsi-ld:Kiosk:k1", "type": "https://uri.etsi.org/ngsi-ld/default-context/Kiosk",
+               "https://uri.etsi.org/ngsi-ld/default-context/colour":
+                   {"type": "Property", "value": "red", "observedAt": "2026-11-30T08:00:00Z"}})
+    );
+    // contentType application/ld+json: the client's context inside.
+    let stall = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Stall:s1", "type": "Stall", "colour": "blue"}),
+        )
+        .await;
+    assert_eq!(stall.status(), 201);
+    let sent = taken();
+    assert_eq!(
+        asked_header(&sent[0], "content-type"),
+        Some("application/ld+json")
+    );
+    let body: Value = serde_json::from_str(&sent[0].3).expect("json");
+    assert!(body.get("@context").is_some(), "{body}");
+    broker.server.cleanup().await;
+}
+
 async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let source = TestServer::start_with(backend, |c| {
@@ -5529,6 +5883,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
 }
 
 backend_tests!(
+    distributed_requests_follow_their_registrations,
     writes_go_to_the_context_sources_that_hold_them,
     context_sources_answer_what_they_are_registered_for,
     periodic_subscriptions_tell_what_matches_every_interval,
