@@ -627,24 +627,30 @@ impl Request {
         }
     }
 
-    /// How this request is forwarded to context sources, or `None` when it is not: asked
-    /// with `local=true`, or it already passed through this broker (a loop).
+    /// How this request is forwarded to context sources: `None` when asked with
+    /// `local=true`; LoopDetected (508) when it already passed through this broker (clause
+    /// 6.3.18: forwarding it again would go round a loop of registrations).
     fn forward(
         &self,
         broker: &ContextBroker,
         params: &HashMap<String, String>,
-    ) -> Option<crate::distributed::Forward> {
+    ) -> NgsiResult<Option<crate::distributed::Forward>> {
         if params.get("local").is_some_and(|l| l == "true") {
-            return None;
+            return Ok(None);
         }
         let alias = source_alias(broker, &self.tenant);
         let (via, looped) = crate::distributed::via(self.via.as_deref(), &alias);
-        (!looped).then(|| crate::distributed::Forward {
+        if looped {
+            return Err(errors::loop_detected(format!(
+                "the request already passed through this broker ({alias}, in Via)"
+            )));
+        }
+        Ok(Some(crate::distributed::Forward {
             link: self.link.clone(),
             via,
             context: self.context.clone(),
             incoming: self.incoming.clone().unwrap_or_default(),
-        })
+        }))
     }
 
     /// How this write is forwarded to context sources: as [`forward`](Self::forward), and only
@@ -654,9 +660,9 @@ impl Request {
         &self,
         broker: &ContextBroker,
         params: &HashMap<String, String>,
-    ) -> Option<crate::distributed::Forward> {
+    ) -> NgsiResult<Option<crate::distributed::Forward>> {
         if !broker.sources.any_for_writes(&self.tenant) {
-            return None;
+            return Ok(None);
         }
         self.forward(broker, params)
     }
@@ -1019,7 +1025,7 @@ async fn share_write(
     (id, types): (&str, &[String]),
     body: Value,
 ) -> NgsiResult<Shared> {
-    let Some(forward) = request.forward_write(broker, params) else {
+    let Some(forward) = request.forward_write(broker, params)? else {
         return Ok(Shared::alone(body));
     };
     let targets =
@@ -1135,7 +1141,7 @@ async fn share_one_attribute(
     body: Option<&Value>,
 ) -> NgsiResult<Shared> {
     let alone = Shared::alone(Value::Null);
-    let Some(forward) = request.forward_write(broker, params) else {
+    let Some(forward) = request.forward_write(broker, params)? else {
         return Ok(alone);
     };
     let selector = TypeSelector::read(params, &request.context);
@@ -1231,7 +1237,7 @@ async fn create_entity(
     let stamp = now();
     let (entity, shared) = if broker.sources.any_for_writes(&request.tenant) {
         let parsed = model::parse_entity(value.clone(), &request.context, &stamp)?;
-        if request.forward(&broker, &params).is_some()
+        if request.forward(&broker, &params)?.is_some()
             && let Some(source) = broker.sources.refusing(
                 (&request.tenant, &request.viewer),
                 "createEntity",
@@ -1326,7 +1332,7 @@ async fn retrieve_entity(
         options.attrs.as_deref().unwrap_or_default(),
     );
     if !sources.is_empty()
-        && let Some(forward) = request.forward(&broker, &params)
+        && let Some(forward) = request.forward(&broker, &params)?
     {
         let (copies, warnings) = broker
             .sources
@@ -2316,7 +2322,7 @@ async fn run_query(
     let forward = if sources.is_empty() {
         None
     } else {
-        request.forward(broker, params)
+        request.forward(broker, params)?
     };
     if forward.is_none() {
         sources.clear();
@@ -2590,6 +2596,8 @@ async fn purge_entities(
     request.writer(&broker)?;
     // Sources registered for the purge get the same request (clause 4.3.6).
     let purged_at_sources = params.clone();
+    // Decided before anything is purged here: a request that came round a loop changes nothing.
+    let forward = request.forward_write(&broker, &purged_at_sources)?;
     let names = |list: Option<String>| -> NgsiResult<Option<Vec<String>>> {
         list.map(|l| {
             projection("keep/drop", &l)
@@ -2660,7 +2668,12 @@ async fn purge_entities(
             format!("entities:{}", request.tenant),
         ))
     };
-    let failed = purge_at_sources(&broker, &request, &query, &purged_at_sources).await;
+    let failed = match forward {
+        Some(forward) => {
+            purge_at_sources(&broker, &request, &query, (&purged_at_sources, &forward)).await
+        }
+        None => Vec::new(),
+    };
     if !failed.is_empty() {
         let body = serde_json::json!({"notUpdated": failed.iter().map(|reason| serde_json::json!({
             "reason": reason})).collect::<Vec<_>>()});
@@ -2681,11 +2694,8 @@ async fn purge_at_sources(
     broker: &ContextBroker,
     request: &Request,
     query: &EntityQuery,
-    params: &HashMap<String, String>,
+    (params, forward): (&HashMap<String, String>, &crate::distributed::Forward),
 ) -> Vec<String> {
-    let Some(forward) = request.forward_write(broker, params) else {
-        return Vec::new();
-    };
     let targets = broker.sources.for_purge(
         &request.tenant,
         &request.viewer,
@@ -2703,7 +2713,7 @@ async fn purge_at_sources(
     for target in &targets {
         if let Err(reason) = broker
             .sources
-            .write(target, (reqwest::Method::DELETE, &path), None, &forward)
+            .write(target, (reqwest::Method::DELETE, &path), None, forward)
             .await
         {
             tracing::warn!(%reason, "purge not forwarded");
@@ -3206,7 +3216,7 @@ async fn share_batch(
         result: BatchResult::default(),
         forwarded: false,
     };
-    let Some(forward) = request.forward_write(broker, &HashMap::new()) else {
+    let Some(forward) = request.forward_write(broker, &HashMap::new())? else {
         return Ok(alone(value));
     };
     let Value::Array(items) = value else {

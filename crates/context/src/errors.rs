@@ -26,6 +26,11 @@ pub fn conflict(detail: impl Into<String>) -> Problem {
     ngsi("Conflict", "Conflict", 409, detail)
 }
 
+/// The request came back to this broker through its context sources (clause 6.3.18).
+pub fn loop_detected(detail: impl Into<String>) -> Problem {
+    ngsi("LoopDetected", "Loop detected", 508, detail)
+}
+
 pub fn already_exists(detail: impl Into<String>) -> Problem {
     ngsi("AlreadyExists", "Already exists", 409, detail)
 }

@@ -5192,7 +5192,8 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
         .await
         .expect("json");
     assert_eq!(theirs, json!([]));
-    // A request that already passed through this broker is not forwarded again (a loop).
+    // A request that already passed through this broker is not forwarded again: a loop
+    // (clause 6.3.18, 508).
     let alias = broker.get_json("/info/sourceIdentity").await["contextSourceAlias"]
         .as_str()
         .expect("alias")
@@ -5210,7 +5211,7 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
         .send()
         .await
         .expect("sent");
-    expect_ngsi_error(looped, 404, "ResourceNotFound").await;
+    expect_ngsi_error(looped, 508, "LoopDetected").await;
     // What is forwarded: the selecting parameters in order, the client's context, this
     // broker in Via, no credential; and only to registrations covering the asked attributes.
     let (recorder, asked) = recording_source().await;
@@ -5545,6 +5546,19 @@ async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
     );
     let body: Value = serde_json::from_str(&sent[0].3).expect("json");
     assert!(body.get("@context").is_some(), "{body}");
+    // A write that comes back round a loop of registrations changes nothing: 508.
+    let alias = broker.get_json("/info/sourceIdentity").await["contextSourceAlias"]
+        .as_str()
+        .expect("alias")
+        .to_owned();
+    let looped = broker
+        .call(Method::DELETE, "/entities?type=Kiosk", Some(&broker.token))
+        .header("via", format!("1.1 {alias}"))
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(looped, 508, "LoopDetected").await;
+    assert!(taken().is_empty());
     broker.server.cleanup().await;
 }
 
