@@ -377,7 +377,36 @@ pub fn check_csf(csf: &str) -> Result<(), Problem> {
 /// `orderBy` (clause 4.23): attribute paths, each ascending, descending, or by distance from
 /// `orderFrom`; numbers before strings before other values, entities without the value last.
 #[derive(Debug, Clone)]
-pub struct Ordering(Vec<(Term, Direction)>);
+pub struct Ordering(Vec<(Term, Direction)>, Option<Collation>);
+
+/// How strings compare under `collation` (clause 4.23.3): as the locale sorts them (ICU4X, the
+/// CLDR collation tailorings: `und` the root order, `zh` pinyin, …), not by code point.
+#[derive(Clone)]
+pub struct Collation(std::sync::Arc<icu_collator::CollatorBorrowed<'static>>);
+
+impl std::fmt::Debug for Collation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collation")
+    }
+}
+
+impl Collation {
+    /// The collation a language tag names; BadRequestData when it is not one.
+    pub fn new(tag: &str) -> Result<Self, Problem> {
+        let refused = || errors::bad_request(format!("collation {tag:?} is not a language tag"));
+        let locale = icu_locale_core::Locale::try_from_str(tag).map_err(|_| refused())?;
+        let collator = icu_collator::Collator::try_new(
+            (&locale).into(),
+            icu_collator::options::CollatorOptions::default(),
+        )
+        .map_err(|_| refused())?;
+        Ok(Self(std::sync::Arc::new(collator)))
+    }
+
+    fn compare(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        self.0.compare(a, b)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Direction {
@@ -431,7 +460,12 @@ impl Ordering {
                 }
             }
         }
-        Ok(Self(keys))
+        Ok(Self(keys, None))
+    }
+
+    /// The same ordering, strings compared under `collation` (by code point without one).
+    pub fn collated(self, collation: Option<Collation>) -> Self {
+        Self(self.0, collation)
     }
 
     /// Sorts the entities (stable: equal keys keep their order).
@@ -441,7 +475,7 @@ impl Ordering {
                 let order = compare_keys(
                     sort_key(term, *direction, entity(a)),
                     sort_key(term, *direction, entity(b)),
-                    *direction,
+                    (*direction, self.1.as_ref()),
                 );
                 if order != std::cmp::Ordering::Equal {
                     return order;
@@ -478,7 +512,7 @@ fn sort_key(term: &Term, direction: Direction, entity: &Entity) -> Option<(u8, V
 fn compare_keys(
     a: Option<(u8, Value)>,
     b: Option<(u8, Value)>,
-    direction: Direction,
+    (direction, collation): (Direction, Option<&Collation>),
 ) -> std::cmp::Ordering {
     use std::cmp::Ordering::{Equal, Greater, Less};
     let (a, b) = match (a, b) {
@@ -493,7 +527,10 @@ fn compare_keys(
             .as_f64()
             .unwrap_or(0.0)
             .total_cmp(&y.as_f64().unwrap_or(0.0)),
-        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => match collation {
+            Some(collation) => collation.compare(x, y),
+            None => x.cmp(y),
+        },
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (x, y) => x.to_string().cmp(&y.to_string()),
     });

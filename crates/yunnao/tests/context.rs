@@ -1620,6 +1620,52 @@ async fn queries_filter_page_and_count(backend: TestBackend) {
         )
         .await;
     }
+    // Clause 4.23.3: collation sorts strings as a locale does: `und` ranks "á" with "a",
+    // `zh` sorts Chinese names by pinyin; without it, by code point.
+    for (id, name) in [
+        ("s1", "A"),
+        ("s2", "b"),
+        ("s3", "á"),
+        ("s4", "上海路站"),
+        ("s5", "北京路站"),
+        ("s6", "青岛站"),
+    ] {
+        let created = broker
+            .send(
+                Method::POST,
+                "/entities",
+                json!({"id": format!("urn:ngsi-ld:Stop:{id}"), "type": "Stop", "name": name}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let names = |query: &'static str| {
+        let broker = &broker;
+        async move {
+            let page = broker.get_json(query).await;
+            page.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["name"]["value"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        names("/entities?type=Stop&orderBy=name").await,
+        ["A", "b", "á", "上海路站", "北京路站", "青岛站"]
+    );
+    assert_eq!(
+        names("/entities?type=Stop&orderBy=name&collation=und").await,
+        ["A", "á", "b", "上海路站", "北京路站", "青岛站"]
+    );
+    assert_eq!(
+        names("/entities?type=Stop&idPattern=.*:s[456]&orderBy=name&collation=zh").await,
+        ["北京路站", "青岛站", "上海路站"]
+    );
+    assert_eq!(
+        names("/entities?type=Stop&idPattern=.*:s[456]&orderBy=name;desc&collation=zh").await,
+        ["上海路站", "青岛站", "北京路站"]
+    );
     // Clause 5.7.2.4: system attributes alone do not narrow a query; linked-entity q and a
     // malformed csf are refused. Table 5.2.33-1: selectors need a type and URIs as ids.
     for bad in [
