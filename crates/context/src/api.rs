@@ -75,6 +75,12 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
             delete_csource_subscription
         ))
         .routes(routes!(source_identity))
+        .routes(routes!(create_entity_map))
+        .routes(routes!(
+            retrieve_entity_map,
+            update_entity_map,
+            delete_entity_map
+        ))
         .routes(routes!(create_registration, query_registrations))
         .routes(routes!(
             get_registration,
@@ -339,6 +345,148 @@ async fn delete_registration(
         Extension(AuditNote::new(
             "ngsi.registration.delete",
             format!("registration:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
+}
+
+/// Make an EntityMap of a query (clause 5.14.4: `GET /entityMaps` with the query's
+/// parameters, `entityMapLifetime` how long it lives): 201 with the map, named in
+/// `NGSILD-EntityMap`.
+#[utoipa::path(get, path = "/ngsi-ld/v1/entityMaps", tag = "ngsi-ld",
+    responses((status = 201), (status = 400)))]
+async fn create_entity_map(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let params = params_of(
+        raw,
+        &[QUERY_PARAMS, &["attrs", "local", "entityMapLifetime"]],
+    )?;
+    let local = params.get("local").is_some_and(|l| l == "true");
+    if !local
+        && !["type", "attrs", "q", "georel"]
+            .iter()
+            .any(|k| params.contains_key(*k))
+    {
+        return Err(errors::bad_request(
+            "the query is too wide for an EntityMap: give type, attrs, q, a geo-query or \
+             local=true (clause 5.14.4.4)",
+        ));
+    }
+    let lifetime = crate::entity_maps::lifetime_ms(params.get("entityMapLifetime"))?;
+    let query = entity_query(&params, &request.context, broker.config.max_limit)?;
+    let matched = matching_entities(&broker, &request, &query, &params, true).await?;
+    let map = make_map(
+        &broker,
+        &request,
+        &matched.entities,
+        &matched.origins,
+        lifetime,
+    )
+    .await?;
+    let mut answer_headers = HeaderMap::new();
+    map_header(&map, &mut answer_headers);
+    let answer = request.respond(StatusCode::CREATED, map.render(), &mut answer_headers);
+    Ok(with_warnings(Ok(answer), &matched.warnings))
+}
+
+/// Map `id`, when it is live and the caller's (else 404).
+async fn visible_map(
+    broker: &ContextBroker,
+    request: &Request,
+    id: &str,
+) -> NgsiResult<crate::entity_maps::EntityMap> {
+    crate::entity_maps::get(&broker.db, &request.tenant, id)
+        .await?
+        .filter(|map| map_visible(request, map))
+        .ok_or_else(|| errors::not_found(format!("there is no EntityMap {id} (or it expired)")))
+}
+
+/// Retrieve an EntityMap (clause 5.14.1).
+#[utoipa::path(get, path = "/ngsi-ld/v1/entityMaps/{entityMapId}", tag = "ngsi-ld",
+    params(("entityMapId" = String, Path)), responses((status = 200), (status = 404)))]
+async fn retrieve_entity_map(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    params_of(raw, &[&["local"]])?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let map = visible_map(&broker, &request, &id).await?;
+    Ok(request.respond(StatusCode::OK, map.render(), &mut HeaderMap::new()))
+}
+
+/// Update an EntityMap (clause 5.14.2): a new `expiresAt`, in the future: 204.
+#[utoipa::path(patch, path = "/ngsi-ld/v1/entityMaps/{entityMapId}", tag = "ngsi-ld",
+    params(("entityMapId" = String, Path)), request_body(content = Object),
+    responses((status = 204), (status = 400), (status = 404)))]
+async fn update_entity_map(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> NgsiResult<Response> {
+    let (value, _) = parse_body(&headers, &body)?;
+    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
+    visible_map(&broker, &request, &id).await?;
+    let Value::Object(members) = &value else {
+        return Err(errors::bad_request("the update must be a JSON object"));
+    };
+    if let Some(other) = members
+        .keys()
+        .find(|k| !matches!(k.as_str(), "expiresAt" | "@context" | "id" | "type"))
+    {
+        return Err(errors::bad_request(format!(
+            "{other} cannot change: only expiresAt"
+        )));
+    }
+    let at = members
+        .get("expiresAt")
+        .and_then(Value::as_str)
+        .and_then(yunnao_core::time::parse_rfc3339_ms)
+        .ok_or_else(|| errors::bad_request("expiresAt must be a date-time"))?;
+    let now = yunnao_core::time::now_ms();
+    if at <= now || at > now + crate::entity_maps::MAX_LIFETIME_MS {
+        return Err(errors::bad_request(
+            "expiresAt must be in the future, within a day",
+        ));
+    }
+    crate::entity_maps::set_expiry(&broker.db, &request.tenant, &id, at).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.entitymap.update",
+            format!("entitymap:{}/{id}", request.tenant),
+        )),
+    )
+        .into_response())
+}
+
+/// Delete an EntityMap (clause 5.14.3): 204.
+#[utoipa::path(delete, path = "/ngsi-ld/v1/entityMaps/{entityMapId}", tag = "ngsi-ld",
+    params(("entityMapId" = String, Path)), responses((status = 204), (status = 404)))]
+async fn delete_entity_map(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    visible_map(&broker, &request, &id).await?;
+    crate::entity_maps::delete(&broker.db, &request.tenant, &id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditNote::new(
+            "ngsi.entitymap.delete",
+            format!("entitymap:{}/{id}", request.tenant),
         )),
     )
         .into_response())
@@ -1316,6 +1464,7 @@ async fn retrieve_entity(
     let params = params_of(raw, &[RENDER_PARAMS, &["type"]])?;
     request.geometry_property_needs_geo_json(&params)?;
     let options = render_options(&params, &request.context)?;
+    let map = map_use(&broker, &request, &headers, &params).await?;
     let local = broker.get(&request.tenant, &id, &request.viewer).await?;
     let selector = TypeSelector::read(&params, &request.context);
     let linking = linking(&params)?;
@@ -1331,6 +1480,10 @@ async fn retrieve_entity(
         (&id, known_types),
         options.attrs.as_deref().unwrap_or_default(),
     );
+    let mut origins: Vec<String> = Vec::new();
+    if local.is_some() {
+        origins.push(crate::entity_maps::HERE.to_owned());
+    }
     if !sources.is_empty()
         && let Some(forward) = request.forward(&broker, &params)?
     {
@@ -1343,7 +1496,12 @@ async fn retrieve_entity(
                 (&request.context, &forward),
             )
             .await;
-        let mut copies = copies.into_iter();
+        let mut copies = copies.into_iter().map(|(registration, copy)| {
+            if !origins.contains(&registration) {
+                origins.push(registration);
+            }
+            copy
+        });
         let first = match &local {
             Some(local) => Some(local.entity.clone()),
             None => copies.next(),
@@ -1365,17 +1523,46 @@ async fn retrieve_entity(
             }
             None => Err(errors::not_found(format!("there is no entity {id}"))),
         };
+        let answer = with_map(&broker, &request, answer, map, (&id, origins)).await;
         return Ok(with_warnings(answer, &warnings));
     }
     let stored = local.ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     selector.check(&stored)?;
-    if linking.is_none() && request.plain() && options.whole() {
+    if linking.is_none() && request.plain() && options.whole() && matches!(map, MapUse::None) {
         // The same bytes for every such retrieval while the entity stays cached.
         let render = || model::render(&stored.entity, &request.context, &options);
         let body = stored.body(options.format, || to_json_bytes(&render()))?;
         return Ok(request.respond_json(StatusCode::OK, body, &mut HeaderMap::new()));
     }
-    answer_entity(&broker, &request, &stored, &options, linking).await
+    let answer = answer_entity(&broker, &request, &stored, &options, linking).await;
+    with_map(&broker, &request, answer, map, (&id, origins)).await
+}
+
+/// A retrieval's answer with the EntityMap it asked for (clause 5.7.1.4): the live one it named,
+/// or a new one holding entity `id` with where it came from.
+async fn with_map(
+    broker: &ContextBroker,
+    request: &Request,
+    answer: NgsiResult<Response>,
+    map: MapUse,
+    (id, origins): (&str, Vec<String>),
+) -> NgsiResult<Response> {
+    let mut response = answer?;
+    match map {
+        MapUse::None => {}
+        MapUse::Use(map) => map_header(&map, response.headers_mut()),
+        MapUse::Create => {
+            let entries = std::collections::BTreeMap::from([(id.to_owned(), origins)]);
+            let made = crate::entity_maps::EntityMap::new(
+                map_owner(request),
+                entries,
+                crate::entity_maps::DEFAULT_LIFETIME_MS,
+            );
+            crate::entity_maps::insert(&broker.db, &request.tenant, &made).await?;
+            map_header(&made, response.headers_mut());
+        }
+    }
+    Ok(response)
 }
 
 /// An answer (or error) with an `NGSILD-Warning` header for each context source whose part
@@ -2297,13 +2484,25 @@ impl EntityQuery {
     }
 }
 
-async fn run_query(
+/// What a query selected: a page (or, asked for `all`, every match in order), the total,
+/// whether more follow, where each came from (the registrations whose sources answered it),
+/// and the warnings of the sources left out.
+#[derive(Default)]
+struct Matched {
+    entities: Vec<Stored>,
+    total: i64,
+    more: bool,
+    origins: HashMap<String, Vec<String>>,
+    warnings: Vec<crate::distributed::Warning>,
+}
+
+async fn matching_entities(
     broker: &ContextBroker,
     request: &Request,
-    query: EntityQuery,
-    (options, linking): (RenderOptions, Option<Linking>),
-    (params, page_links): (&HashMap<String, String>, bool),
-) -> NgsiResult<Response> {
+    query: &EntityQuery,
+    params: &HashMap<String, String>,
+    all: bool,
+) -> NgsiResult<Matched> {
     // Context sources registered for the query's types or ids are asked too; the answers are
     // merged with the broker's own, so paging happens over both.
     let mut sources = broker.sources.for_query(
@@ -2313,6 +2512,7 @@ async fn run_query(
         query.csf.as_ref().map(|csf| (csf, &request.context)),
     );
     let mut warnings = Vec::new();
+    let mut origins = HashMap::new();
     let forward = if sources.is_empty() {
         None
     } else {
@@ -2327,7 +2527,8 @@ async fn run_query(
         || query.attrs.is_some()
         || query.scope.is_some()
         || query.order.is_some()
-        || !sources.is_empty();
+        || !sources.is_empty()
+        || all;
     let mut selection = query.selection.clone();
     if !in_memory {
         // One more than the page: whether there is a next page, without counting.
@@ -2349,7 +2550,7 @@ async fn run_query(
     let selected = broker
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
-    let (page, total, more): (Vec<Stored>, i64, bool) = if !selected.paged {
+    let (entities, total, more): (Vec<Stored>, i64, bool) = if !selected.paged {
         let mut matching: Vec<Stored> = selected
             .entities
             .into_iter()
@@ -2373,10 +2574,20 @@ async fn run_query(
                 )
                 .await;
             warnings = left_out;
-            merge_remote(&mut matching, remote, &query);
+            origins = merge_remote(&mut matching, remote, query);
         }
         if let Some(order) = &query.order {
             order.sort(&mut matching, |s| &s.entity);
+        }
+        if all {
+            let total = matching.len() as i64;
+            return Ok(Matched {
+                entities: matching,
+                total,
+                more: false,
+                origins,
+                warnings,
+            });
         }
         let total = matching.len() as i64;
         let more = query.offset + query.limit < matching.len();
@@ -2395,6 +2606,64 @@ async fn run_query(
         page.truncate(query.limit);
         (page, selected.total.unwrap_or(0), more)
     };
+    Ok(Matched {
+        entities,
+        total,
+        more,
+        origins,
+        warnings,
+    })
+}
+
+async fn run_query(
+    broker: &ContextBroker,
+    request: &Request,
+    mut query: EntityQuery,
+    (options, linking): (RenderOptions, Option<Linking>),
+    (params, page_links, map): (&HashMap<String, String>, bool, MapUse),
+) -> NgsiResult<Response> {
+    let mut headers = HeaderMap::new();
+    let mut status = StatusCode::OK;
+    // A live EntityMap fixes the set (clause 5.5.14): its ids, within those asked.
+    let nothing = match &map {
+        MapUse::Use(map) => restrict_to_map(&mut query.selection.ids, map),
+        _ => false,
+    };
+    let matched = if nothing {
+        Matched::default()
+    } else {
+        let all = matches!(map, MapUse::Create);
+        matching_entities(broker, request, &query, params, all).await?
+    };
+    let warnings = matched.warnings;
+    let (page, total, more) = match &map {
+        MapUse::Create => {
+            let made = make_map(
+                broker,
+                request,
+                &matched.entities,
+                &matched.origins,
+                crate::entity_maps::DEFAULT_LIFETIME_MS,
+            )
+            .await?;
+            map_header(&made, &mut headers);
+            status = StatusCode::CREATED;
+            let total = matched.entities.len();
+            let more = query.offset + query.limit < total;
+            let page = matched
+                .entities
+                .into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect::<Vec<_>>();
+            (page, total as i64, more)
+        }
+        MapUse::Use(map) => {
+            map_header(map, &mut headers);
+            (matched.entities, matched.total, matched.more)
+        }
+        MapUse::None => (matched.entities, matched.total, matched.more),
+    };
     let shown = match linking {
         Some(linking) => {
             let entities: Vec<&model::Entity> = page.iter().map(|s| &s.entity).collect();
@@ -2408,7 +2677,6 @@ async fn run_query(
             .collect(),
     };
     let body = request.collection(shown);
-    let mut headers = HeaderMap::new();
     if query.count
         && let Ok(value) = HeaderValue::from_str(&total.to_string())
     {
@@ -2424,14 +2692,19 @@ async fn run_query(
         page.link(params, request.media, "; ", &mut headers);
     }
     Ok(with_warnings(
-        Ok(request.respond(StatusCode::OK, body, &mut headers)),
+        Ok(request.respond(status, body, &mut headers)),
         &warnings,
     ))
 }
 
 /// Merges the entities context sources answered into the broker's own matches (by id), keeping
-/// only those the query selects, in id order.
-fn merge_remote(matching: &mut Vec<Stored>, remote: Vec<model::Entity>, query: &EntityQuery) {
+/// only those the query selects, in id order; which registrations each came through.
+fn merge_remote(
+    matching: &mut Vec<Stored>,
+    remote: Vec<(String, model::Entity)>,
+    query: &EntityQuery,
+) -> HashMap<String, Vec<String>> {
+    let mut origins: HashMap<String, Vec<String>> = HashMap::new();
     let types = &query.selection.types;
     let ids = &query.selection.ids;
     let mut index: HashMap<String, usize> = matching
@@ -2439,11 +2712,15 @@ fn merge_remote(matching: &mut Vec<Stored>, remote: Vec<model::Entity>, query: &
         .enumerate()
         .map(|(i, s)| (s.entity.id.clone(), i))
         .collect();
-    for entity in remote {
+    for (registration, entity) in remote {
         if (!types.is_empty() && !entity.types.iter().any(|t| types.contains(t)))
             || (!ids.is_empty() && !ids.contains(&entity.id))
         {
             continue;
+        }
+        let from = origins.entry(entity.id.clone()).or_default();
+        if !from.contains(&registration) {
+            from.push(registration);
         }
         match index.get(&entity.id) {
             Some(&i) => crate::distributed::merge(&mut matching[i].entity, entity),
@@ -2461,6 +2738,105 @@ fn merge_remote(matching: &mut Vec<Stored>, remote: Vec<model::Entity>, query: &
         }
     }
     matching.sort_by(|a, b| a.entity.id.cmp(&b.entity.id));
+    origins
+}
+
+/// What a request asks of EntityMaps (clause 5.5.14): to work on a live map it names
+/// (`NGSILD-Entitymap`, echoed), to have one made (`entityMap=true`, or naming one that is
+/// gone or not the caller's), or neither.
+enum MapUse {
+    None,
+    Use(crate::entity_maps::EntityMap),
+    Create,
+}
+
+async fn map_use(
+    broker: &ContextBroker,
+    request: &Request,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> NgsiResult<MapUse> {
+    let asked = match params.get("entityMap").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(errors::bad_request(format!(
+                "entityMap is true or false, not {other:?}"
+            )));
+        }
+    };
+    if let Some(named) = headers
+        .get("ngsild-entitymap")
+        .and_then(|v| v.to_str().ok())
+    {
+        let id = named.trim().rsplit('/').next().unwrap_or_default();
+        if let Some(map) = crate::entity_maps::get(&broker.db, &request.tenant, id).await?
+            && map_visible(request, &map)
+        {
+            return Ok(MapUse::Use(map));
+        }
+        return Ok(MapUse::Create);
+    }
+    Ok(if asked { MapUse::Create } else { MapUse::None })
+}
+
+/// Who a map made by this request belongs to: the caller's department (none without one).
+fn map_owner(request: &Request) -> String {
+    request
+        .principal
+        .as_ref()
+        .map(|p| p.department.clone())
+        .unwrap_or_default()
+}
+
+/// May this caller use or see `map`? Its department's, everything for platform admins (or
+/// with authentication off); without a credential, only maps made without one.
+fn map_visible(request: &Request, map: &crate::entity_maps::EntityMap) -> bool {
+    matches!(request.viewer, Viewer::All) || map.owner == map_owner(request)
+}
+
+/// Narrows `ids` (none: any) to those of `map`; `true` when nothing is left.
+fn restrict_to_map(ids: &mut Vec<String>, map: &crate::entity_maps::EntityMap) -> bool {
+    let kept: Vec<String> = map
+        .entities
+        .keys()
+        .filter(|id| ids.is_empty() || ids.contains(id))
+        .cloned()
+        .collect();
+    *ids = kept;
+    ids.is_empty()
+}
+
+/// Makes and keeps the map of `entities` (`@none` for those held here, then the registrations
+/// each came through).
+async fn make_map(
+    broker: &ContextBroker,
+    request: &Request,
+    entities: &[Stored],
+    origins: &HashMap<String, Vec<String>>,
+    lifetime_ms: i64,
+) -> NgsiResult<crate::entity_maps::EntityMap> {
+    let entries = entities
+        .iter()
+        .map(|s| {
+            let mut from = Vec::new();
+            if !s.owner.is_empty() {
+                from.push(crate::entity_maps::HERE.to_owned());
+            }
+            from.extend(origins.get(&s.entity.id).into_iter().flatten().cloned());
+            (s.entity.id.clone(), from)
+        })
+        .collect();
+    let map = crate::entity_maps::EntityMap::new(map_owner(request), entries, lifetime_ms);
+    crate::entity_maps::insert(&broker.db, &request.tenant, &map).await?;
+    Ok(map)
+}
+
+/// The `NGSILD-EntityMap` header naming `map`.
+fn map_header(map: &crate::entity_maps::EntityMap, headers: &mut HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(&map.location()) {
+        headers.insert("ngsild-entitymap", value);
+    }
 }
 
 /// Where a page of a listing sits, for its `prev` and `next` links (clause 4.12).
@@ -2551,12 +2927,13 @@ async fn query_entities(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     let linking = linking(&params)?;
+    let map = map_use(&broker, &request, &headers, &params).await?;
     run_query(
         &broker,
         &request,
         query,
         (options, linking),
-        (&params, true),
+        (&params, true, map),
     )
     .await
 }
@@ -2743,12 +3120,13 @@ async fn query_post(
     let options = render_options(&params, &request.context)?;
     let query = entity_query(&params, &request.context, broker.config.max_limit)?;
     let linking = linking(&params)?;
+    let map = map_use(&broker, &request, &headers, &params).await?;
     run_query(
         &broker,
         &request,
         query,
         (options, linking),
-        (&params, false),
+        (&params, false, map),
     )
     .await
 }
@@ -3866,12 +4244,15 @@ async fn temporal_entity(
     model::check_entity_id(&id)?;
     let params = params_of(raw, &[RENDER_PARAMS, TEMPORAL_PARAMS, &["type"]])?;
     let temporal = temporal_request(&params, &request.context)?;
+    let map = map_use(&broker, &request, &headers, &params).await?;
     let stored = broker
         .get(&request.tenant, &id, &request.viewer)
         .await?
         .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     let body = temporal_body(&broker, &request, &stored, &temporal).await?;
-    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+    let answer = Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()));
+    let origins = vec![crate::entity_maps::HERE.to_owned()];
+    with_map(&broker, &request, answer, map, (&id, origins)).await
 }
 
 /// Temporal evolution of the entities a query selects (the query parameters of
@@ -3887,7 +4268,8 @@ async fn temporal_query(
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS, TEMPORAL_PARAMS])?;
-    temporal_selection(&broker, &request, params).await
+    let map = map_use(&broker, &request, &headers, &params).await?;
+    temporal_selection(&broker, &request, params, map).await
 }
 
 /// The same temporal query as a body: an NGSI-LD Query with its `temporalQ` (`timerel`,
@@ -3929,7 +4311,8 @@ async fn temporal_query_post(
             }
         }
     }
-    temporal_selection(&broker, &request, params).await
+    let map = map_use(&broker, &request, &headers, &params).await?;
+    temporal_selection(&broker, &request, params, map).await
 }
 
 /// The temporal evolution of the entities that `params` (entity and temporal query
@@ -3938,6 +4321,7 @@ async fn temporal_selection(
     broker: &ContextBroker,
     request: &Request,
     params: HashMap<String, String>,
+    map: MapUse,
 ) -> NgsiResult<Response> {
     let temporal = temporal_request(&params, &request.context)?;
     let mut selecting = params.clone();
@@ -3972,29 +4356,54 @@ async fn temporal_selection(
     {
         selecting.insert("idPattern".into(), ".*".into());
     }
-    let query = entity_query(&selecting, &request.context, broker.config.max_limit)?;
+    let mut query = entity_query(&selecting, &request.context, broker.config.max_limit)?;
     let (offset, limit) = (query.offset, query.limit);
-    let selected = broker
-        .select(&request.tenant, &request.viewer, &query.selection, false)
-        .await?;
-    let mut matching: Vec<Stored> = Vec::new();
-    for stored in selected.entities.into_iter().filter(|s| query.keeps(s)) {
-        if let Some(q) = &q
-            && !windowed_matches(broker, request, &stored, q, &temporal).await?
-        {
-            continue;
+    let mut headers = HeaderMap::new();
+    // A live EntityMap fixes the set (clause 5.5.14); one asked for holds every match.
+    let nothing = match &map {
+        MapUse::Use(map) => {
+            map_header(map, &mut headers);
+            restrict_to_map(&mut query.selection.ids, map)
         }
-        matching.push(stored);
-        if matching.len() >= offset + limit {
-            break;
+        _ => false,
+    };
+    let all = matches!(map, MapUse::Create);
+    let mut matching: Vec<Stored> = Vec::new();
+    if !nothing {
+        let selected = broker
+            .select(&request.tenant, &request.viewer, &query.selection, false)
+            .await?;
+        for stored in selected.entities.into_iter().filter(|s| query.keeps(s)) {
+            if let Some(q) = &q
+                && !windowed_matches(broker, request, &stored, q, &temporal).await?
+            {
+                continue;
+            }
+            matching.push(stored);
+            if !all && matching.len() >= offset + limit {
+                break;
+            }
         }
     }
-    let matching: Vec<Stored> = matching.into_iter().skip(offset).collect();
+    let mut status = StatusCode::OK;
+    if all {
+        let made = make_map(
+            broker,
+            request,
+            &matching,
+            &HashMap::new(),
+            crate::entity_maps::DEFAULT_LIFETIME_MS,
+        )
+        .await?;
+        map_header(&made, &mut headers);
+        status = StatusCode::CREATED;
+    }
+    let matching: Vec<Stored> = matching.into_iter().skip(offset).take(limit).collect();
     let mut bodies = Vec::new();
     for stored in &matching {
         bodies.push(temporal_body(broker, request, stored, &temporal).await?);
     }
-    Ok(request.respond(StatusCode::OK, Value::Array(bodies), &mut HeaderMap::new()))
+    Ok(request.respond(status, Value::Array(bodies), &mut headers))
 }
 
 /// Does `q` hold for the entity's attribute instances in the request's time range (each

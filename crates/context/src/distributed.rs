@@ -778,7 +778,8 @@ impl Sources {
         )
     }
 
-    /// Entity `id` (of `types`, when known) as each of `sources` has it, asked for the
+    /// Entity `id` (of `types`, when known) as each of `sources` has it (with the registration
+    /// it came through), asked for the
     /// attributes `attrs` (expanded; all when none) within what each registration covers,
     /// read with `context`; and the warnings of the sources left out.
     pub async fn entities_by_id(
@@ -787,7 +788,7 @@ impl Sources {
         (id, types): (&str, &[String]),
         attrs: &[String],
         (context, forward): (&Context, &Forward),
-    ) -> (Vec<Entity>, Vec<Warning>) {
+    ) -> (Vec<(String, Entity)>, Vec<Warning>) {
         let ids = [id.to_owned()];
         let asks = sources
             .iter()
@@ -803,14 +804,15 @@ impl Sources {
         let mut entities = Vec::new();
         for (source, answer) in answers {
             match read_entity(answer, context).filter(|entity| entity.id == id) {
-                Some(entity) => entities.push(entity),
+                Some(entity) => entities.push((source.id.clone(), entity)),
                 None => warnings.push(Warning::new(111, &source, "not the entity asked for")),
             }
         }
         (entities, warnings)
     }
 
-    /// The entities `sources` answer to a query (`params`: the client's, of which the
+    /// The entities `sources` answer to a query, each with the registration it came through
+    /// (`params`: the client's, of which the
     /// selecting ones are forwarded, less the filters with `splitEntities=true`; `selects`:
     /// its types, ids and attributes, expanded; `wanted`: how many the page needs at most),
     /// and the warnings of the sources left out.
@@ -820,7 +822,7 @@ impl Sources {
         (params, selects): (&HashMap<String, String>, Selects<'_>),
         wanted: usize,
         (context, forward): (&Context, &Forward),
-    ) -> (Vec<Entity>, Vec<Warning>) {
+    ) -> (Vec<(String, Entity)>, Vec<Warning>) {
         let split = params.get("splitEntities").is_some_and(|s| s == "true");
         let forwarded: Vec<&str> = FORWARDED
             .iter()
@@ -860,7 +862,7 @@ impl Sources {
                 _ => None,
             };
             match read {
-                Some(read) => entities.extend(read),
+                Some(read) => entities.extend(read.into_iter().map(|e| (source.id.clone(), e))),
                 None => warnings.push(Warning::new(111, &source, "not an array of entities")),
             }
         }

@@ -6,6 +6,7 @@ pub mod api;
 mod cache;
 pub mod city;
 pub mod distributed;
+pub mod entity_maps;
 pub mod errors;
 pub mod geoquery;
 pub mod jsonld;

@@ -34,6 +34,7 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             "when a periodic subscription was last notified",
             "ALTER TABLE ngsi_subscriptions ADD COLUMN periodic_at_ms BIGINT;",
         ),
+        Migration::portable(10, "EntityMaps of queries", ENTITY_MAPS),
     ],
 };
 
@@ -146,6 +147,18 @@ CREATE TABLE ngsi_history (
     number DOUBLE PRECISION,
     instance TEXT NOT NULL,
     PRIMARY KEY (tenant, entity_id, attr, at_ms, dataset_id)
+);
+"#;
+
+/// `entities`: a JSON object, entity id → where it came from (clause 5.2.38).
+const ENTITY_MAPS: &str = r#"
+CREATE TABLE ngsi_entity_maps (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner_department TEXT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    entities TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
 );
 "#;
 

@@ -5306,6 +5306,179 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn entity_maps_keep_the_set_a_query_selected(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let slow = "urn:ngsi-ld:Vehicle:em-slow";
+    let fast = "urn:ngsi-ld:Vehicle:em-fast";
+    for (id, speed) in [(slow, 30), (fast, 90)] {
+        let created = broker
+            .send(
+                Method::POST,
+                "/entities",
+                json!({"id": id, "type": "Vehicle",
+                       "speed": {"type": "Property", "value": speed, "observedAt": "2026-11-30T08:00:00Z"}}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let located = |response: &Response| {
+        response.headers()["ngsild-entitymap"]
+            .to_str()
+            .expect("header")
+            .to_owned()
+    };
+    // Clause 5.14.4: a map of a query, local entities under "@none"; q narrows it.
+    let made = broker.get("/entityMaps?type=Vehicle").await;
+    assert_eq!(made.status(), 201);
+    let location = located(&made);
+    let map: Value = made.json().await.expect("json");
+    assert_eq!(map["type"], "EntityMap");
+    assert!(map["expiresAt"].is_string(), "{map}");
+    assert_eq!(map["entityMap"][slow], json!(["@none"]), "{map}");
+    assert_eq!(map["entityMap"][fast], json!(["@none"]), "{map}");
+    assert!(location.ends_with(map["id"].as_str().expect("id")));
+    let narrowed = broker
+        .get("/entityMaps?type=Vehicle&q=speed%3E50&entityMapLifetime=PT10M")
+        .await;
+    assert_eq!(narrowed.status(), 201);
+    let narrowed: Value = narrowed.json().await.expect("json");
+    assert_eq!(narrowed["entityMap"], json!({fast: ["@none"]}));
+    for (bad, why) in [
+        (format!("/entityMaps?id={slow}"), "too wide"),
+        (
+            "/entityMaps?type=Vehicle&entityMapLifetime=1hour".into(),
+            "not a duration",
+        ),
+        (
+            "/entityMaps?type=Vehicle&entityMapLifetime=P30D".into(),
+            "too long",
+        ),
+        (
+            "/entities?type=Vehicle&entityMap=maybe".into(),
+            "not a flag",
+        ),
+    ] {
+        let refused = broker.get(&bad).await;
+        assert_eq!(refused.status(), 400, "{why}");
+        expect_ngsi_error(refused, 400, "BadRequestData").await;
+    }
+    // Retrieve, update (expiresAt), delete (clauses 5.14.1–5.14.3); only for its department.
+    let path = location.trim_start_matches("/ngsi-ld/v1").to_owned();
+    assert_eq!(broker.get_json(&path).await, map);
+    let admin = broker.server.admin().await;
+    let water = broker
+        .server
+        .user(&admin, "water.op", "water", "operator")
+        .await;
+    let theirs = broker
+        .call(Method::GET, &path, Some(&water))
+        .send()
+        .await
+        .expect("sent");
+    expect_ngsi_error(theirs, 404, "ResourceNotFound").await;
+    let past = broker
+        .send(
+            Method::PATCH,
+            &path,
+            json!({"expiresAt": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    expect_ngsi_error(past, 400, "BadRequestData").await;
+    let later = yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms() + 7_200_000);
+    let updated = broker
+        .send(Method::PATCH, &path, json!({"expiresAt": later}))
+        .await;
+    assert_eq!(updated.status(), 204);
+    assert_eq!(broker.get_json(&path).await["expiresAt"], later);
+    let deleted = broker
+        .call(Method::DELETE, &path, Some(&broker.token))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 204);
+    expect_ngsi_error(broker.get(&path).await, 404, "ResourceNotFound").await;
+    // Clause 5.5.14: a query asked for a map makes one (201); naming it later keeps the set,
+    // though a new vehicle now matches; a map that is gone makes a new one.
+    let first = broker.get("/entities?type=Vehicle&entityMap=true").await;
+    assert_eq!(first.status(), 201);
+    let kept = located(&first);
+    let ids = |page: Value| {
+        let mut ids: Vec<String> = page
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(first.json().await.expect("json")), [fast, slow]);
+    let newer = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Vehicle:em-new", "type": "Vehicle", "speed": 50}),
+        )
+        .await;
+    assert_eq!(newer.status(), 201);
+    let again = broker
+        .call(Method::GET, "/entities?type=Vehicle", Some(&broker.token))
+        .header("ngsild-entitymap", &kept)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 200);
+    assert_eq!(located(&again), kept);
+    assert_eq!(ids(again.json().await.expect("json")), [fast, slow]);
+    let dead = broker
+        .call(Method::GET, "/entities?type=Vehicle", Some(&broker.token))
+        .header("ngsild-entitymap", "urn:ngsi-ld:EntityMap:gone")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(dead.status(), 201);
+    assert!(!located(&dead).contains("gone"));
+    assert_eq!(ids(dead.json().await.expect("json")).len(), 3);
+    // Retrieve Entity (clause 5.7.1.4): the entity stays the body; the map holds it.
+    let retrieved = broker
+        .get(&format!("/entities/{slow}?entityMap=true"))
+        .await;
+    assert_eq!(retrieved.status(), 200);
+    let single = located(&retrieved);
+    let body: Value = retrieved.json().await.expect("json");
+    assert_eq!(body["id"], slow);
+    assert!(body.get("entityMap").is_none());
+    assert_eq!(
+        broker
+            .get_json(single.trim_start_matches("/ngsi-ld/v1"))
+            .await["entityMap"],
+        json!({slow: ["@none"]})
+    );
+    // Temporal queries (clause 5.7.4.4): the same.
+    let window = "timerel=after&timeAt=2000-01-01T00:00:00Z";
+    let temporal = broker
+        .get(&format!(
+            "/temporal/entities?type=Vehicle&id={slow}&{window}&entityMap=true"
+        ))
+        .await;
+    assert_eq!(temporal.status(), 201);
+    let one = located(&temporal);
+    let fixed = broker
+        .call(
+            Method::GET,
+            &format!("/temporal/entities?type=Vehicle&{window}"),
+            Some(&broker.token),
+        )
+        .header("ngsild-entitymap", &one)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(fixed.status(), 200);
+    assert_eq!(located(&fixed), one);
+    assert_eq!(ids(fixed.json().await.expect("json")), [slow]);
+    broker.server.cleanup().await;
+}
+
 async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let vehicle = json!({"id": "urn:ngsi-ld:Vehicle:v1", "type": "Vehicle",
@@ -5943,6 +6116,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
 }
 
 backend_tests!(
+    entity_maps_keep_the_set_a_query_selected,
     distributed_requests_follow_their_registrations,
     writes_go_to_the_context_sources_that_hold_them,
     context_sources_answer_what_they_are_registered_for,
