@@ -133,6 +133,7 @@ async fn create_registration(
     let owner = request.writer(&broker)?;
     let registration = crate::registrations::Registration::parse(&value, &request.context)?;
     registration.check_not_expired()?;
+    check_registration_conflicts(&broker, &request, &registration.definition).await?;
     crate::registrations::insert(&broker.db, &request.tenant, &owner, &registration).await?;
     broker.sources.reload().await?;
     broker.notifier.registration_changed(
@@ -156,6 +157,72 @@ async fn create_registration(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Clauses 4.3.6.3 and 5.9.2.4: an exclusive or redirect registration may not claim what an
+/// exclusive one already holds (the same entity and attribute), a redirect one may not cover
+/// an entity the broker holds, nor an exclusive one an attribute the broker holds (Conflict).
+async fn check_registration_conflicts(
+    broker: &ContextBroker,
+    request: &Request,
+    definition: &Value,
+) -> NgsiResult<()> {
+    let mode = definition["mode"].as_str().unwrap_or("inclusive");
+    if !matches!(mode, "exclusive" | "redirect") {
+        return Ok(());
+    }
+    let claims = crate::registrations::claims(definition);
+    let names_meet =
+        |a: &[&str], b: &[&str]| a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n));
+    for row in crate::registrations::list(&broker.db, &request.tenant).await? {
+        let existing = crate::registrations::definition(&row);
+        if existing["mode"] != "exclusive" || existing["id"] == definition["id"] {
+            continue;
+        }
+        for (theirs, their_names) in crate::registrations::claims(&existing) {
+            if claims.iter().any(|(mine, my_names)| {
+                crate::registrations::selectors_meet(mine, theirs)
+                    && names_meet(my_names, &their_names)
+            }) {
+                return Err(errors::conflict(format!(
+                    "exclusive registration {} already holds these attributes of these entities",
+                    existing["id"].as_str().unwrap_or_default()
+                )));
+            }
+        }
+    }
+    for (selector, names) in &claims {
+        let Some(id) = selector["id"].as_str() else {
+            continue;
+        };
+        let Some(held) = broker.get(&request.tenant, id, &Viewer::All).await? else {
+            continue;
+        };
+        let typed = match &selector["type"] {
+            Value::String(t) => held.entity.types.contains(t),
+            Value::Array(ts) => ts.iter().any(|t| {
+                t.as_str()
+                    .is_some_and(|t| held.entity.types.iter().any(|h| h == t))
+            }),
+            _ => true,
+        };
+        let conflict = typed
+            && match mode {
+                "redirect" => true,
+                _ => names.iter().any(|n| held.entity.attrs.contains_key(*n)),
+            };
+        if conflict {
+            return Err(errors::conflict(format!(
+                "entity {id} is held here{}: a {mode} registration cannot claim it",
+                if mode == "exclusive" {
+                    " with some of these attributes"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A registration the caller may see: its department's, or any for platform admins.
@@ -241,6 +308,33 @@ async fn query_registrations(
             crate::query::parse(csf, &request.context)
         })
         .transpose()?;
+    // Clause 5.10.2.4: scopeQ against the registration's scope, a geo-query against its
+    // location (or observationSpace, operationSpace: `geoproperty`).
+    let scope = params
+        .get("scopeQ")
+        .map(|q| model::ScopeQuery::parse(q))
+        .transpose()?;
+    let geo = match (
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+    ) {
+        (None, None, None) => None,
+        (Some(georel), Some(geometry), Some(coordinates)) => Some(GeoQuery::parse(
+            georel,
+            geometry,
+            coordinates,
+            params
+                .get("geoproperty")
+                .cloned()
+                .unwrap_or_else(|| "location".into()),
+        )?),
+        _ => {
+            return Err(errors::bad_request(
+                "a geo-query needs georel, geometry and coordinates together",
+            ));
+        }
+    };
     let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
         .await?
         .iter()
@@ -252,10 +346,27 @@ async fn query_registrations(
         .filter(|d| crate::registrations::matches(d, &types, &ids, pattern.as_ref(), &attrs))
         .filter(|d| {
             csf.as_ref().is_none_or(|csf| {
-                csf.matches(&crate::subscriptions::registration_properties(
+                csf.matches(&crate::subscriptions::registration_as_entity(
                     d,
                     &request.context,
+                    true,
                 ))
+            })
+        })
+        .filter(|d| {
+            scope.as_ref().is_none_or(|scope| {
+                scope.matches(&crate::subscriptions::registration_as_entity(
+                    d,
+                    &request.context,
+                    false,
+                ))
+            })
+        })
+        .filter(|d| {
+            geo.as_ref().is_none_or(|geo| {
+                d.get(&geo.property)
+                    .and_then(|g| model::geometry(g).ok())
+                    .is_some_and(|g| geo.matches(&g))
             })
         })
         .collect();

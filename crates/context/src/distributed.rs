@@ -138,6 +138,8 @@ pub struct Source {
     information: Vec<Value>,
     /// `localOnly`: the source is asked about its own entities only (`local=true`).
     local_only: bool,
+    /// `management.timeout`: how long the source has to answer, when sooner than the default.
+    timeout: Option<Duration>,
     /// `contextSourceInfo`, as key and value.
     info: Vec<(String, String)>,
     /// The whole stored registration, for context source filters (`csf`).
@@ -170,7 +172,12 @@ impl Source {
                 .as_str()
                 .and_then(yunnao_core::time::parse_rfc3339_ms),
             information: definition["information"].as_array()?.clone(),
-            local_only: definition["localOnly"] == true,
+            local_only: definition["localOnly"] == true
+                || definition["management"]["localOnly"] == true,
+            timeout: definition["management"]["timeout"]
+                .as_f64()
+                .filter(|ms| *ms > 0.0)
+                .map(|ms| Duration::from_millis(ms as u64).min(SOURCE_TIMEOUT)),
             info: definition["contextSourceInfo"]
                 .as_array()
                 .into_iter()
@@ -681,9 +688,10 @@ impl Sources {
             s.offers("queryEntity")
                 && s.covers(types, ids, attrs)
                 && csf.is_none_or(|(filter, context)| {
-                    filter.matches(&crate::subscriptions::registration_properties(
+                    filter.matches(&crate::subscriptions::registration_as_entity(
                         &s.registration,
                         context,
+                        true,
                     ))
                 })
         })
@@ -711,6 +719,7 @@ impl Sources {
         let mut request = self
             .client
             .get(&url)
+            .timeout(source.timeout.unwrap_or(SOURCE_TIMEOUT))
             .header("accept", accept)
             .header("via", &forward.via);
         for (name, value) in source.conveyed(forward) {
@@ -736,7 +745,10 @@ impl Sources {
             Err(error) if error.is_timeout() => Err(Warning::new(
                 199,
                 source,
-                format!("no answer within {} s", SOURCE_TIMEOUT.as_secs()),
+                format!(
+                    "no answer within {} ms",
+                    source.timeout.unwrap_or(SOURCE_TIMEOUT).as_millis()
+                ),
             )),
             Err(error) => Err(Warning::new(199, source, format!("not reached: {error}"))),
         }

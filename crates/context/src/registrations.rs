@@ -17,6 +17,146 @@ pub struct Registration {
     pub expires_at_ms: Option<i64>,
 }
 
+/// The operations an auxiliary registration may name: it only answers reads (clause 4.3.6.2).
+const AUXILIARY_OPERATIONS: &[&str] = &[
+    "retrieveOps",
+    "retrieveEntity",
+    "queryEntity",
+    "queryBatch",
+    "retrieveTemporal",
+    "queryTemporal",
+    "retrieveEntityTypes",
+    "retrieveEntityTypeDetails",
+    "retrieveEntityTypeInfo",
+    "retrieveAttrTypes",
+    "retrieveAttrTypeDetails",
+    "retrieveAttrTypeInfo",
+];
+
+/// RegistrationManagementInfo (clause 5.2.34): `cacheDuration` a duration, `cooldown` and
+/// `timeout` (ms) above 0, `localOnly` true or false.
+fn check_management(management: &Value) -> Result<(), Problem> {
+    let object = management
+        .as_object()
+        .ok_or_else(|| errors::bad_request("management is a RegistrationManagementInfo object"))?;
+    if let Some(duration) = object.get("cacheDuration") {
+        crate::temporal::duration_ms(duration.as_str().unwrap_or_default())?;
+    }
+    for key in ["cooldown", "timeout"] {
+        if object
+            .get(key)
+            .is_some_and(|v| v.as_f64().is_none_or(|n| n <= 0.0))
+        {
+            return Err(errors::bad_request(format!(
+                "management.{key} is a number above 0 (milliseconds)"
+            )));
+        }
+    }
+    if object.get("localOnly").is_some_and(|l| !l.is_boolean()) {
+        return Err(errors::bad_request("management.localOnly is true or false"));
+    }
+    Ok(())
+}
+
+/// What a registration's mode requires (clauses 4.3.6.2, 4.3.6.3): an auxiliary one names
+/// read operations only; an exclusive one names single entities by id, and their attributes.
+fn check_mode(
+    mode: Option<&str>,
+    object: &Map<String, Value>,
+    information: &[Value],
+) -> Result<(), Problem> {
+    match mode {
+        Some("auxiliary") => {
+            let writes = object
+                .get("operations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .find(|op| !AUXILIARY_OPERATIONS.contains(op));
+            if let Some(op) = writes {
+                return Err(errors::bad_request(format!(
+                    "an auxiliary registration only answers reads: {op} is not one of {}",
+                    AUXILIARY_OPERATIONS.join(", ")
+                )));
+            }
+        }
+        Some("exclusive") => {
+            for info in information {
+                let single = info["entities"].as_array().is_some_and(|entities| {
+                    entities
+                        .iter()
+                        .all(|e| e.get("id").is_some() && e.get("idPattern").is_none())
+                });
+                let named = ["propertyNames", "relationshipNames"]
+                    .iter()
+                    .any(|k| info[*k].as_array().is_some_and(|n| !n.is_empty()));
+                if !single || !named {
+                    return Err(errors::bad_request(
+                        "an exclusive registration names single entities by id (no idPattern, \
+                         no whole type) and their attributes (clause 4.3.6.3)",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The (entity selector, attribute names; none: all) pairs of a stored registration.
+pub fn claims(definition: &Value) -> Vec<(&Value, Vec<&str>)> {
+    definition["information"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|info| {
+            let names: Vec<&str> = ["propertyNames", "relationshipNames"]
+                .iter()
+                .flat_map(|k| info[*k].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            info["entities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |selector| (selector, names.clone()))
+        })
+        .collect()
+}
+
+/// Can two entity selectors (`id`, `idPattern`, `type`) select the same entity?
+pub fn selectors_meet(a: &Value, b: &Value) -> bool {
+    let types = |s: &Value| -> Vec<String> {
+        match &s["type"] {
+            Value::String(t) => vec![t.clone()],
+            Value::Array(ts) => ts
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (ta, tb) = (types(a), types(b));
+    if !ta.iter().any(|t| tb.contains(t)) {
+        return false;
+    }
+    let fits = |s: &Value, id: &str| {
+        s["id"].as_str().is_none_or(|own| own == id)
+            && s["idPattern"]
+                .as_str()
+                .and_then(|p| regex::Regex::new(p).ok())
+                .is_none_or(|p| p.is_match(id))
+    };
+    match (a["id"].as_str(), b["id"].as_str()) {
+        (Some(x), Some(y)) => x == y,
+        (Some(x), None) => fits(b, x),
+        (None, Some(y)) => fits(a, y),
+        // Patterns or whole types on both sides: they may meet.
+        (None, None) => true,
+    }
+}
+
 impl Registration {
     /// Checks a registration (Table 5.2.9-1) and expands its type and attribute names.
     pub fn parse(body: &Value, context: &Context) -> Result<Self, Problem> {
@@ -92,6 +232,14 @@ impl Registration {
         if let Some(scope) = object.get("scope") {
             model::check_scope(scope)?;
         }
+        if let Some(management) = object.get("management") {
+            check_management(management)?;
+        }
+        check_mode(
+            object.get("mode").and_then(Value::as_str),
+            object,
+            &expanded_information,
+        )?;
         // Table 5.2.9-1: contextSourceInfo is an array of KeyValuePair (clause 5.2.35).
         if object.get("contextSourceInfo").is_some_and(|info| {
             !info.as_array().is_some_and(|pairs| {

@@ -691,6 +691,16 @@ fn show_previous(data: &mut Value, previous: &[(String, Value)], context: &Conte
 /// Members of a registration that are not defined by Table 5.2.9-1: the properties a
 /// subscription's `q` is matched against (clause 5.11.7).
 pub(crate) fn registration_properties(registration: &Value, context: &Context) -> Entity {
+    registration_as_entity(registration, context, false)
+}
+
+/// A registration as an entity to filter on: its own members (with `everything`, the defined
+/// ones too, as a context source filter reads them — `endpoint`, `mode`, …), and its scope.
+pub(crate) fn registration_as_entity(
+    registration: &Value,
+    context: &Context,
+    everything: bool,
+) -> Entity {
     const DEFINED: &[&str] = &[
         "id",
         "type",
@@ -719,7 +729,13 @@ pub(crate) fn registration_properties(registration: &Value, context: &Context) -
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(name, _)| !DEFINED.contains(&name.as_str()))
+        .filter(|(name, _)| {
+            if everything {
+                !matches!(name.as_str(), "information" | "@context")
+            } else {
+                !DEFINED.contains(&name.as_str())
+            }
+        })
         .map(|(name, value)| {
             let attribute = match value {
                 Value::Object(o) if o.contains_key("type") => value.clone(),
@@ -734,7 +750,7 @@ pub(crate) fn registration_properties(registration: &Value, context: &Context) -
         attrs,
         created_at: String::new(),
         modified_at: String::new(),
-        scope: None,
+        scope: registration.get("scope").cloned(),
     }
 }
 

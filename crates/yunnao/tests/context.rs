@@ -5306,6 +5306,190 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn registrations_keep_to_their_mode(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let register = |registration: Value| {
+        let broker = &broker;
+        async move {
+            broker
+                .send(Method::POST, "/csourceRegistrations", registration)
+                .await
+        }
+    };
+    let building = "urn:ngsi-ld:Building:b1";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": building, "type": "Building", "subCategory": "office"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    // Clause 4.3.6.3: an exclusive registration names single entities by id and their
+    // attributes; clause 4.3.6.2: an auxiliary one names reads only; clause 5.2.34: the
+    // management member.
+    let info = |entities: Value, names: Option<Value>| {
+        let mut info = json!({"entities": entities});
+        if let Some(names) = names {
+            info["propertyNames"] = names;
+        }
+        json!([info])
+    };
+    for (mode, information, extra) in [
+        (
+            "exclusive",
+            info(json!([{"type": "Car", "id": "urn:ngsi-ld:Car:c1"}]), None),
+            json!({}),
+        ),
+        (
+            "exclusive",
+            info(json!([{"type": "Car"}]), Some(json!(["speed"]))),
+            json!({}),
+        ),
+        (
+            "exclusive",
+            info(
+                json!([{"type": "Car", "idPattern": "urn:ngsi-ld:Car:.*"}]),
+                Some(json!(["speed"])),
+            ),
+            json!({}),
+        ),
+        (
+            "auxiliary",
+            info(json!([{"type": "Car"}]), None),
+            json!({"operations": ["updateEntity"]}),
+        ),
+        (
+            "inclusive",
+            info(json!([{"type": "Car"}]), None),
+            json!({"management": "yes"}),
+        ),
+        (
+            "inclusive",
+            info(json!([{"type": "Car"}]), None),
+            json!({"management": {"cacheDuration": "bogus"}}),
+        ),
+        (
+            "inclusive",
+            info(json!([{"type": "Car"}]), None),
+            json!({"management": {"cooldown": 0}}),
+        ),
+        (
+            "inclusive",
+            info(json!([{"type": "Car"}]), None),
+            json!({"management": {"timeout": -5}}),
+        ),
+        (
+            "inclusive",
+            info(json!([{"type": "Car"}]), None),
+            json!({"management": {"localOnly": "yes"}}),
+        ),
+    ] {
+        let mut registration = json!({"type": "ContextSourceRegistration", "mode": mode,
+            "endpoint": "http://source.example.com", "information": information});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            registration[key] = value.clone();
+        }
+        let refused = register(registration.clone()).await;
+        assert_eq!(refused.status(), 400, "{registration}");
+        expect_ngsi_error(refused, 400, "BadRequestData").await;
+    }
+    let managed = register(json!({"type": "ContextSourceRegistration", "endpoint": "http://source.example.com",
+        "information": info(json!([{"type": "Car"}]), None),
+        "management": {"cacheDuration": "PT5M", "cooldown": 500, "timeout": 3000, "localOnly": true}}))
+    .await;
+    assert_eq!(managed.status(), 201);
+    let reads = register(json!({"type": "ContextSourceRegistration", "endpoint": "http://source.example.com",
+        "mode": "auxiliary", "operations": ["retrieveOps"], "information": info(json!([{"type": "Car"}]), None)}))
+    .await;
+    assert_eq!(reads.status(), 201);
+    // What an exclusive registration holds, nothing else exclusive or redirect may claim;
+    // redirect registrations may overlap each other (clause 4.3.6.3).
+    let car = |mode: &str, id: &str| {
+        json!({"type": "ContextSourceRegistration", "mode": mode, "endpoint": "http://source.example.com",
+               "information": info(json!([{"type": "Car", "id": id}]), Some(json!(["speed"])))})
+    };
+    assert_eq!(
+        register(car("exclusive", "urn:ngsi-ld:Car:c1"))
+            .await
+            .status(),
+        201
+    );
+    for mode in ["exclusive", "redirect"] {
+        expect_ngsi_error(
+            register(car(mode, "urn:ngsi-ld:Car:c1")).await,
+            409,
+            "Conflict",
+        )
+        .await;
+    }
+    assert_eq!(
+        register(car("redirect", "urn:ngsi-ld:Car:c2"))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        register(car("redirect", "urn:ngsi-ld:Car:c2"))
+            .await
+            .status(),
+        201
+    );
+    // Clause 5.9.2.4: not over an entity (redirect) or its attributes (exclusive) held here.
+    let over = |mode: &str, names: &str| {
+        json!({"type": "ContextSourceRegistration", "mode": mode, "operations": ["retrieveOps"],
+               "endpoint": "http://source.example.com",
+               "information": info(json!([{"type": "Building", "id": building}]), Some(json!([names])))})
+    };
+    expect_ngsi_error(register(over("redirect", "height")).await, 409, "Conflict").await;
+    expect_ngsi_error(
+        register(over("exclusive", "subCategory")).await,
+        409,
+        "Conflict",
+    )
+    .await;
+    assert_eq!(register(over("exclusive", "height")).await.status(), 201);
+    // Clause 5.10.2.4: discovery filters on the registrations' own properties, scope and
+    // location.
+    for (name, endpoint, extra) in [
+        (
+            "a",
+            "http://csf-a.example.com",
+            json!({"scope": "/Qingdao/Shinan", "location": {"type": "Point", "coordinates": [120.38, 36.07]}}),
+        ),
+        ("b", "http://csf-b.example.com", json!({"scope": "/Jinan"})),
+    ] {
+        let mut registration = json!({"id": format!("urn:ngsi-ld:ContextSourceRegistration:park-{name}"),
+            "type": "ContextSourceRegistration", "endpoint": endpoint,
+            "information": info(json!([{"type": "ParkingSite"}]), None)});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            registration[key] = value.clone();
+        }
+        assert_eq!(register(registration).await.status(), 201);
+    }
+    for filter in [
+        "csf=endpoint==%22http://csf-a.example.com%22",
+        "scopeQ=/Qingdao/%23",
+        "georel=near;maxDistance==2000&geometry=Point&coordinates=[120.381,36.071]",
+    ] {
+        let found = broker
+            .get_json(&format!("/csourceRegistrations?type=ParkingSite&{filter}"))
+            .await;
+        let ids: Vec<&str> = found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            ["urn:ngsi-ld:ContextSourceRegistration:park-a"],
+            "{filter}"
+        );
+    }
+    broker.server.cleanup().await;
+}
+
 async fn entity_maps_keep_the_set_a_query_selected(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let slow = "urn:ngsi-ld:Vehicle:em-slow";
@@ -5546,11 +5730,11 @@ async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
                "information": [{"entities": [{"type": "Lamp", "id": "urn:ngsi-ld:Lamp:l1"}]}]}),
         // Kiosks are written in the source's own context; stalls with the context inline.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:kiosks", "type": "ContextSourceRegistration",
-               "endpoint": endpoint, "mode": "exclusive", "operations": ["createEntity"],
+               "endpoint": endpoint, "mode": "redirect", "operations": ["createEntity"],
                "information": [{"entities": [{"type": "Kiosk"}]}],
                "contextSourceInfo": [{"key": "jsonldContext", "value": "https://example.org/kiosk-context.jsonld"}]}),
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:stalls", "type": "ContextSourceRegistration",
-               "endpoint": endpoint, "mode": "exclusive", "operations": ["createEntity"],
+               "endpoint": endpoint, "mode": "redirect", "operations": ["createEntity"],
                "information": [{"entities": [{"type": "Stall"}]}],
                "contextSourceInfo": [{"key": "contentType", "value": "application/ld+json"}]}),
     ];
@@ -5810,11 +5994,11 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
                "information": [{"entities": [{"type": "Tram"}]}]}),
         // The fleet keeps its trucks' loads, written in batches.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:truck-loads", "type": "ContextSourceRegistration",
-               "mode": "exclusive", "operations": ["createBatch", "updateBatch", "deleteBatch", "purgeEntity"], "endpoint": source.url(""),
+               "mode": "redirect", "operations": ["createBatch", "updateBatch", "deleteBatch", "purgeEntity"], "endpoint": source.url(""),
                "information": [{"entities": [{"type": "Truck"}], "propertyNames": ["load"]}]}),
         // A source that is down.
         json!({"id": "urn:ngsi-ld:ContextSourceRegistration:bike-speed", "type": "ContextSourceRegistration",
-               "mode": "exclusive", "operations": ["createEntity", "createBatch"], "endpoint": "http://127.0.0.1:9",
+               "mode": "redirect", "operations": ["createEntity", "createBatch"], "endpoint": "http://127.0.0.1:9",
                "information": [{"entities": [{"type": "Bike"}], "propertyNames": ["speed"]}]}),
     ];
     for registration in registrations {
@@ -6116,6 +6300,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
 }
 
 backend_tests!(
+    registrations_keep_to_their_mode,
     entity_maps_keep_the_set_a_query_selected,
     distributed_requests_follow_their_registrations,
     writes_go_to_the_context_sources_that_hold_them,
