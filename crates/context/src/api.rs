@@ -2653,7 +2653,7 @@ async fn matching_entities(
             && query.attrs.is_none()
             && query.scope.is_none()
             && query.order.is_none();
-        if prefilter.complete && only_q && sources.is_empty() {
+        if prefilter.complete && only_q && sources.is_empty() && !all {
             selection.page_if_decided = Some((query.offset, query.limit + 1));
         }
         selection.conditions = prefilter.conditions;

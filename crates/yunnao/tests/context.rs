@@ -5527,6 +5527,17 @@ async fn entity_maps_keep_the_set_a_query_selected(backend: TestBackend) {
     assert_eq!(narrowed.status(), 201);
     let narrowed: Value = narrowed.json().await.expect("json");
     assert_eq!(narrowed["entityMap"], json!({fast: ["@none"]}));
+    // A map holds every match, whatever page the query would show.
+    let every = broker
+        .get("/entityMaps?type=Vehicle&q=speed%3E10&limit=1")
+        .await;
+    assert_eq!(every.status(), 201);
+    let every: Value = every.json().await.expect("json");
+    assert_eq!(
+        every["entityMap"],
+        json!({fast: ["@none"], slow: ["@none"]}),
+        "{every}"
+    );
     for (bad, why) in [
         (format!("/entityMaps?id={slow}"), "too wide"),
         (
