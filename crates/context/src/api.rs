@@ -2495,11 +2495,18 @@ fn entity_query(
                 .map(|order| order.collated(collation.clone()))
         })
         .transpose()?;
-    if params.get("q").is_some_and(|q| q.contains(['{', '}'])) {
-        return Err(errors::bad_request(
-            "q on attributes of linked entities ({…}) is not offered; join=inline or join=flat \
-             shows linked entities, filter on the entity's own attributes",
-        ));
+    // Clause 5.7.2.4: q on linked entities' attributes (`rel{attr}`) needs Linked Entity
+    // Retrieval (`join`) at least as deep as the query goes.
+    if let Some(q) = &q {
+        let depth = q.link_depth();
+        let joined = linking(params)?.map_or(0, |l| l.level as usize);
+        if depth > joined {
+            return Err(errors::bad_request(if joined == 0 {
+                "q on attributes of linked entities ({…}) needs join=inline or join=flat".to_owned()
+            } else {
+                format!("q goes {depth} links deep, deeper than joinLevel={joined}")
+            }));
+        }
     }
     let csf = params
         .get("csf")
@@ -2575,6 +2582,11 @@ fn entity_query(
 impl EntityQuery {
     /// The filters that run in memory: idPattern, attrs, q, the exact geometry test.
     fn keeps(&self, s: &Stored) -> bool {
+        self.keeps_in(s, &crate::query::Links::new())
+    }
+
+    /// [`keeps`](Self::keeps), with the linked entities `q` reaches.
+    fn keeps_in(&self, s: &Stored, links: &crate::query::Links) -> bool {
         self.id_pattern
             .as_ref()
             .is_none_or(|p| p.is_match(&s.entity.id))
@@ -2582,7 +2594,10 @@ impl EntityQuery {
                 .attrs
                 .as_ref()
                 .is_none_or(|names| names.iter().any(|n| s.entity.attrs.contains_key(n)))
-            && self.q.as_ref().is_none_or(|q| q.matches(&s.entity))
+            && self
+                .q
+                .as_ref()
+                .is_none_or(|q| q.matches_in(&s.entity, links))
             && self.scope.as_ref().is_none_or(|q| q.matches(&s.entity))
             && self.geo.as_ref().is_none_or(|g| {
                 s.entity
@@ -2662,11 +2677,32 @@ async fn matching_entities(
         .select(&request.tenant, &request.viewer, &selection, query.count)
         .await?;
     let (entities, total, more): (Vec<Stored>, i64, bool) = if !selected.paged {
-        let mut matching: Vec<Stored> = selected
-            .entities
-            .into_iter()
-            .filter(|s| query.keeps(s))
-            .collect();
+        let mut matching: Vec<Stored> = match query.q.as_ref().filter(|q| q.link_depth() > 0) {
+            None => selected
+                .entities
+                .into_iter()
+                .filter(|s| query.keeps(s))
+                .collect(),
+            Some(q) => {
+                // Linked entities are read (as this viewer may see them) for each candidate.
+                let mut kept = Vec::new();
+                for stored in selected.entities {
+                    let links = crate::query::resolve_links(q, &stored.entity, |id| async move {
+                        broker
+                            .get(&request.tenant, &id, &request.viewer)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|found| found.entity.clone())
+                    })
+                    .await;
+                    if query.keeps_in(&stored, &links) {
+                        kept.push(stored);
+                    }
+                }
+                kept
+            }
+        };
         if let Some(forward) = &forward
             && !sources.is_empty()
         {
@@ -4460,6 +4496,11 @@ async fn temporal_selection(
         .remove("q")
         .map(|q| crate::query::parse(&q, &request.context))
         .transpose()?;
+    if q.as_ref().is_some_and(|q| q.link_depth() > 0) {
+        return Err(errors::bad_request(
+            "q on attributes of linked entities ({…}) is not offered in temporal queries",
+        ));
+    }
     if q.is_some()
         && !selecting
             .keys()

@@ -194,15 +194,15 @@ macro_rules! columns {
 }
 const COLUMNS: &str = columns!();
 /// An entity by tenant and id, whoever may see it.
-const SELECT_BY_ID: &str = concat!(
+pub(crate) const SELECT_BY_ID: &str = concat!(
     "SELECT ",
     columns!(),
     " FROM ngsi_entities WHERE tenant = $1 AND id = $2"
 );
 
-type Row = (String, String, String, String, String, String, i64);
+pub(crate) type Row = (String, String, String, String, String, String, i64);
 
-fn from_row(row: Row) -> Result<Stored, Problem> {
+pub(crate) fn from_row(row: Row) -> Result<Stored, Problem> {
     let (id, types, attrs, created_at, modified_at, owner, public) = row;
     let types: Vec<String> =
         serde_json::from_str(&types).map_err(|e| Problem::internal(format!("entity {id}: {e}")))?;

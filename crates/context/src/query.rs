@@ -1,12 +1,21 @@
 //! The NGSI-LD query language (`q`, CIM 009 §4.9): comparisons on attribute values, sub-attribute
 //! paths (`a.b`), members of structured values (`a[b.c]`), existence, ranges (`1..5`), lists
-//! (`1,2,3`), patterns (`~=`), `;` (and, binding tighter) and `|` (or) with parentheses.
+//! (`1,2,3`), patterns (`~=`), `;` (and, binding tighter) and `|` (or) with parentheses, and
+//! attributes of linked entities (`rel{attr}`: of the entities the Relationship `rel` names,
+//! resolved beforehand into [`Links`]).
 
 use crate::errors;
 use crate::jsonld::Context;
 use crate::model::Entity;
 use serde_json::Value;
+use std::collections::HashMap;
 use yunnao_core::Problem;
+
+/// Linked entities by id, resolved for `rel{attr}` terms ([`resolve_links`]).
+pub type Links = HashMap<String, Entity>;
+
+/// How many linked entities one evaluation may read at most.
+const MAX_LINKS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -24,6 +33,9 @@ pub struct Term {
     /// Members inside the value (`a[b.c]` → ["b", "c"]).
     pub members: Vec<String>,
     pub comparison: Option<(Op, Operand)>,
+    /// `rel{…}`: the term tested on the entities the Relationship `path[0]` names (the
+    /// comparison is the innermost term's).
+    pub linked: Option<Box<Term>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,9 +166,24 @@ impl Parser<'_> {
     }
 
     fn term(&mut self) -> Result<Term, Problem> {
+        let mut term = self.term_path()?;
+        let Some(op) = self.operator()? else {
+            return Ok(term);
+        };
+        let operand = self.operand(op)?;
+        let mut innermost = &mut term;
+        while innermost.linked.is_some() {
+            innermost = innermost.linked.as_deref_mut().expect("checked: linked");
+        }
+        innermost.comparison = Some((op, operand));
+        Ok(term)
+    }
+
+    /// An attribute path: `a.b`, `a[b.c]`, or `rel{path}` (a linked entity's, nested).
+    fn term_path(&mut self) -> Result<Term, Problem> {
         let start = self.at;
         while let Some(c) = self.peek() {
-            if "=!<>~;|()[".contains(c) {
+            if "=!<>~;|()[{}".contains(c) {
                 break;
             }
             self.at += 1;
@@ -178,6 +205,23 @@ impl Parser<'_> {
                 self.context.expand(name)
             });
         }
+        if self.peek() == Some('{') {
+            if path.len() != 1 {
+                return Err(self.error("'{' follows a Relationship's name"));
+            }
+            self.at += 1;
+            let inner = self.term_path()?;
+            if self.peek() != Some('}') {
+                return Err(self.error("missing '}'"));
+            }
+            self.at += 1;
+            return Ok(Term {
+                path,
+                members: Vec::new(),
+                comparison: None,
+                linked: Some(Box::new(inner)),
+            });
+        }
         let mut members = Vec::new();
         if self.peek() == Some('[') {
             self.at += 1;
@@ -195,19 +239,11 @@ impl Parser<'_> {
                 return Err(self.error("empty member name"));
             }
         }
-        let op = self.operator()?;
-        let Some(op) = op else {
-            return Ok(Term {
-                path,
-                members,
-                comparison: None,
-            });
-        };
-        let operand = self.operand(op)?;
         Ok(Term {
             path,
             members,
-            comparison: Some((op, operand)),
+            comparison: None,
+            linked: None,
         })
     }
 
@@ -345,11 +381,16 @@ fn literal(text: &str) -> Result<Literal, String> {
 
 impl Expr {
     pub fn matches(&self, entity: &Entity) -> bool {
+        self.matches_in(entity, &Links::new())
+    }
+
+    /// Does the expression hold for `entity`, its linked entities read from `links`?
+    pub fn matches_in(&self, entity: &Entity, links: &Links) -> bool {
         match self {
-            Expr::Or(items) => items.iter().any(|e| e.matches(entity)),
-            Expr::And(items) => items.iter().all(|e| e.matches(entity)),
-            Expr::Term(term) => term.matches(entity),
-            Expr::Absent(term) => !term.matches(entity),
+            Expr::Or(items) => items.iter().any(|e| e.matches_in(entity, links)),
+            Expr::And(items) => items.iter().all(|e| e.matches_in(entity, links)),
+            Expr::Term(term) => term.matches_in(entity, links),
+            Expr::Absent(term) => !term.matches_in(entity, links),
         }
     }
 }
@@ -452,7 +493,9 @@ impl Ordering {
                 }
             };
             match parse(path.trim(), context)? {
-                Expr::Term(term) if term.comparison.is_none() => keys.push((term, direction)),
+                Expr::Term(term) if term.comparison.is_none() && term.linked.is_none() => {
+                    keys.push((term, direction))
+                }
                 _ => {
                     return Err(errors::bad_request(format!(
                         "orderBy {item:?}: an attribute path, then ;asc, ;desc, ;dist-asc or ;dist-desc"
@@ -556,7 +599,13 @@ impl Expr {
 }
 
 impl Term {
-    fn matches(&self, entity: &Entity) -> bool {
+    fn matches_in(&self, entity: &Entity, links: &Links) -> bool {
+        if let Some(inner) = &self.linked {
+            return linked_ids(entity, &self.path[0])
+                .iter()
+                .filter_map(|id| links.get(id))
+                .any(|target| inner.matches_in(target, links));
+        }
         let values = self.values(entity);
         match &self.comparison {
             None => !values.is_empty(),
@@ -636,6 +685,106 @@ impl Term {
             })
             .collect()
     }
+}
+
+/// The ids the Relationship (or ListRelationship) `name` of `entity` names.
+fn linked_ids(entity: &Entity, name: &str) -> Vec<String> {
+    let instances: Vec<&Value> = match entity.attrs.get(name) {
+        Some(Value::Array(instances)) => instances.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    let mut ids = Vec::new();
+    for instance in instances {
+        match (instance.get("object"), instance.get("objectList")) {
+            (Some(Value::String(id)), _) => ids.push(id.clone()),
+            (Some(Value::Array(many)), _) | (_, Some(Value::Array(many))) => {
+                for item in many {
+                    match item {
+                        Value::String(id) => ids.push(id.clone()),
+                        Value::Object(o) => {
+                            if let Some(Value::String(id)) = o.get("object") {
+                                ids.push(id.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    ids
+}
+
+impl Term {
+    /// How many links deep the term reaches (0: the entity's own attributes).
+    fn depth(&self) -> usize {
+        self.linked.as_ref().map_or(0, |inner| 1 + inner.depth())
+    }
+}
+
+impl Expr {
+    fn terms(&self) -> Vec<&Term> {
+        match self {
+            Expr::Or(items) | Expr::And(items) => items.iter().flat_map(Expr::terms).collect(),
+            Expr::Term(term) | Expr::Absent(term) => vec![term],
+        }
+    }
+
+    /// How many links deep the expression reaches (0: no `rel{…}` term).
+    pub fn link_depth(&self) -> usize {
+        self.terms().iter().map(|t| t.depth()).max().unwrap_or(0)
+    }
+}
+
+/// Reads, with `fetch`, the linked entities `expr` needs to be tested on `entity` (at most
+/// [`MAX_LINKS`]; one that cannot be read leaves its terms false).
+pub async fn resolve_links<F, Fut>(expr: &Expr, entity: &Entity, fetch: F) -> Links
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<Entity>>,
+{
+    let mut links = Links::new();
+    let mut missing: std::collections::HashSet<String> = Default::default();
+    // (a linked term, the id of the entity it is tested on; None: `entity` itself)
+    let mut pending: Vec<(&Term, Option<String>)> = expr
+        .terms()
+        .into_iter()
+        .filter(|t| t.linked.is_some())
+        .map(|t| (t, None))
+        .collect();
+    while let Some((term, on)) = pending.pop() {
+        let holder = match &on {
+            None => Some(entity),
+            Some(id) => links.get(id),
+        };
+        let Some(holder) = holder else {
+            continue;
+        };
+        let targets = linked_ids(holder, &term.path[0]);
+        for target in targets {
+            if !links.contains_key(&target) && !missing.contains(&target) {
+                if links.len() + missing.len() >= MAX_LINKS {
+                    return links;
+                }
+                match fetch(target.clone()).await {
+                    Some(found) => {
+                        links.insert(target.clone(), found);
+                    }
+                    None => {
+                        missing.insert(target.clone());
+                    }
+                }
+            }
+            if let Some(inner) = &term.linked
+                && inner.linked.is_some()
+            {
+                pending.push((inner, Some(target)));
+            }
+        }
+    }
+    links
 }
 
 fn attribute_value(attribute: &Value) -> Option<&Value> {
@@ -784,7 +933,7 @@ enum Compare {
 }
 
 fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)> {
-    if term.path.len() != 1 || !term.members.is_empty() {
+    if term.path.len() != 1 || !term.members.is_empty() || term.linked.is_some() {
         return None;
     }
     let name = term.path[0].clone();
@@ -932,6 +1081,59 @@ mod tests {
     use super::*;
     use crate::model::parse_entity;
     use serde_json::json;
+
+    #[test]
+    fn linked_entity_terms_test_the_entities_relationships_name() {
+        let context = Context::core();
+        let entity = |value: serde_json::Value| {
+            parse_entity(value, &context, "2026-11-30T08:00:00Z").expect("entity")
+        };
+        let parking = entity(
+            json!({"id": "urn:ngsi-ld:OffStreetParking:1", "type": "OffStreetParking",
+            "refOperator": {"object": "urn:ngsi-ld:Organization:7"}}),
+        );
+        let mut links = Links::new();
+        links.insert(
+            "urn:ngsi-ld:Organization:7".into(),
+            entity(
+                json!({"id": "urn:ngsi-ld:Organization:7", "type": "Organization",
+                "employees": 40, "address": {"value": {"district": "市南区"}},
+                "parent": {"object": "urn:ngsi-ld:Organization:1"}}),
+            ),
+        );
+        links.insert(
+            "urn:ngsi-ld:Organization:1".into(),
+            entity(json!({"id": "urn:ngsi-ld:Organization:1", "type": "Organization", "employees": 900})),
+        );
+        for (q, depth, expected) in [
+            ("refOperator{employees}>30", 1, true),
+            ("refOperator{employees}>50", 1, false),
+            ("refOperator{address[district]}==\"市南区\"", 1, true),
+            ("refOperator{parent{employees}}==900", 2, true),
+            ("refOperator{parent{employees}}<900", 2, false),
+            ("!refOperator{budget}", 1, true),
+            ("refOperator{budget}", 1, false),
+            ("missing{employees}>1", 1, false),
+            (
+                "refOperator{employees}>50|refOperator{parent{employees}}>50",
+                2,
+                true,
+            ),
+        ] {
+            let parsed = parse(q, &context).expect(q);
+            assert_eq!(parsed.link_depth(), depth, "{q}");
+            assert_eq!(parsed.matches_in(&parking, &links), expected, "{q}");
+            // Unresolved, a linked term never holds.
+            assert!(!parsed.matches(&parking) || q.starts_with('!'), "{q}");
+        }
+        for bad in [
+            "refOperator{employees>1",
+            "refOperator.x{employees}>1",
+            "a{}",
+        ] {
+            assert!(parse(bad, &context).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn queries_match_as_the_specification_says() {

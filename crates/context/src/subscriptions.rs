@@ -517,6 +517,11 @@ impl Subscription {
         watched && self.selects(entity)
     }
 
+    /// The subscription's `q`, when it tests linked entities (`rel{attr}`).
+    fn linked_q(&self) -> Option<&query::Expr> {
+        self.q.as_ref().filter(|q| q.link_depth() > 0)
+    }
+
     /// Is `entity` one this subscription selects (entities, q, geoQ)?
     fn selects(&self, entity: &Entity) -> bool {
         let selected = self.selectors.is_empty()
@@ -525,8 +530,12 @@ impl Subscription {
                     && id.as_ref().is_none_or(|i| *i == entity.id)
                     && pattern.as_ref().is_none_or(|p| p.is_match(&entity.id))
             });
+        // A q on linked entities is tested once they are read ([`Notifier::notify`]).
         selected
-            && self.q.as_ref().is_none_or(|q| q.matches(entity))
+            && self
+                .q
+                .as_ref()
+                .is_none_or(|q| q.link_depth() > 0 || q.matches(entity))
             && self.geo.as_ref().is_none_or(|g| {
                 entity
                     .attrs
@@ -1042,13 +1051,61 @@ impl Notifier {
             s.tenant == tenant && s.fires_on(change) && s.matches(entity, holder, changed, now)
         });
         for subscription in matching {
-            if self.throttled(&subscription, now) {
+            if subscription.linked_q().is_some() {
+                // Its q reads linked entities: tested in the background once they are read.
+                let notifier = self.clone();
+                let (entity, shown) = (entity.clone(), shown.clone());
+                let previous = previous.to_vec();
+                tokio::spawn(async move {
+                    let Some(q) = subscription.linked_q() else {
+                        return;
+                    };
+                    let links = query::resolve_links(q, &entity, |id| {
+                        notifier.linked_entity(&subscription, id)
+                    })
+                    .await;
+                    if q.matches_in(&entity, &links) {
+                        notifier.dispatch(subscription.clone(), &shown, (change, &previous), now);
+                    }
+                });
                 continue;
             }
-            let options = subscription.render_options();
-            let mut data = if change == Change::EntityDeleted
-                && !subscription.triggered_by("attributeDeleted")
-            {
+            self.dispatch(subscription, shown, (change, previous), now);
+        }
+    }
+
+    /// Entity `id` of the subscription's tenant, for its q on linked entities: when its
+    /// department may read it.
+    async fn linked_entity(&self, subscription: &Subscription, id: String) -> Option<Entity> {
+        let row: Option<crate::Row> = sqlx::query_as(crate::SELECT_BY_ID)
+            .bind(subscription.tenant.clone())
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await
+            .ok()?;
+        let stored = crate::from_row(row?).ok()?;
+        subscription
+            .may_hear_of(Holder {
+                owner: &stored.owner,
+                public: stored.public,
+            })
+            .then_some(stored.entity)
+    }
+
+    /// Renders and sends one subscription's notification of a change (unless throttled).
+    fn dispatch(
+        &self,
+        subscription: Arc<Subscription>,
+        shown: &Entity,
+        (change, previous): (Change, &[(String, Value)]),
+        now: i64,
+    ) {
+        if self.throttled(&subscription, now) {
+            return;
+        }
+        let options = subscription.render_options();
+        let mut data =
+            if change == Change::EntityDeleted && !subscription.triggered_by("attributeDeleted") {
                 // entityDeleted: the entity's id and type, and when it went.
                 let bare = Entity {
                     attrs: Map::new(),
@@ -1058,21 +1115,20 @@ impl Notifier {
             } else {
                 model::render(shown, &subscription.context, &options)
             };
-            if change == Change::EntityDeleted {
-                data["deletedAt"] = yunnao_core::time::rfc3339_ms(now).into();
-            }
-            if subscription.show_changes && options.format == Format::Normalized {
-                show_previous(&mut data, previous, &subscription.context);
-            }
-            let body = json!({
-                "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
-                "type": "Notification",
-                "subscriptionId": subscription.id,
-                "notifiedAt": yunnao_core::time::rfc3339_ms(now),
-                "data": [data],
-            });
-            self.send(subscription, body);
+        if change == Change::EntityDeleted {
+            data["deletedAt"] = yunnao_core::time::rfc3339_ms(now).into();
         }
+        if subscription.show_changes && options.format == Format::Normalized {
+            show_previous(&mut data, previous, &subscription.context);
+        }
+        let body = json!({
+            "id": format!("urn:ngsi-ld:Notification:{}", yunnao_core::new_id()),
+            "type": "Notification",
+            "subscriptionId": subscription.id,
+            "notifiedAt": yunnao_core::time::rfc3339_ms(now),
+            "data": [data],
+        });
+        self.send(subscription, body);
     }
 
     async fn deliver(&self, subscription: &Subscription, body: Value) {
@@ -1366,14 +1422,37 @@ impl crate::ContextBroker {
             ..crate::Selection::default()
         };
         let options = subscription.render_options();
-        Ok(self
+        let mut shown = Vec::new();
+        for stored in self
             .select(&subscription.tenant, &viewer, &selection, false)
             .await?
             .entities
             .iter()
             .filter(|stored| subscription.selects(&stored.entity))
-            .map(|stored| model::render(&stored.entity, &subscription.context, &options))
-            .collect())
+        {
+            if let Some(q) = subscription.linked_q() {
+                let links = query::resolve_links(q, &stored.entity, |id| {
+                    let viewer = viewer.clone();
+                    async move {
+                        self.get(&subscription.tenant, &id, &viewer)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|found| found.entity.clone())
+                    }
+                })
+                .await;
+                if !q.matches_in(&stored.entity, &links) {
+                    continue;
+                }
+            }
+            shown.push(model::render(
+                &stored.entity,
+                &subscription.context,
+                &options,
+            ));
+        }
+        Ok(shown)
     }
 
     pub async fn create_subscription(&self, subscription: &Subscription) -> Result<(), Problem> {

@@ -5306,6 +5306,97 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn queries_and_subscriptions_reach_linked_entities(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let (url, seen) = receiver(200).await;
+    // Clause 4.9: `rel{attr}` tests the entities a Relationship names.
+    let subscribed = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"id": "urn:ngsi-ld:Subscription:low-battery", "type": "Subscription",
+                   "entities": [{"type": "Vehicle"}], "q": "isConnectedTo{batteryLevel}<0.5",
+                   "notification": {"endpoint": {"uri": url}}}),
+        )
+        .await;
+    assert_eq!(subscribed.status(), 201);
+    for entity in [
+        json!({"id": "urn:ngsi-ld:Device:low", "type": "Device", "batteryLevel": 0.3,
+               "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:li"}}),
+        json!({"id": "urn:ngsi-ld:Device:full", "type": "Device", "batteryLevel": 0.95,
+               "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:wang"}}),
+        json!({"id": "urn:ngsi-ld:Person:li", "type": "Person", "familyName": "李"}),
+        json!({"id": "urn:ngsi-ld:Person:wang", "type": "Person", "familyName": "王"}),
+        json!({"id": "urn:ngsi-ld:Vehicle:ok", "type": "Vehicle",
+               "isConnectedTo": {"type": "Relationship", "object": "urn:ngsi-ld:Device:full"}}),
+        json!({"id": "urn:ngsi-ld:Vehicle:low", "type": "Vehicle",
+               "isConnectedTo": {"type": "Relationship", "object": "urn:ngsi-ld:Device:low"}}),
+        json!({"id": "urn:ngsi-ld:Vehicle:both", "type": "Vehicle",
+               "isConnectedTo": {"type": "ListRelationship",
+                                 "objectList": [{"object": "urn:ngsi-ld:Device:full"}, {"object": "urn:ngsi-ld:Device:low"}]}}),
+    ] {
+        let created = broker.send(Method::POST, "/entities", entity).await;
+        assert_eq!(created.status(), 201);
+    }
+    let mut notified = Vec::new();
+    for _ in 0..50 {
+        notified = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(body, _)| body["data"][0]["id"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        if notified.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    notified.sort();
+    assert_eq!(
+        notified,
+        ["urn:ngsi-ld:Vehicle:both", "urn:ngsi-ld:Vehicle:low"],
+        "the vehicle on the full battery is not notified"
+    );
+    // Queries (clause 5.7.2.4): with Linked Entity Retrieval as deep as the q goes.
+    let ids = |page: Value| {
+        page.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(broker
+            .get_json("/entities?type=Vehicle&q=isConnectedTo%7BbatteryLevel%7D%3E0.9&join=inline")
+            .await),
+        ["urn:ngsi-ld:Vehicle:both", "urn:ngsi-ld:Vehicle:ok"]
+    );
+    assert_eq!(
+        ids(broker
+            .get_json(
+                "/entities?type=Vehicle&q=isConnectedTo%7Bowner%7BfamilyName%7D%7D==%22李%22&join=inline&joinLevel=2"
+            )
+            .await),
+        ["urn:ngsi-ld:Vehicle:both", "urn:ngsi-ld:Vehicle:low"]
+    );
+    assert_eq!(
+        ids(broker
+            .get_json("/entities?type=Vehicle&q=!isConnectedTo%7Bowner%7D&join=inline&joinLevel=2")
+            .await),
+        Vec::<String>::new()
+    );
+    for too_deep in [
+        "/entities?type=Vehicle&q=isConnectedTo%7BbatteryLevel%7D%3E0.9",
+        "/entities?type=Vehicle&q=isConnectedTo%7Bowner%7BfamilyName%7D%7D==%22李%22&join=inline",
+        "/entities?type=Vehicle&q=isConnectedTo%7BbatteryLevel%3E0.9",
+        "/temporal/entities?type=Vehicle&q=isConnectedTo%7BbatteryLevel%7D%3E0.9&join=inline&timerel=after&timeAt=2020-01-01T00:00:00Z",
+    ] {
+        expect_ngsi_error(broker.get(too_deep).await, 400, "BadRequestData").await;
+    }
+    broker.server.cleanup().await;
+}
+
 async fn registrations_keep_to_their_mode(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let register = |registration: Value| {
@@ -6311,6 +6402,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
 }
 
 backend_tests!(
+    queries_and_subscriptions_reach_linked_entities,
     registrations_keep_to_their_mode,
     entity_maps_keep_the_set_a_query_selected,
     distributed_requests_follow_their_registrations,
