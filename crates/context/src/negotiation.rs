@@ -81,8 +81,9 @@ fn weight_of(media_type: &str, ranges: &[(&str, f32)]) -> f32 {
     best.map_or(0.0, |(_, weight)| weight)
 }
 
-/// Does this operation offer GeoJSON (clause 6.3.15: Retrieve Entity and Query Entities)?
-fn offers_geo_json(method: &Method, path: &str) -> bool {
+/// Is this Retrieve Entity or Query Entities, whose answers hold entities (and which offer
+/// GeoJSON, clause 6.3.15)?
+fn retrieves_or_queries_entities(method: &Method, path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/ngsi-ld/v1/") else {
         return false;
     };
@@ -111,11 +112,13 @@ pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
         return StatusCode::LENGTH_REQUIRED.into_response();
     }
     let tenant = request.headers().get("ngsild-tenant").cloned();
+    let version = preferred_version(request.headers());
+    let entity_data = retrieves_or_queries_entities(&method, request.uri().path());
     let accept = request
         .headers()
         .get(header::ACCEPT)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let geo = offers_geo_json(&method, request.uri().path());
+    let geo = entity_data;
     let mut response = match negotiate(accept, geo) {
         Some(chosen) => {
             request
@@ -134,10 +137,144 @@ pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
         ))
         .into_response(),
     };
+    if let Some(version) = version
+        && response.status().is_success()
+    {
+        if entity_data && version < (1, 8) {
+            response = amended(response, version).await;
+        }
+        if let Ok(applied) = HeaderValue::from_str(&format!("ngsi-ld={}.{}", version.0, version.1))
+        {
+            response.headers_mut().insert("preference-applied", applied);
+        }
+    }
     if let Some(tenant) = tenant {
         response.headers_mut().insert("ngsild-tenant", tenant);
     }
     response
+}
+
+/// The NGSI-LD version the client prefers answers in (clause 6.3.6, `Prefer: ngsi-ld=1.5`),
+/// read as RFC 7240 writes preferences: among others, the name in any case, the value bare
+/// or quoted, with parameters of its own. Versions 1.0 to 1.9 are honoured.
+fn preferred_version(headers: &axum::http::HeaderMap) -> Option<(u32, u32)> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|preference| {
+            let token = preference.split(';').next()?.trim();
+            let (name, value) = token.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("ngsi-ld") {
+                return None;
+            }
+            let (major, minor) = value.trim().trim_matches('"').split_once('.')?;
+            let version = (major.parse().ok()?, minor.parse().ok()?);
+            (version.0 == 1 && version.1 <= 9).then_some(version)
+        })
+}
+
+/// Entities answered to a client that prefers an earlier version, amended as clause 4.3.6.8
+/// says (Tables 4.3.6.8-1 to -3): attribute types that version did not have become the ones
+/// it had; 203 when anything changed.
+async fn amended(response: Response, version: (u32, u32)) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(JSON) || t.starts_with(JSON_LD));
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) if json => value,
+        _ => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    // Every entity is amended (no short cut once one changed).
+    let mut changed = false;
+    match &mut value {
+        serde_json::Value::Array(entities) => {
+            for entity in entities.iter_mut() {
+                changed |= amend_entity(entity, version);
+            }
+        }
+        entity => changed = amend_entity(entity, version),
+    }
+    if !changed {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    parts.status = StatusCode::NON_AUTHORITATIVE_INFORMATION;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(value.to_string()))
+}
+
+/// Amends an entity's attributes for `version`; whether anything changed.
+fn amend_entity(entity: &mut serde_json::Value, version: (u32, u32)) -> bool {
+    let Some(members) = entity.as_object_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for (name, member) in members.iter_mut() {
+        if matches!(name.as_str(), "id" | "type" | "@context" | "scope") {
+            continue;
+        }
+        changed |= amend_attribute(member, version);
+    }
+    changed
+}
+
+/// Amends one attribute (its instances, its sub-attributes) for `version`.
+fn amend_attribute(attribute: &mut serde_json::Value, version: (u32, u32)) -> bool {
+    use serde_json::Value;
+    if let Value::Array(instances) = attribute {
+        let mut changed = false;
+        for instance in instances.iter_mut() {
+            changed |= amend_attribute(instance, version);
+        }
+        return changed;
+    }
+    let Some(object) = attribute.as_object_mut() else {
+        return false;
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // (type, the version that brought it, its member, what it was before, as what member)
+    let fallback = match kind {
+        "VocabProperty" => Some(((1, 8), "vocab", "Property", "value")),
+        "JsonProperty" => Some(((1, 8), "json", "Property", "value")),
+        "ListProperty" => Some(((1, 8), "valueList", "Property", "value")),
+        "ListRelationship" => Some(((1, 8), "objectList", "Relationship", "object")),
+        "LanguageProperty" => Some(((1, 4), "languageMap", "Property", "value")),
+        _ => None,
+    };
+    let mut changed = false;
+    if let Some((since, member, before, as_member)) = fallback
+        && version < since
+    {
+        let mut content = object.remove(member).unwrap_or(Value::Null);
+        if member == "objectList"
+            && let Value::Array(items) = &mut content
+        {
+            for item in items.iter_mut() {
+                if let Some(id) = item.get("object").cloned() {
+                    *item = id;
+                }
+            }
+        }
+        object.insert("type".into(), before.into());
+        object.insert(as_member.into(), content);
+        changed = true;
+    }
+    for (name, member) in object.iter_mut() {
+        if member.is_object() && member.get("type").is_some() && name != "value" {
+            changed |= amend_attribute(member, version);
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -222,7 +359,11 @@ mod tests {
             (Method::GET, "/ngsi-ld/v1/temporal/entities", false),
         ];
         for (method, path, offered) in cases {
-            assert_eq!(offers_geo_json(&method, path), offered, "{method} {path}");
+            assert_eq!(
+                retrieves_or_queries_entities(&method, path),
+                offered,
+                "{method} {path}"
+            );
         }
     }
 }

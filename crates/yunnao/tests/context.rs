@@ -5306,6 +5306,124 @@ async fn context_sources_answer_what_they_are_registered_for(backend: TestBacken
     broker.server.cleanup().await;
 }
 
+async fn an_earlier_version_preferred_gets_what_it_knew(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:Building:v1";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": id, "type": "Building",
+                   "category": {"type": "VocabProperty", "vocab": "office"},
+                   "plan": {"type": "JsonProperty", "json": {"floors": 12}},
+                   "tenants": {"type": "ListProperty", "valueList": ["a", "b"]},
+                   "neighbours": {"type": "ListRelationship",
+                                  "objectList": [{"object": "urn:ngsi-ld:Building:v2"}]},
+                   "label": {"type": "LanguageProperty", "languageMap": {"zh": "大楼", "en": "tower"}},
+                   "height": 40}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let subscribed = broker
+        .send(
+            Method::POST,
+            "/subscriptions",
+            json!({"id": "urn:ngsi-ld:Subscription:versions", "type": "Subscription",
+                   "entities": [{"type": "Building"}],
+                   "notification": {"attributes": ["height"], "endpoint": {"uri": "http://127.0.0.1:9/"}}}),
+        )
+        .await;
+    assert_eq!(subscribed.status(), 201);
+    let prefer = |path: String, prefer: &'static str| {
+        let broker = &broker;
+        async move {
+            broker
+                .call(Method::GET, &path, Some(&broker.token))
+                .header("prefer", prefer)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let applied = |response: &Response| {
+        response
+            .headers()
+            .get("preference-applied")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    // Clause 4.3.6.8: types a version did not know become those it did; 203 says so.
+    let old = prefer(format!("/entities/{id}"), "ngsi-ld=1.5").await;
+    assert_eq!(old.status(), 203);
+    assert_eq!(applied(&old).as_deref(), Some("ngsi-ld=1.5"));
+    let shown: Value = old.json().await.expect("json");
+    assert_eq!(
+        shown["category"],
+        json!({"type": "Property", "value": "office"})
+    );
+    assert_eq!(
+        shown["plan"],
+        json!({"type": "Property", "value": {"floors": 12}})
+    );
+    assert_eq!(
+        shown["tenants"],
+        json!({"type": "Property", "value": ["a", "b"]})
+    );
+    assert_eq!(
+        shown["neighbours"],
+        json!({"type": "Relationship", "object": ["urn:ngsi-ld:Building:v2"]})
+    );
+    assert_eq!(shown["label"]["type"], "LanguageProperty", "1.5 knew it");
+    assert_eq!(shown["height"]["type"], "Property");
+    let oldest = prefer("/entities?type=Building".into(), "ngsi-ld=1.0").await;
+    assert_eq!(oldest.status(), 203);
+    let listed: Value = oldest.json().await.expect("json");
+    assert_eq!(
+        listed[0]["label"],
+        json!({"type": "Property", "value": {"zh": "大楼", "en": "tower"}})
+    );
+    // The native version, and resources that are not entities: unaltered, 200.
+    let native = prefer(format!("/entities/{id}"), "ngsi-ld=1.9").await;
+    assert_eq!(native.status(), 200);
+    assert_eq!(applied(&native).as_deref(), Some("ngsi-ld=1.9"));
+    assert_eq!(
+        native.json::<Value>().await.expect("json")["category"]["type"],
+        "VocabProperty"
+    );
+    let subscription = prefer(
+        "/subscriptions/urn:ngsi-ld:Subscription:versions".into(),
+        "ngsi-ld=1.0",
+    )
+    .await;
+    assert_eq!(subscription.status(), 200);
+    assert_eq!(applied(&subscription).as_deref(), Some("ngsi-ld=1.0"));
+    // RFC 7240 spellings; no version preferred, none applied.
+    for spelling in [
+        "NGSI-LD=1.0",
+        "Ngsi-Ld=1.0",
+        "ngsi-ld=\"1.0\"",
+        "ngsi-ld=1.0;q=0.1",
+        "respond-async, ngsi-ld=1.0",
+    ] {
+        let answer = prefer(
+            "/subscriptions/urn:ngsi-ld:Subscription:versions".into(),
+            spelling,
+        )
+        .await;
+        assert_eq!(
+            applied(&answer).as_deref(),
+            Some("ngsi-ld=1.0"),
+            "{spelling}"
+        );
+    }
+    for none in ["respond-async", "ngsi-ld=2.0", "ngsi-ld=latest"] {
+        let answer = prefer(format!("/entities/{id}"), none).await;
+        assert_eq!(answer.status(), 200, "{none}");
+        assert_eq!(applied(&answer), None, "{none}");
+    }
+    broker.server.cleanup().await;
+}
+
 async fn queries_and_subscriptions_reach_linked_entities(backend: TestBackend) {
     let broker = Broker::start(backend).await;
     let (url, seen) = receiver(200).await;
@@ -6402,6 +6520,7 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
 }
 
 backend_tests!(
+    an_earlier_version_preferred_gets_what_it_knew,
     queries_and_subscriptions_reach_linked_entities,
     registrations_keep_to_their_mode,
     entity_maps_keep_the_set_a_query_selected,
