@@ -76,6 +76,7 @@ pub fn router() -> OpenApiRouter<ContextBroker> {
         ))
         .routes(routes!(source_identity))
         .routes(routes!(create_entity_map))
+        .routes(routes!(create_temporal_entity_map))
         .routes(routes!(
             retrieve_entity_map,
             update_entity_map,
@@ -413,6 +414,7 @@ async fn update_registration(
         }
     }
     let registration = crate::registrations::Registration::parse(&merged, &request.context)?;
+    check_registration_conflicts(&broker, &request, &registration.definition).await?;
     crate::registrations::replace(&broker.db, &request.tenant, &registration).await?;
     broker.sources.reload().await?;
     broker.notifier.registration_changed(
@@ -504,6 +506,30 @@ async fn create_entity_map(
     map_header(&map, &mut answer_headers);
     let answer = request.respond(StatusCode::CREATED, map.render(), &mut answer_headers);
     Ok(with_warnings(Ok(answer), &matched.warnings))
+}
+
+/// Make an EntityMap of a temporal query (clause 5.14.4, `GET /temporal/entityMaps` with the
+/// temporal query's parameters): 201 with the map, named in `NGSILD-EntityMap`.
+#[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entityMaps", tag = "ngsi-ld",
+    responses((status = 201), (status = 400)))]
+async fn create_temporal_entity_map(
+    State(broker): State<ContextBroker>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> NgsiResult<Response> {
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    request.require_tenant(&broker).await?;
+    let params = params_of(
+        raw,
+        &[
+            QUERY_PARAMS,
+            TEMPORAL_PARAMS,
+            &["attrs", "local", "entityMapLifetime"],
+        ],
+    )?;
+    let lifetime = crate::entity_maps::lifetime_ms(params.get("entityMapLifetime"))?;
+    temporal_selection(&broker, &request, params, (MapUse::Create, Some(lifetime))).await
 }
 
 /// Map `id`, when it is live and the caller's (else 404).
@@ -4416,7 +4442,7 @@ async fn temporal_query(
     request.require_tenant(&broker).await?;
     let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS, TEMPORAL_PARAMS])?;
     let map = map_use(&broker, &request, &headers, &params).await?;
-    temporal_selection(&broker, &request, params, map).await
+    temporal_selection(&broker, &request, params, (map, None)).await
 }
 
 /// The same temporal query as a body: an NGSI-LD Query with its `temporalQ` (`timerel`,
@@ -4459,7 +4485,7 @@ async fn temporal_query_post(
         }
     }
     let map = map_use(&broker, &request, &headers, &params).await?;
-    temporal_selection(&broker, &request, params, map).await
+    temporal_selection(&broker, &request, params, (map, None)).await
 }
 
 /// The temporal evolution of the entities that `params` (entity and temporal query
@@ -4468,7 +4494,7 @@ async fn temporal_selection(
     broker: &ContextBroker,
     request: &Request,
     params: HashMap<String, String>,
-    map: MapUse,
+    (map, map_only): (MapUse, Option<i64>),
 ) -> NgsiResult<Response> {
     let temporal = temporal_request(&params, &request.context)?;
     let mut selecting = params.clone();
@@ -4539,15 +4565,12 @@ async fn temporal_selection(
     }
     let mut status = StatusCode::OK;
     if all {
-        let made = make_map(
-            broker,
-            request,
-            &matching,
-            &HashMap::new(),
-            crate::entity_maps::DEFAULT_LIFETIME_MS,
-        )
-        .await?;
+        let lifetime = map_only.unwrap_or(crate::entity_maps::DEFAULT_LIFETIME_MS);
+        let made = make_map(broker, request, &matching, &HashMap::new(), lifetime).await?;
         map_header(&made, &mut headers);
+        if map_only.is_some() {
+            return Ok(request.respond(StatusCode::CREATED, made.render(), &mut headers));
+        }
         status = StatusCode::CREATED;
     }
     let matching: Vec<Stored> = matching.into_iter().skip(offset).take(limit).collect();

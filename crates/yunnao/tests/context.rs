@@ -5651,6 +5651,18 @@ async fn registrations_keep_to_their_mode(backend: TestBackend) {
                "information": info(json!([{"type": "Building", "id": building}]), Some(json!([names])))})
     };
     expect_ngsi_error(register(over("redirect", "height")).await, 409, "Conflict").await;
+    // The same holds when a registration is changed into one that claims too much.
+    let mut shared = over("inclusive", "height");
+    shared["id"] = json!("urn:ngsi-ld:ContextSourceRegistration:b1-shared");
+    assert_eq!(register(shared).await.status(), 201);
+    let redirected = broker
+        .send(
+            Method::PATCH,
+            "/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:b1-shared",
+            json!({"mode": "redirect"}),
+        )
+        .await;
+    expect_ngsi_error(redirected, 409, "Conflict").await;
     expect_ngsi_error(
         register(over("exclusive", "subCategory")).await,
         409,
@@ -5880,6 +5892,21 @@ async fn entity_maps_keep_the_set_a_query_selected(backend: TestBackend) {
     assert_eq!(fixed.status(), 200);
     assert_eq!(located(&fixed), one);
     assert_eq!(ids(fixed.json().await.expect("json")), [slow]);
+    let temporal_map = broker
+        .get(&format!("/temporal/entityMaps?type=Vehicle&{window}"))
+        .await;
+    assert_eq!(temporal_map.status(), 201);
+    let temporal_map: Value = temporal_map.json().await.expect("json");
+    assert_eq!(
+        temporal_map["entityMap"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![
+            fast.to_owned(),
+            "urn:ngsi-ld:Vehicle:em-new".to_owned(),
+            slow.to_owned()
+        ])
+    );
     broker.server.cleanup().await;
 }
 
