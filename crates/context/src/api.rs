@@ -3507,8 +3507,42 @@ fn attribute_kinds(attribute: &Value) -> Vec<String> {
     }
 }
 
-fn details(raw: Option<String>) -> NgsiResult<bool> {
-    flag(&params_of(raw, &[&["details", "local"]])?, "details")
+/// `details` of a discovery request, with its parameters.
+fn details(raw: Option<String>) -> NgsiResult<(bool, HashMap<String, String>)> {
+    let params = params_of(raw, &[&["details", "local"]])?;
+    Ok((flag(&params, "details")?, params))
+}
+
+/// The names (expanded) a discovery list holds here (`local`), and those the context sources
+/// registered for the tenant list for `operation` at `path` (its `member`), with the warnings
+/// of the sources left out.
+async fn discovered(
+    broker: &ContextBroker,
+    request: &Request,
+    params: &HashMap<String, String>,
+    local: impl Iterator<Item = String>,
+    (operation, path, member): (&str, &str, &str),
+) -> NgsiResult<(
+    std::collections::BTreeSet<String>,
+    Vec<crate::distributed::Warning>,
+)> {
+    let mut names: std::collections::BTreeSet<String> = local.collect();
+    let mut warnings = Vec::new();
+    if broker.sources.any(&request.tenant)
+        && let Some(forward) = request.forward(broker, params)?
+    {
+        let (remote, left_out) = broker
+            .sources
+            .names(
+                (&request.tenant, &request.viewer),
+                (operation, path, member),
+                (&request.context, &forward),
+            )
+            .await;
+        names.extend(remote);
+        warnings = left_out;
+    }
+    Ok((names, warnings))
 }
 
 fn list_id(kind: &str) -> String {
@@ -3525,9 +3559,10 @@ async fn list_types(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
-    let detailed = details(raw)?;
+    let (detailed, params) = details(raw)?;
     let inventory = inventory(&broker, &request).await?;
     let c = &request.context;
+    let mut warnings = Vec::new();
     let body = if detailed {
         Value::Array(
             inventory
@@ -3540,10 +3575,23 @@ async fn list_types(
                 .collect(),
         )
     } else {
+        // Clause 4.3.6: the types the context sources hold are listed too.
+        let (names, left_out) = discovered(
+            &broker,
+            &request,
+            &params,
+            inventory.types.keys().cloned(),
+            ("retrieveEntityTypes", "/types", "typeList"),
+        )
+        .await?;
+        warnings = left_out;
         serde_json::json!({"id": list_id("EntityTypeList"), "type": "EntityTypeList",
-            "typeList": inventory.types.keys().map(|t| c.compact(t)).collect::<Vec<_>>()})
+            "typeList": names.iter().map(|t| c.compact(t)).collect::<Vec<_>>()})
     };
-    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+    Ok(with_warnings(
+        Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new())),
+        &warnings,
+    ))
 }
 
 /// One entity type: how many entities, which attributes of which attribute types.
@@ -3581,9 +3629,10 @@ async fn list_attributes(
 ) -> NgsiResult<Response> {
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
-    let detailed = details(raw)?;
+    let (detailed, params) = details(raw)?;
     let inventory = inventory(&broker, &request).await?;
     let c = &request.context;
+    let mut warnings = Vec::new();
     let body = if detailed {
         Value::Array(
             inventory
@@ -3593,10 +3642,22 @@ async fn list_attributes(
                 .collect(),
         )
     } else {
+        let (names, left_out) = discovered(
+            &broker,
+            &request,
+            &params,
+            inventory.attributes.keys().cloned(),
+            ("retrieveAttrTypes", "/attributes", "attributeList"),
+        )
+        .await?;
+        warnings = left_out;
         serde_json::json!({"id": list_id("AttributeList"), "type": "AttributeList",
-            "attributeList": inventory.attributes.keys().map(|a| c.compact(a)).collect::<Vec<_>>()})
+            "attributeList": names.iter().map(|a| c.compact(a)).collect::<Vec<_>>()})
     };
-    Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+    Ok(with_warnings(
+        Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new())),
+        &warnings,
+    ))
 }
 
 type AttributeEntry = (

@@ -790,6 +790,36 @@ impl Sources {
         )
     }
 
+    /// The names (expanded with `context`) the sources of `tenant` that offer `operation` list
+    /// at `path` (in the answer's `member`: `/types` → `typeList`), with the warnings of those
+    /// left out.
+    pub async fn names(
+        &self,
+        (tenant, viewer): (&str, &Viewer),
+        (operation, path, member): (&str, &str, &str),
+        (context, forward): (&Context, &Forward),
+    ) -> (Vec<String>, Vec<Warning>) {
+        let asks = self
+            .select(tenant, viewer, |s| s.offers(operation))
+            .into_iter()
+            .map(|source| (source, path.to_owned()))
+            .collect();
+        let (answers, mut warnings) = self.ask_all(asks, forward).await;
+        let mut names = Vec::new();
+        for (source, answer) in answers {
+            match answer.get(member).and_then(Value::as_array) {
+                Some(items) => names.extend(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|name| context.expand(name)),
+                ),
+                None => warnings.push(Warning::new(111, &source, format!("no {member}"))),
+            }
+        }
+        (names, warnings)
+    }
+
     /// Entity `id` (of `types`, when known) as each of `sources` has it (with the registration
     /// it came through), asked for the
     /// attributes `attrs` (expanded; all when none) within what each registration covers,

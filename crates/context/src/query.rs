@@ -171,11 +171,7 @@ impl Parser<'_> {
             return Ok(term);
         };
         let operand = self.operand(op)?;
-        let mut innermost = &mut term;
-        while innermost.linked.is_some() {
-            innermost = innermost.linked.as_deref_mut().expect("checked: linked");
-        }
-        innermost.comparison = Some((op, operand));
+        term.compare_innermost((op, operand));
         Ok(term)
     }
 
@@ -718,6 +714,14 @@ fn linked_ids(entity: &Entity, name: &str) -> Vec<String> {
 }
 
 impl Term {
+    /// Gives the comparison to the innermost term of a `rel{…}` chain (or to this one).
+    fn compare_innermost(&mut self, comparison: (Op, Operand)) {
+        match &mut self.linked {
+            Some(inner) => inner.compare_innermost(comparison),
+            None => self.comparison = Some(comparison),
+        }
+    }
+
     /// How many links deep the term reaches (0: the entity's own attributes).
     fn depth(&self) -> usize {
         self.linked.as_ref().map_or(0, |inner| 1 + inner.depth())

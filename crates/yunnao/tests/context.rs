@@ -5949,6 +5949,8 @@ async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
             oversized.to_string(),
         ),
         ("GET", "/ngsi-ld/v1/entities?", 200, "[]".into()),
+        ("GET", "/ngsi-ld/v1/types", 200, json!({"id": "urn:ngsi-ld:EntityTypeList:x", "type": "EntityTypeList", "typeList": ["Tram"]}).to_string()),
+        ("GET", "/ngsi-ld/v1/attributes", 200, json!({"id": "urn:ngsi-ld:AttributeList:x", "type": "AttributeList", "attributeList": ["fuel"]}).to_string()),
         ("POST", "/ngsi-ld/v1/entities", 201, String::new()),
     ])
     .await;
@@ -6136,6 +6138,26 @@ async fn distributed_requests_follow_their_registrations(backend: TestBackend) {
             .map(|d| d.iter().map(|r| r["id"].clone()).collect::<Vec<_>>()),
         Some(vec![json!("urn:ngsi-ld:ContextSourceRegistration:speed")])
     );
+    // Discovery (clause 4.3.6): what the sources list is listed too (not with local=true).
+    let types = broker.get("/types").await;
+    assert_eq!(types.status(), 200);
+    assert!(
+        types.headers()["ngsild-warning"]
+            .to_str()
+            .is_ok_and(|w| w.starts_with("199")),
+        "the boats' source is down"
+    );
+    let types: Value = types.json().await.expect("json");
+    let lists = |list: &Value, name: &str| {
+        list.as_array()
+            .is_some_and(|names| names.iter().any(|n| n == name))
+    };
+    assert!(lists(&types["typeList"], "Tram"), "{types}");
+    let here = broker.get_json("/types?local=true").await;
+    assert!(!lists(&here["typeList"], "Tram"), "{here}");
+    let attributes = broker.get_json("/attributes").await;
+    assert!(lists(&attributes["attributeList"], "fuel"), "{attributes}");
+    taken();
     // A redirect registration holding the whole entity without offering creates: Conflict,
     // nothing sent, nothing created.
     let lamp = broker
