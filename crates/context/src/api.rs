@@ -304,10 +304,7 @@ async fn query_registrations(
         .transpose()?;
     let csf = params
         .get("csf")
-        .map(|csf| {
-            crate::query::check_csf(csf)?;
-            crate::query::parse(csf, &request.context)
-        })
+        .map(|csf| crate::query::parse_csf(csf, &request.context))
         .transpose()?;
     // Clause 5.10.2.4: scopeQ against the registration's scope, a geo-query against its
     // location (or observationSpace, operationSpace: `geoproperty`).
@@ -315,27 +312,13 @@ async fn query_registrations(
         .get("scopeQ")
         .map(|q| model::ScopeQuery::parse(q))
         .transpose()?;
-    let geo = match (
-        params.get("georel"),
-        params.get("geometry"),
-        params.get("coordinates"),
-    ) {
-        (None, None, None) => None,
-        (Some(georel), Some(geometry), Some(coordinates)) => Some(GeoQuery::parse(
-            georel,
-            geometry,
-            coordinates,
-            params
-                .get("geoproperty")
-                .cloned()
-                .unwrap_or_else(|| "location".into()),
-        )?),
-        _ => {
-            return Err(errors::bad_request(
-                "a geo-query needs georel, geometry and coordinates together",
-            ));
-        }
-    };
+    let geo = geo_query(
+        &params,
+        params
+            .get("geoproperty")
+            .cloned()
+            .unwrap_or_else(|| "location".into()),
+    )?;
     let matching: Vec<Value> = crate::registrations::list(&broker.db, &request.tenant)
         .await?
         .iter()
@@ -2443,6 +2426,23 @@ async fn delete_attribute(
     Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
 }
 
+/// The geo-query of `georel`, `geometry` and `coordinates` (all or none) on `property`.
+fn geo_query(params: &HashMap<String, String>, property: String) -> NgsiResult<Option<GeoQuery>> {
+    match (
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(georel), Some(geometry), Some(coordinates)) => {
+            GeoQuery::parse(georel, geometry, coordinates, property).map(Some)
+        }
+        _ => Err(errors::bad_request(
+            "a geo-query needs georel, geometry and coordinates together",
+        )),
+    }
+}
+
 /// The query parameters of `GET /entities`, after parsing.
 struct EntityQuery {
     selection: Selection,
@@ -2481,24 +2481,10 @@ fn entity_query(
         .get("q")
         .map(|q| crate::query::parse(q, context))
         .transpose()?;
-    let geo = match (
-        params.get("georel"),
-        params.get("geometry"),
-        params.get("coordinates"),
-    ) {
-        (None, None, None) => None,
-        (Some(georel), Some(geometry), Some(coordinates)) => Some(GeoQuery::parse(
-            georel,
-            geometry,
-            coordinates,
-            context.expand(params.get("geoproperty").map_or("location", String::as_str)),
-        )?),
-        _ => {
-            return Err(errors::bad_request(
-                "a geo-query needs georel, geometry and coordinates together",
-            ));
-        }
-    };
+    let geo = geo_query(
+        params,
+        context.expand(params.get("geoproperty").map_or("location", String::as_str)),
+    )?;
     let attrs = params.get("attrs").map(|a| {
         a.split(',')
             .filter(|s| !s.is_empty())
@@ -2536,17 +2522,9 @@ fn entity_query(
     }
     let csf = params
         .get("csf")
-        .map(|csf| {
-            crate::query::check_csf(csf)?;
-            crate::query::parse(csf, context)
-        })
+        .map(|csf| crate::query::parse_csf(csf, context))
         .transpose()?;
-    if let Some(split) = params.get("splitEntities")
-        && split != "true"
-        && split != "false"
-    {
-        return Err(errors::bad_request("splitEntities is true or false"));
-    }
+    flag(params, "splitEntities")?;
     // Clause 5.7.2.4: attrs and q narrow a query only through attributes that are not the
     // system's (createdAt, modifiedAt, …).
     let system = |name: &str| crate::model::SYSTEM_ATTRIBUTES.contains(&name);

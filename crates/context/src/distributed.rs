@@ -58,25 +58,13 @@ const UNCONVEYED: &[&str] = &[
 /// platform admin's request may reach any department's sources).
 const NOT_COPIED: &[&str] = &["authorization", "cookie", "x-api-key"];
 
-/// The query parameters forwarded with a query: those that select entities (paging is the
-/// broker's, over the merged answer; rendering is the broker's, from the normalized form).
-const FORWARDED: &[&str] = &[
-    "type",
-    "id",
-    "idPattern",
-    "attrs",
-    "q",
-    "georel",
-    "geometry",
-    "coordinates",
-    "geoproperty",
-    "scopeQ",
-];
-
-/// The forwarded parameters a query with `splitEntities=true` leaves out (clause 5.7.2.4): the
-/// broker applies them to the merged entities instead.
-const SPLIT_FILTERS: &[&str] = &[
-    "attrs",
+/// The query parameters forwarded with a query: those that name entities, then the filters
+/// (paging is the broker's, over the merged answer; rendering is the broker's, from the
+/// normalized form; `attrs` is narrowed per source).
+const SELECTORS: &[&str] = &["type", "id", "idPattern"];
+/// The filters, left out with `splitEntities=true` (clause 5.7.2.4): the broker applies them
+/// to the merged entities instead.
+const FILTERS: &[&str] = &[
     "q",
     "georel",
     "geometry",
@@ -866,11 +854,10 @@ impl Sources {
         (context, forward): (&Context, &Forward),
     ) -> (Vec<(String, Entity)>, Vec<Warning>) {
         let split = params.get("splitEntities").is_some_and(|s| s == "true");
-        let forwarded: Vec<&str> = FORWARDED
-            .iter()
-            .copied()
-            .filter(|k| *k != "attrs" && !(split && SPLIT_FILTERS.contains(k)))
-            .collect();
+        let mut forwarded = SELECTORS.to_vec();
+        if !split {
+            forwarded.extend(FILTERS);
+        }
         let common = query_string(params, &forwarded);
         let (types, ids, attrs) = selects;
         let asked = if split { &[][..] } else { attrs };

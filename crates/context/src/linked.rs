@@ -59,27 +59,30 @@ impl Linking {
 
 /// The ids an entity's Relationships and ListRelationships name, in attribute order.
 fn linked_ids(entity: &Entity) -> Vec<String> {
+    entity.attrs.values().flat_map(targets).collect()
+}
+
+/// The ids one attribute names (each instance), when it is a Relationship or ListRelationship.
+pub fn targets(attribute: &Value) -> Vec<String> {
+    let instances: Vec<&Value> = match attribute {
+        Value::Array(instances) => instances.iter().collect(),
+        one => vec![one],
+    };
     let mut ids = Vec::new();
-    for attribute in entity.attrs.values() {
-        let instances: Vec<&Value> = match attribute {
-            Value::Array(instances) => instances.iter().collect(),
-            one => vec![one],
-        };
-        for instance in instances {
-            match instance.get("type").and_then(Value::as_str) {
-                Some("Relationship") => collect_ids(instance.get("object"), &mut ids),
-                Some("ListRelationship") => {
-                    for entry in instance
-                        .get("objectList")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        collect_ids(entry.get("object").or(Some(entry)), &mut ids);
-                    }
+    for instance in instances {
+        match instance.get("type").and_then(Value::as_str) {
+            Some("Relationship") => collect_ids(instance.get("object"), &mut ids),
+            Some("ListRelationship") => {
+                for entry in instance
+                    .get("objectList")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    collect_ids(entry.get("object").or(Some(entry)), &mut ids);
                 }
-                _ => {}
             }
+            _ => {}
         }
     }
     ids

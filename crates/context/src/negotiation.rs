@@ -118,8 +118,7 @@ pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
         .headers()
         .get(header::ACCEPT)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let geo = entity_data;
-    let mut response = match negotiate(accept, geo) {
+    let mut response = match negotiate(accept, entity_data) {
         Some(chosen) => {
             request
                 .headers_mut()
@@ -129,7 +128,7 @@ pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
         None => errors::not_acceptable(format!(
             "Accept {:?} names none of the representations offered here: {}",
             accept.unwrap_or_default(),
-            if geo {
+            if entity_data {
                 OFFERED.join(", ")
             } else {
                 OFFERED[..2].join(", ")

@@ -391,8 +391,14 @@ impl Expr {
     }
 }
 
-/// The form of a context source filter (`csf`, clause 4.9): not empty, parentheses balanced
-/// (it is then read as a query on the registrations' own properties).
+/// A context source filter (`csf`, clause 4.9), read as a query on the registrations' own
+/// properties.
+pub fn parse_csf(csf: &str, context: &Context) -> Result<Expr, Problem> {
+    check_csf(csf)?;
+    parse(csf, context)
+}
+
+/// The form of a context source filter: not empty, parentheses balanced.
 pub fn check_csf(csf: &str) -> Result<(), Problem> {
     let mut depth = 0i32;
     let balanced = csf.chars().all(|c| {
@@ -685,32 +691,11 @@ impl Term {
 
 /// The ids the Relationship (or ListRelationship) `name` of `entity` names.
 fn linked_ids(entity: &Entity, name: &str) -> Vec<String> {
-    let instances: Vec<&Value> = match entity.attrs.get(name) {
-        Some(Value::Array(instances)) => instances.iter().collect(),
-        Some(one) => vec![one],
-        None => Vec::new(),
-    };
-    let mut ids = Vec::new();
-    for instance in instances {
-        match (instance.get("object"), instance.get("objectList")) {
-            (Some(Value::String(id)), _) => ids.push(id.clone()),
-            (Some(Value::Array(many)), _) | (_, Some(Value::Array(many))) => {
-                for item in many {
-                    match item {
-                        Value::String(id) => ids.push(id.clone()),
-                        Value::Object(o) => {
-                            if let Some(Value::String(id)) = o.get("object") {
-                                ids.push(id.clone());
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    ids
+    entity
+        .attrs
+        .get(name)
+        .map(crate::linked::targets)
+        .unwrap_or_default()
 }
 
 impl Term {
@@ -736,9 +721,15 @@ impl Expr {
         }
     }
 
-    /// How many links deep the expression reaches (0: no `rel{…}` term).
+    /// How many links deep the expression reaches (0: no `rel{…}` term). Asked on every
+    /// change a subscription with a q hears of, so it allocates nothing.
     pub fn link_depth(&self) -> usize {
-        self.terms().iter().map(|t| t.depth()).max().unwrap_or(0)
+        match self {
+            Expr::Or(items) | Expr::And(items) => {
+                items.iter().map(Expr::link_depth).max().unwrap_or(0)
+            }
+            Expr::Term(term) | Expr::Absent(term) => term.depth(),
+        }
     }
 }
 
