@@ -349,17 +349,10 @@ async fn main() -> anyhow::Result<()> {
             let body = json!({"occupancy": {"type": "Property", "value": value,
                 "observedAt": format!("2026-11-29T{hour:02}:00:00Z")}})
             .to_string();
-            let elapsed = run_lean(
-                &address,
-                &cli.token,
-                updates,
-                connections,
-                204,
-                move |i| {
-                    let path = format!("/ngsi-ld/v1/entities/{}/attrs", id(i * 7 % n));
-                    ("PATCH", path, body.clone().into_bytes())
-                },
-            )
+            let elapsed = run_lean(&address, &cli.token, updates, connections, 204, move |i| {
+                let path = format!("/ngsi-ld/v1/entities/{}/attrs", id(i * 7 % n));
+                ("PATCH", path, body.clone().into_bytes())
+            })
             .await?;
             figures.push(Figure {
                 name: format!("attribute updates, one per request ({connections} connections)"),
