@@ -2479,7 +2479,13 @@ fn entity_query(
         .transpose()?;
     let q = params
         .get("q")
-        .map(|q| crate::query::parse(q, context))
+        .map(|q| {
+            crate::query::parse_expanding(
+                q,
+                params.get("expandValues").map(String::as_str),
+                context,
+            )
+        })
         .transpose()?;
     let geo = geo_query(
         params,
@@ -4557,9 +4563,10 @@ async fn temporal_selection(
     }
     // Clause 5.7.4.4: q is matched by the attribute instances in the time range, not by the
     // entity as it is now.
+    let expand_values = selecting.remove("expandValues");
     let q = selecting
         .remove("q")
-        .map(|q| crate::query::parse(&q, &request.context))
+        .map(|q| crate::query::parse_expanding(&q, expand_values.as_deref(), &request.context))
         .transpose()?;
     if q.as_ref().is_some_and(|q| q.link_depth() > 0) {
         return Err(errors::bad_request(

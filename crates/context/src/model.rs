@@ -711,6 +711,26 @@ fn parse_attribute_as(
     check_members(name, &kind, &object)?;
     match kind.as_str() {
         "ListRelationship" => normalize_object_list(name, &mut object)?,
+        "VocabProperty" => {
+            // Clause 4.5.20: vocab strings are terms (`@type: @vocab` in the core context),
+            // kept as the IRIs they name and compacted again for each reader.
+            let expanded = match object.get("vocab") {
+                Some(Value::String(term)) => Value::String(context.expand(term)),
+                Some(Value::Array(terms)) if terms.iter().all(Value::is_string) => Value::Array(
+                    terms
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|term| Value::String(context.expand(term)))
+                        .collect(),
+                ),
+                _ => {
+                    return Err(errors::bad_request(format!(
+                        "{name}: vocab is a term or a list of terms (clause 4.5.20)"
+                    )));
+                }
+            };
+            object.insert("vocab".into(), expanded);
+        }
         "LanguageProperty" => check_language_map(name, &object)?,
         "JsonProperty" => {
             let raw = object.get("json").is_some_and(|json| match json {
@@ -1279,7 +1299,11 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
             return text;
         }
         let member = value_member(kind);
-        let value = object.get(member).cloned().unwrap_or(Value::Null);
+        let value = match object.get(member) {
+            Some(vocab) if kind == "VocabProperty" => compact_vocab(vocab, context),
+            Some(value) => value.clone(),
+            None => Value::Null,
+        };
         return match kind {
             // Clause 4.5.4: these keep their member's name around the value.
             "LanguageProperty" | "JsonProperty" | "VocabProperty" => {
@@ -1313,6 +1337,9 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
             "createdAt" | "modifiedAt" if !options.sys_attrs => {}
             // Concise: the type is implied by the member that holds the value.
             "type" if options.format == Format::Concise => {}
+            "vocab" if kind == "VocabProperty" => {
+                out.insert(member.clone(), compact_vocab(value, context));
+            }
             _ if STRUCTURAL.contains(&member.as_str()) => {
                 out.insert(member.clone(), value.clone());
             }
@@ -1332,6 +1359,17 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
         return value;
     }
     Value::Object(out)
+}
+
+/// A VocabProperty's stored IRIs (one or a list) as terms of `context`.
+fn compact_vocab(vocab: &Value, context: &Context) -> Value {
+    match vocab {
+        Value::String(iri) => Value::String(context.compact(iri)),
+        Value::Array(iris) => {
+            Value::Array(iris.iter().map(|i| compact_vocab(i, context)).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,59 @@ pub fn parse(text: &str, context: &Context) -> Result<Expr, Problem> {
     Ok(expr)
 }
 
+/// `q` of a query with its `expandValues` parameter (clause 5.7.2.4: attribute names, comma
+/// separated): the strings those attributes are compared with in `q` are terms, expanded with
+/// the context as stored vocab values are (clause 4.9, EXAMPLE 12). Other strings are compared
+/// as written.
+pub fn parse_expanding(
+    text: &str,
+    expand_values: Option<&str>,
+    context: &Context,
+) -> Result<Expr, Problem> {
+    let mut expr = parse(text, context)?;
+    if let Some(names) = expand_values {
+        let names: Vec<String> = names
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| context.expand(name))
+            .collect();
+        expr.expand_values(&names, context);
+    }
+    Ok(expr)
+}
+
+impl Expr {
+    fn expand_values(&mut self, names: &[String], context: &Context) {
+        match self {
+            Expr::Or(parts) | Expr::And(parts) => {
+                for part in parts {
+                    part.expand_values(names, context);
+                }
+            }
+            Expr::Term(term) | Expr::Absent(term) => {
+                if term.linked.is_some() || !term.path.first().is_some_and(|n| names.contains(n)) {
+                    return;
+                }
+                let expand = |literal: &mut Literal| {
+                    if let Literal::Text(text) | Literal::Bare(text) = literal {
+                        *text = context.expand(text);
+                    }
+                };
+                match term.comparison.as_mut().map(|(_, operand)| operand) {
+                    Some(Operand::One(literal)) => expand(literal),
+                    Some(Operand::Range(low, high)) => {
+                        expand(low);
+                        expand(high);
+                    }
+                    Some(Operand::List(literals)) => literals.iter_mut().for_each(expand),
+                    Some(Operand::Pattern(_)) | None => {}
+                }
+            }
+        }
+    }
+}
+
 struct Parser<'a> {
     chars: Vec<char>,
     at: usize,

@@ -6532,7 +6532,110 @@ async fn writes_go_to_the_context_sources_that_hold_them(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// `text` as a query-string value: what would end or cut the value is percent-encoded (the URL
+/// parser encodes the rest).
+fn query_value(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('#', "%23")
+        .replace('&', "%26")
+        .replace('+', "%2B")
+}
+
+/// Clauses 4.5.20, 4.9 (EXAMPLE 12) and 5.7.2.4: a VocabProperty holds terms of the context,
+/// kept as IRIs and compacted for each reader; `q` compares them with what it is given unless
+/// `expandValues` names the attribute, which expands `q`'s strings the same way, in queries of
+/// entities and of their temporal evolution.
+async fn vocab_values_are_terms_of_the_context(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let shop = "urn:ngsi-ld:Shop:vocab-1";
+    let created = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": shop, "type": "Shop",
+                   "category": {"type": "VocabProperty", "vocab": "commercial"},
+                   "kinds": {"type": "VocabProperty", "vocab": ["retail", "food"]}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    // Given with a context that names another vocabulary: stored as that IRI.
+    let elsewhere = broker
+        .call(Method::POST, "/entities", Some(&broker.token))
+        .header("content-type", "application/ld+json")
+        .body(
+            json!({"id": "urn:ngsi-ld:Shop:vocab-2", "type": "Shop",
+                   "category": {"type": "VocabProperty", "vocab": "kind:commercial"},
+                   "@context": [{"kind": "https://example.org/kinds#"}, CORE]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(elsewhere.status(), 201);
+
+    let entity = broker.get_json(&format!("/entities/{shop}")).await;
+    assert_eq!(entity["category"]["vocab"], "commercial");
+    assert_eq!(entity["kinds"]["vocab"], json!(["retail", "food"]));
+    let simplified = broker
+        .get_json(&format!("/entities/{shop}?options=keyValues"))
+        .await;
+    assert_eq!(simplified["category"], json!({"vocab": "commercial"}));
+    let other = broker.get_json("/entities/urn:ngsi-ld:Shop:vocab-2").await;
+    assert_eq!(
+        other["category"]["vocab"], "https://example.org/kinds#commercial",
+        "under the core context the other vocabulary's IRI stays whole"
+    );
+
+    let default_iri = "https://uri.etsi.org/ngsi-ld/default-context/commercial";
+    // (q, expandValues, ids found)
+    let cases: &[(&str, Option<&str>, &[&str])] = &[
+        ("category==commercial", None, &[]),
+        ("category==commercial", Some("category"), &[shop]),
+        ("category==\"commercial\"", Some("category"), &[shop]),
+        (
+            "category==industrial,commercial",
+            Some("category,kinds"),
+            &[shop],
+        ),
+        ("category==commercial", Some("kinds"), &[]),
+        ("kinds==food", Some("kinds"), &[shop]),
+        (&format!("category=={default_iri}"), None, &[shop]),
+        (
+            "category==https://example.org/kinds#commercial",
+            None,
+            &["urn:ngsi-ld:Shop:vocab-2"],
+        ),
+    ];
+    for (q, expand, expected) in cases {
+        let mut query = format!("type=Shop&q={}", query_value(q));
+        if let Some(names) = expand {
+            query.push_str(&format!("&expandValues={names}"));
+        }
+        let found = broker.get_json(&format!("/entities?{query}")).await;
+        let ids: Vec<&str> = found
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        assert_eq!(&ids, expected, "q={q} expandValues={expand:?}");
+        let window = "timerel=after&timeAt=2000-01-01T00:00:00Z";
+        let temporal = broker
+            .get_json(&format!("/temporal/entities?{query}&{window}"))
+            .await;
+        let ids: Vec<&str> = temporal
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        assert_eq!(&ids, expected, "temporal: q={q} expandValues={expand:?}");
+    }
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    vocab_values_are_terms_of_the_context,
     an_earlier_version_preferred_gets_what_it_knew,
     queries_and_subscriptions_reach_linked_entities,
     registrations_keep_to_their_mode,
