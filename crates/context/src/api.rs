@@ -4339,7 +4339,13 @@ fn temporal_request(
             params
                 .get("aggrPeriodDuration")
                 .map_or("P0D", String::as_str),
-        )?;
+        )
+        .map_err(|problem| {
+            errors::bad_request(format!(
+                "aggrPeriodDuration: {}",
+                problem.detail.as_deref().unwrap_or("not a duration")
+            ))
+        })?;
         Some((methods, period))
     } else {
         None
@@ -4529,8 +4535,46 @@ async fn temporal_query_post(
             }
         }
     }
+    if let Some(aggregation) = value.get("aggrParams") {
+        aggregation_params(aggregation, &mut params)?;
+    }
     let map = map_use(&broker, &request, &headers, &params).await?;
     temporal_selection(&broker, &request, params, (map, None)).await
+}
+
+/// A Query's `aggrParams` (clause 5.2.44: `aggrMethods`, `aggrPeriodDuration`) as the URL
+/// parameters of the same aggregation; asks for the aggregated representation unless the URL
+/// chose another.
+fn aggregation_params(value: &Value, params: &mut HashMap<String, String>) -> NgsiResult<()> {
+    let Value::Object(members) = value else {
+        return Err(errors::bad_request("aggrParams must be a JSON object"));
+    };
+    let methods = match members.get("aggrMethods") {
+        Some(Value::Array(methods)) if !methods.is_empty() => methods
+            .iter()
+            .map(|m| m.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        errors::bad_request("aggrParams.aggrMethods must be a list of aggregation method names")
+    })?;
+    params.insert("aggrMethods".into(), methods.join(","));
+    match members.get("aggrPeriodDuration") {
+        Some(Value::String(duration)) => {
+            params.insert("aggrPeriodDuration".into(), duration.clone());
+        }
+        Some(other) => {
+            return Err(errors::bad_request(format!(
+                "aggrParams.aggrPeriodDuration must be a duration string, not {other}"
+            )));
+        }
+        None => {}
+    }
+    if !params.contains_key("format") && !has_option(params, "temporalValues") {
+        params.insert("format".into(), "aggregatedValues".into());
+    }
+    Ok(())
 }
 
 /// The temporal evolution of the entities that `params` (entity and temporal query

@@ -2542,7 +2542,30 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         .await;
     assert_eq!(heights(&window[0]).len(), 12);
     assert_eq!(heights(&window[0]), heights(&by_get));
+    // Clause 5.2.44: aggrParams in the body asks for the aggregated representation.
+    let aggregated_post = posted(
+        "",
+        json!({"type": "Query", "entities": [{"id": id, "type": "WaterObserved"}], "attrs": ["height"],
+               "temporalQ": {"timerel": "between", "timeAt": at(12), "endTimeAt": at(24)},
+               "aggrParams": {"aggrMethods": ["avg", "max"], "aggrPeriodDuration": "PT1H"}}),
+    )
+    .await;
+    let aggregated_get = broker
+        .get_json(&format!(
+            "/temporal/entities/{id}?attrs=height&options=aggregatedValues&aggrMethods=avg,max&aggrPeriodDuration=PT1H&timerel=between&timeAt={}&endTimeAt={}",
+            at(12),
+            at(24)
+        ))
+        .await;
+    assert!(aggregated_get["height"]["avg"].is_array());
+    assert_eq!(aggregated_post[0]["height"], aggregated_get["height"]);
     for body in [
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "aggrParams": {"aggrMethods": ["bogus"], "aggrPeriodDuration": "PT0S"}}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "aggrParams": {"aggrMethods": ["avg"], "aggrPeriodDuration": "bogus"}}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "aggrParams": {"aggrMethods": "avg"}}),
         json!({"type": "Query", "entities": [{"type": "WaterObserved"}], "temporalQ": "before"}),
         json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
                "temporalQ": {"timerel": "during", "timeAt": at(0)}}),
