@@ -897,7 +897,8 @@ fn order(value: &Value, literal: &Literal) -> Option<std::cmp::Ordering> {
         (Value::String(s), Literal::Time(l)) => {
             Some(yunnao_core::time::parse_rfc3339_ms(s)?.cmp(l))
         }
-        (Value::String(s), Literal::Number(l)) => s.parse::<f64>().ok()?.partial_cmp(l),
+        // Clause 4.9: values of different data types do not compare ("550" > 100 does not
+        // match).
         _ => None,
     }
 }
@@ -1035,12 +1036,12 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
         value_type(&mut sql);
         match compare {
             Compare::Number(op, n) => {
-                sql.push(" IN ('object', 'array', 'string') OR ");
+                sql.push(" IN ('object', 'array') OR ");
                 number(&mut sql);
                 sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
             }
             Compare::Between(low, high) => {
-                sql.push(" IN ('object', 'array', 'string') OR (");
+                sql.push(" IN ('object', 'array') OR (");
                 number(&mut sql);
                 sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
                 number(&mut sql);
@@ -1090,7 +1091,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                     value(&mut sql);
                     sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
                 }
-                not(&mut sql, &["true", "false", "null"]);
+                not(&mut sql, &["text", "true", "false", "null"]);
             }
             Compare::Between(low, high) => {
                 for t in ["integer", "real"] {
@@ -1100,7 +1101,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                     value(&mut sql);
                     sql.push(" <= ").bind(SqlValue::Real(high));
                 }
-                not(&mut sql, &["true", "false", "null"]);
+                not(&mut sql, &["text", "true", "false", "null"]);
             }
             Compare::Text(text) => {
                 sql.push(" WHEN 'text' THEN ");
@@ -1117,8 +1118,8 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                 not(&mut sql, &["text", "integer", "real", "null"]);
             }
         }
-        // No value member, or an object, array or text where a number was asked: let the
-        // exact evaluation decide. A missing attribute: no.
+        // No value member, or an object or array value: let the exact evaluation decide. A
+        // missing attribute: no.
         sql.push(" ELSE 2 END ELSE 0 END)");
     }
     Some((sql.text, sql.values))
