@@ -4420,14 +4420,22 @@ async fn temporal_body(
             )
             .await?;
             if temporal.simplified {
+                let (pairs, member) = simplified_members(&kind);
                 let values: Vec<Value> = instances
                     .iter()
                     .map(|i| {
-                        let value = i
-                            .get("value")
-                            .or_else(|| i.get("object"))
-                            .cloned()
-                            .unwrap_or(Value::Null);
+                        let value = match (member, i.get(member)) {
+                            ("vocab", Some(vocab)) => model::compact_vocab(vocab, c),
+                            // A bare ordered array of the related entities' ids.
+                            ("objectList", Some(Value::Array(entries))) => Value::Array(
+                                entries
+                                    .iter()
+                                    .map(|e| e.get("object").unwrap_or(e).clone())
+                                    .collect(),
+                            ),
+                            (_, Some(value)) => value.clone(),
+                            (_, None) => Value::Null,
+                        };
                         let at = i
                             .get("observedAt")
                             .or_else(|| i.get("modifiedAt"))
@@ -4436,7 +4444,7 @@ async fn temporal_body(
                         Value::Array(vec![value, at])
                     })
                     .collect();
-                serde_json::json!({"type": kind, "values": values})
+                serde_json::json!({"type": kind, pairs: values})
             } else {
                 Value::Array(
                     instances
@@ -4449,6 +4457,20 @@ async fn temporal_body(
         out.insert(c.compact(name), rendered);
     }
     Ok(Value::Object(out))
+}
+
+/// Clause 4.5.9: the member of an attribute type's simplified temporal representation that
+/// holds its `[value, time]` pairs, and the instance member each value comes from.
+fn simplified_members(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "Relationship" => ("objects", "object"),
+        "LanguageProperty" => ("languageMaps", "languageMap"),
+        "JsonProperty" => ("jsons", "json"),
+        "VocabProperty" => ("vocabs", "vocab"),
+        "ListProperty" => ("valueLists", "valueList"),
+        "ListRelationship" => ("objectLists", "objectList"),
+        _ => ("values", "value"),
+    }
 }
 
 /// The temporal evolution of one entity: every value of its attributes in the time range

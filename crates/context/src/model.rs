@@ -1362,7 +1362,7 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
 }
 
 /// A VocabProperty's stored IRIs (one or a list) as terms of `context`.
-fn compact_vocab(vocab: &Value, context: &Context) -> Value {
+pub fn compact_vocab(vocab: &Value, context: &Context) -> Value {
     match vocab {
         Value::String(iri) => Value::String(context.compact(iri)),
         Value::Array(iris) => {

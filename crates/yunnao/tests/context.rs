@@ -6660,7 +6660,93 @@ async fn vocab_values_are_terms_of_the_context(backend: TestBackend) {
     broker.server.cleanup().await;
 }
 
+/// Clause 4.5.9: the simplified temporal representation names each attribute type's pairs
+/// (`values`, `objects`, `languageMaps`, `jsons`, `vocabs`, `valueLists`, `objectLists`) and
+/// holds the bare value of each instance with its time.
+async fn simplified_temporal_values_follow_each_attribute_type(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:Vehicle:simplified";
+    let at = "2026-08-10T00:00:01Z";
+    let created = broker
+        .send(
+            Method::POST,
+            "/temporal/entities",
+            json!({"id": id, "type": "Vehicle",
+                "location": [
+                    {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1.0, 2.0]}, "observedAt": at},
+                    {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [3.0, 4.0]}, "observedAt": "2026-08-10T00:00:02Z"}],
+                "speed": {"type": "Property", "value": 12, "observedAt": at},
+                "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:1", "observedAt": at},
+                "label": {"type": "LanguageProperty", "languageMap": {"en": "red"}, "observedAt": at},
+                "spec": {"type": "JsonProperty", "json": {"a": 1}, "observedAt": at},
+                "category": {"type": "VocabProperty", "vocab": "commercial", "observedAt": at},
+                "depths": {"type": "ListProperty", "valueList": [1.2, 3.4], "observedAt": at},
+                "route": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Road:1", "urn:ngsi-ld:Road:2"], "observedAt": at}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let simplified = broker
+        .get_json(&format!("/temporal/entities/{id}?options=temporalValues"))
+        .await;
+    // (attribute, type, member, first value)
+    let cases = [
+        (
+            "location",
+            "GeoProperty",
+            "values",
+            json!({"type": "Point", "coordinates": [1.0, 2.0]}),
+        ),
+        ("speed", "Property", "values", json!(12)),
+        (
+            "owner",
+            "Relationship",
+            "objects",
+            json!("urn:ngsi-ld:Person:1"),
+        ),
+        (
+            "label",
+            "LanguageProperty",
+            "languageMaps",
+            json!({"en": "red"}),
+        ),
+        ("spec", "JsonProperty", "jsons", json!({"a": 1})),
+        ("category", "VocabProperty", "vocabs", json!("commercial")),
+        ("depths", "ListProperty", "valueLists", json!([1.2, 3.4])),
+        (
+            "route",
+            "ListRelationship",
+            "objectLists",
+            json!(["urn:ngsi-ld:Road:1", "urn:ngsi-ld:Road:2"]),
+        ),
+    ];
+    for (name, kind, member, first) in cases {
+        let attribute = &simplified[name];
+        assert_eq!(attribute["type"], kind, "{name}: {attribute}");
+        assert_eq!(
+            attribute[member][0],
+            json!([first, at]),
+            "{name}: {attribute}"
+        );
+        let members: Vec<&String> = attribute
+            .as_object()
+            .expect("object")
+            .keys()
+            .filter(|k| *k != "type" && *k != member)
+            .collect();
+        assert!(
+            members.is_empty(),
+            "{name} holds only its pairs: {attribute}"
+        );
+    }
+    assert_eq!(
+        simplified["location"]["values"].as_array().map(Vec::len),
+        Some(2)
+    );
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    simplified_temporal_values_follow_each_attribute_type,
     vocab_values_are_terms_of_the_context,
     an_earlier_version_preferred_gets_what_it_knew,
     queries_and_subscriptions_reach_linked_entities,
