@@ -491,12 +491,19 @@ impl ContextBroker {
                 Some(row) => {
                     let mut stored = from_row(row)?;
                     let before = stored.entity.attrs.clone();
+                    let scope = stored.entity.scope.clone();
                     for (name, attribute) in &entity.attrs {
                         stored.entity.put_attribute(name.clone(), attribute.clone());
                     }
                     stored.entity.modified_at = entity.modified_at.clone();
-                    let changed =
-                        update_row(&mut tx, tenant, &before, &stored.entity, false).await?;
+                    let changed = update_row(
+                        &mut tx,
+                        tenant,
+                        (&before, scope.as_ref()),
+                        &stored.entity,
+                        false,
+                    )
+                    .await?;
                     self.forget_after_commit(&mut tx, tenant, &entity.id);
                     changes.push((stored, changed));
                 }
@@ -630,12 +637,20 @@ impl ContextBroker {
             None => return Ok(Err(errors::not_found(format!("there is no entity {id}")))),
         };
         let before = stored.entity.attrs.clone();
+        let scope_before = stored.entity.scope.clone();
         let types_before = stored.entity.types.clone();
         if let Err(problem) = change(&mut stored) {
             return Ok(Err(problem));
         }
         let types_changed = types_before != stored.entity.types;
-        let changed = update_row(tx, tenant, &before, &stored.entity, types_changed).await?;
+        let changed = update_row(
+            tx,
+            tenant,
+            (&before, scope_before.as_ref()),
+            &stored.entity,
+            types_changed,
+        )
+        .await?;
         self.forget_after_commit(tx, tenant, id);
         Ok(Ok((stored, changed)))
     }
@@ -1050,11 +1065,11 @@ impl Changed {
 async fn update_row(
     tx: &mut Write,
     tenant: &str,
-    before: &Map<String, Value>,
+    (before, scope_before): (&Map<String, Value>, Option<&Value>),
     entity: &Entity,
     types_changed: bool,
 ) -> Result<Changed, Problem> {
-    temporal::record(tx, tenant, Some(before), entity).await?;
+    temporal::record(tx, tenant, Some((before, scope_before)), entity).await?;
     let types = json(&entity.types)?;
     let attrs = stored_attrs(entity)?;
     let mut args = vec![

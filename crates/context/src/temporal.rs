@@ -14,15 +14,32 @@ use serde_json::{Map, Value};
 use yunnao_core::Problem;
 use yunnao_store::{Arg, DbResultExt, Write, sqlx};
 
-/// The history rows of the attributes that `after` holds differently from `before` (all of
-/// them for a new entity).
+/// The Scope's IRI: its values are kept in the history like an attribute's, and shown in the
+/// temporal representation as a Property (clause 4.5.6).
+pub const SCOPE: &str = "https://uri.etsi.org/ngsi-ld/scope";
+
+/// The history rows of the attributes that `after` holds differently from `before`
+/// (attributes, and Scope), all of them for a new entity. A new Scope is an instance observed
+/// when the entity was modified.
 pub async fn record(
     tx: &mut Write,
     tenant: &str,
-    before: Option<&Map<String, Value>>,
+    before: Option<(&Map<String, Value>, Option<&Value>)>,
     after: &Entity,
 ) -> Result<(), Problem> {
-    record_attrs(tx, tenant, &after.id, before, &after.attrs).await
+    record_attrs(tx, tenant, &after.id, before.map(|b| b.0), &after.attrs).await?;
+    let scope_before = before.and_then(|b| b.1);
+    if let Some(scope) = &after.scope
+        && Some(scope) != scope_before
+    {
+        let at = &after.modified_at;
+        let instance = serde_json::json!({"type": "Property", "value": scope,
+            "observedAt": at, "createdAt": at, "modifiedAt": at});
+        let mut scope_history = Map::new();
+        scope_history.insert(SCOPE.to_owned(), instance);
+        record_attrs(tx, tenant, &after.id, None, &scope_history).await?;
+    }
+    Ok(())
 }
 
 /// [`record`] for entity `id`'s attributes `after` (each one instance or an array of them).

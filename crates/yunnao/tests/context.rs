@@ -1310,6 +1310,32 @@ async fn scopes_place_entities_in_hierarchies(backend: TestBackend) {
     let building = broker.get_json(path).await;
     assert!(building.get("scope").is_none(), "{building}");
     assert_eq!(building["name"]["value"], "urn:ngsi-ld:Building:b3");
+    // Clause 4.5.6: the temporal evolution of Scope, a Property observed when it changed.
+    let first = "urn:ngsi-ld:Building:b1";
+    let moved = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{first}"),
+            json!({"scope": "/Qingdao/Shinan/Taiping"}),
+        )
+        .await;
+    assert_eq!(moved.status(), 204);
+    let evolution = broker
+        .get_json(&format!("/temporal/entities/{first}?options=sysAttrs"))
+        .await;
+    let scopes = evolution["scope"].as_array().expect("scope instances");
+    let values: Vec<&Value> = scopes.iter().map(|s| &s["value"]).collect();
+    assert_eq!(
+        values,
+        [
+            &json!("/Qingdao/Shinan/Badaguan"),
+            &json!("/Qingdao/Shinan/Taiping")
+        ]
+    );
+    for scope in scopes {
+        assert_eq!(scope["type"], "Property", "{scope}");
+        assert_eq!(scope["observedAt"], scope["modifiedAt"], "{scope}");
+    }
     broker.server.cleanup().await;
 }
 
