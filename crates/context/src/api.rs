@@ -4420,22 +4420,10 @@ async fn temporal_body(
             )
             .await?;
             if temporal.simplified {
-                let (pairs, member) = simplified_members(&kind);
                 let values: Vec<Value> = instances
                     .iter()
                     .map(|i| {
-                        let value = match (member, i.get(member)) {
-                            ("vocab", Some(vocab)) => model::compact_vocab(vocab, c),
-                            // A bare ordered array of the related entities' ids.
-                            ("objectList", Some(Value::Array(entries))) => Value::Array(
-                                entries
-                                    .iter()
-                                    .map(|e| e.get("object").unwrap_or(e).clone())
-                                    .collect(),
-                            ),
-                            (_, Some(value)) => value.clone(),
-                            (_, None) => Value::Null,
-                        };
+                        let value = model::bare_value(&kind, i, c);
                         let at = i
                             .get("observedAt")
                             .or_else(|| i.get("modifiedAt"))
@@ -4444,7 +4432,7 @@ async fn temporal_body(
                         Value::Array(vec![value, at])
                     })
                     .collect();
-                serde_json::json!({"type": kind, pairs: values})
+                serde_json::json!({"type": kind, simplified_pairs(&kind): values})
             } else {
                 Value::Array(
                     instances
@@ -4460,16 +4448,16 @@ async fn temporal_body(
 }
 
 /// Clause 4.5.9: the member of an attribute type's simplified temporal representation that
-/// holds its `[value, time]` pairs, and the instance member each value comes from.
-fn simplified_members(kind: &str) -> (&'static str, &'static str) {
+/// holds its `[value, time]` pairs.
+fn simplified_pairs(kind: &str) -> &'static str {
     match kind {
-        "Relationship" => ("objects", "object"),
-        "LanguageProperty" => ("languageMaps", "languageMap"),
-        "JsonProperty" => ("jsons", "json"),
-        "VocabProperty" => ("vocabs", "vocab"),
-        "ListProperty" => ("valueLists", "valueList"),
-        "ListRelationship" => ("objectLists", "objectList"),
-        _ => ("values", "value"),
+        "Relationship" => "objects",
+        "LanguageProperty" => "languageMaps",
+        "JsonProperty" => "jsons",
+        "VocabProperty" => "vocabs",
+        "ListProperty" => "valueLists",
+        "ListRelationship" => "objectLists",
+        _ => "values",
     }
 }
 

@@ -1298,30 +1298,12 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
         if let Some((_, text)) = in_language {
             return text;
         }
-        let member = value_member(kind);
-        let value = match object.get(member) {
-            Some(vocab) if kind == "VocabProperty" => compact_vocab(vocab, context),
-            Some(value) => value.clone(),
-            None => Value::Null,
-        };
+        let value = bare_value(kind, attribute, context);
         return match kind {
             // Clause 4.5.4: these keep their member's name around the value.
             "LanguageProperty" | "JsonProperty" | "VocabProperty" => {
-                serde_json::json!({ member: value })
+                serde_json::json!({ value_member(kind): value })
             }
-            "ListRelationship" => Value::Array(
-                value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|entry| {
-                        entry
-                            .get("object")
-                            .cloned()
-                            .unwrap_or_else(|| entry.clone())
-                    })
-                    .collect(),
-            ),
             _ => value,
         };
     }
@@ -1361,8 +1343,25 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
     Value::Object(out)
 }
 
+/// What an attribute instance of `kind` holds in its value member, as a reader with `context`
+/// sees it (the simplified representations, clauses 4.5.4 and 4.5.9): vocab terms compacted, a
+/// ListRelationship's objects as a bare array of ids.
+pub fn bare_value(kind: &str, attribute: &Value, context: &Context) -> Value {
+    match (kind, attribute.get(value_member(kind))) {
+        (_, None) => Value::Null,
+        ("VocabProperty", Some(vocab)) => compact_vocab(vocab, context),
+        ("ListRelationship", Some(Value::Array(entries))) => Value::Array(
+            entries
+                .iter()
+                .map(|entry| entry.get("object").unwrap_or(entry).clone())
+                .collect(),
+        ),
+        (_, Some(value)) => value.clone(),
+    }
+}
+
 /// A VocabProperty's stored IRIs (one or a list) as terms of `context`.
-pub fn compact_vocab(vocab: &Value, context: &Context) -> Value {
+fn compact_vocab(vocab: &Value, context: &Context) -> Value {
     match vocab {
         Value::String(iri) => Value::String(context.compact(iri)),
         Value::Array(iris) => {
