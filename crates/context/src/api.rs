@@ -4289,6 +4289,8 @@ async fn batch_delete(
 /// What a temporal request asks for, parsed.
 struct TemporalRequest {
     range: crate::temporal::TimeRange,
+    /// `timeproperty`: which time `timerel` and `lastN` go by.
+    property: crate::temporal::TimeProperty,
     last_n: Option<i64>,
     /// `temporalValues`: `[[value, time], …]` per attribute.
     simplified: bool,
@@ -4306,6 +4308,8 @@ fn temporal_request(
         params.get("timeAt").map(String::as_str),
         params.get("endTimeAt").map(String::as_str),
     )?;
+    let property =
+        crate::temporal::TimeProperty::parse(params.get("timeproperty").map(String::as_str))?;
     let last_n = params
         .get("lastN")
         .map(|n| {
@@ -4320,6 +4324,12 @@ fn temporal_request(
     let simplified = asked("temporalValues");
     let aggregated = asked("aggregatedValues");
     let aggregation = if aggregated {
+        if property != crate::temporal::TimeProperty::ObservedAt {
+            return Err(errors::bad_request(format!(
+                "aggregatedValues are periods of observedAt; timeproperty {} cannot be aggregated",
+                property.member()
+            )));
+        }
         let methods: Vec<String> = params
             .get("aggrMethods")
             .ok_or_else(|| errors::bad_request("aggregatedValues needs aggrMethods"))?
@@ -4357,6 +4367,7 @@ fn temporal_request(
     options.sys_attrs = has_option(params, "sysAttrs");
     Ok(TemporalRequest {
         range,
+        property,
         last_n,
         simplified,
         aggregation,
@@ -4373,9 +4384,22 @@ async fn temporal_body(
     let c = &request.context;
     let entity = &stored.entity;
     let mut out = model::render_head(entity, c);
-    // Attributes deleted since still have their history.
-    let mut names: Vec<String> = entity.attrs.keys().cloned().collect();
-    for name in crate::temporal::attribute_names(&broker.db, &request.tenant, &entity.id).await? {
+    let deletions = temporal.property == crate::temporal::TimeProperty::DeletedAt;
+    // Attributes deleted since still have their history; deletions are shown only for
+    // `deletedAt`, and then only they.
+    let mut names: Vec<String> = if deletions {
+        Vec::new()
+    } else {
+        entity.attrs.keys().cloned().collect()
+    };
+    let kept = crate::temporal::attribute_names(
+        &broker.db,
+        &request.tenant,
+        &entity.id,
+        temporal.property,
+    )
+    .await?;
+    for name in kept {
         if !names.contains(&name) {
             names.push(name);
         }
@@ -4386,9 +4410,24 @@ async fn temporal_body(
         {
             continue;
         }
+        let instances = if temporal.aggregation.is_some() {
+            Vec::new()
+        } else {
+            crate::temporal::instances(
+                &broker.db,
+                &request.tenant,
+                &entity.id,
+                name,
+                (temporal.range, temporal.property),
+                temporal.last_n,
+            )
+            .await?
+        };
+        // The type the attribute has now, else (deleted since) the one its instances had.
         let kind = entity
             .attrs
             .get(name)
+            .or_else(|| instances.last())
             .and_then(|a| {
                 a.get("type")
                     .or_else(|| a.get(0).and_then(|i| i.get("type")))
@@ -4410,26 +4449,24 @@ async fn temporal_body(
             aggregated.insert("type".into(), kind.into());
             Value::Object(aggregated)
         } else {
-            let instances = crate::temporal::instances(
-                &broker.db,
-                &request.tenant,
-                &entity.id,
-                name,
-                temporal.range,
-                temporal.last_n,
-            )
-            .await?;
+            if deletions && instances.is_empty() {
+                continue;
+            }
             if temporal.simplified {
+                let time = temporal.property;
                 let values: Vec<Value> = instances
                     .iter()
                     .map(|i| {
-                        let value = model::bare_value(&kind, i, c);
                         let at = i
-                            .get("observedAt")
-                            .or_else(|| i.get("modifiedAt"))
+                            .get(time.member())
+                            .or_else(|| {
+                                (time == crate::temporal::TimeProperty::ObservedAt)
+                                    .then(|| i.get("modifiedAt"))
+                                    .flatten()
+                            })
                             .cloned()
                             .unwrap_or(Value::Null);
-                        Value::Array(vec![value, at])
+                        Value::Array(vec![model::simplified_value(&kind, i, c), at])
                     })
                     .collect();
                 serde_json::json!({"type": kind, simplified_pairs(&kind): values})
@@ -4701,7 +4738,7 @@ async fn windowed_matches(
             &request.tenant,
             &stored.entity.id,
             name,
-            temporal.range,
+            (temporal.range, temporal.property),
             None,
         )
         .await?;

@@ -1133,6 +1133,17 @@ async fn update_row(
             .filter(|(name, _)| !entity.attrs.contains_key(*name))
             .map(|(name, old)| (name.clone(), old.clone())),
     );
+    let at = &entity.modified_at;
+    if !changed.removed.is_empty() {
+        temporal::record_deletions(tx, tenant, &entity.id, &changed.removed, at).await?;
+    }
+    if let (Some(old), None) = (scope_before, &entity.scope) {
+        let scope = [(
+            temporal::SCOPE.to_owned(),
+            serde_json::json!({"value": old}),
+        )];
+        temporal::record_deletions(tx, tenant, &entity.id, &scope, at).await?;
+    }
     Ok(changed)
 }
 

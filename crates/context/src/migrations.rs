@@ -35,6 +35,7 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             "ALTER TABLE ngsi_subscriptions ADD COLUMN periodic_at_ms BIGINT;",
         ),
         Migration::portable(10, "EntityMaps of queries", ENTITY_MAPS),
+        Migration::portable(11, "deleted attribute instances", HISTORY_DELETIONS),
     ],
 };
 
@@ -147,6 +148,20 @@ CREATE TABLE ngsi_history (
     number DOUBLE PRECISION,
     instance TEXT NOT NULL,
     PRIMARY KEY (tenant, entity_id, attr, at_ms, dataset_id)
+);
+"#;
+
+/// When attribute instances (and Scopes) were deleted, as instances with the NGSI-LD Null:
+/// apart from the values, so aggregations and the default time property never see them.
+const HISTORY_DELETIONS: &str = r#"
+CREATE TABLE ngsi_history_deletions (
+    tenant TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    deleted_ms BIGINT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    PRIMARY KEY (tenant, entity_id, attr, deleted_ms, dataset_id)
 );
 "#;
 

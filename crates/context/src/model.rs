@@ -935,6 +935,32 @@ fn normalize_object_list(
     Ok(())
 }
 
+/// A deleted instance as notifications and the temporal representation show it: its type,
+/// its `datasetId` if it had one, the NGSI-LD Null as its value (for a LanguageProperty, a
+/// map of `@none` to it) and, when given, when it was deleted.
+pub fn deleted_instance(instance: &Value, deleted_at: &str) -> Value {
+    let kind = instance
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Property");
+    let null = match kind {
+        "LanguageProperty" => serde_json::json!({"@none": NGSI_LD_NULL}),
+        "ListProperty" => serde_json::json!([NGSI_LD_NULL]),
+        "ListRelationship" => serde_json::json!([{"object": NGSI_LD_NULL}]),
+        _ => Value::from(NGSI_LD_NULL),
+    };
+    let mut shown = Map::new();
+    shown.insert("type".into(), kind.into());
+    shown.insert(value_member(kind).into(), null);
+    if let Some(dataset) = instance.get("datasetId") {
+        shown.insert("datasetId".into(), dataset.clone());
+    }
+    if !deleted_at.is_empty() {
+        shown.insert("deletedAt".into(), deleted_at.into());
+    }
+    Value::Object(shown)
+}
+
 /// The member that holds the value of an attribute of this type.
 pub fn value_member(kind: &str) -> &'static str {
     match kind {
@@ -1298,14 +1324,7 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
         if let Some((_, text)) = in_language {
             return text;
         }
-        let value = bare_value(kind, attribute, context);
-        return match kind {
-            // Clause 4.5.4: these keep their member's name around the value.
-            "LanguageProperty" | "JsonProperty" | "VocabProperty" => {
-                serde_json::json!({ value_member(kind): value })
-            }
-            _ => value,
-        };
+        return simplified_value(kind, attribute, context);
     }
     let mut out = Map::new();
     if let Some((tag, text)) = &in_language {
@@ -1346,7 +1365,7 @@ pub fn render_attribute(attribute: &Value, context: &Context, options: &RenderOp
 /// What an attribute instance of `kind` holds in its value member, as a reader with `context`
 /// sees it (the simplified representations, clauses 4.5.4 and 4.5.9): vocab terms compacted, a
 /// ListRelationship's objects as a bare array of ids.
-pub fn bare_value(kind: &str, attribute: &Value, context: &Context) -> Value {
+fn bare_value(kind: &str, attribute: &Value, context: &Context) -> Value {
     match (kind, attribute.get(value_member(kind))) {
         (_, None) => Value::Null,
         ("VocabProperty", Some(vocab)) => compact_vocab(vocab, context),
@@ -1357,6 +1376,19 @@ pub fn bare_value(kind: &str, attribute: &Value, context: &Context) -> Value {
                 .collect(),
         ),
         (_, Some(value)) => value.clone(),
+    }
+}
+
+/// An attribute's value in the simplified representations (keyValues, clause 4.5.4; the
+/// simplified temporal one, clause 4.5.9): the bare value, kept under its member for the
+/// types whose value is a JSON object or a term, so it cannot be read as a Property's.
+pub fn simplified_value(kind: &str, attribute: &Value, context: &Context) -> Value {
+    let value = bare_value(kind, attribute, context);
+    match kind {
+        "LanguageProperty" | "JsonProperty" | "VocabProperty" => {
+            serde_json::json!({ value_member(kind): value })
+        }
+        _ => value,
     }
 }
 

@@ -766,19 +766,7 @@ pub(crate) fn registration_as_entity(
 /// A deleted attribute as notifications show it: per deleted instance its type, its
 /// `datasetId` if it had one, and the NGSI-LD Null as its value.
 fn deleted_attribute(old: &Value) -> Value {
-    let deleted = |instance: &Value| {
-        let kind = instance
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("Property");
-        let mut shown = Map::new();
-        shown.insert("type".into(), kind.into());
-        shown.insert(model::value_member(kind).into(), model::NGSI_LD_NULL.into());
-        if let Some(dataset) = instance.get("datasetId") {
-            shown.insert("datasetId".into(), dataset.clone());
-        }
-        Value::Object(shown)
-    };
+    let deleted = |instance: &Value| model::deleted_instance(instance, "");
     match old {
         Value::Array(instances) if instances.len() == 1 => deleted(&instances[0]),
         Value::Array(instances) => Value::Array(instances.iter().map(deleted).collect()),

@@ -198,6 +198,55 @@ pub struct TimeRange {
     pub to: Option<i64>,
 }
 
+/// Which time of an instance `timerel` and `lastN` go by (`timeproperty`, clause 5.7.3):
+/// when it was observed (else written), created, modified, or deleted. Deleted instances
+/// are kept apart and shown only for `deletedAt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeProperty {
+    #[default]
+    ObservedAt,
+    CreatedAt,
+    ModifiedAt,
+    DeletedAt,
+}
+
+impl TimeProperty {
+    pub fn parse(text: Option<&str>) -> Result<Self, Problem> {
+        Ok(match text {
+            None | Some("observedAt") => Self::ObservedAt,
+            Some("createdAt") => Self::CreatedAt,
+            Some("modifiedAt") => Self::ModifiedAt,
+            Some("deletedAt") => Self::DeletedAt,
+            Some(other) => {
+                return Err(errors::bad_request(format!(
+                    "timeproperty {other:?} is not observedAt, createdAt, modifiedAt or deletedAt"
+                )));
+            }
+        })
+    }
+
+    /// The member of an instance that holds this time.
+    pub fn member(self) -> &'static str {
+        match self {
+            Self::ObservedAt => "observedAt",
+            Self::CreatedAt => "createdAt",
+            Self::ModifiedAt => "modifiedAt",
+            Self::DeletedAt => "deletedAt",
+        }
+    }
+
+    /// An instance's time by this property (observedAt falls back on when it was written).
+    pub fn time_of(self, instance: &Value) -> Option<i64> {
+        match self {
+            Self::ObservedAt => observed_ms(instance),
+            other => instance
+                .get(other.member())
+                .and_then(Value::as_str)
+                .and_then(yunnao_core::time::parse_rfc3339_ms),
+        }
+    }
+}
+
 impl TimeRange {
     pub fn parse(
         timerel: Option<&str>,
@@ -285,26 +334,26 @@ pub fn duration_ms(text: &str) -> Result<i64, Problem> {
 
 pub const AGGREGATIONS: &[&str] = &["totalCount", "distinctCount", "sum", "avg", "min", "max"];
 
-/// The instances of one attribute of one entity in `range`, oldest first; with `last_n` only
-/// the newest N (still oldest first).
-/// The attributes entity `id` has history of: one index probe per attribute (the next name
+/// The attributes entity `id` has history of (of deletions, for `deletedAt`): one index probe per attribute (the next name
 /// after the last), not a scan of every instance (a year of 5-minute values is 105,120 rows).
 pub async fn attribute_names(
     db: &yunnao_store::Db,
     tenant: &str,
     entity: &str,
+    property: TimeProperty,
 ) -> Result<Vec<String>, Problem> {
+    let table = history_table(property);
+    let sql =
+        format!("SELECT MIN(attr) FROM {table} WHERE tenant = $1 AND entity_id = $2 AND attr > $3");
     let mut names: Vec<String> = Vec::new();
     loop {
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(attr) FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr > $3",
-        )
-        .bind(tenant.to_owned())
-        .bind(entity.to_owned())
-        .bind(names.last().cloned().unwrap_or_default())
-        .fetch_one(db.pool())
-        .await
-        .db()?;
+        let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(tenant.to_owned())
+            .bind(entity.to_owned())
+            .bind(names.last().cloned().unwrap_or_default())
+            .fetch_one(db.pool())
+            .await
+            .db()?;
         match next {
             Some(name) => names.push(name),
             None => return Ok(names),
@@ -312,42 +361,140 @@ pub async fn attribute_names(
     }
 }
 
+/// Where the instances of a time property are: deletions are kept apart from the values.
+fn history_table(property: TimeProperty) -> &'static str {
+    if property == TimeProperty::DeletedAt {
+        "ngsi_history_deletions"
+    } else {
+        "ngsi_history"
+    }
+}
+
+/// The instances of one attribute of one entity in `range` by `property`, oldest first; with
+/// `last_n` only the newest N (still oldest first).
 pub async fn instances(
     db: &yunnao_store::Db,
     tenant: &str,
     entity: &str,
     attr: &str,
-    range: TimeRange,
+    (range, property): (TimeRange, TimeProperty),
     last_n: Option<i64>,
 ) -> Result<Vec<Value>, Problem> {
     let order = if last_n.is_some() { "DESC" } else { "ASC" };
-    let limit = last_n.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    // The history is keyed by observation time (and deletions by deletion time): other
+    // properties are read whole and filtered here.
+    let keyed = matches!(property, TimeProperty::ObservedAt | TimeProperty::DeletedAt);
+    let limit = match last_n {
+        Some(n) if keyed => format!(" LIMIT {n}"),
+        _ => String::new(),
+    };
+    let (from, to) = if keyed {
+        (range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX))
+    } else {
+        (i64::MIN, i64::MAX)
+    };
+    let (table, time) = if property == TimeProperty::DeletedAt {
+        ("ngsi_history_deletions", "deleted_ms")
+    } else {
+        ("ngsi_history", "at_ms")
+    };
     let sql = format!(
-        "SELECT instance, at_ms, dataset_id FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
-         AND at_ms >= $4 AND at_ms < $5 ORDER BY at_ms {order}{limit}"
+        "SELECT instance, {time}, dataset_id FROM {table} WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
+         AND {time} >= $4 AND {time} < $5 ORDER BY {time} {order}{limit}"
     );
     let mut rows: Vec<(String, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
         .bind(entity)
         .bind(attr)
-        .bind(range.from.unwrap_or(i64::MIN))
-        .bind(range.to.unwrap_or(i64::MAX))
+        .bind(from)
+        .bind(to)
         .fetch_all(db.pool())
         .await
         .db()?;
     if last_n.is_some() {
         rows.reverse();
     }
-    rows.iter()
+    let mut instances = rows
+        .iter()
         .map(|(text, at_ms, dataset)| {
             let mut instance: Value =
                 serde_json::from_str(text).map_err(|e| Problem::internal(e.to_string()))?;
             if let Value::Object(members) = &mut instance {
-                members.insert("instanceId".into(), instance_id(*at_ms, dataset).into());
+                let id = if property == TimeProperty::DeletedAt {
+                    format!("{INSTANCE_PREFIX}deleted:{}", instance_id(*at_ms, dataset))
+                } else {
+                    instance_id(*at_ms, dataset)
+                };
+                members.insert("instanceId".into(), id.into());
             }
             Ok(instance)
         })
-        .collect()
+        .collect::<Result<Vec<Value>, Problem>>()?;
+    if !keyed {
+        let inside =
+            |at: i64| range.from.is_none_or(|f| at >= f) && range.to.is_none_or(|t| at < t);
+        let mut timed: Vec<(i64, Value)> = instances
+            .into_iter()
+            .filter_map(|i| {
+                property
+                    .time_of(&i)
+                    .filter(|at| inside(*at))
+                    .map(|at| (at, i))
+            })
+            .collect();
+        timed.sort_by_key(|(at, _)| *at);
+        if let Some(n) = last_n {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            timed.drain(..timed.len().saturating_sub(n));
+        }
+        instances = timed.into_iter().map(|(_, i)| i).collect();
+    }
+    Ok(instances)
+}
+
+/// Records that instances were deleted (clause 4.5.7 and 5.7.3, `timeproperty=deletedAt`):
+/// per removed attribute (as it was: one instance or an array), one instance per dataset
+/// with the NGSI-LD Null as its value, deleted at `deleted_at`.
+pub async fn record_deletions(
+    tx: &mut Write,
+    tenant: &str,
+    id: &str,
+    removed: &[(String, Value)],
+    deleted_at: &str,
+) -> Result<(), Problem> {
+    let at_ms =
+        yunnao_core::time::parse_rfc3339_ms(deleted_at).unwrap_or_else(yunnao_core::time::now_ms);
+    for (name, old) in removed {
+        let instances: Vec<&Value> = match old {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for instance in instances {
+            let dataset = dataset_of(instance);
+            let deleted = if name == SCOPE {
+                serde_json::json!({"type": "Property", "value": [], "deletedAt": deleted_at})
+            } else {
+                crate::model::deleted_instance(instance, deleted_at)
+            };
+            let text =
+                serde_json::to_string(&deleted).map_err(|e| Problem::internal(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO ngsi_history_deletions (tenant, entity_id, attr, deleted_ms, dataset_id, instance) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (tenant, entity_id, attr, deleted_ms, dataset_id) DO NOTHING",
+                &[
+                    Arg::Text(tenant),
+                    Arg::Text(id),
+                    Arg::Text(name),
+                    Arg::Int(at_ms),
+                    Arg::Text(dataset),
+                    Arg::Text(&text),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
@@ -414,6 +561,11 @@ pub async fn delete_rows(
                 )
                 .await?;
             tx.execute(
+                "DELETE FROM ngsi_history_deletions WHERE tenant = $1 AND entity_id = $2",
+                &entity,
+            )
+            .await?;
+            tx.execute(
                 "DELETE FROM ngsi_history_hourly WHERE tenant = $1 AND entity_id = $2",
                 &entity,
             )
@@ -429,7 +581,13 @@ pub async fn delete_rows(
                 sql.push_str(" AND dataset_id = $4");
                 args.push(Arg::Text(dataset));
             }
-            (attr, tx.execute(&sql, &args).await?, None)
+            let deleted = tx.execute(&sql, &args).await?;
+            tx.execute(
+                &sql.replace("ngsi_history", "ngsi_history_deletions"),
+                &args,
+            )
+            .await?;
+            (attr, deleted, None)
         }
         Scope::Instance {
             attr,

@@ -6733,10 +6733,16 @@ async fn simplified_temporal_values_follow_each_attribute_type(backend: TestBack
             "label",
             "LanguageProperty",
             "languageMaps",
-            json!({"en": "red"}),
+            json!({"languageMap": {"en": "red"}}),
         ),
-        ("spec", "JsonProperty", "jsons", json!({"a": 1})),
-        ("category", "VocabProperty", "vocabs", json!("commercial")),
+        // Values that are JSON objects or terms stay under their member (as in keyValues).
+        ("spec", "JsonProperty", "jsons", json!({"json": {"a": 1}})),
+        (
+            "category",
+            "VocabProperty",
+            "vocabs",
+            json!({"vocab": "commercial"}),
+        ),
         ("depths", "ListProperty", "valueLists", json!([1.2, 3.4])),
         (
             "route",
@@ -6771,7 +6777,177 @@ async fn simplified_temporal_values_follow_each_attribute_type(backend: TestBack
     broker.server.cleanup().await;
 }
 
+/// Clause 4.5.7 and 5.7.3 (`timeproperty`): a deleted attribute instance (and a deleted
+/// Scope) stays in the temporal evolution as an instance with the NGSI-LD Null and its
+/// `deletedAt`, shown for `timeproperty=deletedAt` and only then; `createdAt` and
+/// `modifiedAt` select instances by those times.
+async fn deletions_are_kept_and_times_chosen_by_timeproperty(backend: TestBackend) {
+    let broker = Broker::start(backend).await;
+    let id = "urn:ngsi-ld:Vehicle:deleted-attrs";
+    let created = broker
+        .send(
+            Method::POST,
+            "/temporal/entities",
+            json!({"id": id, "type": "Vehicle",
+                "scope": ["/Qingdao/Shinan", "/Transport/Fleet"],
+                "fuelLevel": [
+                    {"type": "Property", "value": 67, "observedAt": "2026-08-01T12:03:00Z"},
+                    {"type": "Property", "value": 53, "observedAt": "2026-08-01T13:05:00Z"}],
+                "isParkedIn": {"type": "Relationship", "object": "urn:ngsi-ld:OffStreetParking:1", "observedAt": "2026-08-01T12:00:00Z"},
+                "name": {"type": "LanguageProperty", "languageMap": {"zh": "我的车", "en": "My car"}, "observedAt": "2026-08-01T12:00:00Z"},
+                "speed": {"type": "Property", "value": 40, "observedAt": "2026-08-01T12:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let deleted_view = format!("/temporal/entities/{id}?timeproperty=deletedAt");
+    let none_yet = broker.get_json(&deleted_view).await;
+    assert_eq!(none_yet["id"], id);
+    assert!(none_yet.get("fuelLevel").is_none(), "{none_yet}");
+    for attr in ["fuelLevel", "isParkedIn", "name", "scope"] {
+        let deleted = broker
+            .call(
+                Method::DELETE,
+                &format!("/entities/{id}/attrs/{attr}"),
+                Some(&broker.token),
+            )
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(deleted.status(), 204, "{attr}");
+    }
+    let normalized = broker.get_json(&deleted_view).await;
+    // (attribute, type, value member, the NGSI-LD Null as that type holds it)
+    let cases = [
+        ("fuelLevel", "Property", "value", json!("urn:ngsi-ld:null")),
+        (
+            "isParkedIn",
+            "Relationship",
+            "object",
+            json!("urn:ngsi-ld:null"),
+        ),
+        (
+            "name",
+            "LanguageProperty",
+            "languageMap",
+            json!({"@none": "urn:ngsi-ld:null"}),
+        ),
+        ("scope", "Property", "value", json!([])),
+    ];
+    for (name, kind, member, null) in &cases {
+        let instances = normalized[name].as_array().expect("instances");
+        assert_eq!(instances.len(), 1, "{name}: {normalized}");
+        assert_eq!(instances[0]["type"], *kind, "{name}");
+        assert_eq!(instances[0][member], *null, "{name}");
+        assert!(
+            instances[0]["deletedAt"].is_string(),
+            "{name}: {normalized}"
+        );
+    }
+    assert!(
+        normalized.get("speed").is_none(),
+        "speed was not deleted: {normalized}"
+    );
+    let simplified = broker
+        .get_json(&format!("{deleted_view}&options=temporalValues"))
+        .await;
+    assert_eq!(simplified["fuelLevel"]["values"][0][0], "urn:ngsi-ld:null");
+    assert_eq!(
+        simplified["fuelLevel"]["values"][0][1],
+        normalized["fuelLevel"][0]["deletedAt"]
+    );
+    assert_eq!(
+        simplified["isParkedIn"]["objects"][0][0],
+        "urn:ngsi-ld:null"
+    );
+    assert_eq!(
+        simplified["name"]["languageMaps"][0][0],
+        json!({"languageMap": {"@none": "urn:ngsi-ld:null"}})
+    );
+    assert_eq!(simplified["scope"]["values"][0][0], json!([]));
+    // By observation time (the default) the values are there and the deletions are not.
+    let observed = broker.get_json(&format!("/temporal/entities/{id}")).await;
+    let values: Vec<&Value> = observed["fuelLevel"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| &i["value"])
+        .collect();
+    assert_eq!(values, [&json!(67), &json!(53)], "{observed}");
+    // A window by deletion time: before the deletions there were none.
+    let before = broker
+        .get_json(&format!(
+            "{deleted_view}&timerel=before&timeAt=2026-08-02T00:00:00Z"
+        ))
+        .await;
+    assert!(before.get("fuelLevel").is_none(), "{before}");
+    // Deleting an attribute's temporal evolution takes its deletions too.
+    let erased = broker
+        .call(
+            Method::DELETE,
+            &format!("/temporal/entities/{id}/attrs/fuelLevel"),
+            Some(&broker.token),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(erased.status(), 204);
+    let after_erase = broker.get_json(&deleted_view).await;
+    assert!(after_erase.get("fuelLevel").is_none(), "{after_erase}");
+    assert!(after_erase.get("isParkedIn").is_some(), "{after_erase}");
+
+    // modifiedAt: a normal entity changed twice; the window after the first change holds
+    // only the second value.
+    let car = "urn:ngsi-ld:Vehicle:modified-times";
+    let made = broker
+        .send(
+            Method::POST,
+            "/entities",
+            json!({"id": car, "type": "Vehicle", "speed": {"type": "Property", "value": 1}}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let patched = broker
+        .send(
+            Method::PATCH,
+            &format!("/entities/{car}/attrs"),
+            json!({"speed": {"type": "Property", "value": 2}}),
+        )
+        .await;
+    assert_eq!(patched.status(), 204);
+    let all = broker
+        .get_json(&format!("/temporal/entities/{car}?timeproperty=modifiedAt"))
+        .await;
+    assert_eq!(all["speed"].as_array().map(Vec::len), Some(2), "{all}");
+    let later = broker
+        .get_json(&format!(
+            "/temporal/entities/{car}?timeproperty=modifiedAt&timerel=after&timeAt={between}&options=temporalValues"
+        ))
+        .await;
+    let pairs = later["speed"]["values"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 1, "{later}");
+    assert_eq!(pairs[0][0], 2);
+    let last = broker
+        .get_json(&format!(
+            "/temporal/entities/{car}?timeproperty=createdAt&lastN=1"
+        ))
+        .await;
+    assert_eq!(last["speed"].as_array().map(Vec::len), Some(1), "{last}");
+
+    for bad in [
+        "timeproperty=changedAt",
+        "timeproperty=deletedAt&options=aggregatedValues&aggrMethods=totalCount",
+    ] {
+        let refused = broker.get(&format!("/temporal/entities/{car}?{bad}")).await;
+        expect_ngsi_error(refused, 400, "BadRequestData").await;
+    }
+    broker.server.cleanup().await;
+}
+
 backend_tests!(
+    deletions_are_kept_and_times_chosen_by_timeproperty,
     simplified_temporal_values_follow_each_attribute_type,
     vocab_values_are_terms_of_the_context,
     an_earlier_version_preferred_gets_what_it_knew,
