@@ -1161,6 +1161,16 @@ fn projection(parameter: &str, text: &str) -> NgsiResult<Vec<String>> {
              offered; join=inline or join=flat shows linked entities whole"
         )));
     }
+    // Names are terms or IRIs: none of the query language's or HTTP's delimiters.
+    if let Some(bad) = names
+        .iter()
+        .flat_map(|n| n.chars())
+        .find(|c| c.is_whitespace() || c.is_control() || ";=<>\"'()[]\\^`".contains(*c))
+    {
+        return Err(errors::bad_request(format!(
+            "{parameter} {text:?}: {bad:?} is not allowed in an attribute name"
+        )));
+    }
     Ok(names)
 }
 
@@ -1200,6 +1210,25 @@ fn render_options(
     }
     if let Some(name) = params.get("geometryProperty") {
         options.geometry_property = name.clone();
+    }
+    // Clause 4.21: pick and omit stand instead of attrs, and never name the same member.
+    for projecting in ["pick", "omit"] {
+        if params.contains_key(projecting) && params.contains_key("attrs") {
+            return Err(errors::bad_request(format!(
+                "{projecting} and attrs cannot be used together (clause 4.21)"
+            )));
+        }
+    }
+    if let (Some(pick), Some(omit)) = (params.get("pick"), params.get("omit")) {
+        let omitted = projection("omit", omit)?;
+        if let Some(both) = projection("pick", pick)?
+            .into_iter()
+            .find(|member| omitted.contains(member))
+        {
+            return Err(errors::bad_request(format!(
+                "{both:?} is both picked and omitted"
+            )));
+        }
     }
     if let Some(attrs) = params.get("attrs") {
         options.attrs = Some(
@@ -1722,7 +1751,18 @@ async fn answer_entity(
         }
         None => request.render(&stored.entity, options),
     };
+    nothing_left(&body, &stored.entity.id)?;
     Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()))
+}
+
+/// Clause 4.21: an entity with no member left after `pick` and `omit` is not found.
+fn nothing_left(body: &Value, id: &str) -> NgsiResult<()> {
+    if body.as_object().is_some_and(Map::is_empty) {
+        return Err(errors::not_found(format!(
+            "nothing of entity {id} is left after pick and omit"
+        )));
+    }
+    Ok(())
 }
 
 /// Replace an entity's type and attributes (CIM 009 v1.8 §5.6.?): 204.
@@ -4384,6 +4424,12 @@ async fn temporal_body(
     let c = &request.context;
     let entity = &stored.entity;
     let mut out = model::render_head(entity, c);
+    for member in ["id", "type"] {
+        if !temporal.options.shows_member(member) {
+            out.remove(member);
+        }
+    }
+    let omitted: Vec<String> = temporal.options.omit.iter().map(|o| c.expand(o)).collect();
     let deletions = temporal.property == crate::temporal::TimeProperty::DeletedAt;
     // Attributes deleted since still have their history; deletions are shown only for
     // `deletedAt`, and then only they.
@@ -4408,6 +4454,9 @@ async fn temporal_body(
         if let Some(wanted) = &temporal.options.attrs
             && !wanted.contains(name)
         {
+            continue;
+        }
+        if omitted.contains(name) {
             continue;
         }
         let instances = if temporal.aggregation.is_some() {
@@ -4521,6 +4570,7 @@ async fn temporal_entity(
         .await?
         .ok_or_else(|| errors::not_found(format!("there is no entity {id}")))?;
     let body = temporal_body(&broker, &request, &stored, &temporal).await?;
+    nothing_left(&body, &id)?;
     let answer = Ok(request.respond(StatusCode::OK, body, &mut HeaderMap::new()));
     let origins = vec![crate::entity_maps::HERE.to_owned()];
     with_map(&broker, &request, answer, map, (&id, origins)).await

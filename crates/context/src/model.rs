@@ -1101,6 +1101,15 @@ pub struct RenderOptions {
 }
 
 impl RenderOptions {
+    /// Whether `member` (`id`, `type`) is shown under `pick` and `omit` (clause 4.21).
+    pub fn shows_member(&self, member: &str) -> bool {
+        let picked = self
+            .pick
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|m| m == member));
+        picked && !self.omit.iter().any(|m| m == member)
+    }
+
     /// Every attribute as stored, in one of the formats: the answer the entity cache keeps.
     pub fn whole(&self) -> bool {
         self.attrs.is_none()
@@ -1242,11 +1251,7 @@ pub fn render_head(entity: &Entity, context: &Context) -> Map<String, Value> {
 pub fn render(entity: &Entity, context: &Context, options: &RenderOptions) -> Value {
     let mut out = render_head(entity, context);
     for member in ["id", "type"] {
-        let picked = options
-            .pick
-            .as_ref()
-            .is_none_or(|p| p.iter().any(|m| m == member));
-        if !picked || options.omit.iter().any(|m| m == member) {
+        if !options.shows_member(member) {
             out.remove(member);
         }
     }

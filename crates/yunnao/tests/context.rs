@@ -1064,12 +1064,48 @@ async fn representations_follow_each_attribute_type(backend: TestBackend) {
             && omitted.get("speed").is_none()
     );
     assert!(omitted.get("brandName").is_some());
-    expect_ngsi_error(
-        broker.get(&format!("{path}?pick=speed||route")).await,
-        400,
-        "BadRequestData",
-    )
-    .await;
+    // Clause 4.21: pick and omit stand instead of attrs and never name one member twice;
+    // nothing left is not found, in the temporal representation too.
+    for bad in [
+        "pick=speed||route",
+        "pick=id;speed",
+        "pick=speed&omit=speed",
+        "pick=speed&attrs=isParked",
+        "omit=speed&attrs=isParked",
+    ] {
+        for base in [path.to_owned(), format!("/temporal{path}")] {
+            expect_ngsi_error(
+                broker.get(&format!("{base}?{bad}")).await,
+                400,
+                "BadRequestData",
+            )
+            .await;
+        }
+    }
+    let everything = "omit=id,type,brandName,speed,street,category,depths,isParked,route,location";
+    for nothing in ["pick=unknown", everything] {
+        for base in [path.to_owned(), format!("/temporal{path}")] {
+            expect_ngsi_error(
+                broker.get(&format!("{base}?{nothing}")).await,
+                404,
+                "ResourceNotFound",
+            )
+            .await;
+        }
+    }
+    let temporal = broker
+        .get_json(&format!("/temporal{path}?omit=type,speed"))
+        .await;
+    assert!(temporal.get("type").is_none() && temporal.get("speed").is_none());
+    assert!(temporal["id"].is_string() && temporal["brandName"].is_array());
+    let temporal_picked = broker
+        .get_json(&format!("/temporal{path}?pick=speed"))
+        .await;
+    let members: Vec<&String> = temporal_picked
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(members, ["speed"], "{temporal_picked}");
     broker.server.cleanup().await;
 }
 
