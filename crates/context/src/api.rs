@@ -4359,8 +4359,11 @@ fn temporal_request(
                 .ok_or_else(|| errors::bad_request("lastN must be a positive integer"))
         })
         .transpose()?;
-    let asked =
-        |name: &str| has_option(params, name) || params.get("format").is_some_and(|f| f == name);
+    // Clause 6.3.12: format, when given, takes precedence over the options.
+    let asked = |name: &str| match params.get("format") {
+        Some(format) => format == name,
+        None => has_option(params, name),
+    };
     let simplified = asked("temporalValues");
     let aggregated = asked("aggregatedValues");
     let aggregation = if aggregated {

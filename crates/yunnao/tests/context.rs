@@ -6810,6 +6810,16 @@ async fn simplified_temporal_values_follow_each_attribute_type(backend: TestBack
         simplified["location"]["values"].as_array().map(Vec::len),
         Some(2)
     );
+    // Clause 6.3.12: format takes precedence over options.
+    for given in [
+        "format=temporalValues",
+        "format=temporalValues&options=aggregatedValues&aggrMethods=sum",
+    ] {
+        let same = broker
+            .get_json(&format!("/temporal/entities/{id}?{given}"))
+            .await;
+        assert_eq!(same, simplified, "{given}");
+    }
     broker.server.cleanup().await;
 }
 
