@@ -4634,30 +4634,48 @@ async fn temporal_query_post(
                 None => {}
             }
         }
+        // Table 5.2.21-1: a TemporalQuery may carry the aggregation itself.
+        if members.contains_key("aggrMethods") || members.contains_key("aggrPeriodDuration") {
+            aggregation_params("temporalQ", temporal, &mut params)?;
+        }
     }
     if let Some(aggregation) = value.get("aggrParams") {
-        aggregation_params(aggregation, &mut params)?;
+        aggregation_params("aggrParams", aggregation, &mut params)?;
     }
     let map = map_use(&broker, &request, &headers, &params).await?;
     temporal_selection(&broker, &request, params, (map, None)).await
 }
 
-/// A Query's `aggrParams` (clause 5.2.44: `aggrMethods`, `aggrPeriodDuration`) as the URL
-/// parameters of the same aggregation; asks for the aggregated representation unless the URL
-/// chose another.
-fn aggregation_params(value: &Value, params: &mut HashMap<String, String>) -> NgsiResult<()> {
+/// A Query's `aggrParams` (clause 5.2.44) or a TemporalQuery's aggregation members (clause
+/// 5.2.21): `aggrMethods` (a list; in a TemporalQuery also one comma-separated string) and
+/// `aggrPeriodDuration`, as
+/// the URL parameters of the same aggregation; asks for the aggregated representation unless
+/// the URL chose another. `member` names the object in errors.
+fn aggregation_params(
+    member: &str,
+    value: &Value,
+    params: &mut HashMap<String, String>,
+) -> NgsiResult<()> {
     let Value::Object(members) = value else {
-        return Err(errors::bad_request("aggrParams must be a JSON object"));
+        return Err(errors::bad_request(format!(
+            "{member} must be a JSON object"
+        )));
     };
     let methods = match members.get("aggrMethods") {
         Some(Value::Array(methods)) if !methods.is_empty() => methods
             .iter()
             .map(|m| m.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>(),
+        // TemporalQuery's is a comma-separated string too (Table 5.2.21-1); aggrParams' a list.
+        Some(Value::String(listed)) if member == "temporalQ" && !listed.trim().is_empty() => {
+            Some(listed.split(',').map(|m| m.trim().to_owned()).collect())
+        }
         _ => None,
     }
     .ok_or_else(|| {
-        errors::bad_request("aggrParams.aggrMethods must be a list of aggregation method names")
+        errors::bad_request(format!(
+            "{member}.aggrMethods must be a list of aggregation method names"
+        ))
     })?;
     params.insert("aggrMethods".into(), methods.join(","));
     match members.get("aggrPeriodDuration") {
@@ -4666,7 +4684,7 @@ fn aggregation_params(value: &Value, params: &mut HashMap<String, String>) -> Ng
         }
         Some(other) => {
             return Err(errors::bad_request(format!(
-                "aggrParams.aggrPeriodDuration must be a duration string, not {other}"
+                "{member}.aggrPeriodDuration must be a duration string, not {other}"
             )));
         }
         None => {}

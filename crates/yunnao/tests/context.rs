@@ -2624,6 +2624,21 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         .await;
     assert!(aggregated_get["height"]["avg"].is_array());
     assert_eq!(aggregated_post[0]["height"], aggregated_get["height"]);
+    // Table 5.2.21-1: the TemporalQuery may carry the aggregation, its methods as a list or
+    // as one comma-separated string.
+    for methods in [json!(["avg", "max"]), json!("avg,max")] {
+        let in_temporal_q = posted(
+            "",
+            json!({"type": "Query", "entities": [{"id": id, "type": "WaterObserved"}], "attrs": ["height"],
+                   "temporalQ": {"timerel": "between", "timeAt": at(12), "endTimeAt": at(24),
+                                 "aggrMethods": methods, "aggrPeriodDuration": "PT1H"}}),
+        )
+        .await;
+        assert_eq!(
+            in_temporal_q[0]["height"], aggregated_get["height"],
+            "{methods}"
+        );
+    }
     for body in [
         json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
                "aggrParams": {"aggrMethods": ["bogus"], "aggrPeriodDuration": "PT0S"}}),
@@ -2634,6 +2649,12 @@ async fn attribute_history_answers_temporal_queries(backend: TestBackend) {
         json!({"type": "Query", "entities": [{"type": "WaterObserved"}], "temporalQ": "before"}),
         json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
                "temporalQ": {"timerel": "during", "timeAt": at(0)}}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "temporalQ": {"timerel": "after", "timeAt": at(0), "timeproperty": "changedAt"}}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "temporalQ": {"timerel": "after", "timeAt": at(0), "lastN": 2.5}}),
+        json!({"type": "Query", "entities": [{"type": "WaterObserved"}],
+               "temporalQ": {"aggrMethods": ["avg"], "aggrPeriodDuration": "P1X"}}),
         json!({"entities": [{"type": "WaterObserved"}]}),
     ] {
         expect_ngsi_error(
