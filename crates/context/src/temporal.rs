@@ -334,8 +334,9 @@ pub fn duration_ms(text: &str) -> Result<i64, Problem> {
 
 pub const AGGREGATIONS: &[&str] = &["totalCount", "distinctCount", "sum", "avg", "min", "max"];
 
-/// The attributes entity `id` has history of (of deletions, for `deletedAt`): one index probe per attribute (the next name
-/// after the last), not a scan of every instance (a year of 5-minute values is 105,120 rows).
+/// The attributes entity `id` has history of (of deletions, for `deletedAt`): one index probe
+/// per attribute (the next name after the last), not a scan of every instance (a year of
+/// 5-minute values is 105,120 rows).
 pub async fn attribute_names(
     db: &yunnao_store::Db,
     tenant: &str,
@@ -393,10 +394,11 @@ pub async fn instances(
     } else {
         (i64::MIN, i64::MAX)
     };
-    let (table, time) = if property == TimeProperty::DeletedAt {
-        ("ngsi_history_deletions", "deleted_ms")
+    let table = history_table(property);
+    let time = if property == TimeProperty::DeletedAt {
+        "deleted_ms"
     } else {
-        ("ngsi_history", "at_ms")
+        "at_ms"
     };
     let sql = format!(
         "SELECT instance, {time}, dataset_id FROM {table} WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
@@ -420,8 +422,13 @@ pub async fn instances(
             let mut instance: Value =
                 serde_json::from_str(text).map_err(|e| Problem::internal(e.to_string()))?;
             if let Value::Object(members) = &mut instance {
+                // A deletion's id never names a value instance (those can be changed).
                 let id = if property == TimeProperty::DeletedAt {
-                    format!("{INSTANCE_PREFIX}deleted:{}", instance_id(*at_ms, dataset))
+                    instance_id(*at_ms, dataset).replacen(
+                        INSTANCE_PREFIX,
+                        &format!("{INSTANCE_PREFIX}deleted:"),
+                        1,
+                    )
                 } else {
                     instance_id(*at_ms, dataset)
                 };

@@ -6909,6 +6909,12 @@ async fn deletions_are_kept_and_times_chosen_by_timeproperty(backend: TestBacken
             instances[0]["deletedAt"].is_string(),
             "{name}: {normalized}"
         );
+        let instance_id = instances[0]["instanceId"].as_str().unwrap_or_default();
+        assert!(
+            instance_id.starts_with("urn:ngsi-ld:Instance:deleted:")
+                && instance_id.matches("urn:").count() == 1,
+            "{instance_id}"
+        );
     }
     assert!(
         normalized.get("speed").is_none(),
