@@ -1212,47 +1212,41 @@ fn render_options(
         options.geometry_property = name.clone();
     }
     // Clause 4.21: pick and omit stand instead of attrs, and never name the same member.
-    for projecting in ["pick", "omit"] {
-        if params.contains_key(projecting) && params.contains_key("attrs") {
-            return Err(errors::bad_request(format!(
-                "{projecting} and attrs cannot be used together (clause 4.21)"
-            )));
-        }
+    let list = |name: &str| {
+        params
+            .get(name)
+            .map(|text| projection(name, text))
+            .transpose()
+    };
+    let (attrs, pick, omit) = (list("attrs")?, list("pick")?, list("omit")?);
+    if attrs.is_some() && (pick.is_some() || omit.is_some()) {
+        let projecting = if pick.is_some() { "pick" } else { "omit" };
+        return Err(errors::bad_request(format!(
+            "{projecting} and attrs cannot be used together (clause 4.21)"
+        )));
     }
-    if let (Some(pick), Some(omit)) = (params.get("pick"), params.get("omit")) {
-        let omitted = projection("omit", omit)?;
-        if let Some(both) = projection("pick", pick)?
-            .into_iter()
-            .find(|member| omitted.contains(member))
-        {
-            return Err(errors::bad_request(format!(
-                "{both:?} is both picked and omitted"
-            )));
-        }
+    if let (Some(pick), Some(omit)) = (&pick, &omit)
+        && let Some(both) = pick.iter().find(|member| omit.contains(member))
+    {
+        return Err(errors::bad_request(format!(
+            "{both:?} is both picked and omitted"
+        )));
     }
-    if let Some(attrs) = params.get("attrs") {
-        options.attrs = Some(
-            projection("attrs", attrs)?
-                .iter()
-                .map(|a| context.expand(a))
-                .collect(),
-        );
-    }
-    if let Some(pick) = params.get("pick") {
-        let pick = projection("pick", pick)?;
-        let attrs = pick
+    let expand = |names: &[String]| -> Vec<String> {
+        names
             .iter()
             .filter(|m| !matches!(m.as_str(), "id" | "type"))
-            .map(|a| context.expand(a));
-        options.attrs = Some(match options.attrs.take() {
-            Some(given) => attrs.filter(|a| given.contains(a)).collect(),
-            None => attrs.collect(),
-        });
+            .map(|a| context.expand(a))
+            .collect()
+    };
+    if let Some(attrs) = attrs {
+        options.attrs = Some(attrs.iter().map(|a| context.expand(a)).collect());
+    }
+    if let Some(pick) = pick {
+        options.attrs = Some(expand(&pick));
         options.pick = Some(pick);
     }
-    if let Some(omit) = params.get("omit") {
-        options.omit = projection("omit", omit)?;
-    }
+    options.omit = omit.unwrap_or_default();
     if let Some(lang) = params.get("lang") {
         options.lang = Some(model::LanguageFilter::parse(lang)?);
     }
@@ -4509,15 +4503,7 @@ async fn temporal_body(
                 let values: Vec<Value> = instances
                     .iter()
                     .map(|i| {
-                        let at = i
-                            .get(time.member())
-                            .or_else(|| {
-                                (time == crate::temporal::TimeProperty::ObservedAt)
-                                    .then(|| i.get("modifiedAt"))
-                                    .flatten()
-                            })
-                            .cloned()
-                            .unwrap_or(Value::Null);
+                        let at = time.stamp(i).cloned().unwrap_or(Value::Null);
                         Value::Array(vec![model::simplified_value(&kind, i, c), at])
                     })
                     .collect();
@@ -4648,9 +4634,9 @@ async fn temporal_query_post(
 
 /// A Query's `aggrParams` (clause 5.2.44) or a TemporalQuery's aggregation members (clause
 /// 5.2.21): `aggrMethods` (a list; in a TemporalQuery also one comma-separated string) and
-/// `aggrPeriodDuration`, as
-/// the URL parameters of the same aggregation; asks for the aggregated representation unless
-/// the URL chose another. `member` names the object in errors.
+/// `aggrPeriodDuration`, as the URL parameters of the same aggregation; asks for the
+/// aggregated representation unless the URL chose another. `member` names the object in
+/// errors.
 fn aggregation_params(
     member: &str,
     value: &Value,

@@ -1138,10 +1138,7 @@ async fn update_row(
         temporal::record_deletions(tx, tenant, &entity.id, &changed.removed, at).await?;
     }
     if let (Some(old), None) = (scope_before, &entity.scope) {
-        let scope = [(
-            temporal::SCOPE.to_owned(),
-            serde_json::json!({"value": old}),
-        )];
+        let scope = [(temporal::SCOPE.to_owned(), old.clone())];
         temporal::record_deletions(tx, tenant, &entity.id, &scope, at).await?;
     }
     Ok(changed)

@@ -119,11 +119,7 @@ pub async fn record_attrs(
 
 /// When an attribute instance was observed (else written), if it says.
 pub fn observed_ms(instance: &Value) -> Option<i64> {
-    instance
-        .get("observedAt")
-        .or_else(|| instance.get("modifiedAt"))
-        .and_then(Value::as_str)
-        .and_then(yunnao_core::time::parse_rfc3339_ms)
+    TimeProperty::ObservedAt.time_of(instance)
 }
 
 /// An attribute instance's dataset (`@none` for the default instance).
@@ -235,15 +231,22 @@ impl TimeProperty {
         }
     }
 
-    /// An instance's time by this property (observedAt falls back on when it was written).
-    pub fn time_of(self, instance: &Value) -> Option<i64> {
+    /// An instance's member holding this time (observedAt falls back on when it was
+    /// written).
+    pub fn stamp(self, instance: &Value) -> Option<&Value> {
         match self {
-            Self::ObservedAt => observed_ms(instance),
-            other => instance
-                .get(other.member())
-                .and_then(Value::as_str)
-                .and_then(yunnao_core::time::parse_rfc3339_ms),
+            Self::ObservedAt => instance
+                .get("observedAt")
+                .or_else(|| instance.get("modifiedAt")),
+            other => instance.get(other.member()),
         }
+    }
+
+    /// An instance's time by this property, in ms.
+    pub fn time_of(self, instance: &Value) -> Option<i64> {
+        self.stamp(instance)
+            .and_then(Value::as_str)
+            .and_then(yunnao_core::time::parse_rfc3339_ms)
     }
 }
 
@@ -343,7 +346,7 @@ pub async fn attribute_names(
     entity: &str,
     property: TimeProperty,
 ) -> Result<Vec<String>, Problem> {
-    let table = history_table(property);
+    let (table, _) = history_columns(property);
     let sql =
         format!("SELECT MIN(attr) FROM {table} WHERE tenant = $1 AND entity_id = $2 AND attr > $3");
     let mut names: Vec<String> = Vec::new();
@@ -362,12 +365,13 @@ pub async fn attribute_names(
     }
 }
 
-/// Where the instances of a time property are: deletions are kept apart from the values.
-fn history_table(property: TimeProperty) -> &'static str {
+/// Where the instances of a time property are, and the column of their time: deletions are
+/// kept apart from the values.
+fn history_columns(property: TimeProperty) -> (&'static str, &'static str) {
     if property == TimeProperty::DeletedAt {
-        "ngsi_history_deletions"
+        ("ngsi_history_deletions", "deleted_ms")
     } else {
-        "ngsi_history"
+        ("ngsi_history", "at_ms")
     }
 }
 
@@ -394,12 +398,7 @@ pub async fn instances(
     } else {
         (i64::MIN, i64::MAX)
     };
-    let table = history_table(property);
-    let time = if property == TimeProperty::DeletedAt {
-        "deleted_ms"
-    } else {
-        "at_ms"
-    };
+    let (table, time) = history_columns(property);
     let sql = format!(
         "SELECT instance, {time}, dataset_id FROM {table} WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
          AND {time} >= $4 AND {time} < $5 ORDER BY {time} {order}{limit}"
@@ -460,8 +459,8 @@ pub async fn instances(
 }
 
 /// Records that instances were deleted (clause 4.5.7 and 5.7.3, `timeproperty=deletedAt`):
-/// per removed attribute (as it was: one instance or an array), one instance per dataset
-/// with the NGSI-LD Null as its value, deleted at `deleted_at`.
+/// per removed attribute (as it was: one instance or an array; a Scope as its value), one
+/// instance per dataset with the NGSI-LD Null as its value, deleted at `deleted_at`.
 pub async fn record_deletions(
     tx: &mut Write,
     tenant: &str,
@@ -472,8 +471,9 @@ pub async fn record_deletions(
     let at_ms =
         yunnao_core::time::parse_rfc3339_ms(deleted_at).unwrap_or_else(yunnao_core::time::now_ms);
     for (name, old) in removed {
+        // A Scope is one value (a list of scopes), not instances by dataset.
         let instances: Vec<&Value> = match old {
-            Value::Array(items) => items.iter().collect(),
+            Value::Array(items) if name != SCOPE => items.iter().collect(),
             one => vec![one],
         };
         for instance in instances {
