@@ -1,5 +1,5 @@
 //! What every `/ngsi-ld/v1` request goes through before its handler (clause 6.3): a POST,
-//! PATCH or PUT without `Content-Length` is a bare 411; the `Accept` header is negotiated
+//! PATCH or PUT without `Content-Length` is a 411 (problem+json); the `Accept` header is negotiated
 //! (RFC 9110 clause 12.5.1 weights, ties broken by the order of clause 6.3.4) and replaced by
 //! the one media type chosen, or answered 406; the `NGSILD-Tenant` of the request is echoed
 //! on the response (clause 6.3.14).
@@ -108,8 +108,13 @@ pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
     if matches!(method, Method::POST | Method::PATCH | Method::PUT)
         && !request.headers().contains_key(header::CONTENT_LENGTH)
     {
-        // Clause 6.3.4: "just a 411 HTTP status code (without any payload body)".
-        return StatusCode::LENGTH_REQUIRED.into_response();
+        // Clause 6.3.4 asks for "just a 411 HTTP status code (without any payload body)"; the
+        // platform answers every error as problem+json, so this one says what to send.
+        return yunnao_core::Problem::of(
+            "length-required",
+            "send the body with a Content-Length header (chunked bodies are not accepted here)",
+        )
+        .into_response();
     }
     let tenant = request.headers().get("ngsild-tenant").cloned();
     let version = preferred_version(request.headers());

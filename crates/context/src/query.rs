@@ -89,11 +89,27 @@ const SYSTEM_MEMBERS: &[&str] = &[
     "datasetId",
 ];
 
+/// Deepest nesting of parentheses and linked-entity braces a `q` may hold: the parser
+/// recurses once per level, so outside input must not choose the depth.
+pub const MAX_DEPTH: usize = 32;
+/// Most comparisons one `q` may hold: each becomes a condition in SQL, whose expression depth
+/// is bounded (SQLite: 1,000).
+pub const MAX_TERMS: usize = 256;
+/// Longest `q` accepted, in characters.
+pub const MAX_LENGTH: usize = 16 * 1024;
+
 pub fn parse(text: &str, context: &Context) -> Result<Expr, Problem> {
+    if text.chars().count() > MAX_LENGTH {
+        return Err(errors::bad_request(format!(
+            "q is longer than {MAX_LENGTH} characters"
+        )));
+    }
     let mut parser = Parser {
         chars: text.chars().collect(),
         at: 0,
         context,
+        depth: 0,
+        terms: 0,
     };
     let expr = parser.or()?;
     if parser.at != parser.chars.len() {
@@ -159,12 +175,39 @@ struct Parser<'a> {
     chars: Vec<char>,
     at: usize,
     context: &'a Context,
+    /// Open parentheses and braces around the current position.
+    depth: usize,
+    /// Comparisons and existence tests read so far.
+    terms: usize,
 }
 
 impl Parser<'_> {
     fn error(&self, what: &str) -> Problem {
-        let text: String = self.chars.iter().collect();
-        errors::bad_request(format!("q: {what} at position {} of {text:?}", self.at))
+        // Quote a bounded excerpt: the text may be long.
+        let text: String = self.chars.iter().take(200).collect();
+        let more = if self.chars.len() > 200 { "…" } else { "" };
+        errors::bad_request(format!(
+            "q: {what} at position {} of {text:?}{more}",
+            self.at
+        ))
+    }
+
+    fn enter(&mut self) -> Result<(), Problem> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!(
+                "more than {MAX_DEPTH} nested parentheses or braces"
+            )));
+        }
+        Ok(())
+    }
+
+    fn count_term(&mut self) -> Result<(), Problem> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(self.error(&format!("more than {MAX_TERMS} conditions")));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Option<char> {
@@ -200,11 +243,13 @@ impl Parser<'_> {
     fn primary(&mut self) -> Result<Expr, Problem> {
         if self.peek() == Some('(') {
             self.at += 1;
+            self.enter()?;
             let inner = self.or()?;
             if self.peek() != Some(')') {
                 return Err(self.error("missing ')'"));
             }
             self.at += 1;
+            self.depth -= 1;
             return Ok(inner);
         }
         if self.peek() == Some('!') && self.chars.get(self.at + 1) != Some(&'=') {
@@ -219,6 +264,7 @@ impl Parser<'_> {
     }
 
     fn term(&mut self) -> Result<Term, Problem> {
+        self.count_term()?;
         let mut term = self.term_path()?;
         let Some(op) = self.operator()? else {
             return Ok(term);
@@ -259,11 +305,13 @@ impl Parser<'_> {
                 return Err(self.error("'{' follows a Relationship's name"));
             }
             self.at += 1;
+            self.enter()?;
             let inner = self.term_path()?;
             if self.peek() != Some('}') {
                 return Err(self.error("missing '}'"));
             }
             self.at += 1;
+            self.depth -= 1;
             return Ok(Term {
                 path,
                 members: Vec::new(),
@@ -1336,5 +1384,41 @@ mod tests {
             let error = parse(q, &Context::core()).expect_err(q);
             assert_eq!(error.status, 400, "{q}");
         }
+    }
+
+    #[test]
+    fn nesting_terms_and_length_are_bounded() {
+        let core = Context::core();
+        let nested = |depth: usize| format!("{}a==1{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(parse(&nested(MAX_DEPTH), &core).is_ok());
+        for q in [
+            nested(MAX_DEPTH + 1),
+            nested(5_000),
+            "(".repeat(100_000),
+            format!("{}b}}", "a{".repeat(MAX_DEPTH + 1)),
+        ] {
+            let error = parse(&q, &core).expect_err("too deep");
+            assert_eq!(error.status, 400);
+            assert!(
+                error.detail.as_deref().is_some_and(|d| d.len() < 400),
+                "bounded message"
+            );
+        }
+        let linked = format!("{}b{}==1", "a{".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert!(parse(&linked, &core).is_ok());
+        let terms = |n: usize| vec!["a==1"; n].join(";");
+        assert!(parse(&terms(MAX_TERMS), &core).is_ok());
+        assert_eq!(
+            parse(&terms(MAX_TERMS + 1), &core)
+                .map(|_| ())
+                .map_err(|e| e.status),
+            Err(400)
+        );
+        assert_eq!(
+            parse(&"a".repeat(MAX_LENGTH + 1), &core)
+                .map(|_| ())
+                .map_err(|e| e.status),
+            Err(400)
+        );
     }
 }

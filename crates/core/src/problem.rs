@@ -19,6 +19,9 @@ pub struct Problem {
     /// Extension members, flattened into the top-level object as RFC 9457 §3.2 allows.
     #[serde(flatten, skip_serializing_if = "Map::is_empty")]
     pub extensions: Map<String, Value>,
+    /// Seconds after which the client may try again (`Retry-After`, on 429 and 503).
+    #[serde(skip)]
+    pub retry_after_secs: Option<u32>,
 }
 
 /// The catalogue of problem types: slug, status, title. Kept in one table so the documentation
@@ -44,6 +47,13 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ),
     ("out-of-area", 422, "Location outside the city"),
     ("payload-too-large", 413, "Request body too large"),
+    ("length-required", 411, "Content-Length required"),
+    ("uri-too-long", 414, "URI too long"),
+    (
+        "header-fields-too-large",
+        431,
+        "Request header fields too large",
+    ),
     ("unsupported-media-type", 415, "Unsupported media type"),
     ("too-many-requests", 429, "Too many requests"),
     ("internal", 500, "Internal server error"),
@@ -66,6 +76,7 @@ impl Problem {
             detail: Some(detail.into()),
             instance: None,
             extensions: Map::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -99,6 +110,9 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::of("unavailable", detail)
     }
+    pub fn too_many_requests(detail: impl Into<String>) -> Self {
+        Self::of("too-many-requests", detail)
+    }
     /// A 500 whose detail is safe to show; the cause goes to the log, not to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::of("internal", detail)
@@ -114,6 +128,7 @@ impl Problem {
             detail: None,
             instance: None,
             extensions: Map::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -124,6 +139,12 @@ impl Problem {
 
     pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
         self.instance = Some(instance.into());
+        self
+    }
+
+    /// Tells the client when to come back (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_secs = Some(seconds);
         self
     }
 
@@ -162,12 +183,18 @@ impl axum::response::IntoResponse for Problem {
             br#"{"type":"/problems/internal","title":"Internal server error","status":500}"#
                 .to_vec()
         });
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

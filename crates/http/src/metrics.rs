@@ -30,6 +30,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     pub http_panics: Counter,
+    /// Requests answered 503 because as many were being handled as the server accepts.
+    pub http_shed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,6 +54,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let http_panics = Counter::default();
+        let http_shed = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -67,11 +70,17 @@ impl Metrics {
             "Handler panics caught and answered with 500",
             http_panics.clone(),
         );
+        registry.register(
+            "http_shed",
+            "Requests answered 503 because the server was handling as many as it accepts",
+            http_shed.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http_requests,
             http_duration,
             http_panics,
+            http_shed,
         }
     }
 

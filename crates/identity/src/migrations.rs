@@ -4,10 +4,11 @@ use yunnao_store::{Migration, MigrationSet};
 /// backends.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "identity",
-    migrations: &[Migration::portable(
-        1,
-        "departments, users, roles, sessions, api clients, audit chain, seal keys",
-        r#"
+    migrations: &[
+        Migration::portable(
+            1,
+            "departments, users, roles, sessions, api clients, audit chain, seal keys",
+            r#"
 CREATE TABLE departments (
     code TEXT PRIMARY KEY,
     name_zh TEXT NOT NULL,
@@ -76,5 +77,16 @@ CREATE TABLE seal_keys (
     created_at_ms BIGINT NOT NULL
 );
 "#,
-    )],
+        ),
+        Migration::portable(
+            2,
+            "audit checkpoints chained to the previous one, with the hashes they cover",
+            r#"
+ALTER TABLE audit_checkpoints ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE audit_checkpoints ADD COLUMN prev_seq BIGINT;
+ALTER TABLE audit_checkpoints ADD COLUMN record_hashes TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit_checkpoints ADD COLUMN every BIGINT NOT NULL DEFAULT 64;
+"#,
+        ),
+    ],
 };

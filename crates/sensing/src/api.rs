@@ -466,17 +466,45 @@ pub struct BulkRejection {
 pub struct BulkReport {
     pub accepted_items: usize,
     pub accepted_readings: usize,
+    /// How many items were refused.
+    pub rejected_items: usize,
+    /// The first refused items (at most 100), in the order of the body.
     pub rejected: Vec<BulkRejection>,
 }
 
+/// The refused items of one request: all counted, the first few named.
+#[derive(Default)]
+struct Rejections {
+    count: usize,
+    first: Vec<BulkRejection>,
+}
+
+impl Rejections {
+    fn push(&mut self, index: usize, device: Option<String>, reason: String) {
+        self.count += 1;
+        if self.first.len() < crate::bulk::REPORTED_REJECTIONS {
+            self.first.push(BulkRejection {
+                index,
+                device,
+                reason: crate::bulk::bounded_reason(reason),
+            });
+        }
+    }
+}
+
+/// Bulk uploads expanded at once; more wait for a slot, or are told to come back.
+static BULK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Gateway upload: many devices per request, as a JSON array or NDJSON
 /// (`Content-Type: application/x-ndjson`) of `{"device": id, "ts": ms, "values": {…}}` (or
-/// `{"device": id, key: value, …}`). Valid items are committed before the answer; the report
-/// names every item that was refused and why. Needs an API client with `telemetry:write` (or a
-/// department admin/operator) of the devices' department.
+/// `{"device": id, key: value, …}`), at most 50,000 items and 500,000 values in all. Valid
+/// items are committed before the answer; the report counts the refused items and names the
+/// first 100 with their reasons. Needs an API client with `telemetry:write` (or a department
+/// admin/operator) of the devices' department.
 #[utoipa::path(post, path = "/api/v1/telemetry/bulk", tag = "sensing",
     request_body(content = [Object], description = "array or NDJSON of device items"),
-    responses((status = 200, body = BulkReport), (status = 400), (status = 413), (status = 415)))]
+    responses((status = 200, body = BulkReport), (status = 400), (status = 401), (status = 403),
+        (status = 413), (status = 415), (status = 503)))]
 async fn bulk_telemetry(
     State(sensing): State<Sensing>,
     principal: Principal,
@@ -485,95 +513,66 @@ async fn bulk_telemetry(
 ) -> ApiResult<impl IntoResponse> {
     let body = body.map_err(body_problem)?;
     let content_type = media_type(&headers);
-    let mut rejected = Vec::new();
-    let items: Vec<(usize, serde_json::Value)> = match content_type.as_str() {
-        "application/json" => match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Array(items)) => items.into_iter().enumerate().collect(),
-            Ok(_) => {
-                return Err(Problem::bad_request(
-                    "expected a JSON array of device items",
-                ));
-            }
-            Err(e) => {
-                return Err(Problem::invalid_json(format!(
-                    "the body is not valid JSON: {e}"
-                )));
-            }
-        },
-        "application/x-ndjson" | "application/jsonl" => {
-            let mut items = Vec::new();
-            for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match serde_json::from_slice(line) {
-                    Ok(value) => items.push((index, value)),
-                    Err(e) => rejected.push(BulkRejection {
-                        index,
-                        device: None,
-                        reason: format!("line is not valid JSON: {e}"),
-                    }),
-                }
-            }
-            items
-        }
+    let read: fn(&[u8]) -> crate::bulk::Items = match content_type.as_str() {
+        "application/json" => crate::bulk::from_array,
+        "application/x-ndjson" | "application/jsonl" => crate::bulk::from_lines,
         _ => {
             return Err(Problem::unsupported_media_type(
                 "send application/json (an array) or application/x-ndjson",
             ));
         }
     };
-
+    let _slot = tokio::time::timeout(std::time::Duration::from_secs(10), BULK_SLOTS.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            Problem::unavailable("too many bulk uploads at once; try again shortly")
+                .with_retry_after(1)
+        })?;
+    let items = read(&body).map_err(|error| match error {
+        crate::bulk::BodyError::Malformed(message) => Problem::invalid_json(message),
+        crate::bulk::BodyError::TooLarge(message) => Problem::payload_too_large(message),
+    })?;
+    drop(body);
+    let mut rejected = Rejections::default();
     let devices = sensing
         .device_infos(
             items
                 .iter()
-                .filter_map(|(_, item)| item.get("device")?.as_str()),
+                .filter_map(|(_, item)| item.as_ref().ok()?.get("device")?.as_str()),
         )
         .await?;
     let mut valid = Vec::new();
     for (index, item) in items {
-        let serde_json::Value::Object(mut object) = item else {
-            rejected.push(BulkRejection {
-                index,
-                device: None,
-                reason: "item is not an object".into(),
-            });
-            continue;
+        let mut object = match item {
+            Ok(object) => object,
+            Err(reason) => {
+                rejected.push(index, None, reason);
+                continue;
+            }
         };
         let Some(serde_json::Value::String(device_id)) = object.remove("device") else {
-            rejected.push(BulkRejection {
-                index,
-                device: None,
-                reason: "item has no \"device\" id".into(),
-            });
+            rejected.push(index, None, "item has no \"device\" id".into());
             continue;
         };
         let Some(device) = devices.get(&device_id).cloned() else {
-            rejected.push(BulkRejection {
-                index,
-                device: Some(device_id),
-                reason: "unknown device".into(),
-            });
+            rejected.push(index, Some(device_id), "unknown device".into());
             continue;
         };
         if require_write(&principal, &device.department, "telemetry:write").is_err() {
-            rejected.push(BulkRejection {
+            rejected.push(
                 index,
-                device: Some(device_id),
-                reason: "not allowed to write this device's telemetry".into(),
-            });
+                Some(device_id),
+                "not allowed to write this device's telemetry".into(),
+            );
             continue;
         }
         match sensing.validate(&device, serde_json::Value::Object(object)) {
             Ok(readings) => valid.push((index, device, readings)),
             Err(reason) => {
                 sensing.record_rejection(&device.id, &reason).await;
-                rejected.push(BulkRejection {
-                    index,
-                    device: Some(device_id),
-                    reason,
-                });
+                rejected.push(index, Some(device_id), reason);
             }
         }
     }
@@ -585,13 +584,13 @@ async fn bulk_telemetry(
         .map(|(_, device, readings)| (device, readings))
         .collect();
     sensing.store_many(items).await.map_err(Problem::from)?;
-    rejected.sort_by_key(|r| r.index);
     Ok((
         Extension(AuditNote::skip()),
         axum::Json(BulkReport {
             accepted_items,
             accepted_readings,
-            rejected,
+            rejected_items: rejected.count,
+            rejected: rejected.first,
         }),
     ))
 }

@@ -11,6 +11,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod bulk;
 mod devices;
 pub mod grants;
 mod migrations;

@@ -33,17 +33,27 @@ pub const MAX_INFLIGHT: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TB_TELEMETRY_TOPIC: &str = "v1/devices/me/telemetry";
 
-/// Serves devices on `listener` until the task is dropped.
-pub async fn serve(sensing: Sensing, listener: TcpListener) {
+/// Longest a connection may stay silent, whatever keep-alive it asked for (0 asks for none).
+const MAX_IDLE: Duration = Duration::from_secs(600);
+
+/// Serves devices on `listener` until the task is dropped, with at most `max_connections`
+/// open at once: one more is answered CONNACK "server unavailable" and closed.
+pub async fn serve(sensing: Sensing, listener: TcpListener, max_connections: usize) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
                 let sensing = sensing.clone();
                 tokio::spawn(async move {
                     if let Err(reason) = connection(sensing, stream).await {
                         tracing::debug!(%peer, %reason, "MQTT connection closed");
                     }
+                    drop(permit);
                 });
             }
             Err(error) => {
@@ -52,6 +62,29 @@ pub async fn serve(sensing: Sensing, listener: TcpListener) {
             }
         }
     }
+}
+
+/// A connection past the limit: its CONNECT (if it comes soon) is answered "server
+/// unavailable", so the device backs off instead of waiting.
+async fn refuse(stream: TcpStream) {
+    let mut framed = Framed::new(
+        stream,
+        Codec {
+            max_incoming_size: 64 * 1024,
+            max_outgoing_size: 1024,
+        },
+    );
+    let answer = async {
+        if let Some(Ok(Packet::Connect(_))) = framed.next().await {
+            let _ = framed
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::ServiceUnavailable,
+                    false,
+                )))
+                .await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
 }
 
 /// What to send once a message's commit resolves.
@@ -110,10 +143,11 @@ async fn connection(sensing: Sensing, stream: TcpStream) -> Result<(), String> {
         .await
         .map_err(|e| format!("{e:?}"))?;
     let own_topic = format!("yunnao/devices/{}/telemetry", device.id);
-    // MQTT-3.1.2-24: the server may close after 1.5 × keep-alive without traffic.
+    // MQTT-3.1.2-24: the server may close after 1.5 × keep-alive without traffic; a client
+    // asking for none (0) or for hours still gets closed after MAX_IDLE of silence.
     let idle_limit = match connect.keep_alive {
-        0 => Duration::from_secs(24 * 3600),
-        seconds => Duration::from_millis(u64::from(seconds) * 1500),
+        0 => MAX_IDLE,
+        seconds => Duration::from_millis(u64::from(seconds) * 1500).min(MAX_IDLE),
     };
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     // Shared by this connection's in-flight messages: one reference count each, no copies.

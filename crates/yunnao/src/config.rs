@@ -33,6 +33,15 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub token_ttl_secs: i64,
     pub body_limit_bytes: usize,
+    /// Open HTTP connections at most; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// HTTP requests handled at once; past this a request is answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// Seconds a client has to send a request's head; an idle keep-alive connection is closed
+    /// after the same time, and a request body must make progress as often.
+    pub request_timeout_secs: u64,
+    /// Open device MQTT connections at most; one more is refused (CONNACK "server unavailable").
+    pub mqtt_max_connections: usize,
     /// How often offline (no-data) alarm rules are checked, in milliseconds.
     pub no_data_check_ms: u64,
     /// tracing filter, e.g. `info` or `yunnao=debug,info`.
@@ -80,6 +89,10 @@ impl Default for Config {
             admin_password: None,
             token_ttl_secs: 8 * 3600,
             body_limit_bytes: 1024 * 1024,
+            max_connections: 4096,
+            max_in_flight: 512,
+            request_timeout_secs: 15,
+            mqtt_max_connections: 10_000,
             no_data_check_ms: 30_000,
             log: "info".into(),
             ngsi_ld_auth: true,
@@ -141,6 +154,10 @@ impl Config {
                 "admin_password",
                 "token_ttl_secs",
                 "body_limit_bytes",
+                "max_connections",
+                "max_in_flight",
+                "request_timeout_secs",
+                "mqtt_max_connections",
                 "no_data_check_ms",
                 "log",
                 "ngsi_ld_auth",

@@ -41,6 +41,8 @@ pub struct App {
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub metrics: Metrics,
     pub seed: yunnao_identity::SeedReport,
+    pub serve: yunnao_http::ServeConfig,
+    pub mqtt_max_connections: usize,
 }
 
 #[derive(OpenApi)]
@@ -95,6 +97,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .seed(config.admin_password.as_deref())
         .await
         .map_err(|p| anyhow::anyhow!("seeding failed: {p}"))?;
+    // Signs what a crash left unsigned at once, then any head left unsigned every 5 s.
+    identity.spawn_checkpointer();
     let sensing = yunnao_sensing::Sensing::start(
         db.clone(),
         bus.clone(),
@@ -224,6 +228,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         router,
         &EdgeConfig {
             body_limit_bytes: config.body_limit_bytes,
+            largest_body_bytes: config
+                .body_limit_bytes
+                .max(yunnao_sensing::api::BULK_BODY_LIMIT),
+            max_in_flight: config.max_in_flight,
+            ..EdgeConfig::default()
         },
         metrics.clone(),
     );
@@ -241,6 +250,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         external_mqtt,
         metrics,
         seed,
+        serve: yunnao_http::ServeConfig {
+            max_connections: config.max_connections.max(1),
+            header_read_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
+            body_frame_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
+            ..yunnao_http::ServeConfig::default()
+        },
+        mqtt_max_connections: config.mqtt_max_connections.max(1),
     })
 }
 
@@ -252,19 +268,21 @@ pub async fn serve(
     mqtt: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mqtt_task = mqtt
-        .map(|listener| tokio::spawn(yunnao_sensing::mqtt::serve(app.sensing.clone(), listener)));
+    let mqtt_limit = app.mqtt_max_connections;
+    let mqtt_task = mqtt.map(|listener| {
+        tokio::spawn(yunnao_sensing::mqtt::serve(
+            app.sensing.clone(),
+            listener,
+            mqtt_limit,
+        ))
+    });
     // `/x/` is `/x` (NGSI-LD clients use both); trimmed before routing.
     let service = tower::Layer::layer(
         &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
         app.router,
     );
     let web = app.web.clone();
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-    )
-    .with_graceful_shutdown(async move {
+    yunnao_http::serve(listener, service, app.serve.clone(), async move {
         shutdown.await;
         // Live pages hold their connection open; end their streams so the stop completes.
         web.close();

@@ -100,7 +100,14 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the chain and the signed checkpoints; exit 1 naming the first bad record.
-    Verify,
+    Verify {
+        /// A head printed earlier by `yunnao audit head` and kept outside the database: the
+        /// chain must still hold it (a log cut below it, or deleted whole, fails).
+        #[arg(long, value_name = "FILE")]
+        expect_head: Option<std::path::PathBuf>,
+    },
+    /// Sign the current head and print it as JSON, to keep outside the database.
+    Head,
 }
 
 #[derive(Subcommand)]
@@ -240,8 +247,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => audit_verify(&config).await,
+            command: AuditCommand::Verify { expect_head },
+        } => audit_verify(&config, expect_head.as_deref()).await,
+        Command::Audit {
+            command: AuditCommand::Head,
+        } => audit_head(&config).await,
         Command::Seal {
             command: SealCommand::Verify { public_key, file },
         } => seal_verify(&public_key, &file),
@@ -386,7 +396,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn audit_verify(config: &Config) -> anyhow::Result<ExitCode> {
+fn platform_keys(config: &Config) -> anyhow::Result<yunnao_identity::PlatformKeys> {
     let key_path = config.platform_key_path();
     if !key_path.exists() {
         anyhow::bail!(
@@ -394,10 +404,50 @@ async fn audit_verify(config: &Config) -> anyhow::Result<ExitCode> {
             key_path.display()
         );
     }
-    let keys =
-        yunnao_identity::PlatformKeys::load_or_create(&key_path).map_err(anyhow::Error::msg)?;
+    yunnao_identity::PlatformKeys::load_or_create(&key_path).map_err(anyhow::Error::msg)
+}
+
+async fn audit_head(config: &Config) -> anyhow::Result<ExitCode> {
+    let keys = platform_keys(config)?;
     let db = yunnao::open_db(config).await?;
-    let report = yunnao_identity::audit::verify(&db, &keys.public_key())
+    let identity = yunnao_identity::Identity::new(
+        db.clone(),
+        yunnao_bus::Bus::from_url("memory://")?,
+        keys,
+        yunnao_identity::IdentityConfig::default(),
+    );
+    let head = identity
+        .signed_head()
+        .await
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    db.close().await;
+    match head {
+        Some(head) => {
+            println!("{}", serde_json::to_string(&head)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!("the audit log is empty: there is no head to sign"),
+    }
+}
+
+async fn audit_verify(
+    config: &Config,
+    expect_head: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let keys = platform_keys(config)?;
+    let expected: Option<yunnao_identity::audit::SignedHead> = match expect_head {
+        Some(path) => Some(
+            serde_json::from_str(&std::fs::read_to_string(path)?).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a head from `yunnao audit head`: {e}",
+                    path.display()
+                )
+            })?,
+        ),
+        None => None,
+    };
+    let db = yunnao::open_db(config).await?;
+    let report = yunnao_identity::audit::verify_against(&db, &keys.public_key(), expected.as_ref())
         .await
         .map_err(|p| anyhow::anyhow!("{p}"))?;
     db.close().await;

@@ -10,8 +10,14 @@ use yunnao_store::testing::TestBackend;
 use yunnao_store::{Db, backend_tests, sqlx};
 
 fn verify_cli(server: &TestServer) -> (bool, String) {
+    audit_cli(server, &["verify"])
+}
+
+fn audit_cli(server: &TestServer, command: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_yunnao"))
-        .args(["audit", "verify", "--db"])
+        .arg("audit")
+        .args(command)
+        .arg("--db")
         .arg(server.config.db.as_deref().expect("db url"))
         .arg("--data-dir")
         .arg(&server.config.data_dir)
@@ -184,6 +190,15 @@ async fn audit_records_every_write_and_verify_catches_tampering(backend: TestBac
     exec(&db, "UPDATE audit_log SET seq = 3 WHERE seq = -2").await;
     assert!(verify_cli(&server).0, "restored");
 
+    // The operator keeps a signed head outside the database.
+    let (ok, head) = audit_cli(&server, &["head"]);
+    assert!(ok, "{head}");
+    let head_file = server.config.data_dir.join("kept-head.json");
+    std::fs::write(&head_file, head.trim()).expect("keep the head");
+    let head_arg = head_file.to_string_lossy().into_owned();
+    let (ok, text) = audit_cli(&server, &["verify", "--expect-head", &head_arg]);
+    assert!(ok, "{text}");
+
     // 4. Cut the tail: the signed checkpoint still names the last record.
     exec(
         &db,
@@ -192,6 +207,18 @@ async fn audit_records_every_write_and_verify_catches_tampering(backend: TestBac
     .await;
     let (ok, text) = verify_cli(&server);
     assert!(!ok && text.contains("cut"), "{text}");
+
+    // 5. Delete the whole log and its checkpoints: nothing left to contradict itself, but the
+    // kept head is gone.
+    exec(&db, "DELETE FROM audit_log").await;
+    exec(&db, "DELETE FROM audit_checkpoints").await;
+    let (ok, text) = verify_cli(&server);
+    assert!(ok && text.contains("0 records"), "{text}");
+    let (ok, text) = audit_cli(&server, &["verify", "--expect-head", &head_arg]);
+    assert!(
+        !ok && text.contains("BROKEN at record 1") && text.contains("cut"),
+        "{text}"
+    );
 
     db.close().await;
     server.cleanup().await;
