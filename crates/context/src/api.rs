@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
-use yunnao_identity::{AuditEntry, AuditNote, Principal, Role};
+use yunnao_identity::{Action, AuditEntry, AuditNote, Principal, Reach, Resource};
 use yunnao_store::{DbResultExt, sqlx};
 
 type NgsiResult<T> = Result<T, Problem>;
@@ -692,8 +692,13 @@ impl Request {
             Viewer::All
         } else {
             match &principal {
-                Some(p) if p.is_platform_admin() => Viewer::All,
-                Some(p) => Viewer::Department(p.department.clone()),
+                Some(p) => match p.reach(Resource::Context, Action::Read) {
+                    Reach::All => Viewer::All,
+                    Reach::Own => Viewer::Department(p.department.clone()),
+                    // Residents, enterprises and API clients without `context:read` see
+                    // open data only.
+                    Reach::None => Viewer::Public,
+                },
                 None => Viewer::Public,
             }
         };
@@ -743,9 +748,7 @@ impl Request {
     fn writer(&self, broker: &ContextBroker) -> NgsiResult<String> {
         match &self.principal {
             Some(p) => {
-                if !p.is_platform_admin() {
-                    p.require_any(&[Role::DeptAdmin, Role::Operator], "context:write")?;
-                }
+                p.require(Resource::Context, Action::Write, &p.department)?;
                 Ok(p.department.clone())
             }
             None if !broker.config.auth => Ok("bigdata".into()),

@@ -40,6 +40,57 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// How far this caller reaches `resource` for `action` ([`crate::access`]): the widest of
+    /// a user's roles, or the department for an API client holding exactly that scope.
+    pub fn reach(&self, resource: crate::Resource, action: crate::Action) -> crate::Reach {
+        match self.kind {
+            PrincipalKind::User => self
+                .roles
+                .iter()
+                .map(|role| crate::access::reach(*role, resource, action))
+                .max()
+                .unwrap_or(crate::Reach::None),
+            PrincipalKind::ApiClient => {
+                if self.has_scope(&crate::access::scope(resource, action)) {
+                    crate::Reach::Own
+                } else {
+                    crate::Reach::None
+                }
+            }
+        }
+    }
+
+    /// May this caller do `action` on `resource` of `department`?
+    pub fn may(&self, resource: crate::Resource, action: crate::Action, department: &str) -> bool {
+        match self.reach(resource, action) {
+            crate::Reach::All => true,
+            crate::Reach::Own => self.department == department,
+            crate::Reach::None => false,
+        }
+    }
+
+    /// [`Principal::may`] as a 403 problem that says what is missing.
+    pub fn require(
+        &self,
+        resource: crate::Resource,
+        action: crate::Action,
+        department: &str,
+    ) -> Result<(), Problem> {
+        if self.may(resource, action, department) {
+            return Ok(());
+        }
+        let what = crate::access::scope(resource, action);
+        Err(Problem::forbidden(match self.reach(resource, action) {
+            crate::Reach::None => {
+                format!("{} may not {what} (no role or scope grants it)", self.name)
+            }
+            _ => format!(
+                "{} may {what} only for department {}",
+                self.name, self.department
+            ),
+        }))
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }

@@ -5,6 +5,7 @@
 //! Owns the tables in [`MIGRATIONS`]; other crates use [`Principal`] (who is calling) and
 //! [`Identity::audit`] (to record shared reads), never these tables.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 mod auth;
@@ -17,6 +18,7 @@ pub mod seals;
 mod tokens;
 mod users;
 
+pub use access::{Action, Reach, Resource};
 pub use audit::{AuditEntry, AuditNote, AuditRecord, VerifyReport};
 pub use auth::{Principal, PrincipalKind, authenticate_and_audit};
 pub use clients::{ApiClientView, CreatedApiClient, NewApiClient};

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
 use yunnao_http::{ApiJson, ApiPath, ApiQuery, ApiResult, RequestId};
-use yunnao_identity::{AuditEntry, AuditNote, Principal, Role};
+use yunnao_identity::{Action, AuditEntry, AuditNote, Principal, Reach, Resource};
 
 /// Largest gateway bulk request.
 pub const BULK_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -53,63 +53,64 @@ fn noted<T: IntoResponse>(note: AuditNote, body: T) -> impl IntoResponse {
     (Extension(note), body)
 }
 
-/// Reading a department's devices: its own staff and platform admins. (Cross-department
-/// grants come with the sharing feature.)
-fn require_read(principal: &Principal, department: &str) -> Result<(), Problem> {
-    if principal.is_platform_admin() || principal.department == department {
-        Ok(())
-    } else {
-        Err(Problem::not_found("there is no such device"))
-    }
+/// Writing `resource` of a department, as [`yunnao_identity::access`] says.
+fn require_write(
+    principal: &Principal,
+    resource: Resource,
+    department: &str,
+) -> Result<(), Problem> {
+    principal.require(resource, Action::Write, department)
 }
 
-/// Managing a department's devices: its admins and operators, API clients of it with
-/// `devices:write`, and platform admins.
-fn require_write(principal: &Principal, department: &str, scope: &str) -> Result<(), Problem> {
-    if principal.is_platform_admin() {
-        return Ok(());
-    }
-    if principal.department != department {
-        return Err(Problem::forbidden(format!(
-            "{} may not manage devices of department {department:?}",
-            principal.name
-        )));
-    }
-    principal.require_any(&[Role::DeptAdmin, Role::Operator], scope)
+fn no_device(id: &str) -> Problem {
+    Problem::not_found(format!("there is no device {id:?}"))
 }
 
-/// A device of the caller's own department (or any, for platform admins); 404 otherwise.
-async fn own_device(
+/// A device the caller may change `resource` of; one they cannot even read is not found (its
+/// existence is the department's data).
+async fn writable_device(
     sensing: &Sensing,
     principal: &Principal,
     id: &str,
+    resource: Resource,
 ) -> Result<DeviceView, Problem> {
-    let device = sensing
-        .get_device(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("there is no device {id:?}")))?;
-    require_read(principal, &device.department)?;
-    Ok(device)
+    let device = sensing.get_device(id).await?.ok_or_else(|| no_device(id))?;
+    if principal.may(resource, Action::Write, &device.department) {
+        return Ok(device);
+    }
+    if principal.may(Resource::Devices, Action::Read, &device.department) {
+        return Err(principal
+            .require(resource, Action::Write, &device.department)
+            .err()
+            .unwrap_or_else(|| no_device(id)));
+    }
+    Err(no_device(id))
 }
 
-/// A device the caller may read: their own department's, or another's through an active grant,
-/// in which case the read is written to the audit chain.
+/// A device whose `resource` (its record, or its telemetry) the caller may read: by the access
+/// table, or for another department's staff through an active grant, in which case the read is
+/// written to the audit chain. Anyone else is told there is no such device.
 async fn readable_device(
     sensing: &Sensing,
     principal: &Principal,
     id: &str,
     request_id: &RequestId,
     what: &str,
+    resource: Resource,
 ) -> Result<DeviceView, Problem> {
-    let missing = || Problem::not_found(format!("there is no device {id:?}"));
-    let device = sensing.get_device(id).await?.ok_or_else(missing)?;
-    if require_read(principal, &device.department).is_ok() {
+    let device = sensing.get_device(id).await?.ok_or_else(|| no_device(id))?;
+    if principal.may(resource, Action::Read, &device.department) {
         return Ok(device);
+    }
+    // Grants share devices with a department's staff: callers who reach this resource of
+    // their own department.
+    if principal.reach(resource, Action::Read) == Reach::None {
+        return Err(no_device(id));
     }
     let grant = sensing
         .shared_read_allowed(&principal.department, &device)
         .await?
-        .ok_or_else(missing)?;
+        .ok_or_else(|| no_device(id))?;
     sensing
         .identity
         .audit(AuditEntry {
@@ -122,6 +123,31 @@ async fn readable_device(
         })
         .await?;
     Ok(device)
+}
+
+/// The department a listing reads: any asked for (or all) where the caller reaches all, their
+/// own where they reach their own, and nothing where they reach none.
+fn listing_department(
+    principal: &Principal,
+    resource: Resource,
+    asked: Option<String>,
+) -> Result<Option<String>, Problem> {
+    match principal.reach(resource, Action::Read) {
+        Reach::All => Ok(asked),
+        Reach::Own => match asked {
+            Some(asked) if asked != principal.department => Err(Problem::forbidden(format!(
+                "{} reads only department {}'s {}; another department's devices need a grant",
+                principal.name,
+                principal.department,
+                resource.scope_name()
+            ))),
+            _ => Ok(Some(principal.department.clone())),
+        },
+        Reach::None => Err(principal
+            .require(resource, Action::Read, &principal.department)
+            .err()
+            .unwrap_or_else(|| Problem::forbidden("not allowed"))),
+    }
 }
 
 /// Every device profile (built-in and departments' own) with keys, units and ranges.
@@ -151,16 +177,7 @@ async fn get_profile(
 /// Profiles are configuration: department admins (or API clients with `profiles:write`) of
 /// the owning department, and platform admins.
 fn require_profile_admin(principal: &Principal, department: &str) -> Result<(), Problem> {
-    if principal.is_platform_admin() {
-        return Ok(());
-    }
-    if principal.department != department {
-        return Err(Problem::forbidden(format!(
-            "{} may not manage profiles of department {department:?}",
-            principal.name
-        )));
-    }
-    principal.require_any(&[Role::DeptAdmin], "profiles:write")
+    require_write(principal, Resource::Profiles, department)
 }
 
 /// A profile owned by a department, for replacing or deleting; built-in ones are fixed.
@@ -298,15 +315,7 @@ async fn list_devices(
             "limit must be 1–1000 and offset not negative",
         ));
     }
-    let department = if principal.is_platform_admin() {
-        query.department
-    } else {
-        if let Some(asked) = &query.department {
-            require_read(&principal, asked)
-                .map_err(|_| Problem::forbidden("devices of another department need a grant"))?;
-        }
-        Some(principal.department.clone())
-    };
+    let department = listing_department(&principal, Resource::Devices, query.department)?;
     let (devices, total) = sensing
         .list_devices(
             department.as_deref(),
@@ -330,7 +339,7 @@ async fn create_device(
         .department
         .clone()
         .unwrap_or_else(|| principal.department.clone());
-    require_write(&principal, &department, "devices:write")?;
+    require_write(&principal, Resource::Devices, &department)?;
     let created = sensing.create_device(new, department).await?;
     Ok(noted(
         AuditNote::new("device.create", format!("device:{}", created.device.id)),
@@ -347,7 +356,15 @@ async fn get_device(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<DeviceView>> {
     Ok(axum::Json(
-        readable_device(&sensing, &principal, &id, &request_id, "device").await?,
+        readable_device(
+            &sensing,
+            &principal,
+            &id,
+            &request_id,
+            "device",
+            Resource::Devices,
+        )
+        .await?,
     ))
 }
 
@@ -359,8 +376,7 @@ async fn update_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<DevicePatch>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = own_device(&sensing, &principal, &id).await?;
-    require_write(&principal, &device.department, "devices:write")?;
+    writable_device(&sensing, &principal, &id, Resource::Devices).await?;
     let updated = sensing.update_device(&id, patch).await?;
     Ok(noted(
         AuditNote::new("device.update", format!("device:{id}")),
@@ -376,8 +392,7 @@ async fn delete_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = own_device(&sensing, &principal, &id).await?;
-    require_write(&principal, &device.department, "devices:write")?;
+    writable_device(&sensing, &principal, &id, Resource::Devices).await?;
     sensing.delete_device(&id).await?;
     Ok(noted(
         AuditNote::new("device.delete", format!("device:{id}")),
@@ -398,8 +413,7 @@ async fn rotate_token(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let device = own_device(&sensing, &principal, &id).await?;
-    require_write(&principal, &device.department, "devices:write")?;
+    writable_device(&sensing, &principal, &id, Resource::Devices).await?;
     let access_token = sensing.rotate_token(&id).await?;
     Ok(noted(
         AuditNote::new("device.rotate_token", format!("device:{id}")),
@@ -560,7 +574,7 @@ async fn bulk_telemetry(
             rejected.push(index, Some(device_id), "unknown device".into());
             continue;
         };
-        if require_write(&principal, &device.department, "telemetry:write").is_err() {
+        if !principal.may(Resource::Telemetry, Action::Write, &device.department) {
             rejected.push(
                 index,
                 Some(device_id),
@@ -612,7 +626,15 @@ async fn latest_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LatestQuery>,
 ) -> ApiResult<axum::Json<Vec<LatestValue>>> {
-    let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
+    let device = readable_device(
+        &sensing,
+        &principal,
+        &id,
+        &request_id,
+        "latest",
+        Resource::Telemetry,
+    )
+    .await?;
     let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
     Ok(axum::Json(sensing.latest(&id, &keys).await?))
 }
@@ -677,7 +699,15 @@ async fn raw_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<axum::Json<RawPage>> {
-    readable_device(&sensing, &principal, &id, &request_id, "raw").await?;
+    readable_device(
+        &sensing,
+        &principal,
+        &id,
+        &request_id,
+        "raw",
+        Resource::Telemetry,
+    )
+    .await?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 10000"));
@@ -710,7 +740,15 @@ async fn aggregate_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AggregateQuery>,
 ) -> ApiResult<axum::Json<Vec<Bucket>>> {
-    readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
+    readable_device(
+        &sensing,
+        &principal,
+        &id,
+        &request_id,
+        "aggregate",
+        Resource::Telemetry,
+    )
+    .await?;
     let interval_ms = bucket_ms(query.interval)?;
     let (from, to) = window(query.from, query.to)?;
     Ok(axum::Json(
@@ -722,19 +760,23 @@ async fn aggregate_telemetry(
 
 /// Alarm rules visible to the caller: their department's and the platform defaults.
 #[utoipa::path(get, path = "/api/v1/alarm-rules", tag = "sensing", responses((status = 200, body = [Rule])))]
-async fn list_rules(State(sensing): State<Sensing>, principal: Principal) -> axum::Json<Vec<Rule>> {
+async fn list_rules(
+    State(sensing): State<Sensing>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<Rule>>> {
+    let department = listing_department(&principal, Resource::AlarmRules, None)?;
     let rules = sensing
         .alarms
         .rules()
         .into_iter()
         .filter(|r| {
-            principal.is_platform_admin()
+            department.is_none()
                 || r.department
                     .as_deref()
-                    .is_none_or(|d| d == principal.department)
+                    .is_none_or(|d| Some(d) == department.as_deref())
         })
         .collect();
-    axum::Json(rules)
+    Ok(axum::Json(rules))
 }
 
 /// Create an alarm rule for a profile or a device of the caller's department (platform admins:
@@ -754,11 +796,11 @@ async fn create_rule(
             .department
             .clone()
             .unwrap_or_else(|| principal.department.clone());
-        require_write(&principal, &department, "devices:write")?;
+        require_write(&principal, Resource::AlarmRules, &department)?;
         Some(department)
     };
     if let Some(device) = &new.device {
-        let view = own_device(&sensing, &principal, device).await?;
+        let view = writable_device(&sensing, &principal, device, Resource::AlarmRules).await?;
         if department.as_deref().is_some_and(|d| d != view.department) {
             return Err(Problem::validation(
                 "the device belongs to another department",
@@ -785,7 +827,7 @@ async fn delete_rule(
         .ok_or_else(|| Problem::not_found(format!("there is no alarm rule {id:?}")))?;
     match &rule.department {
         None => principal.require_platform_admin()?,
-        Some(department) => require_write(&principal, department, "devices:write")?,
+        Some(department) => require_write(&principal, Resource::AlarmRules, department)?,
     }
     sensing.alarms.delete_rule(&id).await?;
     Ok(noted(
@@ -817,11 +859,7 @@ async fn list_alarms(
     if !(1..=1000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
-    let department = if principal.is_platform_admin() {
-        query.department
-    } else {
-        Some(principal.department.clone())
-    };
+    let department = listing_department(&principal, Resource::Alarms, query.department)?;
     Ok(axum::Json(
         sensing
             .alarms
@@ -845,8 +883,9 @@ async fn alarm_for(
         .alarm(id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("there is no alarm {id:?}")))?;
-    require_read(principal, &alarm.department)
-        .map_err(|_| Problem::not_found(format!("there is no alarm {id:?}")))?;
+    if !principal.may(Resource::Alarms, Action::Read, &alarm.department) {
+        return Err(Problem::not_found(format!("there is no alarm {id:?}")));
+    }
     Ok(alarm)
 }
 
@@ -859,7 +898,7 @@ async fn acknowledge_alarm(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let alarm = alarm_for(&sensing, &principal, &id).await?;
-    require_write(&principal, &alarm.department, "alarms:write")?;
+    require_write(&principal, Resource::Alarms, &alarm.department)?;
     let alarm = sensing.alarms.acknowledge(&id, &principal.name).await?;
     Ok(noted(
         AuditNote::new("alarm.acknowledge", format!("alarm:{id}")),
@@ -876,7 +915,7 @@ async fn clear_alarm(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let alarm = alarm_for(&sensing, &principal, &id).await?;
-    require_write(&principal, &alarm.department, "alarms:write")?;
+    require_write(&principal, Resource::Alarms, &alarm.department)?;
     let alarm = sensing.alarms.clear(&id, &principal.name).await?;
     Ok(noted(
         AuditNote::new("alarm.clear", format!("alarm:{id}")),
@@ -890,7 +929,7 @@ async fn list_grants(
     State(sensing): State<Sensing>,
     principal: Principal,
 ) -> ApiResult<axum::Json<Vec<Grant>>> {
-    let department = (!principal.is_platform_admin()).then(|| principal.department.clone());
+    let department = listing_department(&principal, Resource::Grants, None)?;
     Ok(axum::Json(sensing.grants(department.as_deref()).await?))
 }
 
@@ -903,11 +942,7 @@ async fn create_grant(
     principal: Principal,
     ApiJson(new): ApiJson<NewGrant>,
 ) -> ApiResult<impl IntoResponse> {
-    if !principal.has_role(Role::DeptAdmin) {
-        return Err(Problem::forbidden(
-            "only a department admin shares the department's devices",
-        ));
-    }
+    require_write(&principal, Resource::Grants, &principal.department)?;
     let grant = sensing
         .create_grant(&principal.department, &principal.name, new)
         .await?;
@@ -932,16 +967,11 @@ async fn revoke_grant(
         .grant(&id)
         .await?
         .filter(|g| {
-            principal.is_platform_admin()
-                || g.owner == principal.department
-                || g.grantee == principal.department
+            principal.may(Resource::Grants, Action::Read, &g.owner)
+                || principal.may(Resource::Grants, Action::Read, &g.grantee)
         })
         .ok_or_else(|| Problem::not_found(format!("there is no grant {id:?}")))?;
-    if !principal.can_manage(&grant.owner) {
-        return Err(Problem::forbidden(
-            "only the owning department's admin revokes a grant",
-        ));
-    }
+    require_write(&principal, Resource::Grants, &grant.owner)?;
     sensing.revoke_grant(&id).await?;
     Ok(noted(
         AuditNote::new("device_grant.revoke", format!("device_grant:{id}")),
@@ -1035,7 +1065,7 @@ async fn import_devices(
             .department
             .clone()
             .unwrap_or_else(|| principal.department.clone());
-        let outcome = match require_write(&principal, &department, "devices:write") {
+        let outcome = match require_write(&principal, Resource::Devices, &department) {
             Ok(()) => sensing.create_device(new, department).await,
             Err(problem) => Err(problem),
         };
@@ -1083,7 +1113,15 @@ async fn export_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    readable_device(&sensing, &principal, &id, &request_id, "export").await?;
+    readable_device(
+        &sensing,
+        &principal,
+        &id,
+        &request_id,
+        "export",
+        Resource::Telemetry,
+    )
+    .await?;
     let (from, to) = window(query.from, query.to)?;
     let page = sensing
         .raw(&id, &query.key, from, to, None, 1_000_000)
@@ -1160,7 +1198,15 @@ async fn group_latest(
 ) -> ApiResult<axum::Json<Vec<DeviceLatest>>> {
     let mut out = Vec::new();
     for id in device_list(&query.devices)? {
-        let device = readable_device(&sensing, &principal, &id, &request_id, "latest").await?;
+        let device = readable_device(
+            &sensing,
+            &principal,
+            &id,
+            &request_id,
+            "latest",
+            Resource::Telemetry,
+        )
+        .await?;
         let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
         out.push(DeviceLatest {
             values: sensing.latest(&id, &keys).await?,
@@ -1196,7 +1242,15 @@ async fn group_aggregate(
     let (from, to) = window(query.from, query.to)?;
     let mut all = Vec::new();
     for id in device_list(&query.devices)? {
-        readable_device(&sensing, &principal, &id, &request_id, "aggregate").await?;
+        readable_device(
+            &sensing,
+            &principal,
+            &id,
+            &request_id,
+            "aggregate",
+            Resource::Telemetry,
+        )
+        .await?;
         all.extend(
             sensing
                 .aggregate(&id, &query.key, from, to, interval_ms)

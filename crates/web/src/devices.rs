@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use yunnao_core::Problem;
 use yunnao_http::{ApiPath, ApiQuery};
+use yunnao_identity::{Action, Reach, Resource};
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct DeviceListQuery {
@@ -31,7 +32,14 @@ pub(crate) async fn list(
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
-    let department = (!viewer.is_platform_admin()).then_some(viewer.department.as_str());
+    let department = match viewer.reach(Resource::Devices, Action::Read) {
+        Reach::All => None,
+        Reach::Own => Some(viewer.department.as_str()),
+        Reach::None => {
+            return Problem::forbidden("this account does not read department devices")
+                .into_response();
+        }
+    };
     let profile = query.profile.filter(|p| !p.is_empty());
     let offset = query.offset.unwrap_or(0).max(0);
     let (devices, total) = match web
@@ -150,7 +158,7 @@ pub(crate) async fn detail(
     };
     let l = lang(&headers);
     let device = match web.sensing.get_device(&id).await {
-        Ok(Some(d)) if viewer.is_platform_admin() || d.department == viewer.department => d,
+        Ok(Some(d)) if viewer.may(Resource::Telemetry, Action::Read, &d.department) => d,
         Ok(_) => return Problem::not_found(format!("no device {id}")).into_response(),
         Err(problem) => return problem.into_response(),
     };
