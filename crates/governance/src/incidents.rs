@@ -637,6 +637,9 @@ impl Governance {
     }
 
     fn validate_report(&self, report: &Report, category: &Category) -> Result<(), Problem> {
+        if report.actor.chars().count() > 200 {
+            return Err(Problem::validation("the reporter's name is too long"));
+        }
         if report.description.trim().is_empty() {
             return Err(Problem::validation("description is required"));
         }
@@ -651,6 +654,36 @@ impl Governance {
         if report.media_urls.len() > 10 || report.media_urls.iter().any(|u| u.len() > 2000) {
             return Err(Problem::validation(
                 "at most 10 media URLs of up to 2,000 characters",
+            ));
+        }
+        if let Some(url) = report.media_urls.iter().find(|u| !is_web_url(u)) {
+            return Err(Problem::validation(format!(
+                "media URL {:?} is not an http(s) URL",
+                url.chars().take(100).collect::<String>()
+            )));
+        }
+        if report
+            .source_ref
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 200)
+        {
+            return Err(Problem::validation(
+                "source_ref is longer than 200 characters",
+            ));
+        }
+        if let Some(serde_json::Value::Object(contact)) = &report.contact
+            && let Some((field, _)) = contact
+                .iter()
+                .find(|(_, v)| v.as_str().is_some_and(|v| v.chars().count() > 200))
+        {
+            return Err(Problem::validation(format!(
+                "{field} is longer than 200 characters"
+            )));
+        }
+        if report.attributes.len() > 50 || report.attributes.keys().any(|k| k.chars().count() > 100)
+        {
+            return Err(Problem::validation(
+                "at most 50 attributes with names of up to 100 characters",
             ));
         }
         for attribute in &category.attributes {
@@ -1376,4 +1409,124 @@ pub fn haversine_m(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * 6_371_008.8 * a.sqrt().asin()
+}
+
+/// An absolute http(s) URL with a host and nothing a page could mistake for markup or a
+/// script (`javascript:`, `file:`, `data:` and the like are refused).
+pub(crate) fn is_web_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty()
+        && !url
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "<>\"'`\\".contains(c))
+}
+
+/// Free text shown to the public with personal data masked: runs of 7 or more digits (phone
+/// numbers, 18-digit ID numbers with their final X) keep their first three and last two
+/// characters, e-mail addresses their first character and domain.
+pub fn mask_personal(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() {
+            // A number, with the separators phone numbers are written with.
+            let mut j = i;
+            let mut digits = 0;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || (matches!(chars[j], '-' | ' ')
+                        && chars.get(j + 1).is_some_and(char::is_ascii_digit))
+                    || (matches!(chars[j], 'X' | 'x') && digits == 17))
+            {
+                if chars[j].is_ascii_alphanumeric() {
+                    digits += 1;
+                }
+                j += 1;
+            }
+            let run: Vec<char> = chars[i..j]
+                .iter()
+                .copied()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if digits >= 7 {
+                out.extend(&run[..3]);
+                out.extend(std::iter::repeat_n('*', run.len() - 5));
+                out.extend(&run[run.len() - 2..]);
+            } else {
+                out.extend(&chars[i..j]);
+            }
+            i = j;
+            continue;
+        }
+        if c == '@' {
+            // Mask the local part already written out, back to the word's start.
+            let local: String = out
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._%+-".contains(*c))
+                .collect();
+            let domain_ahead = chars.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric());
+            if !local.is_empty() && domain_ahead {
+                let keep = out.len() - local.len();
+                out.truncate(keep);
+                let first = local.chars().last().unwrap_or('*');
+                out.push(first);
+                out.push_str("***");
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod public_text_tests {
+    use super::{is_web_url, mask_personal};
+
+    #[test]
+    fn personal_data_is_masked_in_public_text() {
+        for (text, masked) in [
+            ("电话13812345678请回电", "电话138******78请回电"),
+            ("call 0532-8888 6666", "call 053*******66"),
+            ("身份证370202199001011234", "身份证370*************34"),
+            ("身份证 37020219900101123X", "身份证 370*************3X"),
+            (
+                "邮箱 zhang.san@example.cn 谢谢",
+                "邮箱 z***@example.cn 谢谢",
+            ),
+            ("五四广场 3 号楼 2 单元", "五四广场 3 号楼 2 单元"),
+            ("2026年12月6日 10:30", "2026年12月6日 10:30"),
+            ("@someone", "@someone"),
+        ] {
+            assert_eq!(mask_personal(text), masked, "{text}");
+        }
+    }
+
+    #[test]
+    fn only_web_urls_are_media() {
+        for url in ["https://img.example.cn/a.jpg", "http://10.0.0.1:8080/p?x=1"] {
+            assert!(is_web_url(url), "{url}");
+        }
+        for url in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "data:image/png;base64,AAAA",
+            "https://",
+            "https://x.cn/\"><script>",
+            "ftp://x.cn/a",
+            "https://x.cn/a b",
+        ] {
+            assert!(!is_web_url(url), "{url}");
+        }
+    }
 }

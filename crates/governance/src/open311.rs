@@ -3,13 +3,16 @@
 //! a request needs an API key (`api_key` form field, `X-Api-Key` or a bearer token). Errors use
 //! Open311's own format, `[{"code": …, "description": …}]` or `<errors>`.
 //!
+//! Only requests filed through Open311 are listed; their free text (description, address,
+//! status notes) is shown with phone numbers, ID numbers and e-mail addresses masked.
+//!
 //! Decisions: a request needs `lat` and `long` (there is no geocoder for `address_string`), and
 //! one outside Qingdao's districts is refused with 400 and the reason. Statuses: `closed` for
 //! closed (结案) and rejected (不予立案), `open` otherwise. Requests from sensor alarms and
 //! connected systems are not listed (they are operational, not citizen requests).
 
 use crate::Governance;
-use crate::incidents::{Incident, Location, Report, Source, State as CaseState};
+use crate::incidents::{Incident, Location, Report, Source, State as CaseState, mask_personal};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -433,17 +436,17 @@ fn request_json(incident: &Incident) -> Value {
         "status_notes": if incident.status_notes.is_empty() {
             Value::String(incident.state_name.clone())
         } else {
-            Value::String(format!("{}: {}", incident.state_name, incident.status_notes))
+            Value::String(mask_personal(&format!("{}: {}", incident.state_name, incident.status_notes)))
         },
         "service_name": incident.service_name,
         "service_code": incident.service_code,
-        "description": incident.description,
+        "description": mask_personal(&incident.description),
         "agency_responsible": incident.department,
         "service_notice": Value::Null,
         "requested_datetime": incident.created_at,
         "updated_datetime": incident.updated_at,
         "expected_datetime": incident.due_at,
-        "address": incident.address,
+        "address": mask_personal(&incident.address),
         "address_id": Value::Null,
         "zipcode": Value::Null,
         "lat": incident.location.map(|l| l.lat),
@@ -452,8 +455,9 @@ fn request_json(incident: &Incident) -> Value {
     })
 }
 
-/// Publicly listed sources.
-const LISTED: &str = "source IN ('open311', 'citizen', 'hotline', 'patrol')";
+/// Publicly listed: requests filed through Open311, which is a public channel. What residents
+/// file through the signed-in API, hotline calls and patrol reports stay with the staff.
+const LISTED: &str = "source = 'open311'";
 
 fn parse_time(format: Format, name: &str, value: &str) -> Open311Result<i64> {
     yunnao_core::time::parse_rfc3339_ms(value).ok_or_else(|| {

@@ -298,6 +298,7 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
     let missing: Value = missing.json().await.expect("json");
     assert_eq!(missing[0]["code"], 404);
 
+    let long_device_id = "x".repeat(100_000);
     // A citizen's request (JSON): dispatched to city-management by the subclass's default.
     let form = |extra: &[(&str, &str)]| {
         let mut pairs: Vec<(String, String)> = vec![
@@ -455,6 +456,21 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
         ),
         (vec![("service_code", "E0505")], 400, "plate_number"),
         (vec![("description", "")], 400, "description"),
+        (
+            vec![("media_url", "javascript:alert(1)")],
+            400,
+            "not an http(s) URL",
+        ),
+        (
+            vec![("media_url", "file:///etc/passwd")],
+            400,
+            "not an http(s) URL",
+        ),
+        (
+            vec![("device_id", long_device_id.as_str())],
+            400,
+            "longer than 200",
+        ),
     ] {
         let response = client
             .post(url("/open311/v2/requests.json"))
@@ -551,6 +567,52 @@ async fn open311_reports_reach_the_right_queue(backend: TestBackend) {
             .await
             .expect("row");
     assert!(raw.is_some_and(|r| !r.contains("13800000000")));
+
+    // The public feed lists what was filed through Open311, with personal data in free text
+    // masked, and nothing a resident filed through the signed-in API.
+    let public = client
+        .post(url("/open311/v2/requests.json"))
+        .form(&form(&[(
+            "description",
+            "垃圾堆放，联系电话13912345678，邮箱li.si@example.cn",
+        )]))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(public.status(), 201);
+    let private = city
+        .report(
+            &city.resident,
+            "E0102",
+            SQUARE,
+            "我家门口垃圾没人清，电话13700001111",
+        )
+        .await;
+    let private = private["incident"]["id"].as_str().expect("id").to_owned();
+    let feed = client
+        .get(url("/open311/v2/requests.json"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(feed.contains("联系电话139******78"), "{feed}");
+    assert!(feed.contains("l***@example.cn"), "{feed}");
+    assert!(
+        !feed.contains("13912345678") && !feed.contains("li.si@"),
+        "{feed}"
+    );
+    assert!(
+        !feed.contains("13700001111") && !feed.contains(&private),
+        "{feed}"
+    );
+    let one = client
+        .get(url(&format!("/open311/v2/requests/{private}.json")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(one.status(), 404);
     city.server.cleanup().await;
 }
 
