@@ -94,6 +94,7 @@ fn require_staff(principal: &Principal) -> Result<(), Problem> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Point {
     pub lon: f64,

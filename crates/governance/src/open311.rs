@@ -205,21 +205,21 @@ fn deadline_text(minutes: i64, clock: &str) -> String {
 }
 
 /// Service list (JSON).
-#[utoipa::path(get, path = "/open311/v2/services.json", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/services.json", security(()), tag = "open311",
     responses((status = 200, description = "Open311 service list")))]
 async fn services_json(State(governance): State<Governance>) -> Open311Result<Response> {
     services(&governance, Format::Json).await
 }
 
 /// Service list (XML).
-#[utoipa::path(get, path = "/open311/v2/services.xml", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/services.xml", security(()), tag = "open311",
     responses((status = 200, description = "Open311 service list")))]
 async fn services_xml(State(governance): State<Governance>) -> Open311Result<Response> {
     services(&governance, Format::Xml).await
 }
 
 /// Service definition: `services/{service_code}.json` or `.xml`.
-#[utoipa::path(get, path = "/open311/v2/services/{file}", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/services/{file}", security(()), tag = "open311",
     params(("file" = String, Path, description = "E0102.json or E0102.xml")),
     responses((status = 200, description = "Open311 service definition"), (status = 404)))]
 async fn service_definition(
@@ -555,7 +555,7 @@ async fn get_requests(
 
 /// Service requests (JSON): `service_request_id`, `service_code`, `start_date`, `end_date`
 /// (at most 90 days apart; the last 90 days by default), `status`; at most 1,000.
-#[utoipa::path(get, path = "/open311/v2/requests.json", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/requests.json", security(()), tag = "open311",
     responses((status = 200, description = "Open311 service requests"), (status = 400)))]
 async fn get_requests_json(
     State(governance): State<Governance>,
@@ -565,7 +565,7 @@ async fn get_requests_json(
 }
 
 /// Service requests (XML).
-#[utoipa::path(get, path = "/open311/v2/requests.xml", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/requests.xml", security(()), tag = "open311",
     responses((status = 200, description = "Open311 service requests"), (status = 400)))]
 async fn get_requests_xml(
     State(governance): State<Governance>,
@@ -575,7 +575,7 @@ async fn get_requests_xml(
 }
 
 /// One service request: `requests/{id}.json` or `.xml`.
-#[utoipa::path(get, path = "/open311/v2/requests/{file}", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/requests/{file}", security(()), tag = "open311",
     params(("file" = String, Path)), responses((status = 200), (status = 404)))]
 async fn get_request(
     State(governance): State<Governance>,
@@ -598,7 +598,7 @@ async fn get_request(
 }
 
 /// The request id of a token: `tokens/{token}.json` or `.xml`.
-#[utoipa::path(get, path = "/open311/v2/tokens/{file}", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/tokens/{file}", security(()), tag = "open311",
     params(("file" = String, Path)), responses((status = 200), (status = 404)))]
 async fn get_token(
     State(governance): State<Governance>,

@@ -10,6 +10,7 @@ use yunnao_identity::{Principal, Role};
 use yunnao_store::{DbResultExt, sqlx};
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentFilter {
     /// One state (received, registered, rejected, dispatched, handling, verification, closed) or `open`.
@@ -227,6 +228,7 @@ type EscalationRow = (
 );
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationFilter {
     pub district: Option<String>,
@@ -311,6 +313,7 @@ pub struct Figures {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FiguresQuery {
     /// `district` (default) or `department`.
@@ -330,6 +333,7 @@ pub struct DailyCount {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DailyQuery {
     /// Days back, today included (default 7, at most 366).

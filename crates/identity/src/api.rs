@@ -46,7 +46,7 @@ pub struct SignInRequest {
 }
 
 /// Sign in with username and password; returns an SM2-signed bearer token.
-#[utoipa::path(post, path = "/api/v1/auth/sign-in", tag = "identity",
+#[utoipa::path(post, path = "/api/v1/auth/sign-in", security(()), tag = "identity",
     request_body = SignInRequest,
     responses((status = 200, body = SignedIn), (status = 401, description = "wrong username or password")))]
 async fn sign_in(
@@ -102,7 +102,7 @@ pub struct TokenKey {
 }
 
 /// The platform's SM2 public key, which signs bearer tokens and audit checkpoints (public).
-#[utoipa::path(get, path = "/api/v1/auth/public-key", tag = "identity",
+#[utoipa::path(get, path = "/api/v1/auth/public-key", security(()), tag = "identity",
     responses((status = 200, body = TokenKey)))]
 async fn token_public_key(
     axum::extract::State(identity): axum::extract::State<Identity>,
@@ -136,6 +136,7 @@ async fn get_department(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DepartmentFilter {
     /// Only this department. Department admins see only their own.
@@ -234,11 +235,13 @@ async fn get_user(
     Ok(axum::Json(users::view(&identity.db, row).await?))
 }
 
-/// Change a user. Users may change their own display name and password; roles and disabling
-/// need an admin of the user's department.
+/// Change a user. Users may change their own display name and password (which ends their
+/// other sessions, not this one); roles and disabling need an admin of the user's department,
+/// and no admin takes away their own administration.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "identity",
     params(("id" = String, Path)), request_body = UserPatch,
-    responses((status = 200, body = UserView), (status = 403), (status = 404)))]
+    responses((status = 200, body = UserView), (status = 403), (status = 404),
+        (status = 409, description = "an admin taking away their own administration")))]
 async fn update_user(
     axum::extract::State(identity): axum::extract::State<Identity>,
     principal: Principal,
@@ -255,8 +258,26 @@ async fn update_user(
         {
             principal.require_platform_admin()?;
         }
+        // Nobody locks themselves out: taking away one's own administration or disabling
+        // oneself is left to another admin, so the platform always keeps one who can act.
+        if id == principal.id {
+            let keeps_roles = patch.roles.as_ref().is_none_or(|roles| {
+                principal.roles.iter().all(|held| {
+                    !matches!(held, Role::PlatformAdmin | Role::DeptAdmin) || roles.contains(held)
+                })
+            });
+            if !keeps_roles || patch.disabled == Some(true) {
+                return Err(Problem::conflict(
+                    "you cannot take away your own administration or disable yourself; \
+                     another admin can",
+                ));
+            }
+        }
     }
-    let user = users::update(&identity, &id, patch).await?;
+    let keep_session = (id == principal.id)
+        .then(|| principal.session.clone())
+        .flatten();
+    let user = users::update(&identity, &id, patch, keep_session.as_deref()).await?;
     Ok(noted(
         AuditNote::new("user.update", format!("user:{id}")),
         axum::Json(user),
@@ -317,6 +338,7 @@ async fn revoke_api_client(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub department: Option<String>,
@@ -360,7 +382,7 @@ async fn verify_audit(
 }
 
 /// A department's published seal key (public, for offline verification).
-#[utoipa::path(get, path = "/api/v1/seals/{department}", tag = "seals",
+#[utoipa::path(get, path = "/api/v1/seals/{department}", security(()), tag = "seals",
     params(("department" = String, Path)),
     responses((status = 200, body = SealPublicKey), (status = 404)))]
 async fn seal_public_key(
@@ -407,9 +429,10 @@ pub struct SealVerification {
 }
 
 /// Check a sealed document against the department's published key (public).
-#[utoipa::path(post, path = "/api/v1/seals/verify", tag = "seals",
+#[utoipa::path(post, path = "/api/v1/seals/verify", security(()), tag = "seals",
     request_body = SealedDocument,
-    responses((status = 200, body = SealVerification)))]
+    responses((status = 200, body = SealVerification),
+        (status = 404, description = "the seal names a department or key this platform does not know")))]
 async fn verify_seal(
     axum::extract::State(identity): axum::extract::State<Identity>,
     ApiJson(sealed): ApiJson<SealedDocument>,

@@ -85,7 +85,7 @@ impl Principal {
                 format!("{} may not {what} (no role or scope grants it)", self.name)
             }
             _ => format!(
-                "{} may {what} only for department {}",
+                "{} may not {what} for department {department:?} (only for {})",
                 self.name, self.department
             ),
         }))

@@ -40,12 +40,47 @@ pub struct Seal {
     pub signature: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SealedDocument {
     #[serde(flatten)]
     pub content: SealContent,
     pub seal: Seal,
+}
+
+/// A sealed document on the wire: the content's member beside the seal. Its schema is written
+/// out because a derived one would combine `SealContent`'s closed object with the seal, which
+/// no document satisfies.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SealedDocumentOnTheWire {
+    /// The sealed JSON document (or `content_base64`; exactly one).
+    #[schema(value_type = Option<Object>)]
+    document: Option<serde_json::Value>,
+    /// The sealed bytes, base64 (or `document`; exactly one).
+    content_base64: Option<String>,
+    seal: Seal,
+}
+
+impl utoipa::PartialSchema for SealedDocument {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <SealedDocumentOnTheWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for SealedDocument {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SealedDocument")
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <SealedDocumentOnTheWire as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]

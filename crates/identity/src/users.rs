@@ -272,10 +272,13 @@ async fn set_roles(
     Ok(())
 }
 
+/// Changes a user; a new password ends their sessions but `keep_session` (the caller's own,
+/// when they change their own password).
 pub(crate) async fn update(
     identity: &Identity,
     id: &str,
     patch: UserPatch,
+    keep_session: Option<&str>,
 ) -> Result<UserView, Problem> {
     if let Some(name) = &patch.display_name {
         validate_display_name(name)?;
@@ -311,8 +314,8 @@ pub(crate) async fn update(
             .execute(&mut **tx)
             .await
             .db()?;
-        // A new password ends every session that the old one opened.
-        revoke_sessions(&mut tx, id, now).await?;
+        // A new password ends every session that the old one opened (but the one changing it).
+        revoke_sessions(&mut tx, id, now, keep_session).await?;
     }
     if let Some(disabled) = patch.disabled {
         sqlx::query("UPDATE users SET disabled = $1, updated_at_ms = $2 WHERE id = $3")
@@ -323,7 +326,7 @@ pub(crate) async fn update(
             .await
             .db()?;
         if disabled {
-            revoke_sessions(&mut tx, id, now).await?;
+            revoke_sessions(&mut tx, id, now, None).await?;
         }
     }
     if let Some(roles) = &patch.roles {
@@ -342,12 +345,15 @@ async fn revoke_sessions(
     tx: &mut yunnao_store::WriteTx,
     user_id: &str,
     now: i64,
+    except: Option<&str>,
 ) -> Result<(), Problem> {
     sqlx::query(
-        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+        "UPDATE sessions SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL \
+         AND jti <> $3",
     )
     .bind(now)
     .bind(user_id)
+    .bind(except.unwrap_or(""))
     .execute(&mut ***tx)
     .await
     .db()?;

@@ -285,6 +285,7 @@ async fn delete_profile(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     pub department: Option<String>,
@@ -610,6 +611,7 @@ async fn bulk_telemetry(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LatestQuery {
     /// Comma-separated keys; all of the profile's keys when absent.
@@ -640,6 +642,7 @@ async fn latest_telemetry(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     pub key: String,
@@ -679,10 +682,18 @@ fn requested_keys(sensing: &Sensing, profile: &str, keys: Option<&str>) -> Vec<S
     }
 }
 
+/// Times a query may name: from the epoch to the year 9999 (ms).
+const LATEST_MS: i64 = 253_402_300_799_999;
+
 fn window(from: Option<i64>, to: Option<i64>) -> Result<(i64, i64), Problem> {
     let now = yunnao_core::time::now_ms();
     let to = to.unwrap_or(now + 60_000);
-    let from = from.unwrap_or(to - 24 * 3600 * 1000);
+    if !(0..=LATEST_MS).contains(&to) || from.is_some_and(|f| !(0..=LATEST_MS).contains(&f)) {
+        return Err(Problem::bad_request(
+            "from and to are milliseconds since the epoch, up to the year 9999",
+        ));
+    }
+    let from = from.unwrap_or((to - 24 * 3600 * 1000).max(0));
     if from >= to {
         return Err(Problem::bad_request("from must be before to"));
     }
@@ -721,6 +732,7 @@ async fn raw_telemetry(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateQuery {
     pub key: String,
@@ -837,6 +849,7 @@ async fn delete_rule(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmQuery {
     pub device: Option<String>,
@@ -1093,6 +1106,7 @@ async fn import_devices(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     pub key: String,
@@ -1173,6 +1187,7 @@ fn device_list(devices: &str) -> Result<Vec<String>, Problem> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GroupLatestQuery {
     /// Comma-separated device ids (at most 1000).
@@ -1217,6 +1232,7 @@ async fn group_latest(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GroupAggregateQuery {
     /// Comma-separated device ids (at most 1000).

@@ -13,6 +13,7 @@ use yunnao_http::{ApiPath, ApiQuery};
 use yunnao_identity::{Action, Reach, Resource};
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceListQuery {
     pub profile: Option<String>,
     pub offset: Option<i64>,

@@ -480,14 +480,14 @@ fn sign_in_html(l: Lang, error: Option<&str>) -> Html<String> {
 }
 
 /// The sign-in page.
-#[utoipa::path(get, path = "/ui/sign-in", tag = "ui", responses((status = 200, description = "HTML")))]
+#[utoipa::path(get, path = "/ui/sign-in", security(()), tag = "ui", responses((status = 200, description = "HTML")))]
 async fn sign_in_page(headers: HeaderMap) -> Html<String> {
     sign_in_html(lang(&headers), None)
 }
 
 /// Signs in with the platform's accounts; the token goes into an HttpOnly, SameSite=Strict
 /// cookie.
-#[utoipa::path(post, path = "/ui/sign-in", tag = "ui",
+#[utoipa::path(post, path = "/ui/sign-in", security(()), tag = "ui",
     request_body(content = SignInForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "to the overview"), (status = 401, description = "the form again, with the reason")))]
 async fn sign_in(
@@ -651,7 +651,7 @@ async fn district_grids(
 }
 
 /// The UI's stylesheet and script (embedded in the binary).
-#[utoipa::path(get, path = "/ui/assets/{file}", tag = "ui", params(("file" = String, Path)),
+#[utoipa::path(get, path = "/ui/assets/{file}", security(()), tag = "ui", params(("file" = String, Path)),
     responses((status = 200, description = "CSS or JavaScript"), (status = 404)))]
 async fn asset(ApiPath(file): ApiPath<String>) -> Result<Response, Problem> {
     let (content_type, body) = match file.as_str() {

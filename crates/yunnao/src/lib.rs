@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod context_link;
+pub mod contract;
 pub mod governance_link;
 mod platform;
 
@@ -28,6 +29,8 @@ pub const MIGRATIONS: &[MigrationSet] = &[
 
 pub struct App {
     pub router: Router,
+    /// The document as the handlers declare it (`/openapi.json` serves it completed with the
+    /// edge's answers).
     pub openapi: utoipa::openapi::OpenApi,
     pub db: Db,
     pub bus: Bus,
@@ -70,6 +73,13 @@ impl utoipa::Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
         );
     }
+}
+
+/// The document as served: with the edge's answers added ([`contract::complete`]).
+fn served_document(openapi: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut document = serde_json::to_value(openapi).unwrap_or_default();
+    contract::complete(&mut document);
+    document
 }
 
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
@@ -218,7 +228,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
-    let _ = openapi_cell.set(openapi.clone());
+    let _ = openapi_cell.set(served_document(&openapi));
 
     let router = router.layer(axum::middleware::from_fn_with_state(
         identity.clone(),

@@ -16,7 +16,7 @@ use yunnao_store::Db;
 pub struct Platform {
     pub db: Db,
     pub metrics: Metrics,
-    pub openapi: Arc<OnceLock<utoipa::openapi::OpenApi>>,
+    pub openapi: Arc<OnceLock<serde_json::Value>>,
 }
 
 pub fn router() -> OpenApiRouter<Platform> {
@@ -89,7 +89,7 @@ async fn metrics(
     responses((status = 200, content_type = "application/json")))]
 async fn openapi_json(
     State(platform): State<Platform>,
-) -> ApiResult<axum::Json<utoipa::openapi::OpenApi>> {
+) -> ApiResult<axum::Json<serde_json::Value>> {
     platform
         .openapi
         .get()

@@ -646,6 +646,42 @@ async fn session_changes_apply_to_the_next_request(backend: TestBackend) {
         .await;
     assert_eq!(patched.status(), 200);
     expect_problem(me(operator.clone()).await, 401, "unauthorized").await;
+
+    // Changing one's own password ends one's other sessions, not the one changing it.
+    let first = server.sign_in("roads.op", "another-password-456").await;
+    let second = server.sign_in("roads.op", "another-password-456").await;
+    let changed = server
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(&second),
+            Some(json!({"password": "third-password-789"})),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(me(second.clone()).await.status(), 200);
+    expect_problem(me(first).await, 401, "unauthorized").await;
+
+    // No admin takes away their own administration or disables themselves.
+    let me_admin: Value = me(admin.clone()).await.json().await.expect("json");
+    let admin_id = me_admin["id"].as_str().expect("id").to_owned();
+    for patch in [json!({"roles": ["enterprise"]}), json!({"disabled": true})] {
+        expect_problem(
+            server
+                .request(
+                    Method::PATCH,
+                    &format!("/api/v1/users/{admin_id}"),
+                    Some(&admin),
+                    Some(patch),
+                )
+                .await,
+            409,
+            "conflict",
+        )
+        .await;
+    }
+    let still: Value = me(admin.clone()).await.json().await.expect("json");
+    assert_eq!(still["roles"], json!(["platform_admin"]), "{still}");
     server.cleanup().await;
 }
 
