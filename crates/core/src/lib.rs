@@ -2,6 +2,8 @@
 //! behind the `axum` feature (the conversion of [`Problem`] into a response).
 
 pub mod problem;
+#[cfg(any(feature = "tables", test))]
+pub mod tables;
 pub mod time;
 
 pub use problem::Problem;

@@ -9,7 +9,6 @@
 
 use crate::incidents::{Location, Report, Source};
 use crate::{Governance, calendar};
-use calamine::{Data, Reader, Xlsx};
 use chrono::{NaiveDateTime, TimeZone};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -54,43 +53,22 @@ fn column(name: &str) -> Option<&'static str> {
     )
 }
 
-pub fn grid_from_csv(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut grid = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| format!("CSV: {e}"))?;
-        grid.push(record.iter().map(str::to_owned).collect());
+/// The most hotline records one import takes (the header aside).
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+
+fn limits() -> yunnao_core::tables::TableLimits {
+    yunnao_core::tables::TableLimits {
+        max_rows: MAX_IMPORT_ROWS + 1,
+        ..yunnao_core::tables::TableLimits::default()
     }
-    Ok(grid)
+}
+
+pub fn grid_from_csv(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
+    yunnao_core::tables::grid_from_csv(bytes, &limits())
 }
 
 pub fn grid_from_xlsx(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
-    let mut workbook: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("not a readable XLSX file: {e}"))?;
-    let range = workbook
-        .worksheet_range_at(0)
-        .ok_or("the workbook has no sheet")?
-        .map_err(|e| format!("XLSX: {e}"))?;
-    Ok(range
-        .rows()
-        .map(|row| {
-            row.iter()
-                .map(|cell| match cell {
-                    Data::Empty => String::new(),
-                    Data::Float(f) => f.to_string(),
-                    Data::Int(i) => i.to_string(),
-                    Data::DateTime(d) => d
-                        .as_datetime()
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_default(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect())
+    yunnao_core::tables::grid_from_xlsx(bytes, &limits())
 }
 
 fn parse_time(text: &str) -> Option<i64> {

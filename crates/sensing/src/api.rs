@@ -19,12 +19,47 @@ use yunnao_identity::{Action, AuditEntry, AuditNote, Principal, Reach, Resource}
 
 /// Largest gateway bulk request.
 pub const BULK_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest device import (10,000 devices as JSON take about 3 MiB, as XLSX less).
+pub const IMPORT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// A JSON array of at most `max` elements, refused as soon as it holds more.
+fn bounded_array(body: &[u8], max: usize) -> Result<Vec<serde_json::Value>, Problem> {
+    struct Elements(usize);
+    impl<'de> serde::de::Visitor<'de> for Elements {
+        type Value = Vec<serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() >= self.0 {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {} elements; split the import",
+                        self.0
+                    )));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde::Deserializer::deserialize_seq(&mut deserializer, Elements(max))
+        .and_then(|items| deserializer.end().map(|()| items))
+        .map_err(|e| Problem::invalid_json(format!("expected a JSON array of devices: {e}")))
+}
 
 pub fn router() -> OpenApiRouter<Sensing> {
     let bulk = OpenApiRouter::new()
         .routes(routes!(bulk_telemetry))
-        .routes(routes!(import_devices))
         .layer(axum::extract::DefaultBodyLimit::max(BULK_BODY_LIMIT));
+    let import = OpenApiRouter::new()
+        .routes(routes!(import_devices))
+        .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT));
     OpenApiRouter::new()
         .routes(routes!(list_profiles, create_profile))
         .routes(routes!(get_profile, replace_profile, delete_profile))
@@ -47,6 +82,7 @@ pub fn router() -> OpenApiRouter<Sensing> {
         .routes(routes!(group_latest))
         .routes(routes!(group_aggregate))
         .merge(bulk)
+        .merge(import)
 }
 
 fn noted<T: IntoResponse>(note: AuditNote, body: T) -> impl IntoResponse {
@@ -1029,7 +1065,9 @@ pub struct ImportReport {
 
 /// Register many devices from a JSON array of devices, a CSV file (`text/csv`) or an XLSX
 /// workbook. Each row stands alone: the report lists the created devices with their tokens
-/// (shown only now) and every refused row with its reason.
+/// (shown only now) and every refused row with its reason. At most 10,000 devices and 8 MiB
+/// a request; a spreadsheet of more rows or columns than that, or unpacking past 64 MiB, is
+/// refused whole.
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "sensing",
     request_body(content = [NewDevice], description = "JSON array, text/csv or XLSX"),
     responses((status = 200, body = ImportReport), (status = 400), (status = 415)))]
@@ -1042,8 +1080,7 @@ async fn import_devices(
     let body = body.map_err(body_problem)?;
     let content_type = media_type(&headers);
     let rows: Vec<crate::tables::ParsedRow> = match content_type.as_str() {
-        "application/json" => serde_json::from_slice::<Vec<serde_json::Value>>(&body)
-            .map_err(|e| Problem::invalid_json(format!("expected a JSON array of devices: {e}")))?
+        "application/json" => bounded_array(&body, crate::tables::MAX_IMPORT_ROWS)?
             .into_iter()
             .enumerate()
             .map(|(i, value)| {
@@ -1159,7 +1196,24 @@ async fn export_telemetry(
         }
     };
     let bytes = bytes.map_err(Problem::internal)?;
-    let disposition = format!("attachment; filename=\"{id}-{}.{extension}\"", query.key);
+    // The name is built from the request: only characters safe in a header and a file name.
+    let safe = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(100)
+            .collect()
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}-{}.{extension}\"",
+        safe(&id),
+        safe(&query.key)
+    );
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),

@@ -6,7 +6,6 @@
 //! `tags`(标签, separated by `;`), `simulated`.
 
 use crate::{Location, NewDevice};
-use calamine::{Data, Reader, Xlsx};
 use std::collections::HashMap;
 
 pub const XLSX_CONTENT_TYPE: &str =
@@ -95,40 +94,22 @@ fn rows_from_grid(grid: Vec<Vec<String>>) -> Result<Vec<ParsedRow>, String> {
         .collect())
 }
 
-pub fn devices_from_csv(bytes: &[u8]) -> Result<Vec<ParsedRow>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut grid = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| format!("CSV: {e}"))?;
-        grid.push(record.iter().map(str::to_owned).collect());
+/// The most devices one import registers (the header aside).
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+
+fn limits() -> yunnao_core::tables::TableLimits {
+    yunnao_core::tables::TableLimits {
+        max_rows: MAX_IMPORT_ROWS + 1,
+        ..yunnao_core::tables::TableLimits::default()
     }
-    rows_from_grid(grid)
+}
+
+pub fn devices_from_csv(bytes: &[u8]) -> Result<Vec<ParsedRow>, String> {
+    rows_from_grid(yunnao_core::tables::grid_from_csv(bytes, &limits())?)
 }
 
 pub fn devices_from_xlsx(bytes: &[u8]) -> Result<Vec<ParsedRow>, String> {
-    let mut workbook: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("not a readable XLSX file: {e}"))?;
-    let range = workbook
-        .worksheet_range_at(0)
-        .ok_or("the workbook has no sheet")?
-        .map_err(|e| format!("XLSX: {e}"))?;
-    let grid = range
-        .rows()
-        .map(|row| {
-            row.iter()
-                .map(|cell| match cell {
-                    Data::Empty => String::new(),
-                    Data::Float(f) => f.to_string(),
-                    Data::Int(i) => i.to_string(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    rows_from_grid(grid)
+    rows_from_grid(yunnao_core::tables::grid_from_xlsx(bytes, &limits())?)
 }
 
 /// Telemetry rows as CSV: `device,key,ts,time,value`.
@@ -175,6 +156,7 @@ pub fn telemetry_xlsx(device: &str, key: &str, points: &[(i64, f64)]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use calamine::{Data, Reader, Xlsx};
 
     #[test]
     fn csv_rows_become_devices_or_say_why_not() {

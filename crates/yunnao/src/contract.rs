@@ -32,10 +32,14 @@ const SECURED_RESPONSES: &[(&str, &str)] = &[("403", "The credential does not al
 
 /// Statuses of an operation that takes a body.
 const BODY_RESPONSES: &[(&str, &str)] = &[
+    ("404", "A resource the body names does not exist"),
     ("411", "A body must come with Content-Length"),
     ("415", "The body's media type is not accepted"),
     ("422", "The body failed validation"),
 ];
+
+/// Statuses of an operation that changes something.
+const WRITE_RESPONSES: &[(&str, &str)] = &[("409", "Conflicts with the current state")];
 
 /// Statuses of an operation that names a resource in its path.
 const PATH_RESPONSES: &[(&str, &str)] = &[("404", "There is no such resource")];
@@ -124,6 +128,7 @@ pub fn complete(document: &mut Value) {
                 continue;
             };
             let path = path.as_str();
+            let method = method.clone();
             let mut add = |list: &[(&str, &str)]| {
                 for (status, description) in list {
                     match responses.get_mut(*status) {
@@ -155,6 +160,9 @@ pub fn complete(document: &mut Value) {
             }
             if takes_body {
                 add(BODY_RESPONSES);
+            }
+            if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
+                add(WRITE_RESPONSES);
             }
             if path_parameters {
                 add(PATH_RESPONSES);
