@@ -1027,7 +1027,7 @@ async fn devices_import_from_files_and_telemetry_exports(backend: TestBackend) {
         .filter_map(|r| r["reason"].as_str())
         .collect();
     assert!(
-        reasons[0].contains("exists") && reasons[1].contains("may not manage"),
+        reasons[0].contains("exists") && reasons[1].contains("may not devices:write"),
         "{reasons:?}"
     );
 
