@@ -161,6 +161,25 @@ async fn readable_device(
     Ok(device)
 }
 
+/// A device whose telemetry the caller may read ([`readable_device`]).
+async fn readable_telemetry(
+    sensing: &Sensing,
+    principal: &Principal,
+    id: &str,
+    request_id: &RequestId,
+    what: &str,
+) -> Result<DeviceView, Problem> {
+    readable_device(
+        sensing,
+        principal,
+        id,
+        request_id,
+        what,
+        Resource::Telemetry,
+    )
+    .await
+}
+
 /// The department a listing reads: any asked for (or all) where the caller reaches all, their
 /// own where they reach their own, and nothing where they reach none.
 fn listing_department(
@@ -664,15 +683,7 @@ async fn latest_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LatestQuery>,
 ) -> ApiResult<axum::Json<Vec<LatestValue>>> {
-    let device = readable_device(
-        &sensing,
-        &principal,
-        &id,
-        &request_id,
-        "latest",
-        Resource::Telemetry,
-    )
-    .await?;
+    let device = readable_telemetry(&sensing, &principal, &id, &request_id, "latest").await?;
     let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
     Ok(axum::Json(sensing.latest(&id, &keys).await?))
 }
@@ -746,15 +757,7 @@ async fn raw_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<axum::Json<RawPage>> {
-    readable_device(
-        &sensing,
-        &principal,
-        &id,
-        &request_id,
-        "raw",
-        Resource::Telemetry,
-    )
-    .await?;
+    readable_telemetry(&sensing, &principal, &id, &request_id, "raw").await?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 10000"));
@@ -788,15 +791,7 @@ async fn aggregate_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AggregateQuery>,
 ) -> ApiResult<axum::Json<Vec<Bucket>>> {
-    readable_device(
-        &sensing,
-        &principal,
-        &id,
-        &request_id,
-        "aggregate",
-        Resource::Telemetry,
-    )
-    .await?;
+    readable_telemetry(&sensing, &principal, &id, &request_id, "aggregate").await?;
     let interval_ms = bucket_ms(query.interval)?;
     let (from, to) = window(query.from, query.to)?;
     Ok(axum::Json(
@@ -1164,15 +1159,7 @@ async fn export_telemetry(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    readable_device(
-        &sensing,
-        &principal,
-        &id,
-        &request_id,
-        "export",
-        Resource::Telemetry,
-    )
-    .await?;
+    readable_telemetry(&sensing, &principal, &id, &request_id, "export").await?;
     let (from, to) = window(query.from, query.to)?;
     let page = sensing
         .raw(&id, &query.key, from, to, None, 1_000_000)
@@ -1267,15 +1254,7 @@ async fn group_latest(
 ) -> ApiResult<axum::Json<Vec<DeviceLatest>>> {
     let mut out = Vec::new();
     for id in device_list(&query.devices)? {
-        let device = readable_device(
-            &sensing,
-            &principal,
-            &id,
-            &request_id,
-            "latest",
-            Resource::Telemetry,
-        )
-        .await?;
+        let device = readable_telemetry(&sensing, &principal, &id, &request_id, "latest").await?;
         let keys = requested_keys(&sensing, &device.profile, query.keys.as_deref());
         out.push(DeviceLatest {
             values: sensing.latest(&id, &keys).await?,
@@ -1312,15 +1291,7 @@ async fn group_aggregate(
     let (from, to) = window(query.from, query.to)?;
     let mut all = Vec::new();
     for id in device_list(&query.devices)? {
-        readable_device(
-            &sensing,
-            &principal,
-            &id,
-            &request_id,
-            "aggregate",
-            Resource::Telemetry,
-        )
-        .await?;
+        readable_telemetry(&sensing, &principal, &id, &request_id, "aggregate").await?;
         all.extend(
             sensing
                 .aggregate(&id, &query.key, from, to, interval_ms)
