@@ -1335,7 +1335,48 @@ async fn departments_define_their_own_profiles(backend: TestBackend) {
     server.cleanup().await;
 }
 
+/// The device MQTT endpoint holds at most `mqtt_max_connections`: one more is told "server
+/// unavailable" in its CONNACK and closed, and a place frees when a connection ends.
+async fn mqtt_connections_are_bounded(backend: TestBackend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(backend, |c| c.mqtt_max_connections = 2).await;
+    let address = format!("127.0.0.1:{}", server.mqtt_port);
+    // CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id "t", no credential.
+    let connect = [
+        0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x01, b't',
+    ];
+    let connack = |address: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.write_all(&connect).await.expect("send");
+        let mut answer = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        answer
+    };
+    let held: Vec<tokio::net::TcpStream> = vec![
+        tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("first"),
+        tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("second"),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Return code 3: server unavailable.
+    assert_eq!(connack(address.clone()).await, [0x20, 0x02, 0x00, 0x03]);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // With a place free, the endpoint answers the CONNECT itself: no credential, code 4.
+    assert_eq!(connack(address).await, [0x20, 0x02, 0x00, 0x04]);
+    server.cleanup().await;
+}
+
 backend_tests!(
+    mqtt_connections_are_bounded,
     departments_define_their_own_profiles,
     devices_import_from_files_and_telemetry_exports,
     retention_deletes_raw_data_and_keeps_rollups,
