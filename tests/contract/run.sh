@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../.."
 budget="${1:-180}"
 binary="${YUNNAO_BIN:-target/debug/yunnao}"
 [ -x "$binary" ] || cargo build -p yunnao
-if ! command -v st >/dev/null 2>&1; then
+# Called as a module, so no console script needs to be on PATH after a fresh install.
+if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   python3 -m pip install --quiet "schemathesis>=4.3,<5"
 fi
 work=$(mktemp -d)
@@ -29,7 +30,7 @@ token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/auth/sign-in" -H 'conten
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 # Signing out would end the run's own session; everything else is fair game.
 set +e
-st run "http://127.0.0.1:$port/openapi.json" \
+python3 -m schemathesis.cli run "http://127.0.0.1:$port/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
   --exclude-path-regex 'sign-out' \
