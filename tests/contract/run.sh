@@ -30,13 +30,14 @@ token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/auth/sign-in" -H 'conten
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 # Signing out would end the run's own session; everything else is fair game.
 set +e
-python3 -m schemathesis.cli run "http://127.0.0.1:$port/openapi.json" \
+# Run from the scratch folder: schemathesis keeps a cache in its working directory.
+(cd "$work" && python3 -m schemathesis.cli run "http://127.0.0.1:$port/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
   --exclude-path-regex 'sign-out' \
   --phases examples,coverage,fuzzing \
   --max-time "$budget" --workers 2 --seed 1 \
-  --no-color 2>&1 | tee "$work/report.txt"
+  --no-color) 2>&1 | tee "$work/report.txt"
 status=${PIPESTATUS[0]}
 set -e
 if ! kill -0 $server 2>/dev/null; then
