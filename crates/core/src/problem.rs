@@ -80,6 +80,15 @@ impl Problem {
         }
     }
 
+    /// The catalogued problem of an HTTP status (its first, most general type: `bad-request`
+    /// for 400, `not-found` for 404); `about:blank` with `reason` as title where none is.
+    pub fn for_status(status: u16, reason: &str, detail: impl Into<String>) -> Self {
+        match PROBLEM_TYPES.iter().find(|(_, s, _)| *s == status) {
+            Some((slug, _, _)) => Self::of(slug, detail),
+            None => Self::custom("about:blank", reason, status).with_detail(detail),
+        }
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::of("bad-request", detail)
     }
@@ -220,6 +229,24 @@ mod tests {
             })
         );
         assert_eq!(problem.slug(), "forbidden");
+    }
+
+    #[test]
+    fn statuses_find_their_general_type() {
+        assert_eq!(
+            Problem::for_status(404, "Not Found", "x").slug(),
+            "not-found"
+        );
+        assert_eq!(Problem::for_status(422, "", "x").slug(), "validation");
+        assert_eq!(
+            Problem::for_status(431, "", "x").slug(),
+            "header-fields-too-large"
+        );
+        let teapot = Problem::for_status(418, "I'm a teapot", "x");
+        assert_eq!(
+            (teapot.type_uri.as_str(), teapot.status),
+            ("about:blank", 418)
+        );
     }
 
     #[test]

@@ -222,30 +222,7 @@ async fn problem_for_plain_errors(request: Request, next: Next) -> Response {
     } else {
         text
     };
-    let slug = match status.as_u16() {
-        400 => "bad-request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not-found",
-        405 => "method-not-allowed",
-        409 => "conflict",
-        411 => "length-required",
-        413 => "payload-too-large",
-        414 => "uri-too-long",
-        415 => "unsupported-media-type",
-        422 => "validation",
-        429 => "too-many-requests",
-        431 => "header-fields-too-large",
-        503 => "unavailable",
-        _ => "",
-    };
-    let problem = if slug.is_empty() {
-        let mut problem = Problem::custom("about:blank", reason, status.as_u16());
-        problem.detail = Some(detail);
-        problem
-    } else {
-        Problem::of(slug, detail)
-    };
+    let problem = Problem::for_status(status.as_u16(), reason, detail);
     let mut rewritten = problem.into_response();
     for (name, value) in &parts.headers {
         if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {

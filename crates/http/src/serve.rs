@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+use yunnao_core::Problem;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -158,28 +159,18 @@ impl<T> ProblemOnRefusal<T> {
 
 /// The problem+json answer that replaces hyper's bodiless refusal in `head`, if it is one.
 pub fn refusal_replacement(head: &[u8]) -> Option<Vec<u8>> {
-    let (status, title, detail) = if head.starts_with(b"HTTP/1.1 400 ") {
+    let (status, detail) = if head.starts_with(b"HTTP/1.1 400 ") {
         (
             400,
-            "Bad request",
             "the request is not valid HTTP/1.1 (request line, header names or values)",
         )
     } else if head.starts_with(b"HTTP/1.1 413 ") {
-        (
-            413,
-            "Request body too large",
-            "the request body is larger than this server accepts",
-        )
+        (413, "the request body is larger than this server accepts")
     } else if head.starts_with(b"HTTP/1.1 414 ") {
-        (
-            414,
-            "URI too long",
-            "the request URI is longer than this server accepts",
-        )
+        (414, "the request URI is longer than this server accepts")
     } else if head.starts_with(b"HTTP/1.1 431 ") {
         (
             431,
-            "Request header fields too large",
             "the request's headers are larger than this server accepts",
         )
     } else {
@@ -192,25 +183,11 @@ pub fn refusal_replacement(head: &[u8]) -> Option<Vec<u8>> {
     if !bodiless || lines.any(|line| line.starts_with(b"content-type:")) {
         return None;
     }
-    let reason = match status {
-        400 => "Bad Request",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        _ => "Request Header Fields Too Large",
-    };
-    let slug = match status {
-        400 => "bad-request",
-        413 => "payload-too-large",
-        414 => "uri-too-long",
-        _ => "header-fields-too-large",
-    };
-    let body = serde_json::json!({
-        "type": format!("/problems/{slug}"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    })
-    .to_string();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = serde_json::to_string(&Problem::for_status(status, reason, detail)).ok()?;
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n",

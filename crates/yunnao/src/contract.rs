@@ -138,14 +138,8 @@ pub fn complete(document: &mut Value) {
                         // A handler named the status without saying what comes: the body is
                         // a problem.
                         Some(Value::Object(declared)) if !declared.contains_key("content") => {
-                            declared
-                                .entry("description")
-                                .or_insert_with(|| json!(description));
-                            if declared
-                                .get("description")
-                                .and_then(Value::as_str)
-                                .is_some_and(str::is_empty)
-                            {
+                            let said = declared.get("description").and_then(Value::as_str);
+                            if said.is_none_or(str::is_empty) {
                                 declared.insert("description".into(), json!(description));
                             }
                             declared.insert("content".into(), error_content(path));
