@@ -2708,8 +2708,7 @@ async fn matching_entities(
         selection.page = Some((query.offset, query.limit + 1));
     }
     if let Some(q) = &query.q {
-        let prefilter =
-            crate::query::prefilter(q, broker.db.backend() == yunnao_store::Backend::Postgres);
+        let prefilter = crate::query::prefilter(q, broker.db.dialect().json());
         let only_q = query.id_pattern.is_none()
             && query.geo.is_none()
             && query.attrs.is_none()

@@ -25,7 +25,7 @@ use model::Entity;
 use serde_json::{Map, Value};
 use yunnao_core::Problem;
 use yunnao_identity::{AuditEntry, Identity};
-use yunnao_store::{Arg, Backend, Db, DbResultExt, Write, sqlx};
+use yunnao_store::{Arg, Db, DbResultExt, Write, sqlx};
 
 #[derive(Debug, Clone)]
 pub struct ContextConfig {
@@ -173,7 +173,7 @@ pub struct Selection {
     /// [`query::Prefilter`]); otherwise every candidate is read for the exact evaluation.
     pub page_if_decided: Option<(usize, usize)>,
     /// Further conditions (`?` placeholders with their values), e.g. a `q` pre-filter.
-    pub conditions: Vec<(String, Vec<query::SqlValue>)>,
+    pub conditions: Vec<(String, Vec<Arg<'static>>)>,
 }
 
 /// What [`ContextBroker::select`] read.
@@ -272,7 +272,7 @@ impl ContextBroker {
                 }
             }
         });
-        let cache = (db.backend() == Backend::Sqlite && config.entity_cache_bytes > 0)
+        let cache = (db.dialect().embedded() && config.entity_cache_bytes > 0)
             .then(|| std::sync::Arc::new(cache::EntityCache::new(config.entity_cache_bytes)));
         let broker = Self(std::sync::Arc::new(BrokerParts {
             db,
@@ -360,17 +360,11 @@ impl ContextBroker {
         Ok(viewer.sees(&entity).then_some(entity))
     }
 
-    /// The row `sql` selects, read outside any write.
+    /// The row `sql` selects, read outside any write (in place on SQLite: see
+    /// [`Db::fetch_optional`]).
     async fn read_row(&self, sql: &str, params: &[&str]) -> Result<Option<Row>, Problem> {
-        // On SQLite a point read is a few microseconds: done in place on a reader connection
-        // instead of a round trip through the pool's worker thread (two thread switches).
-        match self
-            .db
-            .read_direct(|connection| row_direct(connection, sql, params))
-        {
-            Some(row) => row,
-            None => row_pool(self.db.pool(), sql, params).await,
-        }
+        let args: Vec<Arg> = params.iter().map(|p| Arg::text(*p)).collect();
+        self.db.fetch_optional(sql, &args).await
     }
 
     /// After `tx` commits, no cached copy of entity `id` is left, and none read while it was
@@ -463,11 +457,7 @@ impl ContextBroker {
     ) -> Result<(), Problem> {
         let mut tx = self.db.begin_fast_write().await?;
         ensure_tenant(&mut tx, tenant).await?;
-        let lock = if self.db.backend() == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
+        let lock = self.db.dialect().for_update();
         let select =
             format!("SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{lock}");
         let mut changes = Vec::new();
@@ -522,7 +512,7 @@ impl ContextBroker {
         let updated = tx
             .execute(
                 "UPDATE ngsi_entities SET public = $3 WHERE tenant = $1 AND id = $2",
-                &[Arg::Text(tenant), Arg::Text(id), Arg::Int(i64::from(open))],
+                &[Arg::text(tenant), Arg::text(id), Arg::Int(i64::from(open))],
             )
             .await?;
         self.forget_after_commit(&mut tx, tenant, id);
@@ -619,11 +609,7 @@ impl ContextBroker {
         change: impl FnOnce(&mut Stored) -> Result<(), Problem>,
     ) -> Result<Result<(Stored, Changed), Problem>, Problem> {
         let (visible, department) = Self::visibility(viewer, 3);
-        let lock = if self.db.backend() == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
+        let lock = self.db.dialect().for_update();
         let sql = format!(
             "SELECT {COLUMNS} FROM ngsi_entities WHERE tenant = $1 AND id = $2{visible}{lock}"
         );
@@ -753,7 +739,7 @@ impl ContextBroker {
             "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",
             "DELETE FROM ngsi_entities WHERE tenant = $1 AND id = $2",
         ] {
-            tx.execute(sql, &[Arg::Text(tenant), Arg::Text(id)]).await?;
+            tx.execute(sql, &[Arg::text(tenant), Arg::text(id)]).await?;
         }
         self.forget_after_commit(&mut tx, tenant, id);
         tx.commit().await?;
@@ -763,17 +749,17 @@ impl ContextBroker {
     }
 
     /// Entities of the selection visible to `viewer`, ordered by id (see [`Selected`]).
-    pub async fn select(
+    pub async fn select<'a>(
         &self,
-        tenant: &str,
-        viewer: &Viewer,
-        selection: &Selection,
+        tenant: &'a str,
+        viewer: &'a Viewer,
+        selection: &'a Selection,
         count: bool,
     ) -> Result<Selected, Problem> {
         let mut conditions = String::from("tenant = $1");
         let mut from = "ngsi_entities";
-        let mut binds: Vec<Bind> = vec![Bind::Text(tenant.to_owned())];
-        let param = |binds: &mut Vec<Bind>, value: Bind| {
+        let mut binds: Vec<Arg> = vec![Arg::text(tenant)];
+        let param = |binds: &mut Vec<Arg<'a>>, value: Arg<'a>| {
             binds.push(value);
             format!("${}", binds.len())
         };
@@ -781,7 +767,7 @@ impl ContextBroker {
             let list: Vec<String> = selection
                 .types
                 .iter()
-                .map(|t| param(&mut binds, Bind::Text(t.clone())))
+                .map(|t| param(&mut binds, Arg::text(t.as_str())))
                 .collect();
             if selection.bbox.is_some() {
                 // Geo queries start from the spatial index: each candidate's type is then one
@@ -802,42 +788,40 @@ impl ContextBroker {
             let list: Vec<String> = selection
                 .ids
                 .iter()
-                .map(|i| param(&mut binds, Bind::Text(i.clone())))
+                .map(|i| param(&mut binds, Arg::text(i.as_str())))
                 .collect();
             conditions.push_str(&format!(" AND id IN ({})", list.join(",")));
         }
         if let Some((min_lon, min_lat, max_lon, max_lat)) = selection.bbox {
-            let a = param(&mut binds, Bind::Real(max_lon));
-            let b = param(&mut binds, Bind::Real(min_lon));
-            let c = param(&mut binds, Bind::Real(max_lat));
-            let d = param(&mut binds, Bind::Real(min_lat));
+            let a = param(&mut binds, Arg::Number(max_lon));
+            let b = param(&mut binds, Arg::Number(min_lon));
+            let c = param(&mut binds, Arg::Number(max_lat));
+            let d = param(&mut binds, Arg::Number(min_lat));
             conditions.push_str(&format!(
                 " AND min_lon <= {a} AND max_lon >= {b} AND min_lat <= {c} AND max_lat >= {d}"
             ));
             // The spatial index narrows to the boxes near the query's (see migration 5). On
             // SQLite the R*Tree leads the join (CROSS JOIN fixes the order; without statistics
             // the planner would rather walk the type index or one side of the location index).
-            match self.db.backend() {
-                Backend::Sqlite => {
-                    from = "ngsi_entities_rtree CROSS JOIN ngsi_entities \
-                            ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid";
-                    conditions.push_str(&format!(
-                        " AND west <= {a} AND east >= {b} AND south <= {c} AND north >= {d}"
-                    ));
-                }
-                Backend::Postgres => conditions.push_str(&format!(
+            if self.db.dialect().spatial_index_by_hand() {
+                from = "ngsi_entities_rtree CROSS JOIN ngsi_entities \
+                        ON ngsi_entities.rowid = ngsi_entities_rtree.entity_rowid";
+                conditions.push_str(&format!(
+                    " AND west <= {a} AND east >= {b} AND south <= {c} AND north >= {d}"
+                ));
+            } else {
+                conditions.push_str(&format!(
                     " AND box(point(min_lon, min_lat), point(max_lon, max_lat)) && box(point({b}, {d}), point({a}, {c}))"
-                )),
+                ));
             }
         }
-        let bound = |binds: &mut Vec<Bind>, condition: &str, values: &[query::SqlValue]| {
+        let bound = |binds: &mut Vec<Arg<'a>>, condition: &str, values: &'a [Arg<'static>]| {
             let mut values = values.iter();
             let mut sql = String::new();
             for (i, piece) in condition.split('?').enumerate() {
                 if i > 0 {
                     let value = match values.next() {
-                        Some(query::SqlValue::Text(text)) => Bind::Text(text.clone()),
-                        Some(query::SqlValue::Real(real)) => Bind::Real(*real),
+                        Some(value) => value.clone(),
                         None => return Err(Problem::internal("a condition lacks a value")),
                     };
                     sql.push_str(&param(binds, value));
@@ -853,7 +837,7 @@ impl ContextBroker {
         match viewer {
             Viewer::All => {}
             Viewer::Department(department) => {
-                let p = param(&mut binds, Bind::Text(department.clone()));
+                let p = param(&mut binds, Arg::text(department.as_str()));
                 conditions.push_str(&format!(" AND (owner_department = {p} OR public = 1)"));
             }
             Viewer::Public => conditions.push_str(" AND public = 1"),
@@ -880,11 +864,7 @@ impl ContextBroker {
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {undecided} THEN 1 ELSE 0 END), 0) \
                  FROM {from} WHERE {conditions}"
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
-            for bind in &pair_binds {
-                query = bind.apply(query);
-            }
-            let (candidates, undecided) = query.fetch_one(self.db.pool()).await.db()?;
+            let (candidates, undecided): (i64, i64) = self.db.fetch_one(&sql, &pair_binds).await?;
             if undecided == 0 {
                 page = Some(decided_page);
                 total = Some(candidates);
@@ -892,21 +872,14 @@ impl ContextBroker {
         }
         if let (Some(_), true, None) = (page, count, total) {
             let sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
-            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for bind in &binds {
-                query = bind.apply_scalar(query);
-            }
-            total = Some(query.fetch_one(self.db.pool()).await.db()?);
+            let (count,): (i64,) = self.db.fetch_one(&sql, &binds).await?;
+            total = Some(count);
         }
         let mut sql = format!("SELECT {COLUMNS} FROM {from} WHERE {conditions} ORDER BY id");
         if let Some((offset, limit)) = page {
             sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
         }
-        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-        for bind in &binds {
-            query = bind.apply(query);
-        }
-        let rows = query.fetch_all(self.db.pool()).await.db()?;
+        let rows: Vec<Row> = self.db.fetch_all(&sql, &binds).await?;
         let entities = rows.into_iter().map(from_row).collect::<Result<_, _>>()?;
         Ok(Selected {
             entities,
@@ -916,86 +889,16 @@ impl ContextBroker {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Bind {
-    Text(String),
-    Real(f64),
-}
-
-type AnyArgs<'q> = <sqlx::Any as sqlx::Database>::Arguments;
-
-impl Bind {
-    fn apply<'q, O>(
-        &self,
-        query: sqlx::query::QueryAs<'q, sqlx::Any, O, AnyArgs<'q>>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, AnyArgs<'q>> {
-        match self {
-            Bind::Text(text) => query.bind(text.clone()),
-            Bind::Real(value) => query.bind(*value),
-        }
-    }
-
-    fn apply_scalar<'q, O>(
-        &self,
-        query: sqlx::query::QueryScalar<'q, sqlx::Any, O, AnyArgs<'q>>,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, AnyArgs<'q>> {
-        match self {
-            Bind::Text(text) => query.bind(text.clone()),
-            Bind::Real(value) => query.bind(*value),
-        }
-    }
-}
-
-/// The row `sql` (COLUMNS, `$n` placeholders) selects, read in place.
-fn row_direct(
-    connection: &rusqlite::Connection,
-    sql: &str,
-    params: &[&str],
-) -> rusqlite::Result<Option<Row>> {
-    use rusqlite::OptionalExtension;
-    connection
-        .prepare_cached(&sql.replace('$', "?"))?
-        .query_row(rusqlite::params_from_iter(params), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .optional()
-}
-
 /// The row `sql` selects, read inside the write transaction.
 async fn fetch_in(tx: &mut Write, sql: &str, params: &[&str]) -> Result<Option<Row>, Problem> {
-    match tx {
-        Write::Direct(direct) => {
-            row_direct(direct.connection()?, sql, params).map_err(yunnao_store::sqlite_problem)
-        }
-        Write::Pool(tx) => row_pool(&mut ***tx, sql, params).await,
-    }
-}
-
-/// The row `sql` selects, read through sqlx (PostgreSQL, or SQLite without a file).
-async fn row_pool<'c>(
-    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    sql: &str,
-    params: &[&str],
-) -> Result<Option<Row>, Problem> {
-    let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.to_owned()));
-    for param in params {
-        query = query.bind(param.to_string());
-    }
-    query.fetch_optional(executor).await.db()
+    let args: Vec<Arg> = params.iter().map(|p| Arg::text(*p)).collect();
+    tx.fetch_optional(sql, &args).await
 }
 
 async fn ensure_tenant(tx: &mut Write, tenant: &str) -> Result<(), Problem> {
     tx.execute(
         "INSERT INTO ngsi_tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        &[Arg::Text(tenant), Arg::Int(yunnao_core::time::now_ms())],
+        &[Arg::text(tenant), Arg::Int(yunnao_core::time::now_ms())],
     )
     .await?;
     Ok(())
@@ -1017,13 +920,13 @@ async fn insert_row(
              CAST($10 AS DOUBLE PRECISION), CAST($11 AS DOUBLE PRECISION), CAST($12 AS DOUBLE PRECISION)) \
              ON CONFLICT (tenant, id) DO NOTHING",
             &[
-                Arg::Text(tenant),
-                Arg::Text(&entity.id),
-                Arg::Text(&json(&entity.types)?),
-                Arg::Text(&stored_attrs(entity)?),
-                Arg::Text(&entity.created_at),
-                Arg::Text(&entity.modified_at),
-                Arg::Text(owner),
+                Arg::text(tenant),
+                Arg::text(&entity.id),
+                Arg::text(&json(&entity.types)?),
+                Arg::text(&stored_attrs(entity)?),
+                Arg::text(&entity.created_at),
+                Arg::text(&entity.modified_at),
+                Arg::text(owner),
                 Arg::Int(i64::from(public)),
                 Arg::Real(bbox.map(|b| b.0)),
                 Arg::Real(bbox.map(|b| b.1)),
@@ -1073,11 +976,11 @@ async fn update_row(
     let types = json(&entity.types)?;
     let attrs = stored_attrs(entity)?;
     let mut args = vec![
-        Arg::Text(tenant),
-        Arg::Text(&entity.id),
-        Arg::Text(&types),
-        Arg::Text(&attrs),
-        Arg::Text(&entity.modified_at),
+        Arg::text(tenant),
+        Arg::text(&entity.id),
+        Arg::text(&types),
+        Arg::text(&attrs),
+        Arg::text(&entity.modified_at),
     ];
     // The bounding box is written only when the location changed: rewriting the same values
     // still moves the entity's entry in the location index (an extra page per commit).
@@ -1104,7 +1007,7 @@ async fn update_row(
     if types_changed {
         tx.execute(
             "DELETE FROM ngsi_entity_types WHERE tenant = $1 AND id = $2",
-            &[Arg::Text(tenant), Arg::Text(&entity.id)],
+            &[Arg::text(tenant), Arg::text(&entity.id)],
         )
         .await?;
         write_types(tx, tenant, entity).await?;
@@ -1171,10 +1074,10 @@ fn instances_removed(before: &Value, after: &Value) -> Option<Value> {
 /// of its history take turns, since each reads an attribute's open hour before writing (see
 /// [`temporal::record_attrs`]). SQLite's one writer already makes them take turns.
 async fn hold_history(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Problem> {
-    if tx.backend() == Backend::Postgres {
+    if tx.dialect().concurrent_writers() {
         tx.execute(
             "SELECT 1 FROM ngsi_entities WHERE tenant = $1 AND id = $2 FOR UPDATE",
-            &[Arg::Text(tenant), Arg::Text(id)],
+            &[Arg::text(tenant), Arg::text(id)],
         )
         .await?;
     }
@@ -1184,12 +1087,12 @@ async fn hold_history(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Prob
 /// Puts the entity's stored bounding box (if any) into SQLite's spatial index; PostgreSQL's
 /// index follows the columns by itself.
 async fn index_location(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Problem> {
-    if tx.backend() == Backend::Sqlite {
+    if tx.dialect().spatial_index_by_hand() {
         tx.execute(
             "INSERT INTO ngsi_entities_rtree (entity_rowid, west, east, south, north) \
              SELECT rowid, min_lon, max_lon, min_lat, max_lat FROM ngsi_entities \
              WHERE tenant = $1 AND id = $2 AND min_lon IS NOT NULL",
-            &[Arg::Text(tenant), Arg::Text(id)],
+            &[Arg::text(tenant), Arg::text(id)],
         )
         .await?;
     }
@@ -1198,11 +1101,11 @@ async fn index_location(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Pr
 
 /// Takes the entity out of SQLite's spatial index (before its row changes or goes).
 async fn unindex_location(tx: &mut Write, tenant: &str, id: &str) -> Result<(), Problem> {
-    if tx.backend() == Backend::Sqlite {
+    if tx.dialect().spatial_index_by_hand() {
         tx.execute(
             "DELETE FROM ngsi_entities_rtree \
              WHERE entity_rowid = (SELECT rowid FROM ngsi_entities WHERE tenant = $1 AND id = $2)",
-            &[Arg::Text(tenant), Arg::Text(id)],
+            &[Arg::text(tenant), Arg::text(id)],
         )
         .await?;
     }
@@ -1213,7 +1116,7 @@ async fn write_types(tx: &mut Write, tenant: &str, entity: &Entity) -> Result<()
     for type_iri in &entity.types {
         tx.execute(
             "INSERT INTO ngsi_entity_types (tenant, type_iri, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[Arg::Text(tenant), Arg::Text(type_iri), Arg::Text(&entity.id)],
+            &[Arg::text(tenant), Arg::text(type_iri), Arg::text(&entity.id)],
         )
         .await?;
     }

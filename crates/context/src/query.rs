@@ -10,6 +10,7 @@ use crate::model::Entity;
 use serde_json::Value;
 use std::collections::HashMap;
 use yunnao_core::Problem;
+use yunnao_store::{Arg, JsonSql};
 
 /// Linked entities by id, resolved for `rel{attr}` terms ([`resolve_links`]).
 pub type Links = HashMap<String, Entity>;
@@ -951,13 +952,6 @@ fn order(value: &Value, literal: &Literal) -> Option<std::cmp::Ordering> {
     }
 }
 
-/// A value bound into a pre-filter condition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
-    Text(String),
-    Real(f64),
-}
-
 /// What the database can check of a `q` expression: [`prefilter`].
 #[derive(Debug, Default, Clone)]
 pub struct Prefilter {
@@ -966,7 +960,7 @@ pub struct Prefilter {
     /// 1 where it decides the term holds, 2 where only the exact evaluation can tell (e.g. an
     /// array or a multi-instance attribute), 0 where it does not hold; on PostgreSQL a truth
     /// value (never "decided").
-    pub conditions: Vec<(String, Vec<SqlValue>)>,
+    pub conditions: Vec<(String, Vec<Arg<'static>>)>,
     /// The conditions are the whole expression: where none of them is 2 (SQLite), they decide
     /// the match exactly and the database may count and page.
     pub complete: bool,
@@ -975,7 +969,8 @@ pub struct Prefilter {
 /// Translates the terms of a top-level conjunction that compare an attribute's own value with
 /// a number, a string (equality) or a boolean; other terms are left to the exact evaluation
 /// in memory, which always runs unless the conditions decided every candidate.
-pub fn prefilter(expr: &Expr, postgres: bool) -> Prefilter {
+pub fn prefilter(expr: &Expr, json: JsonSql) -> Prefilter {
+    let postgres = json == JsonSql::Jsonb;
     let (terms, whole): (Vec<&Term>, bool) = match expr {
         Expr::Term(term) => (vec![term], true),
         Expr::And(items) => {
@@ -1005,7 +1000,7 @@ pub fn prefilter(expr: &Expr, postgres: bool) -> Prefilter {
 #[derive(Default)]
 struct Sql {
     text: String,
-    values: Vec<SqlValue>,
+    values: Vec<Arg<'static>>,
 }
 
 impl Sql {
@@ -1014,7 +1009,7 @@ impl Sql {
         self
     }
 
-    fn bind(&mut self, value: SqlValue) -> &mut Self {
+    fn bind(&mut self, value: Arg<'static>) -> &mut Self {
         self.text.push('?');
         self.values.push(value);
         self
@@ -1029,7 +1024,7 @@ enum Compare {
     Bool(bool),
 }
 
-fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)> {
+fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<Arg<'static>>)> {
     if term.path.len() != 1 || !term.members.is_empty() || term.linked.is_some() {
         return None;
     }
@@ -1059,7 +1054,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
         // attrs -> name: the attribute; -> 'value': its value.
         let attribute = |sql: &mut Sql| {
             sql.push("(CAST(attrs AS JSONB) -> ")
-                .bind(SqlValue::Text(name.clone()))
+                .bind(Arg::text(name.clone()))
                 .push(")");
         };
         let value_type = |sql: &mut Sql| {
@@ -1086,25 +1081,24 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
             Compare::Number(op, n) => {
                 sql.push(" IN ('object', 'array') OR ");
                 number(&mut sql);
-                sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
+                sql.push(" ").push(op).push(" ").bind(Arg::Number(n));
             }
             Compare::Between(low, high) => {
                 sql.push(" IN ('object', 'array') OR (");
                 number(&mut sql);
-                sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
+                sql.push(" >= ").bind(Arg::Number(low)).push(" AND ");
                 number(&mut sql);
-                sql.push(" <= ").bind(SqlValue::Real(high)).push(")");
+                sql.push(" <= ").bind(Arg::Number(high)).push(")");
             }
             Compare::Text(text) => {
                 sql.push(" IN ('object', 'array') OR ");
                 attribute(&mut sql);
-                sql.push(" ->> 'value' = ").bind(SqlValue::Text(text));
+                sql.push(" ->> 'value' = ").bind(Arg::text(text));
             }
             Compare::Bool(b) => {
                 sql.push(" IN ('object', 'array') OR ");
                 attribute(&mut sql);
-                sql.push(" ->> 'value' = ")
-                    .bind(SqlValue::Text(b.to_string()));
+                sql.push(" ->> 'value' = ").bind(Arg::text(b.to_string()));
             }
         }
         sql.push(")))");
@@ -1113,18 +1107,18 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
         let value_path = format!("{path}.value");
         let value_type = |sql: &mut Sql| {
             sql.push("json_type(attrs, ")
-                .bind(SqlValue::Text(value_path.clone()))
+                .bind(Arg::text(value_path.clone()))
                 .push(")");
         };
         let value = |sql: &mut Sql| {
             sql.push("json_extract(attrs, ")
-                .bind(SqlValue::Text(value_path.clone()))
+                .bind(Arg::text(value_path.clone()))
                 .push(")");
         };
         // One CASE on the attribute's JSON type, one on its value's: each JSON function runs
         // once per row (this runs over every candidate of a query, and for its count).
         sql.push("(CASE json_type(attrs, ")
-            .bind(SqlValue::Text(path))
+            .bind(Arg::text(path))
             .push(") WHEN 'array' THEN 2 WHEN 'object' THEN CASE ");
         value_type(&mut sql);
         let not = |sql: &mut Sql, types: &[&str]| {
@@ -1137,7 +1131,7 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                 for t in ["integer", "real"] {
                     sql.push(" WHEN '").push(t).push("' THEN ");
                     value(&mut sql);
-                    sql.push(" ").push(op).push(" ").bind(SqlValue::Real(n));
+                    sql.push(" ").push(op).push(" ").bind(Arg::Number(n));
                 }
                 not(&mut sql, &["text", "true", "false", "null"]);
             }
@@ -1145,16 +1139,16 @@ fn term_condition(term: &Term, postgres: bool) -> Option<(String, Vec<SqlValue>)
                 for t in ["integer", "real"] {
                     sql.push(" WHEN '").push(t).push("' THEN ");
                     value(&mut sql);
-                    sql.push(" >= ").bind(SqlValue::Real(low)).push(" AND ");
+                    sql.push(" >= ").bind(Arg::Number(low)).push(" AND ");
                     value(&mut sql);
-                    sql.push(" <= ").bind(SqlValue::Real(high));
+                    sql.push(" <= ").bind(Arg::Number(high));
                 }
                 not(&mut sql, &["text", "true", "false", "null"]);
             }
             Compare::Text(text) => {
                 sql.push(" WHEN 'text' THEN ");
                 value(&mut sql);
-                sql.push(" = ").bind(SqlValue::Text(text));
+                sql.push(" = ").bind(Arg::text(text));
                 not(&mut sql, &["integer", "real", "true", "false", "null"]);
             }
             Compare::Bool(b) => {
@@ -1296,8 +1290,8 @@ mod tests {
 
     /// The SQLite conditions never contradict the exact evaluation, and where they decide
     /// (no 2) they are the exact evaluation: the database may then count and page.
-    #[test]
-    fn database_conditions_decide_only_what_they_decide_exactly() {
+    #[tokio::test]
+    async fn database_conditions_decide_only_what_they_decide_exactly() {
         let context = Context::core();
         let entities = [
             json!({"capacity": 45, "occupancy": "free", "open": true}),
@@ -1322,9 +1316,9 @@ mod tests {
             "open==false",
             "capacity>=40;open==true",
         ];
-        let db = rusqlite::Connection::open_in_memory().expect("sqlite");
-        db.execute_batch("CREATE TABLE e (attrs TEXT)")
-            .expect("table");
+        let db = yunnao_store::Db::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
         let mut undecided_seen = 0;
         for (n, attrs) in entities.iter().enumerate() {
             let mut entity = attrs.clone();
@@ -1334,24 +1328,26 @@ mod tests {
             let text = serde_json::to_string(&entity.attrs).expect("json");
             for q in queries {
                 let expr = parse(q, &context).expect(q);
-                let prefilter = prefilter(&expr, false);
+                let prefilter = prefilter(&expr, JsonSql::Json1);
                 assert!(prefilter.complete, "{q}");
                 let mut decided = Some(true);
                 for (condition, values) in &prefilter.conditions {
+                    let mut numbered = String::new();
+                    for (i, piece) in condition.split('?').enumerate() {
+                        if i > 0 {
+                            numbered.push_str(&format!("${i}"));
+                        }
+                        numbered.push_str(piece);
+                    }
                     let sql = format!(
-                        "SELECT {condition} FROM (SELECT ?{} AS attrs)",
+                        "SELECT {numbered} FROM (SELECT ${} AS attrs)",
                         values.len() + 1
                     );
-                    let mut params: Vec<rusqlite::types::Value> = values
-                        .iter()
-                        .map(|v| match v {
-                            SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                            SqlValue::Real(r) => rusqlite::types::Value::Real(*r),
-                        })
-                        .collect();
-                    params.push(rusqlite::types::Value::Text(text.clone()));
-                    let outcome: i64 = db
-                        .query_row(&sql, rusqlite::params_from_iter(params), |row| row.get(0))
+                    let mut params = values.clone();
+                    params.push(Arg::text(text.clone()));
+                    let (outcome,): (i64,) = db
+                        .fetch_one(&sql, &params)
+                        .await
                         .unwrap_or_else(|e| panic!("{q}: {sql}: {e}"));
                     decided = match (decided, outcome) {
                         (_, 0) | (Some(false), _) => Some(false),

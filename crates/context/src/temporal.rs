@@ -71,18 +71,18 @@ pub async fn record_attrs(
             let open_hour = tx
                 .query_i64(
                     NEWEST_INSTANCE,
-                    &[Arg::Text(tenant), Arg::Text(id), Arg::Text(name)],
+                    &[Arg::text(tenant), Arg::text(id), Arg::text(name)],
                 )
                 .await?
                 .map(hour_of);
             let history = [
-                Arg::Text(tenant),
-                Arg::Text(id),
-                Arg::Text(name),
-                Arg::Text(dataset),
+                Arg::text(tenant),
+                Arg::text(id),
+                Arg::text(name),
+                Arg::text(dataset),
                 Arg::Int(at),
                 Arg::Real(number),
-                Arg::Text(&text),
+                Arg::text(&text),
             ];
             let inserted = tx.execute(INSERT_HISTORY, &history).await? > 0;
             if !inserted {
@@ -99,9 +99,9 @@ pub async fn record_attrs(
                     tx.execute(
                         FOLD_INTO_HOUR,
                         &[
-                            Arg::Text(tenant),
-                            Arg::Text(id),
-                            Arg::Text(name),
+                            Arg::text(tenant),
+                            Arg::text(id),
+                            Arg::text(name),
                             Arg::Int(hour),
                             Arg::Real(number),
                         ],
@@ -490,12 +490,12 @@ pub async fn record_deletions(
                  VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (tenant, entity_id, attr, deleted_ms, dataset_id) DO NOTHING",
                 &[
-                    Arg::Text(tenant),
-                    Arg::Text(id),
-                    Arg::Text(name),
+                    Arg::text(tenant),
+                    Arg::text(id),
+                    Arg::text(name),
                     Arg::Int(at_ms),
-                    Arg::Text(dataset),
-                    Arg::Text(&text),
+                    Arg::text(dataset),
+                    Arg::text(&text),
                 ],
             )
             .await?;
@@ -560,7 +560,7 @@ pub async fn delete_rows(
 ) -> Result<u64, Problem> {
     let (attr, deleted, at_ms) = match scope {
         Scope::Entity => {
-            let entity = [Arg::Text(tenant), Arg::Text(id)];
+            let entity = [Arg::text(tenant), Arg::text(id)];
             let deleted = tx
                 .execute(
                     "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2",
@@ -583,10 +583,10 @@ pub async fn delete_rows(
             let mut sql = String::from(
                 "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3",
             );
-            let mut args = vec![Arg::Text(tenant), Arg::Text(id), Arg::Text(attr)];
+            let mut args = vec![Arg::text(tenant), Arg::text(id), Arg::text(attr)];
             if let Some(dataset) = dataset {
                 sql.push_str(" AND dataset_id = $4");
-                args.push(Arg::Text(dataset));
+                args.push(Arg::text(dataset));
             }
             let deleted = tx.execute(&sql, &args).await?;
             tx.execute(
@@ -606,10 +606,10 @@ pub async fn delete_rows(
                     "DELETE FROM ngsi_history WHERE tenant = $1 AND entity_id = $2 AND attr = $3 \
                      AND dataset_id = $4 AND at_ms = $5",
                     &[
-                        Arg::Text(tenant),
-                        Arg::Text(id),
-                        Arg::Text(attr),
-                        Arg::Text(dataset),
+                        Arg::text(tenant),
+                        Arg::text(id),
+                        Arg::text(attr),
+                        Arg::text(dataset),
                         Arg::Int(at_ms),
                     ],
                 )
@@ -663,13 +663,13 @@ pub async fn replace_instance(
         .execute(
             REPLACE_HISTORY,
             &[
-                Arg::Text(tenant),
-                Arg::Text(id),
-                Arg::Text(attr),
-                Arg::Text(dataset),
+                Arg::text(tenant),
+                Arg::text(id),
+                Arg::text(attr),
+                Arg::text(dataset),
                 Arg::Int(at_ms),
                 Arg::Real(number),
-                Arg::Text(&text),
+                Arg::text(&text),
             ],
         )
         .await?;
@@ -692,9 +692,9 @@ async fn resum_hours(
         None => (i64::MIN, i64::MAX),
     };
     let range = [
-        Arg::Text(tenant),
-        Arg::Text(id),
-        Arg::Text(attr),
+        Arg::text(tenant),
+        Arg::text(id),
+        Arg::text(attr),
         Arg::Int(from),
         Arg::Int(to),
     ];
@@ -732,51 +732,19 @@ async fn period_rows(
     if start >= end {
         return Ok(Vec::new());
     }
-    let direct = {
-        let (db, sql, tenant, entity, attr) = (
-            db.clone(),
-            sql.replace('$', "?"),
-            tenant.to_owned(),
-            entity.to_owned(),
-            attr.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            db.read_direct(|connection| {
-                let mut statement = connection.prepare_cached(&sql)?;
-                let rows = statement.query_map(
-                    rusqlite::params![tenant, entity, attr, start, end, period, origin],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    },
-                )?;
-                rows.collect::<rusqlite::Result<Vec<PeriodRow>>>()
-            })
-        })
-        .await
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .transpose()?
-    };
-    match direct {
-        Some(rows) => Ok(rows),
-        None => sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
-            .bind(tenant)
-            .bind(entity)
-            .bind(attr)
-            .bind(start)
-            .bind(end)
-            .bind(period)
-            .bind(origin)
-            .fetch_all(db.pool())
-            .await
-            .db(),
-    }
+    db.scan(
+        sql,
+        &[
+            Arg::text(tenant),
+            Arg::text(entity),
+            Arg::text(attr),
+            Arg::Int(start),
+            Arg::Int(end),
+            Arg::Int(period),
+            Arg::Int(origin),
+        ],
+    )
+    .await
 }
 
 /// One period's aggregates from two parts of it.
@@ -842,21 +810,13 @@ pub async fn aggregate(
     let rows = if hourly {
         // The rollups hold the hours before the attribute's open hour (the one of its newest
         // instance, not summed while it lasts); that hour comes from the history.
-        let direct = db.read_direct(|connection| {
-            connection
-                .prepare_cached(&NEWEST_INSTANCE.replace('$', "?"))?
-                .query_row(rusqlite::params![tenant, entity, attr], |row| row.get(0))
-        });
-        let newest: Option<i64> = match direct {
-            Some(newest) => newest?,
-            None => sqlx::query_scalar(NEWEST_INSTANCE)
-                .bind(tenant)
-                .bind(entity)
-                .bind(attr)
-                .fetch_one(db.pool())
-                .await
-                .db()?,
-        };
+        let newest: Option<(Option<i64>,)> = db
+            .fetch_optional(
+                NEWEST_INSTANCE,
+                &[Arg::text(tenant), Arg::text(entity), Arg::text(attr)],
+            )
+            .await?;
+        let newest = newest.and_then(|(newest,)| newest);
         match newest.map(hour_of) {
             None => Vec::new(),
             Some(open) => {

@@ -12,63 +12,9 @@ use std::collections::BTreeMap;
 use yunnao_core::time::{now_ms, parse_rfc3339_ms};
 use yunnao_core::{Problem, new_id};
 use yunnao_identity::{Principal, Role};
-use yunnao_store::{Backend, DbResultExt, nullable_real, sqlx};
+use yunnao_store::{DbResultExt, nullable_real, sqlx};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Received,
-    Registered,
-    Rejected,
-    Dispatched,
-    Handling,
-    Verification,
-    Closed,
-}
-
-impl State {
-    pub const ALL: [State; 7] = [
-        State::Received,
-        State::Registered,
-        State::Rejected,
-        State::Dispatched,
-        State::Handling,
-        State::Verification,
-        State::Closed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Received => "received",
-            State::Registered => "registered",
-            State::Rejected => "rejected",
-            State::Dispatched => "dispatched",
-            State::Handling => "handling",
-            State::Verification => "verification",
-            State::Closed => "closed",
-        }
-    }
-
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            State::Received => "受理",
-            State::Registered => "立案",
-            State::Rejected => "不予立案",
-            State::Dispatched => "派遣",
-            State::Handling => "处置",
-            State::Verification => "核查",
-            State::Closed => "结案",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    pub fn is_open(self) -> bool {
-        !matches!(self, State::Rejected | State::Closed)
-    }
-}
+use crate::workflow::{Action, Actor, State};
 
 /// Where an incident came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -1024,18 +970,15 @@ impl Governance {
                 "comment is longer than 2,000 characters",
             ));
         }
+        let action = Action::parse(&input.action)?;
         let now = now_ms();
         // Only a dispatch sets a time limit; read the calendar before taking the writer.
-        let calendar = match input.action.as_str() {
-            "dispatch" | "reassign" => Some(self.calendar().await?),
-            _ => None,
+        let calendar = match action.names_department() {
+            true => Some(self.calendar().await?),
+            false => None,
         };
         let mut tx = self.db.begin_write().await?;
-        let lock = if self.db.backend() == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
+        let lock = self.db.dialect().for_update();
         let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM gov_incidents WHERE id = $1{lock}"
         )))
@@ -1047,52 +990,30 @@ impl Governance {
         .ok_or_else(|| Problem::not_found(format!("no incident {id} you may see")))?;
         let state = row.state();
         let standing = self.standing(principal, &row);
-        use State::*;
-        let (allowed_from, may, to): (&[State], bool, State) = match input.action.as_str() {
-            "register" => (&[Received], standing.centre, Registered),
-            "reject" => (&[Received, Registered], standing.centre, Rejected),
-            "dispatch" => (&[Registered], standing.centre, Dispatched),
-            "accept" => (&[Dispatched], standing.handler, Handling),
-            "send_back" => (&[Dispatched, Handling], standing.handler, Registered),
-            "reassign" => (&[Dispatched, Handling], standing.centre, Dispatched),
-            "complete" => (&[Handling], standing.handler, Verification),
-            "rework" => (&[Verification], standing.verifier, Handling),
-            "close" => (&[Verification], standing.verifier, Closed),
-            "merge" => (
-                &[Received, Registered, Dispatched, Handling],
-                standing.centre,
-                Closed,
-            ),
-            other => {
-                return Err(Problem::validation(format!(
-                    "unknown action {other:?}: one of register, reject, dispatch, accept, send_back, reassign, complete, rework, close, merge"
-                )));
-            }
+        let step = action.step();
+        let may = match step.by {
+            Actor::Centre => standing.centre,
+            Actor::Handler => standing.handler,
+            Actor::Verifier => standing.verifier,
         };
+        let to = step.to;
         if !may {
             return Err(Problem::forbidden(format!(
                 "{} may not {} this incident: {}",
                 principal.name,
-                input.action,
-                match input.action.as_str() {
-                    "accept" | "send_back" | "complete" =>
-                        "only the handling department's staff (operator, dept_admin) act on it",
-                    "rework" | "close" =>
-                        "only the command centre or the grid worker assigned to its grid check it",
-                    _ =>
-                        "only the command centre (operators of the centre department, platform admins) does this",
-                }
+                action.as_str(),
+                step.by.who()
             )));
         }
-        if !allowed_from.contains(&state) {
+        if !step.from.contains(&state) {
             return Err(Problem::of(
                 "illegal-transition",
                 format!(
                     "{} is not possible while the incident is {} ({}); it needs {}",
-                    input.action,
+                    action.as_str(),
                     state.as_str(),
                     state.name_zh(),
-                    allowed_from
+                    step.from
                         .iter()
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
@@ -1106,11 +1027,11 @@ impl Governance {
             .category(&row.service_code)
             .await?
             .ok_or_else(|| Problem::internal("incident of an unknown category"))?;
-        match input.action.as_str() {
-            "dispatch" | "reassign" => {
-                let department = match (input.action.as_str(), &input.department) {
+        match action {
+            Action::Dispatch | Action::Reassign => {
+                let department = match (action, &input.department) {
                     (_, Some(d)) => d.clone(),
-                    ("dispatch", None) => self
+                    (Action::Dispatch, None) => self
                         .rule_department(&category, row.street_code.as_deref())
                         .await?
                         .unwrap_or_else(|| category.department.clone()),
@@ -1139,7 +1060,7 @@ impl Governance {
                 .await?;
                 detail = serde_json::json!({"department": department, "previous_department": row.department});
             }
-            "send_back" => {
+            Action::SendBack => {
                 sqlx::query(
                     "UPDATE gov_incidents SET state = 'registered', department = NULL, warn_at_ms = NULL, due_at_ms = NULL, updated_at_ms = $2 WHERE id = $1",
                 )
@@ -1150,7 +1071,7 @@ impl Governance {
                 .db()?;
                 detail = serde_json::json!({"previous_department": row.department});
             }
-            "merge" => {
+            Action::Merge => {
                 let into = input.into.as_deref().ok_or_else(|| {
                     Problem::validation("merge needs into: the incident this one repeats")
                 })?;
@@ -1189,14 +1110,14 @@ impl Governance {
                 detail = serde_json::json!({"into": into});
             }
             _ => {
-                let extra = match input.action.as_str() {
-                    "complete" => ", handled_at_ms = $2",
-                    "close" => ", closed_at_ms = $2",
-                    "rework" => ", rework_count = rework_count + 1, handled_at_ms = NULL",
+                let extra = match action {
+                    Action::Complete => ", handled_at_ms = $2",
+                    Action::Close => ", closed_at_ms = $2",
+                    Action::Rework => ", rework_count = rework_count + 1, handled_at_ms = NULL",
                     _ => "",
                 };
-                let notes = match input.action.as_str() {
-                    "reject" | "close" => ", status_notes = $4",
+                let notes = match action {
+                    Action::Reject | Action::Close => ", status_notes = $4",
                     _ => "",
                 };
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1216,7 +1137,7 @@ impl Governance {
             id,
             now,
             (&principal.name, &principal.department),
-            &input.action,
+            action.as_str(),
             Some(state),
             Some(to),
             comment,
@@ -1228,7 +1149,7 @@ impl Governance {
             .row(id)
             .await?
             .ok_or_else(|| Problem::internal("incident vanished after commit"))?;
-        self.publish(&row, &input.action).await;
+        self.publish(&row, action.as_str()).await;
         let categories = self.categories().await?;
         Ok(self.view(&row, &categories, self.photo_ids(id).await?))
     }

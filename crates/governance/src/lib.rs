@@ -15,9 +15,11 @@ pub mod incidents;
 mod migrations;
 pub mod open311;
 pub mod queries;
+pub mod workflow;
 
-pub use incidents::{Location, Report, Source, State};
+pub use incidents::{Location, Report, Source};
 pub use migrations::MIGRATIONS;
+pub use workflow::{Action, State};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

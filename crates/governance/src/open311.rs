@@ -12,7 +12,8 @@
 //! connected systems are not listed (they are operational, not citizen requests).
 
 use crate::Governance;
-use crate::incidents::{Incident, Location, Report, Source, State as CaseState, mask_personal};
+use crate::incidents::{Incident, Location, Report, Source, mask_personal};
+use crate::workflow::State as CaseState;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

@@ -26,7 +26,7 @@ use crate::Identity;
 use serde::{Deserialize, Serialize};
 use yunnao_core::Problem;
 use yunnao_gm::{Sm2PublicKey, Sm2Signature};
-use yunnao_store::{Arg, Backend, Db, DbResultExt, Write, sqlx};
+use yunnao_store::{Arg, Db, DbResultExt, Write, sqlx};
 
 /// Arbitrary constant naming the audit chain's advisory lock.
 const ADVISORY_LOCK_KEY: i64 = 0x7961_756e_6e61_6f01;
@@ -274,14 +274,14 @@ impl Identity {
             &[
                 Arg::Int(record.seq),
                 Arg::Int(record.at_ms),
-                Arg::Text(&record.actor),
-                Arg::Text(&record.department),
-                Arg::Text(&record.action),
-                Arg::Text(&record.target),
-                Arg::Text(&record.request_id),
-                Arg::Text(&record.outcome),
-                Arg::Text(&record.prev_hash),
-                Arg::Text(&record.hash),
+                Arg::text(&record.actor),
+                Arg::text(&record.department),
+                Arg::text(&record.action),
+                Arg::text(&record.target),
+                Arg::text(&record.request_id),
+                Arg::text(&record.outcome),
+                Arg::text(&record.prev_hash),
+                Arg::text(&record.hash),
             ],
         )
         .await?;
@@ -303,7 +303,7 @@ impl Identity {
     /// On PostgreSQL the advisory lock serialises appends across nodes until `tx` ends; on
     /// SQLite the store's single writer already does.
     async fn lock_chain(&self, tx: &mut Write) -> Result<(), Problem> {
-        if self.db.backend() == Backend::Postgres {
+        if tx.dialect().concurrent_writers() {
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1)",
                 &[Arg::Int(ADVISORY_LOCK_KEY)],
@@ -400,13 +400,13 @@ impl Identity {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 Arg::Int(head.seq),
-                Arg::Text(&head.hash),
+                Arg::text(&head.hash),
                 Arg::Int(head.signed_at_ms),
-                Arg::Text(&head.signature),
+                Arg::text(&head.signature),
                 Arg::Int(head.version),
                 Arg::Int(prev_seq),
                 Arg::Int(head.every),
-                Arg::Text(&head.record_hashes),
+                Arg::text(&head.record_hashes),
             ],
         )
         .await?;
@@ -417,46 +417,18 @@ impl Identity {
 /// The hashes of the records after `after` up to `upto`, in order, read inside the chain's
 /// transaction.
 async fn hashes_between(tx: &mut Write, after: i64, upto: i64) -> Result<Vec<String>, Problem> {
-    const SQL: &str = "SELECT hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq";
-    match tx {
-        Write::Direct(direct) => direct
-            .connection()?
-            .prepare_cached(&SQL.replace("$1", "?1").replace("$2", "?2"))
-            .and_then(|mut statement| {
-                statement
-                    .query_map([after, upto], |row| row.get::<_, String>(0))?
-                    .collect()
-            })
-            .map_err(yunnao_store::sqlite_problem),
-        Write::Pool(tx) => sqlx::query_scalar(SQL)
-            .bind(after)
-            .bind(upto)
-            .fetch_all(&mut ***tx)
-            .await
-            .db(),
-    }
+    let rows: Vec<(String,)> = tx
+        .fetch_all(
+            "SELECT hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            &[Arg::Int(after), Arg::Int(upto)],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|(hash,)| hash).collect())
 }
 
 /// A chain record's `(seq, hash)` selected by `sql`, read inside the chain's transaction.
 async fn seq_and_hash(tx: &mut Write, sql: &str) -> Result<Option<(i64, String)>, Problem> {
-    match tx {
-        Write::Direct(direct) => {
-            use rusqlite::OptionalExtension;
-            direct
-                .connection()?
-                .prepare_cached(sql)
-                .and_then(|mut statement| {
-                    statement
-                        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()
-                })
-                .map_err(yunnao_store::sqlite_problem)
-        }
-        Write::Pool(tx) => sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_optional(&mut ***tx)
-            .await
-            .db(),
-    }
+    tx.fetch_optional(sql, &[]).await
 }
 
 /// Records after `after_seq`, optionally of one department, oldest first.

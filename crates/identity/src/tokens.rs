@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use yunnao_core::Problem;
 use yunnao_gm::Sm2Signature;
-use yunnao_store::{DbResultExt, sqlx};
+use yunnao_store::{Arg, DbResultExt, sqlx};
 
 const PREFIX: &str = "yn1.";
 
@@ -228,43 +228,16 @@ pub(crate) async fn resolve(identity: &Identity, token: &str) -> Result<Principa
     }
     let generation = identity.checked_sessions.generation();
     // Session, account and roles in one query: this runs on every authenticated request.
-    let roles = match identity.db.backend() {
-        yunnao_store::Backend::Sqlite => {
-            "(SELECT group_concat(role, ',') FROM user_roles r WHERE r.user_id = u.id)"
-        }
-        yunnao_store::Backend::Postgres => {
-            "(SELECT string_agg(role, ',') FROM user_roles r WHERE r.user_id = u.id)"
-        }
-    };
+    let roles = identity.db.dialect().comma_list("role");
     let sql = format!(
-        "SELECT s.revoked_at_ms, s.user_id, u.username, u.department_code, u.disabled, {roles} \
+        "SELECT s.revoked_at_ms, s.user_id, u.username, u.department_code, u.disabled, \
+         (SELECT {roles} FROM user_roles r WHERE r.user_id = u.id) \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.jti = $1"
     );
-    // On SQLite read in place (no trip through the pool's worker thread).
-    let direct = identity.db.read_direct(|connection| {
-        use rusqlite::OptionalExtension;
-        connection
-            .prepare_cached(&sql.replace('$', "?"))?
-            .query_row([&claims.jti], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .optional()
-    });
-    let row: Option<SessionRow> = match direct {
-        Some(row) => row?,
-        None => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&claims.jti)
-            .fetch_optional(identity.db.pool())
-            .await
-            .db()?,
-    };
+    let row: Option<SessionRow> = identity
+        .db
+        .fetch_optional(&sql, &[Arg::text(&claims.jti)])
+        .await?;
     let Some((revoked, user_id, username, department, disabled, roles)) = row else {
         return Err(invalid());
     };

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use yunnao_bus::Bus;
 use yunnao_sensing::DeviceInfo;
+use yunnao_sensing::events::{Activity, Sink};
 use yunnao_sensing::payload::Reading;
-use yunnao_sensing::writer::{Activity, Writer};
+use yunnao_sensing::writer::Writer;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,12 +17,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::in_process();
     let writer = Writer::start(
         db.clone(),
-        bus,
         65_536,
         Arc::new(Activity::default()),
-        None,
+        vec![Sink::Bus(bus)],
         std::time::Duration::from_secs(5),
-        Arc::new(yunnao_sensing::writer::LatestValues::default()),
     );
     let devices = 10_000;
     let per_device = 10;

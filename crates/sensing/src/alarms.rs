@@ -15,8 +15,8 @@
 //! the engine is behind), so no committed reading escapes evaluation; a timer checks no-data
 //! rules.
 
+use crate::events::{Activity, Sink, TelemetryCommitted};
 use crate::profiles::ProfileRegistry;
-use crate::writer::TelemetryCommitted;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -286,10 +286,29 @@ pub struct AlarmView {
     pub raised_at_ms: i64,
 }
 
+/// What happened to an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmChange {
+    Raised,
+    Acknowledged,
+    Cleared,
+}
+
+impl AlarmChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmChange::Raised => "raised",
+            AlarmChange::Acknowledged => "acknowledged",
+            AlarmChange::Cleared => "cleared",
+        }
+    }
+}
+
 /// Published on `sensing.alarm.{change}.{severity}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AlarmChanged {
-    pub change: String,
+    pub change: AlarmChange,
     pub alarm: AlarmView,
     /// When the reading that caused the change was committed (ms), for latency figures.
     pub committed_ms: Option<i64>,
@@ -301,7 +320,7 @@ impl Event for AlarmChanged {
     fn subject(&self) -> String {
         format!(
             "sensing.alarm.{}.{}",
-            self.change,
+            self.change.as_str(),
             self.alarm.severity.as_str()
         )
     }
@@ -427,27 +446,12 @@ enum Action {
     },
 }
 
-/// The writer's handle for handing committed batches to the engine. Sending waits when the
-/// engine is 16 batches behind, so alarms never fall arbitrarily far behind the data.
-#[derive(Clone)]
-pub struct AlarmInput {
-    sender: tokio::sync::mpsc::Sender<Arc<TelemetryCommitted>>,
-}
-
-impl AlarmInput {
-    pub async fn submit(&self, batch: Arc<TelemetryCommitted>) {
-        if self.sender.send(batch).await.is_err() {
-            tracing::error!("alarm engine stopped; committed batch not evaluated");
-        }
-    }
-}
-
 pub struct AlarmEngine {
     db: Db,
     bus: Bus,
     profiles: ProfileRegistry,
     /// Traffic not yet written to `devices`: a device that just reported is not silent.
-    activity: Arc<crate::writer::Activity>,
+    activity: Arc<Activity>,
     rules: Mutex<Vec<Rule>>,
     tracks: Mutex<HashMap<(String, Arc<str>), Track>>,
     /// Active alarm id by (rule, device).
@@ -464,15 +468,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AlarmEngine {
-    /// Starts the engine; committed batches arrive through the returned [`AlarmInput`], which the
-    /// writer feeds directly (a bounded channel of structs, no serialisation on the hot path).
+    /// Starts the engine; committed batches arrive through the returned [`Sink`]: a queue of 16
+    /// batches, so alarms never fall arbitrarily far behind the data (structs, no
+    /// serialisation on the hot path).
     pub async fn start(
         db: Db,
         bus: Bus,
         profiles: ProfileRegistry,
-        activity: Arc<crate::writer::Activity>,
+        activity: Arc<Activity>,
         no_data_check: Duration,
-    ) -> Result<(Arc<Self>, AlarmInput), Problem> {
+    ) -> Result<(Arc<Self>, Sink), Problem> {
         let engine = Arc::new(Self {
             db,
             bus,
@@ -510,7 +515,7 @@ impl AlarmEngine {
                 }
             }
         });
-        Ok((engine, AlarmInput { sender }))
+        Ok((engine, Sink::Queue(sender)))
     }
 
     /// Rules and active alarms from the database (so every node converges on the same set).
@@ -807,10 +812,10 @@ impl AlarmEngine {
         }
         drop(sync);
         for (id, _, _, committed_ms) in &raised {
-            self.publish("raised", id, *committed_ms).await?;
+            self.publish(AlarmChange::Raised, id, *committed_ms).await?;
         }
         for id in &cleared {
-            self.publish("cleared", id, None).await?;
+            self.publish(AlarmChange::Cleared, id, None).await?;
         }
         if lost_race {
             self.reload().await?;
@@ -820,7 +825,7 @@ impl AlarmEngine {
 
     async fn publish(
         &self,
-        change: &str,
+        change: AlarmChange,
         alarm_id: &str,
         committed_ms: Option<i64>,
     ) -> Result<(), Problem> {
@@ -829,7 +834,7 @@ impl AlarmEngine {
             .await?
             .ok_or_else(|| Problem::internal("alarm vanished"))?;
         let event = AlarmChanged {
-            change: change.to_owned(),
+            change,
             alarm,
             committed_ms,
         };
@@ -886,7 +891,7 @@ impl AlarmEngine {
         if changed.rows_affected() == 0 {
             return Err(Problem::conflict("the alarm is already acknowledged"));
         }
-        self.publish("acknowledged", id, None).await?;
+        self.publish(AlarmChange::Acknowledged, id, None).await?;
         self.alarm(id)
             .await?
             .ok_or_else(|| Problem::not_found("no such alarm"))
@@ -908,7 +913,7 @@ impl AlarmEngine {
         }
         lock(&self.active).retain(|_, active| active != id);
         drop(sync);
-        self.publish("cleared", id, None).await?;
+        self.publish(AlarmChange::Cleared, id, None).await?;
         self.alarm(id)
             .await?
             .ok_or_else(|| Problem::not_found("no such alarm"))

@@ -3,9 +3,9 @@
 //!
 //! Shape (sources → transform → sink): the MQTT server and the HTTP handlers are sources; they
 //! authenticate the device and validate each message against its profile ([`payload`]); the
-//! [`writer::Writer`] is the one sink, committing in groups and answering each source when its
-//! readings are durable. Committed batches are published on the bus as
-//! `sensing.telemetry.committed`.
+//! [`writer::Writer`] commits in groups and answers each source when its readings are durable,
+//! then hands each committed batch to its [`events::Sink`]s: the alarm engine's queue, the
+//! newest values the context mirror takes, and the bus (`sensing.telemetry.committed`).
 //!
 //! Owns the tables in [`MIGRATIONS`].
 
@@ -13,6 +13,7 @@ pub mod alarms;
 pub mod api;
 pub mod bulk;
 mod devices;
+pub mod events;
 pub mod grants;
 mod migrations;
 pub mod mqtt;
@@ -103,9 +104,9 @@ pub struct Sensing {
     profiles: ProfileRegistry,
     pub alarms: Arc<alarms::AlarmEngine>,
     writer: writer::Writer,
-    pub(crate) activity: Arc<writer::Activity>,
+    pub(crate) activity: Arc<events::Activity>,
     /// The newest committed values per device, for the context broker's mirror.
-    pub latest: Arc<writer::LatestValues>,
+    pub latest: Arc<events::LatestValues>,
     tokens: Arc<RwLock<HashMap<String, DeviceInfo>>>,
     by_id: Arc<RwLock<HashMap<String, DeviceInfo>>>,
 }
@@ -134,8 +135,8 @@ impl Sensing {
         tx.commit().await?;
         let profiles = ProfileRegistry::default();
         profiles.replace_all(load_profiles(&db).await?);
-        let activity = Arc::new(writer::Activity::default());
-        let latest = Arc::new(writer::LatestValues::default());
+        let activity = Arc::new(events::Activity::default());
+        let latest = Arc::new(events::LatestValues::default());
         let (alarms, alarm_input) = alarms::AlarmEngine::start(
             db.clone(),
             bus.clone(),
@@ -146,12 +147,14 @@ impl Sensing {
         .await?;
         let writer = writer::Writer::start(
             db.clone(),
-            bus.clone(),
             config.writer_queue,
             activity.clone(),
-            Some(alarm_input),
+            vec![
+                alarm_input,
+                events::Sink::Latest(latest.clone()),
+                events::Sink::Bus(bus.clone()),
+            ],
             config.status_flush,
-            latest.clone(),
         );
         let sensing = Self {
             db,

@@ -10,6 +10,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use yunnao_governance::workflow::{Action, Actor, State};
 
 /// The simulator's accounts, signed in.
 pub(crate) struct Crew {
@@ -209,7 +210,8 @@ pub(crate) async fn run_cases(
     let pace = config.interval_factor.clamp(0.05, 1.0);
     loop {
         tick.tick().await;
-        for state in ["dispatched", "handling", "verification"] {
+        for state in [State::Dispatched, State::Handling, State::Verification] {
+            let state = state.as_str();
             let (status, page) = crew
                 .centre
                 .call(
@@ -239,29 +241,24 @@ pub(crate) async fn run_cases(
                     continue;
                 }
                 let department = incident["department"].as_str().unwrap_or_default();
-                let (actor, action, comment) = match state {
-                    "dispatched" => (
-                        crew.operators.get(department),
-                        "accept",
-                        "已安排人员赶赴现场",
-                    ),
-                    "handling" => (
-                        crew.operators.get(department),
-                        "complete",
-                        "已处置完毕，请核查",
-                    ),
-                    _ => {
-                        let worker = incident["grid_worker"]
-                            .as_str()
-                            .and_then(|w| crew.workers.get(w))
-                            .or(Some(&crew.centre));
-                        if fate % 10 == 3 && incident["rework_count"] == 0 {
-                            (worker, "rework", "现场核查未通过，请返工")
-                        } else {
-                            (worker, "close", "现场核查通过，结案")
-                        }
+                let (action, comment) = match state {
+                    "dispatched" => (Action::Accept, "已安排人员赶赴现场"),
+                    "handling" => (Action::Complete, "已处置完毕，请核查"),
+                    _ if fate % 10 == 3 && incident["rework_count"] == 0 => {
+                        (Action::Rework, "现场核查未通过，请返工")
                     }
+                    _ => (Action::Close, "现场核查通过，结案"),
                 };
+                // Whoever the workflow says takes the step.
+                let actor = match action.step().by {
+                    Actor::Handler => crew.operators.get(department),
+                    Actor::Verifier => incident["grid_worker"]
+                        .as_str()
+                        .and_then(|w| crew.workers.get(w))
+                        .or(Some(&crew.centre)),
+                    Actor::Centre => Some(&crew.centre),
+                };
+                let action = action.as_str();
                 let Some(actor) = actor else {
                     continue;
                 };

@@ -13,12 +13,18 @@
 //!   SQLite that waits on itself.
 
 pub mod migrate;
+mod read;
+mod rows;
+mod sql;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod write;
 
 pub use migrate::{Migration, MigrationSet};
+pub use rows::{RowStatement, RowWriter};
+pub use sql::{Arg, Column, Dialect, JsonSql, Record};
 pub use sqlx;
-pub use write::{AfterCommit, Arg, DirectWrite, Write, sqlite_problem};
+pub use write::{AfterCommit, DirectWrite, Write};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
@@ -75,7 +81,7 @@ fn database_problem(unique_violation: bool, error: &dyn std::fmt::Display) -> yu
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -138,8 +144,8 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn dialect(&self) -> Dialect {
+        Dialect(self.backend)
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -227,7 +233,7 @@ impl Db {
     /// Runs `read` in place on a read-only connection to the SQLite file (it sees what is
     /// committed, like any pool read); `None` on PostgreSQL or an in-memory database, where
     /// the caller uses the pool. SQL placeholders are `?N`.
-    pub fn read_direct<T>(
+    pub(crate) fn read_direct<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Option<std::result::Result<T, yunnao_core::Problem>> {
@@ -278,8 +284,18 @@ impl Db {
         &self.pool
     }
 
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What differs in SQL on this database's backend.
+    pub fn dialect(&self) -> Dialect {
+        Dialect(self.backend)
+    }
+
+    /// Whether reads run in place on a SQLite file (see [`Db::fetch_all`]).
+    pub(crate) fn reads_in_place(&self) -> bool {
+        self.readers.path.is_some()
     }
 
     pub fn url(&self) -> &str {
@@ -305,9 +321,9 @@ impl Db {
         })
     }
 
-    /// Holds SQLite's one writer slot for a writer outside sqlx (the telemetry writer's own
+    /// Holds SQLite's one writer slot for a writer outside sqlx (the [`RowWriter`]'s own
     /// connection); `None` on PostgreSQL.
-    pub async fn sqlite_write_slot(&self) -> Option<OwnedMutexGuard<()>> {
+    pub(crate) async fn sqlite_write_slot(&self) -> Option<OwnedMutexGuard<()>> {
         match self.backend {
             Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             Backend::Postgres => None,
@@ -331,7 +347,7 @@ impl Db {
 /// copy it back and fsync while holding the one writer slot, stalling every writer behind it;
 /// the checkpointer thread does it beside them instead. Temporary b-trees (sorts, `IN` lists)
 /// stay in memory instead of temporary files.
-pub const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+pub(crate) const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA temp_store = MEMORY;";
 
@@ -371,7 +387,7 @@ fn start_checkpointer(path: String, alive: std::sync::Weak<DirectReaders>) {
 }
 
 /// The file path inside a `sqlite://PATH[?query]` URL.
-pub fn sqlite_path(url: &str) -> &str {
+pub(crate) fn sqlite_path(url: &str) -> &str {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

@@ -5,51 +5,18 @@
 //! switches), which costs more than the statement. On PostgreSQL (and in-memory SQLite) it is
 //! a pool transaction. One SQL text serves both: `$n` placeholders, as everywhere.
 
-use crate::{Backend, Db, DbResultExt, WriteTx};
+use crate::sql::{Arg, Record, bind_args, sqlite_text};
+use crate::{Backend, Db, DbResultExt, Dialect, WriteTx};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 use yunnao_core::Problem;
 
-/// A statement parameter. `Real` goes with `CAST($n AS DOUBLE PRECISION)` in the SQL (see
-/// [`crate::nullable_real`]).
-#[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-    Real(Option<f64>),
-}
-
-impl rusqlite::ToSql for Arg<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        match self {
-            Arg::Text(text) => text.to_sql(),
-            Arg::Int(value) => value.to_sql(),
-            Arg::Real(value) => value.to_sql(),
-        }
-    }
-}
-
 /// Work to do once a write's changes are committed (and not at all if they are not): e.g.
 /// dropping cached copies of what it changed. Whoever commits the transaction runs it, so it
 /// runs even when the writer itself was cancelled after handing its changes to a group.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
-
-/// Binds [`Arg`]s to a sqlx query of any kind (they share no trait with `bind`).
-macro_rules! bind_args {
-    ($query:expr, $args:expr) => {{
-        let mut query = $query;
-        for arg in $args {
-            query = match *arg {
-                Arg::Text(text) => query.bind(text),
-                Arg::Int(value) => query.bind(value),
-                Arg::Real(value) => query.bind(crate::nullable_real(value)),
-            };
-        }
-        query
-    }};
-}
 
 /// A write transaction: [`Db::begin_fast_write`].
 pub enum Write {
@@ -162,7 +129,7 @@ pub struct DirectWrite {
 }
 
 /// A rusqlite error as the client sees it: a key conflict is 409, anything else a logged 500.
-pub fn sqlite_problem(error: rusqlite::Error) -> Problem {
+pub(crate) fn sqlite_problem(error: rusqlite::Error) -> Problem {
     let unique_violation = matches!(
         &error,
         rusqlite::Error::SqliteFailure(failure, _) if matches!(
@@ -174,8 +141,7 @@ pub fn sqlite_problem(error: rusqlite::Error) -> Problem {
 }
 
 impl DirectWrite {
-    /// The connection, for reads inside the transaction (`?n` placeholders).
-    pub fn connection(&self) -> Result<&rusqlite::Connection, Problem> {
+    fn connection(&self) -> Result<&rusqlite::Connection, Problem> {
         self.state
             .as_ref()
             .ok_or_else(|| Problem::internal("the write is over"))?
@@ -185,7 +151,7 @@ impl DirectWrite {
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Problem> {
         let connection = self.connection()?;
         let mut statement = connection
-            .prepare_cached(&sql.replace('$', "?"))
+            .prepare_cached(&sqlite_text(sql))
             .map_err(sqlite_problem)?;
         let changed = statement
             .execute(rusqlite::params_from_iter(args))
@@ -247,10 +213,10 @@ impl Drop for DirectWrite {
 }
 
 impl Write {
-    pub fn backend(&self) -> Backend {
+    pub fn dialect(&self) -> Dialect {
         match self {
-            Write::Direct(_) => Backend::Sqlite,
-            Write::Pool(tx) => tx.backend(),
+            Write::Direct(_) => Dialect(Backend::Sqlite),
+            Write::Pool(tx) => tx.dialect(),
         }
     }
 
@@ -268,27 +234,59 @@ impl Write {
     /// The integer in the first column of the first row `sql` selects (`None` for no row or
     /// NULL), read inside this transaction.
     pub async fn query_i64(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>, Problem> {
+        let row: Option<(Option<i64>,)> = self.fetch_optional(sql, args).await?;
+        Ok(row.and_then(|(value,)| value))
+    }
+
+    /// The first row `sql` selects, read inside this transaction.
+    pub async fn fetch_optional<R: Record>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<R>, Problem> {
         match self {
             Write::Direct(direct) => {
                 use rusqlite::OptionalExtension;
-                let connection = direct.connection()?;
-                let mut statement = connection
-                    .prepare_cached(&sql.replace('$', "?"))
-                    .map_err(sqlite_problem)?;
-                let value = statement
-                    .query_row(rusqlite::params_from_iter(args), |row| {
-                        row.get::<_, Option<i64>>(0)
+                direct
+                    .connection()?
+                    .prepare_cached(&sqlite_text(sql))
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(rusqlite::params_from_iter(args), R::from_sqlite)
+                            .optional()
                     })
-                    .optional()
-                    .map_err(sqlite_problem)?;
-                Ok(value.flatten())
+                    .map_err(sqlite_problem)
             }
             Write::Pool(tx) => {
-                let query = bind_args!(
-                    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(sql.to_owned())),
-                    args
-                );
-                Ok(query.fetch_optional(&mut ***tx).await.db()?.flatten())
+                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())), args);
+                match query.fetch_optional(&mut ***tx).await.db()? {
+                    Some(row) => Ok(Some(R::from_any(&row).db()?)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Every row `sql` selects, read inside this transaction.
+    pub async fn fetch_all<R: Record>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, Problem> {
+        match self {
+            Write::Direct(direct) => direct
+                .connection()?
+                .prepare_cached(&sqlite_text(sql))
+                .and_then(|mut statement| {
+                    statement
+                        .query_map(rusqlite::params_from_iter(args), R::from_sqlite)?
+                        .collect()
+                })
+                .map_err(sqlite_problem),
+            Write::Pool(tx) => {
+                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())), args);
+                let rows = query.fetch_all(&mut ***tx).await.db()?;
+                rows.iter().map(|row| R::from_any(row).db()).collect()
             }
         }
     }

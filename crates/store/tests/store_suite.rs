@@ -181,10 +181,10 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
         .execute(
             insert,
             &[
-                Arg::Text("taken"),
+                Arg::text("taken"),
                 Arg::Int(0),
                 Arg::Real(Some(0.5)),
-                Arg::Text("x"),
+                Arg::text("x"),
             ],
         )
         .await
@@ -211,10 +211,10 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
             tx.execute(
                 insert,
                 &[
-                    Arg::Text(&id),
+                    Arg::text(&id),
                     Arg::Int(i),
                     Arg::Real(Some(i as f64)),
-                    Arg::Text("雨量"),
+                    Arg::text("雨量"),
                 ],
             )
             .await
@@ -228,10 +228,10 @@ async fn fast_writes_commit_together_and_roll_back_alone(backend: TestBackend) {
                         .execute(
                             insert,
                             &[
-                                Arg::Text("taken"),
+                                Arg::text("taken"),
                                 Arg::Int(i),
                                 Arg::Real(Some(1.0)),
-                                Arg::Text(""),
+                                Arg::text(""),
                             ],
                         )
                         .await

@@ -128,18 +128,12 @@ pub(crate) async fn case(
             )
         })
         .collect();
-    let actions: &[&str] = match i.state {
-        yunnao_governance::State::Received => &["register", "reject"],
-        yunnao_governance::State::Registered => &["dispatch", "reject"],
-        yunnao_governance::State::Dispatched => &["accept", "send_back", "reassign"],
-        yunnao_governance::State::Handling => &["complete", "send_back", "reassign"],
-        yunnao_governance::State::Verification => &["close", "rework"],
-        _ => &[],
-    };
-    let forms: String = actions
-        .iter()
+    let forms: String = i
+        .state
+        .actions()
+        .filter(|action| action.on_its_own())
         .map(|action| {
-            let department = if matches!(*action, "dispatch" | "reassign") {
+            let department = if action.names_department() {
                 format!("<input name=\"department\" placeholder=\"{}\">", t(l, "col_department"))
             } else {
                 String::new()
@@ -148,8 +142,9 @@ pub(crate) async fn case(
                 "<form method=\"post\" action=\"/ui/incidents/{id}/step\" class=\"step\"><input type=\"hidden\" name=\"action\" value=\"{action}\">\
                  {department}<input name=\"comment\" required placeholder=\"{comment}\"><button>{label}</button></form>",
                 id = i.id,
+                action = action.as_str(),
                 comment = t(l, "comment"),
-                label = escape(action),
+                label = escape(action.as_str()),
             )
         })
         .collect();

@@ -7,7 +7,7 @@ use yunnao_bus::{Bus, LagPolicy, SubscribeOptions};
 use yunnao_governance::Governance;
 use yunnao_governance::incidents::{Location, Report, Source};
 use yunnao_sensing::Sensing;
-use yunnao_sensing::alarms::AlarmChanged;
+use yunnao_sensing::alarms::{AlarmChange, AlarmChanged};
 
 pub fn spawn(bus: &Bus, sensing: Sensing, governance: Governance) -> anyhow::Result<()> {
     // Block, not drop: a lost critical alarm would be a case nobody handles.
@@ -41,8 +41,8 @@ pub async fn handle(
     event: &AlarmChanged,
 ) -> Result<(), yunnao_core::Problem> {
     let alarm = &event.alarm;
-    match event.change.as_str() {
-        "raised" if alarm.severity == yunnao_sensing::alarms::Severity::Critical => {
+    match event.change {
+        AlarmChange::Raised if alarm.severity == yunnao_sensing::alarms::Severity::Critical => {
             let device = sensing.get_device(&alarm.device_id).await?;
             let (name, profile, location) = match &device {
                 Some(d) => (d.name.clone(), d.profile.clone(), d.location),
@@ -75,7 +75,7 @@ pub async fn handle(
                 );
             }
         }
-        "cleared" => {
+        AlarmChange::Cleared => {
             governance
                 .alarm_cleared(&alarm.id, yunnao_core::time::now_ms())
                 .await?;

@@ -326,7 +326,7 @@ async fn serve(config: &Config, demo: Option<(yunnao_sim::Scale, u64)>) -> anyho
     println!(
         "yunnao {} serving http://{address}/ (database: {}, data: {})",
         env!("CARGO_PKG_VERSION"),
-        app.db.backend().name(),
+        app.db.dialect().name(),
         config.data_dir.display()
     );
     let mut simulation = None;

@@ -61,7 +61,7 @@ async fn ready(State(platform): State<Platform>) -> ApiResult<axum::Json<Ready>>
         .map_err(|e| Problem::unavailable(format!("database not reachable: {e}")))?;
     Ok(axum::Json(Ready {
         status: "ready".into(),
-        database: platform.db.backend().name().into(),
+        database: platform.db.dialect().name().into(),
     }))
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::{TestServer, expect_problem};
 use yunnao_bus::{LagPolicy, SubscribeOptions, Subscription};
-use yunnao_sensing::alarms::AlarmChanged;
+use yunnao_sensing::alarms::{AlarmChange, AlarmChanged};
 use yunnao_store::testing::TestBackend;
 use yunnao_store::{backend_tests, sqlx};
 
@@ -112,7 +112,7 @@ async fn threshold_for_a_duration_raises_then_clears(backend: TestBackend) {
     f.no_change().await;
     f.send(&token, T0 + 600_000, json!({"height": 4.8})).await;
     let raised = f.next_change().await;
-    assert_eq!(raised.change, "raised");
+    assert_eq!(raised.change, AlarmChange::Raised);
     assert_eq!(raised.alarm.device_id, "level-1");
     assert_eq!(
         raised.alarm.severity,
@@ -131,8 +131,8 @@ async fn threshold_for_a_duration_raises_then_clears(backend: TestBackend) {
     f.send(&token, T0 + 1_200_000, json!({"height": 4.2})).await;
     let cleared = f.next_change().await;
     assert_eq!(
-        (cleared.change.as_str(), cleared.alarm.status.as_str()),
-        ("cleared", "cleared")
+        (cleared.change, cleared.alarm.status.as_str()),
+        (AlarmChange::Cleared, "cleared")
     );
     assert_eq!(cleared.alarm.cleared_by.as_deref(), Some("auto"));
 
@@ -180,8 +180,8 @@ async fn consecutive_and_rate_rules(backend: TestBackend) {
     f.send(&gas, T0 + 4 * 60_000, json!({"CH4": 26.0})).await;
     let raised = f.next_change().await;
     assert_eq!(
-        (raised.change.as_str(), raised.alarm.device_id.as_str()),
-        ("raised", "gas-1")
+        (raised.change, raised.alarm.device_id.as_str()),
+        (AlarmChange::Raised, "gas-1")
     );
 
     f.send(&river, T0, json!({"height": 2.0})).await;
@@ -190,8 +190,8 @@ async fn consecutive_and_rate_rules(backend: TestBackend) {
     f.send(&river, T0 + 120_000, json!({"height": 3.5})).await;
     let raised = f.next_change().await;
     assert_eq!(
-        (raised.change.as_str(), raised.alarm.device_id.as_str()),
-        ("raised", "river-1")
+        (raised.change, raised.alarm.device_id.as_str()),
+        (AlarmChange::Raised, "river-1")
     );
     f.server.cleanup().await;
 }
@@ -211,8 +211,8 @@ async fn silent_devices_go_offline_and_come_back(backend: TestBackend) {
         .expect("backdate");
     let offline = f.next_change().await;
     assert_eq!(
-        (offline.change.as_str(), offline.alarm.device_id.as_str()),
-        ("raised", "aq-1")
+        (offline.change, offline.alarm.device_id.as_str()),
+        (AlarmChange::Raised, "aq-1")
     );
     assert!(offline.alarm.message.contains("no data"));
     f.no_change().await;
@@ -221,8 +221,8 @@ async fn silent_devices_go_offline_and_come_back(backend: TestBackend) {
     f.send(&token, now, json!({"pm25": 30})).await;
     let back = f.next_change().await;
     assert_eq!(
-        (back.change.as_str(), back.alarm.device_id.as_str()),
-        ("cleared", "aq-1")
+        (back.change, back.alarm.device_id.as_str()),
+        (AlarmChange::Cleared, "aq-1")
     );
     let device: Value = f
         .server
@@ -281,7 +281,7 @@ async fn operators_acknowledge_and_clear_their_own_alarms(backend: TestBackend) 
         .expect("json");
     assert_eq!(acked["status"], "acknowledged");
     assert_eq!(acked["acknowledged_by"], "city.op");
-    assert_eq!(f.next_change().await.change, "acknowledged");
+    assert_eq!(f.next_change().await.change, AlarmChange::Acknowledged);
     expect_problem(
         f.server
             .request(
@@ -313,7 +313,7 @@ async fn operators_acknowledge_and_clear_their_own_alarms(backend: TestBackend) 
         .await
         .expect("json");
     assert_eq!(cleared["status"], "cleared");
-    assert_eq!(f.next_change().await.change, "cleared");
+    assert_eq!(f.next_change().await.change, AlarmChange::Cleared);
 
     for bad in [
         json!({"name": "x", "kind": "threshold", "severity": "minor", "profile": "smart-lamp-post"}),
