@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
-use yunnao_governance::grid::CityGrid;
+use yunnao_city::CityGrid;
 
 #[derive(Parser)]
 struct Cli {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use yunnao_core::Problem;
-use yunnao_store::{Db, DbResultExt, sqlx};
+use yunnao_store::{Arg, Db, DbResultExt, sqlx};
 
 /// Unknown terms expand into this vocabulary (CIM 009 §5.5.7).
 pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
@@ -420,6 +420,56 @@ pub async fn hosted_document(db: &Db, id: &str) -> Result<Option<Value>, Problem
             .map_err(|e| Problem::internal(format!("hosted @context {id}: {e}")))
     })
     .transpose()
+}
+
+/// Keeps `document` as hosted @context `id` (clause 5.13.2), owned by `owner`'s department.
+pub async fn host(
+    db: &Db,
+    id: &str,
+    document: &str,
+    owner: &str,
+    created_at: &str,
+) -> Result<(), Problem> {
+    let mut tx = db.begin_fast_write().await?;
+    tx.execute(
+        "INSERT INTO ngsi_contexts (id, document, owner_department, created_at) VALUES ($1, $2, $3, $4)",
+        &[
+            Arg::text(id),
+            Arg::text(document),
+            Arg::text(owner),
+            Arg::text(created_at),
+        ],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// Every hosted @context: (id, created at), oldest first.
+pub async fn hosted(db: &Db) -> Result<Vec<(String, String)>, Problem> {
+    db.fetch_all(
+        "SELECT id, created_at FROM ngsi_contexts ORDER BY created_at, id",
+        &[],
+    )
+    .await
+}
+
+/// The department that owns hosted @context `id`, if it is hosted.
+pub async fn hosted_owner(db: &Db, id: &str) -> Result<Option<String>, Problem> {
+    let row: Option<(String,)> = db
+        .fetch_optional(
+            "SELECT owner_department FROM ngsi_contexts WHERE id = $1",
+            &[Arg::text(id)],
+        )
+        .await?;
+    Ok(row.map(|(owner,)| owner))
+}
+
+/// Forgets hosted @context `id`.
+pub async fn unhost(db: &Db, id: &str) -> Result<(), Problem> {
+    let mut tx = db.begin_fast_write().await?;
+    tx.execute("DELETE FROM ngsi_contexts WHERE id = $1", &[Arg::text(id)])
+        .await?;
+    tx.commit().await
 }
 
 #[cfg(test)]

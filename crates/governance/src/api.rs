@@ -5,7 +5,6 @@ use crate::catalogue::{
     CalendarDay, Category, CategoryInput, DispatchRule, GridAssignment, NewDispatchRule,
 };
 use crate::deadlines::ScanReport;
-use crate::grid::{DistrictCoverage, GridRef};
 use crate::hotline::ImportReport;
 use crate::incidents::{
     CreatedIncident, Incident, IncidentDetail, Location, MAX_PHOTO_BYTES, MAX_PHOTOS, Photo,
@@ -25,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use yunnao_city::{DistrictCoverage, GridRef};
 use yunnao_core::Problem;
 use yunnao_http::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use yunnao_identity::{AuditNote, Principal, Role};
@@ -154,7 +154,7 @@ async fn grid_coverage(
         resolution: governance.grid.resolution,
         grids: governance.grid.len(),
         districts,
-        attribution: crate::grid::ATTRIBUTION.to_owned(),
+        attribution: yunnao_city::ATTRIBUTION.to_owned(),
         assignment_rule: "H3 cells over each district boundary (cut along it); a district's grids in H3 order are split into equal consecutive runs, one per community in code order; a street holds its communities' runs".to_owned(),
     }))
 }

@@ -9,7 +9,6 @@ pub mod api;
 pub mod calendar;
 pub mod catalogue;
 pub mod deadlines;
-pub mod grid;
 pub mod hotline;
 pub mod incidents;
 mod migrations;
@@ -66,7 +65,7 @@ pub struct Governance {
     pub db: Db,
     pub bus: Bus,
     pub identity: Identity,
-    pub grid: Arc<grid::CityGrid>,
+    pub grid: Arc<yunnao_city::CityGrid>,
     pub config: GovernanceConfig,
     assignments: Arc<RwLock<catalogue::Assignments>>,
     contacts: Arc<yunnao_gm::FieldCipher>,
@@ -83,7 +82,7 @@ impl Governance {
     ) -> Result<Self, Problem> {
         let resolution = config.grid_resolution;
         let started = std::time::Instant::now();
-        let grid = tokio::task::spawn_blocking(move || grid::CityGrid::build(resolution))
+        let grid = tokio::task::spawn_blocking(move || yunnao_city::CityGrid::build(resolution))
             .await
             .map_err(|e| Problem::internal(e.to_string()))?
             .map_err(Problem::internal)?;

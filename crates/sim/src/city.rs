@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use yunnao_governance::grid::{District, districts};
+use yunnao_city::{District, districts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {

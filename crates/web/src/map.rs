@@ -3,9 +3,7 @@
 //! at a city's scale is indistinguishable from a web map.
 
 use crate::escape;
-use yunnao_governance::grid::District;
-
-const METRO: &str = include_str!("../../../data/qingdao/qingdao_metro.json");
+use yunnao_city::District;
 
 /// Drawing width in SVG units; the height follows the city's shape.
 const WIDTH: f64 = 1000.0;
@@ -98,43 +96,30 @@ pub fn svg(districts: &[District]) -> String {
             ));
         }
     }
-    if let Ok(metro) = serde_json::from_str::<serde_json::Value>(METRO) {
-        let stations = metro["stations"].as_array().cloned().unwrap_or_default();
-        let position = |id: u64| {
-            stations
+    if let Ok(metro) = yunnao_city::metro::metro() {
+        for line in &metro.lines {
+            let points: Vec<String> = line
+                .stations
                 .iter()
-                .find(|s| s["id"].as_u64() == Some(id))
-                .and_then(|s| Some((s["wgs84"][0].as_f64()?, s["wgs84"][1].as_f64()?)))
-        };
-        for line in metro["lines"].as_array().cloned().unwrap_or_default() {
-            let points: Vec<String> = line["station_ids"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|id| id.as_u64().and_then(position))
-                .map(|(lon, lat)| {
-                    let (x, y) = projection.xy(lon, lat);
+                .filter_map(|&i| metro.stations.get(i))
+                .map(|station| {
+                    let (x, y) = projection.xy(station.lon, station.lat);
                     format!("{x:.1},{y:.1}")
                 })
                 .collect();
             out.push_str(&format!(
                 "<polyline class=\"metro\" stroke=\"{}\" points=\"{}\"><title>{}</title></polyline>",
-                escape(line["color"].as_str().unwrap_or("#888")),
+                escape(&line.color),
                 points.join(" "),
-                escape(line["name"].as_str().unwrap_or_default())
+                escape(&line.name)
             ));
         }
-        for station in &stations {
-            if let (Some(lon), Some(lat)) =
-                (station["wgs84"][0].as_f64(), station["wgs84"][1].as_f64())
-            {
-                let (x, y) = projection.xy(lon, lat);
-                out.push_str(&format!(
-                    "<circle class=\"station\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"1.6\"><title>{}</title></circle>",
-                    escape(station["name"].as_str().unwrap_or_default())
-                ));
-            }
+        for station in &metro.stations {
+            let (x, y) = projection.xy(station.lon, station.lat);
+            out.push_str(&format!(
+                "<circle class=\"station\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"1.6\"><title>{}</title></circle>",
+                escape(&station.name)
+            ));
         }
     }
     out.push_str(&labels);
@@ -169,10 +154,7 @@ pub struct DistrictDrawing {
     pub open: Vec<(u32, i64)>,
 }
 
-pub fn district_drawing(
-    grid: &yunnao_governance::grid::CityGrid,
-    code: &str,
-) -> Option<DistrictDrawing> {
+pub fn district_drawing(grid: &yunnao_city::CityGrid, code: &str) -> Option<DistrictDrawing> {
     use base64::Engine;
     use geo::BoundingRect;
     let district = grid.districts.iter().find(|d| d.code == code)?;

