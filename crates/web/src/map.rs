@@ -32,16 +32,44 @@ impl Projection {
         )
     }
 
-    /// SVG path data of a boundary, every ring closed.
+    /// SVG path data of a boundary, every ring closed: each ring simplified to what shows at
+    /// whole units (Ramer–Douglas–Peucker, 1.25 units) and written as whole-unit relative steps,
+    /// so the detailed coastline costs about as many bytes as the coarse outline did.
     fn path(&self, boundary: &geo::MultiPolygon) -> String {
+        use geo::Simplify;
         let mut d = String::new();
         for polygon in boundary {
             for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
-                for (i, c) in ring.coords().enumerate() {
-                    let (x, y) = self.xy(c.x, c.y);
-                    d.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
+                let projected: geo::LineString = ring
+                    .coords()
+                    .map(|c| {
+                        let (x, y) = self.xy(c.x, c.y);
+                        geo::coord! {x: x, y: y}
+                    })
+                    .collect();
+                let simplified = projected.simplify(1.25);
+                let mut at: Option<(i64, i64)> = None;
+                let mut steps = String::new();
+                let mut points = 0;
+                for c in simplified.coords() {
+                    let here = (c.x.round() as i64, c.y.round() as i64);
+                    match at {
+                        None => steps.push_str(&format!("M{},{}", here.0, here.1)),
+                        Some(previous) if previous == here => continue,
+                        Some(previous) => steps.push_str(&format!(
+                            "l{},{}",
+                            here.0 - previous.0,
+                            here.1 - previous.1
+                        )),
+                    }
+                    at = Some(here);
+                    points += 1;
                 }
-                d.push('Z');
+                // Rings smaller than a unit vanish at this scale.
+                if points >= 3 {
+                    d.push_str(&steps);
+                    d.push('Z');
+                }
             }
         }
         d
@@ -188,4 +216,27 @@ pub fn district_drawing(grid: &yunnao_city::CityGrid, code: &str) -> Option<Dist
         communities: cells.communities,
         open: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_detailed_outlines_draw_within_the_old_size() {
+        let districts = yunnao_city::districts().expect("districts");
+        let svg = super::svg(&districts);
+        let outlines: usize = svg
+            .split("<path class=\"district\"")
+            .skip(1)
+            .map(|p| {
+                p.split(" d=\"")
+                    .nth(1)
+                    .and_then(|d| d.split('"').next())
+                    .map_or(0, str::len)
+            })
+            .sum();
+        println!("overview outlines: {outlines} bytes");
+        // The coarse outlines took 10,628 bytes of path data (890 vertices at one decimal).
+        assert!(outlines <= 10_628, "{outlines} bytes of outlines");
+        assert_eq!(svg.matches("class=\"district\"").count(), 10);
+    }
 }
