@@ -1,0 +1,122 @@
+//! NGSI-LD request/response cases as data: each file in `tests/cases/` is a sequence of steps
+//! (request, expected status, headers and body) run in order on a fresh broker, on every
+//! backend. `UPDATE_EXPECT=1 cargo test -p yunnao-context --test cases` writes what the broker
+//! answers into the files instead (review the diff before committing it).
+//!
+//! A step: `{"request": {"method", "path", "headers"?, "body"?}, "expect": {"status",
+//! "headers"?, "body"?}}`. Generated ids (UUIDs) are compared as `{uuid}`; a step whose
+//! expectation has no `body` does not compare the body.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use yunnao_store::testing::TestBackend;
+
+fn case_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/cases")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Replaces generated ids (UUIDs, in any text) with `{uuid}`.
+fn normalised(value: Value) -> Value {
+    let uuid = regex::Regex::new(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    )
+    .expect("regex");
+    match value {
+        Value::String(text) => Value::String(uuid.replace_all(&text, "{uuid}").into_owned()),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalised).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .map(|(k, v)| (k, normalised(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn headers_of(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn run_cases(backend: TestBackend) {
+    let bless = std::env::var("UPDATE_EXPECT").is_ok_and(|v| v == "1");
+    let mut failures = Vec::new();
+    let files = case_files();
+    assert!(!files.is_empty(), "no case files");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("case file");
+        let mut case: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let broker = support::broker(backend).await;
+        let steps = case["steps"].as_array_mut().expect("steps");
+        for (n, step) in steps.iter_mut().enumerate() {
+            let request = &step["request"];
+            let answer = broker
+                .call(
+                    request["method"].as_str().unwrap_or("GET"),
+                    request["path"].as_str().expect("path"),
+                    &headers_of(&request["headers"]),
+                    request.get("body"),
+                )
+                .await;
+            let headers: serde_json::Map<String, Value> = answer
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let actual = normalised(json!({
+                "status": answer.status,
+                "headers": headers,
+                "body": answer.body,
+            }));
+            if bless {
+                step["expect"] = actual;
+                continue;
+            }
+            let expect = &step["expect"];
+            let mut differs = expect["status"] != actual["status"];
+            if let Some(expected) = expect["headers"].as_object() {
+                for (name, value) in expected {
+                    differs |= actual["headers"].get(name) != Some(value);
+                }
+            }
+            if let Some(body) = expect.get("body") {
+                differs |= *body != actual["body"];
+            }
+            if differs {
+                failures.push(format!(
+                    "{} step {} ({} {}):\n  expected {}\n  got      {}",
+                    file.file_name().unwrap_or_default().to_string_lossy(),
+                    n + 1,
+                    request["method"].as_str().unwrap_or("GET"),
+                    request["path"].as_str().unwrap_or_default(),
+                    expect,
+                    actual
+                ));
+            }
+        }
+        if bless && backend == TestBackend::Sqlite {
+            let text = serde_json::to_string_pretty(&case).expect("json") + "\n";
+            std::fs::write(&file, text).expect("write case");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+yunnao_store::backend_tests!(run_cases);
