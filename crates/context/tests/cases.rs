@@ -26,10 +26,8 @@ fn case_files() -> Vec<PathBuf> {
 
 /// Replaces generated ids (UUIDs, in any text) with `{uuid}`.
 fn normalised(value: Value) -> Value {
-    let uuid = regex::Regex::new(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    )
-    .expect("regex");
+    let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+        .expect("regex");
     match value {
         Value::String(text) => Value::String(uuid.replace_all(&text, "{uuid}").into_owned()),
         Value::Array(items) => Value::Array(items.into_iter().map(normalised).collect()),
@@ -61,8 +59,8 @@ async fn run_cases(backend: TestBackend) {
     assert!(!files.is_empty(), "no case files");
     for file in files {
         let text = std::fs::read_to_string(&file).expect("case file");
-        let mut case: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut case: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let broker = support::broker(backend).await;
         let steps = case["steps"].as_array_mut().expect("steps");
         for (n, step) in steps.iter_mut().enumerate() {
