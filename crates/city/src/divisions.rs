@@ -1,7 +1,7 @@
 //! The divisions of Qingdao (区划): its 10 districts with their boundaries, 141 streets and towns
 //! and 2,120 communities and villages, from `data/qingdao/`.
 
-use geo::{ChamberlainDuquetteArea, Coord, MultiPolygon, Polygon};
+use geo::{BooleanOps, ChamberlainDuquetteArea, Coord, MultiPolygon, Polygon};
 use serde::Serialize;
 
 /// The detailed outlines (WGS84; 315 to 2,471 vertices a district, the coastline included):
@@ -107,7 +107,14 @@ pub(crate) fn parse_districts() -> Result<Vec<District>, String> {
             let exterior = rings.next().ok_or("empty polygon")?;
             polygons.push(Polygon::new(exterior, rings.collect()));
         }
-        let boundary = MultiPolygon::new(polygons);
+        // One area however the file splits it: the detailed file's small islands touch or
+        // overlap the main outline, and counting an overlap twice would make the district
+        // larger than the grids that cover it.
+        let boundary = polygons
+            .into_iter()
+            .fold(MultiPolygon::new(Vec::new()), |union, polygon| {
+                union.union(&MultiPolygon::new(vec![polygon]))
+            });
         out.push(District {
             code: code.to_owned(),
             name: name.to_owned(),

@@ -7,7 +7,7 @@ use crate::model::{self};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::StatusCode;
+
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -18,18 +18,11 @@ use yunnao_identity::AuditNote;
     params(("entityId" = String, Path)),
     request_body(content = Object), responses((status = 204), (status = 207), (status = 404)))]
 pub(super) async fn append_attributes(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, raw, request, value, _) = ngsi.write_request(&body).await?;
     let params = query_map(raw)?;
     let no_overwrite = has_option(&params, "noOverwrite");
     let types = TypeSelector::read(&params, &request.context);
@@ -82,13 +75,7 @@ pub(super) async fn append_attributes(
             },
         )
         .await?;
-    updated.extend(shared.sent_ok.iter().cloned());
-    not_updated.extend(shared.not_updated());
-    Ok((
-        Extension(AuditNote::recorded()),
-        partial(updated, not_updated, &request.context),
-    )
-        .into_response())
+    Ok(attributes_outcome(updated, not_updated, &shared, &request))
 }
 
 /// Update existing attributes; ones the entity lacks are reported (207), not added.
@@ -96,18 +83,11 @@ pub(super) async fn append_attributes(
     params(("entityId" = String, Path)),
     request_body(content = Object), responses((status = 204), (status = 207), (status = 404)))]
 pub(super) async fn update_attributes(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, raw, request, value, _) = ngsi.write_request(&body).await?;
     let params = query_map(raw)?;
     let types = TypeSelector::read(&params, &request.context);
     let path = format!("/entities/{id}/attrs");
@@ -166,13 +146,7 @@ pub(super) async fn update_attributes(
             },
         )
         .await?;
-    updated.extend(shared.sent_ok.iter().cloned());
-    not_updated.extend(shared.not_updated());
-    Ok((
-        Extension(AuditNote::recorded()),
-        partial(updated, not_updated, &request.context),
-    )
-        .into_response())
+    Ok(attributes_outcome(updated, not_updated, &shared, &request))
 }
 
 /// Partial attribute update: the given members replace the stored ones, others are kept.
@@ -181,18 +155,11 @@ pub(super) async fn update_attributes(
     request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn partial_attribute_update(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr)): Path<(String, String)>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, raw, request, value, _) = ngsi.write_request(&body).await?;
     let params = query_map(raw)?;
     let path = format!("/entities/{id}/attrs/{attr}");
     let shared = share_one_attribute(
@@ -269,14 +236,7 @@ pub(super) async fn partial_attribute_update(
             },
         )
         .await?;
-    if !shared.failed.is_empty() {
-        return Ok((
-            Extension(AuditNote::recorded()),
-            shared.answered_by_sources(&request.context),
-        )
-            .into_response());
-    }
-    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+    Ok(shared.write_outcome(&request))
 }
 
 /// Replace one attribute (v1.8): 204; 404 when the entity or the attribute is missing.
@@ -285,18 +245,11 @@ pub(super) async fn partial_attribute_update(
     request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn replace_attribute(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr)): Path<(String, String)>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (mut value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, _, request, mut value, _) = ngsi.write_request(&body).await?;
     let path = format!("/entities/{id}/attrs/{attr}");
     let shared = share_one_attribute(
         &broker,
@@ -335,28 +288,17 @@ pub(super) async fn replace_attribute(
             },
         )
         .await?;
-    if !shared.failed.is_empty() {
-        return Ok((
-            Extension(AuditNote::recorded()),
-            shared.answered_by_sources(&request.context),
-        )
-            .into_response());
-    }
-    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+    Ok(shared.write_outcome(&request))
 }
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}/attrs/{attrId}", tag = "ngsi-ld",
     params(("entityId" = String, Path), ("attrId" = String, Path)),
     responses((status = 204), (status = 404)))]
 pub(super) async fn delete_attribute(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr)): Path<(String, String)>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let params = params_of(raw, &[&["type", "datasetId", "deleteAll", "local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
@@ -411,12 +353,22 @@ pub(super) async fn delete_attribute(
             },
         )
         .await?;
-    if !shared.failed.is_empty() {
-        return Ok((
-            Extension(AuditNote::recorded()),
-            shared.answered_by_sources(&request.context),
-        )
-            .into_response());
-    }
-    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+    Ok(shared.write_outcome(&request))
+}
+
+/// 204, or 207 with what this broker and the sources did not update (the change itself was
+/// audited in its own transaction).
+pub(super) fn attributes_outcome(
+    mut updated: Vec<String>,
+    mut not_updated: Vec<(String, String)>,
+    shared: &Shared,
+    request: &Request,
+) -> Response {
+    updated.extend(shared.sent_ok.iter().cloned());
+    not_updated.extend(shared.not_updated());
+    (
+        Extension(AuditNote::recorded()),
+        partial(updated, not_updated, &request.context),
+    )
+        .into_response()
 }

@@ -272,31 +272,14 @@ pub(super) async fn parse_batch(
 /// Create many entities: 201 with their ids, or 207 naming each that failed and why.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/create", tag = "ngsi-ld",
     request_body(content = [Object]), responses((status = 201), (status = 207), (status = 400)))]
-pub(super) async fn batch_create(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, None).await?;
-    let owner = request.writer(&broker)?;
-    let audit = || {
-        Extension(AuditNote::new(
-            "ngsi.batch.create",
-            format!("entities:{}", request.tenant),
-        ))
-    };
-    let shared = match share_batch(&broker, &request, ("createBatch", "create"), value)
-        .await?
-        .answer_if_all_sent(created_ids)
-    {
-        Ok(answer) => return Ok((audit(), answer).into_response()),
-        Err(shared) => shared,
-    };
+pub(super) async fn batch_create(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (batch, shared) =
+        match begin_batch(ngsi, &body, ("createBatch", "create"), created_ids).await? {
+            Ok(begun) => begun,
+            Err(answer) => return Ok(answer),
+        };
+    let (broker, request, owner, _) = batch.parts();
+    let audit = || batch_audit(&request, "create");
     let stamp = now();
     let mut result = shared.result;
     // Every item parsed first; the valid ones are then stored in one transaction.
@@ -320,32 +303,18 @@ pub(super) async fn batch_create(
 /// the default replaces them): 201 with the created ids, 204 when all existed, 207 on errors.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/upsert", tag = "ngsi-ld",
     request_body(content = [Object]), responses((status = 201), (status = 204), (status = 207)))]
-pub(super) async fn batch_upsert(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, None).await?;
-    let owner = request.writer(&broker)?;
-    let merge = has_option(&query_map(raw)?, "update");
-    let audit = || {
-        Extension(AuditNote::new(
-            "ngsi.batch.upsert",
-            format!("entities:{}", request.tenant),
-        ))
-    };
-    let shared = match share_batch(&broker, &request, ("upsertBatch", "upsert"), value)
-        .await?
-        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+pub(super) async fn batch_upsert(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (batch, shared) = match begin_batch(ngsi, &body, ("upsertBatch", "upsert"), |_| {
+        StatusCode::NO_CONTENT.into_response()
+    })
+    .await?
     {
-        Ok(answer) => return Ok((audit(), answer).into_response()),
-        Err(shared) => shared,
+        Ok(begun) => begun,
+        Err(answer) => return Ok(answer),
     };
+    let (broker, request, owner, raw) = batch.parts();
+    let merge = has_option(&query_map(raw)?, "update");
+    let audit = || batch_audit(&request, "upsert");
     let stamp = now();
     let mut result = shared.result;
     let mut created = Vec::new();
@@ -407,32 +376,18 @@ pub(super) async fn batch_upsert(
 /// 204, or 207 naming the entities that were missing or refused.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/update", tag = "ngsi-ld",
     request_body(content = [Object]), responses((status = 204), (status = 207)))]
-pub(super) async fn batch_update(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, None).await?;
-    request.writer(&broker)?;
-    let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
-    let audit = || {
-        Extension(AuditNote::new(
-            "ngsi.batch.update",
-            format!("entities:{}", request.tenant),
-        ))
-    };
-    let shared = match share_batch(&broker, &request, ("updateBatch", "update"), value)
-        .await?
-        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+pub(super) async fn batch_update(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (batch, shared) = match begin_batch(ngsi, &body, ("updateBatch", "update"), |_| {
+        StatusCode::NO_CONTENT.into_response()
+    })
+    .await?
     {
-        Ok(answer) => return Ok((audit(), answer).into_response()),
-        Err(shared) => shared,
+        Ok(begun) => begun,
+        Err(answer) => return Ok(answer),
     };
+    let (broker, request, _, raw) = batch.parts();
+    let no_overwrite = has_option(&query_map(raw)?, "noOverwrite");
+    let audit = || batch_audit(&request, "update");
     let stamp = now();
     let mut result = shared.result;
     // Every item parsed first; the valid ones are then changed in one transaction.
@@ -466,31 +421,17 @@ pub(super) async fn batch_update(
 /// in one transaction): 204, or 207 naming those invalid, missing or refused.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/merge", tag = "ngsi-ld",
     request_body(content = [Object]), responses((status = 204), (status = 207), (status = 400)))]
-pub(super) async fn batch_merge(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, None).await?;
-    request.writer(&broker)?;
-    let audit = || {
-        Extension(AuditNote::new(
-            "ngsi.batch.merge",
-            format!("entities:{}", request.tenant),
-        ))
-    };
-    let shared = match share_batch(&broker, &request, ("mergeBatch", "merge"), value)
-        .await?
-        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+pub(super) async fn batch_merge(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (batch, shared) = match begin_batch(ngsi, &body, ("mergeBatch", "merge"), |_| {
+        StatusCode::NO_CONTENT.into_response()
+    })
+    .await?
     {
-        Ok(answer) => return Ok((audit(), answer).into_response()),
-        Err(shared) => shared,
+        Ok(begun) => begun,
+        Err(answer) => return Ok(answer),
     };
+    let (broker, request, _, _) = batch.parts();
+    let audit = || batch_audit(&request, "merge");
     let stamp = now();
     let mut outcomes: BatchOutcomes = Vec::new();
     let mut merges = Vec::new();
@@ -538,31 +479,17 @@ pub(super) async fn batch_merge(
 /// Delete many entities by id: 204, or 207 naming those missing or refused.
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/delete", tag = "ngsi-ld",
     request_body(content = [String]), responses((status = 204), (status = 207)))]
-pub(super) async fn batch_delete(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, None).await?;
-    request.writer(&broker)?;
-    let audit = || {
-        Extension(AuditNote::new(
-            "ngsi.batch.delete",
-            format!("entities:{}", request.tenant),
-        ))
-    };
-    let shared = match share_batch(&broker, &request, ("deleteBatch", "delete"), value)
-        .await?
-        .answer_if_all_sent(|_| StatusCode::NO_CONTENT.into_response())
+pub(super) async fn batch_delete(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (batch, shared) = match begin_batch(ngsi, &body, ("deleteBatch", "delete"), |_| {
+        StatusCode::NO_CONTENT.into_response()
+    })
+    .await?
     {
-        Ok(answer) => return Ok((audit(), answer).into_response()),
-        Err(shared) => shared,
+        Ok(begun) => begun,
+        Err(answer) => return Ok(answer),
     };
+    let (broker, request, _, _) = batch.parts();
+    let audit = || batch_audit(&request, "delete");
     let mut result = shared.result;
     for item in batch_items(shared.local)? {
         let Some(id) = item.as_str().map(str::to_owned) else {
@@ -591,4 +518,56 @@ pub(super) async fn batch_delete(
         result.respond(StatusCode::NO_CONTENT.into_response()),
     )
         .into_response())
+}
+
+/// A batch operation once begun ([`begin_batch`]).
+pub(super) struct Batch {
+    pub(super) broker: ContextBroker,
+    pub(super) request: Request,
+    /// The department that owns what the batch creates.
+    pub(super) owner: String,
+    pub(super) raw: Option<String>,
+}
+
+/// What every batch operation starts with: the body, the caller (who must be allowed to
+/// write), and the part of the batch registered sources take; `Err` with the answer when they
+/// took all of it (`all_ok` makes the answer for the entities they did).
+pub(super) async fn begin_batch(
+    ngsi: Ngsi,
+    body: &Bytes,
+    (operation, kind): (&str, &str),
+    all_ok: impl FnOnce(&[String]) -> Response,
+) -> NgsiResult<Result<(Batch, SharedBatch), Response>> {
+    let (broker, principal, headers, raw) = ngsi.parts();
+    let (value, _) = parse_body(&headers, body)?;
+    let request = Request::read(&broker, &headers, principal, None).await?;
+    let owner = request.writer(&broker)?;
+    let shared = share_batch(&broker, &request, (operation, kind), value).await?;
+    Ok(match shared.answer_if_all_sent(all_ok) {
+        Ok(answer) => Err((batch_audit(&request, kind), answer).into_response()),
+        Err(shared) => Ok((
+            Batch {
+                broker,
+                request,
+                owner,
+                raw,
+            },
+            shared,
+        )),
+    })
+}
+
+impl Batch {
+    /// (broker, request, owner, raw query string).
+    pub(super) fn parts(self) -> (ContextBroker, Request, String, Option<String>) {
+        (self.broker, self.request, self.owner, self.raw)
+    }
+}
+
+/// The audit note of a batch operation of `kind` (create, upsert, …) in the request's tenant.
+pub(super) fn batch_audit(request: &Request, kind: &str) -> Extension<AuditNote> {
+    Extension(AuditNote::new(
+        format!("ngsi.batch.{kind}"),
+        format!("entities:{}", request.tenant),
+    ))
 }

@@ -33,15 +33,8 @@ pub(super) fn hosted_url(headers: &HeaderMap, id: &str) -> String {
 /// gets the terms from the broker's own database, never from the network.
 #[utoipa::path(post, path = "/ngsi-ld/v1/jsonldContexts", tag = "ngsi-ld",
     request_body(content = Object), responses((status = 201), (status = 400)))]
-pub(super) async fn add_context(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn add_context(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| errors::invalid_request(format!("the body is not JSON: {e}")))?;
     let request = Request::read(&broker, &headers, principal, None).await?;
@@ -133,15 +126,8 @@ pub(super) async fn serve_context(
 #[utoipa::path(delete, path = "/ngsi-ld/v1/jsonldContexts/{contextId}", tag = "ngsi-ld",
     params(("contextId" = String, Path)),
     responses((status = 204), (status = 403), (status = 404)))]
-pub(super) async fn delete_context(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn delete_context(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let owner = crate::jsonld::hosted_owner(&broker.db, &id).await?;

@@ -16,14 +16,8 @@ use yunnao_core::Problem;
 /// and the time now.
 #[utoipa::path(get, path = "/ngsi-ld/v1/info/sourceIdentity", tag = "ngsi-ld",
     responses((status = 200), (status = 404)))]
-pub(super) async fn source_identity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn source_identity(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[&["local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     let installation = broker.identity.installation();
@@ -146,14 +140,8 @@ pub(super) fn list_id(kind: &str) -> String {
 
 /// The entity types in use (`details=true`: with their attribute names).
 #[utoipa::path(get, path = "/ngsi-ld/v1/types", tag = "ngsi-ld", responses((status = 200)))]
-pub(super) async fn list_types(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn list_types(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let (detailed, params) = details(raw)?;
@@ -194,15 +182,8 @@ pub(super) async fn list_types(
 /// One entity type: how many entities, which attributes of which attribute types.
 #[utoipa::path(get, path = "/ngsi-ld/v1/types/{type}", tag = "ngsi-ld",
     params(("type" = String, Path)), responses((status = 200), (status = 404)))]
-pub(super) async fn type_info(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(type_name): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn type_info(ngsi: Ngsi, Path(type_name): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let iri = request.context.expand(&type_name);
@@ -221,14 +202,8 @@ pub(super) async fn type_info(
 
 /// The attribute names in use (`details=true`: with counts, attribute and entity types).
 #[utoipa::path(get, path = "/ngsi-ld/v1/attributes", tag = "ngsi-ld", responses((status = 200)))]
-pub(super) async fn list_attributes(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn list_attributes(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let (detailed, params) = details(raw)?;
@@ -280,15 +255,8 @@ pub(super) fn attribute_body(
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/attributes/{attrId}", tag = "ngsi-ld",
     params(("attrId" = String, Path)), responses((status = 200), (status = 404)))]
-pub(super) async fn attribute_info(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(attr): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn attribute_info(ngsi: Ngsi, Path(attr): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let iri = request.context.expand(&attr);
@@ -314,15 +282,11 @@ pub struct OpenData {
     params(("entityId" = String, Path)), request_body = OpenData,
     responses((status = 204), (status = 403), (status = 404)))]
 pub(super) async fn set_open_data(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     yunnao_http::ApiJson(body): yunnao_http::ApiJson<OpenData>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let principal = request

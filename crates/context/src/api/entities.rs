@@ -6,28 +6,19 @@ use crate::jsonld::Context;
 use crate::linked::{Join, Linking};
 use crate::model::{self, RenderOptions};
 use crate::{ContextBroker, Stored, errors};
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use yunnao_identity::AuditNote;
 
 /// Create an entity (201 with its Location; 409 AlreadyExists).
 #[utoipa::path(post, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
     request_body(content = Object, description = "an NGSI-LD entity (normalized or concise)"),
     responses((status = 201), (status = 400), (status = 409), (status = 415)))]
-pub(super) async fn create_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn create_entity(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let params = params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
@@ -101,15 +92,8 @@ pub(super) async fn create_entity(
 /// Retrieve an entity (`attrs`, `options=keyValues|concise|sysAttrs`).
 #[utoipa::path(get, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
     params(("entityId" = String, Path)), responses((status = 200), (status = 404)))]
-pub(super) async fn retrieve_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn retrieve_entity(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
@@ -248,18 +232,11 @@ pub(super) async fn answer_entity(
     params(("entityId" = String, Path)),
     request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn replace_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (mut value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, _, request, mut value, _) = ngsi.write_request(&body).await?;
     if let Value::Object(object) = &mut value {
         match object.get("id") {
             Some(Value::String(given)) if *given != id => {
@@ -302,14 +279,7 @@ pub(super) async fn replace_entity(
             },
         )
         .await?;
-    if !shared.failed.is_empty() {
-        return Ok((
-            Extension(AuditNote::recorded()),
-            shared.answered_by_sources(&request.context),
-        )
-            .into_response());
-    }
-    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+    Ok(shared.write_outcome(&request))
 }
 
 /// Merge a fragment into an entity (v1.8 merge-patch semantics: given attributes replace or
@@ -318,18 +288,11 @@ pub(super) async fn replace_entity(
     params(("entityId" = String, Path)),
     request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn merge_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, headers, _, request, value, _) = ngsi.write_request(&body).await?;
     let path = format!("/entities/{id}");
     let mut shared = share_attribute_write(
         &broker,
@@ -368,14 +331,7 @@ pub(super) async fn merge_entity(
             },
         )
         .await?;
-    if !shared.failed.is_empty() {
-        return Ok((
-            Extension(AuditNote::recorded()),
-            shared.answered_by_sources(&request.context),
-        )
-            .into_response());
-    }
-    Ok((StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response())
+    Ok(shared.write_outcome(&request))
 }
 
 /// Takes the members of a merge or update fragment that are the NGSI-LD Null out of it: the
@@ -480,15 +436,8 @@ impl Merge {
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities/{entityId}", tag = "ngsi-ld",
     params(("entityId" = String, Path)), responses((status = 204), (status = 404)))]
-pub(super) async fn delete_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn delete_entity(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let params = params_of(raw, &[&["type", "local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;

@@ -16,14 +16,8 @@ use yunnao_identity::AuditNote;
 /// `NGSILD-EntityMap`.
 #[utoipa::path(get, path = "/ngsi-ld/v1/entityMaps", tag = "ngsi-ld",
     responses((status = 201), (status = 400)))]
-pub(super) async fn create_entity_map(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn create_entity_map(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(
@@ -62,14 +56,8 @@ pub(super) async fn create_entity_map(
 /// temporal query's parameters): 201 with the map, named in `NGSILD-EntityMap`.
 #[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entityMaps", tag = "ngsi-ld",
     responses((status = 201), (status = 400)))]
-pub(super) async fn create_temporal_entity_map(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn create_temporal_entity_map(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(
@@ -100,14 +88,10 @@ pub(super) async fn visible_map(
 #[utoipa::path(get, path = "/ngsi-ld/v1/entityMaps/{entityMapId}", tag = "ngsi-ld",
     params(("entityMapId" = String, Path)), responses((status = 200), (status = 404)))]
 pub(super) async fn retrieve_entity_map(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[&["local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     let map = visible_map(&broker, &request, &id).await?;
@@ -119,15 +103,11 @@ pub(super) async fn retrieve_entity_map(
     params(("entityMapId" = String, Path)), request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn update_entity_map(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     visible_map(&broker, &request, &id).await?;
@@ -167,15 +147,8 @@ pub(super) async fn update_entity_map(
 /// Delete an EntityMap (clause 5.14.3): 204.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entityMaps/{entityMapId}", tag = "ngsi-ld",
     params(("entityMapId" = String, Path)), responses((status = 204), (status = 404)))]
-pub(super) async fn delete_entity_map(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn delete_entity_map(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     visible_map(&broker, &request, &id).await?;
     crate::entity_maps::delete(&broker.db, &request.tenant, &id).await?;

@@ -4,9 +4,12 @@ use super::NgsiResult;
 use super::request::*;
 use crate::ContextBroker;
 use crate::jsonld::Context;
-use axum::response::Response;
+use axum::Extension;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use yunnao_identity::AuditNote;
 
 /// A write's share for the context sources registered for its entity (clause 4.3.6), sent,
 /// and what is left for the broker itself.
@@ -22,6 +25,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// 204 when every part of the write was done (here or by its sources), else what the
+    /// sources answered; the change itself was audited in its own transaction.
+    pub(super) fn write_outcome(&self, request: &Request) -> Response {
+        if !self.failed.is_empty() {
+            return (
+                Extension(AuditNote::recorded()),
+                self.answered_by_sources(&request.context),
+            )
+                .into_response();
+        }
+        (StatusCode::NO_CONTENT, Extension(AuditNote::recorded())).into_response()
+    }
+
     pub(super) fn alone(body: Value) -> Self {
         Self {
             local: Some(body),

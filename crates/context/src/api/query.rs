@@ -474,14 +474,8 @@ pub(super) fn merge_remote(
 /// `geoproperty`, `limit`/`offset`, `count=true` (header `NGSILD-Results-Count`), `options`.
 #[utoipa::path(get, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
     responses((status = 200), (status = 400)))]
-pub(super) async fn query_entities(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn query_entities(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS])?;
@@ -505,14 +499,8 @@ pub(super) async fn query_entities(
 /// caller may change every selected entity.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/entities", tag = "ngsi-ld",
     responses((status = 204), (status = 400), (status = 403)))]
-pub(super) async fn purge_entities(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn purge_entities(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let mut params = params_of(
         raw,
         &[&[
@@ -664,15 +652,8 @@ pub(super) async fn purge_at_sources(
 #[utoipa::path(post, path = "/ngsi-ld/v1/entityOperations/query", tag = "ngsi-ld",
     request_body(content = Object, description = "an NGSI-LD Query"),
     responses((status = 200), (status = 400)))]
-pub(super) async fn query_post(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn query_post(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.require_tenant(&broker).await?;

@@ -16,15 +16,8 @@ use yunnao_identity::AuditNote;
 /// and Retrieve Entity and Query Entities ask the sources they cover (see `distributed`).
 #[utoipa::path(post, path = "/ngsi-ld/v1/csourceRegistrations", tag = "ngsi-ld",
     request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
-pub(super) async fn create_registration(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn create_registration(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
@@ -142,15 +135,8 @@ pub(super) async fn own_registration(
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/csourceRegistrations/{registrationId}", tag = "ngsi-ld",
     params(("registrationId" = String, Path)), responses((status = 200), (status = 404)))]
-pub(super) async fn get_registration(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn get_registration(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[&["local"]])?;
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
@@ -164,14 +150,8 @@ pub(super) async fn get_registration(
 /// Discover registrations (clause 5.10.2): by entity type, id or idPattern and attribute.
 #[utoipa::path(get, path = "/ngsi-ld/v1/csourceRegistrations", tag = "ngsi-ld",
     responses((status = 200), (status = 400)))]
-pub(super) async fn query_registrations(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn query_registrations(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let params = params_of(
         raw,
         &[
@@ -269,18 +249,11 @@ pub(super) async fn query_registrations(
     params(("registrationId" = String, Path)), request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn update_registration(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, _, _, request, value, _) = ngsi.write_request(&body).await?;
     model::check_entity_id(&id)?;
     let row = own_registration(&broker, &request, &id).await?;
     let Value::Object(changes) = value else {
@@ -323,14 +296,10 @@ pub(super) async fn update_registration(
 #[utoipa::path(delete, path = "/ngsi-ld/v1/csourceRegistrations/{registrationId}", tag = "ngsi-ld",
     params(("registrationId" = String, Path)), responses((status = 204), (status = 404)))]
 pub(super) async fn delete_registration(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;

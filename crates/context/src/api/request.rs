@@ -51,6 +51,46 @@ impl axum::extract::FromRequestParts<ContextBroker> for Ngsi {
     }
 }
 
+/// What [`Ngsi::write_request`] reads: (broker, headers, raw query string, request, body,
+/// the department that owns what the caller creates).
+pub(super) type WriteParts = (
+    ContextBroker,
+    HeaderMap,
+    Option<String>,
+    Request,
+    Value,
+    String,
+);
+
+impl Ngsi {
+    /// A write's body (JSON as its media type says) and request (with the body's @context, or
+    /// the Link header's), refusing callers who may not write.
+    pub(super) async fn write_request(self, body: &Bytes) -> NgsiResult<WriteParts> {
+        let (value, _) = parse_body(&self.headers, body)?;
+        let request = Request::read(
+            &self.broker,
+            &self.headers,
+            self.principal,
+            body_context(&value),
+        )
+        .await?;
+        let owner = request.writer(&self.broker)?;
+        Ok((
+            self.broker,
+            self.headers,
+            self.raw_query,
+            request,
+            value,
+            owner,
+        ))
+    }
+
+    /// (broker, caller, headers, raw query string).
+    pub(super) fn parts(self) -> (ContextBroker, Option<Principal>, HeaderMap, Option<String>) {
+        (self.broker, self.principal, self.headers, self.raw_query)
+    }
+}
+
 /// What one request brings besides its body: tenant, context, caller.
 pub(super) struct Request {
     pub(super) tenant: String,

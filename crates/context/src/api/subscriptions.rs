@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::collections::HashMap;
-use yunnao_identity::{AuditNote, Principal};
+use yunnao_identity::AuditNote;
 
 /// The two collections of subscriptions: to entities (clause 5.8) and to context source
 /// registrations (clause 5.11). They share a shape and handlers; each sees only its own.
@@ -48,16 +48,8 @@ pub(super) async fn own_subscription(
 /// (HTTP endpoint, attributes, format), `expiresAt`, `throttling`, `isActive`.
 #[utoipa::path(post, path = "/ngsi-ld/v1/subscriptions", tag = "ngsi-ld",
     request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
-pub(super) async fn create_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    subscribe(About::Entities, broker, principal, headers, raw, body).await
+pub(super) async fn create_subscription(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    subscribe(About::Entities, ngsi, body).await
 }
 
 /// Subscribe to context source registrations (clause 5.11.2): the same members, matched
@@ -65,26 +57,12 @@ pub(super) async fn create_subscription(
 /// registrations matching now are notified at once.
 #[utoipa::path(post, path = "/ngsi-ld/v1/csourceSubscriptions", tag = "ngsi-ld",
     request_body(content = Object), responses((status = 201), (status = 400), (status = 409)))]
-pub(super) async fn create_csource_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
-    subscribe(About::Registrations, broker, principal, headers, raw, body).await
+pub(super) async fn create_csource_subscription(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    subscribe(About::Registrations, ngsi, body).await
 }
 
-pub(super) async fn subscribe(
-    about: About,
-    broker: ContextBroker,
-    principal: Option<Principal>,
-    headers: HeaderMap,
-    raw: Option<String>,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn subscribe(about: About, ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
@@ -135,36 +113,17 @@ pub(super) async fn notify_matching_now(
 }
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/subscriptions", tag = "ngsi-ld", responses((status = 200)))]
-pub(super) async fn list_subscriptions(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
-    subscriptions_page(About::Entities, broker, principal, headers, raw).await
+pub(super) async fn list_subscriptions(ngsi: Ngsi) -> NgsiResult<Response> {
+    subscriptions_page(About::Entities, ngsi).await
 }
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/csourceSubscriptions", tag = "ngsi-ld", responses((status = 200)))]
-pub(super) async fn list_csource_subscriptions(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
-    subscriptions_page(About::Registrations, broker, principal, headers, raw).await
+pub(super) async fn list_csource_subscriptions(ngsi: Ngsi) -> NgsiResult<Response> {
+    subscriptions_page(About::Registrations, ngsi).await
 }
 
-pub(super) async fn subscriptions_page(
-    about: About,
-    broker: ContextBroker,
-    principal: Option<Principal>,
-    headers: HeaderMap,
-    raw: Option<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn subscriptions_page(about: About, ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let params = params_of(raw, &[&["limit", "offset", "count", "local"]])?;
@@ -210,39 +169,25 @@ pub(super) fn list_page<T>(
 /// `lastFailure`, `status`).
 #[utoipa::path(get, path = "/ngsi-ld/v1/subscriptions/{subscriptionId}", tag = "ngsi-ld",
     params(("subscriptionId" = String, Path)), responses((status = 200), (status = 404)))]
-pub(super) async fn get_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
-    show_subscription(About::Entities, broker, principal, headers, id).await
+pub(super) async fn get_subscription(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    show_subscription(About::Entities, ngsi, id).await
 }
 
 #[utoipa::path(get, path = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}", tag = "ngsi-ld",
     params(("subscriptionId" = String, Path)), responses((status = 200), (status = 404)))]
 pub(super) async fn get_csource_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
-    show_subscription(About::Registrations, broker, principal, headers, id).await
+    show_subscription(About::Registrations, ngsi, id).await
 }
 
 pub(super) async fn show_subscription(
     about: About,
-    broker: ContextBroker,
-    principal: Option<Principal>,
-    headers: HeaderMap,
+    ngsi: Ngsi,
     id: String,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     let row = own_subscription(&broker, &request, &id, about).await?;
@@ -255,16 +200,11 @@ pub(super) async fn show_subscription(
     params(("subscriptionId" = String, Path)), request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn update_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    change_subscription(About::Entities, broker, principal, headers, id, body).await
+    change_subscription(About::Entities, ngsi, id, body).await
 }
 
 /// Change a subscription to registrations (clause 5.11.3): 204; the registrations it matches
@@ -273,29 +213,20 @@ pub(super) async fn update_subscription(
     params(("subscriptionId" = String, Path)), request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn update_csource_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    change_subscription(About::Registrations, broker, principal, headers, id, body).await
+    change_subscription(About::Registrations, ngsi, id, body).await
 }
 
 pub(super) async fn change_subscription(
     about: About,
-    broker: ContextBroker,
-    principal: Option<Principal>,
-    headers: HeaderMap,
+    ngsi: Ngsi,
     id: String,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, _, _, request, value, _) = ngsi.write_request(&body).await?;
     let row = own_subscription(&broker, &request, &id, about).await?;
     let Value::Object(changes) = value else {
         return Err(errors::bad_request("the update must be a JSON object"));
@@ -357,38 +288,23 @@ pub(super) async fn change_subscription(
 #[utoipa::path(delete, path = "/ngsi-ld/v1/subscriptions/{subscriptionId}", tag = "ngsi-ld",
     params(("subscriptionId" = String, Path)), responses((status = 204), (status = 404)))]
 pub(super) async fn delete_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
-    unsubscribe(About::Entities, broker, principal, headers, id).await
+    unsubscribe(About::Entities, ngsi, id).await
 }
 
 #[utoipa::path(delete, path = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}", tag = "ngsi-ld",
     params(("subscriptionId" = String, Path)), responses((status = 204), (status = 404)))]
 pub(super) async fn delete_csource_subscription(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
 ) -> NgsiResult<Response> {
-    unsubscribe(About::Registrations, broker, principal, headers, id).await
+    unsubscribe(About::Registrations, ngsi, id).await
 }
 
-pub(super) async fn unsubscribe(
-    about: About,
-    broker: ContextBroker,
-    principal: Option<Principal>,
-    headers: HeaderMap,
-    id: String,
-) -> NgsiResult<Response> {
+pub(super) async fn unsubscribe(about: About, ngsi: Ngsi, id: String) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     own_subscription(&broker, &request, &id, about).await?;

@@ -234,15 +234,8 @@ pub(super) fn simplified_pairs(kind: &str) -> &'static str {
 /// per period (`aggregatedValues`, `aggrMethods`, `aggrPeriodDuration`).
 #[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "ngsi-ld",
     params(("entityId" = String, Path)), responses((status = 200), (status = 400), (status = 404)))]
-pub(super) async fn temporal_entity(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn temporal_entity(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     model::check_entity_id(&id)?;
@@ -264,14 +257,8 @@ pub(super) async fn temporal_entity(
 /// `GET /entities`, plus the temporal ones).
 #[utoipa::path(get, path = "/ngsi-ld/v1/temporal/entities", tag = "ngsi-ld",
     responses((status = 200), (status = 400)))]
-pub(super) async fn temporal_query(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-) -> NgsiResult<Response> {
+pub(super) async fn temporal_query(ngsi: Ngsi) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.require_tenant(&broker).await?;
     let params = params_of(raw, &[RENDER_PARAMS, QUERY_PARAMS, TEMPORAL_PARAMS])?;
@@ -285,15 +272,8 @@ pub(super) async fn temporal_query(
 #[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entityOperations/query", tag = "ngsi-ld",
     request_body(content = Object, description = "an NGSI-LD Query with temporalQ"),
     responses((status = 200), (status = 400)))]
-pub(super) async fn temporal_query_post(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn temporal_query_post(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
     request.require_tenant(&broker).await?;
@@ -654,15 +634,8 @@ pub(super) async fn add_instances(
 #[utoipa::path(post, path = "/ngsi-ld/v1/temporal/entities", tag = "ngsi-ld",
     request_body(content = Object, description = "an entity in the temporal representation"),
     responses((status = 201), (status = 204), (status = 400)))]
-pub(super) async fn create_temporal(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
-    body: Bytes,
-) -> NgsiResult<Response> {
+pub(super) async fn create_temporal(ngsi: Ngsi, body: Bytes) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     params_of(raw, &[CREATE_PARAMS])?;
     let (value, _) = parse_body(&headers, &body)?;
     let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
@@ -703,18 +676,11 @@ pub(super) async fn create_temporal(
     params(("entityId" = String, Path)), request_body(content = Object),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn add_temporal_attributes(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path(id): Path<String>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, _, _, request, value, _) = ngsi.write_request(&body).await?;
     model::check_entity_id(&id)?;
     let Value::Object(object) = value else {
         return Err(errors::bad_request("attributes must be a JSON object"));
@@ -731,15 +697,8 @@ pub(super) async fn add_temporal_attributes(
 /// Delete an entity with its temporal representation (clause 5.6.16): 204.
 #[utoipa::path(delete, path = "/ngsi-ld/v1/temporal/entities/{entityId}", tag = "ngsi-ld",
     params(("entityId" = String, Path)), responses((status = 204), (status = 404)))]
-pub(super) async fn delete_temporal(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
-    Path(id): Path<String>,
-) -> NgsiResult<Response> {
+pub(super) async fn delete_temporal(ngsi: Ngsi, Path(id): Path<String>) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
@@ -769,14 +728,10 @@ pub(super) async fn delete_temporal(
     params(("entityId" = String, Path), ("attrId" = String, Path)),
     responses((status = 204), (status = 404)))]
 pub(super) async fn delete_temporal_attribute(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: raw,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr)): Path<(String, String)>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, raw) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
@@ -821,18 +776,11 @@ pub(super) fn instance_key(instance: &str) -> NgsiResult<(i64, String)> {
     params(("entityId" = String, Path), ("attrId" = String, Path), ("instanceId" = String, Path)),
     request_body(content = Object), responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn modify_temporal_instance(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr, instance)): Path<(String, String, String)>,
     body: Bytes,
 ) -> NgsiResult<Response> {
-    let (value, _) = parse_body(&headers, &body)?;
-    let request = Request::read(&broker, &headers, principal, body_context(&value)).await?;
-    request.writer(&broker)?;
+    let (broker, _, _, request, value, _) = ngsi.write_request(&body).await?;
     model::check_entity_id(&id)?;
     let (at_ms, dataset) = instance_key(&instance)?;
     let Value::Object(mut fragment) = value else {
@@ -886,14 +834,10 @@ pub(super) async fn modify_temporal_instance(
     params(("entityId" = String, Path), ("attrId" = String, Path), ("instanceId" = String, Path)),
     responses((status = 204), (status = 400), (status = 404)))]
 pub(super) async fn delete_temporal_instance(
-    Ngsi {
-        broker,
-        principal,
-        headers,
-        raw_query: _,
-    }: Ngsi,
+    ngsi: Ngsi,
     Path((id, attr, instance)): Path<(String, String, String)>,
 ) -> NgsiResult<Response> {
+    let (broker, principal, headers, _) = ngsi.parts();
     let request = Request::read(&broker, &headers, principal, None).await?;
     request.writer(&broker)?;
     model::check_entity_id(&id)?;
