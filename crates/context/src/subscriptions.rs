@@ -10,6 +10,8 @@
 //! they are made or changed. A subscription hears only of what its department may read: its own
 //! entities and registrations and open data, or everything when a platform admin made it.
 
+mod body;
+
 use crate::geoquery::GeoQuery;
 use crate::jsonld::{CORE_CONTEXT_URL, CORE_LINK, Context, JSON_LD};
 use crate::model::{self, Entity, Format, RenderOptions};
@@ -19,6 +21,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use yunnao_core::Problem;
 use yunnao_store::{Db, DbResultExt, sqlx};
+
+pub use body::SubscriptionBody;
 
 /// Deliveries in flight at once (a slow receiver holds one slot, not the broker).
 const CONCURRENT_DELIVERIES: usize = 64;
@@ -137,23 +141,18 @@ impl Subscription {
         body: &Value,
         context: &Context,
     ) -> Result<Self, Problem> {
-        let object = body
-            .as_object()
-            .ok_or_else(|| errors::bad_request("a subscription is a JSON object"))?;
-        if let Some(t) = object.get("type")
-            && t != "Subscription"
-        {
+        let body = SubscriptionBody::read(body)?;
+        if body.kind.as_deref().is_some_and(|t| t != "Subscription") {
             return Err(errors::bad_request("type must be \"Subscription\""));
         }
-        let id = match object.get("id") {
-            Some(Value::String(id)) => {
-                model::check_entity_id(id)?;
-                id.clone()
+        let id = match body.id {
+            Some(id) => {
+                model::check_entity_id(&id)?;
+                id
             }
-            Some(_) => return Err(errors::bad_request("id must be a URI")),
             None => format!("urn:ngsi-ld:Subscription:{}", yunnao_core::new_id()),
         };
-        let time_interval_ms = match object.get("timeInterval") {
+        let time_interval_ms = match &body.time_interval {
             None => None,
             Some(v) => {
                 let seconds = v
@@ -167,19 +166,17 @@ impl Subscription {
         };
         let mut selectors = Vec::new();
         let mut entities_out = Vec::new();
-        if let Some(entities) = object.get("entities") {
-            let list = entities
-                .as_array()
-                .filter(|l| !l.is_empty())
-                .ok_or_else(|| errors::bad_request("entities must be a non-empty array"))?;
+        if let Some(list) = &body.entities {
+            if list.is_empty() {
+                return Err(errors::bad_request("entities must be a non-empty array"));
+            }
             for item in list {
                 let type_name = item
-                    .get("type")
-                    .and_then(Value::as_str)
+                    .kind
+                    .as_deref()
                     .ok_or_else(|| errors::bad_request("each entities item needs a type"))?;
                 let type_iri = context.expand(type_name);
-                let id = item.get("id").and_then(Value::as_str).map(str::to_owned);
-                let pattern = match item.get("idPattern").and_then(Value::as_str) {
+                let pattern = match &item.id_pattern {
                     Some(p) => Some(
                         regex::Regex::new(p)
                             .map_err(|e| errors::bad_request(format!("idPattern: {e}")))?,
@@ -188,33 +185,25 @@ impl Subscription {
                 };
                 let mut out = Map::new();
                 out.insert("type".into(), type_iri.clone().into());
-                if let Some(id) = &id {
+                if let Some(id) = &item.id {
                     out.insert("id".into(), id.clone().into());
                 }
                 if let Some(p) = &pattern {
                     out.insert("idPattern".into(), p.as_str().into());
                 }
                 entities_out.push(Value::Object(out));
-                selectors.push((Some(type_iri), id, pattern));
+                selectors.push((Some(type_iri), item.id.clone(), pattern));
             }
         }
-        let names = |key: &str| -> Result<Vec<String>, Problem> {
-            match object.get(key) {
-                None => Ok(Vec::new()),
-                Some(Value::Array(items)) if !items.is_empty() => items
-                    .iter()
-                    .map(|i| {
-                        i.as_str().map(|n| context.expand(n)).ok_or_else(|| {
-                            errors::bad_request(format!("{key} lists attribute names"))
-                        })
-                    })
-                    .collect(),
-                Some(_) => Err(errors::bad_request(format!(
-                    "{key} must be a non-empty array"
-                ))),
+        let watched: Vec<String> = match &body.watched_attributes {
+            None => Vec::new(),
+            Some(names) if names.is_empty() => {
+                return Err(errors::bad_request(
+                    "watchedAttributes must be a non-empty array",
+                ));
             }
+            Some(names) => names.iter().map(|n| context.expand(n)).collect(),
         };
-        let watched = names("watchedAttributes")?;
         if selectors.is_empty() && watched.is_empty() {
             return Err(errors::bad_request(
                 "a subscription needs entities or watchedAttributes",
@@ -226,43 +215,42 @@ impl Subscription {
                  is notified of what matches, not of changes",
             ));
         }
-        let q_text = object.get("q").and_then(Value::as_str);
-        let q = q_text.map(|q| query::parse(q, context)).transpose()?;
-        let geo = match object.get("geoQ") {
+        let q = body
+            .q
+            .as_deref()
+            .map(|q| query::parse(q, context))
+            .transpose()?;
+        let geo = match &body.geo_q {
             None => None,
             Some(g) => {
-                let text = |k: &str| g.get(k).and_then(Value::as_str);
-                let coordinates = match g.get("coordinates") {
+                let coordinates = match &g.coordinates {
                     Some(Value::String(s)) => s.clone(),
                     Some(other) => other.to_string(),
                     None => return Err(errors::bad_request("geoQ needs coordinates")),
                 };
                 Some(GeoQuery::parse(
-                    text("georel").ok_or_else(|| errors::bad_request("geoQ needs georel"))?,
-                    text("geometry").ok_or_else(|| errors::bad_request("geoQ needs geometry"))?,
+                    g.georel
+                        .as_deref()
+                        .ok_or_else(|| errors::bad_request("geoQ needs georel"))?,
+                    g.geometry
+                        .as_deref()
+                        .ok_or_else(|| errors::bad_request("geoQ needs geometry"))?,
                     &coordinates,
-                    context.expand(text("geoproperty").unwrap_or("location")),
+                    context.expand(g.geoproperty.as_deref().unwrap_or("location")),
                 )?)
             }
         };
-        let notification = object
-            .get("notification")
-            .and_then(Value::as_object)
+        let notification = body
+            .notification
+            .as_ref()
             .ok_or_else(|| errors::bad_request("a subscription needs a notification"))?;
-        let endpoint = notification
-            .get("endpoint")
-            .and_then(|e| e.get("uri"))
-            .and_then(Value::as_str)
+        let endpoint_params = notification.endpoint.as_ref();
+        let endpoint = endpoint_params
+            .and_then(|e| e.uri.as_deref())
             .ok_or_else(|| errors::bad_request("notification.endpoint.uri is required"))?;
-        let notifier_info = notification
-            .get("endpoint")
-            .and_then(|e| e.get("notifierInfo"))
-            .cloned();
+        let notifier_info = endpoint_params.and_then(|e| e.notifier_info.clone());
         let target = Endpoint::parse(endpoint, notifier_info.as_ref())?;
-        let format = notification
-            .get("format")
-            .and_then(Value::as_str)
-            .unwrap_or("normalized");
+        let format = notification.format.as_deref().unwrap_or("normalized");
         if !matches!(
             format,
             "normalized" | "keyValues" | "simplified" | "concise"
@@ -271,40 +259,21 @@ impl Subscription {
                 "notification format {format:?} is not normalized, keyValues or concise"
             )));
         }
-        let attributes = match notification.get("attributes") {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(|n| context.expand(n))
-                        .ok_or_else(|| errors::bad_request("notification.attributes lists names"))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(errors::bad_request(
-                    "notification.attributes must be an array",
-                ));
-            }
-        };
-        let show_changes = match notification.get("showChanges") {
-            None => false,
-            Some(Value::Bool(show)) => *show,
-            Some(_) => {
-                return Err(errors::bad_request(
-                    "notification.showChanges is true or false",
-                ));
-            }
-        };
-        let expires_at_ms = match object.get("expiresAt") {
+        let attributes: Vec<String> = notification
+            .attributes
+            .iter()
+            .flatten()
+            .map(|n| context.expand(n))
+            .collect();
+        let show_changes = notification.show_changes.unwrap_or(false);
+        let expires_at_ms = match &body.expires_at {
             None => None,
             Some(v) => Some(
-                v.as_str()
-                    .and_then(yunnao_core::time::parse_rfc3339_ms)
+                yunnao_core::time::parse_rfc3339_ms(v)
                     .ok_or_else(|| errors::bad_request("expiresAt must be a date-time"))?,
             ),
         };
-        let throttling_ms = match object.get("throttling") {
+        let throttling_ms = match &body.throttling {
             None => 0,
             Some(v) => {
                 let seconds = v
@@ -319,55 +288,48 @@ impl Subscription {
                 "timeInterval and throttling exclude each other",
             ));
         }
-        let active = object
-            .get("isActive")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        if let Some(csf) = object.get("csf") {
-            crate::query::check_csf(
-                csf.as_str()
-                    .ok_or_else(|| errors::bad_request("csf is a string"))?,
-            )?;
+        let active = body.is_active.unwrap_or(true);
+        if let Some(csf) = &body.csf {
+            crate::query::check_csf(csf)?;
         }
-        let triggers = match object.get("notificationTrigger") {
+        let triggers = match &body.notification_trigger {
             None => None,
             Some(_) if about == About::Registrations => {
                 return Err(errors::bad_request(
                     "notificationTrigger is for subscriptions to entities; subscriptions to registrations hear of every change",
                 ));
             }
-            Some(Value::Array(items)) if !items.is_empty() => {
-                for item in items {
-                    if !item.as_str().is_some_and(|t| TRIGGERS.contains(&t)) {
-                        return Err(errors::bad_request(format!(
-                            "notificationTrigger {item}: one of {}",
-                            TRIGGERS.join(", ")
-                        )));
-                    }
-                }
-                Some(items.clone())
-            }
-            Some(_) => {
+            Some(items) if items.is_empty() => {
                 return Err(errors::bad_request(
                     "notificationTrigger is a non-empty array",
                 ));
             }
+            Some(items) => {
+                if let Some(unknown) = items.iter().find(|t| !TRIGGERS.contains(&t.as_str())) {
+                    return Err(errors::bad_request(format!(
+                        "notificationTrigger {unknown:?}: one of {}",
+                        TRIGGERS.join(", ")
+                    )));
+                }
+                Some(items.clone())
+            }
         };
-        let temporal = match object.get("temporalQ") {
+        let temporal = match &body.temporal_q {
             Some(temporal_q) if about == About::Registrations => {
-                let text = |key: &str| temporal_q.get(key).and_then(Value::as_str);
-                let property = text("timeproperty").unwrap_or("observedAt");
+                let property = temporal_q.timeproperty.as_deref().unwrap_or("observedAt");
                 if !matches!(property, "observedAt" | "createdAt" | "modifiedAt") {
                     return Err(errors::bad_request(format!(
                         "temporalQ.timeproperty {property:?} is not observedAt, createdAt or modifiedAt"
                     )));
                 }
-                let timerel = text("timerel")
+                let timerel = temporal_q
+                    .timerel
+                    .as_deref()
                     .ok_or_else(|| errors::bad_request("temporalQ needs timerel"))?;
                 let range = crate::temporal::TimeRange::parse(
                     Some(timerel),
-                    text("timeAt"),
-                    text("endTimeAt"),
+                    temporal_q.time_at.as_deref(),
+                    temporal_q.end_time_at.as_deref(),
                 )?;
                 Some((property.to_owned(), range))
             }
@@ -376,10 +338,11 @@ impl Subscription {
         let mut definition = Map::new();
         definition.insert("id".into(), id.clone().into());
         definition.insert("type".into(), "Subscription".into());
-        for key in ["subscriptionName", "description"] {
-            if let Some(v) = object.get(key) {
-                definition.insert(key.into(), v.clone());
-            }
+        if let Some(name) = &body.subscription_name {
+            definition.insert("subscriptionName".into(), name.clone().into());
+        }
+        if let Some(description) = &body.description {
+            definition.insert("description".into(), description.clone().into());
         }
         if !entities_out.is_empty() {
             definition.insert("entities".into(), Value::Array(entities_out));
@@ -387,27 +350,30 @@ impl Subscription {
         if !watched.is_empty() {
             definition.insert("watchedAttributes".into(), json!(watched));
         }
-        if let Some(q) = q_text {
-            definition.insert("q".into(), q.into());
+        if let Some(q) = &body.q {
+            definition.insert("q".into(), q.clone().into());
         }
-        if let Some(g) = object.get("geoQ") {
-            definition.insert("geoQ".into(), g.clone());
+        if let Some(g) = &body.geo_q {
+            definition.insert("geoQ".into(), json!(g));
         }
-        if let Some(csf) = object.get("csf") {
-            definition.insert("csf".into(), csf.clone());
+        if let Some(csf) = &body.csf {
+            definition.insert("csf".into(), csf.clone().into());
         }
         if temporal.is_some()
-            && let Some(temporal_q) = object.get("temporalQ")
+            && let Some(temporal_q) = &body.temporal_q
         {
-            definition.insert("temporalQ".into(), temporal_q.clone());
+            definition.insert("temporalQ".into(), json!(temporal_q));
         }
         if let Some(triggers) = &triggers {
-            definition.insert("notificationTrigger".into(), Value::Array(triggers.clone()));
+            definition.insert("notificationTrigger".into(), json!(triggers));
         }
+        let accept = endpoint_params
+            .and_then(|e| e.accept.as_deref())
+            .unwrap_or("application/json");
         definition.insert(
             "notification".into(),
             json!({"attributes": attributes, "format": format,
-                   "endpoint": {"uri": endpoint, "accept": notification.get("endpoint").and_then(|e| e.get("accept")).cloned().unwrap_or_else(|| "application/json".into())}}),
+                   "endpoint": {"uri": endpoint, "accept": accept}}),
         );
         if let Some(info) = notifier_info {
             definition["notification"]["endpoint"]["notifierInfo"] = info;
@@ -415,19 +381,18 @@ impl Subscription {
         if show_changes {
             definition["notification"]["showChanges"] = true.into();
         }
-        if let Some(v) = object.get("expiresAt") {
-            definition.insert("expiresAt".into(), v.clone());
+        if let Some(v) = &body.expires_at {
+            definition.insert("expiresAt".into(), v.clone().into());
         }
         if time_interval_ms.is_some()
-            && let Some(v) = object.get("timeInterval")
+            && let Some(v) = &body.time_interval
         {
-            definition.insert("timeInterval".into(), v.clone());
+            definition.insert("timeInterval".into(), v.clone().into());
         }
-        if throttling_ms > 0 {
-            definition.insert(
-                "throttling".into(),
-                object.get("throttling").cloned().unwrap_or(Value::Null),
-            );
+        if throttling_ms > 0
+            && let Some(v) = &body.throttling
+        {
+            definition.insert("throttling".into(), v.clone().into());
         }
         definition.insert("isActive".into(), active.into());
         if let Some(source) = &context.source {
@@ -449,12 +414,7 @@ impl Subscription {
             geo,
             context: context.clone(),
             target,
-            triggers: triggers.map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            }),
+            triggers,
             show_changes,
             temporal,
             time_interval_ms,

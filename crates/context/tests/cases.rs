@@ -3,9 +3,11 @@
 //! backend. `UPDATE_EXPECT=1 cargo test -p yunnao-context --test cases` writes what the broker
 //! answers into the files instead (review the diff before committing it).
 //!
-//! A step: `{"request": {"method", "path", "headers"?, "body"?}, "expect": {"status",
-//! "headers"?, "body"?}}`. Generated ids (UUIDs) are compared as `{uuid}`; a step whose
-//! expectation has no `body` does not compare the body.
+//! A step: `{"request": {"method", "path", "headers"?, "body"?, "as"?}, "expect": {"status",
+//! "headers"?, "body"?}}`. Generated ids (UUIDs) are compared as `{uuid}`, times the broker
+//! stamped as `{now}`; a request refers to the N-th id generated so far as `{uuid:N}`. A step
+//! speaks as `"as"` (`"water operator"`, `"anonymous"`), by default as a transport operator.
+//! A step whose expectation has no `body` does not compare the body.
 
 mod support;
 
@@ -24,12 +26,65 @@ fn case_files() -> Vec<PathBuf> {
     files
 }
 
-/// Replaces generated ids (UUIDs, in any text) with `{uuid}`.
-fn normalised(value: Value) -> Value {
-    let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-        .expect("regex");
+/// Who a step speaks as when it does not say (`"as"`): an operator of the transport bureau.
+const DEFAULT_CALLER: &str = "transport operator";
+
+fn uuid_pattern() -> regex::Regex {
+    regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+        .expect("regex")
+}
+
+/// A request with `{uuid:N}` replaced by the N-th id (from 0) the broker generated so far in
+/// this case, in the order its answers first showed them.
+fn substituted(value: Value, generated: &[String]) -> Value {
     match value {
-        Value::String(text) => Value::String(uuid.replace_all(&text, "{uuid}").into_owned()),
+        Value::String(mut text) => {
+            for (n, id) in generated.iter().enumerate() {
+                text = text.replace(&format!("{{uuid:{n}}}"), id);
+            }
+            Value::String(text)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| substituted(v, generated))
+                .collect(),
+        ),
+        Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .map(|(k, v)| (k, substituted(v, generated)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Replaces generated ids (UUIDs, in any text) with `{uuid}` and times the broker stamped
+/// (`createdAt`, `modifiedAt`, instance ids: within a day of the run) with `{now}`.
+fn normalised(value: Value) -> Value {
+    let uuid = uuid_pattern();
+    match value {
+        Value::String(text)
+            if yunnao_core::time::parse_rfc3339_ms(&text)
+                .is_some_and(|ms| (ms - yunnao_core::time::now_ms()).abs() < 86_400_000) =>
+        {
+            Value::String("{now}".into())
+        }
+        Value::String(text) => {
+            let text = uuid.replace_all(&text, "{uuid}");
+            // Instance ids the broker made from the time it stored a value.
+            let instance = regex::Regex::new(r"urn:ngsi-ld:Instance:(\d{13})").expect("regex");
+            let text = instance.replace_all(&text, |found: &regex::Captures| {
+                let ms: i64 = found[1].parse().unwrap_or_default();
+                if (ms - yunnao_core::time::now_ms()).abs() < 86_400_000 {
+                    "urn:ngsi-ld:Instance:{now}".to_owned()
+                } else {
+                    found[0].to_owned()
+                }
+            });
+            Value::String(text.into_owned())
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(normalised).collect()),
         Value::Object(members) => Value::Object(
             members
@@ -61,12 +116,22 @@ async fn run_cases(backend: TestBackend) {
         let text = std::fs::read_to_string(&file).expect("case file");
         let mut case: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let broker = support::broker(backend).await;
+        let broker = support::broker_with(backend, true).await;
+        let mut generated = Vec::new();
         let steps = case["steps"].as_array_mut().expect("steps");
         for (n, step) in steps.iter_mut().enumerate() {
-            let request = &step["request"];
+            let request = substituted(step["request"].clone(), &generated);
+            let who = request["as"].as_str().unwrap_or(DEFAULT_CALLER);
+            let caller = support::caller(who);
+            assert!(
+                caller.is_some() || who == "anonymous",
+                "{}: step {}: \"as\" is \"<department> <role>\" or \"anonymous\"",
+                file.display(),
+                n + 1
+            );
             let answer = broker
-                .call(
+                .call_as(
+                    caller,
                     request["method"].as_str().unwrap_or("GET"),
                     request["path"].as_str().expect("path"),
                     &headers_of(&request["headers"]),
@@ -78,11 +143,17 @@ async fn run_cases(backend: TestBackend) {
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                 .collect();
-            let actual = normalised(json!({
+            let answered = json!({
                 "status": answer.status,
                 "headers": headers,
                 "body": answer.body,
-            }));
+            });
+            for id in uuid_pattern().find_iter(&answered.to_string()) {
+                if !generated.iter().any(|seen| seen == id.as_str()) {
+                    generated.push(id.as_str().to_owned());
+                }
+            }
+            let actual = normalised(answered);
             if bless {
                 step["expect"] = actual;
                 continue;

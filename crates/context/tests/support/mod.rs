@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use yunnao_context::{ContextBroker, ContextConfig};
+use yunnao_identity::{Principal, PrincipalKind, Role};
 use yunnao_store::testing::{TestBackend, TestDb};
 
 pub struct Broker {
@@ -30,10 +31,17 @@ pub const COMPARED_HEADERS: &[&str] = &[
     "location",
     "link",
     "ngsild-results-count",
-    "ngsild-entity-map",
+    "ngsild-entitymap",
+    "ngsild-tenant",
 ];
 
 pub async fn broker(backend: TestBackend) -> Broker {
+    broker_with(backend, false).await
+}
+
+/// A broker that asks who calls (as the platform's edge would have told it); cases speak as
+/// [`caller`]s.
+pub async fn broker_with(backend: TestBackend, auth: bool) -> Broker {
     let db = TestDb::new(backend).await.expect("test database");
     yunnao_store::migrate::run(
         &db.db,
@@ -52,7 +60,7 @@ pub async fn broker(backend: TestBackend) -> Broker {
         db.db.clone(),
         identity,
         ContextConfig {
-            auth: false,
+            auth,
             ..ContextConfig::default()
         },
     )
@@ -77,7 +85,22 @@ impl Broker {
         headers: &[(String, String)],
         body: Option<&Value>,
     ) -> Answer {
+        self.call_as(None, method, path, headers, body).await
+    }
+
+    /// Sends one request as `caller` (signed in), or anonymously.
+    pub async fn call_as(
+        &self,
+        caller: Option<Principal>,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Answer {
         let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(caller) = caller {
+            request = request.extension(caller);
+        }
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -126,4 +149,19 @@ impl Broker {
             body,
         }
     }
+}
+
+/// A signed-in user of `department` with `role` (`"transport operator"`, `"water dept_admin"`).
+pub fn caller(who: &str) -> Option<Principal> {
+    let (department, role) = who.split_once(' ')?;
+    let role: Role = serde_json::from_value(Value::String(role.to_owned())).ok()?;
+    Some(Principal {
+        kind: PrincipalKind::User,
+        id: format!("{department}-{}", role.as_str()),
+        name: format!("{department}.{}", role.as_str()),
+        department: department.to_owned(),
+        roles: vec![role],
+        scopes: Vec::new(),
+        session: None,
+    })
 }
