@@ -146,20 +146,88 @@ fn tile(district: &District, res: Resolution) -> Result<Vec<Tile>, String> {
     cells.sort_unstable();
     cells.dedup_by_key(|c| c.0);
     let mut out = Vec::with_capacity(cells.len());
+    let mut crossed = Vec::new();
     for (raw, whole) in cells {
         let cell = CellIndex::try_from(raw).map_err(|e| e.to_string())?;
         let polygon = cell_polygon(cell);
         if whole {
             out.push((raw, None, polygon.chamberlain_duquette_unsigned_area()));
         } else {
-            let piece = district.boundary.intersection(&polygon);
-            let area = piece.chamberlain_duquette_unsigned_area();
-            if area > 0.01 {
-                out.push((raw, Some(piece), area));
-            }
+            crossed.push((raw, polygon));
         }
     }
+    let mut pieces = Vec::with_capacity(crossed.len());
+    cut(&district.boundary, crossed, &mut pieces);
+    for (raw, piece) in pieces {
+        let area = piece.chamberlain_duquette_unsigned_area();
+        if area > 0.01 {
+            out.push((raw, Some(piece), area));
+        }
+    }
+    out.sort_unstable_by_key(|t| t.0);
     Ok(out)
+}
+
+/// Cells (few) below which, or outline vertices below which, cells are cut directly.
+const CUT_DIRECTLY: (usize, usize) = (16, 512);
+
+/// Cuts each cell by `outline`. A detailed coastline has thousands of vertices, so instead of
+/// cutting every cell by all of it the cells are halved (at the median, along the longer side)
+/// and the outline first clipped to each half's box: cell ∩ (outline ∩ box) = cell ∩ outline
+/// for a box around the cell, and each cut sees only the outline nearby.
+fn cut(
+    outline: &MultiPolygon,
+    mut cells: Vec<(u64, MultiPolygon)>,
+    out: &mut Vec<(u64, MultiPolygon)>,
+) {
+    let vertices: usize = outline
+        .iter()
+        .map(|p| p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>())
+        .sum();
+    if cells.len() <= CUT_DIRECTLY.0 || vertices <= CUT_DIRECTLY.1 {
+        for (raw, cell) in cells {
+            out.push((raw, outline.intersection(&cell)));
+        }
+        return;
+    }
+    let Some(bounds) = boxed(&cells) else {
+        return;
+    };
+    let along_x = bounds.width() >= bounds.height();
+    let key = |cell: &MultiPolygon| {
+        cell.bounding_rect()
+            .map(|r| if along_x { r.center().x } else { r.center().y })
+            .unwrap_or_default()
+    };
+    cells.sort_by(|a, b| key(&a.1).total_cmp(&key(&b.1)));
+    let second = cells.split_off(cells.len() / 2);
+    for half in [cells, second] {
+        let Some(rect) = boxed(&half) else { continue };
+        let near = outline.intersection(&MultiPolygon::new(vec![rect.to_polygon()]));
+        cut(&near, half, out);
+    }
+}
+
+/// The box around two boxes.
+fn union(a: Rect, b: Rect) -> Rect {
+    Rect::new(
+        Coord {
+            x: a.min().x.min(b.min().x),
+            y: a.min().y.min(b.min().y),
+        },
+        Coord {
+            x: a.max().x.max(b.max().x),
+            y: a.max().y.max(b.max().y),
+        },
+    )
+}
+
+/// The box around some cells.
+fn boxed(cells: &[(u64, MultiPolygon)]) -> Option<Rect> {
+    cells
+        .iter()
+        .filter_map(|(_, cell)| cell.bounding_rect())
+        .reduce(union)
 }
 
 impl CityGrid {
@@ -239,18 +307,7 @@ impl CityGrid {
         let bbox = districts
             .iter()
             .filter_map(|d| d.boundary.bounding_rect())
-            .reduce(|a, b| {
-                Rect::new(
-                    Coord {
-                        x: a.min().x.min(b.min().x),
-                        y: a.min().y.min(b.min().y),
-                    },
-                    Coord {
-                        x: a.max().x.max(b.max().x),
-                        y: a.max().y.max(b.max().y),
-                    },
-                )
-            })
+            .reduce(union)
             .ok_or("no districts")?;
         Ok(CityGrid {
             resolution,
