@@ -141,10 +141,11 @@ impl Subscription {
         body: &Value,
         context: &Context,
     ) -> Result<Self, Problem> {
-        let body = SubscriptionBody::read(body)?;
-        if body.kind.as_deref().is_some_and(|t| t != "Subscription") {
+        // On the raw value: `"type": null` is present and wrong, not absent.
+        if body.get("type").is_some_and(|t| t != "Subscription") {
             return Err(errors::bad_request("type must be \"Subscription\""));
         }
+        let body = SubscriptionBody::read(body)?;
         let id = match body.id {
             Some(id) => {
                 model::check_entity_id(&id)?;
