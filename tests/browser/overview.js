@@ -43,12 +43,35 @@ function fail(message) {
   const bars = await page.$$eval("#daily rect", (e) => e.length);
   if (bars === 0) { fail("the incidents-per-day chart is empty"); }
 
-  // Opening a district draws its unit grids; a click zooms in.
-  // (The district's shape, not its box: the box's middle may be sea or a neighbour.)
+  // Every district opens within a second, drawn inside the map's place in its panel.
+  const mapBox = await (await page.$("#map")).boundingBox();
+  const opened = [];
+  for (const code of await page.$$eval("#map .district", (e) => e.map((d) => d.dataset.code))) {
+    const started = Date.now();
+    await page.$eval('#map .district[data-code="' + code + '"]', (e) => e.dispatchEvent(new MouseEvent("click", { bubbles: true })));
+    await page.waitForFunction((c) => {
+      const view = document.getElementById("district-view");
+      return view && view.dataset.code === c && view.style.display !== "none";
+    }, { timeout: 30000, polling: 10 }, code);
+    const ms = Date.now() - started;
+    const [name, count] = await page.$eval("#district-view", (e) => [e.querySelector(".district-bar b").textContent, Number(e.dataset.grids)]);
+    const canvas = await (await page.$("#district-view canvas")).boundingBox();
+    opened.push(name + " " + count + " grids " + ms + " ms");
+    if (count === 0) { fail(name + " opened without unit grids"); }
+    if (ms > 1000) { fail(name + " (" + count + " unit grids) took " + ms + " ms to open: " + opened.join(", ")); }
+    if (canvas.width > mapBox.width + 1 || canvas.height > mapBox.height + 1) {
+      fail(name + " is drawn " + canvas.width + "×" + canvas.height + ", beyond the map's " + mapBox.width + "×" + mapBox.height);
+    }
+    await page.screenshot({ path: shots + "/district-" + code + ".png" });
+    await page.click("#back-to-city");
+  }
+  console.log("districts opened: " + opened.join(", "));
+
+  // A click zooms in. (The district's shape, not its box: the box's middle may be sea or a neighbour.)
   await page.$eval('#map .district[data-code="370202"]', (e) => e.dispatchEvent(new MouseEvent("click", { bubbles: true })));
   await page.waitForFunction(() => {
     const view = document.getElementById("district-view");
-    return view && Number(view.dataset.grids) > 0;
+    return view && view.dataset.code === "370202" && view.style.display !== "none";
   }, { timeout: 10000 });
   const grids = await page.$eval("#district-view", (e) => Number(e.dataset.grids));
   const box = await (await page.$("#district-view canvas")).boundingBox();

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 cargo build -q -p yunnao
 PORT=18700
 DATA=$(mktemp -d /tmp/yunnao-browser.XXXXXX)
-# Coarse grids: the debug binary builds them in a moment.
-YUNNAO_GRID_RESOLUTION=8 YUNNAO_LOG=warn target/debug/yunnao demo --seed 2022 --data-dir "$DATA" \
+# The full resolution-10 grid (the city crate is optimised even in debug builds), so that the
+# test opens 平度市 with all its 312,925 unit grids.
+YUNNAO_LOG=warn target/debug/yunnao demo --seed 2022 --data-dir "$DATA" \
   --listen 127.0.0.1:$PORT --mqtt-listen 127.0.0.1:$((PORT + 1)) > "$DATA/demo.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT

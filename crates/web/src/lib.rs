@@ -119,7 +119,8 @@ pub struct Web {
     pub plan: yunnao_plan::Plan,
     live: watch::Receiver<Arc<Snapshot>>,
     map: Arc<String>,
-    /// District drawings, made on first opening (the grid does not change while running).
+    /// District drawings, made in the background at start (the grid does not change while
+    /// running), so that opening even 平度市 does not wait on them.
     drawings: Arc<Mutex<std::collections::HashMap<String, Arc<map::DistrictDrawing>>>>,
     /// Set at shutdown: live streams end, so a graceful stop does not wait on open browsers.
     closing: Arc<watch::Sender<bool>>,
@@ -153,6 +154,19 @@ impl Web {
                 }
             }
         });
+        let drawings: Arc<Mutex<std::collections::HashMap<String, Arc<map::DistrictDrawing>>>> =
+            Arc::default();
+        let (grid, made) = (governance.grid.clone(), drawings.clone());
+        tokio::task::spawn_blocking(move || {
+            for district in &grid.districts {
+                if let Some(drawing) = map::district_drawing(&grid, &district.code)
+                    && let Ok(mut made) = made.lock()
+                {
+                    made.entry(district.code.clone())
+                        .or_insert_with(|| Arc::new(drawing));
+                }
+            }
+        });
         Ok(Web {
             identity,
             sensing,
@@ -160,7 +174,7 @@ impl Web {
             plan,
             live,
             map,
-            drawings: Arc::default(),
+            drawings,
             closing: Arc::new(watch::channel(false).0),
         })
     }
@@ -641,7 +655,7 @@ async fn district_grids(
         else {
             continue;
         };
-        if let Ok(serial) = grid_code[12..].parse::<u32>()
+        if let Some(Ok(serial)) = grid_code.get(12..).map(str::parse::<u32>)
             && (1..=community.3).contains(&serial)
         {
             out.open.push((community.2 + serial - 1, open));
