@@ -13,6 +13,23 @@ function fail(message) {
   process.exit(1);
 }
 
+// WCAG 2.1 A and AA checked by axe-core in the page as it stands; serious and critical
+// violations are collected and fail the test at the end, each with the page and an element.
+const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const inaccessible = [];
+const checkedPages = [];
+async function accessible(page, name) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => v.id + " ×" + v.nodes.length + " (" + v.nodes[0].target.join(" ") + ": " + (v.nodes[0].failureSummary || "").split("\n").slice(1, 2).join("").trim() + ")");
+  });
+  checkedPages.push(name);
+  violations.forEach((v) => inaccessible.push(name + ": " + v));
+}
+
 (async () => {
   fs.mkdirSync(shots, { recursive: true });
   const browser = await puppeteer.launch({ executablePath: chromium, args: ["--no-sandbox", "--headless=new"] });
@@ -25,6 +42,7 @@ function fail(message) {
 
   await page.goto(base + "/", { waitUntil: "load" });
   if (!page.url().endsWith("/ui/sign-in")) { fail("not sent to the sign-in page: " + page.url()); }
+  await accessible(page, "sign-in");
   const lang = await page.$eval("html", (e) => e.lang);
   if (lang !== "zh-CN") { fail("the sign-in page is not Chinese by default: " + lang); }
   await page.type("input[name=username]", "admin");
@@ -40,6 +58,7 @@ function fail(message) {
   const later = await read();
   if (first === later) { fail("the live counters did not change within 10 s: " + first); }
   await page.screenshot({ path: shots + "/overview-zh.png" });
+  await accessible(page, "overview");
   const bars = await page.$$eval("#daily rect", (e) => e.length);
   if (bars === 0) { fail("the incidents-per-day chart is empty"); }
 
@@ -67,6 +86,25 @@ function fail(message) {
   }
   console.log("districts opened: " + opened.join(", "));
 
+  // The keyboard reaches the districts: Tab from the page's start lands on one, Enter opens it,
+  // focus moves to "back", and "back" returns focus to the district.
+  await page.evaluate(() => document.activeElement && document.activeElement.blur());
+  let tabs = 0;
+  while (tabs < 40 && !(await page.evaluate(() => document.activeElement.classList.contains("district")))) {
+    await page.keyboard.press("Tab");
+    tabs++;
+  }
+  const focused = await page.evaluate(() => document.activeElement.dataset.code);
+  if (!focused) { fail("Tab never reached a district of the map"); }
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((c) => {
+    const view = document.getElementById("district-view");
+    return view && view.dataset.code === c && view.style.display !== "none" && document.activeElement.id === "back-to-city";
+  }, { timeout: 5000 }, focused);
+  await page.keyboard.press("Enter");
+  const back = await page.evaluate(() => document.activeElement.dataset.code);
+  if (back !== focused) { fail("after back, focus is not on the district that was opened: " + back); }
+
   // A click zooms in. (The district's shape, not its box: the box's middle may be sea or a neighbour.)
   await page.$eval('#map .district[data-code="370202"]', (e) => e.dispatchEvent(new MouseEvent("click", { bubbles: true })));
   await page.waitForFunction(() => {
@@ -80,6 +118,7 @@ function fail(message) {
   if (zoom !== "4") { fail("clicking the district did not zoom in: " + zoom); }
   await page.mouse.move(box.x + box.width / 2 + 3, box.y + box.height / 2 + 3);
   await page.screenshot({ path: shots + "/district.png" });
+  await accessible(page, "district");
   await page.click("#back-to-city");
 
   for (const [path, name] of [["/ui/devices", "devices"], ["/ui/incidents", "workbench"], ["/ui/plan", "plan"]]) {
@@ -88,6 +127,7 @@ function fail(message) {
     const response = await page.goto(base + path, { waitUntil: "load" });
     if (response.status() !== 200) { fail(path + " answered " + response.status()); }
     await page.screenshot({ path: shots + "/" + name + ".png", fullPage: name === "workbench" });
+    await accessible(page, name);
   }
   const targets = await page.$eval('[data-plan="targets"]', (e) => e.textContent);
   if (targets !== "47") { fail("the plan page lists " + targets + " targets"); }
@@ -100,6 +140,7 @@ function fail(message) {
   if (firstCase) {
     await Promise.all([page.waitForNavigation(), firstCase.click()]);
     await page.screenshot({ path: shots + "/case.png", fullPage: true });
+    await accessible(page, "case");
   }
 
   await page.goto(base + "/ui/devices", { waitUntil: "load" });
@@ -112,14 +153,17 @@ function fail(message) {
   const rules = await page.$$eval("table.rules tbody tr", (e) => e.length);
   if (rules === 0) { fail("the gas sensor's page lists no alarm rule"); }
   await page.screenshot({ path: shots + "/device.png", fullPage: true });
+  await accessible(page, "device");
 
   await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
   const english = await page.$eval("h1", (e) => e.textContent);
   if (!english.includes("yunnao")) { fail("no English after the switch: " + english); }
   await page.screenshot({ path: shots + "/overview-en.png" });
+  await accessible(page, "overview (English)");
 
   if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
+  if (inaccessible.length > 0) { fail("serious accessibility violations (axe-core, WCAG 2.1 AA):\n  " + inaccessible.join("\n  ")); }
   console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), 市南区 " + grids +
-    " unit grids with zoom, " + sealed + " sealed reports on the plan page, 6 pages, English switch; screenshots in " + shots);
+    " unit grids with zoom, " + sealed + " sealed reports on the plan page, 6 pages, districts by keyboard, English switch, no serious WCAG 2.1 AA violation on " + checkedPages.length + " pages (axe-core); screenshots in " + shots);
   await browser.close();
 })().catch((e) => fail(e.stack || String(e)));

@@ -93,13 +93,13 @@
     document.body.dataset.updated = snapshot.at || "";
   }
   // A district opened: its unit grids on a canvas, open cases in red, a grid named on hover.
-  function openDistrict(code) {
+  function openDistrict(code, fromKeyboard) {
     fetch("/ui/map/districts/" + code, { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
-      .then(drawDistrict)
+      .then(function (d) { drawDistrict(d, fromKeyboard); })
       .catch(function (e) { console.warn("district grids unavailable", e); });
   }
-  function drawDistrict(d) {
+  function drawDistrict(d, fromKeyboard) {
     var panel = map.parentNode;
     var view = document.getElementById("district-view");
     if (!view) {
@@ -110,6 +110,8 @@
       view.querySelector("#back-to-city").addEventListener("click", function () {
         view.style.display = "none";
         map.style.display = "";
+        var opened = map.querySelector('.district[data-code="' + view.dataset.code + '"]');
+        if (opened && view.dataset.keyboard) { opened.focus(); }
       });
     }
     var zh = lang === "zh";
@@ -239,6 +241,9 @@
     render();
     view.dataset.grids = String(n);
     view.dataset.code = d.code;
+    // Opened from the keyboard: focus goes to "back", and comes back to the district after.
+    view.dataset.keyboard = fromKeyboard ? "1" : "";
+    if (fromKeyboard) { view.querySelector("#back-to-city").focus(); }
     // Nearest centre on hover, through a bucket grid of the centres: a counting sort into typed
     // arrays (string-keyed buckets cost a third of a second for 平度市's 300,000 cells).
     var size = Math.max(8, reach * 4);
@@ -274,8 +279,12 @@
         (open[best] ? (zh ? " · 未结案件 " : " · open cases ") + open[best] : "");
     };
   }
+  // Districts are buttons for the keyboard too: Tab to one, Enter or Space opens it.
   map.querySelectorAll(".district").forEach(function (path) {
     path.addEventListener("click", function () { openDistrict(path.dataset.code); });
+    path.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDistrict(path.dataset.code, true); }
+    });
   });
   map.querySelectorAll(".label").forEach(function (label) {
     label.addEventListener("click", function () { openDistrict(label.dataset.code); });

@@ -100,7 +100,7 @@ pub(crate) async fn list(
     };
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
-         <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
+         <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
          <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
         header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
         title = t(l, "devices_title"),

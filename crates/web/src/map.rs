@@ -103,14 +103,15 @@ pub fn svg(districts: &[District]) -> String {
         WIDTH,
     );
     let mut out = format!(
-        "<svg id=\"map\" viewBox=\"0 0 {WIDTH:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"青岛市\">"
+        "<svg id=\"map\" viewBox=\"0 0 {WIDTH:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"group\" aria-label=\"青岛市\">"
     );
     let mut labels = String::new();
     for district in districts {
         let d = projection.path(&district.boundary);
         out.push_str(&format!(
-            "<path class=\"district\" data-code=\"{}\" data-name=\"{}\" d=\"{d}\"><title>{}</title></path>",
+            "<path class=\"district\" data-code=\"{}\" data-name=\"{}\" tabindex=\"0\" role=\"button\" aria-label=\"{}\" d=\"{d}\"><title>{}</title></path>",
             district.code,
+            escape(&district.name),
             escape(&district.name),
             escape(&district.name)
         ));
