@@ -145,6 +145,13 @@ async function accessible(page, name) {
 
   await page.goto(base + "/ui/devices", { waitUntil: "load" });
   await page.goto(base + "/ui/devices?profile=manhole-gas", { waitUntil: "load" });
+  // Names, not codes: device types and departments read in Chinese, times without a "T".
+  const coded = await page.$$eval("main.workbench tbody tr", (rows) => rows
+    .map((r) => [r.cells[2].textContent, r.cells[3].textContent, r.cells[5].textContent])
+    .filter(([profile, department, seen]) => /^[a-z0-9-]+$/.test(profile) || /^[a-z0-9-]+$/.test(department) || /\dT\d/.test(seen)));
+  if (coded.length > 0) { fail("the device list shows codes instead of names: " + JSON.stringify(coded[0])); }
+  const header = await page.$eval("header", (e) => e.textContent);
+  if (!header.includes("北京时间")) { fail("the header does not say which time zone the pages use: " + header); }
   const firstDevice = await page.$("main.workbench tbody a");
   if (!firstDevice) { fail("the device list is empty"); }
   await Promise.all([page.waitForNavigation(), firstDevice.click()]);

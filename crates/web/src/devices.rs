@@ -2,6 +2,7 @@
 //! with a profile filter, and one device with a chart per key over the last 24 hours and its
 //! alarms.
 
+use crate::names::{Names, local_time};
 use crate::text::{Lang, t};
 use crate::{Web, escape, lang, page};
 use axum::extract::State;
@@ -33,6 +34,7 @@ pub(crate) async fn list(
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
+    let names = Names::load(&web, l).await;
     let department = match viewer.reach(Resource::Devices, Action::Read) {
         Reach::All => None,
         Reach::Own => Some(viewer.department.as_str()),
@@ -79,11 +81,11 @@ pub(crate) async fn list(
                 "<tr><td><a href=\"/ui/devices/{id}\">{id}</a></td><td>{name}</td><td>{profile}</td><td>{department}</td><td class=\"{class}\">{online}</td><td>{seen}</td><td>{simulated}</td></tr>",
                 id = escape(&d.id),
                 name = escape(&d.name),
-                profile = escape(&d.profile),
-                department = escape(&d.department),
+                profile = escape(&names.profile(&d.profile)),
+                department = escape(&names.department(&d.department)),
                 class = if d.status.online { "online" } else { "offline" },
                 online = if d.status.online { t(l, "yes") } else { t(l, "no") },
-                seen = escape(d.status.last_seen.as_deref().and_then(|s| s.get(..19)).unwrap_or("—")),
+                seen = local_time(d.status.last_seen.as_deref()),
                 simulated = if d.simulated { t(l, "simulated_short") } else { "" },
             )
         })
@@ -102,14 +104,19 @@ pub(crate) async fn list(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
          <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
          <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
-        header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
+        header = crate::workbench::header(
+            l,
+            "devices",
+            &viewer.name,
+            &names.department(&viewer.department)
+        ),
         title = t(l, "devices_title"),
         all = t(l, "all_profiles"),
         filter = t(l, "filter"),
         c_name = t(l, "col_name"),
         c_profile = t(l, "col_profile"),
         c_department = t(l, "col_department"),
-        c_online = t(l, "online"),
+        c_online = t(l, "col_online"),
         c_seen = t(l, "col_seen"),
     );
     page(l, t(l, "devices_title"), &body).into_response()
@@ -158,6 +165,7 @@ pub(crate) async fn detail(
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
+    let names = Names::load(&web, l).await;
     let device = match web.sensing.get_device(&id).await {
         Ok(Some(d)) if viewer.may(Resource::Telemetry, Action::Read, &d.department) => d,
         Ok(_) => return Problem::not_found(format!("no device {id}")).into_response(),
@@ -197,7 +205,7 @@ pub(crate) async fn detail(
             format!(
                 "<li class=\"alarm-{}\"><time>{}</time> {} — {}</li>",
                 a.severity.as_str(),
-                escape(a.raised_at.get(..19).unwrap_or_default()),
+                local_time(Some(&a.raised_at)),
                 escape(&a.message),
                 escape(&a.status)
             )
@@ -237,29 +245,16 @@ pub(crate) async fn detail(
         "{header}<main class=\"case\"><h2>{name} <small class=\"muted\">{id}</small></h2>\
          <p>{profile} · {department} · {online} · {location}{simulated}</p><h3>{last24}</h3>{charts}\
          <h3>{rules_title}</h3>{rules}<h3>{alarms_title}</h3><ol class=\"timeline\">{alarms}</ol><p><a href=\"/ui/devices\">← {back}</a></p></main>",
-        header = crate::workbench::header(l, "devices", &viewer.name, &viewer.department),
+        header = crate::workbench::header(
+            l,
+            "devices",
+            &viewer.name,
+            &names.department(&viewer.department)
+        ),
         name = escape(&device.name),
         id = escape(&device.id),
-        profile = escape(
-            &web.sensing
-                .profile(&device.profile)
-                .map(|p| if l == Lang::Zh {
-                    p.name_zh.clone()
-                } else {
-                    p.name_en.clone()
-                })
-                .unwrap_or_else(|| device.profile.clone())
-        ),
-        department = escape(
-            &web.identity
-                .departments()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .find(|d| d.code == device.department)
-                .map(|d| if l == Lang::Zh { d.name_zh } else { d.name_en })
-                .unwrap_or_else(|| device.department.clone())
-        ),
+        profile = escape(&names.profile(&device.profile)),
+        department = escape(&names.department(&device.department)),
         online = if device.status.online {
             t(l, "online")
         } else {

@@ -8,6 +8,7 @@
 
 mod devices;
 mod map;
+mod names;
 mod plan;
 mod text;
 mod workbench;
@@ -442,7 +443,14 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
          <div class=\"chart\"><svg id=\"daily\" viewBox=\"0 0 300 110\"></svg><label>{daily}</label></div>\
          <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
          <section class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></section></main>",
-        header = workbench::header(l, "overview", &viewer.name, &viewer.department),
+        header = workbench::header(
+            l,
+            "overview",
+            &viewer.name,
+            &names::Names::load(&web, l)
+                .await
+                .department(&viewer.department)
+        ),
         map = web.map,
         legend = t(l, "legend"),
         c1 = counter("online", "online"),

@@ -226,7 +226,14 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
          {reported_label} <b data-plan=\"reported\">{reported}</b> · {met_label} <b data-plan=\"met\">{met}</b> · \
          {on_track_label} <b>{on_track}</b> · {at_risk_label} <b>{at_risk}</b> · {behind_label} <b>{behind}</b> · {awaiting_label} <b>{awaiting}</b></p>\
          <table><thead><tr><th>#</th><th>{c_item}</th><th>{c_units}</th><th>{c_metric}</th><th>{c_target}</th><th>{c_current}</th><th>{c_status}</th></tr></thead><tbody>{rows}</tbody></table></main>",
-        header = crate::workbench::header(l, "plan", &viewer.name, &viewer.department),
+        header = crate::workbench::header(
+            l,
+            "plan",
+            &viewer.name,
+            &crate::names::Names::load(&web, l)
+                .await
+                .department(&viewer.department)
+        ),
         title = t(l, "plan_title"),
         note = t(l, "plan_note"),
         total = statuses.len(),

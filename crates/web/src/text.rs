@@ -115,6 +115,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("steps", "办理", "Act"),
     ("comment", "办理意见（必填）", "Comment (required)"),
     ("sign_out", "退出", "Sign out"),
+    (
+        "time_zone",
+        "北京时间 (UTC+8)",
+        "China Standard Time (UTC+8)",
+    ),
     ("username", "用户名", "Username"),
     ("password", "密码", "Password"),
     (
@@ -128,6 +133,7 @@ const WORDS: &[(&str, &str, &str)] = &[
         "Fill in username and password",
     ),
     ("online", "在线设备", "Devices online"),
+    ("col_online", "在线", "Online"),
     ("devices", "接入设备", "Devices connected"),
     ("readings_per_s", "每秒读数", "Readings per second"),
     ("alarms_critical", "严重告警", "Critical alarms"),

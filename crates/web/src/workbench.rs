@@ -2,6 +2,7 @@
 //! department its cases, a grid worker the cases of their grids), a case with its timeline, and
 //! the workflow steps as forms that go through the same service calls as the API.
 
+use crate::names::{Names, local_time};
 use crate::text::{Lang, t};
 use crate::{Web, escape, lang, page};
 use axum::Extension;
@@ -38,7 +39,7 @@ fn nav(l: Lang, active: &str) -> String {
 
 pub(crate) fn header(l: Lang, active: &str, user: &str, department: &str) -> String {
     format!(
-        "<header><h1>{brand}</h1>{nav}<span class=\"user\">{user} · {department}</span>\
+        "<header><h1>{brand}</h1>{nav}<span class=\"user\">{user} · {department}</span><span class=\"muted tz\">{tz}</span>\
          <a class=\"lang\" href=\"/ui/lang/{other}\">{other_name}</a>\
          <form method=\"post\" action=\"/ui/sign-out\"><button>{sign_out}</button></form></header>",
         brand = t(l, "brand"),
@@ -48,6 +49,7 @@ pub(crate) fn header(l: Lang, active: &str, user: &str, department: &str) -> Str
         other = if l == Lang::Zh { "en" } else { "zh" },
         other_name = if l == Lang::Zh { "English" } else { "中文" },
         sign_out = t(l, "sign_out"),
+        tz = t(l, "time_zone"),
     )
 }
 
@@ -59,6 +61,7 @@ pub(crate) async fn queue(State(web): State<Web>, headers: HeaderMap) -> Respons
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
+    let names = Names::load(&web, l).await;
     let filter = IncidentFilter {
         state: Some("open".into()),
         limit: Some(200),
@@ -76,8 +79,8 @@ pub(crate) async fn queue(State(web): State<Web>, headers: HeaderMap) -> Respons
                     service = escape(&format!("{} {}", i.service_code, i.service_name)),
                     state = i.state_name,
                     district = escape(&i.grid.as_ref().map(|g| g.district_name.clone()).unwrap_or_default()),
-                    department = escape(i.department.as_deref().unwrap_or("—")),
-                    due = i.due_at.as_deref().and_then(|d| d.get(5..16)).unwrap_or("—"),
+                    department = escape(&i.department.as_deref().map_or("—".to_owned(), |d| names.department(d))),
+                    due = local_time(i.due_at.as_deref()),
                     text = escape(&i.description.chars().take(40).collect::<String>()),
                 )
             })
@@ -86,7 +89,12 @@ pub(crate) async fn queue(State(web): State<Web>, headers: HeaderMap) -> Respons
     };
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title}</h2><table><thead><tr><th>{c1}</th><th>{c2}</th><th>{c3}</th><th>{c4}</th><th>{c5}</th><th>{c6}</th></tr></thead><tbody>{rows}</tbody></table></main>",
-        header = header(l, "workbench", &viewer.name, &viewer.department),
+        header = header(
+            l,
+            "workbench",
+            &viewer.name,
+            &names.department(&viewer.department)
+        ),
         title = t(l, "queue"),
         c1 = t(l, "col_service"),
         c2 = t(l, "col_state"),
@@ -110,6 +118,7 @@ pub(crate) async fn case(
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
+    let names = Names::load(&web, l).await;
     let detail = match web.governance.incident(&id, &viewer).await {
         Ok(detail) => detail,
         Err(problem) => return problem.into_response(),
@@ -121,7 +130,7 @@ pub(crate) async fn case(
         .map(|e| {
             format!(
                 "<li><time>{}</time> <b>{}</b> {} — {}</li>",
-                e.at.get(5..16).unwrap_or_default(),
+                local_time(Some(&e.at)),
                 escape(&e.action),
                 escape(&e.actor),
                 escape(&e.comment)
@@ -152,7 +161,12 @@ pub(crate) async fn case(
         "{header}<main class=\"case\"><h2>{service}</h2><p>{state} · {district} · {department} · {due}</p><p>{text}</p>\
          <p class=\"muted\">{address} {grid}</p><h3>{timeline_title}</h3><ol class=\"timeline\">{timeline}</ol><h3>{steps}</h3>{forms}\
          <p><a href=\"/ui/incidents\">← {back}</a></p></main>",
-        header = header(l, "workbench", &viewer.name, &viewer.department),
+        header = header(
+            l,
+            "workbench",
+            &viewer.name,
+            &names.department(&viewer.department)
+        ),
         service = escape(&format!("{} {}", i.service_code, i.service_name)),
         state = i.state_name,
         district = escape(
@@ -161,8 +175,12 @@ pub(crate) async fn case(
                 .map(|g| g.district_name.clone())
                 .unwrap_or_default()
         ),
-        department = escape(i.department.as_deref().unwrap_or("—")),
-        due = escape(i.due_at.as_deref().unwrap_or("—")),
+        department = escape(
+            &i.department
+                .as_deref()
+                .map_or("—".to_owned(), |d| names.department(d))
+        ),
+        due = local_time(i.due_at.as_deref()),
         text = escape(&i.description),
         address = escape(&i.address),
         grid = escape(

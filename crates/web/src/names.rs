@@ -1,0 +1,84 @@
+//! What a person reads instead of codes: departments and device types by name in the page's
+//! language, and every time in China Standard Time in one format.
+
+use crate::Web;
+use crate::text::Lang;
+use std::collections::HashMap;
+
+/// Names of departments and device types, read once per page.
+pub(crate) struct Names {
+    lang: Lang,
+    departments: HashMap<String, (String, String)>,
+    profiles: HashMap<String, (String, String)>,
+}
+
+impl Names {
+    pub(crate) async fn load(web: &Web, lang: Lang) -> Names {
+        let departments = web
+            .identity
+            .departments()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.code, (d.name_zh, d.name_en)))
+            .collect();
+        let profiles = web
+            .sensing
+            .profiles()
+            .iter()
+            .map(|p| (p.code.clone(), (p.name_zh.clone(), p.name_en.clone())))
+            .collect();
+        Names {
+            lang,
+            departments,
+            profiles,
+        }
+    }
+
+    fn pick(&self, found: Option<&(String, String)>, code: &str) -> String {
+        match found {
+            Some((zh, _)) if self.lang == Lang::Zh => zh.clone(),
+            Some((_, en)) => en.clone(),
+            None => code.to_owned(),
+        }
+    }
+
+    /// A department's name (its code when it is not known).
+    pub(crate) fn department(&self, code: &str) -> String {
+        self.pick(self.departments.get(code), code)
+    }
+
+    /// A device type's name (its code when it is not known).
+    pub(crate) fn profile(&self, code: &str) -> String {
+        self.pick(self.profiles.get(code), code)
+    }
+}
+
+/// A time as every page shows it: China Standard Time as `2026-12-07 17:00`, whatever zone the
+/// API wrote it in (the page header says once that times are Beijing time); `—` for none.
+pub(crate) fn local_time(text: Option<&str>) -> String {
+    text.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&yunnao_governance::calendar::cst())
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_shown_in_china_standard_time() {
+        assert_eq!(
+            super::local_time(Some("2026-12-07T09:00:30Z")),
+            "2026-12-07 17:00"
+        );
+        assert_eq!(
+            super::local_time(Some("2026-12-07T23:30:00.123+08:00")),
+            "2026-12-07 23:30"
+        );
+        assert_eq!(super::local_time(Some("2026-12-07T17:00")), "—");
+        assert_eq!(super::local_time(None), "—");
+    }
+}
