@@ -331,6 +331,16 @@ struct Standing {
     verifier: bool,
 }
 
+impl Standing {
+    fn allows(&self, by: Actor) -> bool {
+        match by {
+            Actor::Centre => self.centre,
+            Actor::Handler => self.handler,
+            Actor::Verifier => self.verifier,
+        }
+    }
+}
+
 impl Governance {
     /// Staff of the command centre (and platform admins): they register, dispatch and close.
     pub fn is_centre(&self, principal: &Principal) -> bool {
@@ -341,16 +351,49 @@ impl Governance {
     }
 
     fn standing(&self, principal: &Principal, row: &Row) -> Standing {
+        self.standing_on(
+            principal,
+            row.department.as_deref(),
+            row.grid_worker.as_deref(),
+        )
+    }
+
+    fn standing_on(
+        &self,
+        principal: &Principal,
+        department: Option<&str>,
+        grid_worker: Option<&str>,
+    ) -> Standing {
         let centre = self.is_centre(principal);
         let staff = principal.has_role(Role::Operator) || principal.has_role(Role::DeptAdmin);
         Standing {
             centre,
-            handler: centre
-                || (staff && row.department.as_deref() == Some(principal.department.as_str())),
+            handler: centre || (staff && department == Some(principal.department.as_str())),
             verifier: centre
                 || (principal.has_role(Role::GridWorker)
-                    && row.grid_worker.as_deref() == Some(principal.name.as_str())),
+                    && grid_worker == Some(principal.name.as_str())),
         }
+    }
+
+    /// Whether `principal` may take `action` on the incident by who they are to it (the
+    /// workflow table's `by`); whether the incident's state allows it is [`State::actions`].
+    pub fn may_take(&self, principal: &Principal, incident: &Incident, action: Action) -> bool {
+        let standing = self.standing_on(
+            principal,
+            incident.department.as_deref(),
+            incident.grid_worker.as_deref(),
+        );
+        standing.allows(action.step().by)
+    }
+
+    /// The steps `principal` may take on the incident now, in the workflow's order: what a page
+    /// offers, so that it offers nothing the API would refuse.
+    pub fn offered(&self, principal: &Principal, incident: &Incident) -> Vec<Action> {
+        incident
+            .state
+            .actions()
+            .filter(|action| self.may_take(principal, incident, *action))
+            .collect()
     }
 
     /// Whether `principal` may see the incident: the centre, the handling department, the
@@ -991,11 +1034,7 @@ impl Governance {
         let state = row.state();
         let standing = self.standing(principal, &row);
         let step = action.step();
-        let may = match step.by {
-            Actor::Centre => standing.centre,
-            Actor::Handler => standing.handler,
-            Actor::Verifier => standing.verifier,
-        };
+        let may = standing.allows(step.by);
         let to = step.to;
         if !may {
             return Err(Problem::forbidden(format!(

@@ -40,15 +40,29 @@ impl State {
         }
     }
 
+    /// The state's name on every page and in every answer (one vocabulary: the workbench, the
+    /// case, the event list and Open311's status notes all say the same).
     pub fn name_zh(self) -> &'static str {
         match self {
-            State::Received => "受理",
-            State::Registered => "立案",
+            State::Received => "待立案",
+            State::Registered => "待派遣",
             State::Rejected => "不予立案",
-            State::Dispatched => "派遣",
-            State::Handling => "处置",
-            State::Verification => "核查",
-            State::Closed => "结案",
+            State::Dispatched => "待签收",
+            State::Handling => "处置中",
+            State::Verification => "待核查",
+            State::Closed => "已结案",
+        }
+    }
+
+    pub fn name_en(self) -> &'static str {
+        match self {
+            State::Received => "awaiting registration",
+            State::Registered => "awaiting dispatch",
+            State::Rejected => "rejected",
+            State::Dispatched => "awaiting acceptance",
+            State::Handling => "being handled",
+            State::Verification => "awaiting check",
+            State::Closed => "closed",
         }
     }
 
@@ -172,6 +186,37 @@ impl Action {
             Action::Reassign => "reassign",
             Action::Rework => "rework",
             Action::Merge => "merge",
+        }
+    }
+
+    /// The step's name as a person reads it (a button, a line of a case's history).
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Action::Register => "立案",
+            Action::Dispatch => "派遣",
+            Action::Accept => "签收",
+            Action::Complete => "办结",
+            Action::Close => "核查通过，结案",
+            Action::Reject => "不予立案",
+            Action::SendBack => "退回",
+            Action::Reassign => "改派",
+            Action::Rework => "核查不通过，返工",
+            Action::Merge => "合并",
+        }
+    }
+
+    pub fn name_en(self) -> &'static str {
+        match self {
+            Action::Register => "Register",
+            Action::Dispatch => "Dispatch",
+            Action::Accept => "Accept",
+            Action::Complete => "Report done",
+            Action::Close => "Checked: close",
+            Action::Reject => "Reject",
+            Action::SendBack => "Send back",
+            Action::Reassign => "Reassign",
+            Action::Rework => "Checked: rework",
+            Action::Merge => "Merge",
         }
     }
 

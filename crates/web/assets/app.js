@@ -76,7 +76,10 @@
         var time = document.createElement("time");
         time.textContent = item.at;
         li.appendChild(time);
-        li.appendChild(document.createTextNode(lang === "zh" ? item.zh : item.en));
+        var what = document.createElement(item.href ? "a" : "span");
+        if (item.href) { what.href = item.href; }
+        what.textContent = lang === "zh" ? item.zh : item.en;
+        li.appendChild(what);
         list.appendChild(li);
       });
     }

@@ -39,8 +39,11 @@ pub(crate) async fn list(
         Reach::All => None,
         Reach::Own => Some(viewer.department.as_str()),
         Reach::None => {
-            return Problem::forbidden("this account does not read department devices")
-                .into_response();
+            return crate::refusal(
+                l,
+                &Problem::forbidden("this account does not read department devices"),
+                "/",
+            );
         }
     };
     let profile = query.profile.filter(|p| !p.is_empty());
@@ -51,7 +54,7 @@ pub(crate) async fn list(
         .await
     {
         Ok(found) => found,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return crate::refusal(l, &problem, "/ui/devices"),
     };
     let options: String = web
         .sensing
@@ -168,8 +171,14 @@ pub(crate) async fn detail(
     let names = Names::load(&web, l).await;
     let device = match web.sensing.get_device(&id).await {
         Ok(Some(d)) if viewer.may(Resource::Telemetry, Action::Read, &d.department) => d,
-        Ok(_) => return Problem::not_found(format!("no device {id}")).into_response(),
-        Err(problem) => return problem.into_response(),
+        Ok(_) => {
+            return crate::refusal(
+                l,
+                &Problem::not_found(format!("no device {id}")),
+                "/ui/devices",
+            );
+        }
+        Err(problem) => return crate::refusal(l, &problem, "/ui/devices"),
     };
     let to = yunnao_core::time::now_ms();
     let from = to - 24 * 3_600_000;

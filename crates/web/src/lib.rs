@@ -51,6 +51,8 @@ pub struct TickerItem {
     pub kind: String,
     pub zh: String,
     pub en: String,
+    /// The page of what the event is about (the device, the case).
+    pub href: String,
 }
 
 /// What the overview shows, refreshed every two seconds.
@@ -139,7 +141,13 @@ impl Web {
         let map = Arc::new(map::svg(&governance.grid.districts));
         let (sender, live) = watch::channel(Arc::new(Snapshot::default()));
         let ticker = Arc::new(Mutex::new(VecDeque::new()));
-        spawn_ticker(bus, ticker.clone())?;
+        let district_names: std::collections::HashMap<String, String> = governance
+            .grid
+            .districts
+            .iter()
+            .map(|d| (d.code.clone(), d.name.clone()))
+            .collect();
+        spawn_ticker(bus, ticker.clone(), sensing.clone(), district_names)?;
         let (s, g, i) = (sensing.clone(), governance.clone(), identity.clone());
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(2));
@@ -313,7 +321,14 @@ async fn snapshot(
     })
 }
 
-fn spawn_ticker(bus: &Bus, ticker: Arc<Mutex<VecDeque<TickerItem>>>) -> Result<(), String> {
+/// The event list: alarms raised by the device's name, case steps by the workflow's name for
+/// them and the district's name, each linked to its page.
+fn spawn_ticker(
+    bus: &Bus,
+    ticker: Arc<Mutex<VecDeque<TickerItem>>>,
+    sensing: yunnao_sensing::Sensing,
+    district_names: std::collections::HashMap<String, String>,
+) -> Result<(), String> {
     let options = SubscribeOptions {
         buffer: 1024,
         lag: LagPolicy::DropNewest,
@@ -328,24 +343,37 @@ fn spawn_ticker(bus: &Bus, ticker: Arc<Mutex<VecDeque<TickerItem>>>) -> Result<(
         loop {
             let item = tokio::select! {
                 Some(envelope) = alarms.next_event() => {
-                    envelope.decode::<yunnao_sensing::alarms::AlarmChanged>().ok().map(|e| {
-                        let severity = e.alarm.severity.as_str();
-                        TickerItem {
-                            at: String::new(),
-                            kind: format!("alarm-{severity}"),
-                            zh: format!("{}告警 {}: {}", text::severity_zh(severity), e.alarm.device_id, e.alarm.message),
-                            en: format!("{severity} alarm {}: {}", e.alarm.device_id, e.alarm.message),
+                    match envelope.decode::<yunnao_sensing::alarms::AlarmChanged>() {
+                        Ok(e) => {
+                            let severity = e.alarm.severity.as_str();
+                            let device = match sensing.get_device(&e.alarm.device_id).await {
+                                Ok(Some(device)) => device.name,
+                                _ => e.alarm.device_id.clone(),
+                            };
+                            Some(TickerItem {
+                                at: String::new(),
+                                kind: format!("alarm-{severity}"),
+                                zh: format!("{}告警 {device}：{}", text::severity_zh(severity), e.alarm.message),
+                                en: format!("{severity} alarm {device}: {}", e.alarm.message),
+                                href: format!("/ui/devices/{}", e.alarm.device_id),
+                            })
                         }
-                    })
+                        Err(_) => None,
+                    }
                 }
                 Some(envelope) = incidents.next_event() => {
                     envelope.decode::<yunnao_governance::incidents::IncidentChanged>().ok().map(|e| {
-                        let district = e.district_code.clone().unwrap_or_default();
+                        let district = e
+                            .district_code
+                            .as_ref()
+                            .map(|code| district_names.get(code).cloned().unwrap_or_else(|| code.clone()))
+                            .unwrap_or_default();
                         TickerItem {
                             at: String::new(),
                             kind: format!("incident-{}", e.action),
-                            zh: format!("案件 {} {} {}", e.service_code, text::action_zh(&e.action), district),
-                            en: format!("case {} {} {}", e.service_code, e.action, district),
+                            zh: format!("案件 {} {} · {}", e.service_code, text::event_name(text::Lang::Zh, &e.action), district),
+                            en: format!("case {} {} · {}", e.service_code, text::event_name(text::Lang::En, &e.action), district),
+                            href: format!("/ui/incidents/{}", e.incident_id),
                         }
                     })
                 }
@@ -412,6 +440,25 @@ fn page(lang: Lang, title: &str, body: &str) -> Html<String> {
         t(lang, "brand"),
         lang.code()
     ))
+}
+
+/// A refusal or an error as a page in the user's language with a way back, never raw JSON:
+/// what went wrong in words, the server's detail below it, the status kept.
+fn refusal(l: Lang, problem: &Problem, back: &str) -> Response {
+    let key = match problem.status {
+        400 | 401 | 403 | 404 | 409 | 422 => format!("refused_{}", problem.status),
+        _ => "refused_other".to_owned(),
+    };
+    let body = format!(
+        "<main class=\"case refusal\"><h2>{title}</h2><p class=\"muted\">{detail}</p><p><a href=\"{back}\">← {back_label}</a></p></main>",
+        title = t(l, &key),
+        detail = escape(problem.detail.as_deref().unwrap_or_default()),
+        back = escape(back),
+        back_label = t(l, "back"),
+    );
+    let status = axum::http::StatusCode::from_u16(problem.status)
+        .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    (status, page(l, t(l, &key), &body)).into_response()
 }
 
 fn escape(text: &str) -> String {

@@ -48,6 +48,17 @@ impl Names {
         self.pick(self.departments.get(code), code)
     }
 
+    /// Every department as (code, name), by name.
+    pub(crate) fn departments(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .departments
+            .keys()
+            .map(|code| (code.clone(), self.department(code)))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all
+    }
+
     /// A device type's name (its code when it is not known).
     pub(crate) fn profile(&self, code: &str) -> String {
         self.pick(self.profiles.get(code), code)

@@ -108,7 +108,7 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
     let live = web.live.borrow().live_figures();
     let statuses = match web.plan.statuses(&live).await {
         Ok(statuses) => statuses,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return crate::refusal(l, &problem, "/"),
     };
     let names: HashMap<String, (String, String)> = web
         .identity
@@ -273,7 +273,7 @@ pub struct ReportForm {
 /// `POST /api/v1/plan/targets/{id}/reports`).
 #[utoipa::path(post, path = "/ui/plan/{id}/report", tag = "ui", params(("id" = String, Path)),
     request_body(content = ReportForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "back to the plan page"), (status = 401), (status = 403), (status = 422)))]
+    responses((status = 303, description = "back to the plan page"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
 pub(crate) async fn report(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -281,10 +281,15 @@ pub(crate) async fn report(
     form: Result<Form<ReportForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some(viewer) = web.viewer(&headers).await else {
-        return Problem::unauthorized("sign in first").into_response();
+        return Redirect::to("/ui/sign-in").into_response();
     };
+    let l = lang(&headers);
     let Ok(Form(form)) = form else {
-        return Problem::bad_request("send value, as_of and evidence").into_response();
+        return crate::refusal(
+            l,
+            &Problem::bad_request("send value, as_of and evidence"),
+            "/ui/plan",
+        );
     };
     let note = AuditNote {
         action: Some("plan.report".into()),
@@ -296,7 +301,11 @@ pub(crate) async fn report(
     let Ok(value) = form.value.trim().parse::<f64>() else {
         return (
             Extension(note),
-            Problem::validation(format!("value {:?} is not a number", form.value)),
+            crate::refusal(
+                l,
+                &Problem::validation(format!("value {:?} is not a number", form.value)),
+                "/ui/plan",
+            ),
         )
             .into_response();
     };
@@ -307,6 +316,6 @@ pub(crate) async fn report(
     };
     match web.plan.submit(&viewer, &id, report).await {
         Ok(_) => (Extension(note), Redirect::to("/ui/plan")).into_response(),
-        Err(problem) => (Extension(note), problem).into_response(),
+        Err(problem) => (Extension(note), crate::refusal(l, &problem, "/ui/plan")).into_response(),
     }
 }

@@ -120,6 +120,31 @@ const WORDS: &[(&str, &str, &str)] = &[
         "北京时间 (UTC+8)",
         "China Standard Time (UTC+8)",
     ),
+    (
+        "no_steps",
+        "您在此状态下没有可执行的步骤",
+        "There is no step you may take on this case now",
+    ),
+    ("back", "返回", "Back"),
+    ("refused_400", "请求有误", "The request is not right"),
+    ("refused_401", "请先登录", "Please sign in first"),
+    ("refused_403", "您无权执行此操作", "You may not do this"),
+    (
+        "refused_404",
+        "未找到，或您无权查看",
+        "Not found, or not yours to see",
+    ),
+    (
+        "refused_409",
+        "案件状态已变化，此步骤不能执行，请刷新后重试",
+        "The case has moved on; this step is no longer possible. Reload and try again",
+    ),
+    (
+        "refused_422",
+        "填写的内容有误",
+        "Something in the form is not right",
+    ),
+    ("refused_other", "操作未能完成", "That did not work"),
     ("username", "用户名", "Username"),
     ("password", "密码", "Password"),
     (
@@ -174,22 +199,31 @@ pub fn severity_zh(severity: &str) -> &'static str {
     }
 }
 
-pub fn action_zh(action: &str) -> &'static str {
-    match action {
-        "report" => "上报",
-        "register" => "立案",
-        "dispatch" => "派遣",
-        "accept" => "处置中",
-        "complete" => "待核查",
-        "rework" => "返工",
-        "close" => "结案",
-        "reject" => "不予立案",
-        "merge" => "合并",
-        "reassign" => "改派",
-        "send_back" => "退回",
-        "warning" => "时限预警",
-        "overdue" => "超期督办",
-        "alarm_cleared" => "告警解除",
-        _ => "更新",
+/// A line of a case's history or of the event list by what happened: a workflow step by the
+/// workflow's own name for it, or what the system did.
+pub fn event_name(lang: Lang, action: &str) -> &'static str {
+    if let Ok(step) = yunnao_governance::workflow::Action::parse(action) {
+        return if lang == Lang::Zh {
+            step.name_zh()
+        } else {
+            step.name_en()
+        };
+    }
+    let (zh, en) = match action {
+        "report" => ("上报", "Reported"),
+        "warning" => ("时限预警", "Deadline warning"),
+        "overdue" => ("超期督办", "Overdue, escalated"),
+        "alarm_cleared" => ("告警解除", "Alarm cleared"),
+        _ => ("更新", "Updated"),
+    };
+    if lang == Lang::Zh { zh } else { en }
+}
+
+/// A state by its name in the page's language.
+pub fn state_name(lang: Lang, state: yunnao_governance::workflow::State) -> &'static str {
+    if lang == Lang::Zh {
+        state.name_zh()
+    } else {
+        state.name_en()
     }
 }

@@ -77,7 +77,7 @@ pub(crate) async fn queue(State(web): State<Web>, headers: HeaderMap) -> Respons
                     overdue = if i.overdue { "overdue" } else { "" },
                     id = i.id,
                     service = escape(&format!("{} {}", i.service_code, i.service_name)),
-                    state = i.state_name,
+                    state = crate::text::state_name(l, i.state),
                     district = escape(&i.grid.as_ref().map(|g| g.district_name.clone()).unwrap_or_default()),
                     department = escape(&i.department.as_deref().map_or("—".to_owned(), |d| names.department(d))),
                     due = local_time(i.due_at.as_deref()),
@@ -121,7 +121,7 @@ pub(crate) async fn case(
     let names = Names::load(&web, l).await;
     let detail = match web.governance.incident(&id, &viewer).await {
         Ok(detail) => detail,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return crate::refusal(l, &problem, "/ui/incidents"),
     };
     let i = &detail.incident;
     let timeline: String = detail
@@ -131,19 +131,38 @@ pub(crate) async fn case(
             format!(
                 "<li><time>{}</time> <b>{}</b> {} — {}</li>",
                 local_time(Some(&e.at)),
-                escape(&e.action),
+                crate::text::event_name(l, &e.action),
                 escape(&e.actor),
                 escape(&e.comment)
             )
         })
         .collect();
-    let forms: String = i
-        .state
-        .actions()
+    // Only what this user may do to this case in its state: the API's own table decides.
+    let offered: Vec<_> = web
+        .governance
+        .offered(&viewer, i)
+        .into_iter()
         .filter(|action| action.on_its_own())
+        .collect();
+    let departments: String = names
+        .departments()
+        .iter()
+        .map(|(code, name)| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                escape(code),
+                escape(name)
+            )
+        })
+        .collect();
+    let forms: String = offered
+        .iter()
         .map(|action| {
             let department = if action.names_department() {
-                format!("<input name=\"department\" placeholder=\"{}\">", t(l, "col_department"))
+                format!(
+                    "<select name=\"department\" required aria-label=\"{label}\"><option value=\"\">{label}</option>{departments}</select>",
+                    label = t(l, "col_department")
+                )
             } else {
                 String::new()
             };
@@ -153,10 +172,15 @@ pub(crate) async fn case(
                 id = i.id,
                 action = action.as_str(),
                 comment = t(l, "comment"),
-                label = escape(action.as_str()),
+                label = if l == Lang::Zh { action.name_zh() } else { action.name_en() },
             )
         })
         .collect();
+    let forms = if forms.is_empty() {
+        format!("<p class=\"muted\">{}</p>", t(l, "no_steps"))
+    } else {
+        forms
+    };
     let body = format!(
         "{header}<main class=\"case\"><h2>{service}</h2><p>{state} · {district} · {department} · {due}</p><p>{text}</p>\
          <p class=\"muted\">{address} {grid}</p><h3>{timeline_title}</h3><ol class=\"timeline\">{timeline}</ol><h3>{steps}</h3>{forms}\
@@ -168,7 +192,7 @@ pub(crate) async fn case(
             &names.department(&viewer.department)
         ),
         service = escape(&format!("{} {}", i.service_code, i.service_name)),
-        state = i.state_name,
+        state = crate::text::state_name(l, i.state),
         district = escape(
             &i.grid
                 .as_ref()
@@ -207,7 +231,7 @@ pub struct StepForm {
 /// A workflow step from the case page (the same service call and rules as the API).
 #[utoipa::path(post, path = "/ui/incidents/{id}/step", tag = "ui", params(("id" = String, Path)),
     request_body(content = StepForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "back to the case"), (status = 401), (status = 403), (status = 409)))]
+    responses((status = 303, description = "back to the case"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 pub(crate) async fn step(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -215,10 +239,12 @@ pub(crate) async fn step(
     form: Result<Form<StepForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some(viewer) = web.viewer(&headers).await else {
-        return Problem::unauthorized("sign in first").into_response();
+        return Redirect::to("/ui/sign-in").into_response();
     };
+    let l = lang(&headers);
+    let back = format!("/ui/incidents/{id}");
     let Ok(Form(form)) = form else {
-        return Problem::bad_request("send action and comment").into_response();
+        return crate::refusal(l, &Problem::bad_request("send action and comment"), &back);
     };
     let note = AuditNote {
         action: Some(format!("incident.{}", form.action)),
@@ -239,6 +265,6 @@ pub(crate) async fn step(
             Redirect::to(&format!("/ui/incidents/{id}")),
         )
             .into_response(),
-        Err(problem) => (Extension(note), problem).into_response(),
+        Err(problem) => (Extension(note), crate::refusal(l, &problem, &back)).into_response(),
     }
 }

@@ -243,14 +243,34 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .send()
         .await
         .expect("sent");
-    expect_problem(illegal, 409, "illegal-transition").await;
+    // A refusal is a Chinese page with the status kept and a way back, never raw JSON.
+    assert_eq!(illegal.status(), 409);
+    assert!(
+        illegal
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html")),
+        "{:?}",
+        illegal.headers()
+    );
+    let refusal = illegal.text().await.expect("html");
+    assert!(
+        refusal.contains("案件状态已变化")
+            && refusal.contains(&format!("href=\"/ui/incidents/{id}\"")),
+        "{refusal}"
+    );
     let anonymous = browser
         .post(server.url(&format!("/ui/incidents/{id}/step")))
         .form(&[("action", "complete"), ("comment", "x")])
         .send()
         .await
         .expect("sent");
-    expect_problem(anonymous, 401, "unauthorized").await;
+    assert_eq!(
+        anonymous.status(),
+        303,
+        "a signed-out step goes to the sign-in page"
+    );
     let case = browser
         .get(server.url(&format!("/ui/incidents/{id}")))
         .header("cookie", &cookie)
@@ -260,7 +280,16 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .text()
         .await
         .expect("html");
-    assert!(case.contains("已安排") && case.contains("处置"), "{case}");
+    assert!(case.contains("已安排") && case.contains("处置中"), "{case}");
+    // Handling: the steps offered are those of the workflow table for this user in this state,
+    // in Chinese (the admin is the centre: report done, send back and reassign).
+    for offered in ["办结", "退回", "改派"] {
+        assert!(case.contains(offered), "{offered} not offered: {case}");
+    }
+    assert!(
+        !case.contains("核查通过") && !case.contains(">complete<"),
+        "{case}"
+    );
 
     // Sensing pages: the device list and a device with its chart.
     let device: serde_json::Value = server
@@ -328,7 +357,12 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         .send()
         .await
         .expect("sent");
-    expect_problem(missing, 404, "not-found").await;
+    assert_eq!(missing.status(), 404);
+    let missing = missing.text().await.expect("html");
+    assert!(
+        missing.contains("未找到") && missing.contains("href=\"/ui/devices\""),
+        "{missing}"
+    );
 
     // The snapshot's charts: incidents per day for 7 days × 10 districts with today's case.
     let snapshot: serde_json::Value = server
