@@ -126,43 +126,108 @@ pub(crate) async fn list(
 }
 
 /// A line chart of `points` (ms, value) as inline SVG.
-fn chart(points: &[(i64, f64)], from: i64, to: i64) -> String {
-    if points.is_empty() {
+/// The time ranges a device page shows, with the bucket each is summarised in (100–240 points).
+const RANGES: [(&str, i64, i64); 4] = [
+    ("1h", 3_600_000, 60_000),
+    ("24h", 86_400_000, 15 * 60_000),
+    ("7d", 7 * 86_400_000, 2 * 3_600_000),
+    ("30d", 30 * 86_400_000, 6 * 3_600_000),
+];
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceQuery {
+    /// The chart's time range: 1h, 24h (default), 7d or 30d.
+    pub range: Option<String>,
+}
+
+/// A chart of one key: the band from each bucket's minimum to its maximum (a spike stays
+/// visible however long the bucket), the mean as a line, axes with the unit and the times in
+/// China Standard Time.
+fn chart(buckets: &[yunnao_sensing::series::Bucket], from: i64, to: i64, unit: &str) -> String {
+    let filled: Vec<&yunnao_sensing::series::Bucket> =
+        buckets.iter().filter(|b| b.count > 0).collect();
+    if filled.is_empty() {
         return "<p class=\"muted\">—</p>".to_owned();
     }
-    let (lo, hi) = points
+    let (low, high) = filled.iter().fold((f64::MAX, f64::MIN), |(lo, hi), b| {
+        (lo.min(b.min), hi.max(b.max))
+    });
+    // A flat series is drawn in the middle of a scale one unit either side.
+    let (lo, hi) = if high > low {
+        (low, high)
+    } else {
+        (low - 1.0, high + 1.0)
+    };
+    let span = hi - lo;
+    // Plot area: x 60..990, y 10..110 of a 1000 × 140 drawing.
+    let x = |ts: i64| 60.0 + 930.0 * (ts - from) as f64 / (to - from).max(1) as f64;
+    let y = |v: f64| 110.0 - 100.0 * (v - lo) / span;
+    let mean: Vec<String> = filled
         .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let line: Vec<String> = points
+        .map(|b| format!("{:.1},{:.1}", x(b.start), y(b.avg)))
+        .collect();
+    let band: Vec<String> = filled
         .iter()
-        .map(|(ts, v)| {
-            let x = 600.0 * (ts - from) as f64 / (to - from).max(1) as f64;
-            let y = 110.0 - 100.0 * (v - lo) / span;
-            format!("{x:.1},{y:.1}")
+        .map(|b| format!("{:.1},{:.1}", x(b.start), y(b.max)))
+        .chain(
+            filled
+                .iter()
+                .rev()
+                .map(|b| format!("{:.1},{:.1}", x(b.start), y(b.min))),
+        )
+        .collect();
+    let dots: String = filled
+        .iter()
+        .map(|b| {
+            format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\"/>",
+                x(b.start),
+                y(b.avg)
+            )
         })
         .collect();
-    // Each bucket also gets a dot, so a single bucket is visible too.
-    let dots: String = line
+    let unit = escape(unit);
+    let y_labels: String = [lo, (lo + hi) / 2.0, hi]
         .iter()
-        .filter_map(|p| p.split_once(','))
-        .map(|(x, y)| format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"2\"/>"))
+        .map(|v| {
+            format!(
+                "<text class=\"axis\" x=\"54\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text><line class=\"grid\" x1=\"60\" x2=\"990\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>",
+                y(*v) + 4.0,
+                y = y(*v)
+            )
+        })
+        .collect();
+    let x_labels: String = [from, from + (to - from) / 2, to]
+        .iter()
+        .enumerate()
+        .map(|(n, ts)| {
+            let anchor = ["start", "middle", "end"][n];
+            let shown = local_time(Some(&yunnao_core::time::rfc3339_ms(*ts)));
+            format!(
+                "<text class=\"axis\" x=\"{:.1}\" y=\"132\" text-anchor=\"{anchor}\">{}</text>",
+                x(*ts),
+                shown.get(5..).unwrap_or(&shown)
+            )
+        })
         .collect();
     format!(
-        "<svg class=\"series\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\"><polyline points=\"{}\"/>{dots}</svg><small class=\"muted\">{lo:.2} – {hi:.2}</small>",
-        line.join(" ")
+        "<svg class=\"series\" viewBox=\"0 0 1000 140\" preserveAspectRatio=\"xMinYMid meet\" role=\"img\" aria-label=\"{low:.2} – {high:.2} {unit}\">{y_labels}{x_labels}\
+         <text class=\"axis\" x=\"4\" y=\"8\">{unit}</text><polygon class=\"band\" points=\"{}\"/><polyline points=\"{}\"/>{dots}</svg>\
+         <small class=\"muted\">{low:.2} – {high:.2} {unit}</small>",
+        band.join(" "),
+        mean.join(" ")
     )
 }
 
-/// One device: facts, a chart per key over the last 24 hours, alarms.
-#[utoipa::path(get, path = "/ui/devices/{id}", tag = "ui", params(("id" = String, Path)),
+/// One device: facts, a chart per key over a chosen time range with its latest value, alarms.
+#[utoipa::path(get, path = "/ui/devices/{id}", tag = "ui", params(("id" = String, Path), DeviceQuery),
     responses((status = 200, description = "the device page"), (status = 303), (status = 404)))]
 pub(crate) async fn detail(
     State(web): State<Web>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
 ) -> Response {
     let Some(viewer) = web.viewer(&headers).await else {
         return Redirect::to("/ui/sign-in").into_response();
@@ -180,29 +245,67 @@ pub(crate) async fn detail(
         }
         Err(problem) => return crate::refusal(l, &problem, "/ui/devices"),
     };
+    let range = query.range.as_deref().unwrap_or("24h");
+    let Some(&(range, span, bucket)) = RANGES.iter().find(|(name, ..)| *name == range) else {
+        return crate::refusal(
+            l,
+            &Problem::bad_request("range is one of 1h, 24h, 7d, 30d"),
+            &format!("/ui/devices/{id}"),
+        );
+    };
     let to = yunnao_core::time::now_ms();
-    let from = to - 24 * 3_600_000;
+    let from = to - span;
+    let switch: String = RANGES
+        .iter()
+        .map(|(name, ..)| {
+            let label = t(l, &format!("range_{name}"));
+            if *name == range {
+                format!("<b aria-current=\"true\">{label}</b>")
+            } else {
+                format!(
+                    "<a href=\"/ui/devices/{}?range={name}\">{label}</a>",
+                    escape(&device.id)
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" · ");
     let mut charts = String::new();
     if let Some(profile) = web.sensing.profile(&device.profile) {
+        let keys: Vec<String> = profile.keys.iter().map(|k| k.name.clone()).collect();
+        let latest = web
+            .sensing
+            .latest(&device.id, &keys)
+            .await
+            .unwrap_or_default();
         for key in &profile.keys {
             let buckets = web
                 .sensing
-                .aggregate(&device.id, &key.name, from, to, 15 * 60_000)
+                .aggregate(&device.id, &key.name, from, to, bucket)
                 .await
                 .unwrap_or_default();
-            let points: Vec<(i64, f64)> = buckets
+            let now = latest
                 .iter()
-                .filter(|b| b.count > 0)
-                .map(|b| (b.start, b.avg))
-                .collect();
+                .find(|v| v.key == key.name)
+                .map(|v| {
+                    format!(
+                        "{} <b class=\"latest\">{} {}</b> <small class=\"muted\">{}</small>",
+                        t(l, "latest"),
+                        v.value,
+                        escape(&key.unit),
+                        local_time(Some(&yunnao_core::time::rfc3339_ms(v.ts)))
+                    )
+                })
+                .unwrap_or_default();
             charts.push_str(&format!(
-                "<div class=\"chart-box\"><h3>{} <small class=\"muted\">{}</small></h3>{}</div>",
+                "<div class=\"chart-box\"><h3>{} <small class=\"muted\">{}</small></h3><p>{now}</p>{}</div>",
                 escape(&key.name),
                 escape(&key.unit),
-                chart(&points, from, to)
+                chart(&buckets, from, to, &key.unit)
             ));
         }
     }
+    let charts = format!("<p class=\"ranges\">{switch}</p>{charts}");
     let alarms: String = web
         .sensing
         .alarms

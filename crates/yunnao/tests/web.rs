@@ -351,6 +351,30 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         detail.contains("暴雨预警") && detail.contains("precipitation &gt; 30，连续 2 次"),
         "the device's rules: {detail}"
     );
+    // The chart: axes in the unit, a min–max band, the latest reading, a time-range switch.
+    assert!(
+        detail.contains("class=\"band\"")
+            && detail.contains("class=\"latest\"")
+            && detail.contains("?range=7d"),
+        "the chart's parts: {detail}"
+    );
+    let week = page(
+        &browser,
+        &server.url("/ui/devices/rain-ui-1?range=7d"),
+        &cookie,
+    )
+    .await;
+    assert!(
+        week.contains("<b aria-current=\"true\">7 天</b>") && week.contains("2.50 – 7.00"),
+        "{week}"
+    );
+    let odd = browser
+        .get(server.url("/ui/devices/rain-ui-1?range=forever"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(odd.status(), 400);
     let missing = browser
         .get(server.url("/ui/devices/nope"))
         .header("cookie", &cookie)
