@@ -48,11 +48,7 @@ fn may_report(viewer: &Principal, target: &TargetStatus) -> bool {
 }
 
 /// The current value cell: the figure with a bar and where it comes from.
-fn current_cell(
-    l: Lang,
-    status: &TargetStatus,
-    names: &HashMap<String, (String, String)>,
-) -> String {
+fn current_cell(l: Lang, status: &TargetStatus, names: &crate::names::Names) -> String {
     let Some(value) = status.current else {
         return format!(
             "—<br><small class=\"muted\">{}</small>",
@@ -71,22 +67,13 @@ fn current_cell(
             &source.en
         }),
         (None, Some(report)) => {
-            let department = names
-                .get(&report.department)
-                .map(|(zh, en)| {
-                    if l == Lang::Zh {
-                        zh.as_str()
-                    } else {
-                        en.as_str()
-                    }
-                })
-                .unwrap_or(&report.department);
+            let department = names.department(&report.department);
             format!(
                 "<span title=\"{evidence}\">{reported} {department} · {as_of}</span> \
                  <span class=\"seal ok\" data-seal=\"verified\" title=\"SM2/SM3 · {key}\">{seal}</span>",
                 evidence = escape(&report.evidence),
                 reported = t(l, "reported_by"),
-                department = escape(department),
+                department = escape(&department),
                 as_of = escape(&report.as_of),
                 key = escape(&report.sealed.seal.key_id),
                 seal = t(l, "seal_verified"),
@@ -110,14 +97,7 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
         Ok(statuses) => statuses,
         Err(problem) => return crate::refusal(l, &problem, "/"),
     };
-    let names: HashMap<String, (String, String)> = web
-        .identity
-        .departments()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| (d.code, (d.name_zh, d.name_en)))
-        .collect();
+    let names = crate::names::Names::load(&web, l).await;
     let mut counts: HashMap<&'static str, usize> = HashMap::new();
     let mut rows = String::new();
     for part in &web.plan.doc().parts {
@@ -230,9 +210,7 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
             l,
             "plan",
             &viewer.name,
-            &crate::names::Names::load(&web, l)
-                .await
-                .department(&viewer.department)
+            &names.department(&viewer.department)
         ),
         title = t(l, "plan_title"),
         note = t(l, "plan_note"),
