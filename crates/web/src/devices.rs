@@ -1,6 +1,6 @@
 //! The sensing pages: the devices the signed-in user's department owns (platform admins: all),
-//! with a profile filter, and one device with a chart per key over the last 24 hours and its
-//! alarms.
+//! with a profile filter, and one device with a chart per key over a chosen time range, its
+//! latest values, rules and alarms.
 
 use crate::names::{Names, local_time};
 use crate::text::{Lang, t};
@@ -125,7 +125,6 @@ pub(crate) async fn list(
     page(l, t(l, "devices_title"), &body).into_response()
 }
 
-/// A line chart of `points` (ms, value) as inline SVG.
 /// The time ranges a device page shows, with the bucket each is summarised in (100–240 points).
 const RANGES: [(&str, i64, i64); 4] = [
     ("1h", 3_600_000, 60_000),

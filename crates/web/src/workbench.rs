@@ -144,17 +144,22 @@ pub(crate) async fn case(
         .into_iter()
         .filter(|action| action.on_its_own())
         .collect();
-    let departments: String = names
-        .departments()
-        .iter()
-        .map(|(code, name)| {
-            format!(
-                "<option value=\"{}\">{}</option>",
-                escape(code),
-                escape(name)
-            )
-        })
-        .collect();
+    // The department list only where a step names one (dispatch, reassign).
+    let departments: String = if offered.iter().any(|a| a.names_department()) {
+        names
+            .departments()
+            .iter()
+            .map(|(code, name)| {
+                format!(
+                    "<option value=\"{}\">{}</option>",
+                    escape(code),
+                    escape(name)
+                )
+            })
+            .collect()
+    } else {
+        String::new()
+    };
     let forms: String = offered
         .iter()
         .map(|action| {
