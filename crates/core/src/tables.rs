@@ -150,6 +150,39 @@ pub fn grid_from_xlsx(bytes: &[u8], limits: &TableLimits) -> Result<Grid, String
     Ok(grid)
 }
 
+/// A list as CSV, with a byte-order mark so that spreadsheet programs read the Chinese right.
+pub fn write_csv(headers: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>, String> {
+    let mut writer = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
+    writer.write_record(headers).map_err(|e| e.to_string())?;
+    for row in rows {
+        writer.write_record(row).map_err(|e| e.to_string())?;
+    }
+    writer.into_inner().map_err(|e| e.to_string())
+}
+
+/// A list as an XLSX workbook of one sheet, header row first.
+pub fn write_xlsx(
+    sheet_name: &str,
+    headers: &[&str],
+    rows: &[Vec<String>],
+) -> Result<Vec<u8>, String> {
+    let error = |e: rust_xlsxwriter::XlsxError| e.to_string();
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    sheet.set_name(sheet_name).map_err(error)?;
+    for (col, title) in headers.iter().enumerate() {
+        sheet.write_string(0, col as u16, *title).map_err(error)?;
+    }
+    for (i, row) in rows.iter().enumerate() {
+        for (col, cell) in row.iter().enumerate() {
+            sheet
+                .write_string(i as u32 + 1, col as u16, cell)
+                .map_err(error)?;
+        }
+    }
+    workbook.save_to_buffer().map_err(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +230,21 @@ mod tests {
             grid_from_xlsx(&workbook(&[(0, 0, "a")]), &small).is_err_and(|e| e.contains("unpacks"))
         );
         assert!(grid_from_xlsx(b"not a zip", &TableLimits::default()).is_err());
+    }
+
+    #[test]
+    fn written_lists_read_back_the_same() {
+        let headers = ["编号", "名称"];
+        let rows = vec![
+            vec!["a-1".to_owned(), "崂山水库, 北坝".to_owned()],
+            vec!["a-2".to_owned(), "说\"明\"".to_owned()],
+        ];
+        let csv = write_csv(&headers, &rows).expect("csv");
+        let back = grid_from_csv(&csv, &TableLimits::default()).expect("reads");
+        assert_eq!(back[0], vec!["编号", "名称"]);
+        assert_eq!(back[1..], rows[..]);
+        let xlsx = write_xlsx("告警", &headers, &rows).expect("xlsx");
+        let back = grid_from_xlsx(&xlsx, &TableLimits::default()).expect("reads");
+        assert_eq!(back[1..], rows[..]);
     }
 }

@@ -220,6 +220,10 @@ pub struct TransitionInput {
     pub department: Option<String>,
     /// For merge: the incident this one duplicates.
     pub into: Option<String>,
+    /// Photos of the step (a worker's proof of the work, a checker's of the result); the web
+    /// UI sends them, stored with the case in the step's transaction.
+    #[serde(skip)]
+    pub photos: Vec<Photo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -241,6 +245,9 @@ pub struct IncidentChanged {
     pub service_code: String,
     pub district_code: Option<String>,
     pub department: Option<String>,
+    /// The grid worker the case is with (absent from events of older nodes).
+    #[serde(default)]
+    pub grid_worker: Option<String>,
     pub at_ms: i64,
 }
 
@@ -940,6 +947,29 @@ impl Governance {
         })
     }
 
+    /// The case each of these alarms became, by alarm id (alarms that raised none are absent).
+    pub async fn cases_of_alarms(
+        &self,
+        alarm_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, Problem> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in alarm_ids.chunks(500) {
+            let marks = (2..chunk.len() + 2)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+                "SELECT source_ref, id FROM gov_incidents WHERE source = $1 AND source_ref IN ({marks})"
+            )))
+            .bind(Source::Alarm.as_str());
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            found.extend(query.fetch_all(self.db.pool()).await.db()?);
+        }
+        Ok(found)
+    }
+
     pub(crate) async fn by_source(
         &self,
         source: Source,
@@ -1171,6 +1201,24 @@ impl Governance {
                 .db()?;
             }
         }
+        if input.photos.len() > MAX_PHOTOS {
+            return Err(Problem::validation(format!("at most {MAX_PHOTOS} photos")));
+        }
+        for photo in &input.photos {
+            sqlx::query(
+                "INSERT INTO gov_media (id, incident_id, content_type, bytes, size, uploaded_by, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(new_id())
+            .bind(id)
+            .bind(&photo.content_type)
+            .bind(photo.bytes.clone())
+            .bind(photo.bytes.len() as i64)
+            .bind(&principal.name)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        }
         append_event(
             &mut tx,
             id,
@@ -1300,6 +1348,7 @@ impl Governance {
             service_code: row.service_code.clone(),
             district_code: row.district_code.clone(),
             department: row.department.clone(),
+            grid_worker: row.grid_worker.clone(),
             at_ms: now_ms(),
         };
         if let Err(e) = self.bus.publish(&event).await {

@@ -25,6 +25,10 @@ pub struct IncidentFilter {
     pub mine: Option<bool>,
     /// Created at or after (RFC 3339).
     pub since: Option<String>,
+    /// Words in the case number, description or address (up to 100 characters).
+    pub q: Option<String>,
+    /// `created` (newest first, the default) or `due` (nearest time limit first).
+    pub sort: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -145,6 +149,34 @@ impl Governance {
             })?;
             w.number("created_at_ms >= {}", ms);
         }
+        if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            if q.chars().count() > 100 {
+                return Err(Problem::bad_request("q is at most 100 characters"));
+            }
+            let pattern = format!(
+                "%{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            w.text("(id = {}", q.to_owned());
+            w.text("description LIKE {} ESCAPE '\\'", pattern.clone());
+            w.text("address LIKE {} ESCAPE '\\')", pattern);
+            // The three are one alternative: join them with OR, not AND.
+            let last = w.parts.len();
+            let joined = w.parts[last - 3..].join(" OR ");
+            w.parts.truncate(last - 3);
+            w.parts.push(joined);
+        }
+        let order = match filter.sort.as_deref() {
+            None | Some("created") => "created_at_ms DESC, id",
+            Some("due") => "CASE WHEN due_at_ms IS NULL THEN 1 ELSE 0 END, due_at_ms, id",
+            Some(other) => {
+                return Err(Problem::bad_request(format!(
+                    "sort {other:?}: created or due"
+                )));
+            }
+        };
         let limit = filter.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(Problem::bad_request("limit is 1 to 1000"));
@@ -162,7 +194,7 @@ impl Governance {
         }
         let total = count.fetch_one(self.db.pool()).await.db()?;
         let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM gov_incidents WHERE {condition} ORDER BY created_at_ms DESC, id LIMIT {limit} OFFSET {offset}"
+            "SELECT {COLUMNS} FROM gov_incidents WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         )));
         for v in &w.values {
             query = query.bind(v.clone());
@@ -306,6 +338,10 @@ pub struct Figures {
     pub avg_handling_hours: Option<f64>,
     /// Handled within the time limit, percent of those closed in the window.
     pub on_time_pct: Option<f64>,
+    /// Sent back for rework at least once, percent of those closed in the window (返工率).
+    pub rework_pct: Option<f64>,
+    /// Closed in the window (what the rates above are taken over).
+    pub closed_in_window: i64,
     /// Mean rating 1–5 and how many rated.
     pub satisfaction: Option<f64>,
     pub rated: i64,
@@ -448,6 +484,7 @@ impl Governance {
             i64,
             i64,
             i64,
+            i64,
         );
         let rows: Vec<FigureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {column}, \
@@ -460,7 +497,8 @@ impl Governance {
              CAST(SUM(CASE WHEN closed_at_ms >= $3 AND state = 'closed' THEN 1 ELSE 0 END) AS BIGINT), \
              CAST(SUM(CASE WHEN closed_at_ms >= $3 AND state = 'closed' AND handled_at_ms IS NOT NULL AND handled_at_ms <= due_at_ms THEN 1 ELSE 0 END) AS BIGINT), \
              CAST(SUM(CASE WHEN satisfaction IS NOT NULL THEN satisfaction ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN satisfaction IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) \
+             CAST(SUM(CASE WHEN satisfaction IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN closed_at_ms >= $3 AND state = 'closed' AND rework_count > 0 THEN 1 ELSE 0 END) AS BIGINT) \
              FROM gov_incidents GROUP BY {column} ORDER BY {column}"
         )))
         .bind(now)
@@ -488,6 +526,7 @@ impl Governance {
                     on_time,
                     sat_sum,
                     rated,
+                    reworked,
                 )| {
                     let key = key.unwrap_or_default();
                     Figures {
@@ -514,6 +553,8 @@ impl Governance {
                                 / 10.0
                         }),
                         on_time_pct: ratio(on_time, closed_n),
+                        rework_pct: ratio(reworked, closed_n),
+                        closed_in_window: closed_n,
                         satisfaction: (rated > 0)
                             .then(|| ((sat_sum as f64 / rated as f64) * 100.0).round() / 100.0),
                         rated,
@@ -535,6 +576,8 @@ impl Governance {
                         closure_rate_pct: None,
                         avg_handling_hours: None,
                         on_time_pct: None,
+                        rework_pct: None,
+                        closed_in_window: 0,
                         satisfaction: None,
                         rated: 0,
                         total: 0,

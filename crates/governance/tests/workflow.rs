@@ -76,6 +76,7 @@ fn step(action: Action) -> TransitionInput {
         comment: format!("{} by the test", action.as_str()),
         department: action.names_department().then(|| "water".to_owned()),
         into: None,
+        photos: Vec::new(),
     }
 }
 

@@ -72,6 +72,11 @@ impl Severity {
         }
     }
 
+    /// A severity by its name, if it is one.
+    pub fn from_name(text: &str) -> Option<Severity> {
+        matches!(text, "critical" | "major" | "minor" | "warning").then(|| Severity::parse(text))
+    }
+
     fn parse(text: &str) -> Severity {
         match text {
             "critical" => Severity::Critical,
@@ -280,10 +285,52 @@ pub struct AlarmView {
     pub acknowledged_by: Option<String>,
     pub cleared_at: Option<String>,
     pub cleared_by: Option<String>,
+    /// What the operator wrote when acknowledging.
+    pub acknowledge_comment: Option<String>,
+    /// What the operator wrote when clearing by hand.
+    pub clear_comment: Option<String>,
     /// When the reading that raised it was committed (ms since the epoch); `raised_at` minus
     /// this is the detection delay.
     pub trigger_committed_ms: Option<i64>,
     pub raised_at_ms: i64,
+}
+
+/// Which alarms a list shows, by where they are in their life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmStatus {
+    /// Not cleared: active or acknowledged.
+    #[default]
+    Open,
+    /// Not yet acknowledged.
+    Active,
+    /// Acknowledged, still active.
+    Acknowledged,
+    Cleared,
+    All,
+}
+
+impl AlarmStatus {
+    pub fn parse(text: &str) -> Option<AlarmStatus> {
+        Some(match text {
+            "open" => AlarmStatus::Open,
+            "active" => AlarmStatus::Active,
+            "acknowledged" => AlarmStatus::Acknowledged,
+            "cleared" => AlarmStatus::Cleared,
+            "all" => AlarmStatus::All,
+            _ => return None,
+        })
+    }
+}
+
+/// An alarm list's filter; `None` is any.
+#[derive(Debug, Clone, Copy)]
+pub struct AlarmFilter<'a> {
+    pub department: Option<&'a str>,
+    pub device: Option<&'a str>,
+    pub severity: Option<Severity>,
+    pub status: AlarmStatus,
+    pub limit: i64,
 }
 
 /// What happened to an alarm.
@@ -341,9 +388,11 @@ struct AlarmRow {
     cleared_at_ms: Option<i64>,
     cleared_by: Option<String>,
     trigger_committed_ms: Option<i64>,
+    acknowledge_comment: Option<String>,
+    clear_comment: Option<String>,
 }
 
-const ALARM_COLUMNS: &str = "id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, acknowledged_at_ms, acknowledged_by, cleared_at_ms, cleared_by, trigger_committed_ms";
+const ALARM_COLUMNS: &str = "id, rule_id, device_id, department_code, severity, message, value, raised_at_ms, acknowledged_at_ms, acknowledged_by, cleared_at_ms, cleared_by, trigger_committed_ms, acknowledge_comment, clear_comment";
 
 impl AlarmRow {
     fn view(self) -> AlarmView {
@@ -368,6 +417,8 @@ impl AlarmRow {
             acknowledged_by: self.acknowledged_by,
             cleared_at: self.cleared_at_ms.map(yunnao_core::time::rfc3339_ms),
             cleared_by: self.cleared_by,
+            acknowledge_comment: self.acknowledge_comment,
+            clear_comment: self.clear_comment,
             trigger_committed_ms: self.trigger_committed_ms,
             raised_at_ms: self.raised_at_ms,
         }
@@ -855,41 +906,51 @@ impl AlarmEngine {
         Ok(row.map(AlarmRow::view))
     }
 
-    pub async fn list(
-        &self,
-        department: Option<&str>,
-        device: Option<&str>,
-        active_only: bool,
-        limit: i64,
-    ) -> Result<Vec<AlarmView>, Problem> {
+    pub async fn list(&self, filter: &AlarmFilter<'_>) -> Result<Vec<AlarmView>, Problem> {
+        let status = match filter.status {
+            AlarmStatus::Open => "cleared_at_ms IS NULL",
+            AlarmStatus::Active => "cleared_at_ms IS NULL AND acknowledged_at_ms IS NULL",
+            AlarmStatus::Acknowledged => "cleared_at_ms IS NULL AND acknowledged_at_ms IS NOT NULL",
+            AlarmStatus::Cleared => "cleared_at_ms IS NOT NULL",
+            AlarmStatus::All => "1 = 1",
+        };
         let rows: Vec<AlarmRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE ($1 = '' OR department_code = $1) AND ($2 = '' OR device_id = $2) \
-             AND ($3 = 0 OR cleared_at_ms IS NULL) ORDER BY raised_at_ms DESC, id LIMIT $4"
+             AND ($3 = '' OR severity = $3) AND {status} ORDER BY raised_at_ms DESC, id LIMIT $4"
         )))
-        .bind(department.unwrap_or(""))
-        .bind(device.unwrap_or(""))
-        .bind(i64::from(active_only))
-        .bind(limit)
+        .bind(filter.department.unwrap_or(""))
+        .bind(filter.device.unwrap_or(""))
+        .bind(filter.severity.map(Severity::as_str).unwrap_or(""))
+        .bind(filter.limit)
         .fetch_all(self.db.pool())
         .await
         .db()?;
         Ok(rows.into_iter().map(AlarmRow::view).collect())
     }
 
-    pub async fn acknowledge(&self, id: &str, by: &str) -> Result<AlarmView, Problem> {
+    pub async fn acknowledge(
+        &self,
+        id: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<AlarmView, Problem> {
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE alarms SET acknowledged_at_ms = $1, acknowledged_by = $2 WHERE id = $3 AND acknowledged_at_ms IS NULL",
+            "UPDATE alarms SET acknowledged_at_ms = $1, acknowledged_by = $2, acknowledge_comment = $4 \
+             WHERE id = $3 AND acknowledged_at_ms IS NULL AND cleared_at_ms IS NULL",
         )
         .bind(yunnao_core::time::now_ms())
         .bind(by)
         .bind(id)
+        .bind(comment)
         .execute(&mut **tx)
         .await
         .db()?;
         tx.commit().await?;
         if changed.rows_affected() == 0 {
-            return Err(Problem::conflict("the alarm is already acknowledged"));
+            return Err(Problem::conflict(
+                "the alarm is already acknowledged or cleared",
+            ));
         }
         self.publish(AlarmChange::Acknowledged, id, None).await?;
         self.alarm(id)
@@ -897,13 +958,19 @@ impl AlarmEngine {
             .ok_or_else(|| Problem::not_found("no such alarm"))
     }
 
-    pub async fn clear(&self, id: &str, by: &str) -> Result<AlarmView, Problem> {
+    pub async fn clear(
+        &self,
+        id: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<AlarmView, Problem> {
         let sync = self.sync.lock().await;
         let mut tx = self.db.begin_write().await?;
-        let changed = sqlx::query("UPDATE alarms SET cleared_at_ms = $1, cleared_by = $2 WHERE id = $3 AND cleared_at_ms IS NULL")
+        let changed = sqlx::query("UPDATE alarms SET cleared_at_ms = $1, cleared_by = $2, clear_comment = $4 WHERE id = $3 AND cleared_at_ms IS NULL")
             .bind(yunnao_core::time::now_ms())
             .bind(by)
             .bind(id)
+            .bind(comment)
             .execute(&mut **tx)
             .await
             .db()?;

@@ -1,6 +1,6 @@
 //! HTTP API of the sensing hub.
 
-use crate::alarms::{AlarmView, NewRule, Rule};
+use crate::alarms::{AlarmFilter, AlarmStatus, AlarmView, NewRule, Rule, Severity};
 use crate::grants::{Grant, NewGrant};
 use crate::series::{Bucket, LatestValue, RawPage};
 use crate::{CreatedDevice, DevicePatch, DeviceView, NewDevice, NewProfile, Profile, Sensing};
@@ -886,6 +886,11 @@ pub struct AlarmQuery {
     pub device: Option<String>,
     /// Only alarms not yet cleared (default true); false gives the history too.
     pub active: Option<bool>,
+    /// `open` (not cleared), `active` (not acknowledged), `acknowledged`, `cleared` or `all`;
+    /// overrides `active`.
+    pub status: Option<String>,
+    /// `critical`, `major`, `minor` or `warning`.
+    pub severity: Option<String>,
     pub department: Option<String>,
     /// 1–1000, default 100.
     pub limit: Option<i64>,
@@ -903,18 +908,57 @@ async fn list_alarms(
     if !(1..=1000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
+    let status = match query.status.as_deref() {
+        Some(text) => AlarmStatus::parse(text).ok_or_else(|| {
+            Problem::bad_request("status is open, active, acknowledged, cleared or all")
+        })?,
+        None if query.active == Some(false) => AlarmStatus::All,
+        None => AlarmStatus::Open,
+    };
+    let severity = match query.severity.as_deref() {
+        Some(text) => Some(Severity::from_name(text).ok_or_else(|| {
+            Problem::bad_request("severity is critical, major, minor or warning")
+        })?),
+        None => None,
+    };
     let department = listing_department(&principal, Resource::Alarms, query.department)?;
     Ok(axum::Json(
         sensing
             .alarms
-            .list(
-                department.as_deref(),
-                query.device.as_deref(),
-                query.active.unwrap_or(true),
+            .list(&AlarmFilter {
+                department: department.as_deref(),
+                device: query.device.as_deref(),
+                severity,
+                status,
                 limit,
-            )
+            })
             .await?,
     ))
+}
+
+/// What an operator writes when acknowledging or clearing an alarm.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmNote {
+    /// Up to 500 characters.
+    pub comment: Option<String>,
+}
+
+/// The comment of an optional JSON body (an empty body is no comment).
+pub fn alarm_comment(body: &[u8]) -> Result<Option<String>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let note: AlarmNote = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid_json(format!("the body is not an alarm note: {e}")))?;
+    let comment = note
+        .comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 500) {
+        return Err(Problem::validation("comment is at most 500 characters"));
+    }
+    Ok(comment)
 }
 
 async fn alarm_for(
@@ -933,34 +977,81 @@ async fn alarm_for(
     Ok(alarm)
 }
 
-/// Acknowledge an alarm (it stays active until its condition ends or it is cleared).
+/// What an operator does to an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmStep {
+    Acknowledge,
+    Clear,
+}
+
+/// Acknowledges or clears an alarm for this caller, with the API's checks: an alarm the caller
+/// may not read is not found, one they may read but not change is forbidden. The web UI takes
+/// the same path.
+pub async fn alarm_step(
+    sensing: &Sensing,
+    principal: &Principal,
+    id: &str,
+    step: AlarmStep,
+    comment: Option<&str>,
+) -> Result<AlarmView, Problem> {
+    let alarm = alarm_for(sensing, principal, id).await?;
+    require_write(principal, Resource::Alarms, &alarm.department)?;
+    match step {
+        AlarmStep::Acknowledge => {
+            sensing
+                .alarms
+                .acknowledge(id, &principal.name, comment)
+                .await
+        }
+        AlarmStep::Clear => sensing.alarms.clear(id, &principal.name, comment).await,
+    }
+}
+
+/// Acknowledge an alarm (it stays active until its condition ends or it is cleared), with an
+/// optional comment.
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "sensing", params(("id" = String, Path)),
-    responses((status = 200, body = AlarmView), (status = 404), (status = 409)))]
+    request_body(content = Option<AlarmNote>, content_type = "application/json"),
+    responses((status = 200, body = AlarmView), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn acknowledge_alarm(
     State(sensing): State<Sensing>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let alarm = alarm_for(&sensing, &principal, &id).await?;
-    require_write(&principal, Resource::Alarms, &alarm.department)?;
-    let alarm = sensing.alarms.acknowledge(&id, &principal.name).await?;
+    let comment = alarm_comment(&body)?;
+    let alarm = alarm_step(
+        &sensing,
+        &principal,
+        &id,
+        AlarmStep::Acknowledge,
+        comment.as_deref(),
+    )
+    .await?;
     Ok(noted(
         AuditNote::new("alarm.acknowledge", format!("alarm:{id}")),
         axum::Json(alarm),
     ))
 }
 
-/// Clear an alarm by hand.
+/// Clear an alarm by hand, with an optional comment.
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/clear", tag = "sensing", params(("id" = String, Path)),
-    responses((status = 200, body = AlarmView), (status = 404), (status = 409)))]
+    request_body(content = Option<AlarmNote>, content_type = "application/json"),
+    responses((status = 200, body = AlarmView), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn clear_alarm(
     State(sensing): State<Sensing>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let alarm = alarm_for(&sensing, &principal, &id).await?;
-    require_write(&principal, Resource::Alarms, &alarm.department)?;
-    let alarm = sensing.alarms.clear(&id, &principal.name).await?;
+    let comment = alarm_comment(&body)?;
+    let alarm = alarm_step(
+        &sensing,
+        &principal,
+        &id,
+        AlarmStep::Clear,
+        comment.as_deref(),
+    )
+    .await?;
     Ok(noted(
         AuditNote::new("alarm.clear", format!("alarm:{id}")),
         axum::Json(alarm),

@@ -293,6 +293,33 @@ impl Sensing {
         Ok((rows.into_iter().map(|r| self.view(r)).collect(), total))
     }
 
+    /// Devices whose id or name holds these words (a department's own, or all), by id.
+    pub async fn search_devices(
+        &self,
+        department: Option<&str>,
+        words: &str,
+        limit: i64,
+    ) -> Result<Vec<DeviceView>, Problem> {
+        let pattern = format!(
+            "%{}%",
+            words
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = sqlx::query_as::<_, DeviceRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM devices WHERE ($1 = '' OR department_code = $1) \
+             AND (LOWER(id) LIKE LOWER($2) ESCAPE '\\' OR LOWER(name) LIKE LOWER($2) ESCAPE '\\') ORDER BY id LIMIT $3"
+        )))
+        .bind(department.unwrap_or(""))
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        Ok(rows.into_iter().map(|r| self.view(r)).collect())
+    }
+
     pub async fn update_device(&self, id: &str, patch: DevicePatch) -> Result<DeviceView, Problem> {
         validate_location(&patch.location)?;
         let mut tx = self.db.begin_write().await?;

@@ -59,6 +59,16 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             sqlite: TELEMETRY_SQLITE,
             postgres: TELEMETRY_POSTGRES,
         },
+        Migration::portable(
+            8,
+            "the operator's comment when acknowledging an alarm",
+            "ALTER TABLE alarms ADD COLUMN acknowledge_comment TEXT",
+        ),
+        Migration::portable(
+            9,
+            "the operator's comment when clearing an alarm",
+            "ALTER TABLE alarms ADD COLUMN clear_comment TEXT",
+        ),
     ],
 };
 

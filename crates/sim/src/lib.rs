@@ -57,6 +57,9 @@ impl SimConfig {
 /// What the simulator has done, for the log and the tests.
 #[derive(Debug, Default)]
 pub struct SimStats {
+    /// Devices the simulated city will register (known once its fleet is drawn); a server's
+    /// overview shows start-up progress against it.
+    pub planned_devices: Arc<AtomicU64>,
     pub readings_sent: AtomicU64,
     /// Messages the MQTT devices published and the server acknowledged (PUBACK).
     pub mqtt_acknowledged: AtomicU64,
@@ -135,6 +138,10 @@ pub async fn run(
     let admin = Api::sign_in(&client, &config.target, &config.username, &config.password).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let fleet = city::Fleet::generate(config.scale, &mut rng).map_err(anyhow::Error::msg)?;
+    stats.planned_devices.store(
+        fleet.devices.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let tokens = city::register(&admin, &fleet, config.mqtt.is_some()).await?;
     city::alarm_rules(&admin).await?;
     let crew = workflow::Crew::enlist(&admin, &client, &config).await?;

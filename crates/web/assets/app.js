@@ -1,3 +1,70 @@
+// The bell on every page: the user's notifications, new ones live over the one stream, the
+// unread count kept in this browser (what was seen is the newest number opened).
+(function () {
+  "use strict";
+  var bell = document.getElementById("bell");
+  if (!bell) { return; }
+  var zh = (document.body.dataset.lang || "zh") === "zh";
+  var panel = document.getElementById("notices");
+  var count = document.getElementById("bell-count");
+  var KEY = "yunnao_seen_notice";
+  var seen = Number(localStorage.getItem(KEY)) || 0;
+  var items = [];
+  function render() {
+    var unread = items.filter(function (n) { return n.seq > seen; }).length;
+    count.textContent = unread > 99 ? "99+" : String(unread);
+    count.hidden = unread === 0;
+    bell.setAttribute("aria-label", (zh ? "通知，未读 " : "Notifications, unread ") + unread);
+    var list = panel.querySelector("ul");
+    list.innerHTML = "";
+    if (items.length === 0) {
+      var none = document.createElement("li");
+      none.className = "muted";
+      none.textContent = zh ? "暂无通知" : "No notifications";
+      list.appendChild(none);
+    }
+    items.forEach(function (n) {
+      var li = document.createElement("li");
+      li.className = n.kind + (n.seq > seen ? " unread" : "");
+      var time = document.createElement("time");
+      time.textContent = n.at.slice(5);
+      var link = document.createElement("a");
+      link.href = n.href;
+      link.textContent = zh ? n.zh : n.en;
+      li.appendChild(time);
+      li.appendChild(link);
+      list.appendChild(li);
+    });
+  }
+  fetch("/ui/notices", { credentials: "same-origin" })
+    .then(function (r) { return r.ok ? r.json() : []; })
+    .then(function (found) {
+      // A restarted server counts from 1 again.
+      if (found.length && found[0].seq < seen) { seen = 0; }
+      items = found.concat(items.filter(function (n) { return !found.some(function (f) { return f.seq === n.seq; }); }));
+      items.sort(function (a, b) { return b.seq - a.seq; });
+      render();
+    })
+    .catch(function () { render(); });
+  window.yunnaoStream = new EventSource(document.getElementById("map") ? "/ui/stream" : "/ui/stream?only=notices");
+  window.yunnaoStream.addEventListener("notice", function (e) {
+    items.unshift(JSON.parse(e.data));
+    items = items.slice(0, 50);
+    render();
+  });
+  bell.addEventListener("click", function () {
+    panel.hidden = !panel.hidden;
+    bell.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden && items.length) {
+      seen = Math.max(seen, items[0].seq);
+      localStorage.setItem(KEY, String(seen));
+      render();
+    }
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && !panel.hidden) { panel.hidden = true; bell.setAttribute("aria-expanded", "false"); bell.focus(); }
+  });
+})();
 // The overview's live part: one EventSource, counters, district colours, ticker, sparkline.
 (function () {
   "use strict";
@@ -50,6 +117,56 @@
       svg.appendChild(el("text", { x: 188, y: y, "class": "axis" }, names[code] || (lang === "zh" ? "未定位" : "unlocated")));
     });
   }
+  // 城运 rates and rankings of the chosen period (kept in this browser).
+  var chosenDays = Number(localStorage.getItem("yunnao_period")) || 7;
+  var lastSnapshot = null;
+  function pct(v) { return v == null ? "—" : v.toFixed(1) + "%"; }
+  function periods(snapshot) {
+    lastSnapshot = snapshot;
+    var period = (snapshot.periods || []).filter(function (p) { return p.days === chosenDays; })[0];
+    document.querySelectorAll(".periods button").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.days) === chosenDays));
+    });
+    if (!period) { return; }
+    document.getElementById("kpi-on-time").textContent = pct(period.on_time_pct);
+    document.getElementById("kpi-rework").textContent = pct(period.rework_pct);
+    document.getElementById("kpi-closed").textContent = period.closed.toLocaleString(lang === "zh" ? "zh-CN" : "en");
+    document.getElementById("kpi-satisfaction").textContent = period.satisfaction == null ? "—" : period.satisfaction.toFixed(2);
+    [["rank-districts", period.districts, 10], ["rank-departments", period.departments, 6]].forEach(function (t) {
+      var body = document.querySelector("#" + t[0] + " tbody");
+      body.innerHTML = "";
+      t[1].slice(0, t[2]).forEach(function (r, i) {
+        var tr = document.createElement("tr");
+        [String(i + 1), r.name, String(r.open), String(r.overdue), pct(r.on_time_pct), pct(r.rework_pct)].forEach(function (v, j) {
+          var td = document.createElement("td");
+          td.textContent = v;
+          if (j === 3 && r.overdue > 0) { td.className = "bad"; }
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+    });
+  }
+  document.querySelectorAll(".periods button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      chosenDays = Number(b.dataset.days);
+      localStorage.setItem("yunnao_period", String(chosenDays));
+      if (lastSnapshot) { periods(lastSnapshot); }
+    });
+  });
+  // While the simulated city registers its devices, say so instead of showing bare zeros.
+  function starting(snapshot) {
+    var note = document.getElementById("starting");
+    if (!note) { return; }
+    var planned = snapshot.planned_devices || 0;
+    var joined = snapshot.simulated || 0;
+    var busy = planned > 0 && joined < planned;
+    note.hidden = !busy;
+    if (busy) {
+      var fmt = function (v) { return v.toLocaleString(lang === "zh" ? "zh-CN" : "en"); };
+      note.textContent = note.dataset.template.replace("{n}", fmt(joined)).replace("{total}", fmt(planned));
+    }
+  }
   function get(obj, path) {
     return path.split(".").reduce(function (o, k) { return o == null ? undefined : o[k]; }, obj);
   }
@@ -93,6 +210,8 @@
     var line = document.querySelector("#spark polyline");
     if (line) { line.setAttribute("points", points.join(" ")); }
     daily(snapshot);
+    periods(snapshot);
+    starting(snapshot);
     document.body.dataset.updated = snapshot.at || "";
   }
   // A district opened: its unit grids on a canvas, open cases in red, a grid named on hover.
@@ -292,6 +411,27 @@
   map.querySelectorAll(".label").forEach(function (label) {
     label.addEventListener("click", function () { openDistrict(label.dataset.code); });
   });
-  var source = new EventSource("/ui/stream");
+  var source = window.yunnaoStream || new EventSource("/ui/stream");
   source.addEventListener("snapshot", function (e) { show(JSON.parse(e.data)); });
+})();
+// The report form: the phone's position fills longitude and latitude (or they are typed in).
+(function () {
+  "use strict";
+  var button = document.getElementById("locate");
+  if (!button) { return; }
+  var zh = (document.body.dataset.lang || "zh") === "zh";
+  var status = document.getElementById("located");
+  function locate() {
+    if (!navigator.geolocation) { status.textContent = zh ? "无法定位，请填写经纬度" : "No location: type longitude and latitude"; return; }
+    status.textContent = zh ? "正在定位…" : "Locating…";
+    navigator.geolocation.getCurrentPosition(function (p) {
+      document.getElementById("lon").value = p.coords.longitude.toFixed(6);
+      document.getElementById("lat").value = p.coords.latitude.toFixed(6);
+      status.textContent = (zh ? "已定位，精度约 " : "Located, within about ") + Math.round(p.coords.accuracy) + " m";
+    }, function () {
+      status.textContent = zh ? "无法定位，请填写经纬度" : "No location: type longitude and latitude";
+    }, { enableHighAccuracy: true, timeout: 10000, maximumAge: 60000 });
+  }
+  button.addEventListener("click", locate);
+  locate();
 })();

@@ -24,7 +24,7 @@ const PAGE: i64 = 100;
 
 /// The device list.
 #[utoipa::path(get, path = "/ui/devices", tag = "ui", params(DeviceListQuery),
-    responses((status = 200, description = "the device list page"), (status = 303, description = "to the sign-in page")))]
+    responses((status = 200, description = "the device list page"), (status = 303, description = "to the sign-in page"), (status = 403, description = "an account that reads no devices")))]
 pub(crate) async fn list(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -107,12 +107,8 @@ pub(crate) async fn list(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
          <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
          <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
-        header = crate::workbench::header(
-            l,
-            "devices",
-            &viewer.name,
-            &names.department(&viewer.department)
-        ),
+        header =
+            crate::workbench::header(l, "devices", &viewer, &names.department(&viewer.department)),
         title = t(l, "devices_title"),
         all = t(l, "all_profiles"),
         filter = t(l, "filter"),
@@ -298,34 +294,45 @@ pub(crate) async fn detail(
                 .unwrap_or_default();
             charts.push_str(&format!(
                 "<div class=\"chart-box\"><h3>{} <small class=\"muted\">{}</small></h3><p>{now}</p>{}</div>",
-                escape(&key.name),
+                escape(&crate::text::key_name(l, &key.name)),
                 escape(&key.unit),
                 chart(&buckets, from, to, &key.unit)
             ));
         }
     }
     let charts = format!("<p class=\"ranges\">{switch}</p>{charts}");
+    let profile = web.sensing.profile(&device.profile);
+    let rules_now = web.sensing.alarms.rules();
     let alarms: String = web
         .sensing
         .alarms
-        .list(None, Some(&device.id), false, 20)
+        .list(&yunnao_sensing::alarms::AlarmFilter {
+            department: None,
+            device: Some(&device.id),
+            severity: None,
+            status: yunnao_sensing::alarms::AlarmStatus::All,
+            limit: 20,
+        })
         .await
         .unwrap_or_default()
         .iter()
         .map(|a| {
             format!(
-                "<li class=\"alarm-{}\"><time>{}</time> {} — {}</li>",
+                "<li class=\"alarm-{}\"><time>{}</time> {} {} — {}</li>",
                 a.severity.as_str(),
                 local_time(Some(&a.raised_at)),
-                escape(&a.message),
-                escape(&a.status)
+                crate::text::severity_name(l, a.severity.as_str()),
+                escape(&crate::alarms::alarm_text(
+                    l,
+                    a,
+                    rules_now.iter().find(|r| r.id == a.rule_id),
+                    profile.as_deref()
+                )),
+                crate::alarms::status_name(l, &a.status)
             )
         })
         .collect();
-    let rules: String = web
-        .sensing
-        .alarms
-        .rules()
+    let rules: String = rules_now
         .iter()
         .filter(|r| r.applies_to(&device.id, &device.profile, &device.department))
         .map(|r| {
@@ -333,12 +340,8 @@ pub(crate) async fn detail(
                 "<tr class=\"alarm-{severity}\"><td>{name}</td><td>{condition}</td><td>{severity_name}</td></tr>",
                 severity = r.severity.as_str(),
                 name = escape(&r.name),
-                condition = escape(&rule_condition(l, r)),
-                severity_name = if l == Lang::Zh {
-                    crate::text::severity_zh(r.severity.as_str())
-                } else {
-                    r.severity.as_str()
-                },
+                condition = escape(&crate::alarms::rule_condition(l, r, profile.as_deref())),
+                severity_name = crate::text::severity_name(l, r.severity.as_str()),
             )
         })
         .collect();
@@ -356,12 +359,8 @@ pub(crate) async fn detail(
         "{header}<main class=\"case\"><h2>{name} <small class=\"muted\">{id}</small></h2>\
          <p>{profile} · {department} · {online} · {location}{simulated}</p><h3>{last24}</h3>{charts}\
          <h3>{rules_title}</h3>{rules}<h3>{alarms_title}</h3><ol class=\"timeline\">{alarms}</ol><p><a href=\"/ui/devices\">← {back}</a></p></main>",
-        header = crate::workbench::header(
-            l,
-            "devices",
-            &viewer.name,
-            &names.department(&viewer.department)
-        ),
+        header =
+            crate::workbench::header(l, "devices", &viewer, &names.department(&viewer.department)),
         name = escape(&device.name),
         id = escape(&device.id),
         profile = escape(&names.profile(&device.profile)),
@@ -386,42 +385,4 @@ pub(crate) async fn detail(
         back = t(l, "devices_title"),
     );
     page(l, t(l, "devices_title"), &body).into_response()
-}
-
-/// A rule's condition in words, e.g. `water_level > 4.5 (3 times in a row)`.
-fn rule_condition(l: Lang, rule: &yunnao_sensing::alarms::Rule) -> String {
-    use yunnao_sensing::alarms::{Operator, RuleKind};
-    let key = rule.key.as_deref().unwrap_or("*");
-    let threshold = rule.threshold.unwrap_or_default();
-    let comparison = match rule.operator {
-        Some(Operator::Above) => format!("{key} > {threshold}"),
-        Some(Operator::Below) => format!("{key} < {threshold}"),
-        Some(Operator::Outside) => format!(
-            "{key} ∉ [{threshold}, {}]",
-            rule.threshold_high.unwrap_or_default()
-        ),
-        None => key.to_owned(),
-    };
-    let mut text = match (rule.kind, l) {
-        (RuleKind::Threshold, _) => comparison,
-        (RuleKind::Rate, Lang::Zh) => format!("{comparison}（每分钟变化率）"),
-        (RuleKind::Rate, Lang::En) => format!("{comparison} (change per minute)"),
-        (RuleKind::NoData, Lang::Zh) => format!("连续 {} 个上报周期无数据", rule.missed_intervals),
-        (RuleKind::NoData, Lang::En) => format!("no data for {} intervals", rule.missed_intervals),
-    };
-    if rule.kind != RuleKind::NoData {
-        if rule.consecutive > 1 {
-            text.push_str(&match l {
-                Lang::Zh => format!("，连续 {} 次", rule.consecutive),
-                Lang::En => format!(", {} times in a row", rule.consecutive),
-            });
-        }
-        if rule.duration_s > 0 {
-            text.push_str(&match l {
-                Lang::Zh => format!("，持续 {} 秒", rule.duration_s),
-                Lang::En => format!(", for {} s", rule.duration_s),
-            });
-        }
-    }
-    text
 }

@@ -6,10 +6,13 @@
 //! One snapshot of the city is computed every two seconds by one task and shared by every
 //! open page (a `watch` channel), so a hundred browsers cost one computation, not a hundred.
 
+mod alarms;
 mod devices;
 mod map;
 mod names;
 mod plan;
+mod report;
+mod search;
 mod text;
 mod workbench;
 
@@ -55,6 +58,101 @@ pub struct TickerItem {
     pub href: String,
 }
 
+/// A notification: a critical alarm, a case dispatched to the user's department or to them,
+/// a case past 80% of its time limit or past the limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notice {
+    /// Rising, so a page can tell which it has seen.
+    pub seq: u64,
+    /// China Standard Time, `YYYY-MM-DD HH:MM`.
+    pub at: String,
+    /// `alarm-critical`, `dispatch`, `warning` or `overdue`.
+    pub kind: String,
+    pub zh: String,
+    pub en: String,
+    pub href: String,
+    /// Who it is for (not sent).
+    #[serde(skip)]
+    audience: Audience,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Audience {
+    /// A critical alarm: whoever may read this department's alarms.
+    alarm_department: Option<String>,
+    /// A case: staff of the department it is with, the grid worker it is with.
+    department: Option<String>,
+    grid_worker: Option<String>,
+    /// Deadline warnings and escalations also go to the command centre.
+    centre: bool,
+}
+
+impl Notice {
+    fn is_for(&self, viewer: &Principal, centre: bool) -> bool {
+        let a = &self.audience;
+        if let Some(department) = &a.alarm_department {
+            return viewer.may(
+                yunnao_identity::Resource::Alarms,
+                yunnao_identity::Action::Read,
+                department,
+            );
+        }
+        (a.centre && centre)
+            || a.department.as_deref().is_some_and(|d| {
+                d == viewer.department && !viewer.has_role(yunnao_identity::Role::Resident)
+            })
+            || a.grid_worker.as_deref().is_some_and(|w| w == viewer.name)
+    }
+}
+
+/// The recent notifications and the live feed of new ones.
+#[derive(Clone)]
+struct Notices {
+    recent: Arc<Mutex<VecDeque<Notice>>>,
+    live: tokio::sync::broadcast::Sender<Notice>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+const RECENT_NOTICES: usize = 500;
+
+impl Notices {
+    fn new() -> Notices {
+        Notices {
+            recent: Arc::default(),
+            live: tokio::sync::broadcast::channel(256).0,
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+
+    fn push(&self, mut notice: Notice) {
+        notice.seq = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        notice.at = names::local_time(Some(&yunnao_governance::calendar::to_cst_rfc3339(
+            yunnao_core::time::now_ms(),
+        )));
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.push_front(notice.clone());
+            recent.truncate(RECENT_NOTICES);
+        }
+        // No open page is not an error.
+        let _ = self.live.send(notice);
+    }
+
+    /// The newest notices for this viewer, newest first.
+    fn for_viewer(&self, viewer: &Principal, centre: bool, limit: usize) -> Vec<Notice> {
+        self.recent
+            .lock()
+            .map(|recent| {
+                recent
+                    .iter()
+                    .filter(|n| n.is_for(viewer, centre))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// What the overview shows, refreshed every two seconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Snapshot {
@@ -86,6 +184,98 @@ pub struct Snapshot {
     pub incidents_daily: Vec<yunnao_governance::queries::DailyCount>,
     /// Scenario applications connected (active API clients).
     pub api_clients: i64,
+    /// Devices the simulated city will register (0: no simulation, or not known yet); while
+    /// `simulated` is below it the overview says the city is starting.
+    pub planned_devices: u64,
+    /// 城运 rates and rankings for today, 7 and 30 days.
+    pub periods: Vec<Period>,
+}
+
+/// The operations rates of one period, city-wide and ranked by district and department.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Period {
+    pub days: i64,
+    /// 按期结案率: handled within the time limit, percent of those closed in the period.
+    pub on_time_pct: Option<f64>,
+    /// 返工率: sent back at least once, percent of those closed in the period.
+    pub rework_pct: Option<f64>,
+    pub closed: i64,
+    pub satisfaction: Option<f64>,
+    /// Best first: on-time rate, then fewest overdue.
+    pub districts: Vec<Rank>,
+    pub departments: Vec<Rank>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rank {
+    pub code: String,
+    pub name: String,
+    pub open: i64,
+    pub overdue: i64,
+    pub closed: i64,
+    pub on_time_pct: Option<f64>,
+    pub rework_pct: Option<f64>,
+}
+
+/// One period's rates from the governance figures.
+async fn period(governance: &yunnao_governance::Governance, days: i64) -> Result<Period, Problem> {
+    use yunnao_governance::queries::{Figures, FiguresQuery};
+    let by = |by: &str| FiguresQuery {
+        by: Some(by.to_owned()),
+        days: Some(days),
+    };
+    let districts = governance.figures(by("district")).await?;
+    let departments = governance.figures(by("department")).await?;
+    let weighted = |pick: fn(&Figures) -> Option<f64>| {
+        let closed: i64 = districts.iter().map(|f| f.closed_in_window).sum();
+        (closed > 0).then(|| {
+            let sum: f64 = districts
+                .iter()
+                .map(|f| pick(f).unwrap_or(0.0) * f.closed_in_window as f64)
+                .sum();
+            (sum / closed as f64 * 10.0).round() / 10.0
+        })
+    };
+    let rated: i64 = districts.iter().map(|f| f.rated).sum();
+    let ranked = |figures: &[Figures], located: bool| {
+        let mut ranks: Vec<Rank> = figures
+            .iter()
+            .filter(|f| !located || f.key.len() == 6)
+            .filter(|f| !f.key.is_empty())
+            .map(|f| Rank {
+                code: f.key.clone(),
+                name: f.name.clone(),
+                open: f.open,
+                overdue: f.overdue,
+                closed: f.closed_in_window,
+                on_time_pct: f.on_time_pct,
+                rework_pct: f.rework_pct,
+            })
+            .collect();
+        ranks.sort_by(|a, b| {
+            b.on_time_pct
+                .unwrap_or(-1.0)
+                .total_cmp(&a.on_time_pct.unwrap_or(-1.0))
+                .then(a.overdue.cmp(&b.overdue))
+                .then(b.closed.cmp(&a.closed))
+        });
+        ranks
+    };
+    Ok(Period {
+        days,
+        on_time_pct: weighted(|f| f.on_time_pct),
+        rework_pct: weighted(|f| f.rework_pct),
+        closed: districts.iter().map(|f| f.closed_in_window).sum(),
+        satisfaction: (rated > 0).then(|| {
+            let sum: f64 = districts
+                .iter()
+                .map(|f| f.satisfaction.unwrap_or(0.0) * f.rated as f64)
+                .sum();
+            (sum / rated as f64 * 100.0).round() / 100.0
+        }),
+        districts: ranked(&districts, true),
+        departments: ranked(&departments, false),
+    })
 }
 
 impl Snapshot {
@@ -109,6 +299,7 @@ struct Rounds {
     /// (bucket start, readings total then) per 10-second bucket, the last hour.
     history: VecDeque<(Instant, u64)>,
     daily: Option<(Instant, Vec<yunnao_governance::queries::DailyCount>)>,
+    periods: Option<(Instant, Vec<Period>)>,
 }
 
 const HISTORY_BUCKET: Duration = Duration::from_secs(10);
@@ -127,6 +318,9 @@ pub struct Web {
     drawings: Arc<Mutex<std::collections::HashMap<String, Arc<map::DistrictDrawing>>>>,
     /// Set at shutdown: live streams end, so a graceful stop does not wait on open browsers.
     closing: Arc<watch::Sender<bool>>,
+    notices: Notices,
+    /// Devices a simulated city will register (set by the demo).
+    planned: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Web {
@@ -147,8 +341,18 @@ impl Web {
             .iter()
             .map(|d| (d.code.clone(), d.name.clone()))
             .collect();
-        spawn_ticker(bus, ticker.clone(), sensing.clone(), district_names)?;
+        let notices = Notices::new();
+        spawn_ticker(
+            bus,
+            ticker.clone(),
+            notices.clone(),
+            sensing.clone(),
+            governance.clone(),
+            district_names,
+        )?;
         let (s, g, i) = (sensing.clone(), governance.clone(), identity.clone());
+        let planned: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let planned_now = planned.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(2));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,7 +360,9 @@ impl Web {
             loop {
                 interval.tick().await;
                 match snapshot(&s, &g, &i, &ticker, &mut rounds).await {
-                    Ok(snapshot) => {
+                    Ok(mut snapshot) => {
+                        snapshot.planned_devices =
+                            planned_now.load(std::sync::atomic::Ordering::Relaxed);
                         let _ = sender.send(Arc::new(snapshot));
                     }
                     Err(problem) => tracing::warn!(%problem, "overview snapshot failed"),
@@ -185,7 +391,15 @@ impl Web {
             map,
             drawings,
             closing: Arc::new(watch::channel(false).0),
+            notices,
+            planned,
         })
+    }
+
+    /// The count a simulated city sets to the number of devices it will register, so that the
+    /// overview can say how far the start-up has come.
+    pub fn planned_devices(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.planned.clone()
     }
 
     /// Ends every live stream (call when the server begins its graceful shutdown).
@@ -243,6 +457,17 @@ async fn snapshot(
             .daily(yunnao_governance::queries::DailyQuery { days: Some(7) })
             .await?;
         rounds.daily = Some((now, daily));
+    }
+    if rounds
+        .periods
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() > Duration::from_secs(30))
+    {
+        let mut periods = Vec::new();
+        for days in [1, 7, 30] {
+            periods.push(period(governance, days).await?);
+        }
+        rounds.periods = Some((now, periods));
     }
     let (parking_occupied, parking_reporting) = sensing.latest.occupancy();
     let api_clients = identity.active_api_clients().await?;
@@ -318,6 +543,12 @@ async fn snapshot(
             .map(|(_, d)| d.clone())
             .unwrap_or_default(),
         api_clients,
+        planned_devices: 0,
+        periods: rounds
+            .periods
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -326,7 +557,9 @@ async fn snapshot(
 fn spawn_ticker(
     bus: &Bus,
     ticker: Arc<Mutex<VecDeque<TickerItem>>>,
+    notices: Notices,
     sensing: yunnao_sensing::Sensing,
+    governance: yunnao_governance::Governance,
     district_names: std::collections::HashMap<String, String>,
 ) -> Result<(), String> {
     let options = SubscribeOptions {
@@ -340,21 +573,39 @@ fn spawn_ticker(
         .subscribe("governance.incident.>", options)
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
+        // Category names by service code (zh, en), read again when a code is new.
+        let mut categories: std::collections::HashMap<String, (String, String)> =
+            std::collections::HashMap::new();
         loop {
             let item = tokio::select! {
                 Some(envelope) = alarms.next_event() => {
                     match envelope.decode::<yunnao_sensing::alarms::AlarmChanged>() {
                         Ok(e) => {
                             let severity = e.alarm.severity.as_str();
-                            let device = match sensing.get_device(&e.alarm.device_id).await {
-                                Ok(Some(device)) => device.name,
-                                _ => e.alarm.device_id.clone(),
+                            let (device, profile) = match sensing.get_device(&e.alarm.device_id).await {
+                                Ok(Some(device)) => (device.name, sensing.profile(&device.profile)),
+                                _ => (e.alarm.device_id.clone(), None),
                             };
+                            let rule = sensing.alarms.rule(&e.alarm.rule_id);
+                            let words = |l| alarms::alarm_text(l, &e.alarm, rule.as_ref(), profile.as_deref());
+                            if e.alarm.severity == yunnao_sensing::alarms::Severity::Critical {
+                                notices.push(Notice {
+                                    kind: "alarm-critical".into(),
+                                    zh: format!("严重告警 {device} {}", words(Lang::Zh)),
+                                    en: format!("Critical alarm {device} {}", words(Lang::En)),
+                                    href: "/ui/alarms?severity=critical".into(),
+                                    audience: Audience {
+                                        alarm_department: Some(e.alarm.department.clone()),
+                                        ..Audience::default()
+                                    },
+                                    ..Notice::default()
+                                });
+                            }
                             Some(TickerItem {
                                 at: String::new(),
                                 kind: format!("alarm-{severity}"),
-                                zh: format!("{}告警 {device}：{}", text::severity_zh(severity), e.alarm.message),
-                                en: format!("{severity} alarm {device}: {}", e.alarm.message),
+                                zh: format!("{}告警 {device} {}", text::severity_zh(severity), words(Lang::Zh)),
+                                en: format!("{severity} alarm {device} {}", words(Lang::En)),
                                 href: format!("/ui/devices/{}", e.alarm.device_id),
                             })
                         }
@@ -362,18 +613,49 @@ fn spawn_ticker(
                     }
                 }
                 Some(envelope) = incidents.next_event() => {
-                    envelope.decode::<yunnao_governance::incidents::IncidentChanged>().ok().map(|e| {
+                    let changed = envelope.decode::<yunnao_governance::incidents::IncidentChanged>().ok();
+                    if let Some(e) = &changed
+                        && !categories.contains_key(&e.service_code)
+                        && let Ok(all) = governance.categories().await
+                    {
+                        categories = all.into_iter().map(|c| (c.service_code, (c.name, c.name_en))).collect();
+                    }
+                    changed.map(|e| {
+                        let (category_zh, category_en) = categories
+                            .get(&e.service_code)
+                            .cloned()
+                            .unwrap_or_else(|| (e.service_code.clone(), e.service_code.clone()));
                         let district = e
                             .district_code
                             .as_ref()
                             .map(|code| district_names.get(code).cloned().unwrap_or_else(|| code.clone()))
                             .unwrap_or_default();
+                        let href = format!("/ui/incidents/{}", e.incident_id);
+                        let notice = |kind: &str, zh: &str, en: &str, centre: bool| Notice {
+                            kind: kind.to_owned(),
+                            zh: format!("{zh}：{category_zh} · {district}"),
+                            en: format!("{en}: {category_en} · {district}"),
+                            href: href.clone(),
+                            audience: Audience {
+                                department: e.department.clone(),
+                                grid_worker: e.grid_worker.clone(),
+                                centre,
+                                ..Audience::default()
+                            },
+                            ..Notice::default()
+                        };
+                        match e.action.as_str() {
+                            "dispatch" | "reassign" => notices.push(notice("dispatch", "新派遣案件", "New case dispatched", false)),
+                            "warning" => notices.push(notice("warning", "处置时限已用八成", "80% of the time limit used", true)),
+                            "overdue" => notices.push(notice("overdue", "案件超期督办", "Case overdue, escalated", true)),
+                            _ => {}
+                        }
                         TickerItem {
                             at: String::new(),
                             kind: format!("incident-{}", e.action),
-                            zh: format!("案件 {} {} · {}", e.service_code, text::event_name(text::Lang::Zh, &e.action), district),
-                            en: format!("case {} {} · {}", e.service_code, text::event_name(text::Lang::En, &e.action), district),
-                            href: format!("/ui/incidents/{}", e.incident_id),
+                            zh: format!("{category_zh} {} · {district}", text::event_name(text::Lang::Zh, &e.action)),
+                            en: format!("{category_en} {} · {district}", text::event_name(text::Lang::En, &e.action)),
+                            href,
                         }
                     })
                 }
@@ -413,21 +695,34 @@ fn lang(headers: &HeaderMap) -> Lang {
 }
 
 pub fn router() -> OpenApiRouter<Web> {
+    // Forms with photos take the API's patrol-report limit; every other page the server's.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(workbench::step))
+        .routes(routes!(report::form, report::submit))
+        .layer(axum::extract::DefaultBodyLimit::max(report::UPLOAD_LIMIT));
     OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(report::me))
+        .routes(routes!(report::media))
         .routes(routes!(overview))
         .routes(routes!(sign_in_page, sign_in))
         .routes(routes!(sign_out))
         .routes(routes!(switch_lang))
         .routes(routes!(stream))
+        .routes(routes!(notices))
         .routes(routes!(live_snapshot))
         .routes(routes!(asset))
         .routes(routes!(district_grids))
         .routes(routes!(workbench::queue))
+        .routes(routes!(workbench::export))
+        .routes(routes!(search::search))
         .routes(routes!(workbench::case))
-        .routes(routes!(workbench::step))
         .routes(routes!(plan::supervision))
         .routes(routes!(plan::report))
         .routes(routes!(devices::list))
+        .routes(routes!(alarms::list))
+        .routes(routes!(alarms::export))
+        .routes(routes!(alarms::step))
         .routes(routes!(devices::detail))
 }
 
@@ -461,6 +756,18 @@ fn refusal(l: Lang, problem: &Problem, back: &str) -> Response {
     (status, page(l, t(l, &key), &body)).into_response()
 }
 
+/// A query-string value, percent-encoded (everything but unreserved characters).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -471,11 +778,15 @@ fn escape(text: &str) -> String {
 
 /// The one-screen overview (一屏总览); sign-in first.
 #[utoipa::path(get, path = "/", tag = "ui",
-    responses((status = 200, description = "the overview page"), (status = 303, description = "to the sign-in page")))]
+    responses((status = 200, description = "the overview page"), (status = 303, description = "to the sign-in page, or a resident's or enterprise's own page")))]
 async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
     let Some(viewer) = web.viewer(&headers).await else {
         return Redirect::to("/ui/sign-in").into_response();
     };
+    // Residents and enterprises have their own page, not the operations screen.
+    if workbench::is_citizen(&viewer) {
+        return Redirect::to("/ui/me").into_response();
+    }
     let l = lang(&headers);
     let counter = |key: &str, label: &str| {
         format!(
@@ -483,23 +794,51 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
             t(l, label)
         )
     };
+    let legend_levels: String = [
+        ("l0", "0"),
+        ("l1", "1–4"),
+        ("l2", "5–19"),
+        ("l3", "20–49"),
+        ("l4", "≥ 50"),
+    ]
+    .iter()
+    .map(|(class, range)| format!("<span class=\"swatch {class}\"></span>{range}"))
+    .collect::<Vec<_>>()
+    .join(" ");
+    let period_switch: String = [(1, "period_1"), (7, "period_7"), (30, "period_30")]
+        .iter()
+        .map(|(days, key)| {
+            format!(
+                "<button type=\"button\" data-days=\"{days}\" aria-pressed=\"{}\">{}</button>",
+                *days == 7,
+                t(l, key)
+            )
+        })
+        .collect();
     let body = format!(
-        "{header}<main class=\"overview\"><section class=\"map-panel\">{map}<p class=\"legend\">{legend}</p></section>\
-         <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}{c11}\
+        "{header}<main class=\"overview\"><p id=\"starting\" class=\"starting\" hidden role=\"status\" data-template=\"{starting}\"></p>\
+         <section class=\"map-panel\">{map}<p class=\"legend\"><span class=\"legend-title\">{legend_open}</span> {legend_levels} · {legend}</p></section>\
+         <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}{c11}{c12}\
          <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
          <div class=\"chart\"><svg id=\"daily\" viewBox=\"0 0 300 110\"></svg><label>{daily}</label></div>\
          <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
-         <section class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></section></main>",
+         <section class=\"side\"><div class=\"rankings\"><h2>{kpi_title}</h2><p class=\"periods\" role=\"group\" aria-label=\"{period}\">{period_switch}</p>\
+         <div class=\"kpis\"><div><b id=\"kpi-on-time\">–</b><label>{on_time}</label></div><div><b id=\"kpi-rework\">–</b><label>{rework}</label></div>\
+         <div><b id=\"kpi-closed\">–</b><label>{closed}</label></div><div><b id=\"kpi-satisfaction\">–</b><label>{satisfaction}</label></div></div>\
+         <table id=\"rank-districts\"><caption>{rank_districts}</caption><thead><tr><th>#</th><th>{c_name}</th><th>{c_open}</th><th>{c_overdue}</th><th>{on_time}</th><th>{rework}</th></tr></thead><tbody></tbody></table>\
+         <table id=\"rank-departments\"><caption>{rank_departments}</caption><thead><tr><th>#</th><th>{c_name}</th><th>{c_open}</th><th>{c_overdue}</th><th>{on_time}</th><th>{rework}</th></tr></thead><tbody></tbody></table></div>\
+         <div class=\"ticker\"><h2>{ticker}</h2><ul id=\"ticker\"></ul></div></section></main>",
         header = workbench::header(
             l,
             "overview",
-            &viewer.name,
+            &viewer,
             &names::Names::load(&web, l)
                 .await
                 .department(&viewer.department)
         ),
         map = web.map,
         legend = t(l, "legend"),
+        legend_open = t(l, "legend_open"),
         c1 = counter("online", "online"),
         c2 = counter("devices", "devices"),
         c3 = counter("readings_per_s", "readings_per_s"),
@@ -511,10 +850,23 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
         c9 = counter("grid_coverage_pct", "grid_coverage"),
         c10 = counter("grid_staffed_pct", "grid_staffed"),
         c11 = counter("parking_occupancy_pct", "parking"),
+        c12 = counter("api_clients", "api_clients"),
         spark = t(l, "spark"),
         daily = t(l, "daily"),
         simulated = t(l, "simulated"),
         ticker = t(l, "ticker"),
+        kpi_title = t(l, "kpi_title"),
+        period = t(l, "period"),
+        on_time = t(l, "on_time"),
+        rework = t(l, "rework"),
+        closed = t(l, "closed_period"),
+        satisfaction = t(l, "satisfaction"),
+        rank_districts = t(l, "rank_districts"),
+        rank_departments = t(l, "rank_departments"),
+        c_name = t(l, "col_name"),
+        c_open = t(l, "col_open"),
+        c_overdue = t(l, "flag_overdue"),
+        starting = t(l, "starting"),
     );
     page(l, t(l, "overview"), &body).into_response()
 }
@@ -637,30 +989,72 @@ async fn switch_lang(ApiPath(lang): ApiPath<String>) -> Result<Response, Problem
         .into_response())
 }
 
-/// The live overview as server-sent events (`snapshot`, every two seconds).
-#[utoipa::path(get, path = "/ui/stream", tag = "ui",
-    responses((status = 200, description = "text/event-stream of snapshots"), (status = 401)))]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// `notices`: only notifications (pages other than the overview).
+    pub only: Option<String>,
+}
+
+/// The live overview as server-sent events: `snapshot` every two seconds and `notice` for each
+/// notification meant for the signed-in user.
+#[utoipa::path(get, path = "/ui/stream", tag = "ui", params(StreamQuery),
+    responses((status = 200, description = "text/event-stream of snapshots and notices"), (status = 401)))]
 async fn stream(
     State(web): State<Web>,
     headers: HeaderMap,
+    yunnao_http::ApiQuery(query): yunnao_http::ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Problem> {
-    if web.viewer(&headers).await.is_none() {
+    let Some(viewer) = web.viewer(&headers).await else {
         return Err(Problem::unauthorized("sign in first"));
-    }
-    let receiver = web.live.clone();
+    };
+    let centre = web.governance.is_centre(&viewer);
     let mut closing = web.closing.subscribe();
     let closed = async move {
         let _ = closing.wait_for(|closing| *closing).await;
     };
-    let stream = futures::StreamExt::filter_map(
-        tokio_stream::wrappers::WatchStream::new(receiver),
-        |snapshot| async move {
-            serde_json::to_string(&*snapshot)
-                .ok()
-                .map(|data| Ok(Event::default().event("snapshot").data(data)))
+    let snapshots: futures::stream::BoxStream<'static, Result<Event, std::convert::Infallible>> =
+        if query.only.as_deref() == Some("notices") {
+            Box::pin(futures::stream::pending())
+        } else {
+            Box::pin(futures::StreamExt::filter_map(
+                tokio_stream::wrappers::WatchStream::new(web.live.clone()),
+                |snapshot| async move {
+                    serde_json::to_string(&*snapshot)
+                        .ok()
+                        .map(|data| Ok(Event::default().event("snapshot").data(data)))
+                },
+            ))
+        };
+    // A page that falls behind the notices skips what it missed (the bell's list has them).
+    let notices = futures::StreamExt::filter_map(
+        tokio_stream::wrappers::BroadcastStream::new(web.notices.live.subscribe()),
+        move |notice| {
+            let viewer = viewer.clone();
+            async move {
+                let notice = notice.ok().filter(|n| n.is_for(&viewer, centre))?;
+                serde_json::to_string(&notice)
+                    .ok()
+                    .map(|data| Ok(Event::default().event("notice").data(data)))
+            }
         },
     );
-    Ok(Sse::new(futures::StreamExt::take_until(stream, closed)).keep_alive(KeepAlive::default()))
+    let both = futures::stream::select(snapshots, notices);
+    Ok(Sse::new(futures::StreamExt::take_until(both, closed)).keep_alive(KeepAlive::default()))
+}
+
+/// The signed-in user's newest notifications (at most 50), newest first.
+#[utoipa::path(get, path = "/ui/notices", tag = "ui",
+    responses((status = 200, body = [Notice]), (status = 401)))]
+async fn notices(
+    State(web): State<Web>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<Notice>>, Problem> {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Err(Problem::unauthorized("sign in first"));
+    };
+    let centre = web.governance.is_centre(&viewer);
+    Ok(axum::Json(web.notices.for_viewer(&viewer, centre, 50)))
 }
 
 /// The latest overview snapshot as JSON (what the stream sends).

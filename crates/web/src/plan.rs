@@ -134,13 +134,18 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
                     .collect();
                 if targets.is_empty() {
                     rows.push_str(&format!(
-                        "<tr><td>{no}</td><td>{}</td><td>{}</td><td colspan=\"4\" class=\"muted\">—</td></tr>",
+                        "<tr id=\"item-{no}\"><td>{no}</td><td>{}</td><td>{}</td><td colspan=\"4\" class=\"muted\">—</td></tr>",
                         escape(title),
                         escape(&units),
                         no = item.no,
                     ));
                 }
-                for status in targets {
+                for (n, status) in targets.into_iter().enumerate() {
+                    let anchor = if n == 0 {
+                        format!(" id=\"item-{}\"", item.no)
+                    } else {
+                        String::new()
+                    };
                     *counts.entry(status.status.as_str()).or_default() += 1;
                     if status.measured_by.is_some() {
                         *counts.entry("live").or_default() += 1;
@@ -166,7 +171,7 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
                         String::new()
                     };
                     rows.push_str(&format!(
-                        "<tr data-target=\"{id}\"><td>{id}</td><td>{title}</td><td>{units}</td><td>{metric}</td>\
+                        "<tr{anchor} data-target=\"{id}\"><td>{id}</td><td>{title}</td><td>{units}</td><td>{metric}</td>\
                          <td>{comparator} {goal}</td><td>{current}{form}</td><td class=\"status {class}\">{label}</td></tr>",
                         id = escape(&status.target.id),
                         title = escape(title),
@@ -206,12 +211,8 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
          {reported_label} <b data-plan=\"reported\">{reported}</b> · {met_label} <b data-plan=\"met\">{met}</b> · \
          {on_track_label} <b>{on_track}</b> · {at_risk_label} <b>{at_risk}</b> · {behind_label} <b>{behind}</b> · {awaiting_label} <b>{awaiting}</b></p>\
          <table><thead><tr><th>#</th><th>{c_item}</th><th>{c_units}</th><th>{c_metric}</th><th>{c_target}</th><th>{c_current}</th><th>{c_status}</th></tr></thead><tbody>{rows}</tbody></table></main>",
-        header = crate::workbench::header(
-            l,
-            "plan",
-            &viewer.name,
-            &names.department(&viewer.department)
-        ),
+        header =
+            crate::workbench::header(l, "plan", &viewer, &names.department(&viewer.department)),
         title = t(l, "plan_title"),
         note = t(l, "plan_note"),
         total = statuses.len(),

@@ -57,6 +57,107 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("range_30d", "30 天", "30 days"),
     ("latest", "最新", "Latest"),
     ("alarms_title", "告警", "Alarms"),
+    ("alarms", "告警", "Alarms"),
+    ("alarm_open", "未解除", "Not cleared"),
+    ("alarm_active", "未确认", "Not acknowledged"),
+    ("alarm_acknowledged", "已确认", "Acknowledged"),
+    ("alarm_cleared", "已解除", "Cleared"),
+    ("alarm_all", "全部", "All"),
+    ("alarm_ack", "确认", "Acknowledge"),
+    ("alarm_clear", "解除", "Clear"),
+    ("all_severities", "全部级别", "All severities"),
+    ("all_departments", "全部部门", "All departments"),
+    ("all_districts", "全部区（市）", "All districts"),
+    ("col_raised", "发生时间", "Raised"),
+    ("col_device", "设备", "Device"),
+    ("col_device_id", "设备编号", "Device ID"),
+    ("col_alarm", "告警内容", "Alarm"),
+    ("col_case", "案件", "Case"),
+    ("col_id", "编号", "ID"),
+    ("open_case", "查看案件", "Open the case"),
+    ("none_found", "没有符合条件的记录", "Nothing matches"),
+    ("export_csv", "导出 CSV", "Export CSV"),
+    ("search", "搜索", "Search"),
+    ("resident_label", "市民", "Resident"),
+    ("enterprise_label", "企业", "Enterprise"),
+    ("choose", "请选择", "Choose"),
+    ("where", "位置", "Where"),
+    ("locate", "使用当前位置", "Use my location"),
+    ("located", "已定位", "Located"),
+    ("locating", "正在定位…", "Locating…"),
+    (
+        "no_location",
+        "无法定位，请填写经纬度",
+        "No location: type longitude and latitude",
+    ),
+    ("lon", "经度", "Longitude"),
+    ("lat", "纬度", "Latitude"),
+    ("photo", "照片", "Photo"),
+    ("submit_report", "提交上报", "Send the report"),
+    (
+        "no_reports",
+        "您还没有上报过问题",
+        "You have not reported anything yet",
+    ),
+    (
+        "report_received",
+        "已受理，案件编号",
+        "Received; case number",
+    ),
+    (
+        "services_soon",
+        "一网通办的服务事项将在此处办理。",
+        "The services hub's applications will be here.",
+    ),
+    ("my_reports", "我的上报", "My reports"),
+    ("report_new", "随手拍", "Report a problem"),
+    ("report_patrol", "巡查上报", "Patrol report"),
+    ("legend_open", "未结案件数", "Open cases"),
+    ("api_clients", "接入应用", "Applications connected"),
+    (
+        "kpi_title",
+        "城运指标与排名",
+        "Operations rates and rankings",
+    ),
+    ("period", "统计周期", "Period"),
+    ("period_1", "24 小时", "24 hours"),
+    ("period_7", "7 天", "7 days"),
+    ("period_30", "30 天", "30 days"),
+    ("on_time", "按期结案率", "Closed on time"),
+    ("rework", "返工率", "Rework rate"),
+    ("closed_period", "期内结案", "Closed in period"),
+    ("satisfaction", "满意度", "Satisfaction"),
+    ("rank_districts", "区（市）排名", "Districts ranked"),
+    ("rank_departments", "部门排名", "Departments ranked"),
+    ("col_open", "未结", "Open"),
+    (
+        "starting",
+        "模拟城市启动中：已接入 {n} / {total} 台设备，各项数字随接入增长",
+        "The simulated city is starting: {n} of {total} devices connected; the figures grow as they join",
+    ),
+    ("notices", "通知", "Notifications"),
+    (
+        "search_hint",
+        "搜索设备、案件、督导事项",
+        "Search devices, cases, plan",
+    ),
+    ("state_open", "未结案件", "Open cases"),
+    ("sort", "排序", "Sort"),
+    ("sort_due", "按处置时限", "By time limit"),
+    ("sort_created", "按上报时间", "Newest first"),
+    ("only_overdue", "只看超期", "Overdue only"),
+    ("flag_overdue", "超期", "Overdue"),
+    ("flag_due_soon", "临期", "Nearly due"),
+    ("overdue_means", "已过处置时限", "past its time limit"),
+    (
+        "due_soon_means",
+        "已用时限八成以上",
+        "over 80% of its time used",
+    ),
+    ("col_grid", "单元网格", "Unit grid"),
+    ("col_created", "上报时间", "Reported"),
+    ("col_address", "地址", "Address"),
+    ("export_xlsx", "导出 Excel", "Export Excel"),
     ("targets", "目标", "Targets"),
     ("live", "实时计量", "measured live"),
     (
@@ -182,8 +283,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("ticker", "最新动态", "Latest events"),
     (
         "legend",
-        "区（市）颜色按未结案件数；彩色线为地铁线路；点击区（市）查看其单元网格",
-        "Districts coloured by open cases; coloured lines are metro lines; click a district for its unit grids",
+        "彩色线为地铁线路；点击区（市）或按 Enter 查看其单元网格",
+        "coloured lines are metro lines; click a district (or press Enter) for its unit grids",
     ),
 ];
 
@@ -193,6 +294,48 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         .find(|(k, ..)| *k == key)
         .map(|(_, zh, en)| if lang == Lang::Zh { *zh } else { *en })
         .unwrap_or("")
+}
+
+/// A reading key by its name in words (`precipitation` → 雨量); a key not known keeps its code.
+pub fn key_name(lang: Lang, key: &str) -> String {
+    const KEYS: &[(&str, &str, &str)] = &[
+        ("precipitation", "雨量", "rainfall"),
+        ("height", "水位", "water level"),
+        ("flow", "流量", "flow"),
+        ("pH", "pH 值", "pH"),
+        ("temperature", "水温", "water temperature"),
+        ("turbidity", "浊度", "turbidity"),
+        ("O2", "溶解氧", "dissolved oxygen"),
+        ("pressure", "管网压力", "pipe pressure"),
+        ("CH4", "甲烷", "methane"),
+        ("H2S", "硫化氢", "hydrogen sulphide"),
+        ("CO", "一氧化碳", "carbon monoxide"),
+        ("occupied", "占用", "occupied"),
+        ("availableCapacity", "空闲充电口", "free connectors"),
+        ("power", "充电功率", "charging power"),
+        ("pm25", "PM2.5", "PM2.5"),
+        ("pm10", "PM10", "PM10"),
+        ("no2", "二氧化氮", "NO₂"),
+        ("o3", "臭氧", "ozone"),
+        ("powerState", "开关状态", "power state"),
+        ("illuminanceLevel", "照度", "illuminance"),
+        ("powerConsumption", "功耗", "power consumption"),
+    ];
+    KEYS.iter()
+        .find(|(k, ..)| *k == key)
+        .map(|(_, zh, en)| if lang == Lang::Zh { *zh } else { *en }.to_owned())
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// A severity by its name in the page's language.
+pub fn severity_name(lang: Lang, severity: &str) -> &'static str {
+    match (lang, severity) {
+        (Lang::Zh, s) => severity_zh(s),
+        (Lang::En, "critical") => "critical",
+        (Lang::En, "major") => "major",
+        (Lang::En, "minor") => "minor",
+        (Lang::En, _) => "warning",
+    }
 }
 
 pub fn severity_zh(severity: &str) -> &'static str {

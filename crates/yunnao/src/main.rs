@@ -345,7 +345,10 @@ async fn serve(config: &Config, demo: Option<(yunnao_sim::Scale, u64)>) -> anyho
             yunnao_sim::Scale::Small => 0.1,
             yunnao_sim::Scale::City => 1.0,
         };
-        let stats = std::sync::Arc::new(yunnao_sim::SimStats::default());
+        let stats = std::sync::Arc::new(yunnao_sim::SimStats {
+            planned_devices: app.web.planned_devices(),
+            ..yunnao_sim::SimStats::default()
+        });
         simulation = Some(tokio::spawn(async move {
             if let Err(e) = yunnao_sim::run(sim, stats, std::future::pending()).await {
                 tracing::error!(error = %e, "the simulated city stopped");

@@ -340,7 +340,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     );
     let detail = page(&browser, &server.url("/ui/devices/rain-ui-1"), &cookie).await;
     assert!(
-        detail.contains("precipitation") && detail.contains("<polyline points=\""),
+        detail.contains("雨量") && detail.contains("<polyline points=\""),
         "{detail}"
     );
     assert!(
@@ -348,7 +348,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
         "the chart's range: {detail}"
     );
     assert!(
-        detail.contains("暴雨预警") && detail.contains("precipitation &gt; 30，连续 2 次"),
+        detail.contains("暴雨预警") && detail.contains("雨量 &gt; 30 mm，连续 2 次"),
         "the device's rules: {detail}"
     );
     // The chart: axes in the unit, a min–max band, the latest reading, a time-range switch.
@@ -474,4 +474,572 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     server.cleanup().await;
 }
 
+/// Signs in through the UI form; the session cookie.
+async fn ui_sign_in(
+    server: &TestServer,
+    browser: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> String {
+    let signed = browser
+        .post(server.url("/ui/sign-in"))
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(signed.status(), 303, "UI sign-in of {user}");
+    set_cookie(&signed)
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A tiny PNG: the signature is what the server checks.
+fn png() -> Vec<u8> {
+    [b"\x89PNG\r\n\x1a\n".as_slice(), &[0u8; 64]].concat()
+}
+
+/// The operators' pages: an alarm in words, acknowledged and cleared with comments and followed
+/// to its case; notices of it live; the workbench's filters, sort and exports; search; a
+/// grid worker's patrol report and check with photos; a resident's page and 随手拍.
+async fn operators_and_field_pages(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let token = server.admin().await;
+    let admin = ui_sign_in(&server, &browser, "admin", ADMIN_PASSWORD).await;
+
+    // A gauge, a critical rule, and the notices stream open before the alarm.
+    let device: serde_json::Value = server
+        .request(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&token),
+            Some(serde_json::json!({"id": "rain-ops-1", "name": "中山公园雨量站", "profile": "rain-gauge",
+                                    "location": {"lon": 120.3845, "lat": 36.062}})),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let device_token = device["access_token"].as_str().expect("token").to_owned();
+    let rule = server
+        .request(
+            Method::POST,
+            "/api/v1/alarm-rules",
+            Some(&token),
+            Some(serde_json::json!({"name": "特大暴雨", "profile": "rain-gauge", "key": "precipitation",
+                                    "kind": "threshold", "operator": "above", "threshold": 30.0,
+                                    "severity": "critical", "auto_clear": false})),
+        )
+        .await;
+    assert_eq!(rule.status(), 201);
+    let mut live = browser
+        .get(server.url("/ui/stream?only=notices"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), 200);
+    let sent = server
+        .client
+        .post(server.url(&format!("/api/v1/{device_token}/telemetry")))
+        .json(&serde_json::json!({"ts": yunnao_core::time::now_ms(), "values": {"precipitation": 45.5}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sent.status(), 200);
+    let mut text = String::new();
+    while !text.contains("event: notice") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), live.chunk())
+            .await
+            .expect("a notice within 10 s")
+            .expect("stream")
+            .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("严重告警 中山公园雨量站"), "{text}");
+    assert!(!text.contains("event: snapshot"), "only notices: {text}");
+    drop(live);
+    let notices: serde_json::Value = browser
+        .get(server.url("/ui/notices"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        notices
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["kind"] == "alarm-critical")),
+        "{notices}"
+    );
+
+    // The alarm page: the alarm in words, its device and (critical alarms become cases) its case.
+    let mut case_id = String::new();
+    for _ in 0..100 {
+        let cases: serde_json::Value = server
+            .request(
+                Method::GET,
+                "/api/v1/governance/incidents?source=alarm",
+                Some(&token),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        if let Some(id) = cases["items"][0]["id"].as_str() {
+            case_id = id.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!case_id.is_empty(), "the critical alarm became a case");
+    let alarms = page(
+        &browser,
+        &server.url("/ui/alarms?severity=critical"),
+        &admin,
+    )
+    .await;
+    assert!(
+        alarms.contains("特大暴雨：雨量 45.5 mm（&gt; 30 mm）")
+            && alarms.contains("href=\"/ui/devices/rain-ops-1\"")
+            && alarms.contains(&format!("href=\"/ui/incidents/{case_id}\""))
+            && alarms.contains("市南区")
+            && alarms.contains("未确认"),
+        "{alarms}"
+    );
+    let minor = page(&browser, &server.url("/ui/alarms?severity=minor"), &admin).await;
+    assert!(!minor.contains("rain-ops-1"), "{minor}");
+    let elsewhere = page(&browser, &server.url("/ui/alarms?district=370212"), &admin).await;
+    assert!(
+        !elsewhere.contains("rain-ops-1"),
+        "崂山区 has none: {elsewhere}"
+    );
+    let listed: serde_json::Value = server
+        .request(
+            Method::GET,
+            "/api/v1/alarms?severity=critical&status=active",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let alarm_id = listed[0]["id"].as_str().expect("alarm").to_owned();
+    let ack = browser
+        .post(server.url(&format!("/ui/alarms/{alarm_id}/ack")))
+        .header("cookie", &admin)
+        .form(&[
+            ("comment", "已通知排水所"),
+            ("back", "/ui/alarms?status=all"),
+        ])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ack.status(), 303);
+    assert_eq!(location(&ack), "/ui/alarms?status=all");
+    let again = browser
+        .post(server.url(&format!("/ui/alarms/{alarm_id}/ack")))
+        .header("cookie", &admin)
+        .form(&[("comment", "再次确认")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 409);
+    assert!(
+        again
+            .text()
+            .await
+            .expect("html")
+            .contains("href=\"/ui/alarms\"")
+    );
+    let empty = browser
+        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
+        .header("cookie", &admin)
+        .form(&[("comment", " ")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(empty.status(), 422, "a comment is needed");
+    let other = server.user(&token, "water.ops", "water", "operator").await;
+    let _ = other;
+    let water = ui_sign_in(&server, &browser, "water.ops", "password-123").await;
+    let foreign = browser
+        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
+        .header("cookie", &water)
+        .form(&[("comment", "不是我们的")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        foreign.status(),
+        404,
+        "another department's alarm is not found"
+    );
+    let cleared = browser
+        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
+        .header("cookie", &admin)
+        .form(&[("comment", "雨停，积水已排")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cleared.status(), 303);
+    let shown: serde_json::Value = server
+        .request(
+            Method::GET,
+            "/api/v1/alarms?status=cleared",
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown[0]["acknowledge_comment"], "已通知排水所");
+    assert_eq!(shown[0]["clear_comment"], "雨停，积水已排");
+    let history = page(&browser, &server.url("/ui/alarms?status=cleared"), &admin).await;
+    assert!(
+        history.contains("已解除")
+            && history.contains("雨停，积水已排")
+            && history.contains("已通知排水所"),
+        "{history}"
+    );
+    let csv = browser
+        .get(server.url("/ui/alarms/export?status=all&format=csv"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.expect("csv");
+    assert!(
+        csv.contains("告警内容") && csv.contains(&alarm_id) && csv.contains(&case_id),
+        "{csv}"
+    );
+    let bad = browser
+        .get(server.url("/ui/alarms?severity=loud"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bad.status(), 400);
+
+    // The workbench: filter by district, sort by time limit, export.
+    let shinan = page(
+        &browser,
+        &server.url("/ui/incidents?district=370202&sort=due"),
+        &admin,
+    )
+    .await;
+    assert!(
+        shinan.contains(&format!("/ui/incidents/{case_id}")),
+        "{shinan}"
+    );
+    let laoshan = page(
+        &browser,
+        &server.url("/ui/incidents?district=370212"),
+        &admin,
+    )
+    .await;
+    assert!(
+        !laoshan.contains(&format!("/ui/incidents/{case_id}")),
+        "{laoshan}"
+    );
+    let xlsx = browser
+        .get(server.url("/ui/incidents/export?district=370202&format=xlsx"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(xlsx.status(), 200);
+    assert!(
+        xlsx.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .contains("spreadsheetml")
+    );
+    let csv = browser
+        .get(server.url("/ui/incidents/export?format=csv"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("csv");
+    assert!(csv.contains("处置时限") && csv.contains(&case_id), "{csv}");
+    let odd = browser
+        .get(server.url("/ui/incidents?sort=sideways"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(odd.status(), 400);
+
+    // Search: a device by name, a case by its words, the plan by its item.
+    let found = page(&browser, &server.url("/ui/search?q=中山公园"), &admin).await;
+    assert!(found.contains("href=\"/ui/devices/rain-ops-1\""), "{found}");
+    let found = page(
+        &browser,
+        &server.url(&format!("/ui/search?q={case_id}")),
+        &admin,
+    )
+    .await;
+    assert!(
+        found.contains(&format!("href=\"/ui/incidents/{case_id}\"")),
+        "{found}"
+    );
+    let found = page(&browser, &server.url("/ui/search?q=网格"), &admin).await;
+    assert!(found.contains("href=\"/ui/plan#item-"), "{found}");
+    let water_search = page(&browser, &server.url("/ui/search?q=中山公园"), &water).await;
+    assert!(
+        !water_search.contains("rain-ops-1"),
+        "another department's device: {water_search}"
+    );
+    let long = browser
+        .get(server.url(&format!("/ui/search?q={}", "长".repeat(101))))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(long.status(), 400);
+
+    // A grid worker of 市南区: a patrol report with a photo from the phone's form, the
+    // department handles it, the worker checks it with a photo and closes it.
+    server
+        .user(&token, "grid.ui", "city-management", "grid_worker")
+        .await;
+    let assigned = server
+        .request(
+            Method::PUT,
+            "/api/v1/governance/grid-workers/grid.ui",
+            Some(&token),
+            Some(serde_json::json!({"grids": ["370202"]})),
+        )
+        .await;
+    assert_eq!(assigned.status(), 200);
+    let worker = ui_sign_in(&server, &browser, "grid.ui", "password-123").await;
+    let form = page(&browser, &server.url("/ui/report"), &worker).await;
+    assert!(
+        form.contains("巡查上报")
+            && form.contains("name=\"photo\"")
+            && form.contains("id=\"locate\""),
+        "{form}"
+    );
+    let report = |cookie: String, photo: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("service_code", "E0201")
+            .text("description", "电线杆上贴满小广告")
+            .text("address", "中山路")
+            .text("lon", "120.3845")
+            .text("lat", "36.062")
+            .part(
+                "photo",
+                reqwest::multipart::Part::bytes(photo).file_name("p.png"),
+            );
+        browser
+            .post(server.url("/ui/report"))
+            .header("cookie", cookie)
+            .multipart(form)
+            .send()
+    };
+    let filed = report(worker.clone(), png()).await.expect("sent");
+    assert_eq!(filed.status(), 303);
+    let patrol_id = location(&filed)
+        .trim_start_matches("/ui/incidents/")
+        .to_owned();
+    let not_a_photo = report(worker.clone(), b"GIF89a".to_vec())
+        .await
+        .expect("sent");
+    assert_eq!(not_a_photo.status(), 422);
+    let case: serde_json::Value = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/governance/incidents/{patrol_id}"),
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(case["incident"]["source"], "patrol");
+    assert_eq!(case["incident"]["grid_worker"], "grid.ui");
+    assert_eq!(case["incident"]["photos"].as_array().map(Vec::len), Some(1));
+    let step = |cookie: &str, action: &str, comment: &str, photo: Option<Vec<u8>>| {
+        let mut form = reqwest::multipart::Form::new()
+            .text("action", action.to_owned())
+            .text("comment", comment.to_owned());
+        if let Some(photo) = photo {
+            form = form.part(
+                "photo",
+                reqwest::multipart::Part::bytes(photo).file_name("after.png"),
+            );
+        }
+        browser
+            .post(server.url(&format!("/ui/incidents/{patrol_id}/step")))
+            .header("cookie", cookie.to_owned())
+            .multipart(form)
+            .send()
+    };
+    assert_eq!(
+        step(&admin, "accept", "已安排清理", None)
+            .await
+            .expect("sent")
+            .status(),
+        303
+    );
+    assert_eq!(
+        step(&admin, "complete", "已清除", Some(png()))
+            .await
+            .expect("sent")
+            .status(),
+        303
+    );
+    let to_check = page(
+        &browser,
+        &server.url(&format!("/ui/incidents/{patrol_id}")),
+        &worker,
+    )
+    .await;
+    assert!(
+        to_check.contains("核查通过")
+            && to_check.contains("step-close")
+            && to_check.contains("step-rework"),
+        "the worker checks: {to_check}"
+    );
+    assert_eq!(
+        step(&worker, "close", "现场核查已清除", Some(png()))
+            .await
+            .expect("sent")
+            .status(),
+        303
+    );
+    let closed: serde_json::Value = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/governance/incidents/{patrol_id}"),
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(closed["incident"]["state"], "closed");
+    let photos = closed["incident"]["photos"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(photos.len(), 3, "the report's, the work's and the check's");
+    let shown = page(
+        &browser,
+        &server.url(&format!("/ui/incidents/{patrol_id}")),
+        &worker,
+    )
+    .await;
+    assert!(shown.contains("<img src=\"/ui/media/"), "{shown}");
+
+    // A resident lands on their own page, reports by 随手拍 with a photo, and sees it there.
+    server
+        .user(&token, "resident.ui", "bigdata", "resident")
+        .await;
+    let resident = ui_sign_in(&server, &browser, "resident.ui", "password-123").await;
+    let home = browser
+        .get(server.url("/"))
+        .header("cookie", &resident)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(home.status(), 303);
+    assert_eq!(location(&home), "/ui/me");
+    let me = page(&browser, &server.url("/ui/me"), &resident).await;
+    assert!(
+        me.contains("我的上报")
+            && me.contains("随手拍")
+            && !me.contains("一屏总览")
+            && !me.contains("name=\"q\""),
+        "{me}"
+    );
+    let filed = report(resident.clone(), png()).await.expect("sent");
+    assert_eq!(filed.status(), 303);
+    let back = location(&filed);
+    assert!(back.starts_with("/ui/me?reported="), "{back}");
+    let own_id = back.trim_start_matches("/ui/me?reported=").to_owned();
+    let me = page(&browser, &server.url(&back), &resident).await;
+    assert!(
+        me.contains("已受理")
+            && me.contains(&format!("/ui/incidents/{own_id}"))
+            && me.contains("电线杆上贴满小广告"),
+        "{me}"
+    );
+    let own: serde_json::Value = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/governance/incidents/{own_id}"),
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(own["incident"]["source"], "citizen");
+    let photo = own["incident"]["photos"][0]
+        .as_str()
+        .expect("photo")
+        .to_owned();
+    let image = browser
+        .get(server.url(&format!("/ui/media/{photo}")))
+        .header("cookie", &resident)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.headers()["content-type"], "image/png");
+    server
+        .user(&token, "resident.other", "bigdata", "resident")
+        .await;
+    let stranger = ui_sign_in(&server, &browser, "resident.other", "password-123").await;
+    let hidden = browser
+        .get(server.url(&format!("/ui/media/{photo}")))
+        .header("cookie", &stranger)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(hidden.status(), 404, "another resident's photo");
+    let devices = browser
+        .get(server.url("/ui/devices"))
+        .header("cookie", &resident)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        devices.status(),
+        403,
+        "a resident reads no department's devices"
+    );
+    server.cleanup().await;
+}
+
 backend_tests!(the_overview_shows_the_city_live);
+backend_tests!(operators_and_field_pages);

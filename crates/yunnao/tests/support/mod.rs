@@ -188,7 +188,7 @@ pub async fn page(browser: &Client, url: &str, cookie: &str) -> String {
 
 /// The plan page's row of one target, between its `<tr>` and `</tr>`.
 pub fn target_row<'a>(html: &'a str, id: &str) -> &'a str {
-    html.split(&format!("<tr data-target=\"{id}\">"))
+    html.split(&format!(" data-target=\"{id}\">"))
         .nth(1)
         .and_then(|rest| rest.split("</tr>").next())
         .unwrap_or_else(|| panic!("no row for target {id}"))
