@@ -898,7 +898,7 @@ pub struct AlarmQuery {
 
 /// Alarms of the caller's department, newest first.
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "sensing", params(AlarmQuery),
-    responses((status = 200, body = [AlarmView])))]
+    responses((status = 200, body = [AlarmView]), (status = 400, description = "a filter that is not one"), (status = 403)))]
 async fn list_alarms(
     State(sensing): State<Sensing>,
     principal: Principal,

@@ -52,6 +52,10 @@
     items = items.slice(0, 50);
     render();
   });
+  // A page left for the next keeps no stream open (a browser allows six connections to one
+  // server; pages kept for "back" would hold them); coming back reloads it.
+  window.addEventListener("pagehide", function () { window.yunnaoStream.close(); });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) { location.reload(); } });
   bell.addEventListener("click", function () {
     panel.hidden = !panel.hidden;
     bell.setAttribute("aria-expanded", String(!panel.hidden));

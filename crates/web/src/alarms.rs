@@ -351,7 +351,7 @@ pub(crate) async fn list(
                     format!(
                         "<small class=\"muted\">{} {}{}</small>",
                         t(l, key),
-                        escape(by),
+                        if by == "auto" { t(l, "auto").to_owned() } else { escape(by) },
                         comment
                             .as_ref()
                             .map(|c| format!("：{}", escape(c)))

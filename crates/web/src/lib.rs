@@ -999,7 +999,7 @@ pub struct StreamQuery {
 /// The live overview as server-sent events: `snapshot` every two seconds and `notice` for each
 /// notification meant for the signed-in user.
 #[utoipa::path(get, path = "/ui/stream", tag = "ui", params(StreamQuery),
-    responses((status = 200, description = "text/event-stream of snapshots and notices"), (status = 401)))]
+    responses((status = 200, description = "text/event-stream of snapshots and notices"), (status = 400), (status = 401)))]
 async fn stream(
     State(web): State<Web>,
     headers: HeaderMap,

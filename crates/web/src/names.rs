@@ -10,6 +10,7 @@ pub(crate) struct Names {
     lang: Lang,
     departments: HashMap<String, (String, String)>,
     profiles: HashMap<String, (String, String)>,
+    categories: HashMap<String, (String, String)>,
 }
 
 impl Names {
@@ -28,10 +29,19 @@ impl Names {
             .iter()
             .map(|p| (p.code.clone(), (p.name_zh.clone(), p.name_en.clone())))
             .collect();
+        let categories = web
+            .governance
+            .categories()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.service_code, (c.name, c.name_en)))
+            .collect();
         Names {
             lang,
             departments,
             profiles,
+            categories,
         }
     }
 
@@ -57,6 +67,35 @@ impl Names {
             .collect();
         all.sort_by(|a, b| a.1.cmp(&b.1));
         all
+    }
+
+    /// A case category's name (its code when it is not known).
+    pub(crate) fn category(&self, service_code: &str) -> String {
+        self.pick(self.categories.get(service_code), service_code)
+    }
+
+    /// The people named on a case's history by their display names, `系统` for the system.
+    pub(crate) async fn people(
+        web: &Web,
+        lang: Lang,
+        usernames: impl Iterator<Item = &str>,
+    ) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for username in usernames {
+            if out.contains_key(username) {
+                continue;
+            }
+            let shown = if username == "system" {
+                crate::text::t(lang, "system").to_owned()
+            } else {
+                match web.identity.user_by_username(username).await {
+                    Ok(Some(user)) => user.display_name,
+                    _ => username.to_owned(),
+                }
+            };
+            out.insert(username.to_owned(), shown);
+        }
+        out
     }
 
     /// A device type's name (its code when it is not known).

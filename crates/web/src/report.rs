@@ -249,7 +249,7 @@ pub struct MeQuery {
 
 /// A resident's or an enterprise's page: their reports with where each stands, and 随手拍.
 #[utoipa::path(get, path = "/ui/me", tag = "ui", params(MeQuery),
-    responses((status = 200, description = "my reports"), (status = 303, description = "to the sign-in page")))]
+    responses((status = 200, description = "my reports"), (status = 303, description = "to the sign-in page"), (status = 400)))]
 pub(crate) async fn me(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -268,7 +268,7 @@ pub(crate) async fn me(
                 "<li class=\"card\"><a href=\"/ui/incidents/{id}\"><b>{service}</b></a> <span class=\"state s-{state_code}\">{state}</span>\
                  <p>{text}</p><small class=\"muted\">{at} · {district} · {department}</small></li>",
                 id = escape(&i.id),
-                service = escape(if l == Lang::Zh { &i.service_name } else { &i.service_code }),
+                service = escape(&names.category(&i.service_code)),
                 state_code = i.state.as_str(),
                 state = crate::text::state_name(l, i.state),
                 text = escape(&i.description.chars().take(120).collect::<String>()),

@@ -90,7 +90,7 @@ pub(crate) async fn search(
                 format!(
                     "<li><a href=\"/ui/incidents/{id}\">{service}</a> <small class=\"muted\">{state} · {district} · {at}</small><br><small>{text}</small></li>",
                     id = escape(&i.id),
-                    service = escape(&i.service_name),
+                    service = escape(&names.category(&i.service_code)),
                     state = crate::text::state_name(l, i.state),
                     district = escape(&i.grid.as_ref().map(|g| g.district_name.clone()).unwrap_or_default()),
                     at = local_time(Some(&i.created_at)),

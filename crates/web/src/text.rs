@@ -78,6 +78,12 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("none_found", "没有符合条件的记录", "Nothing matches"),
     ("export_csv", "导出 CSV", "Export CSV"),
     ("search", "搜索", "Search"),
+    ("system", "系统", "System"),
+    (
+        "auto",
+        "自动（条件已消失）",
+        "automatically (the condition ended)",
+    ),
     ("resident_label", "市民", "Resident"),
     ("enterprise_label", "企业", "Enterprise"),
     ("choose", "请选择", "Choose"),

@@ -209,7 +209,7 @@ pub(crate) async fn queue(
                 "<tr class=\"{urgency}\"><td data-label=\"{l_service}\"><a href=\"/ui/incidents/{id}\">{service}</a></td><td data-label=\"{l_state}\">{state}{flag}</td>\
                  <td data-label=\"{l_district}\">{district}</td><td data-label=\"{l_department}\">{department}</td><td data-label=\"{l_due}\">{due}</td><td data-label=\"{l_text}\">{text}</td></tr>",
                 id = i.id,
-                service = escape(&i.service_name),
+                service = escape(&names.category(&i.service_code)),
                 state = crate::text::state_name(l, i.state),
                 flag = match urgency {
                     "overdue" => format!(" <b class=\"flag overdue\">{}</b>", t(l, "flag_overdue")),
@@ -345,7 +345,7 @@ pub(crate) async fn export(
             .map(|i| {
                 vec![
                     i.id.clone(),
-                    i.service_name.clone(),
+                    names.category(&i.service_code),
                     crate::text::state_name(l, i.state).to_owned(),
                     i.grid
                         .as_ref()
@@ -413,15 +413,24 @@ pub(crate) async fn case(
         Err(problem) => return crate::refusal(l, &problem, "/ui/incidents"),
     };
     let i = &detail.incident;
+    let people = Names::people(&web, l, detail.events.iter().map(|e| e.actor.as_str())).await;
     let timeline: String = detail
         .events
         .iter()
         .map(|e| {
             format!(
-                "<li><time>{}</time> <b>{}</b> {} — {}</li>",
+                "<li><time>{}</time> <b>{}</b> {}{} — {}</li>",
                 local_time(Some(&e.at)),
                 crate::text::event_name(l, &e.action),
-                escape(&e.actor),
+                escape(people.get(&e.actor).unwrap_or(&e.actor)),
+                if e.actor_department.is_empty() || e.actor == "system" {
+                    String::new()
+                } else {
+                    format!(
+                        " <small class=\"muted\">{}</small>",
+                        escape(&names.department(&e.actor_department))
+                    )
+                },
                 escape(&e.comment)
             )
         })
@@ -494,7 +503,7 @@ pub(crate) async fn case(
             &viewer,
             &names.department(&viewer.department)
         ),
-        service = escape(&format!("{} {}", i.service_code, i.service_name)),
+        service = escape(&names.category(&i.service_code)),
         state = crate::text::state_name(l, i.state),
         district = escape(
             &i.grid
@@ -510,12 +519,11 @@ pub(crate) async fn case(
         due = local_time(i.due_at.as_deref()),
         text = escape(&i.description),
         address = escape(&i.address),
-        grid = escape(
-            &i.grid
-                .as_ref()
-                .map(|g| g.grid_code.clone())
-                .unwrap_or_default()
-        ),
+        grid = i
+            .grid
+            .as_ref()
+            .map(|g| format!("{} {}", t(l, "col_grid"), escape(&g.grid_code)))
+            .unwrap_or_default(),
         timeline_title = t(l, "timeline"),
         photos = if i.photos.is_empty() {
             String::new()
