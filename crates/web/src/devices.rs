@@ -18,6 +18,100 @@ use yunnao_identity::{Action, Reach, Resource};
 pub struct DeviceListQuery {
     pub profile: Option<String>,
     pub offset: Option<i64>,
+    /// For the export: csv (default) or xlsx.
+    pub format: Option<String>,
+}
+
+/// Most devices one export holds.
+const EXPORT_LIMIT: i64 = 10_000;
+
+/// The device list under its filter as CSV or XLSX (the first 10,000).
+#[utoipa::path(get, path = "/ui/devices/export", tag = "ui", params(DeviceListQuery),
+    responses((status = 200, description = "text/csv or an XLSX workbook"), (status = 303, description = "to the sign-in page"),
+        (status = 400), (status = 403, description = "an account that reads no devices")))]
+pub(crate) async fn export(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<DeviceListQuery>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let names = Names::load(&web, l).await;
+    let department = match viewer.reach(Resource::Devices, Action::Read) {
+        Reach::All => None,
+        Reach::Own => Some(viewer.department.as_str()),
+        Reach::None => {
+            return crate::refusal(
+                l,
+                &Problem::forbidden("this account does not read department devices"),
+                "/",
+            );
+        }
+    };
+    let profile = query.profile.clone().filter(|p| !p.is_empty());
+    let made = async {
+        let (devices, _) = web
+            .sensing
+            .list_devices(department, profile.as_deref(), EXPORT_LIMIT, 0)
+            .await?;
+        let rows: Vec<Vec<String>> = devices
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.clone(),
+                    d.name.clone(),
+                    names.profile(&d.profile),
+                    names.department(&d.department),
+                    d.location
+                        .as_ref()
+                        .map(|p| p.lon.to_string())
+                        .unwrap_or_default(),
+                    d.location
+                        .as_ref()
+                        .map(|p| p.lat.to_string())
+                        .unwrap_or_default(),
+                    if d.status.online {
+                        t(l, "yes")
+                    } else {
+                        t(l, "no")
+                    }
+                    .to_owned(),
+                    local_time(d.status.last_seen.as_deref()),
+                    if d.simulated {
+                        t(l, "simulated_short")
+                    } else {
+                        ""
+                    }
+                    .to_owned(),
+                ]
+            })
+            .collect();
+        let titles: Vec<&str> = [
+            "col_device_id",
+            "col_name",
+            "col_profile",
+            "col_department",
+            "lon",
+            "lat",
+            "col_online",
+            "col_seen",
+            "simulated_short",
+        ]
+        .iter()
+        .map(|k| t(l, k))
+        .collect();
+        crate::alarms::download(query.format.as_deref(), "devices", &titles, &rows)
+    };
+    match made.await {
+        Ok(response) => (
+            axum::Extension(yunnao_identity::AuditNote::new("device.export", "devices")),
+            response,
+        )
+            .into_response(),
+        Err(problem) => crate::refusal(l, &problem, "/ui/devices"),
+    }
 }
 
 const PAGE: i64 = 100;
@@ -105,7 +199,8 @@ pub(crate) async fn list(
     };
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
-         <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button></form>\
+         <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button>\
+         <span class=\"exports\"><a href=\"/ui/devices/export?profile={chosen}&amp;format=csv\">{csv}</a> <a href=\"/ui/devices/export?profile={chosen}&amp;format=xlsx\">{xlsx}</a></span></form>\
          <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
         header =
             crate::workbench::header(l, "devices", &viewer, &names.department(&viewer.department)),
@@ -117,6 +212,9 @@ pub(crate) async fn list(
         c_department = t(l, "col_department"),
         c_online = t(l, "col_online"),
         c_seen = t(l, "col_seen"),
+        chosen = crate::url_encode(profile.as_deref().unwrap_or("")),
+        csv = t(l, "export_csv"),
+        xlsx = t(l, "export_xlsx"),
     );
     page(l, t(l, "devices_title"), &body).into_response()
 }

@@ -720,6 +720,7 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(plan::supervision))
         .routes(routes!(plan::report))
         .routes(routes!(devices::list))
+        .routes(routes!(devices::export))
         .routes(routes!(alarms::list))
         .routes(routes!(alarms::export))
         .routes(routes!(alarms::step))
@@ -816,8 +817,7 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
         })
         .collect();
     let body = format!(
-        "{header}<main class=\"overview\"><p id=\"starting\" class=\"starting\" hidden role=\"status\" data-template=\"{starting}\"></p>\
-         <section class=\"map-panel\">{map}<p class=\"legend\"><span class=\"legend-title\">{legend_open}</span> {legend_levels} · {legend}</p></section>\
+        "{header}<main class=\"overview\"><section class=\"map-panel\"><p id=\"starting\" class=\"starting\" hidden role=\"status\" data-template=\"{starting}\"></p>{map}<p class=\"legend\"><span class=\"legend-title\">{legend_open}</span> {legend_levels} · {legend}</p></section>\
          <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}{c11}{c12}\
          <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
          <div class=\"chart\"><svg id=\"daily\" viewBox=\"0 0 300 110\"></svg><label>{daily}</label></div>\

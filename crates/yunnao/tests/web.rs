@@ -735,6 +735,19 @@ async fn operators_and_field_pages(backend: TestBackend) {
         csv.contains("告警内容") && csv.contains(&alarm_id) && csv.contains(&case_id),
         "{csv}"
     );
+    let devices = browser
+        .get(server.url("/ui/devices/export?profile=rain-gauge&format=csv"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("csv");
+    assert!(
+        devices.contains("rain-ops-1,中山公园雨量站,雨量计"),
+        "{devices}"
+    );
     let bad = browser
         .get(server.url("/ui/alarms?severity=loud"))
         .header("cookie", &admin)
