@@ -868,21 +868,7 @@ impl Governance {
             serde_json::json!({"source": report.source.as_str()}),
         )
         .await?;
-        for photo in &report.photos {
-            sqlx::query(
-                "INSERT INTO gov_media (id, incident_id, content_type, bytes, size, uploaded_by, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(new_id())
-            .bind(&id)
-            .bind(&photo.content_type)
-            .bind(photo.bytes.clone())
-            .bind(photo.bytes.len() as i64)
-            .bind(&report.actor)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .db()?;
-        }
+        store_photos(&mut tx, &id, &report.photos, &report.actor, now).await?;
         let mut action = "report";
         if let Some((place, department, calendar)) = &dispatch {
             sqlx::query("UPDATE gov_incidents SET state = 'registered' WHERE id = $1")
@@ -1204,21 +1190,7 @@ impl Governance {
         if input.photos.len() > MAX_PHOTOS {
             return Err(Problem::validation(format!("at most {MAX_PHOTOS} photos")));
         }
-        for photo in &input.photos {
-            sqlx::query(
-                "INSERT INTO gov_media (id, incident_id, content_type, bytes, size, uploaded_by, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(new_id())
-            .bind(id)
-            .bind(&photo.content_type)
-            .bind(photo.bytes.clone())
-            .bind(photo.bytes.len() as i64)
-            .bind(&principal.name)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .db()?;
-        }
+        store_photos(&mut tx, id, &input.photos, &principal.name, now).await?;
         append_event(
             &mut tx,
             id,
@@ -1355,6 +1327,32 @@ impl Governance {
             tracing::warn!(error = %e, "publishing an incident change failed");
         }
     }
+}
+
+/// A case's photos, in the transaction of the report or step they came with.
+async fn store_photos(
+    tx: &mut yunnao_store::WriteTx,
+    incident_id: &str,
+    photos: &[Photo],
+    by: &str,
+    at_ms: i64,
+) -> Result<(), Problem> {
+    for photo in photos {
+        sqlx::query(
+            "INSERT INTO gov_media (id, incident_id, content_type, bytes, size, uploaded_by, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_id())
+        .bind(incident_id)
+        .bind(&photo.content_type)
+        .bind(photo.bytes.clone())
+        .bind(photo.bytes.len() as i64)
+        .bind(by)
+        .bind(at_ms)
+        .execute(&mut ***tx)
+        .await
+        .db()?;
+    }
+    Ok(())
 }
 
 fn source_name(source: Source) -> &'static str {

@@ -264,40 +264,20 @@ async fn lines(
 }
 
 fn select(name: &str, label: &str, chosen: Option<&str>, options: &[(String, String)]) -> String {
-    let options: String = options
-        .iter()
-        .map(|(value, text)| {
-            format!(
-                "<option value=\"{}\"{}>{}</option>",
-                escape(value),
-                if chosen == Some(value.as_str()) {
-                    " selected"
-                } else {
-                    ""
-                },
-                escape(text)
-            )
-        })
-        .collect();
-    format!("<select name=\"{name}\" aria-label=\"{label}\">{options}</select>")
+    format!(
+        "<select name=\"{name}\" aria-label=\"{label}\">{}</select>",
+        crate::options(chosen, options)
+    )
 }
 
 /// The query string of the filter, for the export links.
 fn filter_query(query: &AlarmListQuery) -> String {
-    [
+    crate::query_string(&[
         ("severity", &query.severity),
         ("status", &query.status),
         ("department", &query.department),
         ("district", &query.district),
-    ]
-    .iter()
-    .filter_map(|(k, v)| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("{k}={}", crate::url_encode(v)))
-    })
-    .collect::<Vec<_>>()
-    .join("&")
+    ])
 }
 
 /// The alarm list.

@@ -39,16 +39,9 @@ pub(crate) async fn export(
     };
     let l = lang(&headers);
     let names = Names::load(&web, l).await;
-    let department = match viewer.reach(Resource::Devices, Action::Read) {
-        Reach::All => None,
-        Reach::Own => Some(viewer.department.as_str()),
-        Reach::None => {
-            return crate::refusal(
-                l,
-                &Problem::forbidden("this account does not read department devices"),
-                "/",
-            );
-        }
+    let department = match device_scope(&viewer) {
+        Ok(department) => department,
+        Err(problem) => return crate::refusal(l, &problem, "/"),
     };
     let profile = query.profile.clone().filter(|p| !p.is_empty());
     let made = async {
@@ -116,6 +109,17 @@ pub(crate) async fn export(
 
 const PAGE: i64 = 100;
 
+/// Whose devices this viewer lists: all (`None`), their department's, or none at all.
+pub(crate) fn device_scope(viewer: &yunnao_identity::Principal) -> Result<Option<&str>, Problem> {
+    match viewer.reach(Resource::Devices, Action::Read) {
+        Reach::All => Ok(None),
+        Reach::Own => Ok(Some(viewer.department.as_str())),
+        Reach::None => Err(Problem::forbidden(
+            "this account does not read department devices",
+        )),
+    }
+}
+
 /// The device list.
 #[utoipa::path(get, path = "/ui/devices", tag = "ui", params(DeviceListQuery),
     responses((status = 200, description = "the device list page"), (status = 303, description = "to the sign-in page"), (status = 403, description = "an account that reads no devices")))]
@@ -129,16 +133,9 @@ pub(crate) async fn list(
     };
     let l = lang(&headers);
     let names = Names::load(&web, l).await;
-    let department = match viewer.reach(Resource::Devices, Action::Read) {
-        Reach::All => None,
-        Reach::Own => Some(viewer.department.as_str()),
-        Reach::None => {
-            return crate::refusal(
-                l,
-                &Problem::forbidden("this account does not read department devices"),
-                "/",
-            );
-        }
+    let department = match device_scope(&viewer) {
+        Ok(department) => department,
+        Err(problem) => return crate::refusal(l, &problem, "/"),
     };
     let profile = query.profile.filter(|p| !p.is_empty());
     let offset = query.offset.unwrap_or(0).max(0);

@@ -757,6 +757,37 @@ fn refusal(l: Lang, problem: &Problem, back: &str) -> Response {
     (status, page(l, t(l, &key), &body)).into_response()
 }
 
+/// `<option>`s of (value, text), the chosen one selected.
+fn options(chosen: Option<&str>, all: &[(String, String)]) -> String {
+    all.iter()
+        .map(|(value, text)| {
+            format!(
+                "<option value=\"{}\"{}>{}</option>",
+                escape(value),
+                if chosen == Some(value.as_str()) {
+                    " selected"
+                } else {
+                    ""
+                },
+                escape(text)
+            )
+        })
+        .collect()
+}
+
+/// A filter as a query string: the values that are set, percent-encoded.
+fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", url_encode(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A query-string value, percent-encoded (everything but unreserved characters).
 fn url_encode(text: &str) -> String {
     text.bytes()

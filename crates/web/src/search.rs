@@ -12,7 +12,6 @@ use serde::Deserialize;
 use yunnao_core::Problem;
 use yunnao_governance::queries::IncidentFilter;
 use yunnao_http::ApiQuery;
-use yunnao_identity::{Action, Reach, Resource};
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -46,12 +45,7 @@ pub(crate) async fn search(
     let names = Names::load(&web, l).await;
     let mut sections = String::new();
     if !words.is_empty() {
-        let department = match viewer.reach(Resource::Devices, Action::Read) {
-            Reach::All => Some(None),
-            Reach::Own => Some(Some(viewer.department.as_str())),
-            Reach::None => None,
-        };
-        if let Some(department) = department {
+        if let Ok(department) = crate::devices::device_scope(&viewer) {
             let devices = web
                 .sensing
                 .search_devices(department, &words, EACH)

@@ -127,21 +127,13 @@ impl QueueQuery {
     }
 
     fn query_string(&self) -> String {
-        [
+        crate::query_string(&[
             ("state", &self.state),
             ("district", &self.district),
             ("department", &self.department),
             ("overdue", &self.overdue),
             ("sort", &self.sort),
-        ]
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_deref()
-                .filter(|v| !v.is_empty())
-                .map(|v| format!("{k}={}", crate::url_encode(v)))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+        ])
     }
 }
 
@@ -163,23 +155,6 @@ fn urgency(i: &yunnao_governance::incidents::Incident, now_ms: i64) -> &'static 
     } else {
         ""
     }
-}
-
-fn options(chosen: Option<&str>, all: &[(String, String)]) -> String {
-    all.iter()
-        .map(|(value, text)| {
-            format!(
-                "<option value=\"{}\"{}>{}</option>",
-                escape(value),
-                if chosen == Some(value.as_str()) {
-                    " selected"
-                } else {
-                    ""
-                },
-                escape(text)
-            )
-        })
-        .collect()
 }
 
 /// The queue of the signed-in user, filtered and sorted by time limit.
@@ -296,10 +271,10 @@ pub(crate) async fn queue(
         ),
         title = t(l, "queue"),
         total = page_of.total,
-        states = options(query.state.as_deref().or(Some("open")), &states),
-        districts = options(query.district.as_deref(), &districts),
-        departments = options(query.department.as_deref(), &departments),
-        sorts = options(query.sort.as_deref().or(Some("due")), &sorts),
+        states = crate::options(query.state.as_deref().or(Some("open")), &states),
+        districts = crate::options(query.district.as_deref(), &districts),
+        departments = crate::options(query.department.as_deref(), &departments),
+        sorts = crate::options(query.sort.as_deref().or(Some("due")), &sorts),
         sort = t(l, "sort"),
         overdue = if query.overdue.as_deref() == Some("1") {
             " checked"

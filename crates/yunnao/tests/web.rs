@@ -500,6 +500,30 @@ fn location(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
+async fn get_as(browser: &reqwest::Client, url: &str, cookie: &str) -> reqwest::Response {
+    browser
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("sent")
+}
+
+async fn post_as(
+    browser: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    browser
+        .post(url)
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .expect("sent")
+}
+
 /// A tiny PNG: the signature is what the server checks.
 fn png() -> Vec<u8> {
     [b"\x89PNG\r\n\x1a\n".as_slice(), &[0u8; 64]].concat()
@@ -542,12 +566,7 @@ async fn operators_and_field_pages(backend: TestBackend) {
         )
         .await;
     assert_eq!(rule.status(), 201);
-    let mut live = browser
-        .get(server.url("/ui/stream?only=notices"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let mut live = get_as(&browser, &server.url("/ui/stream?only=notices"), &admin).await;
     assert_eq!(live.status(), 200);
     let sent = server
         .client
@@ -569,12 +588,8 @@ async fn operators_and_field_pages(backend: TestBackend) {
     assert!(text.contains("严重告警 中山公园雨量站"), "{text}");
     assert!(!text.contains("event: snapshot"), "only notices: {text}");
     drop(live);
-    let notices: serde_json::Value = browser
-        .get(server.url("/ui/notices"))
-        .header("cookie", &admin)
-        .send()
+    let notices: serde_json::Value = get_as(&browser, &server.url("/ui/notices"), &admin)
         .await
-        .expect("sent")
         .json()
         .await
         .expect("json");
@@ -639,25 +654,25 @@ async fn operators_and_field_pages(backend: TestBackend) {
         .await
         .expect("json");
     let alarm_id = listed[0]["id"].as_str().expect("alarm").to_owned();
-    let ack = browser
-        .post(server.url(&format!("/ui/alarms/{alarm_id}/ack")))
-        .header("cookie", &admin)
-        .form(&[
+    let ack = post_as(
+        &browser,
+        &server.url(&format!("/ui/alarms/{alarm_id}/ack")),
+        &admin,
+        &[
             ("comment", "已通知排水所"),
             ("back", "/ui/alarms?status=all"),
-        ])
-        .send()
-        .await
-        .expect("sent");
+        ],
+    )
+    .await;
     assert_eq!(ack.status(), 303);
     assert_eq!(location(&ack), "/ui/alarms?status=all");
-    let again = browser
-        .post(server.url(&format!("/ui/alarms/{alarm_id}/ack")))
-        .header("cookie", &admin)
-        .form(&[("comment", "再次确认")])
-        .send()
-        .await
-        .expect("sent");
+    let again = post_as(
+        &browser,
+        &server.url(&format!("/ui/alarms/{alarm_id}/ack")),
+        &admin,
+        &[("comment", "再次确认")],
+    )
+    .await;
     assert_eq!(again.status(), 409);
     assert!(
         again
@@ -666,36 +681,36 @@ async fn operators_and_field_pages(backend: TestBackend) {
             .expect("html")
             .contains("href=\"/ui/alarms\"")
     );
-    let empty = browser
-        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
-        .header("cookie", &admin)
-        .form(&[("comment", " ")])
-        .send()
-        .await
-        .expect("sent");
+    let empty = post_as(
+        &browser,
+        &server.url(&format!("/ui/alarms/{alarm_id}/clear")),
+        &admin,
+        &[("comment", " ")],
+    )
+    .await;
     assert_eq!(empty.status(), 422, "a comment is needed");
     let other = server.user(&token, "water.ops", "water", "operator").await;
     let _ = other;
     let water = ui_sign_in(&server, &browser, "water.ops", "password-123").await;
-    let foreign = browser
-        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
-        .header("cookie", &water)
-        .form(&[("comment", "不是我们的")])
-        .send()
-        .await
-        .expect("sent");
+    let foreign = post_as(
+        &browser,
+        &server.url(&format!("/ui/alarms/{alarm_id}/clear")),
+        &water,
+        &[("comment", "不是我们的")],
+    )
+    .await;
     assert_eq!(
         foreign.status(),
         404,
         "another department's alarm is not found"
     );
-    let cleared = browser
-        .post(server.url(&format!("/ui/alarms/{alarm_id}/clear")))
-        .header("cookie", &admin)
-        .form(&[("comment", "雨停，积水已排")])
-        .send()
-        .await
-        .expect("sent");
+    let cleared = post_as(
+        &browser,
+        &server.url(&format!("/ui/alarms/{alarm_id}/clear")),
+        &admin,
+        &[("comment", "雨停，积水已排")],
+    )
+    .await;
     assert_eq!(cleared.status(), 303);
     let shown: serde_json::Value = server
         .request(
@@ -717,12 +732,12 @@ async fn operators_and_field_pages(backend: TestBackend) {
             && history.contains("已通知排水所"),
         "{history}"
     );
-    let csv = browser
-        .get(server.url("/ui/alarms/export?status=all&format=csv"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let csv = get_as(
+        &browser,
+        &server.url("/ui/alarms/export?status=all&format=csv"),
+        &admin,
+    )
+    .await;
     assert_eq!(csv.status(), 200);
     assert!(
         csv.headers()["content-type"]
@@ -735,25 +750,20 @@ async fn operators_and_field_pages(backend: TestBackend) {
         csv.contains("告警内容") && csv.contains(&alarm_id) && csv.contains(&case_id),
         "{csv}"
     );
-    let devices = browser
-        .get(server.url("/ui/devices/export?profile=rain-gauge&format=csv"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("csv");
+    let devices = get_as(
+        &browser,
+        &server.url("/ui/devices/export?profile=rain-gauge&format=csv"),
+        &admin,
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
     assert!(
         devices.contains("rain-ops-1,中山公园雨量站,雨量计"),
         "{devices}"
     );
-    let bad = browser
-        .get(server.url("/ui/alarms?severity=loud"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let bad = get_as(&browser, &server.url("/ui/alarms?severity=loud"), &admin).await;
     assert_eq!(bad.status(), 400);
 
     // The workbench: filter by district, sort by time limit, export.
@@ -777,12 +787,12 @@ async fn operators_and_field_pages(backend: TestBackend) {
         !laoshan.contains(&format!("/ui/incidents/{case_id}")),
         "{laoshan}"
     );
-    let xlsx = browser
-        .get(server.url("/ui/incidents/export?district=370202&format=xlsx"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let xlsx = get_as(
+        &browser,
+        &server.url("/ui/incidents/export?district=370202&format=xlsx"),
+        &admin,
+    )
+    .await;
     assert_eq!(xlsx.status(), 200);
     assert!(
         xlsx.headers()["content-type"]
@@ -790,22 +800,17 @@ async fn operators_and_field_pages(backend: TestBackend) {
             .unwrap_or("")
             .contains("spreadsheetml")
     );
-    let csv = browser
-        .get(server.url("/ui/incidents/export?format=csv"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("csv");
+    let csv = get_as(
+        &browser,
+        &server.url("/ui/incidents/export?format=csv"),
+        &admin,
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
     assert!(csv.contains("处置时限") && csv.contains(&case_id), "{csv}");
-    let odd = browser
-        .get(server.url("/ui/incidents?sort=sideways"))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let odd = get_as(&browser, &server.url("/ui/incidents?sort=sideways"), &admin).await;
     assert_eq!(odd.status(), 400);
 
     // Search: a device by name, a case by its words, the plan by its item.
@@ -828,12 +833,12 @@ async fn operators_and_field_pages(backend: TestBackend) {
         !water_search.contains("rain-ops-1"),
         "another department's device: {water_search}"
     );
-    let long = browser
-        .get(server.url(&format!("/ui/search?q={}", "长".repeat(101))))
-        .header("cookie", &admin)
-        .send()
-        .await
-        .expect("sent");
+    let long = get_as(
+        &browser,
+        &server.url(&format!("/ui/search?q={}", "长".repeat(101))),
+        &admin,
+    )
+    .await;
     assert_eq!(long.status(), 400);
 
     // A grid worker of 市南区: a patrol report with a photo from the phone's form, the
@@ -977,12 +982,7 @@ async fn operators_and_field_pages(backend: TestBackend) {
         .user(&token, "resident.ui", "bigdata", "resident")
         .await;
     let resident = ui_sign_in(&server, &browser, "resident.ui", "password-123").await;
-    let home = browser
-        .get(server.url("/"))
-        .header("cookie", &resident)
-        .send()
-        .await
-        .expect("sent");
+    let home = get_as(&browser, &server.url("/"), &resident).await;
     assert_eq!(home.status(), 303);
     assert_eq!(location(&home), "/ui/me");
     let me = page(&browser, &server.url("/ui/me"), &resident).await;
@@ -1021,31 +1021,26 @@ async fn operators_and_field_pages(backend: TestBackend) {
         .as_str()
         .expect("photo")
         .to_owned();
-    let image = browser
-        .get(server.url(&format!("/ui/media/{photo}")))
-        .header("cookie", &resident)
-        .send()
-        .await
-        .expect("sent");
+    let image = get_as(
+        &browser,
+        &server.url(&format!("/ui/media/{photo}")),
+        &resident,
+    )
+    .await;
     assert_eq!(image.status(), 200);
     assert_eq!(image.headers()["content-type"], "image/png");
     server
         .user(&token, "resident.other", "bigdata", "resident")
         .await;
     let stranger = ui_sign_in(&server, &browser, "resident.other", "password-123").await;
-    let hidden = browser
-        .get(server.url(&format!("/ui/media/{photo}")))
-        .header("cookie", &stranger)
-        .send()
-        .await
-        .expect("sent");
+    let hidden = get_as(
+        &browser,
+        &server.url(&format!("/ui/media/{photo}")),
+        &stranger,
+    )
+    .await;
     assert_eq!(hidden.status(), 404, "another resident's photo");
-    let devices = browser
-        .get(server.url("/ui/devices"))
-        .header("cookie", &resident)
-        .send()
-        .await
-        .expect("sent");
+    let devices = get_as(&browser, &server.url("/ui/devices"), &resident).await;
     assert_eq!(
         devices.status(),
         403,
