@@ -34,6 +34,7 @@ pub struct Category {
     pub kind: String,
     pub class_code: String,
     pub class_name: String,
+    pub class_name_en: String,
     pub code: String,
     pub name: String,
     pub name_en: String,
@@ -80,6 +81,7 @@ struct Class {
     kind: String,
     code: String,
     name: String,
+    name_en: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,10 +112,15 @@ fn seed() -> Result<Seed, Problem> {
 }
 
 fn class_name(classes: &[Class], kind: &str, code: &str) -> String {
+    class_names(classes, kind, code).0
+}
+
+/// A class's (Chinese, English) names; empty for a class not in the standard.
+fn class_names(classes: &[Class], kind: &str, code: &str) -> (String, String) {
     classes
         .iter()
         .find(|c| c.kind == kind && c.code == code)
-        .map(|c| c.name.clone())
+        .map(|c| (c.name.clone(), c.name_en.clone()))
         .unwrap_or_default()
 }
 
@@ -148,7 +155,8 @@ fn category_from(row: CategoryRow, classes: &[Class]) -> Result<Category, Proble
         active,
     ) = row;
     Ok(Category {
-        class_name: class_name(classes, &kind, &class_code),
+        class_name: class_names(classes, &kind, &class_code).0,
+        class_name_en: class_names(classes, &kind, &class_code).1,
         attributes: serde_json::from_str(&attrs)
             .map_err(|e| Problem::internal(format!("category {service_code}: {e}")))?,
         service_code,

@@ -121,10 +121,23 @@ pub(crate) async fn form(State(web): State<Web>, headers: HeaderMap) -> Response
     let l = lang(&headers);
     let names = Names::load(&web, l).await;
     let categories = web.governance.categories().await.unwrap_or_default();
-    let mut classes: Vec<(String, String)> = Vec::new();
+    // A class is its kind and code: 部件 01 and 事件 01 are different classes.
+    let mut classes: Vec<((String, String), String)> = Vec::new();
     for c in &categories {
-        if !classes.iter().any(|(code, _)| *code == c.class_code) {
-            classes.push((c.class_code.clone(), c.class_name.clone()));
+        let class = (c.kind.clone(), c.class_code.clone());
+        if !classes.iter().any(|(key, _)| *key == class) {
+            let name = if l == Lang::Zh {
+                &c.class_name
+            } else {
+                &c.class_name_en
+            };
+            let kind = match (c.kind.as_str(), l) {
+                ("component", Lang::Zh) => "部件",
+                ("component", Lang::En) => "Component",
+                (_, Lang::Zh) => "事件",
+                (_, Lang::En) => "Event",
+            };
+            classes.push((class, format!("{kind} · {name}")));
         }
     }
     let options: String = classes
@@ -132,7 +145,7 @@ pub(crate) async fn form(State(web): State<Web>, headers: HeaderMap) -> Response
         .map(|(code, name)| {
             let inner: String = categories
                 .iter()
-                .filter(|c| c.class_code == *code)
+                .filter(|c| c.kind == code.0 && c.class_code == code.1)
                 .map(|c| {
                     format!(
                         "<option value=\"{}\">{}</option>",
