@@ -26,10 +26,12 @@ pub enum Resource {
     Grants,
     /// A department's NGSI-LD entities, subscriptions and registrations (open data is public).
     Context,
+    /// E-licences a department issues (holders read their own through their binding).
+    Licences,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -37,6 +39,7 @@ impl Resource {
         Resource::Alarms,
         Resource::Grants,
         Resource::Context,
+        Resource::Licences,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -49,6 +52,7 @@ impl Resource {
             Resource::Alarms => "alarms",
             Resource::Grants => "grants",
             Resource::Context => "context",
+            Resource::Licences => "licences",
         }
     }
 }
@@ -79,7 +83,7 @@ pub enum Reach {
 
 use Action::{Read, Write};
 use Reach::{All, None, Own};
-use Resource::{AlarmRules, Alarms, Context, Devices, Grants, Profiles, Telemetry};
+use Resource::{AlarmRules, Alarms, Context, Devices, Grants, Licences, Profiles, Telemetry};
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
 /// role is [`Reach::None`].
@@ -98,6 +102,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, Grants, Write, Own),
     (Role::DeptAdmin, Context, Read, Own),
     (Role::DeptAdmin, Context, Write, Own),
+    (Role::DeptAdmin, Licences, Read, Own),
+    (Role::DeptAdmin, Licences, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -110,6 +116,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, Grants, Read, Own),
     (Role::Operator, Context, Read, Own),
     (Role::Operator, Context, Write, Own),
+    (Role::Operator, Licences, Read, Own),
+    (Role::Operator, Licences, Write, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

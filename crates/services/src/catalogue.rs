@@ -28,7 +28,7 @@ pub const KINDS: [&str; 5] = [
     "filing",
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Material {
     pub name_zh: String,
@@ -44,7 +44,7 @@ impl Material {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub department: String,
@@ -52,7 +52,7 @@ pub struct Step {
     pub working_days: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// `all` (every step approves), `any` (one suffices) or `k:N` (N of the steps).
@@ -74,7 +74,7 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// `370200-XK-0001`: the region (青岛市), the kind's letters, a serial.
@@ -108,7 +108,7 @@ impl Service {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub code: String,
@@ -117,7 +117,7 @@ pub struct Bundle {
     pub services: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
     pub services: Vec<Service>,

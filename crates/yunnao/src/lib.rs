@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[MigrationSet] = &[
     yunnao_context::MIGRATIONS,
     yunnao_governance::MIGRATIONS,
     yunnao_plan::MIGRATIONS,
+    yunnao_services::MIGRATIONS,
 ];
 
 pub struct App {
@@ -213,6 +214,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .map_err(anyhow::Error::msg)?;
 
+    let services = yunnao_services::api::ServicesState {
+        catalogue: Arc::new(
+            yunnao_services::catalogue::Catalogue::seed()
+                .map_err(|e| anyhow::anyhow!("services catalogue: {e}"))?,
+        ),
+        licences: yunnao_services::licences::Licences::new(db.clone(), identity.clone()),
+    };
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),
@@ -225,6 +233,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_context::api::router().with_state(context.clone()))
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
         .merge(yunnao_plan::api::router().with_state(plan.clone()))
+        .merge(yunnao_services::api::router().with_state(services))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
