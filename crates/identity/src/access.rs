@@ -28,10 +28,13 @@ pub enum Resource {
     Context,
     /// E-licences a department issues (holders read their own through their binding).
     Licences,
+    /// Applications for services a department accepts or has a step of (applicants read
+    /// their own).
+    Applications,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 8] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -40,6 +43,7 @@ impl Resource {
         Resource::Grants,
         Resource::Context,
         Resource::Licences,
+        Resource::Applications,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -53,6 +57,7 @@ impl Resource {
             Resource::Grants => "grants",
             Resource::Context => "context",
             Resource::Licences => "licences",
+            Resource::Applications => "applications",
         }
     }
 }
@@ -83,7 +88,9 @@ pub enum Reach {
 
 use Action::{Read, Write};
 use Reach::{All, None, Own};
-use Resource::{AlarmRules, Alarms, Context, Devices, Grants, Licences, Profiles, Telemetry};
+use Resource::{
+    AlarmRules, Alarms, Applications, Context, Devices, Grants, Licences, Profiles, Telemetry,
+};
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
 /// role is [`Reach::None`].
@@ -104,6 +111,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, Context, Write, Own),
     (Role::DeptAdmin, Licences, Read, Own),
     (Role::DeptAdmin, Licences, Write, Own),
+    (Role::DeptAdmin, Applications, Read, Own),
+    (Role::DeptAdmin, Applications, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -118,6 +127,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, Context, Write, Own),
     (Role::Operator, Licences, Read, Own),
     (Role::Operator, Licences, Write, Own),
+    (Role::Operator, Applications, Read, Own),
+    (Role::Operator, Applications, Write, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

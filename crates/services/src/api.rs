@@ -1,6 +1,7 @@
 //! `/api/v1/services`: the catalogue (public: what a service needs is told to anyone, 一次告知),
 //! holder bindings, e-licences (issue, read, mine, status) and their public verification.
 
+use crate::applications::{Application, Applications, NewApplication};
 use crate::catalogue::{Bundle, Catalogue, Service};
 use crate::licences::{Holder, HolderBinding, Licence, Licences, NewLicence, Verification};
 use axum::extract::State;
@@ -20,6 +21,22 @@ type ApiResult<T> = Result<T, Problem>;
 pub struct ServicesState {
     pub catalogue: Arc<Catalogue>,
     pub licences: Licences,
+    pub applications: Applications,
+}
+
+impl ServicesState {
+    pub fn new(
+        db: yunnao_store::Db,
+        identity: yunnao_identity::Identity,
+    ) -> Result<ServicesState, String> {
+        let catalogue = Arc::new(Catalogue::seed()?);
+        let licences = Licences::new(db.clone(), identity);
+        Ok(ServicesState {
+            applications: Applications::new(db, catalogue.clone(), licences.clone()),
+            catalogue,
+            licences,
+        })
+    }
 }
 
 pub fn router() -> OpenApiRouter<ServicesState> {
@@ -33,6 +50,12 @@ pub fn router() -> OpenApiRouter<ServicesState> {
         .routes(routes!(get_licence))
         .routes(routes!(set_licence_status))
         .routes(routes!(verify_licence))
+        .routes(routes!(submit_application))
+        .routes(routes!(my_applications))
+        .routes(routes!(open_steps))
+        .routes(routes!(get_application))
+        .routes(routes!(receive_application))
+        .routes(routes!(decide_step))
 }
 
 fn noted<T: IntoResponse>(note: AuditNote, response: T) -> axum::response::Response {
@@ -204,4 +227,141 @@ async fn verify_licence(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Verification>> {
     Ok(axum::Json(state.licences.verify(&id).await?))
+}
+
+/// Applies for a service as the signed-in holder: materials an e-licence covers are taken from
+/// the holder's library (the application is the consent to use them).
+#[utoipa::path(post, path = "/api/v1/services/applications", tag = "services", request_body = NewApplication,
+    responses((status = 201, body = Application), (status = 403), (status = 404), (status = 422)))]
+async fn submit_application(
+    State(state): State<ServicesState>,
+    principal: Principal,
+    ApiJson(new): ApiJson<NewApplication>,
+) -> ApiResult<impl IntoResponse> {
+    let app = state.applications.submit(&principal, new).await?;
+    let used: Vec<&str> = app
+        .materials
+        .iter()
+        .filter_map(|m| m.licence_id.as_deref())
+        .collect();
+    Ok(noted(
+        AuditNote::new(
+            "application.submit",
+            format!("application:{} licences:{}", app.id, used.join(",")),
+        ),
+        (StatusCode::CREATED, axum::Json(app)),
+    ))
+}
+
+/// The signed-in applicant's applications.
+#[utoipa::path(get, path = "/api/v1/services/applications/mine", tag = "services",
+    responses((status = 200, body = [Application])))]
+async fn my_applications(
+    State(state): State<ServicesState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<Application>>> {
+    Ok(axum::Json(state.applications.mine(&principal).await?))
+}
+
+/// Applications with a step open in the caller's department (the approval workbench).
+#[utoipa::path(get, path = "/api/v1/services/steps", tag = "services",
+    responses((status = 200, body = [Application]), (status = 403)))]
+async fn open_steps(
+    State(state): State<ServicesState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<Application>>> {
+    Ok(axum::Json(state.applications.open_steps(&principal).await?))
+}
+
+/// One application, for its applicant or a department acting on it (reads are audited).
+#[utoipa::path(get, path = "/api/v1/services/applications/{id}", tag = "services",
+    params(("id" = String, Path)), responses((status = 200, body = Application), (status = 404)))]
+async fn get_application(
+    State(state): State<ServicesState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let app = state.applications.get(&principal, &id).await?;
+    Ok(noted(
+        AuditNote::new("application.read", format!("application:{id}")),
+        axum::Json(app),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// true: accepted (受理); false: returned for completion.
+    pub accept: bool,
+    /// Required when returning: what is missing.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The owning department accepts a submitted application or returns it with the reasons.
+#[utoipa::path(post, path = "/api/v1/services/applications/{id}/receipt", tag = "services",
+    params(("id" = String, Path)), request_body = Receipt,
+    responses((status = 200, body = Application), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn receive_application(
+    State(state): State<ServicesState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(receipt): ApiJson<Receipt>,
+) -> ApiResult<impl IntoResponse> {
+    let app = state
+        .applications
+        .receive(&principal, &id, receipt.accept, &receipt.reason)
+        .await?;
+    Ok(noted(
+        AuditNote::new(
+            if receipt.accept {
+                "application.accept"
+            } else {
+                "application.return"
+            },
+            format!("application:{id}"),
+        ),
+        axum::Json(app),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub approve: bool,
+    pub comment: String,
+}
+
+/// A department decides its open step of an application.
+#[utoipa::path(post, path = "/api/v1/services/applications/{id}/steps/{stage}/{step}", tag = "services",
+    params(("id" = String, Path), ("stage" = i64, Path), ("step" = i64, Path)), request_body = Decision,
+    responses((status = 200, body = Application), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn decide_step(
+    State(state): State<ServicesState>,
+    principal: Principal,
+    ApiPath((id, stage, step)): ApiPath<(String, i64, i64)>,
+    ApiJson(decision): ApiJson<Decision>,
+) -> ApiResult<impl IntoResponse> {
+    let app = state
+        .applications
+        .decide(
+            &principal,
+            &id,
+            stage,
+            step,
+            decision.approve,
+            &decision.comment,
+        )
+        .await?;
+    Ok(noted(
+        AuditNote::new(
+            if decision.approve {
+                "application.approve"
+            } else {
+                "application.reject"
+            },
+            format!("application:{id} step:{stage}.{step}"),
+        ),
+        axum::Json(app),
+    ))
 }

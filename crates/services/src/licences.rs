@@ -460,6 +460,27 @@ impl Licences {
         }
     }
 
+    /// A holder's licences that may stand as materials now: (id, type), newest first. Each
+    /// seal is checked; an altered, suspended, revoked or expired licence is left out.
+    pub async fn usable_of(&self, holder_id: &str) -> Result<Vec<(String, String)>, Problem> {
+        let rows: Vec<LicenceRow> = sqlx::query_as(
+            "SELECT id, issuer, issued_at_ms, valid_until_ms, status, status_reason, sealed FROM svc_licences \
+             WHERE holder_id = $1 AND status = 'valid' ORDER BY issued_at_ms DESC, id LIMIT 200",
+        )
+        .bind(holder_id)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let mut out = Vec::new();
+        for row in rows {
+            let licence = self.read(row).await?;
+            if licence.usable() && licence.document.holder_id == holder_id {
+                out.push((licence.document.id, licence.document.licence_type));
+            }
+        }
+        Ok(out)
+    }
+
     /// The signed-in holder's licences (我的证照), newest first.
     pub async fn mine(&self, principal: &Principal) -> Result<Vec<Licence>, Problem> {
         let Some(holder) = self.holder_of(principal).await? else {

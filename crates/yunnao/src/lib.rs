@@ -214,13 +214,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .map_err(anyhow::Error::msg)?;
 
-    let services = yunnao_services::api::ServicesState {
-        catalogue: Arc::new(
-            yunnao_services::catalogue::Catalogue::seed()
-                .map_err(|e| anyhow::anyhow!("services catalogue: {e}"))?,
-        ),
-        licences: yunnao_services::licences::Licences::new(db.clone(), identity.clone()),
-    };
+    let services = yunnao_services::api::ServicesState::new(db.clone(), identity.clone())
+        .map_err(|e| anyhow::anyhow!("services catalogue: {e}"))?;
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),

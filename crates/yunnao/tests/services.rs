@@ -1,6 +1,7 @@
 //! The public services hub through its API: the catalogue told to anyone, holders bound to
 //! checked numbers, e-licences sealed by their issuer, verified publicly and offline, refused
-//! once altered, suspended or revoked, seen only by their holder and issuer.
+//! once altered, suspended or revoked, seen only by their holder and issuer; applications that
+//! take their materials from the library and pass parallel steps in two departments.
 
 mod support;
 
@@ -22,7 +23,7 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn licences_are_sealed_verified_and_kept_to_their_holder(backend: TestBackend) {
+async fn licences_and_applications_through_the_api(backend: TestBackend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
 
@@ -369,4 +370,4 @@ async fn licences_are_sealed_verified_and_kept_to_their_holder(backend: TestBack
     server.cleanup().await;
 }
 
-backend_tests!(licences_are_sealed_verified_and_kept_to_their_holder);
+backend_tests!(licences_and_applications_through_the_api);
