@@ -107,8 +107,14 @@ struct Seed {
     alarm_default: String,
 }
 
-fn seed() -> Result<Seed, Problem> {
-    serde_json::from_str(SEED).map_err(|e| Problem::internal(format!("categories.json: {e}")))
+/// The embedded seed, parsed once: category reads (every page names categories) need its
+/// class names.
+fn seed() -> Result<&'static Seed, Problem> {
+    static SEED_PARSED: std::sync::OnceLock<Result<Seed, String>> = std::sync::OnceLock::new();
+    SEED_PARSED
+        .get_or_init(|| serde_json::from_str(SEED).map_err(|e| format!("categories.json: {e}")))
+        .as_ref()
+        .map_err(|e| Problem::internal(e.clone()))
 }
 
 fn class_name(classes: &[Class], kind: &str, code: &str) -> String {
@@ -154,9 +160,10 @@ fn category_from(row: CategoryRow, classes: &[Class]) -> Result<Category, Proble
         attrs,
         active,
     ) = row;
+    let (class_name, class_name_en) = class_names(classes, &kind, &class_code);
     Ok(Category {
-        class_name: class_names(classes, &kind, &class_code).0,
-        class_name_en: class_names(classes, &kind, &class_code).1,
+        class_name,
+        class_name_en,
         attributes: serde_json::from_str(&attrs)
             .map_err(|e| Problem::internal(format!("category {service_code}: {e}")))?,
         service_code,
@@ -186,7 +193,7 @@ impl Governance {
     pub(crate) async fn seed_categories(&self) -> Result<usize, Problem> {
         let seed = seed()?;
         let mut added = 0;
-        for sub in seed.subclasses {
+        for sub in &seed.subclasses {
             let result = sqlx::query(
                 "INSERT INTO gov_categories (service_code, kind, class_code, code, name, name_en, department, deadline_minutes, clock, attributes, active, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11) ON CONFLICT (service_code) DO NOTHING",
@@ -211,7 +218,7 @@ impl Governance {
     }
 
     pub async fn categories(&self) -> Result<Vec<Category>, Problem> {
-        let classes = seed()?.classes;
+        let classes = &seed()?.classes;
         let rows: Vec<CategoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {CATEGORY_COLUMNS} FROM gov_categories ORDER BY service_code"
         )))
@@ -219,12 +226,12 @@ impl Governance {
         .await
         .db()?;
         rows.into_iter()
-            .map(|r| category_from(r, &classes))
+            .map(|r| category_from(r, classes))
             .collect()
     }
 
     pub async fn category(&self, service_code: &str) -> Result<Option<Category>, Problem> {
-        let classes = seed()?.classes;
+        let classes = &seed()?.classes;
         let row: Option<CategoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {CATEGORY_COLUMNS} FROM gov_categories WHERE service_code = $1"
         )))
@@ -232,7 +239,7 @@ impl Governance {
         .fetch_optional(self.db.pool())
         .await
         .db()?;
-        row.map(|r| category_from(r, &classes)).transpose()
+        row.map(|r| category_from(r, classes)).transpose()
     }
 
     /// Creates or changes a subclass. The code fixes kind and class: `C`/`E`, a class of the
@@ -331,7 +338,7 @@ impl Governance {
                 s.alarm_services
                     .get(profile)
                     .cloned()
-                    .unwrap_or(s.alarm_default)
+                    .unwrap_or_else(|| s.alarm_default.clone())
             })
             .unwrap_or_else(|_| "E0499".to_owned())
     }

@@ -411,7 +411,7 @@ pub(crate) async fn list(
                     .map(|d| (d.code.clone(), d.name.clone())),
             )
             .collect();
-    let exports = filter_query(&query);
+    let exports = escape(&filter_query(&query));
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{count}</small></h2>\
          <form method=\"get\" action=\"/ui/alarms\" class=\"filter\">{sev}{st}{dept}{dist}<button>{filter}</button>\

@@ -197,7 +197,7 @@ pub(crate) async fn list(
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
          <form method=\"get\" action=\"/ui/devices\" class=\"filter\"><select name=\"profile\" aria-label=\"{c_profile}\"><option value=\"\">{all}</option>{options}</select><button>{filter}</button>\
-         <span class=\"exports\"><a href=\"/ui/devices/export?profile={chosen}&amp;format=csv\">{csv}</a> <a href=\"/ui/devices/export?profile={chosen}&amp;format=xlsx\">{xlsx}</a></span></form>\
+         <span class=\"exports\"><a href=\"/ui/devices/export?{chosen}&amp;format=csv\">{csv}</a> <a href=\"/ui/devices/export?{chosen}&amp;format=xlsx\">{xlsx}</a></span></form>\
          <table><thead><tr><th>ID</th><th>{c_name}</th><th>{c_profile}</th><th>{c_department}</th><th>{c_online}</th><th>{c_seen}</th><th></th></tr></thead><tbody>{rows}</tbody></table><p>{next}</p></main>",
         header =
             crate::workbench::header(l, "devices", &viewer, &names.department(&viewer.department)),
@@ -209,7 +209,7 @@ pub(crate) async fn list(
         c_department = t(l, "col_department"),
         c_online = t(l, "col_online"),
         c_seen = t(l, "col_seen"),
-        chosen = crate::url_encode(profile.as_deref().unwrap_or("")),
+        chosen = escape(&crate::query_string(&[("profile", &profile)])),
         csv = t(l, "export_csv"),
         xlsx = t(l, "export_xlsx"),
     );

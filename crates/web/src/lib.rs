@@ -775,29 +775,13 @@ fn options(chosen: Option<&str>, all: &[(String, String)]) -> String {
         .collect()
 }
 
-/// A filter as a query string: the values that are set, percent-encoded.
+/// A filter as a query string: the values that are set, form-encoded.
 fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
-    pairs
+    let set: Vec<(&str, &str)> = pairs
         .iter()
-        .filter_map(|(k, v)| {
-            v.as_deref()
-                .filter(|v| !v.is_empty())
-                .map(|v| format!("{k}={}", url_encode(v)))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A query-string value, percent-encoded (everything but unreserved characters).
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+        .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| (*k, v)))
+        .collect();
+    serde_urlencoded::to_string(set).unwrap_or_default()
 }
 
 fn escape(text: &str) -> String {

@@ -253,7 +253,7 @@ pub(crate) async fn queue(
         ("due".to_owned(), t(l, "sort_due").to_owned()),
         ("created".to_owned(), t(l, "sort_created").to_owned()),
     ];
-    let filter = query.query_string();
+    let filter = escape(&query.query_string());
     let body = format!(
         "{header}<main class=\"workbench\"><h2>{title} <small class=\"muted\">{total}</small></h2>\
          <form method=\"get\" action=\"/ui/incidents\" class=\"filter\">\
