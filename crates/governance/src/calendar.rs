@@ -110,6 +110,40 @@ impl WorkCalendar {
         }
     }
 
+    /// Working minutes between two moments (0 when `to` is not after `from`): the time a
+    /// clock has run, for one that is suspended and later resumed.
+    pub fn working_minutes_between(&self, from_ms: i64, to_ms: i64) -> i64 {
+        if to_ms <= from_ms {
+            return 0;
+        }
+        let local = |ms: i64| {
+            cst()
+                .timestamp_millis_opt(ms)
+                .single()
+                .unwrap_or_else(|| cst().timestamp_millis_opt(0).single().expect("epoch"))
+        };
+        let (from, to) = (local(from_ms), local(to_ms));
+        let mut date = from.date_naive();
+        let mut total = 0;
+        // Bounded: ten years of days at most.
+        for _ in 0..3660 {
+            if date > to.date_naive() {
+                break;
+            }
+            if self.is_working_day(date) {
+                let open = self.at(date, self.day_start_min).timestamp_millis();
+                let close = self.at(date, self.day_end_min).timestamp_millis();
+                let start = open.max(from_ms);
+                let end = close.min(to_ms);
+                if end > start {
+                    total += (end - start) / 60_000;
+                }
+            }
+            date += Duration::days(1);
+        }
+        total
+    }
+
     fn next_working_day(&self, date: NaiveDate) -> NaiveDate {
         let mut next = date + Duration::days(1);
         // A year of holidays cannot hide every working day; the bound keeps a bad calendar
@@ -170,6 +204,40 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .expect("valid time")
             .timestamp_millis()
+    }
+
+    /// (from, to, working minutes between)
+    #[test]
+    fn clocks_measure_the_working_time_they_ran() {
+        let calendar = WorkCalendar::default();
+        for (from, to, minutes) in [
+            (
+                "2026-11-30T10:00:00+08:00",
+                "2026-11-30T14:00:00+08:00",
+                240,
+            ),
+            (
+                "2026-11-30T15:00:00+08:00",
+                "2026-12-01T11:00:00+08:00",
+                240,
+            ),
+            (
+                "2026-12-04T16:00:00+08:00",
+                "2026-12-07T12:00:00+08:00",
+                240,
+            ),
+            ("2026-12-05T09:00:00+08:00", "2026-12-06T18:00:00+08:00", 0),
+            ("2026-11-30T20:00:00+08:00", "2026-11-30T08:00:00+08:00", 0),
+        ] {
+            assert_eq!(
+                calendar.working_minutes_between(ms(from), ms(to)),
+                minutes,
+                "{from} → {to}"
+            );
+            if minutes > 0 {
+                assert_eq!(calendar.add(ms(from), minutes, Clock::Working), ms(to));
+            }
+        }
     }
 
     /// (start, minutes, clock, expected due, calendar exceptions)

@@ -31,10 +31,13 @@ pub enum Resource {
     /// Applications for services a department accepts or has a step of (applicants read
     /// their own).
     Applications,
+    /// Policies a department pays (免申即享): runs, the grants ledger, appeals, and the
+    /// catalogue entries of the services it owns.
+    Policies,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -44,6 +47,7 @@ impl Resource {
         Resource::Context,
         Resource::Licences,
         Resource::Applications,
+        Resource::Policies,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -58,6 +62,7 @@ impl Resource {
             Resource::Context => "context",
             Resource::Licences => "licences",
             Resource::Applications => "applications",
+            Resource::Policies => "policies",
         }
     }
 }
@@ -89,7 +94,8 @@ pub enum Reach {
 use Action::{Read, Write};
 use Reach::{All, None, Own};
 use Resource::{
-    AlarmRules, Alarms, Applications, Context, Devices, Grants, Licences, Profiles, Telemetry,
+    AlarmRules, Alarms, Applications, Context, Devices, Grants, Licences, Policies, Profiles,
+    Telemetry,
 };
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
@@ -113,6 +119,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, Licences, Write, Own),
     (Role::DeptAdmin, Applications, Read, Own),
     (Role::DeptAdmin, Applications, Write, Own),
+    (Role::DeptAdmin, Policies, Read, Own),
+    (Role::DeptAdmin, Policies, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -129,6 +137,7 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, Licences, Write, Own),
     (Role::Operator, Applications, Read, Own),
     (Role::Operator, Applications, Write, Own),
+    (Role::Operator, Policies, Read, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

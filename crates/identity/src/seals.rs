@@ -233,7 +233,18 @@ pub async fn seal(
     department: &str,
     content: SealContent,
 ) -> Result<SealedDocument, Problem> {
-    let digest = content_digest(&content)?;
+    sealer(identity, department).await?.seal(content)
+}
+
+/// A department's seal key, unsealed once for many documents (a policy run's grants).
+pub struct Sealer {
+    department: String,
+    key_id: String,
+    pair: Sm2KeyPair,
+}
+
+/// The department's sealer: its key read and unsealed.
+pub async fn sealer(identity: &Identity, department: &str) -> Result<Sealer, Problem> {
     let (key_id, sealed_private): (String, String) = sqlx::query_as(
         "SELECT key_id, private_key_sealed FROM seal_keys WHERE department_code = $1",
     )
@@ -260,14 +271,25 @@ pub async fn seal(
         })?;
     let pair =
         Sm2KeyPair::from_secret_bytes(&secret).map_err(|e| Problem::internal(e.to_string()))?;
-    let mut seal = Seal {
+    Ok(Sealer {
         department: department.to_owned(),
         key_id,
-        algorithm: SEAL_ALGORITHM.to_owned(),
-        digest: hex::encode(digest),
-        sealed_at: yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms()),
-        signature: String::new(),
-    };
-    seal.signature = pair.sign(&seal_message(&seal)).to_hex();
-    Ok(SealedDocument { content, seal })
+        pair,
+    })
+}
+
+impl Sealer {
+    pub fn seal(&self, content: SealContent) -> Result<SealedDocument, Problem> {
+        let digest = content_digest(&content)?;
+        let mut seal = Seal {
+            department: self.department.clone(),
+            key_id: self.key_id.clone(),
+            algorithm: SEAL_ALGORITHM.to_owned(),
+            digest: hex::encode(digest),
+            sealed_at: yunnao_core::time::rfc3339_ms(yunnao_core::time::now_ms()),
+            signature: String::new(),
+        };
+        seal.signature = self.pair.sign(&seal_message(&seal)).to_hex();
+        Ok(SealedDocument { content, seal })
+    }
 }

@@ -93,6 +93,61 @@ pub struct Service {
     pub fully_online: bool,
     pub materials: Vec<Material>,
     pub stages: Vec<Stage>,
+    /// Conditions an applicant must meet, told before applying (一次告知).
+    pub eligibility: Vec<String>,
+    /// The application form as a JSON Schema (draft 2020-12), validated on the server.
+    #[schema(value_type = Object)]
+    pub form: serde_json::Value,
+    /// The e-licence an approval issues into the applicant's library (一证准营), if any.
+    pub result: Option<ResultLicence>,
+}
+
+/// The licence a service issues as its result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultLicence {
+    pub licence_type: String,
+    /// Its name on the licence, e.g. 食品经营许可证.
+    pub name_zh: String,
+}
+
+/// What an application is made on: one service, or a bundle's services merged into one
+/// (集成办): their materials once each, their forms as one, the steps of each member's stage
+/// `n` together in stage `n` (all must approve), each member's result issued by its department.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ApplicationPlan {
+    pub code: String,
+    pub version: i64,
+    pub name_zh: String,
+    /// The department that receives (受理) the application.
+    pub department: String,
+    pub promised_days: i64,
+    pub materials: Vec<Material>,
+    #[schema(value_type = Object)]
+    pub form: serde_json::Value,
+    pub stages: Vec<Stage>,
+    /// (issuing department, licence) for each result.
+    pub results: Vec<(String, ResultLicence)>,
+}
+
+impl ApplicationPlan {
+    fn of(service: &Service) -> ApplicationPlan {
+        ApplicationPlan {
+            code: service.code.clone(),
+            version: service.version,
+            name_zh: service.name_zh.clone(),
+            department: service.department.clone(),
+            promised_days: service.promised_days,
+            materials: service.materials.clone(),
+            form: service.form.clone(),
+            stages: service.stages.clone(),
+            results: service
+                .result
+                .iter()
+                .map(|r| (service.department.clone(), r.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl Service {
@@ -112,6 +167,8 @@ impl Service {
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub code: String,
+    /// The department that receives the bundle's applications (the approval bureau).
+    pub department: String,
     pub name_zh: String,
     pub name_en: String,
     pub services: Vec<String>,
@@ -139,6 +196,82 @@ impl Catalogue {
 
     pub fn service(&self, code: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.code == code)
+    }
+
+    pub fn bundle(&self, code: &str) -> Option<&Bundle> {
+        self.bundles.iter().find(|b| b.code == code)
+    }
+
+    /// What an application for a service or a bundle is made on.
+    pub fn plan(&self, code: &str) -> Option<ApplicationPlan> {
+        if let Some(service) = self.service(code) {
+            return Some(ApplicationPlan::of(service));
+        }
+        let bundle = self.bundle(code)?;
+        let members: Vec<&Service> = bundle
+            .services
+            .iter()
+            .filter_map(|c| self.service(c))
+            .collect();
+        let mut materials: Vec<Material> = Vec::new();
+        let mut properties = serde_json::Map::new();
+        let mut required: Vec<serde_json::Value> = Vec::new();
+        let mut stages: Vec<Stage> = Vec::new();
+        for m in &members {
+            for material in &m.materials {
+                if !materials.iter().any(|x| {
+                    x.source == material.source
+                        && (x.licence().is_some() || x.name_zh == material.name_zh)
+                }) {
+                    materials.push(material.clone());
+                }
+            }
+            if let Some(props) = m.form["properties"].as_object() {
+                for (k, v) in props {
+                    properties.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            for r in m.form["required"].as_array().into_iter().flatten() {
+                if !required.contains(r) {
+                    required.push(r.clone());
+                }
+            }
+            for (n, stage) in m.stages.iter().enumerate() {
+                if stages.len() <= n {
+                    stages.push(Stage {
+                        mode: "all".into(),
+                        steps: Vec::new(),
+                    });
+                }
+                // A member stage decided by any one (or k) of its steps takes part with its
+                // first step: the bundle's stage needs every member's approval.
+                let steps = if stage.mode == "all" {
+                    &stage.steps[..]
+                } else {
+                    &stage.steps[..1]
+                };
+                stages[n].steps.extend(steps.iter().cloned());
+            }
+        }
+        Some(ApplicationPlan {
+            code: bundle.code.clone(),
+            version: members.iter().map(|m| m.version).max().unwrap_or(1),
+            name_zh: bundle.name_zh.clone(),
+            department: bundle.department.clone(),
+            promised_days: members.iter().map(|m| m.promised_days).max().unwrap_or(1),
+            materials,
+            form: serde_json::json!({
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false,
+            }),
+            stages,
+            results: members
+                .iter()
+                .filter_map(|m| m.result.as_ref().map(|r| (m.department.clone(), r.clone())))
+                .collect(),
+        })
     }
 
     /// 可网办率: services handled fully online, percent of all.
@@ -176,6 +309,14 @@ impl Catalogue {
                 if stage.steps.iter().any(|step| step.working_days < 1) {
                     return at("every step has a limit of at least one working day");
                 }
+            }
+            if jsonschema::validator_for(&s.form).is_err() || s.form["type"] != "object" {
+                return at("the form is a JSON Schema of an object");
+            }
+            if let Some(r) = &s.result
+                && !crate::licences::TYPES.iter().any(|t| t.0 == r.licence_type)
+            {
+                return at(&format!("result licence type {:?}", r.licence_type));
             }
             for m in &s.materials {
                 if m.source != "upload" && !m.licence().is_some_and(|t| LICENCE_TYPES.contains(&t))

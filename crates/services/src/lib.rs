@@ -1,14 +1,21 @@
-//! The public services hub (一网通办). So far: the service catalogue as seeded data with its
-//! rules (`catalogue`), and the identifiers every later part checks before it trusts them: the
-//! resident identity number, the unified social credit code and the e-licence identifier's
-//! check character (`ids`). The e-licence library (`licences`): holders bound to their numbers, licences sealed by their issuer, public and offline verification, status changes. Applications (`applications`): licence-covered materials taken from the library, acceptance or return, stages of parallel steps decided by their mode. Policies (`policies`): JSON eligibility rules over enterprise data with explanations, their own test cases, budget-bounded runs over a synthetic set of enterprises; their grants' ledger and the pages are to come.
+//! The public services hub (一网通办): the service catalogue and its versions (`catalogue`,
+//! `versions`), identifiers with their check characters (`ids`), the e-licence library
+//! (`licences`), uploads (`uploads`), applications with parallel approval, deadlines and
+//! results (`applications`), the message centre (`messages`), policies without application
+//! and their grants ledger (`policies`, `grants`), the bureau's figures (`figures`), and the
+//! HTTP API under `/api/v1/services` (`api`).
 
 pub mod api;
 pub mod applications;
 pub mod catalogue;
+pub mod figures;
+pub mod grants;
 pub mod ids;
 pub mod licences;
+pub mod messages;
 mod migrations;
 pub mod policies;
+pub mod uploads;
+pub mod versions;
 
 pub use migrations::MIGRATIONS;

@@ -13,7 +13,7 @@ use yunnao_identity::{Action, Identity, Principal, Resource};
 use yunnao_store::{Db, DbResultExt, sqlx};
 
 /// Licence types: (code, number in identifiers, Chinese name, English name, holder kind).
-pub const TYPES: [(&str, &str, &str, &str, HolderKind); 6] = [
+pub const TYPES: [(&str, &str, &str, &str, HolderKind); 14] = [
     (
         "resident_id",
         "101",
@@ -56,7 +56,106 @@ pub const TYPES: [(&str, &str, &str, &str, HolderKind); 6] = [
         "Property certificate",
         HolderKind::Any,
     ),
+    (
+        "residence_permit",
+        "105",
+        "居住证",
+        "Residence permit",
+        HolderKind::Person,
+    ),
+    (
+        "social_security_card",
+        "106",
+        "社会保障卡",
+        "Social security card",
+        HolderKind::Person,
+    ),
+    (
+        "vaccination_certificate",
+        "107",
+        "预防接种证",
+        "Vaccination certificate",
+        HolderKind::Person,
+    ),
+    (
+        "disability_certificate",
+        "108",
+        "残疾人证",
+        "Disability certificate",
+        HolderKind::Person,
+    ),
+    (
+        "insurance_registration",
+        "109",
+        "参保凭证",
+        "Insurance registration",
+        HolderKind::Any,
+    ),
+    (
+        "registration_certificate",
+        "302",
+        "不动产登记证明",
+        "Registration certificate",
+        HolderKind::Any,
+    ),
+    ("permit", "401", "行政许可证", "Permit", HolderKind::Any),
+    (
+        "filing_receipt",
+        "501",
+        "备案回执",
+        "Filing receipt",
+        HolderKind::Any,
+    ),
 ];
+
+/// A holder bound to a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundHolder {
+    pub user_id: String,
+    pub holder_id: String,
+    pub holder_name: String,
+}
+
+/// One use of a licence (audited for its holder to see).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct LicenceUse {
+    pub application_id: String,
+    pub department: String,
+    /// `consented` (the holder allowed the application to use it) or `read` (the department
+    /// saw it while handling the application).
+    pub action: String,
+    pub at: String,
+}
+
+/// Records a use once per (licence, application, department, action).
+pub async fn record_use(
+    tx: &mut yunnao_store::WriteTx,
+    licence_id: &str,
+    application_id: &str,
+    department: &str,
+    action: &str,
+) -> Result<(), Problem> {
+    sqlx::query(
+        "INSERT INTO svc_licence_uses (licence_id, application_id, department, action, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(licence_id)
+    .bind(application_id)
+    .bind(department)
+    .bind(action)
+    .bind(yunnao_core::time::now_ms())
+    .execute(&mut ***tx)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// A licence sealed and ready to be stored, in the caller's transaction.
+pub struct PreparedLicence {
+    pub document: LicenceDocument,
+    sealed: SealedDocument,
+    valid_until_ms: Option<i64>,
+    issued_at_ms: i64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -276,9 +375,62 @@ impl Licences {
         }))
     }
 
+    /// A bound holder by number, with the user they are.
+    pub async fn holder_by_id(&self, holder_id: &str) -> Result<Option<BoundHolder>, Problem> {
+        let (_, holder_id) = holder_kind(holder_id)?;
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT user_id, holder_id, holder_name FROM svc_holders WHERE holder_id = $1",
+        )
+        .bind(&holder_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .db()?;
+        Ok(row.map(|(user_id, holder_id, holder_name)| BoundHolder {
+            user_id,
+            holder_id,
+            holder_name,
+        }))
+    }
+
+    /// Every use of one of the caller's licences: which application, which department, what.
+    pub async fn uses(&self, principal: &Principal, id: &str) -> Result<Vec<LicenceUse>, Problem> {
+        let licence = self.get(principal, id).await?;
+        let holder = self.holder_of(principal).await?;
+        if holder.is_none_or(|h| h.holder_id != licence.document.holder_id)
+            && !principal.may(Resource::Licences, Action::Read, &licence.document.issuer)
+        {
+            return Err(Problem::not_found(format!("no licence {id} of yours")));
+        }
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT application_id, department, action, at_ms FROM svc_licence_uses WHERE licence_id = $1 ORDER BY at_ms DESC LIMIT 500",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(application_id, department, action, at)| LicenceUse {
+                application_id,
+                department,
+                action,
+                at: yunnao_core::time::rfc3339_ms(at),
+            })
+            .collect())
+    }
+
     /// Issues a licence in the caller's department, sealed with its e-seal.
     pub async fn issue(&self, by: &Principal, new: NewLicence) -> Result<Licence, Problem> {
         by.require(Resource::Licences, Action::Write, &by.department)?;
+        let prepared = self.prepare(&by.department, new).await?;
+        let mut tx = self.db.begin_write().await?;
+        Licences::insert(&mut tx, &prepared).await?;
+        tx.commit().await?;
+        Ok(prepared.into_licence())
+    }
+
+    /// Checks and seals a licence of `issuer`'s; nothing is stored yet.
+    pub async fn prepare(&self, issuer: &str, new: NewLicence) -> Result<PreparedLicence, Problem> {
         let field = |name: &str, reason: String| {
             Problem::validation(format!("{name}: {reason}")).with_extension("field", name)
         };
@@ -334,7 +486,7 @@ impl Licences {
             licence_type: new.licence_type,
             holder_id,
             holder_name,
-            issuer: by.department.clone(),
+            issuer: issuer.to_owned(),
             issued_at: yunnao_core::time::rfc3339_ms(now),
             valid_until: valid_until_ms.map(yunnao_core::time::rfc3339_ms),
             data: new.data,
@@ -345,10 +497,23 @@ impl Licences {
             ),
             content_base64: None,
         };
-        let sealed = seals::seal(&self.identity, &by.department, content).await?;
-        let sealed_json =
-            serde_json::to_string(&sealed).map_err(|e| Problem::internal(e.to_string()))?;
-        let mut tx = self.db.begin_write().await?;
+        let sealed = seals::seal(&self.identity, issuer, content).await?;
+        Ok(PreparedLicence {
+            document,
+            sealed,
+            valid_until_ms,
+            issued_at_ms: now,
+        })
+    }
+
+    /// Stores a prepared licence in `tx`.
+    pub async fn insert(
+        tx: &mut yunnao_store::WriteTx,
+        prepared: &PreparedLicence,
+    ) -> Result<(), Problem> {
+        let sealed_json = serde_json::to_string(&prepared.sealed)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let document = &prepared.document;
         sqlx::query(
             "INSERT INTO svc_licences (id, licence_type, holder_id, issuer, issued_at_ms, valid_until_ms, status, status_reason, sealed) \
              VALUES ($1, $2, $3, $4, $5, $6, 'valid', '', $7)",
@@ -357,20 +522,13 @@ impl Licences {
         .bind(&document.licence_type)
         .bind(&document.holder_id)
         .bind(&document.issuer)
-        .bind(now)
-        .bind(valid_until_ms)
+        .bind(prepared.issued_at_ms)
+        .bind(prepared.valid_until_ms)
         .bind(&sealed_json)
-        .execute(&mut **tx)
+        .execute(&mut ***tx)
         .await
         .db()?;
-        tx.commit().await?;
-        Ok(Licence {
-            document,
-            status: "valid".into(),
-            status_reason: String::new(),
-            seal_verified: true,
-            seal: sealed.seal,
-        })
+        Ok(())
     }
 
     async fn row(&self, id: &str) -> Result<Option<LicenceRow>, Problem> {
@@ -546,6 +704,18 @@ impl Licences {
             .await?
             .ok_or_else(|| Problem::internal("licence vanished"))?;
         self.read(row).await
+    }
+}
+
+impl PreparedLicence {
+    pub fn into_licence(self) -> Licence {
+        Licence {
+            document: self.document,
+            status: "valid".into(),
+            status_reason: String::new(),
+            seal_verified: true,
+            seal: self.sealed.seal,
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub struct App {
     pub context: yunnao_context::ContextBroker,
     pub governance: yunnao_governance::Governance,
     pub plan: yunnao_plan::Plan,
+    pub services: yunnao_services::api::ServicesState,
     pub web: yunnao_web::Web,
     /// Messages taken from the external broker, when one is configured.
     pub external_mqtt: Option<Arc<std::sync::atomic::AtomicU64>>,
@@ -205,6 +206,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .await
     .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
+    let services = yunnao_services::api::ServicesState::start(
+        db.clone(),
+        identity.clone(),
+        governance.clone(),
+        std::time::Duration::from_millis(config.governance_scan_ms.max(10)),
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("services hub: {p}"))?;
     let web = yunnao_web::Web::start(
         identity.clone(),
         sensing.clone(),
@@ -214,8 +223,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .map_err(anyhow::Error::msg)?;
 
-    let services = yunnao_services::api::ServicesState::new(db.clone(), identity.clone())
-        .map_err(|e| anyhow::anyhow!("services catalogue: {e}"))?;
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),
@@ -228,7 +235,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_context::api::router().with_state(context.clone()))
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
         .merge(yunnao_plan::api::router().with_state(plan.clone()))
-        .merge(yunnao_services::api::router().with_state(services))
+        .merge(yunnao_services::api::router().with_state(services.clone()))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
@@ -260,6 +267,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         context,
         governance,
         plan,
+        services,
         web,
         external_mqtt,
         metrics,

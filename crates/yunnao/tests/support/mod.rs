@@ -15,6 +15,7 @@ pub struct TestServer {
     pub client: Client,
     pub config: Config,
     pub identity: yunnao_identity::Identity,
+    pub services: yunnao_services::api::ServicesState,
     pub external_mqtt: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     pub test_db: Option<TestDb>,
     pub data_dir: tempfile::TempDir,
@@ -43,6 +44,7 @@ impl TestServer {
         adjust(&mut config);
         let app = yunnao::build(&config).await.expect("app builds");
         let identity = app.identity.clone();
+        let services = app.services.clone();
         let external_mqtt = app.external_mqtt.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -66,6 +68,7 @@ impl TestServer {
             client: Client::new(),
             config,
             identity,
+            services,
             external_mqtt,
             test_db: Some(test_db),
             data_dir,
