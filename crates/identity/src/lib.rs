@@ -158,6 +158,23 @@ impl Identity {
             ("grid.worker", "网格员", "city-management", Role::GridWorker),
             ("resident", "市民", "bigdata", Role::Resident),
             ("enterprise", "企业用户", "bigdata", Role::Enterprise),
+            // The service hall: the bureau's window, the departments of 新生儿出生“一件事”,
+            // and a department that pays a policy.
+            (
+                "approval.clerk",
+                "行政审批局窗口",
+                "approval",
+                Role::Operator,
+            ),
+            ("health.clerk", "卫健委审批员", "health", Role::Operator),
+            ("hrss.clerk", "人社局审批员", "hrss", Role::Operator),
+            (
+                "medins.clerk",
+                "医保局审批员",
+                "medical-insurance",
+                Role::Operator,
+            ),
+            ("science.admin", "科技局管理员", "science", Role::DeptAdmin),
         ];
         let mut made = Vec::new();
         for (username, display, department, role) in accounts {

@@ -105,6 +105,9 @@ pub struct LiveFigures {
     pub grid_coverage_pct: f64,
     /// API clients not revoked (scenario applications connected).
     pub api_clients: i64,
+    /// 可网办率: services of the catalogue handled fully online, percent.
+    #[serde(default)]
+    pub online_rate_pct: f64,
 }
 
 /// A target the platform measures: (item, `metric_en` prefix) → its value.
@@ -140,6 +143,13 @@ pub const BINDINGS: &[Binding] = &[
                 (1000.0 * l.online as f64 / l.devices as f64).round() / 10.0
             }
         },
+    },
+    Binding {
+        item: 6,
+        metric_en: "Online-handling rate",
+        source_zh: "平台实时: 事项库中全程网办事项占比(可网办率)",
+        source_en: "live: services of the catalogue handled fully online",
+        value: |l| l.online_rate_pct,
     },
     Binding {
         item: 11,
@@ -289,6 +299,7 @@ pub struct Plan {
     identity: Identity,
     sensing: yunnao_sensing::Sensing,
     governance: yunnao_governance::Governance,
+    catalogue: yunnao_services::versions::CatalogueStore,
     doc: Arc<PlanDoc>,
     targets: Arc<Vec<Target>>,
     /// The grid is fixed at start, so its area coverage is computed once.
@@ -345,6 +356,7 @@ impl Plan {
         identity: Identity,
         sensing: yunnao_sensing::Sensing,
         governance: yunnao_governance::Governance,
+        catalogue: yunnao_services::versions::CatalogueStore,
     ) -> Result<Plan, Problem> {
         let doc = plan_doc().map_err(Problem::internal)?;
         let departments = identity.departments().await?;
@@ -387,6 +399,7 @@ impl Plan {
             identity,
             sensing,
             governance,
+            catalogue,
             doc: Arc::new(doc),
             targets: Arc::new(targets),
             coverage: Arc::new(tokio::sync::OnceCell::new()),
@@ -438,6 +451,7 @@ impl Plan {
                 .collect(),
             grid_coverage_pct: self.grid_coverage_pct().await?,
             api_clients: self.identity.active_api_clients().await?,
+            online_rate_pct: self.catalogue.current().online_rate_pct(),
         })
     }
 

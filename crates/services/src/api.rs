@@ -2,7 +2,7 @@
 //! holder bindings, e-licences (issue, read, mine, status) and their public verification.
 
 use crate::applications::{Application, Applications, Completion, NewApplication, SharedCalendar};
-use crate::catalogue::{Bundle, Service};
+use crate::catalogue::{ApplicationPlan, Bundle, Service};
 use crate::figures::ServiceFigures;
 use crate::grants::{Appeal, Grant, Grants, PolicyStanding, RunReport};
 use crate::licences::{
@@ -128,6 +128,7 @@ pub fn router() -> OpenApiRouter<ServicesState> {
         .routes(routes!(get_service, publish_service))
         .routes(routes!(service_versions))
         .routes(routes!(list_bundles))
+        .routes(routes!(get_plan))
         .routes(routes!(bind_holder))
         .routes(routes!(issue_licence))
         .routes(routes!(my_licences))
@@ -223,6 +224,22 @@ async fn get_service(
     responses((status = 200, body = [Bundle])))]
 async fn list_bundles(State(state): State<ServicesState>) -> axum::Json<Vec<Bundle>> {
     axum::Json(state.store.current().bundles.clone())
+}
+
+/// What an application for a service or a “一件事” bundle is made on: its materials (a
+/// bundle's once each), its form, its approval stages, the licences it issues.
+#[utoipa::path(get, path = "/api/v1/services/plans/{code}", tag = "services", security(()),
+    params(("code" = String, Path)), responses((status = 200, body = ApplicationPlan), (status = 404)))]
+async fn get_plan(
+    State(state): State<ServicesState>,
+    ApiPath(code): ApiPath<String>,
+) -> ApiResult<axum::Json<ApplicationPlan>> {
+    state
+        .store
+        .current()
+        .plan(&code)
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found(format!("no service or bundle {code}")))
 }
 
 /// Binds a user to the resident identity number or credit code they are (platform admin).

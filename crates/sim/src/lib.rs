@@ -7,6 +7,7 @@
 //! decisions (timing follows the wall clock).
 
 mod city;
+mod services;
 mod workflow;
 
 pub use city::{Fleet, Scale};
@@ -66,6 +67,10 @@ pub struct SimStats {
     pub progress_reports: AtomicU64,
     pub reports_filed: AtomicU64,
     pub steps_taken: AtomicU64,
+    /// Applications for services filed by simulated residents.
+    pub applications_filed: AtomicU64,
+    /// Receipts and approval steps taken by simulated departments.
+    pub service_steps: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -170,6 +175,20 @@ pub async fn run(
     let citizens =
         workflow::run_citizens(admin.clone(), fleet.clone(), config.clone(), stats.clone());
     let cases = workflow::run_cases(crew, config.clone(), stats.clone());
+    {
+        let (admin, client, config, stats) =
+            (admin.clone(), client.clone(), config.clone(), stats.clone());
+        tokio::spawn(async move {
+            match services::Hall::open(&admin, &client, &config).await {
+                Ok(hall) => {
+                    if let Err(e) = services::run_hall(hall, config, stats).await {
+                        tracing::warn!(error = %e, "the simulated service hall stopped");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the simulated service hall did not open"),
+            }
+        });
+    }
     tokio::select! {
         result = telemetry => result,
         result = citizens => result,

@@ -35,7 +35,7 @@ const DEPARTMENTS: [&str; 10] = [
     "power-supply",
 ];
 
-async fn account(
+pub(crate) async fn account(
     admin: &Api,
     username: &str,
     department: &str,

@@ -13,6 +13,7 @@ mod names;
 mod plan;
 mod report;
 mod search;
+mod services;
 mod text;
 mod workbench;
 
@@ -279,14 +280,15 @@ async fn period(governance: &yunnao_governance::Governance, days: i64) -> Result
 }
 
 impl Snapshot {
-    /// The figures the plan's live targets are measured by.
-    pub fn live_figures(&self) -> yunnao_plan::LiveFigures {
+    /// The figures the plan's live targets are measured by; 可网办率 is the catalogue's now.
+    pub fn live_figures(&self, online_rate_pct: f64) -> yunnao_plan::LiveFigures {
         yunnao_plan::LiveFigures {
             devices: self.devices,
             online: self.online,
             by_profile: self.by_profile.clone(),
             grid_coverage_pct: self.grid_coverage_pct,
             api_clients: self.api_clients,
+            online_rate_pct,
         }
     }
 }
@@ -311,6 +313,8 @@ pub struct Web {
     pub sensing: yunnao_sensing::Sensing,
     pub governance: yunnao_governance::Governance,
     pub plan: yunnao_plan::Plan,
+    /// The service hall's hub.
+    pub services: yunnao_services::api::ServicesState,
     live: watch::Receiver<Arc<Snapshot>>,
     map: Arc<String>,
     /// District drawings, made in the background at start (the grid does not change while
@@ -330,6 +334,7 @@ impl Web {
         sensing: yunnao_sensing::Sensing,
         governance: yunnao_governance::Governance,
         plan: yunnao_plan::Plan,
+        services: yunnao_services::api::ServicesState,
         bus: &Bus,
     ) -> Result<Web, String> {
         let map = Arc::new(map::svg(&governance.grid.districts));
@@ -383,6 +388,7 @@ impl Web {
             }
         });
         Ok(Web {
+            services,
             identity,
             sensing,
             governance,
@@ -699,6 +705,7 @@ pub fn router() -> OpenApiRouter<Web> {
     let uploads = OpenApiRouter::new()
         .routes(routes!(workbench::step))
         .routes(routes!(report::form, report::submit))
+        .routes(routes!(services::guide, services::apply))
         .layer(axum::extract::DefaultBodyLimit::max(report::UPLOAD_LIMIT));
     OpenApiRouter::new()
         .merge(uploads)
@@ -725,6 +732,17 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(alarms::export))
         .routes(routes!(alarms::step))
         .routes(routes!(devices::detail))
+        .routes(routes!(services::hall))
+        .routes(routes!(services::mine))
+        .routes(routes!(services::application))
+        .routes(routes!(services::receipt))
+        .routes(routes!(services::decide))
+        .routes(routes!(services::upload))
+        .routes(routes!(services::workbench))
+        .routes(routes!(services::window))
+        .routes(routes!(services::figures))
+        .routes(routes!(services::appeal))
+        .routes(routes!(services::confirm))
 }
 
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {

@@ -92,7 +92,8 @@ pub(crate) async fn supervision(State(web): State<Web>, headers: HeaderMap) -> R
         return Redirect::to("/ui/sign-in").into_response();
     };
     let l = lang(&headers);
-    let live = web.live.borrow().live_figures();
+    let online_rate = web.services.store.current().online_rate_pct();
+    let live = web.live.borrow().live_figures(online_rate);
     let statuses = match web.plan.statuses(&live).await {
         Ok(statuses) => statuses,
         Err(problem) => return crate::refusal(l, &problem, "/"),

@@ -34,6 +34,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("sign_in", "登录", "Sign in"),
     ("workbench", "案件工作台", "Case workbench"),
     ("plan", "督导考核", "Plan supervision"),
+    ("services", "政务服务", "Services"),
+    ("services_hall", "网上办事", "Apply online"),
     ("devices", "感知设备", "Devices"),
     ("devices_title", "感知设备", "Devices"),
     ("all_profiles", "全部类型", "All profiles"),

@@ -37,6 +37,8 @@ fn nav(l: Lang, active: &str, viewer: &Principal) -> String {
         vec![
             link("/ui/me", "my_reports"),
             link("/ui/report", "report_new"),
+            link("/ui/services/mine", "services"),
+            link("/ui/services", "services_hall"),
         ]
     } else {
         let mut links = vec![
@@ -48,6 +50,7 @@ fn nav(l: Lang, active: &str, viewer: &Principal) -> String {
         if viewer.has_role(Role::GridWorker) {
             links.push(link("/ui/report", "report_patrol"));
         }
+        links.push(link("/ui/services/workbench", "services"));
         links.push(link("/ui/plan", "plan"));
         links
     };

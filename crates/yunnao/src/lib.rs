@@ -198,14 +198,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     .await
     .map_err(|p| anyhow::anyhow!("governance hub: {p}"))?;
     governance_link::spawn(&bus, sensing.clone(), governance.clone())?;
-    let plan = yunnao_plan::Plan::start(
-        db.clone(),
-        identity.clone(),
-        sensing.clone(),
-        governance.clone(),
-    )
-    .await
-    .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
     let services = yunnao_services::api::ServicesState::start(
         db.clone(),
         identity.clone(),
@@ -214,11 +206,21 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .await
     .map_err(|p| anyhow::anyhow!("services hub: {p}"))?;
+    let plan = yunnao_plan::Plan::start(
+        db.clone(),
+        identity.clone(),
+        sensing.clone(),
+        governance.clone(),
+        services.store.clone(),
+    )
+    .await
+    .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
     let web = yunnao_web::Web::start(
         identity.clone(),
         sensing.clone(),
         governance.clone(),
         plan.clone(),
+        services.clone(),
         &bus,
     )
     .map_err(anyhow::Error::msg)?;

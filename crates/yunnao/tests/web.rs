@@ -423,7 +423,7 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     // Plan supervision: the 47 targets, seven bound live; grid coverage is met.
     let plan = page(&browser, &server.url("/ui/plan"), &cookie).await;
     assert!(plan.contains("data-plan=\"targets\">47<"), "{plan}");
-    assert!(plan.contains("data-plan=\"live\">7<"));
+    assert!(plan.contains("data-plan=\"live\">8<"));
     assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物联网终端总数"));
     let coverage_row = target_row(&plan, "11.1");
     assert!(
@@ -1051,3 +1051,184 @@ async fn operators_and_field_pages(backend: TestBackend) {
 
 backend_tests!(the_overview_shows_the_city_live);
 backend_tests!(operators_and_field_pages);
+
+/// The service hall's pages as a resident and a department use them: the hall with its
+/// 可网办率, the guide's form with licences filled in, applying with only the photo uploaded,
+/// the bureau's acceptance, a department's step approved and another's refused, my page, the
+/// figures; the plan page shows 可网办率 live.
+async fn service_hall_pages(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let sign_in = |username: &'static str| {
+        let browser = browser.clone();
+        let url = server.url("/ui/sign-in");
+        async move {
+            let signed = browser
+                .post(url)
+                .form(&[("username", username), ("password", "password-123")])
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(signed.status(), 303, "{username}");
+            set_cookie(&signed)
+        }
+    };
+    server
+        .user(&admin, "hall.resident", "bigdata", "resident")
+        .await;
+    let police = server
+        .user(&admin, "hall.police", "police", "operator")
+        .await;
+    server
+        .user(&admin, "hall.clerk", "approval", "operator")
+        .await;
+    server
+        .user(&admin, "hall.health", "health", "operator")
+        .await;
+    let person = "370202198801010019";
+    let bound = server
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/services/holders/hall.resident",
+            Some(&admin),
+            Some(serde_json::json!({"holder_id": person, "holder_name": "张三"})),
+        )
+        .await;
+    assert_eq!(bound.status(), 200);
+    for licence_type in ["resident_id", "household_register"] {
+        let issued = server
+            .request(reqwest::Method::POST, "/api/v1/services/licences", Some(&police),
+                Some(serde_json::json!({"licence_type": licence_type, "holder_id": person, "holder_name": "张三"})))
+            .await;
+        assert_eq!(issued.status(), 201);
+    }
+    let resident = sign_in("hall.resident").await;
+    let hall = page(&browser, &server.url("/ui/services"), &resident).await;
+    assert!(
+        hall.contains("网上办事大厅") && hall.contains("可网办率") && hall.contains("新生儿出生")
+    );
+    // 社保卡申领: the ID card from the library, only the photo uploaded.
+    let guide = page(
+        &browser,
+        &server.url("/ui/services/apply/370200-GG-0001"),
+        &resident,
+    )
+    .await;
+    assert!(guide.contains("一次") || guide.contains("所需材料"));
+    let consent: Vec<String> = guide
+        .match_indices("name=\"consent\" value=\"")
+        .map(|(at, m)| {
+            guide[at + m.len()..]
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(consent.len(), 1, "the ID card is filled in");
+    assert!(
+        guide.contains("name=\"upload:1\""),
+        "the photo, the service's second material"
+    );
+    let photo =
+        reqwest::multipart::Part::bytes(vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0])
+            .file_name("photo.png")
+            .mime_str("image/png")
+            .expect("part");
+    let form = reqwest::multipart::Form::new()
+        .text("f:phone", "13800000000")
+        .text("f:child_name", "张小宝")
+        .text("f:child_birth_date", "2026-11-30")
+        .text("consent", consent[0].clone())
+        .part("upload:1", photo);
+    let applied = browser
+        .post(server.url("/ui/services/apply/370200-GG-0001"))
+        .header("cookie", &resident)
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(applied.status(), 303);
+    let location = applied.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with("/ui/services/applications/"),
+        "{location}"
+    );
+    let mine = page(&browser, &server.url("/ui/services/mine"), &resident).await;
+    assert!(mine.contains("社保卡申领") && mine.contains("待受理") && mine.contains("居民身份证"));
+    // A bad phone number is refused with the field named, on a page in Chinese.
+    let refused = browser
+        .post(server.url("/ui/services/apply/370200-GG-0001"))
+        .header("cookie", &resident)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("f:phone", "12")
+                .text("f:child_name", "张小宝")
+                .text("f:child_birth_date", "2026-11-30")
+                .text("consent", consent[0].clone()),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 422);
+    let refused = refused.text().await.expect("html");
+    assert!(refused.contains("form.phone"), "{refused}");
+
+    // hrss receives 社保卡申领; the bureau's clerk has it on the workbench only to supervise.
+    let hrss_user = server.user(&admin, "hall.hrss", "hrss", "operator").await;
+    let _ = hrss_user;
+    let hrss = sign_in("hall.hrss").await;
+    let workbench = page(&browser, &server.url("/ui/services/workbench"), &hrss).await;
+    assert!(workbench.contains("社保卡申领"), "to receive");
+    let accept = browser
+        .post(server.url(&format!("{location}/receipt")))
+        .header("cookie", &hrss)
+        .form(&[("action", "accept")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(accept.status(), 303);
+    let app = page(&browser, &server.url(&location), &hrss).await;
+    assert!(
+        app.contains("签章核验通过"),
+        "the ID card's seal is checked on the page"
+    );
+    let step = format!("{location}/steps/0/0");
+    let health = sign_in("hall.health").await;
+    let wrong = browser
+        .post(server.url(&step))
+        .header("cookie", &health)
+        .form(&[("approve", "true"), ("comment", "同意")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status(), 404, "not health's application");
+    let approved = browser
+        .post(server.url(&step))
+        .header("cookie", &hrss)
+        .form(&[("approve", "true"), ("comment", "材料齐全")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(approved.status(), 303);
+    let mine = page(&browser, &server.url("/ui/services/mine"), &resident).await;
+    assert!(
+        mine.contains("已办结（准予）") && mine.contains("社会保障卡"),
+        "the card arrives in the library"
+    );
+    let clerk = sign_in("hall.clerk").await;
+    let figures = page(&browser, &server.url("/ui/services/figures"), &clerk).await;
+    assert!(figures.contains("按时办结率") && figures.contains("发放电子证照"));
+    let plan = page(&browser, &server.url("/ui/plan"), &clerk).await;
+    assert!(plan.contains("可网办率"), "item 6 is bound live");
+    server.cleanup().await;
+}
+
+backend_tests!(service_hall_pages);
