@@ -335,6 +335,77 @@ async function accessible(page, name) {
   await accessible(resident, "resident");
   await citizen.close();
 
+  // The service hall: the demo's resident applies for 新生儿出生“一件事” with the licences
+  // filled in and only the photo uploaded; the bureau's window accepts it; the simulated
+  // departments approve in parallel and the licences arrive in the library.
+  const hallContext = await browser.createBrowserContext();
+  const applicant = await hallContext.newPage();
+  applicant.on("pageerror", (e) => errors.push("service hall: " + e.message));
+  await applicant.setViewport({ width: 1280, height: 900 });
+  await applicant.goto(base + "/ui/sign-in", { waitUntil: "load" });
+  await applicant.type("input[name=username]", "resident");
+  await applicant.type("input[name=password]", "yunnao-demo");
+  await Promise.all([applicant.waitForNavigation(), applicant.click("button[type=submit]")]);
+  await applicant.goto(base + "/ui/services", { waitUntil: "load" });
+  const rate = await applicant.$eval("#online-rate", (e) => e.textContent);
+  await accessible(applicant, "service hall");
+  // The simulated city binds the demo's resident and issues their licences as it starts.
+  let consents = 0;
+  for (let i = 0; i < 60 && consents < 3; i++) {
+    await applicant.goto(base + "/ui/services/apply/370200-YJS-0001", { waitUntil: "load" });
+    consents = await applicant.$$eval("input[name=consent]:checked", (e) => e.length);
+    if (consents < 3) { await new Promise((r) => setTimeout(r, 1000)); }
+  }
+  if (consents < 3) { fail("the newborn bundle's form has " + consents + " licences filled in"); }
+  await accessible(applicant, "service guide and form");
+  const uploads = await applicant.$$("input[type=file]");
+  if (uploads.length !== 1) { fail("the newborn bundle asks for " + uploads.length + " uploads, not only the photo"); }
+  const babyPhoto = shots + "/baby-photo.png";
+  fs.writeFileSync(babyPhoto, Buffer.from("89504e470d0a1a0a0000000d49484452", "hex"));
+  await uploads[0].uploadFile(babyPhoto);
+  await applicant.type("input[name='f:phone']", "13800000000");
+  await applicant.type("input[name='f:child_name']", "张小宝");
+  await applicant.type("input[name='f:child_birth_date']", "2026-11-30");
+  await Promise.all([applicant.waitForNavigation(), applicant.click("form.apply button")]);
+  const applicationUrl = applicant.url();
+  if (!applicationUrl.includes("/ui/services/applications/")) { fail("applying led to " + applicationUrl); }
+  await accessible(applicant, "application");
+  const clerkContext = await browser.createBrowserContext();
+  const clerk = await clerkContext.newPage();
+  await clerk.setViewport({ width: 1600, height: 1000 });
+  await clerk.goto(base + "/ui/sign-in", { waitUntil: "load" });
+  await clerk.type("input[name=username]", "approval.clerk");
+  await clerk.type("input[name=password]", "yunnao-demo");
+  await Promise.all([clerk.waitForNavigation(), clerk.click("button[type=submit]")]);
+  await clerk.goto(base + "/ui/services/workbench", { waitUntil: "load" });
+  await accessible(clerk, "approval workbench");
+  await clerk.goto(applicationUrl, { waitUntil: "load" });
+  const receivable = await clerk.$("form.receive button[value=accept]");
+  if (receivable) {
+    await Promise.all([clerk.waitForNavigation(), receivable.click()]);
+  }
+  let concluded = "";
+  for (let i = 0; i < 90 && !concluded.includes("已办结"); i++) {
+    await applicant.goto(applicationUrl, { waitUntil: "load" });
+    concluded = await applicant.$eval("main p.muted", (e) => e.textContent);
+    if (!concluded.includes("已办结")) { await new Promise((r) => setTimeout(r, 1000)); }
+  }
+  if (!concluded.includes("已办结（准予）")) { fail("the newborn application did not conclude approved: " + concluded); }
+  await applicant.screenshot({ path: shots + "/application.png", fullPage: true });
+  await applicant.goto(base + "/ui/services/mine", { waitUntil: "load" });
+  const library = await applicant.$eval("main", (e) => e.textContent);
+  for (const licence of ["社会保障卡", "预防接种证"]) {
+    if (!library.includes(licence)) { fail(licence + " did not arrive in the library"); }
+  }
+  await accessible(applicant, "my applications and licences");
+  await applicant.screenshot({ path: shots + "/services-mine.png", fullPage: true });
+  await clerk.goto(base + "/ui/services/figures", { waitUntil: "load" });
+  await accessible(clerk, "service figures");
+  await clerk.screenshot({ path: shots + "/services-figures.png", fullPage: true });
+  console.log("service hall: 可网办率 " + rate + ", the newborn bundle applied for with " + consents + " licences and one upload, approved in parallel, its licences in the library");
+  await hallContext.close();
+  await clerkContext.close();
+
   await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
   const english = await page.$eval("h1", (e) => e.textContent);
   if (!english.includes("yunnao")) { fail("no English after the switch: " + english); }
@@ -344,6 +415,6 @@ async function accessible(page, name) {
   if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
   if (inaccessible.length > 0) { fail("serious accessibility violations (axe-core, WCAG 2.1 AA):\n  " + inaccessible.join("\n  ")); }
   console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), overview on one screen at 1600×1000 and 1920×1080, 市南区 " + grids +
-    " unit grids with zoom, " + sealed + " sealed reports on the plan page, search, bell, a critical alarm in words acknowledged and followed to its case, the grid worker at 390 px, the resident's page, districts by keyboard, English switch, no serious WCAG 2.1 AA violation on " + checkedPages.length + " pages (axe-core); screenshots in " + shots);
+    " unit grids with zoom, " + sealed + " sealed reports on the plan page, search, bell, a critical alarm in words acknowledged and followed to its case, the grid worker at 390 px, the resident's page, the service hall's newborn bundle applied for and approved, districts by keyboard, English switch, no serious WCAG 2.1 AA violation on " + checkedPages.length + " pages (axe-core); screenshots in " + shots);
   await browser.close();
 })().catch((e) => fail(e.stack || String(e)));

@@ -68,6 +68,9 @@ impl ServicesState {
             governance,
         };
         state.spawn_deadline_watch(scan_every);
+        // The enterprise data is made in the background, so the first policy run does not wait.
+        let grants = state.grants.clone();
+        tokio::task::spawn_blocking(move || grants.enterprises().len());
         Ok(state)
     }
 

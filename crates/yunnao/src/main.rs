@@ -93,8 +93,26 @@ enum Command {
         #[command(subcommand)]
         command: SealCommand,
     },
+    /// E-licences of the services hub.
+    Licence {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum LicenceCommand {
+    /// Verify an e-licence offline: its issuer's seal (with the issuer's public key, hex), its
+    /// identifier's ISO 7064 MOD 37,36 check character, its holder's number and its validity.
+    /// FILE is the licence as `GET /api/v1/services/licences/{id}` returns it, or its sealed
+    /// document.
+    Verify {
+        #[arg(long)]
+        public_key: String,
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +273,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal {
             command: SealCommand::Verify { public_key, file },
         } => seal_verify(&public_key, &file),
+        Command::Licence {
+            command: LicenceCommand::Verify { public_key, file },
+        } => licence_verify(&public_key, &file),
         Command::Devices {
             command:
                 DevicesCommand::Import {
@@ -486,6 +507,58 @@ fn seal_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitC
             println!("seal INVALID: {}", problem.detail.unwrap_or(problem.title));
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+fn licence_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = yunnao_gm::Sm2PublicKey::from_hex(public_key)?;
+    let text = std::fs::read_to_string(file)?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    // The API's licence carries its status beside the sealed document; only the two sealed
+    // members are what the seal covers.
+    let sealed: yunnao_identity::seals::SealedDocument = serde_json::from_value(
+        serde_json::json!({"document": value["document"], "seal": value["seal"]}),
+    )?;
+    let document: yunnao_services::licences::LicenceDocument =
+        serde_json::from_value(value["document"].clone())?;
+    let mut faults = Vec::new();
+    if let Err(problem) = yunnao_identity::seals::verify_offline(&sealed, &key) {
+        faults.push(format!("seal: {}", problem.detail.unwrap_or(problem.title)));
+    }
+    if sealed.seal.department != document.issuer {
+        faults.push("seal: sealed by another department than the issuer".to_owned());
+    }
+    if !yunnao_services::ids::mod37_36_valid(&document.id) {
+        faults.push(format!(
+            "identifier {}: its check character is wrong",
+            document.id
+        ));
+    }
+    if yunnao_services::ids::resident_id(&document.holder_id).is_err()
+        && yunnao_services::ids::credit_code(&document.holder_id).is_err()
+    {
+        faults.push("holder: not a valid identity number or credit code".to_owned());
+    }
+    if let Some(until) = &document.valid_until
+        && yunnao_core::time::parse_rfc3339_ms(until)
+            .is_some_and(|ms| ms <= yunnao_core::time::now_ms())
+    {
+        faults.push(format!("expired {until}"));
+    }
+    if faults.is_empty() {
+        println!(
+            "licence valid: {} {} of {}, issued by {} at {}, seal {}",
+            document.id,
+            document.licence_type,
+            document.holder_name,
+            document.issuer,
+            document.issued_at,
+            sealed.seal.key_id
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("licence INVALID: {}", faults.join("; "));
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -763,6 +763,30 @@ async fn applications_through_the_api(backend: TestBackend) {
             yunnao_identity::seals::verify_published(&sealed, &public).is_ok(),
             "{department}"
         );
+        // Offline, as a holder would: the licence as the API gives it, the issuer's key.
+        let file = server.data_dir.path().join(format!("{result}.json"));
+        std::fs::write(&file, licence.to_string()).expect("write");
+        let verify = |path: &std::path::Path| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_yunnao"))
+                .args(["licence", "verify", "--public-key", &public.public_key])
+                .arg(path)
+                .output()
+                .expect("runs")
+        };
+        let out = verify(&file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::fs::write(&file, licence.to_string().replace("张三", "张四")).expect("write");
+        let out = verify(&file);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "an altered licence fails offline"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("INVALID"));
     }
     assert!(
         ids_of(&library, "social_security_card").len() == 1
