@@ -522,7 +522,7 @@ impl Applications {
                 &Recipient::User(applicant.clone()),
                 Some(&id),
                 "submitted",
-                &format!("您的“{}”申请已提交{who}，等待受理。", plan.name_zh),
+                &format!("您申请的{}已提交{who}，等待受理。", plan.name_zh),
             )
             .await?;
         }
@@ -532,7 +532,7 @@ impl Applications {
             &Recipient::Department(plan.department.clone()),
             Some(&id),
             "submitted",
-            &format!("新的“{}”申请待受理。", plan.name_zh),
+            &format!("新的申请待受理：{}。", plan.name_zh),
         )
         .await?;
         tx.commit().await?;
@@ -851,13 +851,13 @@ impl Applications {
             "accept" => {
                 self.open_stage(&mut tx, &mut outbox, &app, &plan, 0, now)
                     .await?;
-                format!("您的“{}”申请已受理，正在审批。", app.service_name)
+                format!("您申请的{}已受理，正在审批。", app.service_name)
             }
             "return" => format!(
-                "您的“{}”申请需补正材料：{reason}。补正期间办理时限暂停计算。",
+                "您申请的{}需补正材料：{reason}。补正期间办理时限暂停计算。",
                 app.service_name
             ),
-            _ => format!("您的“{}”申请不予受理：{reason}", app.service_name),
+            _ => format!("您申请的{}不予受理：{reason}", app.service_name),
         };
         if !app.applicant.is_empty() {
             let kind = match action {
@@ -915,7 +915,7 @@ impl Applications {
                 Some(&app.id),
                 "step_opened",
                 &format!(
-                    "“{}”申请的“{}”环节待审批，时限 {} 个工作日。",
+                    "{}：{}环节待审批，时限 {} 个工作日。",
                     app.service_name, step.name_zh, step.working_days
                 ),
             )
@@ -991,7 +991,7 @@ impl Applications {
             &Recipient::Department(plan.department.clone()),
             Some(id),
             "submitted",
-            &format!("“{}”申请已补正，待受理。", plan.name_zh),
+            &format!("{}已补正，待受理。", plan.name_zh),
         )
         .await?;
         tx.commit().await?;
@@ -1176,7 +1176,7 @@ impl Applications {
                     &to,
                     Some(id),
                     "approved",
-                    &format!("您的“{}”申请已办结，准予许可。", app.service_name),
+                    &format!("您申请的{}已办结，准予许可。", app.service_name),
                 )
                 .await?;
                 for (prepared, licence_id) in results.iter().zip(ids) {
@@ -1199,7 +1199,7 @@ impl Applications {
                     Some(id),
                     "rejected",
                     &format!(
-                        "您的“{}”申请未获批准。{}：{comment}",
+                        "您申请的{}未获批准。{}：{comment}",
                         app.service_name, target.name_zh
                     ),
                 )
@@ -1291,9 +1291,9 @@ impl Applications {
                     continue;
                 }
                 let text = if kind == "warning" {
-                    format!("“{name}”申请已用去承诺时限的 80%。")
+                    format!("{name}已用去承诺时限的 80%。")
                 } else {
-                    format!("“{name}”申请已超过承诺办结时限。")
+                    format!("{name}已超过承诺办结时限。")
                 };
                 let mut to = vec![Recipient::Department(department.clone())];
                 if kind == "overdue" && department != BUREAU {

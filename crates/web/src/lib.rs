@@ -743,6 +743,8 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(services::figures))
         .routes(routes!(services::appeal))
         .routes(routes!(services::confirm))
+        .routes(routes!(services::run_policy))
+        .routes(routes!(services::answer_appeal))
 }
 
 fn page(lang: Lang, title: &str, body: &str) -> Html<String> {

@@ -48,6 +48,55 @@ fn state_name(l: Lang, state: &str) -> &'static str {
     }
 }
 
+fn step_state_name(l: Lang, state: &str) -> &'static str {
+    match (state, l) {
+        ("approved", Lang::Zh) => "同意",
+        ("rejected", Lang::Zh) => "不同意",
+        ("approved", _) => "approved",
+        ("rejected", _) => "rejected",
+        (other, l) => state_name(l, other),
+    }
+}
+
+fn licence_status_name(l: Lang, status: &str) -> &'static str {
+    match (status, l) {
+        ("valid", Lang::Zh) => "有效",
+        ("suspended", Lang::Zh) => "暂停",
+        ("revoked", Lang::Zh) => "吊销",
+        ("expired", Lang::Zh) => "过期",
+        ("valid", _) => "valid",
+        ("suspended", _) => "suspended",
+        ("revoked", _) => "revoked",
+        _ => "expired",
+    }
+}
+
+fn channel_name(l: Lang, channel: &str) -> &'static str {
+    match (channel, l) {
+        ("web", Lang::Zh) => "网上办理",
+        ("mobile", Lang::Zh) => "掌上办理",
+        ("window", Lang::Zh) => "窗口办理",
+        ("kiosk", Lang::Zh) => "自助终端",
+        ("web", _) => "online",
+        ("mobile", _) => "mobile",
+        ("window", _) => "at the window",
+        _ => "kiosk",
+    }
+}
+
+/// 12345678 → 12,345,678.
+fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
 fn licence_name(code: &str) -> &'static str {
     yunnao_services::licences::TYPES
         .iter()
@@ -611,15 +660,53 @@ pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response
     let messages = yunnao_services::messages::Messages::mine(&services.db, &viewer)
         .await
         .unwrap_or_default();
+    let names = department_names(&web).await;
+    // Every use of each licence, for its holder to see (无证明 with consent).
+    let mut uses: HashMap<String, String> = HashMap::new();
+    for lic in &licences {
+        let list = services
+            .licences
+            .uses(&viewer, &lic.document.id)
+            .await
+            .unwrap_or_default();
+        if list.is_empty() {
+            continue;
+        }
+        let items: String = list
+            .iter()
+            .take(20)
+            .map(|u| {
+                format!(
+                    "<li>{} {} {}</li>",
+                    local_time(Some(&u.at)),
+                    escape(names.get(&u.department).map_or(&u.department, |n| n)),
+                    if u.action == "consented" {
+                        tr(l, "经您同意调用", "used with your consent")
+                    } else {
+                        tr(l, "审批时查阅", "read while deciding")
+                    }
+                )
+            })
+            .collect();
+        uses.insert(
+            lic.document.id.clone(),
+            format!(
+                "<details><summary>{} {}</summary><ul>{items}</ul></details>",
+                tr(l, "使用记录", "Uses"),
+                list.len()
+            ),
+        );
+    }
     let licence_rows: String = licences
         .iter()
         .map(|lic| {
             format!(
-                "<tr><td>{name}</td><td><code>{id}</code></td><td>{issuer}</td><td>{status}{seal}</td><td><a href=\"/api/v1/services/licences/{id}/verification\">{verify}</a></td></tr>",
+                "<tr><td>{name}</td><td><code>{id}</code></td><td>{issuer}</td><td>{status}{seal}</td><td><a href=\"/api/v1/services/licences/{id}/verification\">{verify}</a></td><td>{uses}</td></tr>",
+                uses = uses.get(&lic.document.id).cloned().unwrap_or_default(),
                 name = escape(lic.document.data.get("name_zh").and_then(|v| v.as_str()).unwrap_or(licence_name(&lic.document.licence_type))),
                 id = escape(&lic.document.id),
-                issuer = escape(&lic.document.issuer),
-                status = escape(&lic.status),
+                issuer = escape(names.get(&lic.document.issuer).map_or(&lic.document.issuer, |n| n)),
+                status = licence_status_name(l, &lic.status),
                 seal = if lic.seal_verified { tr(l, " · 签章有效", " · seal verified") } else { tr(l, " · 签章无效", " · seal does not verify") },
                 verify = tr(l, "验证", "verify"),
             )
@@ -667,7 +754,7 @@ pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response
     };
     let body = format!(
         "{top}<main class=\"case services\">{nav}<h2>{title}</h2><h3>{a_title}</h3><table><thead><tr><th>{c1}</th><th>{c2}</th><th>{c3}</th><th>{c4}</th><th>{c5}</th></tr></thead><tbody>{apps}</tbody></table>\
-         <h3>{l_title}</h3><table><thead><tr><th>{c6}</th><th>{c7}</th><th>{c8}</th><th>{c9}</th><th></th></tr></thead><tbody>{licence_rows}</tbody></table>{grants}\
+         <h3>{l_title}</h3><table><thead><tr><th>{c6}</th><th>{c7}</th><th>{c8}</th><th>{c9}</th><th></th><th></th></tr></thead><tbody>{licence_rows}</tbody></table>{grants}\
          <h3>{m_title}</h3><ul class=\"messages\">{message_items}</ul></main>",
         nav = sub_nav(l, &viewer, "/ui/services/mine"),
         title = tr(l, "我的办件与证照", "My applications and licences"),
@@ -770,7 +857,7 @@ pub(crate) async fn application(
                 s.stage + 1,
                 escape(&s.name_zh),
                 dept(&s.department),
-                state_name(l, &s.state),
+                step_state_name(l, &s.state),
                 local_time(s.due_at.as_deref()),
             )
         })
@@ -788,7 +875,27 @@ pub(crate) async fn application(
     } else {
         String::new()
     };
-    let results: String = app.result_licences.iter().map(|r| format!("<li><a href=\"/api/v1/services/licences/{r}/verification\"><code>{r}</code></a></li>", r = escape(r))).collect();
+    let mut results = String::new();
+    for r in &app.result_licences {
+        let name = services
+            .licences
+            .get(&viewer, r)
+            .await
+            .ok()
+            .and_then(|lic| {
+                lic.document
+                    .data
+                    .get("name_zh")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| tr(l, "电子证照", "e-licence").to_owned());
+        results.push_str(&format!(
+            "<li>{name} <a href=\"/api/v1/services/licences/{r}/verification\"><code>{r}</code></a></li>",
+            name = escape(&name),
+            r = escape(r)
+        ));
+    }
     let body = format!(
         "{top}<main class=\"case services\">{nav}<h2>{name}</h2><p class=\"muted\">{id} · {holder} · {channel}{window} · {state}</p>{reason}{receive}\
          <h3>{m_title}</h3><ul>{materials}</ul><h3>{s_title}</h3><table><thead><tr><th>#</th><th>{c1}</th><th>{c2}</th><th>{c3}</th><th>{c4}</th><th>{c5}</th></tr></thead><tbody>{steps}</tbody></table>\
@@ -797,7 +904,7 @@ pub(crate) async fn application(
         name = escape(&app.service_name),
         id = escape(&app.id),
         holder = escape(&app.holder_name),
-        channel = escape(&app.channel),
+        channel = channel_name(l, &app.channel),
         window = if app.filed_by.is_some() {
             tr(l, "（窗口代办）", " (filed at the window)")
         } else {
@@ -1000,7 +1107,8 @@ pub(crate) async fn workbench(State(web): State<Web>, headers: HeaderMap) -> Res
     let body = format!(
         "{top}<main class=\"case services\">{nav}<h2>{title}</h2><table><thead><tr><th>{c1}</th><th>{c2}</th><th>{c3}</th><th>{c4}</th><th>{c5}</th></tr></thead><tbody>{rows}</tbody></table>\
          <h3>{w_title}</h3><form method=\"get\" action=\"/ui/services/window\" class=\"window\"><label>{w_who} <input name=\"for\" required maxlength=\"18\"></label>\
-         <label>{w_what} <select name=\"code\">{choices}</select></label><button>{w_go}</button></form></main>",
+         <label>{w_what} <select name=\"code\">{choices}</select></label><button>{w_go}</button></form>{policies}</main>",
+        policies = policy_desk(l, &viewer, services).await,
         nav = sub_nav(l, &viewer, "/ui/services/workbench"),
         title = tr(l, "审批工作台", "Approval workbench"),
         rows = application_rows(l, &work),
@@ -1015,6 +1123,144 @@ pub(crate) async fn workbench(State(web): State<Web>, headers: HeaderMap) -> Res
         w_go = tr(l, "开始代办", "Start"),
     );
     page(l, tr(l, "审批工作台", "Approval workbench"), &body).into_response()
+}
+
+/// The policies the viewer's department pays: a run for its admins, the open appeals to answer.
+async fn policy_desk(
+    l: Lang,
+    viewer: &Principal,
+    services: &yunnao_services::api::ServicesState,
+) -> String {
+    let ours: Vec<&yunnao_services::policies::Policy> = services
+        .grants
+        .policies()
+        .iter()
+        .filter(|p| viewer.may(Resource::Policies, Action::Read, &p.department))
+        .collect();
+    if ours.is_empty() {
+        return String::new();
+    }
+    let ledger = services.grants.ledger().await.unwrap_or_default();
+    let rows: String = ours
+        .iter()
+        .map(|p| {
+            let (spent, grants) = ledger
+                .iter()
+                .find(|r| r.0 == p.code)
+                .map_or((0, 0), |r| (r.2, r.3));
+            let run = if viewer.may(Resource::Policies, Action::Write, &p.department) {
+                format!(
+                    "<form method=\"post\" action=\"/ui/services/policies/{}/run\"><button>{}</button></form>",
+                    escape(&p.code),
+                    tr(l, "运行（免申即享）", "Run")
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"number\">{}</td><td class=\"number\">{} / {}</td><td>{run}</td></tr>",
+                escape(&p.name_zh),
+                if p.mode == "auto" { tr(l, "免申即享", "granted outright") } else { tr(l, "即申即享", "confirmed by the enterprise") },
+                grouped(grants),
+                grouped(spent),
+                grouped(p.budget_yuan),
+            )
+        })
+        .collect();
+    let appeals: String = services
+        .grants
+        .open_appeals(viewer)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            format!(
+                "<li>{} · {}：{}<form method=\"post\" action=\"/ui/services/appeals/{id}/decision\"><input name=\"answer\" required maxlength=\"1000\" aria-label=\"{r}\" placeholder=\"{r}\">\
+                 <button name=\"grant\" value=\"true\">{g}</button><button name=\"grant\" value=\"false\">{u}</button></form></li>",
+                escape(&a.policy_code),
+                escape(&a.credit_code),
+                escape(&a.reason),
+                id = escape(&a.id),
+                r = tr(l, "复核意见", "answer"),
+                g = tr(l, "予以兑现", "Grant"),
+                u = tr(l, "维持原结果", "Uphold"),
+            )
+        })
+        .collect();
+    format!(
+        "<h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>{rows}</tbody></table><h3>{}</h3><ul>{}</ul>",
+        tr(l, "本部门惠企政策", "Our department's policies"),
+        tr(l, "政策", "Policy"),
+        tr(l, "方式", "Mode"),
+        tr(l, "笔数", "Grants"),
+        tr(l, "已兑现 / 预算（元）", "Paid / budget (yuan)"),
+        tr(l, "待复核申诉", "Appeals to answer"),
+        if appeals.is_empty() {
+            format!("<li class=\"muted\">{}</li>", tr(l, "暂无", "None"))
+        } else {
+            appeals
+        },
+    )
+}
+
+/// A paying department's admin runs a policy from the workbench.
+#[utoipa::path(post, path = "/ui/services/policies/{code}/run", tag = "ui", params(("code" = String, Path)),
+    responses((status = 303, description = "back to the workbench"), (status = 403), (status = 404)))]
+pub(crate) async fn run_policy(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiPath(code): ApiPath<String>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let back = "/ui/services/workbench";
+    let n = note(&viewer, "policy.run", format!("policy:{code}"));
+    match web.services.grants.run(&viewer, &code).await {
+        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
+        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct AppealAnswer {
+    grant: bool,
+    answer: String,
+}
+
+/// A paying department answers an appeal from the workbench.
+#[utoipa::path(post, path = "/ui/services/appeals/{id}/decision", tag = "ui", params(("id" = String, Path)),
+    request_body(content = AppealAnswer, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "back to the workbench"), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
+pub(crate) async fn answer_appeal(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    form: Result<axum::extract::Form<AppealAnswer>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(viewer) = web.viewer(&headers).await else {
+        return Redirect::to("/ui/sign-in").into_response();
+    };
+    let l = lang(&headers);
+    let back = "/ui/services/workbench";
+    let Ok(axum::extract::Form(form)) = form else {
+        return crate::refusal(
+            l,
+            &Problem::bad_request("send a decision and an answer"),
+            back,
+        );
+    };
+    let n = note(&viewer, "policy.appeal.decide", format!("appeal:{id}"));
+    match web
+        .services
+        .grants
+        .decide_appeal(&viewer, &id, form.grant, &form.answer)
+        .await
+    {
+        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
+        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1105,11 +1351,11 @@ pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Respo
                     r.name_zh.clone()
                 };
                 format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>",
                     escape(&name),
-                    r.applications,
-                    r.concluded,
-                    r.approved
+                    grouped(r.applications),
+                    grouped(r.concluded),
+                    grouped(r.approved)
                 )
             })
             .collect()
@@ -1125,11 +1371,11 @@ pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Respo
         .iter()
         .map(|p| {
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>",
                 escape(&p.name_zh),
-                p.grants,
-                p.spent_yuan,
-                p.budget_yuan
+                grouped(p.grants),
+                grouped(p.spent_yuan),
+                grouped(p.budget_yuan)
             )
         })
         .collect();
@@ -1202,5 +1448,21 @@ pub(crate) async fn confirm(
     match services.grants.confirm(&viewer, &code).await {
         Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
         Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn amounts_are_grouped_by_thousands() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (50_000_000, "50,000,000"),
+            (-1234, "-1,234"),
+        ] {
+            assert_eq!(super::grouped(n), text);
+        }
     }
 }

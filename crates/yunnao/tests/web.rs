@@ -1228,6 +1228,34 @@ async fn service_hall_pages(backend: TestBackend) {
     assert!(figures.contains("按时办结率") && figures.contains("发放电子证照"));
     let plan = page(&browser, &server.url("/ui/plan"), &clerk).await;
     assert!(plan.contains("可网办率"), "item 6 is bound live");
+    // The science bureau's admin runs its policy from the workbench.
+    server
+        .user(&admin, "hall.science", "science", "dept_admin")
+        .await;
+    let science = sign_in("hall.science").await;
+    let desk = page(&browser, &server.url("/ui/services/workbench"), &science).await;
+    assert!(
+        desk.contains("本部门惠企政策") && desk.contains("/ui/services/policies/QD-2022-P01/run")
+    );
+    let ran = browser
+        .post(server.url("/ui/services/policies/QD-2022-P01/run"))
+        .header("cookie", &science)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ran.status(), 303);
+    let desk = page(&browser, &server.url("/ui/services/workbench"), &science).await;
+    assert!(
+        desk.contains("50,000,000 / 50,000,000"),
+        "the budget paid out, never past it"
+    );
+    let refused = browser
+        .post(server.url("/ui/services/policies/QD-2022-P01/run"))
+        .header("cookie", &hrss)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 403, "another department does not run it");
     server.cleanup().await;
 }
 
