@@ -1229,7 +1229,6 @@ impl Applications {
             .await
             .db()?;
             for (app_id, stage, step, department, name) in due {
-                let mut outbox = Outbox::default();
                 let mut tx = self.db.begin_write().await?;
                 let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE svc_application_steps SET {column} = $1 WHERE application_id = $2 AND stage = $3 AND step = $4 AND {column} IS NULL AND state = 'open'"
@@ -1249,20 +1248,8 @@ impl Applications {
                 } else {
                     format!("“{name}”环节已超期，已上报市行政审批局督办。")
                 };
-                let mut to = vec![Recipient::Department(department.clone())];
-                if kind == "overdue" && department != BUREAU {
-                    to.push(Recipient::Department(BUREAU.into()));
-                }
-                for r in &to {
-                    Messages::post(&mut tx, &mut outbox, r, Some(&app_id), kind, &text).await?;
-                }
-                tx.commit().await?;
-                self.messages.deliver(outbox);
-                if kind == "warning" {
-                    report.warned += 1;
-                } else {
-                    report.overdue += 1;
-                }
+                self.tell_due(tx, kind, &department, &app_id, &text, &mut report)
+                    .await?;
             }
             // The application's promised limit, while its clock runs.
             let due: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -1277,7 +1264,6 @@ impl Applications {
                 let plan: Option<ApplicationPlan> = serde_json::from_str(&plan).ok();
                 let (name, department) =
                     plan.map(|p| (p.name_zh, p.department)).unwrap_or_default();
-                let mut outbox = Outbox::default();
                 let mut tx = self.db.begin_write().await?;
                 let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE svc_applications SET {column} = $1 WHERE id = $2 AND {column} IS NULL AND clock_started_ms IS NOT NULL"
@@ -1295,23 +1281,40 @@ impl Applications {
                 } else {
                     format!("{name}已超过承诺办结时限。")
                 };
-                let mut to = vec![Recipient::Department(department.clone())];
-                if kind == "overdue" && department != BUREAU {
-                    to.push(Recipient::Department(BUREAU.into()));
-                }
-                for r in &to {
-                    Messages::post(&mut tx, &mut outbox, r, Some(&app_id), kind, &text).await?;
-                }
-                tx.commit().await?;
-                self.messages.deliver(outbox);
-                if kind == "warning" {
-                    report.warned += 1;
-                } else {
-                    report.overdue += 1;
-                }
+                self.tell_due(tx, kind, &department, &app_id, &text, &mut report)
+                    .await?;
             }
         }
         Ok(report)
+    }
+
+    /// Tells the department (and, when overdue, the approval bureau) in the transaction that
+    /// flagged it, and counts it.
+    async fn tell_due(
+        &self,
+        mut tx: yunnao_store::WriteTx,
+        kind: &str,
+        department: &str,
+        app_id: &str,
+        text: &str,
+        report: &mut ScanReport,
+    ) -> Result<(), Problem> {
+        let mut outbox = Outbox::default();
+        let mut to = vec![Recipient::Department(department.to_owned())];
+        if kind == "overdue" && department != BUREAU {
+            to.push(Recipient::Department(BUREAU.into()));
+        }
+        for r in &to {
+            Messages::post(&mut tx, &mut outbox, r, Some(app_id), kind, text).await?;
+        }
+        tx.commit().await?;
+        self.messages.deliver(outbox);
+        if kind == "warning" {
+            report.warned += 1;
+        } else {
+            report.overdue += 1;
+        }
+        Ok(())
     }
 }
 

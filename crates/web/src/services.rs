@@ -121,10 +121,6 @@ async fn shell(web: &Web, headers: &HeaderMap) -> Result<(Principal, Lang, Strin
     Ok((viewer, l, top))
 }
 
-fn services_of(web: &Web) -> Result<&yunnao_services::api::ServicesState, Problem> {
-    Ok(&web.services)
-}
-
 fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
     let mut links = vec![("/ui/services", tr(l, "办事大厅", "Service hall"))];
     if is_citizen(viewer) {
@@ -178,10 +174,7 @@ pub(crate) async fn hall(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, "/"),
-    };
+    let services = &web.services;
     let catalogue = services.store.current();
     let words: String = query
         .q
@@ -271,10 +264,7 @@ pub(crate) async fn guide(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, "/ui/services"),
-    };
+    let services = &web.services;
     let catalogue = services.store.current();
     let Some(plan) = catalogue.plan(&code) else {
         return crate::refusal(
@@ -506,10 +496,7 @@ pub(crate) async fn apply(
     };
     let l = lang(&headers);
     let back = format!("/ui/services/apply/{code}");
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, &back),
-    };
+    let services = &web.services;
     let plan = services.store.current().plan(&code);
     let mut form = serde_json::Map::new();
     let mut consent = Vec::new();
@@ -647,10 +634,7 @@ pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response
         Ok(s) => s,
         Err(r) => return r,
     };
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, "/ui/services"),
-    };
+    let services = &web.services;
     let apps = services
         .applications
         .mine(&viewer)
@@ -788,10 +772,7 @@ pub(crate) async fn application(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, "/ui/services"),
-    };
+    let services = &web.services;
     let app = match services.applications.get(&viewer, &id).await {
         Ok(app) => app,
         Err(p) => return crate::refusal(l, &p, "/ui/services"),
@@ -935,6 +916,22 @@ pub(crate) struct ReceiptForm {
     reason: String,
 }
 
+/// A form's outcome: back to `back`, or the refusal page; audited either way.
+fn answered<T>(
+    viewer: &Principal,
+    l: Lang,
+    action: &str,
+    target: String,
+    back: &str,
+    result: Result<T, Problem>,
+) -> Response {
+    let n = note(viewer, action, target);
+    match result {
+        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
+        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
+    }
+}
+
 fn note(viewer: &Principal, action: &str, target: String) -> AuditNote {
     AuditNote {
         action: Some(action.to_owned()),
@@ -960,22 +957,22 @@ pub(crate) async fn receipt(
     };
     let l = lang(&headers);
     let back = format!("/ui/services/applications/{id}");
-    let (Ok(axum::extract::Form(form)), Ok(services)) = (form, services_of(&web)) else {
+    let services = &web.services;
+    let Ok(axum::extract::Form(form)) = form else {
         return crate::refusal(l, &Problem::bad_request("send an action"), &back);
     };
-    let n = note(
-        &viewer,
-        &format!("application.{}", form.action),
-        format!("application:{id}"),
-    );
-    match services
+    let result = services
         .applications
         .receive(&viewer, &id, &form.action, &form.reason)
-        .await
-    {
-        Ok(_) => (Extension(n), Redirect::to(&back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, &back)).into_response(),
-    }
+        .await;
+    answered(
+        &viewer,
+        l,
+        &format!("application.{}", form.action),
+        format!("application:{id}"),
+        &back,
+        result,
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1000,30 +997,30 @@ pub(crate) async fn decide(
     };
     let l = lang(&headers);
     let back = format!("/ui/services/applications/{id}");
-    let (Ok(axum::extract::Form(form)), Ok(services)) = (form, services_of(&web)) else {
+    let services = &web.services;
+    let Ok(axum::extract::Form(form)) = form else {
         return crate::refusal(
             l,
             &Problem::bad_request("send a decision and a comment"),
             &back,
         );
     };
-    let n = note(
+    let result = services
+        .applications
+        .decide(&viewer, &id, stage, step, form.approve, &form.comment)
+        .await;
+    answered(
         &viewer,
+        l,
         if form.approve {
             "application.approve"
         } else {
             "application.reject"
         },
         format!("application:{id} step:{stage}.{step}"),
-    );
-    match services
-        .applications
-        .decide(&viewer, &id, stage, step, form.approve, &form.comment)
-        .await
-    {
-        Ok(_) => (Extension(n), Redirect::to(&back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, &back)).into_response(),
-    }
+        &back,
+        result,
+    )
 }
 
 /// An uploaded material, for those who may read the application.
@@ -1040,7 +1037,7 @@ pub(crate) async fn upload(
     let l = lang(&headers);
     let missing = || Problem::not_found(format!("no upload {id} of yours"));
     let result: Result<(String, Vec<u8>), Problem> = async {
-        let services = services_of(&web)?;
+        let services = &web.services;
         let (found, by) = yunnao_services::uploads::find(&services.db, &id)
             .await?
             .ok_or_else(missing)?;
@@ -1077,10 +1074,7 @@ pub(crate) async fn workbench(State(web): State<Web>, headers: HeaderMap) -> Res
         Ok(s) => s,
         Err(r) => return r,
     };
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, "/"),
-    };
+    let services = &web.services;
     let work = match services.applications.open_steps(&viewer).await {
         Ok(w) => w,
         Err(p) => return crate::refusal(l, &p, "/"),
@@ -1216,11 +1210,15 @@ pub(crate) async fn run_policy(
     };
     let l = lang(&headers);
     let back = "/ui/services/workbench";
-    let n = note(&viewer, "policy.run", format!("policy:{code}"));
-    match web.services.grants.run(&viewer, &code).await {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
+    let result = web.services.grants.run(&viewer, &code).await;
+    answered(
+        &viewer,
+        l,
+        "policy.run",
+        format!("policy:{code}"),
+        back,
+        result,
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1251,16 +1249,19 @@ pub(crate) async fn answer_appeal(
             back,
         );
     };
-    let n = note(&viewer, "policy.appeal.decide", format!("appeal:{id}"));
-    match web
+    let result = web
         .services
         .grants
         .decide_appeal(&viewer, &id, form.grant, &form.answer)
-        .await
-    {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
+        .await;
+    answered(
+        &viewer,
+        l,
+        "policy.appeal.decide",
+        format!("appeal:{id}"),
+        back,
+        result,
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1299,7 +1300,7 @@ pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Respo
     };
     let result = async {
         viewer.require(Resource::Applications, Action::Read, &viewer.department)?;
-        services_of(&web)?.figures().await
+        web.services.figures().await
     }
     .await;
     let f = match result {
@@ -1417,14 +1418,19 @@ pub(crate) async fn appeal(
     };
     let l = lang(&headers);
     let back = "/ui/services/mine";
-    let (Ok(axum::extract::Form(form)), Ok(services)) = (form, services_of(&web)) else {
+    let services = &web.services;
+    let Ok(axum::extract::Form(form)) = form else {
         return crate::refusal(l, &Problem::bad_request("send a reason"), back);
     };
-    let n = note(&viewer, "policy.appeal", format!("policy:{code}"));
-    match services.grants.appeal(&viewer, &code, &form.reason).await {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
+    let result = services.grants.appeal(&viewer, &code, &form.reason).await;
+    answered(
+        &viewer,
+        l,
+        "policy.appeal",
+        format!("policy:{code}"),
+        back,
+        result,
+    )
 }
 
 /// An enterprise confirms an invitation (即申即享).
@@ -1440,15 +1446,16 @@ pub(crate) async fn confirm(
     };
     let l = lang(&headers);
     let back = "/ui/services/mine";
-    let services = match services_of(&web) {
-        Ok(s) => s,
-        Err(p) => return crate::refusal(l, &p, back),
-    };
-    let n = note(&viewer, "policy.confirm", format!("policy:{code}"));
-    match services.grants.confirm(&viewer, &code).await {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
+    let services = &web.services;
+    let result = services.grants.confirm(&viewer, &code).await;
+    answered(
+        &viewer,
+        l,
+        "policy.confirm",
+        format!("policy:{code}"),
+        back,
+        result,
+    )
 }
 
 #[cfg(test)]
