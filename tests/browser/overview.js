@@ -337,7 +337,8 @@ async function accessible(page, name) {
 
   // The service hall: the demo's resident applies for 新生儿出生“一件事” with the licences
   // filled in and only the photo uploaded; the bureau's window accepts it; the simulated
-  // departments approve in parallel and the licences arrive in the library.
+  // departments, which leave the demo resident's steps to people for 90 s, then approve in
+  // parallel and the licences arrive in the library.
   const hallContext = await browser.createBrowserContext();
   const applicant = await hallContext.newPage();
   applicant.on("pageerror", (e) => errors.push("service hall: " + e.message));
@@ -385,7 +386,7 @@ async function accessible(page, name) {
     await Promise.all([clerk.waitForNavigation(), receivable.click()]);
   }
   let concluded = "";
-  for (let i = 0; i < 90 && !concluded.includes("已办结"); i++) {
+  for (let i = 0; i < 180 && !concluded.includes("已办结"); i++) {
     await applicant.goto(applicationUrl, { waitUntil: "load" });
     concluded = await applicant.$eval("main p.muted", (e) => e.textContent);
     if (!concluded.includes("已办结")) { await new Promise((r) => setTimeout(r, 1000)); }

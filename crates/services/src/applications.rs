@@ -314,37 +314,35 @@ impl Applications {
         if consent.len() > 50 || uploads.len() > 50 {
             return Err(field("consent", "at most 50 licences and 50 uploads"));
         }
-        let held = self.licences.usable_of(holder_id).await?;
         let mut out = Vec::new();
         for m in &plan.materials {
             match m.licence() {
                 Some(kind) => {
-                    let candidates: Vec<&(String, String)> =
-                        held.iter().filter(|(_, t)| t == kind).collect();
-                    if candidates.is_empty() {
-                        return Err(field(
-                            "materials",
-                            format!(
-                                "{} is not in the licence library (a valid, genuinely sealed {kind} is needed)",
-                                m.name_zh
-                            ),
-                        ));
-                    }
-                    let Some(licence) = candidates.iter().find(|(id, _)| consent.contains(id))
-                    else {
+                    let (chosen, newest) =
+                        self.licences.usable_for(holder_id, kind, consent).await?;
+                    let Some(licence) = chosen else {
+                        let Some(candidate) = newest else {
+                            return Err(field(
+                                "materials",
+                                format!(
+                                    "{} is not in the licence library (a valid, genuinely sealed {kind} is needed)",
+                                    m.name_zh
+                                ),
+                            ));
+                        };
                         return Err(field(
                             "consent",
                             format!(
-                                "consent missing: allow this application to use your {} ({})",
-                                m.name_zh, candidates[0].0
+                                "consent missing: allow this application to use your {} ({candidate})",
+                                m.name_zh
                             ),
                         )
-                        .with_extension("licence_id", candidates[0].0.clone()));
+                        .with_extension("licence_id", candidate));
                     };
                     out.push(MaterialUse {
                         name_zh: m.name_zh.clone(),
                         source: "licence".into(),
-                        licence_id: Some(licence.0.clone()),
+                        licence_id: Some(licence),
                         upload_id: None,
                         sm3: None,
                         media_type: None,
@@ -783,11 +781,11 @@ impl Applications {
         }
         if action == "accept" {
             // A licence suspended, revoked, expired or altered since submission is no material.
-            let held = self.licences.usable_of(&app.holder_id).await?;
             for m in &app.materials {
-                if let Some(licence) = &m.licence_id
-                    && !held.iter().any(|(h, _)| h == licence)
-                {
+                let Some(licence) = &m.licence_id else {
+                    continue;
+                };
+                if !self.licences.is_usable(&app.holder_id, licence).await? {
                     return Err(Problem::conflict(format!(
                         "{} ({licence}) no longer verifies or is no longer valid: return the application",
                         m.name_zh

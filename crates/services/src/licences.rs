@@ -639,6 +639,51 @@ impl Licences {
         Ok(out)
     }
 
+    /// The licence of `licence_type` a material is filled from: the newest one the holder
+    /// consented to that may stand (its seal verifies, valid, not expired), and otherwise the
+    /// newest that may stand, to ask consent for. Only the licences looked at are verified.
+    pub async fn usable_for(
+        &self,
+        holder_id: &str,
+        licence_type: &str,
+        consented: &[String],
+    ) -> Result<(Option<String>, Option<String>), Problem> {
+        let rows: Vec<LicenceRow> = sqlx::query_as(
+            "SELECT id, issuer, issued_at_ms, valid_until_ms, status, status_reason, sealed FROM svc_licences \
+             WHERE holder_id = $1 AND licence_type = $2 AND status = 'valid' ORDER BY issued_at_ms DESC, id LIMIT 200",
+        )
+        .bind(holder_id)
+        .bind(licence_type)
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        let mut newest_usable = None;
+        for row in rows {
+            let consented_to = consented.contains(&row.0);
+            if !consented_to && newest_usable.is_some() {
+                continue;
+            }
+            let licence = self.read(row).await?;
+            if !(licence.usable() && licence.document.holder_id == holder_id) {
+                continue;
+            }
+            if consented_to {
+                return Ok((Some(licence.document.id), None));
+            }
+            newest_usable = Some(licence.document.id);
+        }
+        Ok((None, newest_usable))
+    }
+
+    /// Whether one licence of the holder's may stand as a material now.
+    pub async fn is_usable(&self, holder_id: &str, id: &str) -> Result<bool, Problem> {
+        let Some(row) = self.row(id).await? else {
+            return Ok(false);
+        };
+        let licence = self.read(row).await?;
+        Ok(licence.usable() && licence.document.holder_id == holder_id)
+    }
+
     /// The signed-in holder's licences (我的证照), newest first.
     pub async fn mine(&self, principal: &Principal) -> Result<Vec<Licence>, Problem> {
         let Some(holder) = self.holder_of(principal).await? else {

@@ -382,6 +382,11 @@ impl Hall {
             for app in work.as_array().into_iter().flatten().take(10) {
                 let id = app["id"].as_str().unwrap_or_default();
                 let demo = app["holder_id"] == self.demo_holder.as_str();
+                // The demo's resident's applications wait for people a while (to accept, return
+                // or decide as a department), then the simulated departments carry them on.
+                if demo && !waited(&app["created_at"]) {
+                    continue;
+                }
                 if app["state"] == "submitted" && app["department"] == department.as_str() {
                     let roll = if demo { 99 } else { rng.random_range(0..100) };
                     let (action, reason) = match roll {
@@ -405,6 +410,9 @@ impl Hall {
                     if step["state"] != "open" || step["department"] != department.as_str() {
                         continue;
                     }
+                    if demo && !waited(&step["opened_at"]) {
+                        continue;
+                    }
                     let approve = demo || rng.random_bool(0.92);
                     let (status, _) = api
                         .call(
@@ -422,6 +430,17 @@ impl Hall {
         }
         Ok(())
     }
+}
+
+/// How long the demo's resident's application is left to people before the simulated
+/// departments act on it.
+const LEFT_TO_PEOPLE: chrono::TimeDelta = chrono::TimeDelta::seconds(90);
+
+/// Whether the moment `at` (RFC 3339) is longer ago than [`LEFT_TO_PEOPLE`].
+fn waited(at: &Value) -> bool {
+    at.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| chrono::Utc::now().signed_duration_since(t) > LEFT_TO_PEOPLE)
 }
 
 /// Every few seconds a resident applies (small: about one a minute) and the departments work.

@@ -1016,6 +1016,72 @@ async fn applications_through_the_api(backend: TestBackend) {
         "escalated to the bureau"
     );
 
+    // Catalogue management: the next version by the owning department's admin or the bureau's;
+    // an application made before keeps the version it was made on.
+    let (_, guide) = call(
+        &server,
+        Method::GET,
+        "/api/v1/services/catalogue/370200-QR-0001",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(guide["version"], 1);
+    let mut next = guide.clone();
+    next["version"] = json!(2);
+    next["promised_days"] = json!(2);
+    let path = "/api/v1/services/catalogue/370200-QR-0001";
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        path,
+        Some(&bureau),
+        Some(next.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "an operator does not change the catalogue");
+    let other = server
+        .user(&admin, "water.head", "water", "dept_admin")
+        .await;
+    let (status, _) = call(&server, Method::PUT, path, Some(&other), Some(next.clone())).await;
+    assert_eq!(status, 403, "another department's admin does not change it");
+    let head = server
+        .user(&admin, "approval.head", "approval", "dept_admin")
+        .await;
+    let mut stale = next.clone();
+    stale["version"] = json!(5);
+    let (status, problem) = call(&server, Method::PUT, path, Some(&head), Some(stale)).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (409, Some("version")),
+        "{problem}"
+    );
+    let mut broken = next.clone();
+    broken["promised_days"] = json!(99);
+    let (status, _) = call(&server, Method::PUT, path, Some(&head), Some(broken)).await;
+    assert_eq!(status, 422, "a promise past the statutory limit is refused");
+    let (status, published) =
+        call(&server, Method::PUT, path, Some(&head), Some(next.clone())).await;
+    assert_eq!(status, 200, "{published}");
+    let (_, versions) = call(
+        &server,
+        Method::GET,
+        &format!("{path}/versions"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(versions[0]["version"], 2);
+    let (_, kept) = call(
+        &server,
+        Method::GET,
+        &format!("/api/v1/services/applications/{late_id}"),
+        Some(&police),
+        None,
+    )
+    .await;
+    assert_eq!(kept["service_version"], 1, "made on version 1, kept");
+
     // The bureau's figures.
     let (status, figures) = call(
         &server,
