@@ -464,3 +464,143 @@ async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
 }
 
 backend_tests!(every_role_and_scope_gets_what_the_table_says);
+
+/// The services hub's department routes against the same table: each role and single-scope
+/// key of the paying department and of another gets what `access::reach` says.
+async fn services_routes_follow_the_table(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let policy = yunnao_services::policies::seed()
+        .expect("policies")
+        .into_iter()
+        .find(|p| p.code == "QD-2022-P04")
+        .expect("QD-2022-P04");
+    // The human resources bureau pays 初创企业创业补贴.
+    let owner = "hrss";
+    assert_eq!(policy.department, owner);
+    let mut callers = vec![Caller {
+        name: "admin".into(),
+        token: admin.clone(),
+        department: "bigdata",
+        roles: vec![Role::PlatformAdmin],
+        scope: None,
+    }];
+    for (department, role) in [
+        (owner, Role::DeptAdmin),
+        (owner, Role::Operator),
+        (owner, Role::GridWorker),
+        (owner, Role::Resident),
+        (owner, Role::Enterprise),
+        ("police", Role::DeptAdmin),
+        ("police", Role::Operator),
+    ] {
+        let name = format!("{department}.{}", role.as_str().replace('_', "-"));
+        let token = server.user(&admin, &name, department, role.as_str()).await;
+        callers.push(Caller {
+            name,
+            token,
+            department,
+            roles: vec![role],
+            scope: None,
+        });
+    }
+    for (department, scope) in [
+        (owner, "policies:write"),
+        (owner, "policies:read"),
+        (owner, "applications:read"),
+        (owner, "licences:write"),
+        ("police", "policies:write"),
+    ] {
+        let client: Value = server
+            .request(Method::POST, "/api/v1/api-clients", Some(&admin),
+                Some(json!({"name": format!("{department} {scope}"), "department": department, "scopes": [scope]})))
+            .await
+            .json()
+            .await
+            .expect("json");
+        callers.push(Caller {
+            name: format!("key {department} {scope}"),
+            token: client["api_key"].as_str().expect("key").to_owned(),
+            department,
+            roles: Vec::new(),
+            scope: Some(scope.to_owned()),
+        });
+    }
+    let mut checked = 0;
+    for caller in &callers {
+        // Routes of the caller's own department: allowed where the table reaches it at all.
+        for (method, path, body, resource, action, ok) in [
+            (
+                Method::GET,
+                "/api/v1/services/steps".to_owned(),
+                None,
+                Resource::Applications,
+                Action::Read,
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/services/figures".to_owned(),
+                None,
+                Resource::Applications,
+                Action::Read,
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/services/appeals".to_owned(),
+                None,
+                Resource::Policies,
+                Action::Read,
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/services/licences".to_owned(),
+                Some(
+                    json!({"licence_type": "property_certificate", "holder_id": "370202198801010019", "holder_name": "张三"}),
+                ),
+                Resource::Licences,
+                Action::Write,
+                201,
+            ),
+        ] {
+            let allowed = caller.reach(resource, action) != Reach::None;
+            let status = server
+                .request(method.clone(), &path, Some(&caller.token), body)
+                .await
+                .status()
+                .as_u16();
+            assert_eq!(
+                status,
+                if allowed { ok } else { 403 },
+                "{} {method} {path}",
+                caller.name
+            );
+            checked += 1;
+        }
+        // The paying department's policy run.
+        let allowed = match caller.reach(Resource::Policies, Action::Write) {
+            Reach::All => true,
+            Reach::Own => caller.department == owner,
+            Reach::None => false,
+        };
+        let path = format!("/api/v1/services/policies/{}/runs", policy.code);
+        let status = server
+            .request(Method::POST, &path, Some(&caller.token), None)
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            status,
+            if allowed { 200 } else { 403 },
+            "{} POST {path}",
+            caller.name
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, callers.len() * 5);
+    server.cleanup().await;
+}
+
+backend_tests!(services_routes_follow_the_table);
