@@ -554,7 +554,15 @@ impl Licences {
             .clone()
             .and_then(|d| serde_json::from_value(d).ok())
             .ok_or_else(|| Problem::internal("a stored licence's document is not a licence"))?;
-        let expired = valid_until_ms.is_some_and(|ms| ms <= yunnao_core::time::now_ms());
+        // The sealed validity decides; the column (for finding) can only shorten it.
+        let now = yunnao_core::time::now_ms();
+        let sealed_until = document
+            .valid_until
+            .as_deref()
+            .and_then(yunnao_core::time::parse_rfc3339_ms);
+        let expired = valid_until_ms.is_some_and(|ms| ms <= now)
+            || sealed_until.is_some_and(|ms| ms <= now)
+            || (document.valid_until.is_some() && sealed_until.is_none());
         Ok(Licence {
             document,
             status: if status == "valid" && expired {
@@ -664,7 +672,11 @@ impl Licences {
                 continue;
             }
             let licence = self.read(row).await?;
-            if !(licence.usable() && licence.document.holder_id == holder_id) {
+            // The sealed document, not the columns beside it, says whose and what it is.
+            if !(licence.usable()
+                && licence.document.holder_id == holder_id
+                && licence.document.licence_type == licence_type)
+            {
                 continue;
             }
             if consented_to {
