@@ -9,6 +9,12 @@
 //! that expects one stage to fail can be checked. The API, scenarios, scan log, key rotation,
 //! other issuers and the pages are still to come.
 
+pub mod api;
+pub mod hub;
+mod migrations;
+
+pub use migrations::MIGRATIONS;
+
 use coset::cwt::{ClaimsSet, ClaimsSetBuilder, Timestamp};
 use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use serde::{Deserialize, Serialize};

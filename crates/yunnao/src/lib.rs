@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[MigrationSet] = &[
     yunnao_governance::MIGRATIONS,
     yunnao_plan::MIGRATIONS,
     yunnao_services::MIGRATIONS,
+    yunnao_codes::MIGRATIONS,
 ];
 
 pub struct App {
@@ -225,6 +226,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .map_err(anyhow::Error::msg)?;
 
+    let codes =
+        yunnao_codes::hub::Codes::start(db.clone(), identity.clone(), services.licences.clone())
+            .await
+            .map_err(|p| anyhow::anyhow!("code hub: {p}"))?;
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),
@@ -238,6 +243,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
         .merge(yunnao_plan::api::router().with_state(plan.clone()))
         .merge(yunnao_services::api::router().with_state(services.clone()))
+        .merge(yunnao_codes::api::router().with_state(codes))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();
