@@ -389,16 +389,15 @@ impl Codes {
                 .await
                 .db()?;
         let refs = claims.map(|c| c.refs).unwrap_or_default();
-        let holder_name: Option<(String,)> =
-            sqlx::query_as("SELECT holder_name FROM svc_holders WHERE holder_id = $1")
-                .bind(&holder_id)
-                .fetch_optional(self.db.pool())
-                .await
-                .db()?;
+        let holder_name = self
+            .licences
+            .holder_by_id(&holder_id)
+            .await?
+            .map(|h| h.holder_name);
         for claim in &scenario.claims {
             let value = match claim.as_str() {
                 "valid" => Some(serde_json::Value::Bool(true)),
-                "name" => holder_name.as_ref().map(|n| n.0.clone().into()),
+                "name" => holder_name.clone().map(Into::into),
                 "id_number" => Some(holder_id.clone().into()),
                 "age_over_60" => yunnao_services::ids::resident_id(&holder_id)
                     .ok()
