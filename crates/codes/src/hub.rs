@@ -84,6 +84,11 @@ pub struct Codes {
     scenarios: Arc<Vec<Scenario>>,
 }
 
+/// Whether a card kind is an e-licence of the library (as opposed to, say, a transit account).
+fn is_licence(kind: &str) -> bool {
+    yunnao_services::licences::TYPES.iter().any(|t| t.0 == kind)
+}
+
 fn internal(e: impl std::fmt::Display) -> Problem {
     Problem::internal(e.to_string())
 }
@@ -242,19 +247,40 @@ impl Codes {
         if revoked {
             return Err(Problem::forbidden("this holder's code is revoked"));
         }
-        for licence in self.licences.usable_of(&holder.holder_id).await? {
-            if CARD_KINDS.iter().any(|k| k.1 == licence.1) {
-                self.store_card(&holder.holder_id, &licence.1, &licence.0)
-                    .await?;
-            }
-        }
-        let cards: Vec<(String, String)> = sqlx::query_as(
-            "SELECT kind, handle FROM code_cards WHERE holder_id = $1 ORDER BY kind, handle LIMIT 8",
+        // Licences issued since the last code bind themselves once; their seals are checked
+        // when a scenario is given one, not at every refresh of the page.
+        let bound: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT kind, handle, card_id FROM code_cards WHERE holder_id = $1 ORDER BY kind, handle",
         )
         .bind(&holder.holder_id)
         .fetch_all(self.db.pool())
         .await
         .db()?;
+        let mut added = false;
+        for (licence_id, licence_type) in self.licences.held(&holder.holder_id).await? {
+            if CARD_KINDS.iter().any(|k| k.1 == licence_type)
+                && !bound.iter().any(|b| b.2 == licence_id)
+            {
+                self.store_card(&holder.holder_id, &licence_type, &licence_id)
+                    .await?;
+                added = true;
+            }
+        }
+        let cards: Vec<(String, String)> = if added {
+            sqlx::query_as(
+                "SELECT kind, handle FROM code_cards WHERE holder_id = $1 ORDER BY kind, handle",
+            )
+            .bind(&holder.holder_id)
+            .fetch_all(self.db.pool())
+            .await
+            .db()?
+        } else {
+            bound
+                .into_iter()
+                .map(|(kind, handle, _)| (kind, handle))
+                .collect()
+        };
+        let cards: Vec<(String, String)> = cards.into_iter().take(8).collect();
         let now = yunnao_core::time::now_ms() / 1000;
         let claims = Claims {
             issuer: ISSUER.into(),
@@ -407,11 +433,22 @@ impl Codes {
                         let sixty = today.with_year(today.year() - 60).unwrap_or(today);
                         (id.born <= sixty).into()
                     }),
-                kind => refs
-                    .iter()
-                    .filter(|r| r.kind == kind)
-                    .find_map(|r| cards.iter().find(|c| c.0 == r.handle && c.1 == kind))
-                    .map(|c| c.2.clone().into()),
+                kind => {
+                    let card = refs
+                        .iter()
+                        .filter(|r| r.kind == kind)
+                        .find_map(|r| cards.iter().find(|c| c.0 == r.handle && c.1 == kind));
+                    match card {
+                        // A licence is given out only while its seal verifies and it is valid.
+                        Some(c) if is_licence(kind) => self
+                            .licences
+                            .is_usable(&holder_id, &c.2)
+                            .await?
+                            .then(|| c.2.clone().into()),
+                        Some(c) => Some(c.2.clone().into()),
+                        None => None,
+                    }
+                }
             };
             if let Some(value) = value {
                 answer.claims.insert(claim.clone(), value);

@@ -147,6 +147,17 @@ pub struct Application {
     pub created_at: String,
     pub accepted_at: Option<String>,
     pub concluded_at: Option<String>,
+    /// The plan it was made on, as stored with it (read once with the row).
+    #[serde(skip)]
+    pub plan: Option<ApplicationPlan>,
+}
+
+impl Application {
+    fn plan(&self) -> Result<ApplicationPlan, Problem> {
+        self.plan
+            .clone()
+            .ok_or_else(|| Problem::internal("a stored application's plan does not parse"))
+    }
 }
 
 /// How the deadline watch found things.
@@ -352,7 +363,7 @@ impl Applications {
                     let id = uploads.get(&m.name_zh).ok_or_else(|| {
                         field("uploads", format!("{} is to be uploaded", m.name_zh))
                     })?;
-                    let (upload, by) = crate::uploads::find(&self.db, id)
+                    let (upload, _) = crate::uploads::find(&self.db, id)
                         .await?
                         .filter(|(u, by)| {
                             by == filer
@@ -366,7 +377,6 @@ impl Applications {
                                 format!("{}: no upload {id} of yours that is free", m.name_zh),
                             )
                         })?;
-                    let _ = by;
                     out.push(MaterialUse {
                         name_zh: m.name_zh.clone(),
                         source: "upload".into(),
@@ -548,12 +558,21 @@ impl Applications {
     ) -> Result<(), Problem> {
         for m in materials {
             if let Some(upload) = &m.upload_id {
-                sqlx::query("UPDATE svc_uploads SET application_id = $1 WHERE id = $2")
-                    .bind(id)
-                    .bind(upload)
-                    .execute(&mut ***tx)
-                    .await
-                    .db()?;
+                // Guarded: two submissions at once cannot both take one upload.
+                let taken = sqlx::query(
+                    "UPDATE svc_uploads SET application_id = $1 WHERE id = $2 AND (application_id IS NULL OR application_id = $1)",
+                )
+                .bind(id)
+                .bind(upload)
+                .execute(&mut ***tx)
+                .await
+                .db()?;
+                if taken.rows_affected() == 0 {
+                    return Err(field(
+                        "uploads",
+                        format!("{}: the upload was taken by another application", m.name_zh),
+                    ));
+                }
             }
             if let Some(licence) = &m.licence_id {
                 crate::licences::record_use(tx, licence, id, department, action).await?;
@@ -628,32 +647,8 @@ impl Applications {
             created_at: yunnao_core::time::rfc3339_ms(row.created_at_ms),
             accepted_at: time(row.accepted_at_ms),
             concluded_at: time(row.concluded_at_ms),
+            plan,
         })
-    }
-
-    fn plan_of(app: &Application, json_plan: Option<ApplicationPlan>) -> ApplicationPlan {
-        json_plan.unwrap_or_else(|| ApplicationPlan {
-            code: app.service_code.clone(),
-            version: app.service_version,
-            name_zh: app.service_name.clone(),
-            department: app.department.clone(),
-            promised_days: 1,
-            materials: Vec::new(),
-            form: serde_json::json!({"type": "object"}),
-            stages: Vec::new(),
-            results: Vec::new(),
-        })
-    }
-
-    async fn stored_plan(&self, id: &str) -> Result<ApplicationPlan, Problem> {
-        let (text,): (String,) =
-            sqlx::query_as("SELECT plan_json FROM svc_applications WHERE id = $1")
-                .bind(id)
-                .fetch_one(self.db.pool())
-                .await
-                .db()?;
-        serde_json::from_str(&text)
-            .map_err(|e| Problem::internal(format!("a stored application plan: {e}")))
     }
 
     /// Whether the caller is staff of a department that acts on the application, or of the
@@ -720,18 +715,24 @@ impl Applications {
                 &principal.department,
             )
             .await?;
-        let waiting = self
-            .list(
-                "SELECT id FROM svc_applications WHERE state = 'submitted' ORDER BY created_at_ms, id LIMIT 1000",
-                "",
-            )
-            .await?;
-        steps.extend(
-            waiting
-                .into_iter()
-                .filter(|a| a.department == principal.department)
-                .take(200),
-        );
+        // The receiving department is in the stored plan: only the plans are read to find the
+        // department's own, and only those applications are read whole.
+        let waiting: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, plan_json FROM svc_applications WHERE state = 'submitted' ORDER BY created_at_ms, id LIMIT 5000",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        for (id, plan) in waiting {
+            let ours = serde_json::from_str::<ApplicationPlan>(&plan)
+                .is_ok_and(|p| p.department == principal.department);
+            if ours {
+                steps.push(self.read(&id).await?);
+                if steps.len() >= 400 {
+                    break;
+                }
+            }
+        }
         Ok(steps)
     }
 
@@ -794,7 +795,7 @@ impl Applications {
                 }
             }
         }
-        let plan = self.stored_plan(id).await?;
+        let plan = app.plan()?;
         let now = yunnao_core::time::now_ms();
         let mut outbox = Outbox::default();
         let mut tx = self.db.begin_write().await?;
@@ -941,7 +942,7 @@ impl Applications {
                 app.state
             )));
         }
-        let plan = self.stored_plan(id).await?;
+        let plan = app.plan()?;
         let form = completion.form.unwrap_or_else(|| app.form.clone());
         Self::check_form(&plan, &form)?;
         // Uploads and consents already given stand unless replaced.
@@ -1030,7 +1031,7 @@ impl Applications {
                 target.state
             )));
         }
-        let plan = Self::plan_of(&app, self.stored_plan(id).await.ok());
+        let plan = app.plan()?;
         let stage_spec = plan
             .stages
             .get(stage as usize)

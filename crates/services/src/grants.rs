@@ -558,7 +558,12 @@ impl Grants {
             return Err(Problem::conflict(format!("the appeal is {}", appeal.state)));
         }
         let enterprise = self.enterprise(&appeal.credit_code).cloned();
-        let sealer = seals::sealer(&self.identity, &policy.department).await?;
+        // Only a grant is sealed: the key is read (before the transaction) for that alone.
+        let sealer = if grant {
+            Some(seals::sealer(&self.identity, &policy.department).await?)
+        } else {
+            None
+        };
         let amount = match (&enterprise, grant) {
             (Some(e), true) => {
                 let d = policy.decide(e, Self::today()).map_err(Problem::internal)?;
@@ -591,7 +596,7 @@ impl Grants {
         if changed.rows_affected() == 0 {
             return Err(Problem::conflict("the appeal was answered already"));
         }
-        if let (true, Some(e)) = (grant, &enterprise) {
+        if let (Some(sealer), Some(e)) = (&sealer, &enterprise) {
             sqlx::query(
                 "INSERT INTO svc_policy_budgets (policy_code, budget_yuan, spent_yuan) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
             )
@@ -616,7 +621,7 @@ impl Grants {
                 amount_yuan: amount,
                 because: vec![(format!("申诉复核：{answer}"), true)],
             };
-            let sealed = self.seal_grant(&sealer, &policy, e, &decision, id)?;
+            let sealed = self.seal_grant(sealer, &policy, e, &decision, id)?;
             sqlx::query(
                 "INSERT INTO svc_grants (policy_code, credit_code, amount_yuan, state, because_json, sealed, run_id, created_at_ms) \
                  VALUES ($1, $2, $3, 'granted', $4, $5, $6, $7)",

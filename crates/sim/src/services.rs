@@ -77,14 +77,7 @@ pub(crate) struct Hall {
     residents: Vec<Api>,
 }
 
-async fn issue(
-    admin: &Api,
-    by: &Api,
-    holder: &str,
-    name: &str,
-    licence_type: &str,
-) -> anyhow::Result<()> {
-    let _ = admin;
+async fn issue(by: &Api, holder: &str, name: &str, licence_type: &str) -> anyhow::Result<()> {
     let (status, body) = by
         .call(
             Method::POST,
@@ -166,9 +159,9 @@ impl Hall {
                 Err(e) => return Err(e),
             };
             if bound {
-                issue(admin, police, number, name, "resident_id").await?;
-                issue(admin, police, number, name, "household_register").await?;
-                issue(admin, health, number, name, "birth_certificate").await?;
+                issue(police, number, name, "resident_id").await?;
+                issue(police, number, name, "household_register").await?;
+                issue(health, number, name, "birth_certificate").await?;
             }
             if username != "resident" {
                 residents.push(Api::sign_in(client, &admin.base, username, password).await?);
@@ -221,7 +214,6 @@ impl Hall {
                 .unwrap_or(false)
         {
             issue(
-                &self.admin,
                 &self.staff_or_market(client, config).await?,
                 &e.credit_code,
                 &e.name,

@@ -104,21 +104,29 @@ fn licence_name(code: &str) -> &'static str {
         .map_or("证照", |t| t.2)
 }
 
-async fn shell(web: &Web, headers: &HeaderMap) -> Result<(Principal, Lang, String), Response> {
+/// What every page of the hall starts with: the viewer, their language, the header, and the
+/// departments' names (read once per page).
+struct Shell {
+    viewer: Principal,
+    l: Lang,
+    top: String,
+    names: HashMap<String, String>,
+}
+
+async fn shell(web: &Web, headers: &HeaderMap) -> Result<Shell, Response> {
     let Some(viewer) = web.viewer(headers).await else {
         return Err(Redirect::to("/ui/sign-in").into_response());
     };
     let l = lang(headers);
-    let department = web
-        .identity
-        .departments()
-        .await
-        .ok()
-        .and_then(|all| all.into_iter().find(|d| d.code == viewer.department))
-        .map(|d| d.name_zh)
-        .unwrap_or_default();
+    let names = department_names(web).await;
+    let department = names.get(&viewer.department).cloned().unwrap_or_default();
     let top = header(l, "services", &viewer, &department);
-    Ok((viewer, l, top))
+    Ok(Shell {
+        viewer,
+        l,
+        top,
+        names,
+    })
 }
 
 fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
@@ -170,7 +178,12 @@ pub(crate) async fn hall(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<HallQuery>,
 ) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -183,7 +196,6 @@ pub(crate) async fn hall(
         .chars()
         .take(100)
         .collect();
-    let names = department_names(&web).await;
     let bundles: String = catalogue
         .bundles
         .iter()
@@ -260,7 +272,12 @@ pub(crate) async fn guide(
     ApiPath(code): ApiPath<String>,
     ApiQuery(query): ApiQuery<ApplyQuery>,
 ) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -273,7 +290,6 @@ pub(crate) async fn guide(
             "/ui/services",
         );
     };
-    let names = department_names(&web).await;
     let eligibility: String = catalogue
         .service(&code)
         .map(|s| s.eligibility.clone())
@@ -630,7 +646,12 @@ fn application_rows(l: Lang, apps: &[Application]) -> String {
 #[utoipa::path(get, path = "/ui/services/mine", tag = "ui",
     responses((status = 200, description = "my applications, licences, messages and grants"), (status = 303, description = "to the sign-in page")))]
 pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -644,7 +665,6 @@ pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response
     let messages = yunnao_services::messages::Messages::mine(&services.db, &viewer)
         .await
         .unwrap_or_default();
-    let names = department_names(&web).await;
     // Every use of each licence, for its holder to see (无证明 with consent).
     let mut uses: HashMap<String, String> = HashMap::new();
     for lic in &licences {
@@ -768,7 +788,12 @@ pub(crate) async fn application(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -777,7 +802,6 @@ pub(crate) async fn application(
         Ok(app) => app,
         Err(p) => return crate::refusal(l, &p, "/ui/services"),
     };
-    let names = department_names(&web).await;
     let dept = |code: &str| escape(names.get(code).map_or(code, |n| n));
     let mut materials = String::new();
     for m in &app.materials {
@@ -1070,7 +1094,12 @@ pub(crate) async fn upload(
 #[utoipa::path(get, path = "/ui/services/workbench", tag = "ui",
     responses((status = 200, description = "the approval workbench"), (status = 303, description = "to the sign-in page"), (status = 403)))]
 pub(crate) async fn workbench(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names: _,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1294,7 +1323,12 @@ pub(crate) async fn window(ApiQuery(query): ApiQuery<WindowQuery>) -> Response {
 #[utoipa::path(get, path = "/ui/services/figures", tag = "ui",
     responses((status = 200, description = "the figures"), (status = 303, description = "to the sign-in page"), (status = 403)))]
 pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let (viewer, l, top) = match shell(&web, &headers).await {
+    let Shell {
+        viewer,
+        l,
+        top,
+        names,
+    } = match shell(&web, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1307,7 +1341,6 @@ pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Respo
         Ok(f) => f,
         Err(p) => return crate::refusal(l, &p, "/"),
     };
-    let names = department_names(&web).await;
     let kpi = |label: &str, value: String| {
         format!("<div class=\"kpi\"><span>{label}</span><strong>{value}</strong></div>")
     };

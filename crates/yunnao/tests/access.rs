@@ -202,27 +202,24 @@ fn routes(caller: usize) -> Vec<Route> {
     ]
 }
 
-async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
-    let server = TestServer::start(backend).await;
-    let admin = server.admin().await;
+/// The platform admin, a user of each (department, role), an API key of each (department,
+/// scope).
+async fn callers(
+    server: &TestServer,
+    admin: &str,
+    users: &[(&'static str, Role)],
+    keys: &[(&'static str, &str)],
+) -> Vec<Caller> {
     let mut callers = vec![Caller {
         name: "admin".into(),
-        token: admin.clone(),
+        token: admin.to_owned(),
         department: "bigdata",
         roles: vec![Role::PlatformAdmin],
         scope: None,
     }];
-    for (department, role) in [
-        (OWNER, Role::DeptAdmin),
-        (OWNER, Role::Operator),
-        (OWNER, Role::GridWorker),
-        (OWNER, Role::Resident),
-        (OWNER, Role::Enterprise),
-        ("police", Role::DeptAdmin),
-        ("police", Role::Operator),
-    ] {
+    for &(department, role) in users {
         let name = format!("{department}.{}", role.as_str().replace('_', "-"));
-        let token = server.user(&admin, &name, department, role.as_str()).await;
+        let token = server.user(admin, &name, department, role.as_str()).await;
         callers.push(Caller {
             name,
             token,
@@ -231,20 +228,12 @@ async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
             scope: None,
         });
     }
-    for (department, scope) in [
-        (OWNER, "telemetry:write"),
-        (OWNER, "telemetry:read"),
-        (OWNER, "devices:read"),
-        (OWNER, "devices:write"),
-        (OWNER, "alarms:read"),
-        (OWNER, "context:read"),
-        ("police", "devices:read"),
-    ] {
+    for &(department, scope) in keys {
         let client: Value = server
             .request(
                 Method::POST,
                 "/api/v1/api-clients",
-                Some(&admin),
+                Some(admin),
                 Some(
                     json!({"name": format!("{department} {scope}"), "department": department,
                     "scopes": [scope]}),
@@ -262,6 +251,35 @@ async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
             scope: Some(scope.to_owned()),
         });
     }
+    callers
+}
+
+async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let callers = callers(
+        &server,
+        &admin,
+        &[
+            (OWNER, Role::DeptAdmin),
+            (OWNER, Role::Operator),
+            (OWNER, Role::GridWorker),
+            (OWNER, Role::Resident),
+            (OWNER, Role::Enterprise),
+            ("police", Role::DeptAdmin),
+            ("police", Role::Operator),
+        ],
+        &[
+            (OWNER, "telemetry:write"),
+            (OWNER, "telemetry:read"),
+            (OWNER, "devices:read"),
+            (OWNER, "devices:write"),
+            (OWNER, "alarms:read"),
+            (OWNER, "context:read"),
+            ("police", "devices:read"),
+        ],
+    )
+    .await;
 
     // The owner's data: a device with readings, a rule that fired, a grant, an entity.
     let water_admin = &callers[1].token;
@@ -478,54 +496,27 @@ async fn services_routes_follow_the_table(backend: TestBackend) {
     // The human resources bureau pays 初创企业创业补贴.
     let owner = "hrss";
     assert_eq!(policy.department, owner);
-    let mut callers = vec![Caller {
-        name: "admin".into(),
-        token: admin.clone(),
-        department: "bigdata",
-        roles: vec![Role::PlatformAdmin],
-        scope: None,
-    }];
-    for (department, role) in [
-        (owner, Role::DeptAdmin),
-        (owner, Role::Operator),
-        (owner, Role::GridWorker),
-        (owner, Role::Resident),
-        (owner, Role::Enterprise),
-        ("police", Role::DeptAdmin),
-        ("police", Role::Operator),
-    ] {
-        let name = format!("{department}.{}", role.as_str().replace('_', "-"));
-        let token = server.user(&admin, &name, department, role.as_str()).await;
-        callers.push(Caller {
-            name,
-            token,
-            department,
-            roles: vec![role],
-            scope: None,
-        });
-    }
-    for (department, scope) in [
-        (owner, "policies:write"),
-        (owner, "policies:read"),
-        (owner, "applications:read"),
-        (owner, "licences:write"),
-        ("police", "policies:write"),
-    ] {
-        let client: Value = server
-            .request(Method::POST, "/api/v1/api-clients", Some(&admin),
-                Some(json!({"name": format!("{department} {scope}"), "department": department, "scopes": [scope]})))
-            .await
-            .json()
-            .await
-            .expect("json");
-        callers.push(Caller {
-            name: format!("key {department} {scope}"),
-            token: client["api_key"].as_str().expect("key").to_owned(),
-            department,
-            roles: Vec::new(),
-            scope: Some(scope.to_owned()),
-        });
-    }
+    let callers = callers(
+        &server,
+        &admin,
+        &[
+            (owner, Role::DeptAdmin),
+            (owner, Role::Operator),
+            (owner, Role::GridWorker),
+            (owner, Role::Resident),
+            (owner, Role::Enterprise),
+            ("police", Role::DeptAdmin),
+            ("police", Role::Operator),
+        ],
+        &[
+            (owner, "policies:write"),
+            (owner, "policies:read"),
+            (owner, "applications:read"),
+            (owner, "licences:write"),
+            ("police", "policies:write"),
+        ],
+    )
+    .await;
     let mut checked = 0;
     for caller in &callers {
         // Routes of the caller's own department: allowed where the table reaches it at all.
