@@ -6,25 +6,32 @@
 //! their contents). It is signed with SM2 (GB/T 32918, SM3, user ID `1234567812345678`) under
 //! the private-use COSE algorithm [`ALG_SM2_SM3`]. Verification reports each stage on its own
 //! (prefix, base45, zlib, COSE, claims, signature, expiry at a given time), so a test vector
-//! that expects one stage to fail can be checked. The API, scenarios, scan log, key rotation,
-//! other issuers and the pages are still to come.
+//! that expects one stage to fail can be checked. ES256 signs codes for scenarios outside
+//! China; codes of other issuers the bureau trusts (X.509 certificates, ES256, PS256 or SM2,
+//! e.g. the EU DCC's `HC1:`) verify the same way ([`trust`]).
 
 pub mod api;
 pub mod hub;
 mod migrations;
+pub mod trust;
 
 pub use migrations::MIGRATIONS;
+pub use trust::{KeySet, TrustedKey, VerifyKey};
 
 use coset::cwt::{ClaimsSet, ClaimsSetBuilder, Timestamp};
 use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io::{Read, Write};
 
 /// The scheme and version every code of this platform starts with.
 pub const PREFIX: &str = "QD1:";
+/// The EU Digital COVID Certificate's prefix, read when the bureau trusts its issuers.
+pub const DCC_PREFIX: &str = "HC1:";
 /// COSE algorithm id for SM2 signatures over SM3 (private use: below -65536).
 pub const ALG_SM2_SM3: i64 = -70_101;
+/// COSE algorithm ids of ECDSA P-256 with SHA-256 and RSASSA-PSS with SHA-256 (RFC 9053).
+pub const ALG_ES256: i64 = -7;
+pub const ALG_PS256: i64 = -37;
 /// Private CWT claims: the holder kind, and the bound cards and licences.
 pub const CLAIM_HOLDER_KIND: i64 = -70_001;
 pub const CLAIM_REFS: i64 = -70_002;
@@ -97,10 +104,87 @@ pub fn pseudonym(secret: &[u8], holder_id: &str) -> String {
     hex::encode(&digest[..12])
 }
 
+/// A signing key of one of the two algorithms this platform signs codes with.
+pub enum SigningKey {
+    Sm2(yunnao_gm::Sm2KeyPair),
+    Es256(p256::ecdsa::SigningKey),
+}
+
+impl SigningKey {
+    pub fn generate(algorithm: &str) -> Result<SigningKey, CodeError> {
+        match algorithm {
+            "SM2-SM3" => yunnao_gm::Sm2KeyPair::generate()
+                .map(SigningKey::Sm2)
+                .map_err(err),
+            "ES256" => loop {
+                let secret: [u8; 32] = yunnao_gm::random_bytes().map_err(err)?;
+                if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&secret) {
+                    return Ok(SigningKey::Es256(key));
+                }
+            },
+            other => Err(err(format!(
+                "codes are signed with SM2-SM3 or ES256, not {other}"
+            ))),
+        }
+    }
+
+    pub fn from_secret(algorithm: &str, secret: &[u8]) -> Result<SigningKey, CodeError> {
+        match algorithm {
+            "SM2-SM3" => yunnao_gm::Sm2KeyPair::from_secret_bytes(secret)
+                .map(SigningKey::Sm2)
+                .map_err(err),
+            "ES256" => p256::ecdsa::SigningKey::from_slice(secret)
+                .map(SigningKey::Es256)
+                .map_err(err),
+            other => Err(err(format!("no algorithm {other}"))),
+        }
+    }
+
+    pub fn secret_bytes(&self) -> Vec<u8> {
+        match self {
+            SigningKey::Sm2(key) => key.secret_bytes().to_vec(),
+            SigningKey::Es256(key) => key.to_bytes().to_vec(),
+        }
+    }
+
+    pub fn algorithm_name(&self) -> &'static str {
+        match self {
+            SigningKey::Sm2(_) => "SM2-SM3",
+            SigningKey::Es256(_) => "ES256",
+        }
+    }
+
+    pub fn algorithm(&self) -> i64 {
+        match self {
+            SigningKey::Sm2(_) => ALG_SM2_SM3,
+            SigningKey::Es256(_) => ALG_ES256,
+        }
+    }
+
+    pub fn verify_key(&self) -> VerifyKey {
+        match self {
+            SigningKey::Sm2(key) => VerifyKey::Sm2(key.public_key()),
+            SigningKey::Es256(key) => VerifyKey::Es256(*key.verifying_key()),
+        }
+    }
+
+    /// The COSE signature: r || s (64 bytes) for both algorithms.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        match self {
+            SigningKey::Sm2(key) => key.sign(data).0.to_vec(),
+            SigningKey::Es256(key) => {
+                use p256::ecdsa::signature::Signer as _;
+                let signature: p256::ecdsa::Signature = key.sign(data);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
+}
+
 /// A signing key with its key id.
 pub struct Signer {
     pub kid: String,
-    pub key: yunnao_gm::Sm2KeyPair,
+    pub key: SigningKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +196,7 @@ impl std::fmt::Display for CodeError {
     }
 }
 
-fn err(what: impl std::fmt::Display) -> CodeError {
+pub(crate) fn err(what: impl std::fmt::Display) -> CodeError {
     CodeError(what.to_string())
 }
 
@@ -198,20 +282,56 @@ fn claims_of(set: ClaimsSet) -> Result<Claims, CodeError> {
 /// Signs `claims` and encodes the code's text: `QD1:` + base45(zlib(COSE_Sign1)).
 pub fn issue(signer: &Signer, claims: &Claims) -> Result<String, CodeError> {
     let payload = claims_set(claims).to_vec().map_err(err)?;
+    seal(
+        PREFIX,
+        signer.key.algorithm(),
+        signer.kid.as_bytes(),
+        payload,
+        |data| signer.key.sign(data),
+    )
+}
+
+/// Any scheme's code: `prefix` + base45(zlib(COSE_Sign1 over `payload`, algorithm and key id
+/// in the protected header)). Other issuers' codes are made this way in tests and benchmarks.
+pub fn seal(
+    prefix: &str,
+    algorithm: i64,
+    kid: &[u8],
+    payload: Vec<u8>,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<String, CodeError> {
     let protected = HeaderBuilder::new()
-        .algorithm_label(coset::RegisteredLabelWithPrivate::PrivateUse(ALG_SM2_SM3))
-        .key_id(signer.kid.as_bytes().to_vec())
+        .algorithm_label(algorithm_label(algorithm))
+        .key_id(kid.to_vec())
         .build();
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
-        .create_signature(b"", |data| signer.key.sign(data).0.to_vec())
+        .create_signature(b"", sign)
         .build();
     let bytes = sign1.to_tagged_vec().map_err(err)?;
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     zlib.write_all(&bytes).map_err(err)?;
     let compressed = zlib.finish().map_err(err)?;
-    Ok(format!("{PREFIX}{}", base45::encode(&compressed)))
+    Ok(format!("{prefix}{}", base45::encode(&compressed)))
+}
+
+fn algorithm_label(id: i64) -> coset::RegisteredLabelWithPrivate<coset::iana::Algorithm> {
+    use coset::RegisteredLabelWithPrivate::{Assigned, PrivateUse};
+    match id {
+        ALG_ES256 => Assigned(coset::iana::Algorithm::ES256),
+        ALG_PS256 => Assigned(coset::iana::Algorithm::PS256),
+        other => PrivateUse(other),
+    }
+}
+
+fn algorithm_id(label: &coset::RegisteredLabelWithPrivate<coset::iana::Algorithm>) -> Option<i64> {
+    use coset::iana::EnumI64;
+    match label {
+        coset::RegisteredLabelWithPrivate::Assigned(a) => Some(a.to_i64()),
+        coset::RegisteredLabelWithPrivate::PrivateUse(n) => Some(*n),
+        coset::RegisteredLabelWithPrivate::Text(_) => None,
+    }
 }
 
 /// Each stage of a verification, in order; a stage not reached is `false`.
@@ -225,9 +345,16 @@ pub struct Verdict {
     pub signature: bool,
     /// Not yet expired at the validation time (and not issued after it).
     pub expiry: bool,
-    /// The key id the code names.
+    /// The key id the code names: text for this platform's keys, base64 for other issuers'.
     pub kid: Option<String>,
+    /// `SM2-SM3`, `ES256` or `PS256`.
+    pub algorithm: Option<String>,
+    /// The trusted issuer whose key verified the signature.
+    pub issuer: Option<String>,
+    /// This platform's claims, when the code is one of ours (`QD1:`).
     pub decoded: Option<Claims>,
+    /// Every claim of the token as JSON (CBOR byte strings as base64), for any scheme.
+    pub claim_set: Option<serde_json::Value>,
     /// Why the first failing stage failed.
     pub error: Option<String>,
 }
@@ -242,13 +369,68 @@ impl Verdict {
             && self.signature
             && self.expiry
     }
+
+    /// The stages and the claims as one JSON object (what `yunnao code verify` prints).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prefix": self.prefix,
+            "base45": self.base45,
+            "zlib": self.zlib,
+            "cose": self.cose,
+            "claims": self.claims,
+            "signature": self.signature,
+            "expiry": self.expiry,
+            "valid": self.valid(),
+            "kid": self.kid,
+            "algorithm": self.algorithm,
+            "issuer": self.issuer,
+            "claim_set": self.claim_set,
+            "error": self.error,
+        })
+    }
 }
 
-/// The public keys a verifier trusts, by key id.
-pub type KeySet = HashMap<String, yunnao_gm::Sm2PublicKey>;
+/// A CBOR value as JSON, at most 16 levels deep: maps with their keys as text, byte strings
+/// as base64, tags dropped.
+fn cbor_json(value: &coset::cbor::value::Value, depth: usize) -> serde_json::Value {
+    use base64::Engine;
+    use coset::cbor::value::Value;
+    use serde_json::Value as J;
+    if depth > 16 {
+        return J::Null;
+    }
+    match value {
+        Value::Integer(i) => i64::try_from(i128::from(*i))
+            .map(J::from)
+            .unwrap_or_else(|_| J::String(i128::from(*i).to_string())),
+        Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Text(t) => J::String(t.clone()),
+        Value::Bool(b) => J::Bool(*b),
+        Value::Null => J::Null,
+        Value::Tag(_, inner) => cbor_json(inner, depth + 1),
+        Value::Array(items) => J::Array(items.iter().map(|v| cbor_json(v, depth + 1)).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::Text(t) => t.clone(),
+                        Value::Integer(i) => i128::from(*i).to_string(),
+                        other => cbor_json(other, depth + 1).to_string(),
+                    };
+                    (key, cbor_json(v, depth + 1))
+                })
+                .collect(),
+        ),
+        _ => J::Null,
+    }
+}
 
-/// Verifies a code's text at `at` (seconds since the epoch), stage by stage.
+/// Verifies a code's text at `at` (seconds since the epoch), stage by stage, against the keys
+/// and schemes `keys` trusts.
 pub fn verify(text: &str, keys: &KeySet, at: i64) -> Verdict {
+    use base64::Engine;
     let mut v = Verdict::default();
     let fail = |mut v: Verdict, why: String| {
         v.error = Some(why);
@@ -257,8 +439,19 @@ pub fn verify(text: &str, keys: &KeySet, at: i64) -> Verdict {
     if text.len() > MAX_CODE_CHARS {
         return fail(v, format!("a code is at most {MAX_CODE_CHARS} characters"));
     }
-    let Some(body) = text.trim().strip_prefix(PREFIX) else {
-        return fail(v, format!("the code does not start with {PREFIX}"));
+    let text = text.trim();
+    let Some((scheme, body)) = keys
+        .prefixes()
+        .iter()
+        .find_map(|p| text.strip_prefix(p.as_str()).map(|b| (p.as_str(), b)))
+    else {
+        return fail(
+            v,
+            format!(
+                "the code does not start with a trusted scheme's prefix ({})",
+                keys.prefixes().join(" ")
+            ),
+        );
     };
     v.prefix = true;
     let Ok(compressed) = base45::decode(body) else {
@@ -281,43 +474,91 @@ pub fn verify(text: &str, keys: &KeySet, at: i64) -> Verdict {
             Ok(s) => s,
             Err(e) => return fail(v, format!("not a COSE_Sign1: {e}")),
         };
-    let alg_ok = sign1.protected.header.alg
-        == Some(coset::RegisteredLabelWithPrivate::PrivateUse(ALG_SM2_SM3));
-    let kid = String::from_utf8_lossy(&sign1.protected.header.key_id).into_owned();
-    if !alg_ok {
-        return fail(v, "the algorithm is not SM2 with SM3".into());
-    }
+    // The key id may be in either header (the DCC allows the unprotected one).
+    let kid = if sign1.protected.header.key_id.is_empty() {
+        sign1.unprotected.key_id.clone()
+    } else {
+        sign1.protected.header.key_id.clone()
+    };
+    let Some(algorithm) = sign1.protected.header.alg.as_ref().and_then(algorithm_id) else {
+        return fail(v, "the protected header names no algorithm".into());
+    };
+    let algorithm_name = match algorithm {
+        ALG_SM2_SM3 => "SM2-SM3",
+        ALG_ES256 => "ES256",
+        ALG_PS256 => "PS256",
+        other => {
+            return fail(
+                v,
+                format!("algorithm {other} is not SM2-SM3 (-70101), ES256 (-7) or PS256 (-37)"),
+            );
+        }
+    };
     v.cose = true;
-    v.kid = Some(kid.clone());
-    let claims = match sign1
-        .payload
-        .as_deref()
-        .ok_or_else(|| err("no payload"))
-        .and_then(|p| ClaimsSet::from_slice(p).map_err(err))
-        .and_then(claims_of)
-    {
-        Ok(c) => c,
-        Err(e) => return fail(v, format!("claims: {e}")),
-    };
-    v.claims = true;
-    v.decoded = Some(claims.clone());
-    let Some(key) = keys.get(&kid) else {
-        return fail(v, format!("no trusted key {kid}"));
-    };
-    let checked = sign1.verify_signature(b"", |signature, data| {
-        yunnao_gm::Sm2Signature::from_slice(signature)
-            .and_then(|s| key.verify(data, &s))
-            .map_err(|e| e.to_string())
+    v.algorithm = Some(algorithm_name.into());
+    v.kid = Some(match std::str::from_utf8(&kid) {
+        Ok(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()) => t.to_owned(),
+        _ => base64::engine::general_purpose::STANDARD.encode(&kid),
     });
+    let Some(payload) = sign1.payload.as_deref() else {
+        return fail(v, "claims: the COSE_Sign1 has no payload".into());
+    };
+    let set = match ClaimsSet::from_slice(payload) {
+        Ok(set) => set,
+        Err(e) => return fail(v, format!("claims: not a CWT claims set: {e}")),
+    };
+    v.claim_set = coset::cbor::value::Value::from_slice(payload)
+        .ok()
+        .map(|value| cbor_json(&value, 0));
+    let expires_at = match set.expiration_time {
+        Some(Timestamp::WholeSeconds(s)) => s,
+        Some(Timestamp::FractionalSeconds(s)) => s as i64,
+        None => return fail(v, "claims: no expiry".into()),
+    };
+    let issued_at = match set.issued_at {
+        Some(Timestamp::WholeSeconds(s)) => Some(s),
+        Some(Timestamp::FractionalSeconds(s)) => Some(s as i64),
+        None => None,
+    };
+    if scheme == PREFIX {
+        match claims_of(set) {
+            Ok(claims) => v.decoded = Some(claims),
+            Err(e) => return fail(v, format!("claims: {e}")),
+        }
+    }
+    v.claims = true;
+    let kid_text = v.kid.clone().unwrap_or_default();
+    let Some(trusted) = keys.get(&kid) else {
+        return fail(
+            v,
+            format!("signed by an unknown or untrusted key ({kid_text})"),
+        );
+    };
+    if trusted.key.algorithm() != algorithm {
+        let why = format!(
+            "the code names {algorithm_name} but key {kid_text} is {}",
+            trusted.key.algorithm_name()
+        );
+        return fail(v, why);
+    }
+    let checked =
+        sign1.verify_signature(b"", |signature, data| trusted.key.verify(data, signature));
     if let Err(e) = checked {
         return fail(v, format!("signature: {e}"));
     }
-    v.signature = true;
-    if at >= claims.expires_at || at + 60 < claims.issued_at {
+    if trusted.not_before.is_some_and(|t| at < t) || trusted.not_after.is_some_and(|t| at > t) {
         return fail(
             v,
-            format!("expired at {} (validated at {at})", claims.expires_at),
+            format!(
+                "the issuer's certificate ({}) is not valid at {at}",
+                trusted.issuer
+            ),
         );
+    }
+    v.signature = true;
+    v.issuer = Some(trusted.issuer.clone());
+    if at >= expires_at || issued_at.is_some_and(|i| at + 60 < i) {
+        return fail(v, format!("expired at {expires_at} (validated at {at})"));
     }
     v.expiry = true;
     v
@@ -338,6 +579,40 @@ pub fn qr_svg(text: &str) -> Result<(String, i16), CodeError> {
     Ok((svg, version))
 }
 
+/// The code as a QR symbol at level M in PNG: 1 bit per pixel, `scale` pixels a module, a
+/// quiet zone of four modules.
+pub fn qr_png(text: &str, scale: usize) -> Result<Vec<u8>, CodeError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(err)?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let scale = scale.clamp(1, 16);
+    let side = (modules + 8) * scale;
+    let row_bytes = side.div_ceil(8);
+    let mut pixels = vec![0u8; row_bytes * side];
+    for y in 0..side {
+        for x in 0..side {
+            let (mx, my) = ((x / scale).wrapping_sub(4), (y / scale).wrapping_sub(4));
+            let dark =
+                mx < modules && my < modules && colors[my * modules + mx] == qrcode::Color::Dark;
+            // In grayscale 1-bit, 1 is white.
+            if !dark {
+                pixels[y * row_bytes + x / 8] |= 0x80 >> (x % 8);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let side = u32::try_from(side).map_err(err)?;
+        let mut encoder = png::Encoder::new(&mut out, side, side);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::One);
+        let mut writer = encoder.write_header().map_err(err)?;
+        writer.write_image_data(&pixels).map_err(err)?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,8 +620,22 @@ mod tests {
     fn signer() -> Signer {
         Signer {
             kid: "Q1".into(),
-            key: yunnao_gm::Sm2KeyPair::generate().expect("key"),
+            key: SigningKey::generate("SM2-SM3").expect("key"),
         }
+    }
+
+    fn trusting(s: &Signer) -> KeySet {
+        let mut keys = KeySet::new();
+        keys.insert(
+            s.kid.as_bytes(),
+            TrustedKey {
+                key: s.key.verify_key(),
+                issuer: "QD".into(),
+                not_before: None,
+                not_after: None,
+            },
+        );
+        keys
     }
 
     fn claims(now: i64) -> Claims {
@@ -378,7 +667,7 @@ mod tests {
         let now = 1_796_000_000;
         let text = issue(&s, &claims(now)).expect("issued");
         assert!(text.starts_with(PREFIX));
-        let keys: KeySet = [(s.kid.clone(), s.key.public_key())].into_iter().collect();
+        let keys = trusting(&s);
         let verdict = verify(&text, &keys, now + 5);
         assert!(verdict.valid(), "{verdict:?}");
         assert_eq!(verdict.decoded, Some(claims(now)));
@@ -401,7 +690,7 @@ mod tests {
         let s = signer();
         let now = 1_796_000_000;
         let text = issue(&s, &claims(now)).expect("issued");
-        let keys: KeySet = [(s.kid.clone(), s.key.public_key())].into_iter().collect();
+        let keys = trusting(&s);
         let other = signer();
         let forged = issue(
             &Signer {

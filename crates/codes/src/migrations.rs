@@ -47,5 +47,30 @@ CREATE UNIQUE INDEX code_scans_once ON code_scans (scenario, subject, nonce) WHE
 CREATE INDEX code_scans_subject ON code_scans (subject, at_ms);
 CREATE INDEX code_scans_scenario ON code_scans (scenario, at_ms)",
         ),
+        Migration::portable(
+            4,
+            "key rotation and algorithms, revocations, the trust list of other issuers",
+            "ALTER TABLE code_keys ADD COLUMN algorithm TEXT NOT NULL DEFAULT 'SM2-SM3';
+ALTER TABLE code_keys ADD COLUMN retired_at_ms BIGINT;
+ALTER TABLE code_cards ADD COLUMN revoked_at_ms BIGINT;
+CREATE INDEX code_cards_revoked ON code_cards (revoked_at_ms);
+CREATE INDEX code_scans_at ON code_scans (at_ms);
+CREATE TABLE code_revoked_subjects (
+    subject TEXT PRIMARY KEY,
+    holder_id TEXT NOT NULL,
+    revoked_at_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX code_revoked_subjects_at ON code_revoked_subjects (revoked_at_ms);
+CREATE INDEX code_revoked_subjects_holder ON code_revoked_subjects (holder_id);
+CREATE TABLE code_trust (
+    kid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    certificate TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at_ms BIGINT NOT NULL
+)",
+        ),
     ],
 };

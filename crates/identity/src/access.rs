@@ -34,10 +34,15 @@ pub enum Resource {
     /// Policies a department pays (免申即享): runs, the grants ledger, appeals, and the
     /// catalogue entries of the services it owns.
     Policies,
+    /// Verifying codes (一码通城) at a department's scenarios, and their scan log and figures.
+    CodeScans,
+    /// The code scheme itself: signing keys, the trust list of other issuers, revocations of
+    /// holders. Only platform admins (the big-data bureau) reach it.
+    CodeScheme,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 10] = [
+    pub const ALL: [Resource; 12] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -48,6 +53,8 @@ impl Resource {
         Resource::Licences,
         Resource::Applications,
         Resource::Policies,
+        Resource::CodeScans,
+        Resource::CodeScheme,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -63,6 +70,8 @@ impl Resource {
             Resource::Licences => "licences",
             Resource::Applications => "applications",
             Resource::Policies => "policies",
+            Resource::CodeScans => "code-scans",
+            Resource::CodeScheme => "code-scheme",
         }
     }
 }
@@ -94,8 +103,8 @@ pub enum Reach {
 use Action::{Read, Write};
 use Reach::{All, None, Own};
 use Resource::{
-    AlarmRules, Alarms, Applications, Context, Devices, Grants, Licences, Policies, Profiles,
-    Telemetry,
+    AlarmRules, Alarms, Applications, CodeScans, Context, Devices, Grants, Licences, Policies,
+    Profiles, Telemetry,
 };
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
@@ -121,6 +130,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, Applications, Write, Own),
     (Role::DeptAdmin, Policies, Read, Own),
     (Role::DeptAdmin, Policies, Write, Own),
+    (Role::DeptAdmin, CodeScans, Read, Own),
+    (Role::DeptAdmin, CodeScans, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -138,6 +149,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, Applications, Read, Own),
     (Role::Operator, Applications, Write, Own),
     (Role::Operator, Policies, Read, Own),
+    (Role::Operator, CodeScans, Read, Own),
+    (Role::Operator, CodeScans, Write, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

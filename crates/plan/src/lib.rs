@@ -108,6 +108,11 @@ pub struct LiveFigures {
     /// 可网办率: services of the catalogue handled fully online, percent.
     #[serde(default)]
     pub online_rate_pct: f64,
+    /// 一码通城: scenarios with an accepted scan in the last 7 days, and scans today.
+    #[serde(default)]
+    pub code_scenarios_live: i64,
+    #[serde(default)]
+    pub code_scans_today: i64,
 }
 
 /// A target the platform measures: (item, `metric_en` prefix) → its value.
@@ -150,6 +155,13 @@ pub const BINDINGS: &[Binding] = &[
         source_zh: "平台实时: 事项库中全程网办事项占比(可网办率)",
         source_en: "live: services of the catalogue handled fully online",
         value: |l| l.online_rate_pct,
+    },
+    Binding {
+        item: 7,
+        metric_en: "One-code application",
+        source_zh: "平台实时: 近7日有核验通过的一码通城应用场景数",
+        source_en: "live: one-code scenarios with an accepted scan in the last 7 days",
+        value: |l| l.code_scenarios_live as f64,
     },
     Binding {
         item: 11,
@@ -300,6 +312,7 @@ pub struct Plan {
     sensing: yunnao_sensing::Sensing,
     governance: yunnao_governance::Governance,
     catalogue: yunnao_services::versions::CatalogueStore,
+    codes: yunnao_codes::hub::Codes,
     doc: Arc<PlanDoc>,
     targets: Arc<Vec<Target>>,
     /// The grid is fixed at start, so its area coverage is computed once.
@@ -357,6 +370,7 @@ impl Plan {
         sensing: yunnao_sensing::Sensing,
         governance: yunnao_governance::Governance,
         catalogue: yunnao_services::versions::CatalogueStore,
+        codes: yunnao_codes::hub::Codes,
     ) -> Result<Plan, Problem> {
         let doc = plan_doc().map_err(Problem::internal)?;
         let departments = identity.departments().await?;
@@ -400,6 +414,7 @@ impl Plan {
             sensing,
             governance,
             catalogue,
+            codes,
             doc: Arc::new(doc),
             targets: Arc::new(targets),
             coverage: Arc::new(tokio::sync::OnceCell::new()),
@@ -441,6 +456,7 @@ impl Plan {
     /// What the platform counts now (one scan of the device table).
     pub async fn measure(&self) -> Result<LiveFigures, Problem> {
         let summary = self.sensing.summary().await?;
+        let codes = self.codes.figures(None).await?;
         Ok(LiveFigures {
             devices: summary.devices,
             online: summary.online,
@@ -452,6 +468,8 @@ impl Plan {
             grid_coverage_pct: self.grid_coverage_pct().await?,
             api_clients: self.identity.active_api_clients().await?,
             online_rate_pct: self.catalogue.current().online_rate_pct(),
+            code_scenarios_live: codes.live_scenarios,
+            code_scans_today: codes.scans_today,
         })
     }
 

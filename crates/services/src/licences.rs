@@ -710,11 +710,17 @@ impl Licences {
 
     /// Whether one licence of the holder's may stand as a material now.
     pub async fn is_usable(&self, holder_id: &str, id: &str) -> Result<bool, Problem> {
+        Ok(self.sealed_of(holder_id, id).await?.is_some())
+    }
+
+    /// One licence of the holder's, whole with its seal, while it may stand (its seal
+    /// verifies, it is valid and the sealed document names the holder).
+    pub async fn sealed_of(&self, holder_id: &str, id: &str) -> Result<Option<Licence>, Problem> {
         let Some(row) = self.row(id).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let licence = self.read(row).await?;
-        Ok(licence.usable() && licence.document.holder_id == holder_id)
+        Ok((licence.usable() && licence.document.holder_id == holder_id).then_some(licence))
     }
 
     /// The signed-in holder's licences (我的证照), newest first.

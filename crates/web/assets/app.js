@@ -439,3 +439,70 @@
   button.addEventListener("click", locate);
   locate();
 })();
+
+// 我的码: a fresh code before this one expires (5 s ahead), with the seconds left shown.
+(function () {
+  "use strict";
+  var box = document.getElementById("my-code");
+  if (!box) { return; }
+  var zh = (document.body.dataset.lang || "zh") === "zh";
+  var qr = document.getElementById("my-code-qr");
+  var expiry = document.getElementById("my-code-expiry");
+  var left = document.getElementById("my-code-left");
+  var text = document.getElementById("my-code-text");
+  var fetching = false;
+  function expiresAt() { return Date.parse(expiry.getAttribute("datetime")); }
+  function refresh() {
+    if (fetching) { return; }
+    fetching = true;
+    fetch(box.dataset.refresh, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.json(); })
+      .then(function (fresh) {
+        qr.innerHTML = fresh.svg;
+        expiry.setAttribute("datetime", fresh.expires_at);
+        expiry.textContent = fresh.expires_local;
+        if (text) { text.value = fresh.code; }
+        box.dataset.refreshed = String(Number(box.dataset.refreshed || 0) + 1);
+      })
+      .catch(function () { left.textContent = zh ? "刷新失败，稍后重试" : "refresh failed, retrying"; })
+      .then(function () { fetching = false; });
+  }
+  function tick() {
+    var seconds = Math.max(0, Math.round((expiresAt() - Date.now()) / 1000));
+    left.textContent = zh ? ("剩余 " + seconds + " 秒") : (seconds + " s left");
+    if (seconds <= 5) { refresh(); }
+  }
+  tick();
+  setInterval(tick, 1000);
+})();
+
+// The scanner: the camera where the browser can read QR codes (BarcodeDetector), else paste.
+(function () {
+  "use strict";
+  var button = document.getElementById("scan-camera");
+  if (!button || !("BarcodeDetector" in window) || !navigator.mediaDevices) { return; }
+  var video = document.getElementById("scan-video");
+  var field = document.getElementById("scan-code");
+  var form = document.getElementById("scanner");
+  button.hidden = false;
+  button.addEventListener("click", function () {
+    var detector = new window.BarcodeDetector({ formats: ["qr_code"] });
+    navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } }).then(function (stream) {
+      video.srcObject = stream;
+      video.hidden = false;
+      video.play();
+      var look = function () {
+        detector.detect(video).then(function (codes) {
+          if (codes.length > 0) {
+            stream.getTracks().forEach(function (t) { t.stop(); });
+            field.value = codes[0].rawValue;
+            form.submit();
+          } else {
+            requestAnimationFrame(look);
+          }
+        }).catch(function () { requestAnimationFrame(look); });
+      };
+      look();
+    });
+  });
+})();

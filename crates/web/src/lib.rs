@@ -7,6 +7,7 @@
 //! open page (a `watch` channel), so a hundred browsers cost one computation, not a hundred.
 
 mod alarms;
+mod codes;
 mod devices;
 mod map;
 mod names;
@@ -185,6 +186,11 @@ pub struct Snapshot {
     pub incidents_daily: Vec<yunnao_governance::queries::DailyCount>,
     /// Scenario applications connected (active API clients).
     pub api_clients: i64,
+    /// 一码通城: scenarios live (an accepted scan in 7 days) and scans today.
+    #[serde(default)]
+    pub code_scenarios_live: i64,
+    #[serde(default)]
+    pub code_scans_today: i64,
     /// Devices the simulated city will register (0: no simulation, or not known yet); while
     /// `simulated` is below it the overview says the city is starting.
     pub planned_devices: u64,
@@ -282,6 +288,8 @@ async fn period(governance: &yunnao_governance::Governance, days: i64) -> Result
 impl Snapshot {
     /// The figures the plan's live targets are measured by; 可网办率 is the catalogue's now.
     pub fn live_figures(&self, online_rate_pct: f64) -> yunnao_plan::LiveFigures {
+        let code_scenarios_live = self.code_scenarios_live;
+        let code_scans_today = self.code_scans_today;
         yunnao_plan::LiveFigures {
             devices: self.devices,
             online: self.online,
@@ -289,6 +297,8 @@ impl Snapshot {
             grid_coverage_pct: self.grid_coverage_pct,
             api_clients: self.api_clients,
             online_rate_pct,
+            code_scenarios_live,
+            code_scans_today,
         }
     }
 }
@@ -315,6 +325,8 @@ pub struct Web {
     pub plan: yunnao_plan::Plan,
     /// The service hall's hub.
     pub services: yunnao_services::api::ServicesState,
+    /// 一码通城.
+    pub codes: yunnao_codes::hub::Codes,
     live: watch::Receiver<Arc<Snapshot>>,
     map: Arc<String>,
     /// District drawings, made in the background at start (the grid does not change while
@@ -335,6 +347,7 @@ impl Web {
         governance: yunnao_governance::Governance,
         plan: yunnao_plan::Plan,
         services: yunnao_services::api::ServicesState,
+        codes: yunnao_codes::hub::Codes,
         bus: &Bus,
     ) -> Result<Web, String> {
         let map = Arc::new(map::svg(&governance.grid.districts));
@@ -355,7 +368,12 @@ impl Web {
             governance.clone(),
             district_names,
         )?;
-        let (s, g, i) = (sensing.clone(), governance.clone(), identity.clone());
+        let (s, g, i, c) = (
+            sensing.clone(),
+            governance.clone(),
+            identity.clone(),
+            codes.clone(),
+        );
         let planned: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let planned_now = planned.clone();
         tokio::spawn(async move {
@@ -366,6 +384,10 @@ impl Web {
                 interval.tick().await;
                 match snapshot(&s, &g, &i, &ticker, &mut rounds).await {
                     Ok(mut snapshot) => {
+                        if let Ok(codes) = c.figures(None).await {
+                            snapshot.code_scenarios_live = codes.live_scenarios;
+                            snapshot.code_scans_today = codes.scans_today;
+                        }
                         snapshot.planned_devices =
                             planned_now.load(std::sync::atomic::Ordering::Relaxed);
                         let _ = sender.send(Arc::new(snapshot));
@@ -389,6 +411,7 @@ impl Web {
         });
         Ok(Web {
             services,
+            codes,
             identity,
             sensing,
             governance,
@@ -549,6 +572,8 @@ async fn snapshot(
             .map(|(_, d)| d.clone())
             .unwrap_or_default(),
         api_clients,
+        code_scenarios_live: 0,
+        code_scans_today: 0,
         planned_devices: 0,
         periods: rounds
             .periods
@@ -732,6 +757,15 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(alarms::export))
         .routes(routes!(alarms::step))
         .routes(routes!(devices::detail))
+        .routes(routes!(codes::mine))
+        .routes(routes!(codes::fresh))
+        .routes(routes!(codes::bind))
+        .routes(routes!(codes::revoke_card))
+        .routes(routes!(codes::renew))
+        .routes(routes!(codes::scanner, codes::scan))
+        .routes(routes!(codes::bureau))
+        .routes(routes!(codes::rotate))
+        .routes(routes!(codes::trust))
         .routes(routes!(services::hall))
         .routes(routes!(services::mine))
         .routes(routes!(services::application))

@@ -36,6 +36,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("plan", "督导考核", "Plan supervision"),
     ("services", "政务服务", "Services"),
     ("services_hall", "网上办事", "Apply online"),
+    ("my_code", "我的码", "My code"),
+    ("codes", "一码通城", "One code"),
     ("devices", "感知设备", "Devices"),
     ("devices_title", "感知设备", "Devices"),
     ("all_profiles", "全部类型", "All profiles"),

@@ -39,6 +39,7 @@ fn nav(l: Lang, active: &str, viewer: &Principal) -> String {
             link("/ui/report", "report_new"),
             link("/ui/services/mine", "services"),
             link("/ui/services", "services_hall"),
+            link("/ui/codes/mine", "my_code"),
         ]
     } else {
         let mut links = vec![
@@ -51,6 +52,7 @@ fn nav(l: Lang, active: &str, viewer: &Principal) -> String {
             links.push(link("/ui/report", "report_patrol"));
         }
         links.push(link("/ui/services/workbench", "services"));
+        links.push(link("/ui/codes", "codes"));
         links.push(link("/ui/plan", "plan"));
         links
     };

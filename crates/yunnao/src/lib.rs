@@ -207,12 +207,17 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     )
     .await
     .map_err(|p| anyhow::anyhow!("services hub: {p}"))?;
+    let codes =
+        yunnao_codes::hub::Codes::start(db.clone(), identity.clone(), services.licences.clone())
+            .await
+            .map_err(|p| anyhow::anyhow!("code hub: {p}"))?;
     let plan = yunnao_plan::Plan::start(
         db.clone(),
         identity.clone(),
         sensing.clone(),
         governance.clone(),
         services.store.clone(),
+        codes.clone(),
     )
     .await
     .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
@@ -222,14 +227,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         governance.clone(),
         plan.clone(),
         services.clone(),
+        codes.clone(),
         &bus,
     )
     .map_err(anyhow::Error::msg)?;
 
-    let codes =
-        yunnao_codes::hub::Codes::start(db.clone(), identity.clone(), services.licences.clone())
-            .await
-            .map_err(|p| anyhow::anyhow!("code hub: {p}"))?;
     let openapi_cell = Arc::new(std::sync::OnceLock::new());
     let platform = platform::Platform {
         db: db.clone(),
@@ -243,7 +245,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_governance::api::router().with_state(governance.clone()))
         .merge(yunnao_plan::api::router().with_state(plan.clone()))
         .merge(yunnao_services::api::router().with_state(services.clone()))
-        .merge(yunnao_codes::api::router().with_state(codes))
+        .merge(yunnao_codes::api::router().with_state(codes.clone()))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();

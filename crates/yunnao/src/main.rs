@@ -98,8 +98,38 @@ enum Command {
         #[command(subcommand)]
         command: LicenceCommand,
     },
+    /// Codes of 一码通城 and of the other issuers the bureau trusts.
+    Code {
+        #[command(subcommand)]
+        command: CodeCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum CodeCommand {
+    /// Verify a code offline, stage by stage (prefix, base45, zlib, COSE, claims, signature,
+    /// expiry at --at), and print the verdict as JSON; exit 0 only when every stage passes.
+    /// Trust comes from issuer certificates (--trust, PEM, base64 of DER, or DER; repeatable)
+    /// and from a key set saved from `GET /api/v1/codes/keys` (--keys), whose signature is
+    /// checked when --key-set-key (the pinned KS1 key, hex) is given.
+    Verify {
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        #[arg(long)]
+        key_set_key: Option<String>,
+        /// Validation time, RFC 3339 (now unless given).
+        #[arg(long)]
+        at: Option<String>,
+        /// Another scheme's prefix to read (`HC1:` and `QD1:` always are).
+        #[arg(long)]
+        prefix: Vec<String>,
+        /// The code's text (`QD1:…`, `HC1:…`), or `-` to read it from standard input.
+        code: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,6 +306,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Licence {
             command: LicenceCommand::Verify { public_key, file },
         } => licence_verify(&public_key, &file),
+        Command::Code {
+            command:
+                CodeCommand::Verify {
+                    trust,
+                    keys,
+                    key_set_key,
+                    at,
+                    prefix,
+                    code,
+                },
+        } => code_verify(
+            &trust,
+            keys.as_deref(),
+            key_set_key.as_deref(),
+            at.as_deref(),
+            &prefix,
+            &code,
+        ),
         Command::Devices {
             command:
                 DevicesCommand::Import {
@@ -508,6 +556,83 @@ fn seal_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitC
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn code_verify(
+    trust: &[PathBuf],
+    keys: Option<&std::path::Path>,
+    key_set_key: Option<&str>,
+    at: Option<&str>,
+    prefixes: &[String],
+    code: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut set = yunnao_codes::KeySet::new();
+    let mut revoked_subjects = Vec::new();
+    let mut revoked_cards = Vec::new();
+    if let Some(path) = keys {
+        let text = std::fs::read_to_string(path)?;
+        let signed: yunnao_codes::hub::SignedKeySet = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a key set: {e}", path.display()))?;
+        let (keys, subjects, cards) = match key_set_key {
+            Some(pinned) => signed.verified(pinned).map_err(anyhow::Error::msg)?,
+            None => (
+                signed.document.key_set().map_err(anyhow::Error::msg)?,
+                signed.document.revoked_subjects.clone(),
+                signed.document.revoked_cards.clone(),
+            ),
+        };
+        set = keys;
+        revoked_subjects = subjects;
+        revoked_cards = cards;
+    }
+    for path in trust {
+        let bytes = std::fs::read(path)?;
+        set.trust_certificate(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    for prefix in prefixes {
+        set.accept_prefix(prefix);
+    }
+    let at = match at {
+        Some(text) => {
+            yunnao_core::time::parse_rfc3339_ms(text)
+                .ok_or_else(|| anyhow::anyhow!("--at: not an RFC 3339 time: {text}"))?
+                / 1000
+        }
+        None => yunnao_core::time::now_ms() / 1000,
+    };
+    let code = if code == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 8192), &mut text)?;
+        text
+    } else {
+        code.to_owned()
+    };
+    let verdict = yunnao_codes::verify(&code, &set, at);
+    let mut out = verdict.to_json();
+    // The key set's revocations, as an offline gate applies them.
+    let revoked = verdict.decoded.as_ref().and_then(|claims| {
+        if revoked_subjects.contains(&claims.subject) {
+            Some("the holder is revoked".to_owned())
+        } else {
+            claims
+                .refs
+                .iter()
+                .find(|r| revoked_cards.contains(&r.handle))
+                .map(|r| format!("the {} bound to it is revoked", r.kind))
+        }
+    });
+    out["revoked"] = serde_json::Value::Bool(revoked.is_some());
+    if let Some(why) = &revoked {
+        out["valid"] = false.into();
+        out["error"] = why.clone().into();
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if verdict.valid() && revoked.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn licence_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
