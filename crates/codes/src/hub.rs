@@ -1239,11 +1239,9 @@ fn refusal(verdict: &Verdict) -> &'static str {
     if !verdict.cose || !verdict.claims {
         "invalid"
     } else if !verdict.signature {
-        if verdict
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("signed by an unknown"))
-        {
+        if verdict.error.as_deref().is_some_and(|e| {
+            e.starts_with("signed by an unknown") || e.starts_with("the issuer's certificate")
+        }) {
             "untrusted"
         } else {
             "invalid"

@@ -546,11 +546,16 @@ pub fn verify(text: &str, keys: &KeySet, at: i64) -> Verdict {
     if let Err(e) = checked {
         return fail(v, format!("signature: {e}"));
     }
-    if trusted.not_before.is_some_and(|t| at < t) || trusted.not_after.is_some_and(|t| at > t) {
+    // The certificate must have been valid when the code was signed (its issued-at, as the
+    // DCC rules say), or at the validation time when the code names no issued-at.
+    let signed_at = issued_at.unwrap_or(at);
+    if trusted.not_before.is_some_and(|t| signed_at < t)
+        || trusted.not_after.is_some_and(|t| signed_at > t)
+    {
         return fail(
             v,
             format!(
-                "the issuer's certificate ({}) is not valid at {at}",
+                "the issuer's certificate ({}) was not valid when the code was signed ({signed_at})",
                 trusted.issuer
             ),
         );
@@ -708,7 +713,7 @@ mod tests {
         };
         // (code, validation time, the first stage expected to fail)
         let cases: [(&str, i64, &str); 6] = [
-            (&text.replacen("QD1:", "HC1:", 1), now, "prefix"),
+            (&text.replacen("QD1:", "XX9:", 1), now, "prefix"),
             ("QD1:~~not base45~~", now, "base45"),
             (&not_zlib, now, "zlib"),
             (&not_cose, now, "cose"),

@@ -595,3 +595,100 @@ async fn services_routes_follow_the_table(backend: TestBackend) {
 }
 
 backend_tests!(services_routes_follow_the_table);
+
+/// 一码通城: verifying and reading scans at a scenario follow `CodeScans` for the scenario's
+/// operator; the scheme itself (keys, trust list, revocations) only platform admins reach.
+async fn codes_routes_follow_the_table(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    // The metro is operated by the transport bureau.
+    let owner = "transport";
+    let callers = callers(
+        &server,
+        &admin,
+        &[
+            (owner, Role::DeptAdmin),
+            (owner, Role::Operator),
+            (owner, Role::GridWorker),
+            (owner, Role::Resident),
+            (owner, Role::Enterprise),
+            ("police", Role::DeptAdmin),
+            ("police", Role::Operator),
+        ],
+        &[
+            (owner, "code-scans:write"),
+            (owner, "code-scans:read"),
+            (owner, "devices:write"),
+            ("police", "code-scans:write"),
+        ],
+    )
+    .await;
+    let mut checked = 0;
+    for caller in &callers {
+        for (method, path, body, resource, action, ok) in [
+            // Authorised, the garbage code is refused (422); unauthorised, 403.
+            (
+                Method::POST,
+                "/api/v1/codes/verify",
+                Some(json!({"scenario": "metro", "code": "QD1:not a code"})),
+                Resource::CodeScans,
+                Action::Write,
+                422,
+            ),
+            (
+                Method::GET,
+                "/api/v1/codes/scenarios/metro/scans",
+                None,
+                Resource::CodeScans,
+                Action::Read,
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/codes/keys/rotation",
+                Some(json!({"algorithm": "nonesuch"})),
+                Resource::CodeScheme,
+                Action::Write,
+                422,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/codes/revocations/000000000000000000000000",
+                None,
+                Resource::CodeScheme,
+                Action::Write,
+                404,
+            ),
+            (
+                Method::POST,
+                "/api/v1/codes/trust",
+                Some(json!({"name": "x", "prefix": "HC1:", "certificate": "not a certificate"})),
+                Resource::CodeScheme,
+                Action::Write,
+                422,
+            ),
+        ] {
+            let allowed = match caller.reach(resource, action) {
+                Reach::All => true,
+                Reach::Own => caller.department == owner,
+                Reach::None => false,
+            };
+            let status = server
+                .request(method.clone(), path, Some(&caller.token), body)
+                .await
+                .status()
+                .as_u16();
+            assert_eq!(
+                status,
+                if allowed { ok } else { 403 },
+                "{} {method} {path}",
+                caller.name
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, callers.len() * 5);
+    server.cleanup().await;
+}
+
+backend_tests!(codes_routes_follow_the_table);
