@@ -7,6 +7,7 @@
 //! decisions (timing follows the wall clock).
 
 mod city;
+mod codes;
 mod services;
 mod workflow;
 
@@ -71,6 +72,9 @@ pub struct SimStats {
     pub applications_filed: AtomicU64,
     /// Receipts and approval steps taken by simulated departments.
     pub service_steps: AtomicU64,
+    /// Codes scanned at the simulated scenarios (一码通城), and of those accepted.
+    pub code_scans: AtomicU64,
+    pub code_scans_accepted: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -181,6 +185,20 @@ pub async fn run(
         tokio::spawn(async move {
             match services::Hall::open(&admin, &client, &config).await {
                 Ok(hall) => {
+                    {
+                        let (admin, residents, config, stats) = (
+                            admin.clone(),
+                            hall.residents().to_vec(),
+                            config.clone(),
+                            stats.clone(),
+                        );
+                        tokio::spawn(async move {
+                            if let Err(e) = codes::run_scans(admin, residents, config, stats).await
+                            {
+                                tracing::warn!(error = %e, "the simulated code scans stopped");
+                            }
+                        });
+                    }
                     if let Err(e) = services::run_hall(hall, config, stats).await {
                         tracing::warn!(error = %e, "the simulated service hall stopped");
                     }

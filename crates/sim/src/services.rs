@@ -107,6 +107,11 @@ async fn bind(admin: &Api, username: &str, holder: &str, name: &str) -> anyhow::
 }
 
 impl Hall {
+    /// The simulated residents' signed-in clients (the code scans use them too).
+    pub(crate) fn residents(&self) -> &[Api] {
+        &self.residents
+    }
+
     /// Staff, residents bound to identity numbers with their licences, the demo's resident and
     /// enterprise accounts bound too (when they exist), and one run of every policy.
     pub(crate) async fn open(

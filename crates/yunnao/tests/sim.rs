@@ -66,6 +66,7 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
             && stats.steps_taken.load(Ordering::Relaxed) > 0
             && stats.mqtt_acknowledged.load(Ordering::Relaxed) > 0
             && stats.progress_reports.load(Ordering::Relaxed) >= 20
+            && stats.code_scans_accepted.load(Ordering::Relaxed) >= 5
         {
             break;
         }
@@ -81,6 +82,22 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
         "no workflow step taken"
     );
     assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    // Residents showed their codes at the scenarios; the scan log counted them.
+    assert!(stats.code_scans_accepted.load(Ordering::Relaxed) >= 5);
+    let figures: Value = server
+        .request(Method::GET, "/api/v1/codes/figures", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        figures["scans_today"].as_i64().unwrap_or(0) >= 5,
+        "{figures}"
+    );
+    assert!(
+        figures["live_scenarios"].as_i64().unwrap_or(0) >= 1,
+        "{figures}"
+    );
     // The gas sensors spoke MQTT: acknowledged after commit, and their readings are stored.
     assert!(stats.mqtt_acknowledged.load(Ordering::Relaxed) > 0);
     let gas: Value = server

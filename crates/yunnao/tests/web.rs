@@ -1260,3 +1260,165 @@ async fn service_hall_pages(backend: TestBackend) {
 }
 
 backend_tests!(service_hall_pages);
+
+/// 一码通城 pages: 我的码 with its live QR and refresh, a card bound and revoked from the page,
+/// the scanner showing only the scenario's claims (and a refusal with its stage), the bureau's
+/// scenarios with their scans and the key rotation.
+async fn code_pages(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    server
+        .user(&admin, "code.page.resident", "bigdata", "resident")
+        .await;
+    server
+        .user(&admin, "code.page.metro", "transport", "operator")
+        .await;
+    let bound = server
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/services/holders/code.page.resident",
+            Some(&admin),
+            Some(serde_json::json!({"holder_id": "370202198801010019", "holder_name": "王五"})),
+        )
+        .await;
+    assert_eq!(bound.status(), 200);
+    let resident = ui_sign_in(&server, &browser, "code.page.resident", "password-123").await;
+    let bind = post_as(
+        &browser,
+        &server.url("/ui/codes/cards"),
+        &resident,
+        &[("kind", "transit_account"), ("id", "QDMETRO-4242")],
+    )
+    .await;
+    assert_eq!(
+        (bind.status().as_u16(), location(&bind)),
+        (303, "/ui/codes/mine".into())
+    );
+    let mine = page(&browser, &server.url("/ui/codes/mine"), &resident).await;
+    assert!(
+        mine.contains("我的居民码") && mine.contains("<svg") && mine.contains("QDMETRO-4242"),
+        "{mine}"
+    );
+    assert!(mine.contains("data-refresh=\"/ui/codes/mine/qr\""));
+    let fresh: serde_json::Value = get_as(&browser, &server.url("/ui/codes/mine/qr"), &resident)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let code = fresh["code"].as_str().expect("code").to_owned();
+    assert!(code.starts_with("QD1:") && fresh["svg"].as_str().is_some_and(|s| s.contains("<svg")));
+
+    let metro = ui_sign_in(&server, &browser, "code.page.metro", "password-123").await;
+    let scanner = page(&browser, &server.url("/ui/codes/scan"), &metro).await;
+    assert!(
+        scanner.contains("青岛地铁闸机") && !scanner.contains("酒店入住登记"),
+        "only the operator's scenarios"
+    );
+    let verdict = post_as(
+        &browser,
+        &server.url("/ui/codes/scan"),
+        &metro,
+        &[("scenario", "metro"), ("code", &code)],
+    )
+    .await
+    .text()
+    .await
+    .expect("html");
+    assert!(
+        verdict.contains("核验通过") && verdict.contains("QDMETRO-4242"),
+        "{verdict}"
+    );
+    assert!(
+        !verdict.contains("王五") && !verdict.contains("370202198801010019"),
+        "the metro learns no name"
+    );
+    let again = post_as(
+        &browser,
+        &server.url("/ui/codes/scan"),
+        &metro,
+        &[("scenario", "metro"), ("code", &code)],
+    )
+    .await
+    .text()
+    .await
+    .expect("html");
+    assert!(again.contains("重复使用"), "{again}");
+    let garbage = post_as(
+        &browser,
+        &server.url("/ui/codes/scan"),
+        &metro,
+        &[("scenario", "bus"), ("code", "QD1:!!")],
+    )
+    .await
+    .text()
+    .await
+    .expect("html");
+    assert!(
+        garbage.contains("无效码") && garbage.contains("✗ Base45"),
+        "{garbage}"
+    );
+    let refused = get_as(&browser, &server.url("/ui/codes/scan"), &resident).await;
+    assert_eq!(refused.status(), 403, "a resident operates no scenario");
+
+    // The holder sees where the code was scanned; revokes the card from the page.
+    let mine = page(&browser, &server.url("/ui/codes/mine"), &resident).await;
+    assert!(
+        mine.contains("青岛地铁闸机") && mine.contains("核验通过") && mine.contains("重复使用")
+    );
+    let handle = mine
+        .split("/ui/codes/cards/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a revoke form")
+        .to_owned();
+    let revoked = post_as(
+        &browser,
+        &server.url(&format!("/ui/codes/cards/{handle}/revoke")),
+        &resident,
+        &[],
+    )
+    .await;
+    assert_eq!(revoked.status(), 303);
+    assert!(
+        page(&browser, &server.url("/ui/codes/mine"), &resident)
+            .await
+            .contains("已注销")
+    );
+
+    // The bureau: every scenario with its scans, the keys, rotation from the page.
+    let bureau_cookie = ui_sign_in(&server, &browser, "admin", support::ADMIN_PASSWORD).await;
+    let bureau = page(&browser, &server.url("/ui/codes"), &bureau_cookie).await;
+    assert!(
+        bureau.contains("一码通城应用场景")
+            && bureau.contains("大剧院检票")
+            && bureau.contains("重复使用 1"),
+        "{bureau}"
+    );
+    assert!(bureau.contains("<code>Q1</code>"));
+    let rotated = post_as(
+        &browser,
+        &server.url("/ui/codes/keys/rotate"),
+        &bureau_cookie,
+        &[("algorithm", "SM2-SM3")],
+    )
+    .await;
+    assert_eq!(rotated.status(), 303);
+    assert!(
+        page(&browser, &server.url("/ui/codes"), &bureau_cookie)
+            .await
+            .contains("<code>Q2</code>")
+    );
+    let metro_bureau = page(&browser, &server.url("/ui/codes"), &metro).await;
+    assert!(
+        metro_bureau.contains("青岛地铁闸机")
+            && !metro_bureau.contains("大剧院检票")
+            && !metro_bureau.contains("轮换密钥")
+    );
+    server.cleanup().await;
+}
+
+backend_tests!(code_pages);
