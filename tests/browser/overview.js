@@ -407,6 +407,50 @@ async function accessible(page, name) {
   await hallContext.close();
   await clerkContext.close();
 
+  // 一码通城: the demo's resident opens 我的码 (the QR refreshes before it expires); the metro's
+  // gate staff paste it into the scanner and see only the transit account; the bureau's page.
+  const codeContext = await browser.createBrowserContext();
+  const holder = await codeContext.newPage();
+  holder.on("pageerror", (e) => errors.push("my code: " + e.message));
+  await holder.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
+  await holder.goto(base + "/ui/sign-in", { waitUntil: "load" });
+  await holder.type("input[name=username]", "resident");
+  await holder.type("input[name=password]", "yunnao-demo");
+  await Promise.all([holder.waitForNavigation(), holder.click("button[type=submit]")]);
+  await holder.goto(base + "/ui/codes/mine", { waitUntil: "load" });
+  await holder.waitForSelector("#my-code-qr svg");
+  await holder.select("select[name=kind]", "transit_account");
+  await holder.type("input[name=id]", "QDMETRO-DEMO-1");
+  await Promise.all([holder.waitForNavigation(), holder.click("form.inline button")]);
+  await accessible(holder, "my code");
+  await holder.screenshot({ path: shots + "/my-code.png", fullPage: true });
+  // The page fetches a new code 5 s before the old one expires (30 s).
+  await holder.waitForFunction(() => Number(document.getElementById("my-code").dataset.refreshed || 0) >= 1, { timeout: 40000 });
+  const codeText = await holder.$eval("#my-code-text", (e) => e.value);
+  if (!codeText.startsWith("QD1:")) { fail("my code's text is " + codeText.slice(0, 10)); }
+  const gateContext = await browser.createBrowserContext();
+  const gatePage = await gateContext.newPage();
+  gatePage.on("pageerror", (e) => errors.push("scanner: " + e.message));
+  await gatePage.setViewport({ width: 1280, height: 900 });
+  await gatePage.goto(base + "/ui/sign-in", { waitUntil: "load" });
+  await gatePage.type("input[name=username]", "metro.gate");
+  await gatePage.type("input[name=password]", "yunnao-demo");
+  await Promise.all([gatePage.waitForNavigation(), gatePage.click("button[type=submit]")]);
+  await gatePage.goto(base + "/ui/codes/scan", { waitUntil: "load" });
+  await gatePage.select("select[name=scenario]", "metro");
+  await gatePage.$eval("#scan-code", (e, v) => { e.value = v; }, codeText);
+  await Promise.all([gatePage.waitForNavigation(), gatePage.click("#scanner button:not([type=button])")]);
+  const verdict = await gatePage.$eval(".verdict", (e) => e.textContent);
+  if (!verdict.includes("核验通过") || !verdict.includes("QDMETRO-DEMO-1")) { fail("the metro's verdict: " + verdict); }
+  if (verdict.includes("市民")) { fail("the metro learned the holder's name"); }
+  await accessible(gatePage, "scanner");
+  await gatePage.screenshot({ path: shots + "/scanner.png", fullPage: true });
+  await gatePage.goto(base + "/ui/codes", { waitUntil: "load" });
+  await accessible(gatePage, "code scenarios");
+  await codeContext.close();
+  await gateContext.close();
+  console.log("一码通城: my code refreshed before expiry, verified at the metro gate showing only the transit account");
+
   await page.goto(base + "/ui/lang/en", { waitUntil: "load" });
   const english = await page.$eval("h1", (e) => e.textContent);
   if (!english.includes("yunnao")) { fail("no English after the switch: " + english); }
@@ -416,6 +460,6 @@ async function accessible(page, name) {
   if (errors.length > 0) { fail("JavaScript errors: " + errors.join("; ")); }
   if (inaccessible.length > 0) { fail("serious accessibility violations (axe-core, WCAG 2.1 AA):\n  " + inaccessible.join("\n  ")); }
   console.log("browser test passed: 10 districts, counters live (" + first + " → " + later + "), overview on one screen at 1600×1000 and 1920×1080, 市南区 " + grids +
-    " unit grids with zoom, " + sealed + " sealed reports on the plan page, search, bell, a critical alarm in words acknowledged and followed to its case, the grid worker at 390 px, the resident's page, the service hall's newborn bundle applied for and approved, districts by keyboard, English switch, no serious WCAG 2.1 AA violation on " + checkedPages.length + " pages (axe-core); screenshots in " + shots);
+    " unit grids with zoom, " + sealed + " sealed reports on the plan page, search, bell, a critical alarm in words acknowledged and followed to its case, the grid worker at 390 px, the resident's page, the service hall's newborn bundle applied for and approved, my code refreshed and scanned at the metro, districts by keyboard, English switch, no serious WCAG 2.1 AA violation on " + checkedPages.length + " pages (axe-core); screenshots in " + shots);
   await browser.close();
 })().catch((e) => fail(e.stack || String(e)));

@@ -175,6 +175,8 @@ impl Identity {
                 Role::Operator,
             ),
             ("science.admin", "科技局管理员", "science", Role::DeptAdmin),
+            // 一码通城: the metro's gate staff scan codes at the transport bureau's scenarios.
+            ("metro.gate", "地铁站务员", "transport", Role::Operator),
         ];
         let mut made = Vec::new();
         for (username, display, department, role) in accounts {

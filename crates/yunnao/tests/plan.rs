@@ -72,7 +72,9 @@ async fn departments_report_progress_under_their_seal(backend: TestBackend) {
         .collect();
     assert_eq!(
         live,
-        ["3.1", "5.2", "6.1", "7.1", "11.1", "16.1", "36.1", "39.1", "40.1"]
+        [
+            "3.1", "5.2", "6.1", "7.1", "11.1", "16.1", "36.1", "39.1", "40.1"
+        ]
     );
     // 一码通城: no scan yet, so no scenario is live.
     assert_eq!(target(&all, "7.1")["current"], 0.0);
