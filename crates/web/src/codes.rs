@@ -170,7 +170,7 @@ fn answered<T>(
 
 /// 我的码: the live code, the bound cards, where it was scanned.
 #[utoipa::path(get, path = "/ui/codes/mine", tag = "ui",
-    responses((status = 200, description = "my code"), (status = 303, description = "to the sign-in page")))]
+    responses((status = 200, description = "my code"), (status = 303, description = "to the sign-in page"), (status = 403, description = "the account is not bound to a holder, or is revoked")))]
 pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response {
     let Shell { viewer, l, top, .. } = match shell(&web, &headers).await {
         Ok(s) => s,
@@ -602,7 +602,7 @@ pub(crate) async fn scan(
 
 /// The bureau's page: scenarios and their figures, the keys, the trust list.
 #[utoipa::path(get, path = "/ui/codes", tag = "ui",
-    responses((status = 200, description = "scenarios and figures"), (status = 303, description = "to the sign-in page")))]
+    responses((status = 200, description = "scenarios and figures"), (status = 303, description = "to the sign-in page"), (status = 500)))]
 pub(crate) async fn bureau(State(web): State<Web>, headers: HeaderMap) -> Response {
     let Shell {
         viewer,

@@ -890,7 +890,7 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
          <section class=\"counters\">{c1}{c2}{c3}{c4}{c5}{c6}{c7}{c8}{c9}{c10}{c11}{c12}\
          <div class=\"chart\"><svg id=\"spark\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\"><polyline points=\"\"/></svg><label>{spark}</label></div>\
          <div class=\"chart\"><svg id=\"daily\" viewBox=\"0 0 300 110\"></svg><label>{daily}</label></div>\
-         <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b></p></section>\
+         <p class=\"simulated\">{simulated} <b data-k=\"simulated\">–</b> · <a href=\"/ui/codes\">{codes_live}</a> <b data-k=\"code_scenarios_live\">–</b> · {codes_today} <b data-k=\"code_scans_today\">–</b></p></section>\
          <section class=\"side\"><div class=\"rankings\"><h2>{kpi_title}</h2><p class=\"periods\" role=\"group\" aria-label=\"{period}\">{period_switch}</p>\
          <div class=\"kpis\"><div><b id=\"kpi-on-time\">–</b><label>{on_time}</label></div><div><b id=\"kpi-rework\">–</b><label>{rework}</label></div>\
          <div><b id=\"kpi-closed\">–</b><label>{closed}</label></div><div><b id=\"kpi-satisfaction\">–</b><label>{satisfaction}</label></div></div>\
@@ -923,6 +923,8 @@ async fn overview(State(web): State<Web>, headers: HeaderMap) -> Response {
         spark = t(l, "spark"),
         daily = t(l, "daily"),
         simulated = t(l, "simulated"),
+        codes_live = t(l, "codes_live"),
+        codes_today = t(l, "codes_today"),
         ticker = t(l, "ticker"),
         kpi_title = t(l, "kpi_title"),
         period = t(l, "period"),

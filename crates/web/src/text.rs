@@ -38,6 +38,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("services_hall", "网上办事", "Apply online"),
     ("my_code", "我的码", "My code"),
     ("codes", "一码通城", "One code"),
+    ("codes_live", "一码通城在用场景", "One-code scenarios live"),
+    ("codes_today", "今日扫码核验", "scans today"),
     ("devices", "感知设备", "Devices"),
     ("devices_title", "感知设备", "Devices"),
     ("all_profiles", "全部类型", "All profiles"),
