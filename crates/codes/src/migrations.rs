@@ -54,7 +54,6 @@ CREATE INDEX code_scans_scenario ON code_scans (scenario, at_ms)",
 ALTER TABLE code_keys ADD COLUMN retired_at_ms BIGINT;
 ALTER TABLE code_cards ADD COLUMN revoked_at_ms BIGINT;
 CREATE INDEX code_cards_revoked ON code_cards (revoked_at_ms);
-CREATE INDEX code_scans_at ON code_scans (at_ms);
 CREATE TABLE code_revoked_subjects (
     subject TEXT PRIMARY KEY,
     holder_id TEXT NOT NULL,

@@ -420,10 +420,10 @@ async fn the_overview_shows_the_city_live(backend: TestBackend) {
     assert!(snapshot["readings_history"].is_array());
     assert!(snapshot["parking_occupancy_pct"].is_number());
 
-    // Plan supervision: the 47 targets, seven bound live; grid coverage is met.
+    // Plan supervision: the 47 targets, nine bound live; grid coverage is met.
     let plan = page(&browser, &server.url("/ui/plan"), &cookie).await;
     assert!(plan.contains("data-plan=\"targets\">47<"), "{plan}");
-    assert!(plan.contains("data-plan=\"live\">8<"));
+    assert!(plan.contains("data-plan=\"live\">9<"));
     assert!(plan.contains("平台实时: 单元网格面积覆盖率") && plan.contains("物联网终端总数"));
     let coverage_row = target_row(&plan, "11.1");
     assert!(
