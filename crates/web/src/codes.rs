@@ -5,23 +5,19 @@
 //! signing keys with rotation, the trust list of other issuers). Every action goes through the
 //! hub's own calls, as the API does.
 
+use crate::shell::{Shell, answered, note, shell, tr};
 use crate::text::Lang;
-use crate::workbench::{header, is_citizen};
+use crate::workbench::is_citizen;
 use crate::{Web, escape, lang, page};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use std::collections::HashMap;
 use yunnao_codes::hub::ScanAnswer;
 use yunnao_core::Problem;
 use yunnao_http::ApiPath;
-use yunnao_identity::{Action, AuditNote, Principal, Resource};
-
-fn tr<'a>(l: Lang, zh: &'a str, en: &'a str) -> &'a str {
-    if l == Lang::Zh { zh } else { en }
-}
+use yunnao_identity::{Action, Principal, Resource};
 
 fn card_name(l: Lang, kind: &str) -> &'static str {
     match (kind, l) {
@@ -83,39 +79,6 @@ fn result_name(l: Lang, result: &str) -> &'static str {
     }
 }
 
-struct Shell {
-    viewer: Principal,
-    l: Lang,
-    top: String,
-    names: HashMap<String, String>,
-}
-
-async fn shell(web: &Web, headers: &HeaderMap) -> Result<Shell, Response> {
-    let Some(viewer) = web.viewer(headers).await else {
-        return Err(Redirect::to("/ui/sign-in").into_response());
-    };
-    let l = lang(headers);
-    let names: HashMap<String, String> = web
-        .identity
-        .departments()
-        .await
-        .map(|all| all.into_iter().map(|d| (d.code, d.name_zh)).collect())
-        .unwrap_or_default();
-    let department = names.get(&viewer.department).cloned().unwrap_or_default();
-    let active = if is_citizen(&viewer) {
-        "my_code"
-    } else {
-        "codes"
-    };
-    let top = header(l, active, &viewer, &department);
-    Ok(Shell {
-        viewer,
-        l,
-        top,
-        names,
-    })
-}
-
 fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
     let mut links = Vec::new();
     if is_citizen(viewer) {
@@ -143,36 +106,11 @@ fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
     )
 }
 
-fn note(viewer: &Principal, action: &str, target: String) -> AuditNote {
-    AuditNote {
-        action: Some(action.to_owned()),
-        target: Some(target),
-        actor: Some(viewer.name.clone()),
-        department: Some(viewer.department.clone()),
-        ..AuditNote::default()
-    }
-}
-
-fn answered<T>(
-    viewer: &Principal,
-    l: Lang,
-    action: &str,
-    target: String,
-    back: &str,
-    result: Result<T, Problem>,
-) -> Response {
-    let n = note(viewer, action, target);
-    match result {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
-}
-
 /// 我的码: the live code, the bound cards, where it was scanned.
 #[utoipa::path(get, path = "/ui/codes/mine", tag = "ui",
     responses((status = 200, description = "my code"), (status = 303, description = "to the sign-in page"), (status = 403, description = "the account is not bound to a holder, or is revoked")))]
 pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let Shell { viewer, l, top, .. } = match shell(&web, &headers).await {
+    let Shell { viewer, l, top, .. } = match shell(&web, &headers, "my_code").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -540,7 +478,7 @@ fn scanner_page(
 #[utoipa::path(get, path = "/ui/codes/scan", tag = "ui",
     responses((status = 200, description = "the scanner"), (status = 303, description = "to the sign-in page"), (status = 403)))]
 pub(crate) async fn scanner(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let shell = match shell(&web, &headers).await {
+    let shell = match shell(&web, &headers, "codes").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -561,7 +499,7 @@ pub(crate) async fn scan(
     headers: HeaderMap,
     form: Result<axum::extract::Form<ScanForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let shell = match shell(&web, &headers).await {
+    let shell = match shell(&web, &headers, "codes").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -609,7 +547,7 @@ pub(crate) async fn bureau(State(web): State<Web>, headers: HeaderMap) -> Respon
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "codes").await {
         Ok(s) => s,
         Err(r) => return r,
     };

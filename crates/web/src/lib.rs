@@ -15,6 +15,7 @@ mod plan;
 mod report;
 mod search;
 mod services;
+mod shell;
 mod text;
 mod workbench;
 

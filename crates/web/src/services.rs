@@ -6,8 +6,9 @@
 //! and the bureau's figures. Every action goes through the hub's own calls, as the API does.
 
 use crate::names::local_time;
+use crate::shell::{Shell, answered, note, shell, tr};
 use crate::text::Lang;
-use crate::workbench::{header, is_citizen};
+use crate::workbench::is_citizen;
 use crate::{Web, escape, lang, page};
 use axum::Extension;
 use axum::extract::{FromRequest, Request, State};
@@ -20,11 +21,6 @@ use yunnao_http::{ApiPath, ApiQuery};
 use yunnao_identity::{Action, AuditNote, Principal, Resource};
 use yunnao_services::applications::{Application, NewApplication};
 use yunnao_services::catalogue::ApplicationPlan;
-
-/// A text in the user's language.
-fn tr<'a>(l: Lang, zh: &'a str, en: &'a str) -> &'a str {
-    if l == Lang::Zh { zh } else { en }
-}
 
 fn state_name(l: Lang, state: &str) -> &'static str {
     match (state, l) {
@@ -106,29 +102,6 @@ fn licence_name(code: &str) -> &'static str {
 
 /// What every page of the hall starts with: the viewer, their language, the header, and the
 /// departments' names (read once per page).
-struct Shell {
-    viewer: Principal,
-    l: Lang,
-    top: String,
-    names: HashMap<String, String>,
-}
-
-async fn shell(web: &Web, headers: &HeaderMap) -> Result<Shell, Response> {
-    let Some(viewer) = web.viewer(headers).await else {
-        return Err(Redirect::to("/ui/sign-in").into_response());
-    };
-    let l = lang(headers);
-    let names = department_names(web).await;
-    let department = names.get(&viewer.department).cloned().unwrap_or_default();
-    let top = header(l, "services", &viewer, &department);
-    Ok(Shell {
-        viewer,
-        l,
-        top,
-        names,
-    })
-}
-
 fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
     let mut links = vec![("/ui/services", tr(l, "办事大厅", "Service hall"))];
     if is_citizen(viewer) {
@@ -183,7 +156,7 @@ pub(crate) async fn hall(
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -246,14 +219,6 @@ pub(crate) async fn hall(
     page(l, tr(l, "网上办事大厅", "Service hall"), &body).into_response()
 }
 
-async fn department_names(web: &Web) -> HashMap<String, String> {
-    web.identity
-        .departments()
-        .await
-        .map(|all| all.into_iter().map(|d| (d.code, d.name_zh)).collect())
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -277,7 +242,7 @@ pub(crate) async fn guide(
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -651,7 +616,7 @@ pub(crate) async fn mine(State(web): State<Web>, headers: HeaderMap) -> Response
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -793,7 +758,7 @@ pub(crate) async fn application(
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -940,32 +905,6 @@ pub(crate) struct ReceiptForm {
     reason: String,
 }
 
-/// A form's outcome: back to `back`, or the refusal page; audited either way.
-fn answered<T>(
-    viewer: &Principal,
-    l: Lang,
-    action: &str,
-    target: String,
-    back: &str,
-    result: Result<T, Problem>,
-) -> Response {
-    let n = note(viewer, action, target);
-    match result {
-        Ok(_) => (Extension(n), Redirect::to(back)).into_response(),
-        Err(p) => (Extension(n), crate::refusal(l, &p, back)).into_response(),
-    }
-}
-
-fn note(viewer: &Principal, action: &str, target: String) -> AuditNote {
-    AuditNote {
-        action: Some(action.to_owned()),
-        target: Some(target),
-        actor: Some(viewer.name.clone()),
-        department: Some(viewer.department.clone()),
-        ..AuditNote::default()
-    }
-}
-
 /// Accept, return or decline, from the application page.
 #[utoipa::path(post, path = "/ui/services/applications/{id}/receipt", tag = "ui", params(("id" = String, Path)),
     request_body(content = ReceiptForm, content_type = "application/x-www-form-urlencoded"),
@@ -1099,7 +1038,7 @@ pub(crate) async fn workbench(State(web): State<Web>, headers: HeaderMap) -> Res
         l,
         top,
         names: _,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1328,7 +1267,7 @@ pub(crate) async fn figures(State(web): State<Web>, headers: HeaderMap) -> Respo
         l,
         top,
         names,
-    } = match shell(&web, &headers).await {
+    } = match shell(&web, &headers, "services").await {
         Ok(s) => s,
         Err(r) => return r,
     };
