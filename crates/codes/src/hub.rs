@@ -275,6 +275,9 @@ pub struct Codes {
     cipher: Arc<yunnao_gm::FieldCipher>,
     state: Arc<RwLock<Arc<KeyState>>>,
     key_set_key: Arc<yunnao_gm::Sm2KeyPair>,
+    /// The signed key set of the last few seconds (it is public: anyone may ask often), dropped
+    /// at every change made on this node and at every reload.
+    key_set_cache: Arc<std::sync::Mutex<Option<(i64, SignedKeySet)>>>,
     scenarios: Arc<Vec<Scenario>>,
 }
 
@@ -332,6 +335,7 @@ impl Codes {
             licences,
             cipher,
             key_set_key: Arc::new(key_set_key),
+            key_set_cache: Arc::default(),
             scenarios: Arc::new(scenarios),
         };
         let reloading = codes.clone();
@@ -352,7 +356,14 @@ impl Codes {
         if let Ok(mut guard) = self.state.write() {
             *guard = Arc::new(state);
         }
+        self.forget_key_set();
         Ok(())
+    }
+
+    fn forget_key_set(&self) {
+        if let Ok(mut cached) = self.key_set_cache.lock() {
+            *cached = None;
+        }
     }
 
     fn state(&self) -> Arc<KeyState> {
@@ -373,8 +384,14 @@ impl Codes {
 
     /// The published key set, signed.
     pub async fn key_set(&self) -> Result<SignedKeySet, Problem> {
-        let state = self.state();
         let now = yunnao_core::time::now_ms();
+        if let Ok(cached) = self.key_set_cache.lock()
+            && let Some((at, set)) = cached.as_ref()
+            && now - at < RELOAD_EVERY.as_millis() as i64
+        {
+            return Ok(set.clone());
+        }
+        let state = self.state();
         let since = now - (KEY_SET_MAX_AGE_S + DEFAULT_LIFETIME_S) * 1000;
         let revoked_subjects: Vec<(String,)> = sqlx::query_as(
             "SELECT subject FROM code_revoked_subjects WHERE revoked_at_ms >= $1 \
@@ -402,7 +419,7 @@ impl Codes {
         };
         let body = serde_json::to_vec(&document).map_err(internal)?;
         let signature = self.key_set_key.sign(&body);
-        Ok(SignedKeySet {
+        let set = SignedKeySet {
             document,
             signature: KeySetSignature {
                 kid: KEY_SET_KID.into(),
@@ -410,7 +427,11 @@ impl Codes {
                 public_key: self.key_set_key.public_key().to_hex(),
                 value: hex::encode(signature.0),
             },
-        })
+        };
+        if let Ok(mut cached) = self.key_set_cache.lock() {
+            *cached = Some((now, set.clone()));
+        }
+        Ok(set)
     }
 
     /// Retires the active key of `algorithm` and makes a new one; the old one stays published
@@ -614,6 +635,7 @@ impl Codes {
             .await
             .db()?;
         tx.commit().await?;
+        self.forget_key_set();
         Ok(())
     }
 
@@ -638,6 +660,7 @@ impl Codes {
             )));
         }
         tx.commit().await?;
+        self.forget_key_set();
         Ok(())
     }
 
@@ -700,6 +723,7 @@ impl Codes {
             )));
         }
         tx.commit().await?;
+        self.forget_key_set();
         Ok(())
     }
 
@@ -738,6 +762,7 @@ impl Codes {
         .await
         .db()?;
         tx.commit().await?;
+        self.forget_key_set();
         Ok(())
     }
 
