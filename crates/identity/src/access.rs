@@ -39,10 +39,12 @@ pub enum Resource {
     /// The code scheme itself: signing keys, the trust list of other issuers, revocations of
     /// holders. Only platform admins (the big-data bureau) reach it.
     CodeScheme,
+    /// A department's datasets in the data hub's catalogue (core ones are listed only to it).
+    Datasets,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 12] = [
+    pub const ALL: [Resource; 13] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -55,6 +57,7 @@ impl Resource {
         Resource::Policies,
         Resource::CodeScans,
         Resource::CodeScheme,
+        Resource::Datasets,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -72,6 +75,7 @@ impl Resource {
             Resource::Policies => "policies",
             Resource::CodeScans => "code-scans",
             Resource::CodeScheme => "code-scheme",
+            Resource::Datasets => "datasets",
         }
     }
 }
@@ -103,8 +107,8 @@ pub enum Reach {
 use Action::{Read, Write};
 use Reach::{All, None, Own};
 use Resource::{
-    AlarmRules, Alarms, Applications, CodeScans, Context, Devices, Grants, Licences, Policies,
-    Profiles, Telemetry,
+    AlarmRules, Alarms, Applications, CodeScans, Context, Datasets, Devices, Grants, Licences,
+    Policies, Profiles, Telemetry,
 };
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
@@ -132,6 +136,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, Policies, Write, Own),
     (Role::DeptAdmin, CodeScans, Read, Own),
     (Role::DeptAdmin, CodeScans, Write, Own),
+    (Role::DeptAdmin, Datasets, Read, Own),
+    (Role::DeptAdmin, Datasets, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -151,6 +157,7 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, Policies, Read, Own),
     (Role::Operator, CodeScans, Read, Own),
     (Role::Operator, CodeScans, Write, Own),
+    (Role::Operator, Datasets, Read, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

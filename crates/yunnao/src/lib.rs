@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[MigrationSet] = &[
     yunnao_plan::MIGRATIONS,
     yunnao_services::MIGRATIONS,
     yunnao_codes::MIGRATIONS,
+    yunnao_data::MIGRATIONS,
 ];
 
 pub struct App {
@@ -211,6 +212,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         yunnao_codes::hub::Codes::start(db.clone(), identity.clone(), services.licences.clone())
             .await
             .map_err(|p| anyhow::anyhow!("code hub: {p}"))?;
+    let data = yunnao_data::Catalogue::start(db.clone(), identity.clone())
+        .await
+        .map_err(|p| anyhow::anyhow!("data hub: {p}"))?;
     let plan = yunnao_plan::Plan::start(
         db.clone(),
         identity.clone(),
@@ -246,6 +250,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .merge(yunnao_plan::api::router().with_state(plan.clone()))
         .merge(yunnao_services::api::router().with_state(services.clone()))
         .merge(yunnao_codes::api::router().with_state(codes.clone()))
+        .merge(yunnao_data::api::router().with_state(data))
         .merge(yunnao_web::router().with_state(web.clone()))
         .merge(platform::router().with_state(platform))
         .split_for_parts();

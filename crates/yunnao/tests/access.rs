@@ -692,3 +692,80 @@ async fn codes_routes_follow_the_table(backend: TestBackend) {
 }
 
 backend_tests!(codes_routes_follow_the_table);
+
+/// The data hub: registering a dataset follows `Datasets` for the owning department; a core
+/// dataset's metadata is listed only to its department's readers and the bureau.
+async fn data_routes_follow_the_table(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let owner = "police";
+    let callers = callers(
+        &server,
+        &admin,
+        &[
+            (owner, Role::DeptAdmin),
+            (owner, Role::Operator),
+            (owner, Role::GridWorker),
+            (owner, Role::Resident),
+            ("water", Role::DeptAdmin),
+        ],
+        &[
+            (owner, "datasets:write"),
+            (owner, "datasets:read"),
+            (owner, "devices:write"),
+        ],
+    )
+    .await;
+    for (i, caller) in callers.iter().enumerate() {
+        let writes = match caller.reach(Resource::Datasets, Action::Write) {
+            Reach::All => true,
+            Reach::Own => caller.department == owner,
+            Reach::None => false,
+        };
+        let body = json!({
+            "id": format!("access-check-{i}"), "department": owner, "title_zh": "访问检查", "title_en": "",
+            "description_zh": "", "description_en": "", "themes": ["公共安全"], "keywords": [], "frequency": "yearly",
+            "spatial": "青岛市", "temporal_start": null, "temporal_end": null, "source_system": "", "contact": "",
+            "licence": "政务数据共享协议", "level": "general", "sharing": "conditional",
+            "fields": [{"name": "n", "type": "integer", "unit": null, "description_zh": "", "level": "general", "personal": "none"}]
+        });
+        let status = server
+            .request(
+                Method::POST,
+                "/api/v1/data/datasets",
+                Some(&caller.token),
+                Some(body),
+            )
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            status,
+            if writes { 201 } else { 403 },
+            "{} POST dataset",
+            caller.name
+        );
+        let reads_core = caller.roles.contains(&Role::PlatformAdmin)
+            || (caller.department == owner
+                && caller.reach(Resource::Datasets, Action::Read) != Reach::None);
+        let status = server
+            .request(
+                Method::GET,
+                "/api/v1/data/datasets/household-register",
+                Some(&caller.token),
+                None,
+            )
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            status,
+            if reads_core { 200 } else { 404 },
+            "{} GET core dataset",
+            caller.name
+        );
+    }
+    server.cleanup().await;
+}
+
+backend_tests!(data_routes_follow_the_table);
