@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<Catalogue> {
         .routes(routes!(catalog_jsonld))
         .routes(routes!(catalog_ttl))
         .routes(routes!(ckan_get, ckan_post))
+        .routes(routes!(ckan_get_unversioned, ckan_post_unversioned))
 }
 
 /// The caller when signed in (these routes are public).
@@ -274,4 +275,31 @@ async fn ckan_post(
         }
     };
     ckan(&catalogue, principal.as_ref(), &action, params).await
+}
+
+/// CKAN's action API under its unversioned path (`/api/action/…`, where ckanapi calls it).
+#[utoipa::path(get, path = "/api/action/{action}", tag = "data", security(()),
+    params(("action" = String, Path)),
+    responses((status = 200, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 422)))]
+async fn ckan_get_unversioned(
+    state: State<Catalogue>,
+    caller: Caller,
+    action: Path<String>,
+    params: QueryString<Vec<(String, String)>>,
+) -> axum::response::Response {
+    ckan_get(state, caller, action, params).await
+}
+
+/// CKAN's action API under its unversioned path, with the parameters as JSON.
+#[utoipa::path(post, path = "/api/action/{action}", tag = "data", security(()),
+    params(("action" = String, Path)),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 413), (status = 422)))]
+async fn ckan_post_unversioned(
+    state: State<Catalogue>,
+    caller: Caller,
+    action: Path<String>,
+    body: Bytes,
+) -> axum::response::Response {
+    ckan_post(state, caller, action, body).await
 }
