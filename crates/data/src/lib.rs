@@ -101,7 +101,6 @@ pub struct Dataset {
 /// A dataset as stored: with its times.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Entry {
-    #[serde(flatten)]
     pub dataset: Dataset,
     /// RFC 3339.
     pub created_at: String,
