@@ -292,7 +292,10 @@ async fn core_data_and_registration_follow_the_department(backend: TestBackend) 
     let (status, _) = post(&server, "/api/v1/data/datasets", Some(&water), dataset).await;
     assert_eq!(status, 409);
     let (_, found) = get(&server, "/api/v1/data/datasets?q=水位&theme=资源能源", None).await;
-    assert_eq!(found["results"][0]["dataset"]["id"], "reservoir-levels", "{found}");
+    assert_eq!(
+        found["results"][0]["dataset"]["id"], "reservoir-levels",
+        "{found}"
+    );
     assert!(
         found["facets"]["department"]
             .as_array()
