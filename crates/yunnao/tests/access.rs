@@ -342,7 +342,12 @@ async fn every_role_and_scope_gets_what_the_table_says(backend: TestBackend) {
                 "height": {"type": "Property", "value": 20}})),
         )
         .await;
-    assert_eq!(entity.status(), 201);
+    // The sensing mirror may have made the device's entity first (it is water's either way).
+    assert!(
+        [201, 409].contains(&entity.status().as_u16()),
+        "{}",
+        entity.status()
+    );
     // The alarm is raised in the background; wait until the owner sees it.
     let mut alarmed = false;
     for _ in 0..100 {
