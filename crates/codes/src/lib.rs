@@ -19,7 +19,10 @@ pub use migrations::MIGRATIONS;
 pub use trust::{KeySet, TrustedKey, VerifyKey};
 
 use coset::cwt::{ClaimsSet, ClaimsSetBuilder, Timestamp};
-use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use coset::{
+    AsCborValue, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder,
+    TaggedCborSerializable,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 
@@ -503,13 +506,18 @@ pub fn verify(text: &str, keys: &KeySet, at: i64) -> Verdict {
     let Some(payload) = sign1.payload.as_deref() else {
         return fail(v, "claims: the COSE_Sign1 has no payload".into());
     };
-    let set = match ClaimsSet::from_slice(payload) {
+    // The payload is decoded once: its JSON view and the claims set come from the same value.
+    let set = match coset::cbor::value::Value::from_slice(payload) {
+        Ok(value) => {
+            v.claim_set = Some(cbor_json(&value, 0));
+            ClaimsSet::from_cbor_value(value)
+        }
+        Err(e) => Err(e),
+    };
+    let set = match set {
         Ok(set) => set,
         Err(e) => return fail(v, format!("claims: not a CWT claims set: {e}")),
     };
-    v.claim_set = coset::cbor::value::Value::from_slice(payload)
-        .ok()
-        .map(|value| cbor_json(&value, 0));
     let expires_at = match set.expiration_time {
         Some(Timestamp::WholeSeconds(s)) => s,
         Some(Timestamp::FractionalSeconds(s)) => s as i64,

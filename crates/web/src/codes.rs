@@ -20,27 +20,16 @@ use yunnao_http::ApiPath;
 use yunnao_identity::{Action, Principal, Resource};
 
 fn card_name(l: Lang, kind: &str) -> &'static str {
-    match (kind, l) {
-        ("resident_id", Lang::Zh) => "居民身份证",
-        ("social_security_card", Lang::Zh) => "社会保障卡",
-        ("insurance_registration", Lang::Zh) => "医保电子凭证",
-        ("transit_account", Lang::Zh) => "交通出行账户",
-        ("library_card", Lang::Zh) => "图书馆借阅证",
-        ("business_licence", Lang::Zh) => "营业执照",
-        ("residence_permit", Lang::Zh) => "居住证",
-        ("vaccination_certificate", Lang::Zh) => "预防接种证",
-        ("disability_certificate", Lang::Zh) => "残疾人证",
-        ("permit", Lang::Zh) => "许可证",
-        ("resident_id", _) => "ID card",
-        ("social_security_card", _) => "Social security card",
-        ("insurance_registration", _) => "Medical insurance voucher",
-        ("transit_account", _) => "Transit account",
-        ("library_card", _) => "Library card",
-        ("business_licence", _) => "Business licence",
-        ("residence_permit", _) => "Residence permit",
-        ("vaccination_certificate", _) => "Vaccination certificate",
-        ("disability_certificate", _) => "Disability certificate",
-        ("permit", _) => "Permit",
+    // Licences are named by the library's own table; the two cards it does not hold here.
+    if let Some(t) = yunnao_services::licences::TYPES
+        .iter()
+        .find(|t| t.0 == kind)
+    {
+        return tr(l, t.2, t.3);
+    }
+    match kind {
+        "transit_account" => tr(l, "交通出行账户", "Transit account"),
+        "library_card" => tr(l, "图书馆借阅证", "Library card"),
         _ => "—",
     }
 }
@@ -87,23 +76,7 @@ fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
         links.push(("/ui/codes/scan", tr(l, "扫码核验", "Scan")));
         links.push(("/ui/codes", tr(l, "场景与统计", "Scenarios & figures")));
     }
-    let items: String = links
-        .iter()
-        .map(|(href, label)| {
-            format!(
-                "<a href=\"{href}\"{}>{label}</a>",
-                if *href == active {
-                    " aria-current=\"page\" class=\"active\""
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    format!(
-        "<nav class=\"subnav\" aria-label=\"{}\">{items}</nav>",
-        tr(l, "一码通城", "One code")
-    )
+    crate::shell::sub_nav(tr(l, "一码通城", "One code"), &links, active)
 }
 
 /// 我的码: the live code, the bound cards, where it was scanned.

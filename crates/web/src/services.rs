@@ -100,8 +100,7 @@ fn licence_name(code: &str) -> &'static str {
         .map_or("证照", |t| t.2)
 }
 
-/// What every page of the hall starts with: the viewer, their language, the header, and the
-/// departments' names (read once per page).
+/// The hall's own navigation: citizens' pages, or the departments'.
 fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
     let mut links = vec![("/ui/services", tr(l, "办事大厅", "Service hall"))];
     if is_citizen(viewer) {
@@ -116,23 +115,7 @@ fn sub_nav(l: Lang, viewer: &Principal, active: &str) -> String {
         ));
         links.push(("/ui/services/figures", tr(l, "政务服务统计", "Figures")));
     }
-    let items: String = links
-        .iter()
-        .map(|(href, label)| {
-            format!(
-                "<a href=\"{href}\"{}>{label}</a>",
-                if *href == active {
-                    " aria-current=\"page\" class=\"active\""
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    format!(
-        "<nav class=\"subnav\" aria-label=\"{}\">{items}</nav>",
-        tr(l, "政务服务", "Services")
-    )
+    crate::shell::sub_nav(tr(l, "政务服务", "Services"), &links, active)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

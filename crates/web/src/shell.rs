@@ -51,6 +51,24 @@ pub(crate) async fn shell(web: &Web, headers: &HeaderMap, active: &str) -> Resul
     })
 }
 
+/// A hub's own navigation: its links, the one at `active` marked as the current page.
+pub(crate) fn sub_nav(label: &str, links: &[(&str, &str)], active: &str) -> String {
+    let items: String = links
+        .iter()
+        .map(|(href, text)| {
+            format!(
+                "<a href=\"{href}\"{}>{text}</a>",
+                if *href == active {
+                    " aria-current=\"page\" class=\"active\""
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    format!("<nav class=\"subnav\" aria-label=\"{label}\">{items}</nav>")
+}
+
 pub(crate) fn note(viewer: &Principal, action: &str, target: String) -> AuditNote {
     AuditNote {
         action: Some(action.to_owned()),
