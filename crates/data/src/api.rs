@@ -13,11 +13,22 @@ use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use yunnao_core::Problem;
-use yunnao_http::ApiJson;
+use yunnao_http::{ApiJson, RequestId};
 use yunnao_identity::{AuditNote, Principal};
 
 pub fn router() -> OpenApiRouter<Catalogue> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(import, versions))
+        .routes(routes!(infer))
+        .layer(axum::extract::DefaultBodyLimit::disable());
     OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(rows))
+        .routes(routes!(monitoring))
+        .routes(routes!(list_requests, file_request))
+        .routes(routes!(get_request))
+        .routes(routes!(decide))
+        .routes(routes!(revoke))
         .routes(routes!(search, create))
         .routes(routes!(dataset))
         .routes(routes!(catalog_jsonld))
@@ -215,10 +226,11 @@ async fn catalog_ttl(
 async fn ckan(
     catalogue: &Catalogue,
     principal: Option<&Principal>,
+    request_id: &str,
     action: &str,
     params: serde_json::Map<String, serde_json::Value>,
 ) -> axum::response::Response {
-    match crate::ckan::run(catalogue, principal, action, &params).await {
+    match crate::ckan::run(catalogue, principal, action, &params, request_id).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(problem) => problem.into_response(),
     }
@@ -231,6 +243,7 @@ async fn ckan(
 async fn ckan_get(
     State(catalogue): State<Catalogue>,
     Caller(principal): Caller,
+    request_id: RequestId,
     Path(action): Path<String>,
     QueryString(params): QueryString<Vec<(String, String)>>,
 ) -> axum::response::Response {
@@ -239,7 +252,14 @@ async fn ckan_get(
         .take(50)
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    ckan(&catalogue, principal.as_ref(), &action, params).await
+    ckan(
+        &catalogue,
+        principal.as_ref(),
+        &request_id.0,
+        &action,
+        params,
+    )
+    .await
 }
 
 /// CKAN's action API with the parameters as a JSON object (as ckanapi sends them). Public.
@@ -250,6 +270,7 @@ async fn ckan_get(
 async fn ckan_post(
     State(catalogue): State<Catalogue>,
     Caller(principal): Caller,
+    request_id: RequestId,
     Path(action): Path<String>,
     body: Bytes,
 ) -> axum::response::Response {
@@ -274,7 +295,14 @@ async fn ckan_post(
             }
         }
     };
-    ckan(&catalogue, principal.as_ref(), &action, params).await
+    ckan(
+        &catalogue,
+        principal.as_ref(),
+        &request_id.0,
+        &action,
+        params,
+    )
+    .await
 }
 
 /// CKAN's action API under its unversioned path (`/api/action/…`, where ckanapi calls it).
@@ -284,10 +312,11 @@ async fn ckan_post(
 async fn ckan_get_unversioned(
     state: State<Catalogue>,
     caller: Caller,
+    request_id: RequestId,
     action: Path<String>,
     params: QueryString<Vec<(String, String)>>,
 ) -> axum::response::Response {
-    ckan_get(state, caller, action, params).await
+    ckan_get(state, caller, request_id, action, params).await
 }
 
 /// CKAN's action API under its unversioned path, with the parameters as JSON.
@@ -298,8 +327,339 @@ async fn ckan_get_unversioned(
 async fn ckan_post_unversioned(
     state: State<Catalogue>,
     caller: Caller,
+    request_id: RequestId,
     action: Path<String>,
     body: Bytes,
 ) -> axum::response::Response {
-    ckan_post(state, caller, action, body).await
+    ckan_post(state, caller, request_id, action, body).await
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// `csv`, `xlsx`, `json` (an array of objects) or `jsonl`; from the content type when not
+    /// given.
+    pub format: Option<String>,
+    /// For CSV: `auto` (default: UTF-8, else GBK), `utf-8` or `gbk`.
+    pub encoding: Option<String>,
+}
+
+fn format_of(query: &ImportQuery, headers: &HeaderMap) -> Result<crate::import::Format, Problem> {
+    let named = query.format.clone().or_else(|| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
+    });
+    match named.as_deref() {
+        Some(name) => crate::import::Format::parse(name).ok_or_else(|| {
+            Problem::unsupported_media_type(format!(
+                "{name} is not csv, xlsx, json or jsonl (name it with ?format=)"
+            ))
+        }),
+        None => Err(Problem::unsupported_media_type(
+            "name the file's format: ?format=csv, xlsx, json or jsonl",
+        )),
+    }
+}
+
+/// Streams a request body to a temporary file, at most `limit` bytes.
+async fn spool(body: axum::body::Body, limit: u64) -> Result<tempfile::TempPath, Problem> {
+    use futures::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    let file = tempfile::Builder::new()
+        .prefix("yunnao-import-")
+        .tempfile()
+        .map_err(|e| Problem::internal(format!("no room for the upload: {e}")))?;
+    let (file, path) = file.into_parts();
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Problem::bad_request(format!("the upload broke off: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(Problem::payload_too_large(format!(
+                "an import is at most {} MiB",
+                limit >> 20
+            )));
+        }
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| Problem::internal(format!("no room for the upload: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| Problem::internal(format!("no room for the upload: {e}")))?;
+    if size == 0 {
+        return Err(Problem::validation("the file is empty"));
+    }
+    Ok(path)
+}
+
+/// Imports a file (CSV in UTF-8 or GBK, XLSX, JSON, JSON Lines) as the dataset's next version,
+/// the old ones kept. Typed by the schema; a file with a bad row is refused whole, every bad
+/// row named (`errors`, the first 100, and `error_count`). The dataset's department admins.
+#[utoipa::path(post, path = "/api/v1/data/datasets/{id}/versions", tag = "data",
+    params(("id" = String, Path), ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "the file"),
+    responses((status = 201, body = crate::rows::ImportReport), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422)))]
+async fn import(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path(id): Path<String>,
+    QueryString(query): QueryString<ImportQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<impl IntoResponse, Problem> {
+    let dataset = catalogue.get(Some(&principal), &id)?.dataset;
+    principal.require(
+        yunnao_identity::Resource::Datasets,
+        yunnao_identity::Action::Write,
+        &dataset.department,
+    )?;
+    let format = format_of(&query, &headers)?;
+    let path = spool(body, catalogue.import_limit()).await?;
+    let report = catalogue
+        .import(&principal, &id, path.to_path_buf(), format, query.encoding)
+        .await?;
+    drop(path);
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(AuditNote::new(
+            "data.import",
+            format!(
+                "dataset:{id} version:{} rows:{}",
+                report.version.version, report.version.rows
+            ),
+        )),
+        axum::Json(report),
+    ))
+}
+
+/// Every imported version of a dataset, newest first. Public like the catalogue.
+#[utoipa::path(get, path = "/api/v1/data/datasets/{id}/versions", tag = "data", security(()),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<crate::rows::Version>), (status = 404)))]
+async fn versions(
+    State(catalogue): State<Catalogue>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<crate::rows::Version>>, Problem> {
+    catalogue.get(principal.as_ref(), &id)?;
+    Ok(axum::Json(catalogue.versions(&id).await?))
+}
+
+/// The fields a file would have, typed from every value of the whole file (to register a
+/// dataset from a file). Department admins.
+#[utoipa::path(post, path = "/api/v1/data/infer", tag = "data", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "the file"),
+    responses((status = 200, body = Vec<crate::Field>), (status = 400), (status = 401), (status = 403), (status = 413), (status = 415), (status = 422)))]
+async fn infer(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    QueryString(query): QueryString<ImportQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Vec<crate::Field>>, Problem> {
+    principal.require(
+        yunnao_identity::Resource::Datasets,
+        yunnao_identity::Action::Write,
+        &principal.department,
+    )?;
+    let format = format_of(&query, &headers)?;
+    let path = spool(body, catalogue.import_limit()).await?;
+    let encoding = query.encoding.clone();
+    let fields = tokio::task::spawn_blocking(move || {
+        crate::import::infer(&path, format, encoding.as_deref())
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("inference task: {e}")))??;
+    Ok(axum::Json(fields))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RowsQuery {
+    /// A JSON object: field → a value or a list of values (CKAN's `filters`).
+    pub filters: Option<String>,
+    /// Text any text field contains.
+    pub q: Option<String>,
+    /// `field [asc|desc]`, comma-separated, at most 3.
+    pub sort: Option<String>,
+    /// Field names, comma-separated.
+    pub fields: Option<String>,
+    /// At most 1000; 100 unless given.
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+    /// Count the rows matching (default true).
+    pub include_total: Option<bool>,
+}
+
+/// Rows of a dataset as the caller may read them: its department every field; open data
+/// anyone; conditional data the holder of a live grant, its fields and rows only, masked as
+/// it says; data not shared no one else. Every read is metered and audited.
+#[utoipa::path(get, path = "/api/v1/data/datasets/{id}/rows", tag = "data", security((), ("bearer" = [])),
+    params(("id" = String, Path), RowsQuery),
+    responses((status = 200, body = crate::rows::Rows), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn rows(
+    State(catalogue): State<Catalogue>,
+    Caller(principal): Caller,
+    request_id: RequestId,
+    Path(id): Path<String>,
+    QueryString(query): QueryString<RowsQuery>,
+) -> Result<axum::Json<crate::rows::Rows>, Problem> {
+    let filters = match query.filters.as_deref().map(str::trim) {
+        None | Some("") => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                return Err(Problem::bad_request(
+                    "filters: a JSON object of field: value or field: [values]",
+                )
+                .with_extension("field", "filters"));
+            }
+        },
+    };
+    let read = crate::table::ReadQuery {
+        filters,
+        q: query.q,
+        sort: query.sort,
+        fields: query
+            .fields
+            .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect()),
+        limit: query.limit.unwrap_or(100).min(crate::table::MAX_LIMIT),
+        offset: query.offset.unwrap_or(0).min(crate::table::MAX_OFFSET),
+        include_total: query.include_total.unwrap_or(true),
+    };
+    Ok(axum::Json(
+        catalogue
+            .read(principal.as_ref(), &request_id.0, &id, &read)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsQuery {
+    /// `pending`, `approved`, `refused`, `revoked`, `expired`.
+    pub status: Option<String>,
+}
+
+/// Requests the caller's department filed or received; the bureau sees all.
+#[utoipa::path(get, path = "/api/v1/data/requests", tag = "data", params(RequestsQuery),
+    responses((status = 200, body = Vec<crate::sharing::Request>), (status = 401), (status = 403)))]
+async fn list_requests(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    QueryString(query): QueryString<RequestsQuery>,
+) -> Result<axum::Json<Vec<crate::sharing::Request>>, Problem> {
+    Ok(axum::Json(
+        catalogue
+            .requests(&principal, query.status.as_deref())
+            .await?,
+    ))
+}
+
+/// Files a request for another department's conditional dataset (purpose, legal basis,
+/// fields, rows, period, volume). Core data and data not shared are refused.
+#[utoipa::path(post, path = "/api/v1/data/requests", tag = "data", request_body = crate::sharing::NewRequest,
+    responses((status = 201, body = crate::sharing::Request), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 415), (status = 422)))]
+async fn file_request(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    ApiJson(new): ApiJson<crate::sharing::NewRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    let request = catalogue.file_request(&principal, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(AuditNote::new(
+            "data.request.file",
+            format!("request:{} dataset:{}", request.id, request.dataset),
+        )),
+        axum::Json(request),
+    ))
+}
+
+/// One request, to its owner's and its consumer's staff.
+#[utoipa::path(get, path = "/api/v1/data/requests/{id}", tag = "data", params(("id" = String, Path)),
+    responses((status = 200, body = crate::sharing::Request), (status = 401), (status = 404)))]
+async fn get_request(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<crate::sharing::Request>, Problem> {
+    Ok(axum::Json(catalogue.request(&principal, &id).await?))
+}
+
+/// The owner approves (narrowing fields, rows or period, choosing each field's masking) or
+/// refuses with a reason.
+#[utoipa::path(post, path = "/api/v1/data/requests/{id}/decision", tag = "data", params(("id" = String, Path)),
+    request_body = crate::sharing::Decision,
+    responses((status = 200, body = crate::sharing::Request), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422)))]
+async fn decide(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(decision): ApiJson<crate::sharing::Decision>,
+) -> Result<impl IntoResponse, Problem> {
+    let request = catalogue.decide(&principal, &id, decision).await?;
+    Ok((
+        axum::Extension(AuditNote::new(
+            format!("data.request.{}", request.status),
+            format!(
+                "request:{} dataset:{} consumer:{}",
+                request.id, request.dataset, request.consumer
+            ),
+        )),
+        axum::Json(request),
+    ))
+}
+
+/// Revokes a grant (or withdraws a request) at once: the owner's or the consumer's admins.
+#[utoipa::path(post, path = "/api/v1/data/requests/{id}/revoke", tag = "data", params(("id" = String, Path)),
+    request_body = crate::sharing::Revocation,
+    responses((status = 200, body = crate::sharing::Request), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422)))]
+async fn revoke(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(revocation): ApiJson<crate::sharing::Revocation>,
+) -> Result<impl IntoResponse, Problem> {
+    let request = catalogue.revoke(&principal, &id, revocation).await?;
+    Ok((
+        axum::Extension(AuditNote::new(
+            "data.request.revoke",
+            format!(
+                "request:{} dataset:{} consumer:{}",
+                request.id, request.dataset, request.consumer
+            ),
+        )),
+        axum::Json(request),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringQuery {
+    /// Reads counted over this many days (1 to 366; 30 unless given).
+    pub days: Option<i64>,
+}
+
+/// Monitoring and evaluation: per dataset requests, decisions and their time, reads, rows
+/// served, freshness and quality; the departments ranked by data supplied and used; open
+/// staleness alerts. Signed-in staff.
+#[utoipa::path(get, path = "/api/v1/data/monitoring", tag = "data", params(MonitoringQuery),
+    responses((status = 200, body = crate::monitoring::Monitoring), (status = 401)))]
+async fn monitoring(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    QueryString(query): QueryString<MonitoringQuery>,
+) -> Result<axum::Json<crate::monitoring::Monitoring>, Problem> {
+    Ok(axum::Json(
+        catalogue
+            .monitoring(Some(&principal), query.days.unwrap_or(30))
+            .await?,
+    ))
 }

@@ -9,6 +9,7 @@
 //! from outside reaches the database. Tables (`datastore_search`) come with the data hub's
 //! imports.
 
+use crate::rows::Version;
 use crate::search::{FACETS, Filter, Query, Sort};
 use crate::{Catalogue, Entry};
 use serde_json::{Map, Value, json};
@@ -91,8 +92,34 @@ fn department_title(names: &HashMap<String, (String, String)>, code: &str) -> St
 }
 
 /// A dataset as CKAN's package.
-pub fn package(entry: &Entry, names: &HashMap<String, (String, String)>) -> Value {
+pub fn package(
+    entry: &Entry,
+    names: &HashMap<String, (String, String)>,
+    version: Option<&Version>,
+) -> Value {
     let d = &entry.dataset;
+    // The dataset's table is its one resource, id the dataset's, in the DataStore.
+    let resources: Vec<Value> = version
+        .map(|v| {
+            json!({
+                "id": d.id,
+                "package_id": d.id,
+                "name": d.title_zh,
+                "description": d.description_zh,
+                "format": v.format.to_ascii_uppercase(),
+                "url": format!("/api/v1/data/datasets/{}/rows", d.id),
+                "url_type": "datastore",
+                "datastore_active": true,
+                "size": v.bytes,
+                "hash": format!("sm3:{}", v.sm3),
+                "last_modified": v.imported_at.trim_end_matches('Z'),
+                "created": v.imported_at.trim_end_matches('Z'),
+                "state": "active",
+                "position": 0,
+            })
+        })
+        .into_iter()
+        .collect();
     json!({
         "id": d.id,
         "name": d.id,
@@ -123,8 +150,8 @@ pub fn package(entry: &Entry, names: &HashMap<String, (String, String)>) -> Valu
         "groups": d.themes.iter().map(|t| json!({"id": t, "name": t, "title": t, "display_name": t})).collect::<Vec<_>>(),
         "tags": d.keywords.iter().map(|k| json!({"name": k, "display_name": k, "state": "active"})).collect::<Vec<_>>(),
         "num_tags": d.keywords.len(),
-        "resources": [],
-        "num_resources": 0,
+        "num_resources": resources.len(),
+        "resources": resources,
         "extras": [
             {"key": "title_en", "value": d.title_en},
             {"key": "notes_en", "value": d.description_en},
@@ -192,6 +219,7 @@ pub async fn run(
     principal: Option<&Principal>,
     action: &str,
     params: &Map<String, Value>,
+    request_id: &str,
 ) -> Result<Value, Problem> {
     let names = catalogue.department_names().await;
     let listed = || catalogue.listed(principal);
@@ -221,7 +249,14 @@ pub async fn run(
             let entry = catalogue
                 .get(principal, &id)
                 .map_err(|_| not_found(format!("no dataset {id}")))?;
-            Ok(ok(action, package(&entry, &names)))
+            Ok(ok(
+                action,
+                package(
+                    &entry,
+                    &names,
+                    catalogue.current_version(&entry.dataset.id).as_ref(),
+                ),
+            ))
         }
         "package_search" => {
             let mut query = Query {
@@ -297,7 +332,7 @@ pub async fn run(
                 json!({
                     "count": found.count,
                     "sort": param(params, "sort").unwrap_or_else(|| "score desc, metadata_modified desc".into()),
-                    "results": found.results.iter().map(|(e, _)| package(e, &names)).collect::<Vec<_>>(),
+                    "results": found.results.iter().map(|(e, _)| package(e, &names, catalogue.current_version(&e.dataset.id).as_ref())).collect::<Vec<_>>(),
                     "facets": facets,
                     "search_facets": search_facets,
                 }),
@@ -385,9 +420,7 @@ pub async fn run(
                 ),
             ))
         }
-        "datastore_search" => Err(not_found(
-            "datastore_search: no dataset of this catalogue has a table yet (tables come with imports)",
-        )),
+        "datastore_search" => datastore_search(catalogue, principal, request_id, params).await,
         "datastore_search_sql" => Err(error(
             Problem::forbidden(
                 "datastore_search_sql is refused: no SQL from outside reaches the database; use datastore_search",
@@ -402,4 +435,114 @@ pub async fn run(
             "Validation Error",
         )),
     }
+}
+
+/// CKAN's DataStore type names for ours.
+fn datastore_type(field_type: &str) -> &'static str {
+    match field_type {
+        "integer" => "int",
+        "number" => "numeric",
+        "date" => "date",
+        "timestamp" => "timestamp",
+        "boolean" => "bool",
+        _ => "text",
+    }
+}
+
+/// `datastore_search` over a dataset's table (`resource_id` is the dataset's id), read as the
+/// caller's access says: masked, metered and audited like every read.
+async fn datastore_search(
+    catalogue: &Catalogue,
+    principal: Option<&Principal>,
+    request_id: &str,
+    params: &Map<String, Value>,
+) -> Result<Value, Problem> {
+    let resource = param(params, "resource_id")
+        .or_else(|| param(params, "id"))
+        .ok_or_else(|| validation("resource_id: missing"))?;
+    let filters = match params.get("filters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(Value::String(text)) if text.trim().is_empty() => Map::new(),
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(validation("filters: a JSON object of field: value")),
+        },
+        Some(_) => return Err(validation("filters: a JSON object of field: value")),
+    };
+    let fields = match params.get("fields") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_str().unwrap_or("").to_owned())
+                .collect(),
+        ),
+        Some(Value::String(text)) => Some(text.split(',').map(|s| s.trim().to_owned()).collect()),
+        Some(_) => return Err(validation("fields: a list of field names")),
+    };
+    let include_total = !matches!(
+        param(params, "include_total").as_deref(),
+        Some("false" | "False" | "0")
+    );
+    let q = match params.get("q") {
+        Some(Value::Object(_)) => {
+            return Err(validation("q: a text (per-field q is not supported)"));
+        }
+        _ => param(params, "q"),
+    };
+    let query = crate::table::ReadQuery {
+        filters,
+        q,
+        sort: param(params, "sort"),
+        fields,
+        limit: number(params, "limit", 100, crate::table::MAX_LIMIT)?,
+        offset: number(params, "offset", 0, crate::table::MAX_OFFSET)?,
+        include_total,
+    };
+    let rows = catalogue
+        .read(principal, request_id, &resource, &query)
+        .await
+        .map_err(|p| {
+            let kind = match p.status {
+                404 => "Not Found Error",
+                401 | 403 => "Authorization Error",
+                _ => "Validation Error",
+            };
+            error(p, kind)
+        })?;
+    let schema = catalogue.get(principal, &resource)?.dataset.fields;
+    let mut fields = vec![json!({"id": "_id", "type": "int"})];
+    for f in &rows.fields {
+        let masked = f.masking != "keep";
+        let declared = schema.iter().find(|s| s.name == f.name);
+        fields.push(json!({
+            "id": f.name,
+            "type": if masked { "text" } else { datastore_type(&f.field_type) },
+            "info": {
+                "label": declared.map(|d| d.description_zh.clone()).unwrap_or_default(),
+                "masking": f.masking,
+            },
+        }));
+    }
+    let start = format!("/api/3/action/datastore_search?resource_id={resource}");
+    let next = format!("{start}&offset={}", rows.offset + rows.limit);
+    let mut result = json!({
+        "resource_id": resource,
+        "fields": fields,
+        "records": rows.records,
+        "limit": rows.limit,
+        "offset": rows.offset,
+        "include_total": include_total,
+        "records_format": "objects",
+        "_links": {"start": start, "next": next},
+        "access": rows.access,
+        "grant": rows.grant,
+        "version": rows.version,
+    });
+    if let Some(total) = rows.total {
+        result["total"] = json!(total);
+        result["total_was_estimated"] = json!(false);
+    }
+    Ok(ok("datastore_search", result))
 }

@@ -13,16 +13,27 @@
 pub mod api;
 pub mod ckan;
 pub mod dcat;
+pub mod import;
+pub mod mask;
 mod migrations;
+pub mod monitoring;
+pub mod rows;
 pub mod search;
+pub mod seed;
+pub mod sharing;
+pub mod table;
 
 pub use migrations::MIGRATIONS;
 
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use yunnao_core::Problem;
 use yunnao_identity::{Action, Identity, Principal, Resource};
 use yunnao_store::{Db, DbResultExt, sqlx};
+
+/// The largest file an import takes unless configured (`data_import_max_mib`).
+pub const DEFAULT_IMPORT_LIMIT: u64 = 256 << 20;
 
 const SEED: &str = include_str!("../data/datasets.json");
 
@@ -68,6 +79,56 @@ pub struct Field {
     pub level: String,
     /// `none`, `personal` or `sensitive`.
     pub personal: String,
+    /// Index the field's column (filters and sorts on it stay fast on large tables). When no
+    /// field is marked, the first field and every date are indexed.
+    #[serde(default)]
+    pub indexed: bool,
+    /// What the value is, for masking and validity: `id_number`, `phone`, `name`, `address`,
+    /// `coordinate`, `age`, `date`; found from the field's name when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl Field {
+    /// A general, non-personal text field named `name` (what inference starts from).
+    pub fn plain(name: &str) -> Field {
+        Field {
+            name: name.to_owned(),
+            field_type: "text".into(),
+            unit: None,
+            description_zh: String::new(),
+            level: "general".into(),
+            personal: "none".into(),
+            indexed: false,
+            kind: None,
+        }
+    }
+
+    /// The field's kind: as given, else found from its name.
+    pub fn kind(&self) -> Option<&'static str> {
+        if let Some(kind) = &self.kind {
+            return mask::KINDS.iter().copied().find(|k| k == kind);
+        }
+        let name = self.name.as_str();
+        let personal = self.personal != "none";
+        if name == "id_number" || (personal && name.ends_with("_id")) {
+            Some("id_number")
+        } else if name.contains("phone") || name.contains("mobile") {
+            Some("phone")
+        } else if personal && (name == "name" || name.ends_with("_name")) {
+            Some("name")
+        } else if name.contains("address") {
+            Some("address")
+        } else if matches!(name, "lon" | "lat" | "longitude" | "latitude") {
+            Some("coordinate")
+        } else if name == "age" {
+            Some("age")
+        } else if personal && self.field_type == "date" {
+            Some("date")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -237,6 +298,14 @@ impl Dataset {
                 ));
             }
             bounded("fields", &f.description_zh, 200, false)?;
+            if let Some(kind) = &f.kind
+                && !mask::KINDS.contains(&kind.as_str())
+            {
+                return Err(invalid(
+                    "fields",
+                    format!("{}: kind one of {}", f.name, mask::KINDS.join(", ")),
+                ));
+            }
             if let Some(unit) = &f.unit {
                 bounded("fields", unit, 20, false)?;
             }
@@ -281,17 +350,45 @@ pub fn listed_to(principal: Option<&Principal>, dataset: &Dataset) -> bool {
 struct State {
     entries: Vec<Entry>,
     index: search::Index,
+    /// Each dataset's current version.
+    versions: HashMap<String, rows::Version>,
 }
 
-/// The catalogue: stored on the database, held in memory with its search index.
+/// Anonymous reads of open data per dataset since the last flush: (owner, reads, rows, bytes).
+type PublicReads = HashMap<String, (String, i64, i64, i64)>;
+
+/// The data hub: the catalogue (stored on the database, held in memory with its search index),
+/// the datasets' tables, requests and grants.
 #[derive(Clone)]
 pub struct Catalogue {
     db: Db,
     identity: Identity,
     state: Arc<RwLock<Arc<State>>>,
+    /// Seals personal fields (SM4-GCM, a key derived from the platform key).
+    cipher: Arc<yunnao_gm::FieldCipher>,
+    /// Makes each consumer's hashing salt.
+    salts: Arc<yunnao_gm::FieldCipher>,
+    /// Imports at once (each takes a core and disk).
+    imports: Arc<tokio::sync::Semaphore>,
+    public_reads: Arc<Mutex<PublicReads>>,
+    /// The largest file an import takes, bytes.
+    import_limit: u64,
+    seeded: Arc<Mutex<(bool,)>>,
+    seeded_notify: Arc<tokio::sync::Notify>,
 }
 
 type Row = (String, i64, i64);
+
+/// The datasets `data/datasets.json` seeds.
+pub fn seeded_datasets() -> Result<Vec<Dataset>, Problem> {
+    #[derive(Deserialize)]
+    struct Seed {
+        datasets: Vec<Dataset>,
+    }
+    serde_json::from_str::<Seed>(SEED)
+        .map(|s| s.datasets)
+        .map_err(|e| Problem::internal(format!("the seeded catalogue is malformed: {e}")))
+}
 
 impl Catalogue {
     /// Loads the catalogue, seeding the datasets of `data/datasets.json` that are not there yet.
@@ -328,12 +425,20 @@ impl Catalogue {
         }
         tx.commit().await?;
         let catalogue = Catalogue {
+            cipher: Arc::new(identity.field_cipher("data-personal-fields")),
+            salts: Arc::new(identity.field_cipher("data-hash-salts")),
             db,
             identity,
             state: Arc::new(RwLock::new(Arc::new(State {
                 entries: Vec::new(),
                 index: search::Index::default(),
+                versions: HashMap::new(),
             }))),
+            imports: Arc::new(tokio::sync::Semaphore::new(2)),
+            public_reads: Arc::new(Mutex::new(HashMap::new())),
+            import_limit: DEFAULT_IMPORT_LIMIT,
+            seeded: Arc::new(Mutex::new((false,))),
+            seeded_notify: Arc::new(tokio::sync::Notify::new()),
         };
         catalogue.reload().await?;
         Ok(catalogue)
@@ -359,10 +464,82 @@ impl Catalogue {
             }
         }
         let index = search::Index::build(entries.iter().map(|e| &e.dataset));
+        let latest: Vec<rows::VersionRow> = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT {} FROM data_versions v WHERE version = (SELECT MAX(version) FROM data_versions w WHERE w.dataset = v.dataset)",
+                    rows::VERSION_COLUMNS
+                ),
+                &[],
+            )
+            .await?;
+        let versions = latest
+            .into_iter()
+            .map(rows::version_of)
+            .map(|v| (v.dataset.clone(), v))
+            .collect();
         if let Ok(mut guard) = self.state.write() {
-            *guard = Arc::new(State { entries, index });
+            *guard = Arc::new(State {
+                entries,
+                index,
+                versions,
+            });
         }
         Ok(())
+    }
+
+    /// The hub's own work, in the background: the seeded datasets' tables imported once, then
+    /// each minute the anonymous reads metered and staleness checked.
+    pub fn spawn_background(&self, seed_tables: bool) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let seeded = if seed_tables {
+                hub.seed_tables().await
+            } else {
+                Ok(0)
+            };
+            match seeded {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tables = n, "data hub: seeded tables imported"),
+                Err(problem) => tracing::error!(%problem, "data hub: seeding tables failed"),
+            }
+            if let Ok(mut seeded) = hub.seeded.lock() {
+                seeded.0 = true;
+            }
+            hub.seeded_notify.notify_waiters();
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(problem) = hub.flush_public_reads().await {
+                    tracing::warn!(%problem, "data hub: metering public reads failed");
+                }
+                if let Err(problem) = hub.check_staleness().await {
+                    tracing::warn!(%problem, "data hub: staleness check failed");
+                }
+            }
+        })
+    }
+
+    /// Waits until the seeded tables are in (for tests and the simulator).
+    pub async fn seeded(&self) {
+        loop {
+            let notified = self.seeded_notify.notified();
+            if self.seeded.lock().is_ok_and(|s| s.0) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sets the largest file an import takes.
+    pub fn with_import_limit(mut self, bytes: u64) -> Catalogue {
+        self.import_limit = bytes;
+        self
+    }
+
+    pub fn import_limit(&self) -> u64 {
+        self.import_limit
     }
 
     fn state(&self) -> Arc<State> {
@@ -370,6 +547,11 @@ impl Catalogue {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Every dataset, core ones too (for the hub's own work, never for a caller).
+    pub(crate) fn listed_all(&self) -> Vec<Entry> {
+        self.state().entries.clone()
     }
 
     /// Every dataset the caller may see listed, in id order.

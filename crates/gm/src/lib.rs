@@ -54,6 +54,24 @@ pub fn sm3_parts(parts: &[&[u8]]) -> Sm3Hash {
     hasher.finalize().into()
 }
 
+/// SM3 of a stream fed in pieces (a file read in blocks).
+#[derive(Clone, Default)]
+pub struct Sm3Hasher(sm3::Sm3);
+
+impl Sm3Hasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> Sm3Hash {
+        self.0.finalize().into()
+    }
+}
+
 /// Derives a 16-byte key for a named purpose from a master secret (SM3 over label and secret),
 /// so one platform secret can feed independent keys.
 pub fn derive_key16(master: &[u8], purpose: &str) -> [u8; 16] {

@@ -41,10 +41,13 @@ pub enum Resource {
     CodeScheme,
     /// A department's datasets in the data hub's catalogue (core ones are listed only to it).
     Datasets,
+    /// A department's requests for other departments' data and its decisions on requests for
+    /// its own (the grants of the data hub), and its scenario apps' marketplace subscriptions.
+    DataSharing,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 13] = [
+    pub const ALL: [Resource; 14] = [
         Resource::Devices,
         Resource::Telemetry,
         Resource::Profiles,
@@ -58,6 +61,7 @@ impl Resource {
         Resource::CodeScans,
         Resource::CodeScheme,
         Resource::Datasets,
+        Resource::DataSharing,
     ];
 
     /// The scope prefix that names it (`devices` in `devices:read`).
@@ -76,6 +80,7 @@ impl Resource {
             Resource::CodeScans => "code-scans",
             Resource::CodeScheme => "code-scheme",
             Resource::Datasets => "datasets",
+            Resource::DataSharing => "data-sharing",
         }
     }
 }
@@ -107,8 +112,8 @@ pub enum Reach {
 use Action::{Read, Write};
 use Reach::{All, None, Own};
 use Resource::{
-    AlarmRules, Alarms, Applications, CodeScans, Context, Datasets, Devices, Grants, Licences,
-    Policies, Profiles, Telemetry,
+    AlarmRules, Alarms, Applications, CodeScans, Context, DataSharing, Datasets, Devices, Grants,
+    Licences, Policies, Profiles, Telemetry,
 };
 
 /// The table. Platform admins reach everything and are not listed; a pair not listed for a
@@ -138,6 +143,8 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::DeptAdmin, CodeScans, Write, Own),
     (Role::DeptAdmin, Datasets, Read, Own),
     (Role::DeptAdmin, Datasets, Write, Own),
+    (Role::DeptAdmin, DataSharing, Read, Own),
+    (Role::DeptAdmin, DataSharing, Write, Own),
     (Role::Operator, Devices, Read, Own),
     (Role::Operator, Devices, Write, Own),
     (Role::Operator, Telemetry, Read, Own),
@@ -158,6 +165,7 @@ pub const TABLE: &[(Role, Resource, Action, Reach)] = &[
     (Role::Operator, CodeScans, Read, Own),
     (Role::Operator, CodeScans, Write, Own),
     (Role::Operator, Datasets, Read, Own),
+    (Role::Operator, DataSharing, Read, Own),
     (Role::GridWorker, Devices, Read, Own),
     (Role::GridWorker, Telemetry, Read, Own),
     (Role::GridWorker, Alarms, Read, Own),

@@ -177,6 +177,19 @@ impl Identity {
             ("science.admin", "科技局管理员", "science", Role::DeptAdmin),
             // 一码通城: the metro's gate staff scan codes at the transport bureau's scenarios.
             ("metro.gate", "地铁站务员", "transport", Role::Operator),
+            // The data hub: the owners of registers that others request.
+            (
+                "market.admin",
+                "市场监管局数据管理员",
+                "market",
+                Role::DeptAdmin,
+            ),
+            (
+                "health.admin",
+                "卫健委数据管理员",
+                "health",
+                Role::DeptAdmin,
+            ),
         ];
         let mut made = Vec::new();
         for (username, display, department, role) in accounts {

@@ -72,6 +72,10 @@ pub struct Config {
     pub governance_scan_ms: u64,
     /// Register and dispatch located reports at once by the dispatch rules.
     pub auto_dispatch: bool,
+    /// The largest file a data-hub import takes, MiB (it is spooled to disk, not held).
+    pub data_import_max_mib: u64,
+    /// Import the seeded datasets' synthetic tables at the first start (in the background).
+    pub data_seed_tables: bool,
 }
 
 impl Default for Config {
@@ -105,6 +109,8 @@ impl Default for Config {
             grid_resolution: 10,
             governance_scan_ms: 30_000,
             auto_dispatch: true,
+            data_import_max_mib: 256,
+            data_seed_tables: true,
         }
     }
 }
@@ -170,6 +176,8 @@ impl Config {
                 "grid_resolution",
                 "governance_scan_ms",
                 "auto_dispatch",
+                "data_import_max_mib",
+                "data_seed_tables",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

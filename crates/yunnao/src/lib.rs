@@ -214,7 +214,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             .map_err(|p| anyhow::anyhow!("code hub: {p}"))?;
     let data = yunnao_data::Catalogue::start(db.clone(), identity.clone())
         .await
-        .map_err(|p| anyhow::anyhow!("data hub: {p}"))?;
+        .map_err(|p| anyhow::anyhow!("data hub: {p}"))?
+        .with_import_limit(config.data_import_max_mib.max(1) << 20);
+    data.spawn_background(config.data_seed_tables);
     let plan = yunnao_plan::Plan::start(
         db.clone(),
         identity.clone(),
@@ -266,7 +268,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             body_limit_bytes: config.body_limit_bytes,
             largest_body_bytes: config
                 .body_limit_bytes
-                .max(yunnao_sensing::api::BULK_BODY_LIMIT),
+                .max(yunnao_sensing::api::BULK_BODY_LIMIT)
+                .max((config.data_import_max_mib.max(1) << 20) as usize),
             max_in_flight: config.max_in_flight,
             ..EdgeConfig::default()
         },

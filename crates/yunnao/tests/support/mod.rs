@@ -39,6 +39,8 @@ impl TestServer {
             // Coarse unit grids (about 0.7 km², 15,000 over the city) keep start-up quick in
             // debug builds; the grid's own tests and the benchmark use the real resolution.
             grid_resolution: 8,
+            // The data hub's synthetic tables are the data hub tests' (they turn them on).
+            data_seed_tables: false,
             ..Config::default()
         };
         adjust(&mut config);
