@@ -25,6 +25,13 @@ pub fn router() -> OpenApiRouter<Catalogue> {
         .merge(uploads)
         .routes(routes!(rows))
         .routes(routes!(monitoring))
+        .routes(routes!(capabilities, register_capability))
+        .routes(routes!(list_subscriptions, subscribe))
+        .routes(routes!(cancel_subscription))
+        .route(
+            "/api/v1/data/capabilities/{id}/call/{*path}",
+            axum::routing::any(call_capability),
+        )
         .routes(routes!(list_requests, file_request))
         .routes(routes!(get_request))
         .routes(routes!(decide))
@@ -662,4 +669,152 @@ async fn monitoring(
             .monitoring(Some(&principal), query.days.unwrap_or(30))
             .await?,
     ))
+}
+
+/// The marketplace (一体化应用能力服务超市): the platform's capabilities and the departments'
+/// registered APIs, with their live subscriptions. Public.
+#[utoipa::path(get, path = "/api/v1/data/capabilities", tag = "data", security(()),
+    responses((status = 200, body = Vec<crate::market::Capability>)))]
+async fn capabilities(
+    State(catalogue): State<Catalogue>,
+    Caller(principal): Caller,
+) -> Result<axum::Json<Vec<crate::market::Capability>>, Problem> {
+    Ok(axum::Json(
+        catalogue.capabilities(principal.as_ref()).await?,
+    ))
+}
+
+/// Registers a department API in the marketplace; the hub proxies calls to it. Department
+/// admins.
+#[utoipa::path(post, path = "/api/v1/data/capabilities", tag = "data", request_body = crate::market::NewCapability,
+    responses((status = 201, body = crate::market::Capability), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413), (status = 415), (status = 422)))]
+async fn register_capability(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    ApiJson(new): ApiJson<crate::market::NewCapability>,
+) -> Result<impl IntoResponse, Problem> {
+    let capability = catalogue.register_capability(&principal, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(AuditNote::new(
+            "data.capability.register",
+            format!("capability:{}", capability.id),
+        )),
+        axum::Json(capability),
+    ))
+}
+
+/// The caller's department's scenario-app subscriptions (the bureau: all).
+#[utoipa::path(get, path = "/api/v1/data/subscriptions", tag = "data",
+    responses((status = 200, body = Vec<crate::market::Subscription>), (status = 401), (status = 403)))]
+async fn list_subscriptions(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+) -> Result<axum::Json<Vec<crate::market::Subscription>>, Problem> {
+    Ok(axum::Json(catalogue.subscriptions(&principal).await?))
+}
+
+/// Subscribes a scenario app (an API client of the department) to a capability or a dataset.
+#[utoipa::path(post, path = "/api/v1/data/subscriptions", tag = "data", request_body = crate::market::NewSubscription,
+    responses((status = 201, body = crate::market::Subscription), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422)))]
+async fn subscribe(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    ApiJson(new): ApiJson<crate::market::NewSubscription>,
+) -> Result<impl IntoResponse, Problem> {
+    let subscription = catalogue.subscribe(&principal, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(AuditNote::new(
+            "data.subscription.create",
+            format!(
+                "subscription:{} client:{} {}:{}",
+                subscription.id,
+                subscription.client_id,
+                subscription.target_kind,
+                subscription.target
+            ),
+        )),
+        axum::Json(subscription),
+    ))
+}
+
+/// Cancels a subscription.
+#[utoipa::path(post, path = "/api/v1/data/subscriptions/{id}/cancel", tag = "data", params(("id" = String, Path)),
+    responses((status = 200, body = crate::market::Subscription), (status = 401), (status = 403), (status = 404)))]
+async fn cancel_subscription(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    let subscription = catalogue.cancel_subscription(&principal, &id).await?;
+    Ok((
+        axum::Extension(AuditNote::new(
+            "data.subscription.cancel",
+            format!("subscription:{}", subscription.id),
+        )),
+        axum::Json(subscription),
+    ))
+}
+
+/// A call to a department capability, forwarded to its upstream with the app's identity
+/// (`X-Yunnao-Client`, `X-Yunnao-Department`), within its subscription's budget, metered.
+async fn call_capability(
+    State(catalogue): State<Catalogue>,
+    principal: Principal,
+    Path((id, path)): Path<(String, String)>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::response::Response, Problem> {
+    let capability = catalogue.admit_call(&principal, &id).await?;
+    let upstream = capability
+        .upstream
+        .ok_or_else(|| Problem::internal("a department capability without an upstream"))?;
+    if path.split('/').any(|segment| segment == "..") {
+        return Err(Problem::bad_request("a path without `..`"));
+    }
+    let mut target = format!("{upstream}/{path}");
+    if let Some(query) = uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut request = catalogue
+        .upstream_client()
+        .request(method, &target)
+        .header("x-yunnao-client", principal.id.as_str())
+        .header("x-yunnao-department", principal.department.as_str())
+        .body(body);
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let answer = request.send().await.map_err(|e| {
+        tracing::warn!(capability = %id, error = %e, "capability upstream failed");
+        Problem::for_status(
+            502,
+            "Bad Gateway",
+            format!("{id}'s upstream did not answer"),
+        )
+    })?;
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = answer.bytes().await.map_err(|_| {
+        Problem::for_status(502, "Bad Gateway", format!("{id}'s upstream broke off"))
+    })?;
+    if bytes.len() > 8 << 20 {
+        return Err(Problem::for_status(
+            502,
+            "Bad Gateway",
+            format!("{id}'s answer is over 8 MiB"),
+        ));
+    }
+    let mut response = (status, bytes).into_response();
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response.extensions_mut().insert(AuditNote::skip());
+    Ok(response)
 }

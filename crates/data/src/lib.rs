@@ -14,6 +14,7 @@ pub mod api;
 pub mod ckan;
 pub mod dcat;
 pub mod import;
+pub mod market;
 pub mod mask;
 mod migrations;
 pub mod monitoring;
@@ -375,6 +376,8 @@ pub struct Catalogue {
     import_limit: u64,
     seeded: Arc<Mutex<(bool,)>>,
     seeded_notify: Arc<tokio::sync::Notify>,
+    meter: market::SharedMeter,
+    http: reqwest::Client,
 }
 
 type Row = (String, i64, i64);
@@ -439,7 +442,14 @@ impl Catalogue {
             import_limit: DEFAULT_IMPORT_LIMIT,
             seeded: Arc::new(Mutex::new((false,))),
             seeded_notify: Arc::new(tokio::sync::Notify::new()),
+            meter: Default::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| Problem::internal(format!("HTTP client: {e}")))?,
         };
+        catalogue.seed_capabilities().await?;
         catalogue.reload().await?;
         Ok(catalogue)
     }
@@ -513,6 +523,9 @@ impl Catalogue {
                 tick.tick().await;
                 if let Err(problem) = hub.flush_public_reads().await {
                     tracing::warn!(%problem, "data hub: metering public reads failed");
+                }
+                if let Err(problem) = hub.flush_calls().await {
+                    tracing::warn!(%problem, "data hub: metering capability calls failed");
                 }
                 if let Err(problem) = hub.check_staleness().await {
                     tracing::warn!(%problem, "data hub: staleness check failed");

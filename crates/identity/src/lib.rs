@@ -269,6 +269,14 @@ impl Identity {
         .db()
     }
 
+    /// One API client (a department's scenario application), revoked or not.
+    pub async fn api_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<ApiClientView>, yunnao_core::Problem> {
+        clients::get(self, id).await
+    }
+
     /// Every department (code, names), for display.
     pub async fn departments(&self) -> Result<Vec<Department>, yunnao_core::Problem> {
         departments::list(&self.db).await

@@ -113,6 +113,9 @@ pub struct LiveFigures {
     pub code_scenarios_live: i64,
     #[serde(default)]
     pub code_scans_today: i64,
+    /// Scenario apps (API clients) with a live marketplace subscription.
+    #[serde(default)]
+    pub scenario_apps: i64,
 }
 
 /// A target the platform measures: (item, `metric_en` prefix) → its value.
@@ -132,9 +135,9 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         item: 3,
         metric_en: "Newly connected application",
-        source_zh: "平台实时: 接入的场景应用(有效 API 客户端)数",
-        source_en: "live: scenario applications connected (active API clients)",
-        value: |l| l.api_clients as f64,
+        source_zh: "平台实时: 在能力服务超市有有效订阅的场景应用数",
+        source_en: "live: scenario apps with a live subscription in the capability marketplace",
+        value: |l| l.scenario_apps as f64,
     },
     Binding {
         item: 5,
@@ -313,6 +316,7 @@ pub struct Plan {
     governance: yunnao_governance::Governance,
     catalogue: yunnao_services::versions::CatalogueStore,
     codes: yunnao_codes::hub::Codes,
+    data: yunnao_data::Catalogue,
     doc: Arc<PlanDoc>,
     targets: Arc<Vec<Target>>,
     /// The grid is fixed at start, so its area coverage is computed once.
@@ -371,6 +375,7 @@ impl Plan {
         governance: yunnao_governance::Governance,
         catalogue: yunnao_services::versions::CatalogueStore,
         codes: yunnao_codes::hub::Codes,
+        data: yunnao_data::Catalogue,
     ) -> Result<Plan, Problem> {
         let doc = plan_doc().map_err(Problem::internal)?;
         let departments = identity.departments().await?;
@@ -415,6 +420,7 @@ impl Plan {
             governance,
             catalogue,
             codes,
+            data,
             doc: Arc::new(doc),
             targets: Arc::new(targets),
             coverage: Arc::new(tokio::sync::OnceCell::new()),
@@ -470,6 +476,7 @@ impl Plan {
             online_rate_pct: self.catalogue.current().online_rate_pct(),
             code_scenarios_live: codes.live_scenarios,
             code_scans_today: codes.scans_today,
+            scenario_apps: self.data.live_scenario_apps().await?,
         })
     }
 

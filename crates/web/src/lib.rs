@@ -8,6 +8,7 @@
 
 mod alarms;
 mod codes;
+mod data;
 mod devices;
 mod map;
 mod names;
@@ -192,6 +193,9 @@ pub struct Snapshot {
     pub code_scenarios_live: i64,
     #[serde(default)]
     pub code_scans_today: i64,
+    /// Scenario apps with a live marketplace subscription (the plan's 新接入场景).
+    #[serde(default)]
+    pub scenario_apps: i64,
     /// Devices the simulated city will register (0: no simulation, or not known yet); while
     /// `simulated` is below it the overview says the city is starting.
     pub planned_devices: u64,
@@ -291,6 +295,7 @@ impl Snapshot {
     pub fn live_figures(&self, online_rate_pct: f64) -> yunnao_plan::LiveFigures {
         let code_scenarios_live = self.code_scenarios_live;
         let code_scans_today = self.code_scans_today;
+        let scenario_apps = self.scenario_apps;
         yunnao_plan::LiveFigures {
             devices: self.devices,
             online: self.online,
@@ -300,6 +305,7 @@ impl Snapshot {
             online_rate_pct,
             code_scenarios_live,
             code_scans_today,
+            scenario_apps,
         }
     }
 }
@@ -328,6 +334,8 @@ pub struct Web {
     pub services: yunnao_services::api::ServicesState,
     /// 一码通城.
     pub codes: yunnao_codes::hub::Codes,
+    /// The data hub.
+    pub data: yunnao_data::Catalogue,
     live: watch::Receiver<Arc<Snapshot>>,
     map: Arc<String>,
     /// District drawings, made in the background at start (the grid does not change while
@@ -342,6 +350,8 @@ pub struct Web {
 
 impl Web {
     /// Starts the snapshot task and the event ticker.
+    // One handle per hub the pages show; a struct of them would only rename this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         identity: Identity,
         sensing: yunnao_sensing::Sensing,
@@ -349,6 +359,7 @@ impl Web {
         plan: yunnao_plan::Plan,
         services: yunnao_services::api::ServicesState,
         codes: yunnao_codes::hub::Codes,
+        data: yunnao_data::Catalogue,
         bus: &Bus,
     ) -> Result<Web, String> {
         let map = Arc::new(map::svg(&governance.grid.districts));
@@ -369,11 +380,12 @@ impl Web {
             governance.clone(),
             district_names,
         )?;
-        let (s, g, i, c) = (
+        let (s, g, i, c, d) = (
             sensing.clone(),
             governance.clone(),
             identity.clone(),
             codes.clone(),
+            data.clone(),
         );
         let planned: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let planned_now = planned.clone();
@@ -388,6 +400,9 @@ impl Web {
                         if let Ok(codes) = c.figures(None).await {
                             snapshot.code_scenarios_live = codes.live_scenarios;
                             snapshot.code_scans_today = codes.scans_today;
+                        }
+                        if let Ok(apps) = d.live_scenario_apps().await {
+                            snapshot.scenario_apps = apps;
                         }
                         snapshot.planned_devices =
                             planned_now.load(std::sync::atomic::Ordering::Relaxed);
@@ -413,6 +428,7 @@ impl Web {
         Ok(Web {
             services,
             codes,
+            data,
             identity,
             sensing,
             governance,
@@ -574,6 +590,7 @@ async fn snapshot(
             .unwrap_or_default(),
         api_clients,
         code_scenarios_live: 0,
+        scenario_apps: 0,
         code_scans_today: 0,
         planned_devices: 0,
         periods: rounds
@@ -767,6 +784,13 @@ pub fn router() -> OpenApiRouter<Web> {
         .routes(routes!(codes::bureau))
         .routes(routes!(codes::rotate))
         .routes(routes!(codes::trust))
+        .routes(routes!(data::catalogue))
+        .routes(routes!(data::dataset))
+        .routes(routes!(data::requests, data::file_request))
+        .routes(routes!(data::decide))
+        .routes(routes!(data::revoke))
+        .routes(routes!(data::market))
+        .routes(routes!(data::monitoring))
         .routes(routes!(services::hall))
         .routes(routes!(services::mine))
         .routes(routes!(services::application))

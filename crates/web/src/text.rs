@@ -38,6 +38,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("services_hall", "网上办事", "Apply online"),
     ("my_code", "我的码", "My code"),
     ("codes", "一码通城", "One code"),
+    ("data", "数据中枢", "Data hub"),
     ("codes_live", "一码通城在用场景", "One-code scenarios live"),
     ("codes_today", "今日扫码核验", "scans today"),
     ("devices", "感知设备", "Devices"),

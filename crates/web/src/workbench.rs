@@ -53,6 +53,7 @@ fn nav(l: Lang, active: &str, viewer: &Principal) -> String {
         }
         links.push(link("/ui/services/workbench", "services"));
         links.push(link("/ui/codes", "codes"));
+        links.push(link("/ui/data", "data"));
         links.push(link("/ui/plan", "plan"));
         links
     };

@@ -224,6 +224,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         governance.clone(),
         services.store.clone(),
         codes.clone(),
+        data.clone(),
     )
     .await
     .map_err(|p| anyhow::anyhow!("plan supervision: {p}"))?;
@@ -234,6 +235,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         plan.clone(),
         services.clone(),
         codes.clone(),
+        data.clone(),
         &bus,
     )
     .map_err(anyhow::Error::msg)?;
