@@ -182,7 +182,7 @@ impl Catalogue {
         let requests: Vec<(String, String, String, String, i64, Option<i64>)> = self
             .db
             .fetch_all(
-                "SELECT dataset, owner, consumer, status, COUNT(*), SUM(decided_at_ms - created_at_ms) \
+                "SELECT dataset, owner, consumer, status, COUNT(*), CAST(SUM(decided_at_ms - created_at_ms) AS BIGINT) \
                  FROM data_requests GROUP BY dataset, owner, consumer, status",
                 &[],
             )
@@ -190,7 +190,7 @@ impl Catalogue {
         let reads: Vec<ReadRow> = self
             .db
             .fetch_all(
-                "SELECT dataset, owner, consumer, outcome, COUNT(*), SUM(row_count), SUM(bytes), SUM(field_count) \
+                "SELECT dataset, owner, consumer, outcome, COUNT(*), CAST(SUM(row_count) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(SUM(field_count) AS BIGINT) \
                  FROM data_reads WHERE at_ms >= $1 GROUP BY dataset, owner, consumer, outcome",
                 &[Arg::Int(since)],
             )

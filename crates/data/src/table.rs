@@ -455,6 +455,9 @@ impl Select {
             add_filter(name, value, &mut args)?;
         }
         for (name, value) in &query.filters {
+            if field(name).is_none() {
+                return Err(format!("filters: no field {name}"));
+            }
             if !allowed.iter().any(|a| a == name) {
                 return Err(format!("filters: {name} is outside what you may read"));
             }

@@ -392,3 +392,588 @@ async fn dcat_exports_parse_as_rdf(backend: TestBackend) {
 backend_tests!(ckan_answers_in_ckans_shapes);
 backend_tests!(core_data_and_registration_follow_the_department);
 backend_tests!(dcat_exports_parse_as_rdf);
+
+async fn upload(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let response = server
+        .client
+        .post(server.url(path))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const MARKET_CSV: &str = "credit_code,name,legal_person,legal_person_id,district,registered_capital,established\n\
+913702000000000001,青岛海信有限公司,张三,370202199001011237,市南区,100.5,2019-03-01\n\
+913702000000000002,青岛啤酒有限公司,李四,370203198502021232,市北区,2000,2020/5/6\n\
+913702000000000003,青岛港有限公司,王五,370212197012121232,崂山区,5000,20210707\n\
+913702000000000004,青岛海尔有限公司,赵六,370202196808081232,市南区,80,2022-12\n";
+
+/// Imports as whole files or not at all: CSV in UTF-8 and GBK, XLSX, JSON; a file with bad
+/// rows refused naming each, nothing kept; types inferred from the whole file; the table read
+/// through `datastore_search` in CKAN's shape, with filters, text, sorting and paging.
+async fn imports_are_whole_or_refused(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let market = server
+        .user(&admin, "market.owner", "market", "dept_admin")
+        .await;
+    let water = server
+        .user(&admin, "water.owner", "water", "dept_admin")
+        .await;
+    let path = "/api/v1/data/datasets/market-entities/versions";
+
+    let (status, report) = upload(&server, path, &market, "text/csv", MARKET_CSV.into()).await;
+    assert_eq!(status, 201, "{report}");
+    assert_eq!(report["version"]["version"], 1);
+    assert_eq!(report["version"]["rows"], 4);
+    assert_eq!(report["version"]["quality"]["validity"], 1.0);
+
+    // Another department may not import into market's dataset.
+    let (status, _) = upload(&server, path, &water, "text/csv", MARKET_CSV.into()).await;
+    assert_eq!(status, 403);
+
+    // GBK, as Chinese spreadsheet programs save it.
+    let (gbk, _, unmappable) = encoding_rs::GBK.encode(MARKET_CSV);
+    assert!(!unmappable);
+    let (status, report) = upload(&server, path, &market, "text/csv", gbk.to_vec()).await;
+    assert_eq!(status, 201, "{report}");
+    assert_eq!(report["version"]["encoding"], "gb18030");
+
+    // Bad rows: every one named, nothing imported.
+    let bad = format!(
+        "{MARKET_CSV}913702000000000005,青岛甲公司,钱七,370202199001011237,市南区,many,2020-01-01\n\
+         913702000000000006,青岛乙公司,孙八,370202199001011237,市南区,10,2020-02-30\n"
+    );
+    let (status, problem) = upload(&server, path, &market, "text/csv", bad.into()).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["error_count"], 2);
+    let errors = problem["errors"].as_array().expect("errors");
+    assert_eq!(
+        (errors[0]["row"].clone(), errors[0]["field"].clone()),
+        (json!(5), json!("registered_capital"))
+    );
+    assert_eq!(
+        (errors[1]["row"].clone(), errors[1]["field"].clone()),
+        (json!(6), json!("established"))
+    );
+    // Undecodable bytes named by row when the file is declared UTF-8.
+    let mut broken = MARKET_CSV.as_bytes().to_vec();
+    broken.extend_from_slice(b"913702000000000007,\xff\xfe,x,y,z,1,2020-01-01\n");
+    let (status, problem) = upload(
+        &server,
+        &format!("{path}?encoding=utf-8"),
+        &market,
+        "text/csv",
+        broken,
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["row"], 5);
+    let (status, problem) = upload(
+        &server,
+        path,
+        &market,
+        "text/csv",
+        b"credit_code,colour\n1,red\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(problem["detail"].as_str().unwrap_or("").contains("colour"));
+    let (_, versions) = get(
+        &server,
+        "/api/v1/data/datasets/market-entities/versions",
+        None,
+    )
+    .await;
+    assert_eq!(
+        versions.as_array().map(Vec::len),
+        Some(2),
+        "nothing half-imported"
+    );
+
+    // XLSX with Chinese headers (the fields' descriptions), and JSON.
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, h) in [
+        "统一社会信用代码",
+        "名称",
+        "所在区市",
+        "注册资本",
+        "成立日期",
+    ]
+    .iter()
+    .enumerate()
+    {
+        sheet.write_string(0, c as u16, *h).expect("header");
+    }
+    sheet
+        .write_string(1, 0, "913702000000000009")
+        .expect("cell");
+    sheet.write_string(1, 1, "青岛丙公司").expect("cell");
+    sheet.write_string(1, 2, "黄岛区").expect("cell");
+    sheet.write_number(1, 3, 12.5).expect("cell");
+    sheet.write_string(1, 4, "2023-04-05").expect("cell");
+    let xlsx = workbook.save_to_buffer().expect("xlsx");
+    let (status, report) = upload(
+        &server,
+        &format!("{path}?format=xlsx"),
+        &market,
+        "application/octet-stream",
+        xlsx,
+    )
+    .await;
+    assert_eq!(
+        (status, report["version"]["rows"].clone()),
+        (201, json!(1)),
+        "{report}"
+    );
+    let rows = json!([
+        {"credit_code": "913702000000000010", "name": "青岛丁公司", "district": "市南区", "registered_capital": 1, "established": "2024-01-01"},
+        {"credit_code": "913702000000000011", "name": "青岛戊公司", "district": "市北区", "registered_capital": null, "established": "2024-02-01"}
+    ]);
+    let (status, report) = upload(
+        &server,
+        path,
+        &market,
+        "application/json",
+        rows.to_string().into(),
+    )
+    .await;
+    assert_eq!(
+        (status, report["version"]["version"].clone()),
+        (201, json!(4)),
+        "{report}"
+    );
+
+    // Inference reads the whole file: a late decimal makes a number, a leading zero a text.
+    let (status, fields) = upload(
+        &server,
+        "/api/v1/data/infer?format=csv",
+        &market,
+        "text/csv",
+        b"code,amount,day\n0532,1,2024-01-01\n0531,2,2024-01-02\n0530,2.5,2024-01-03\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{fields}");
+    let types: Vec<&str> = fields
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["type"].as_str())
+        .collect();
+    assert_eq!(types, ["text", "number", "date"]);
+
+    // Re-import the CSV (version 5) and search it as CKAN's DataStore does.
+    let (status, _) = upload(&server, path, &market, "text/csv", MARKET_CSV.into()).await;
+    assert_eq!(status, 201);
+    let (status, found) = post(
+        &server,
+        "/api/3/action/datastore_search",
+        Some(&market),
+        json!({"resource_id": "market-entities", "filters": {"district": "市南区"}, "sort": "established desc", "limit": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let result = &found["result"];
+    assert_eq!(found["success"], true);
+    assert_eq!(result["total"], 2);
+    assert_eq!(result["records"].as_array().map(Vec::len), Some(1));
+    assert_eq!(result["records"][0]["name"], "青岛海尔有限公司");
+    assert_eq!(result["records"][0]["established"], "2022-12-01");
+    assert_eq!(result["fields"][0], json!({"id": "_id", "type": "int"}));
+    assert!(result["_links"]["next"].as_str().is_some());
+    let (status, found) = get(
+        &server,
+        "/api/3/action/datastore_search?resource_id=market-entities&q=%E5%95%A4%E9%85%92",
+        Some(&market),
+    )
+    .await;
+    assert_eq!((status, found["result"]["total"].clone()), (200, json!(1)));
+    let (status, problem) = get(
+        &server,
+        "/api/3/action/datastore_search?resource_id=market-entities&filters=%7B%22colour%22%3A1%7D",
+        Some(&market),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["success"].clone()),
+        (400, json!(false)),
+        "{problem}"
+    );
+    let (status, problem) = get(
+        &server,
+        "/api/3/action/datastore_search?resource_id=market-entities&sort=legal_person_id",
+        Some(&market),
+    )
+    .await;
+    assert_eq!(status, 400, "a sealed field is not sortable: {problem}");
+    let (_, package) = get(
+        &server,
+        "/api/3/action/package_show?id=market-entities",
+        None,
+    )
+    .await;
+    assert_eq!(package["result"]["resources"][0]["datastore_active"], true);
+    server.cleanup().await;
+}
+
+/// (who, what they ask, the status, what a field shows): the access matrix of one
+/// conditional dataset with personal fields, read through the real API.
+async fn the_access_matrix(backend: TestBackend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let market = server
+        .user(&admin, "market.owner", "market", "dept_admin")
+        .await;
+    let water = server
+        .user(&admin, "water.owner", "water", "dept_admin")
+        .await;
+    let police = server
+        .user(&admin, "police.owner", "police", "dept_admin")
+        .await;
+    let tax = server.user(&admin, "tax.owner", "tax", "dept_admin").await;
+    let (status, _) = upload(
+        &server,
+        "/api/v1/data/datasets/market-entities/versions",
+        &market,
+        "text/csv",
+        MARKET_CSV.into(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rows = "/api/v1/data/datasets/market-entities/rows";
+
+    // Core data is not listed to others; to the bureau it is, and cannot be requested.
+    let until = (chrono::Utc::now() + chrono::Duration::days(180)).to_rfc3339();
+    let request = |dataset: &str| {
+        json!({"dataset": dataset, "purpose": "用水户核验", "legal_basis": "《青岛市公共数据管理办法》",
+               "fields": ["credit_code", "name", "legal_person", "legal_person_id", "district"],
+               "row_filter": {"district": ["市南区", "市北区"]}, "valid_until": until, "expected_rows": 100})
+    };
+    let (status, _) = post(
+        &server,
+        "/api/v1/data/requests",
+        Some(&water),
+        request("household-register"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, problem) = post(
+        &server,
+        "/api/v1/data/requests",
+        Some(&admin),
+        request("household-register"),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["reason"].clone()),
+        (403, json!("core")),
+        "{problem}"
+    );
+    let (status, _) = post(
+        &server,
+        "/api/v1/data/requests",
+        Some(&water),
+        request("bus-routes"),
+    )
+    .await;
+    assert_eq!(status, 422, "open data needs no request");
+
+    // One grant per masking of legal_person_id, each to its own consumer department; the
+    // owner narrows the rows to 市南区 with a reason.
+    let mut grants = Vec::new();
+    for (rule, token) in [("keep", &water), ("hash", &police), ("drop", &tax)] {
+        let (status, filed) = post(
+            &server,
+            "/api/v1/data/requests",
+            Some(token),
+            request("market-entities"),
+        )
+        .await;
+        assert_eq!(status, 201, "{filed}");
+        let id = filed["id"].as_str().expect("id").to_owned();
+        let (status, _) = post(
+            &server,
+            &format!("/api/v1/data/requests/{id}/decision"),
+            Some(token),
+            json!({"decision": "approve"}),
+        )
+        .await;
+        assert_eq!(status, 403, "only the owner decides");
+        let (status, narrowed) = post(
+            &server,
+            &format!("/api/v1/data/requests/{id}/decision"),
+            Some(&market),
+            json!({"decision": "approve", "row_filter": {"district": "崂山区"}, "reason": "x"}),
+        )
+        .await;
+        assert_eq!(status, 422, "an approval only narrows: {narrowed}");
+        let (status, approved) = post(
+            &server,
+            &format!("/api/v1/data/requests/{id}/decision"),
+            Some(&market),
+            json!({"decision": "approve", "row_filter": {"district": "市南区"}, "reason": "仅限市南区",
+                   "masking": {"legal_person": "mask", "legal_person_id": rule, "name": "keep"}}),
+        )
+        .await;
+        assert_eq!(
+            (status, approved["status"].clone()),
+            (200, json!("approved")),
+            "{approved}"
+        );
+        grants.push(id);
+    }
+    // (token, query, status, field, expected value of the first record's field)
+    type Case<'a> = (Option<&'a str>, &'a str, u16, &'a str, Option<Value>);
+    let cases: Vec<Case> = vec![
+        (
+            Some(&market),
+            "",
+            200,
+            "legal_person_id",
+            Some(json!("370202199001011237")),
+        ),
+        (
+            Some(&market),
+            "",
+            200,
+            "registered_capital",
+            Some(json!(100.5)),
+        ),
+        (
+            Some(&water),
+            "",
+            200,
+            "legal_person_id",
+            Some(json!("370202199001011237")),
+        ),
+        (Some(&water), "", 200, "legal_person", Some(json!("张*"))),
+        (Some(&water), "", 200, "registered_capital", None),
+        (Some(&police), "", 200, "registered_capital", None),
+        (Some(&tax), "", 200, "legal_person_id", None),
+        (Some(&tax), "", 200, "name", Some(json!("青岛海信有限公司"))),
+        (Some(&water), "?fields=registered_capital", 403, "", None),
+        (
+            Some(&water),
+            "?filters=%7B%22district%22%3A%22%E5%B4%82%E5%B1%B1%E5%8C%BA%22%7D",
+            403,
+            "",
+            None,
+        ),
+        (Some(&admin), "", 403, "", None),
+        (None, "", 401, "", None),
+    ];
+    for (token, query, status, field, want) in &cases {
+        let (got, body) = get(&server, &format!("{rows}{query}"), *token).await;
+        assert_eq!(got, *status, "{query} {body}");
+        if *status == 200 {
+            let first = &body["records"][0];
+            assert_eq!(
+                first.get(*field).cloned(),
+                want.clone(),
+                "{field} in {body}"
+            );
+            if *token != Some(market.as_str()) {
+                // The grant's rows only: 市南区.
+                assert_eq!(body["total"], 2, "{body}");
+            }
+        }
+    }
+    // Hashes are per consumer: 16-byte hex, not the number, stable across reads.
+    let (_, a) = get(&server, rows, Some(&police)).await;
+    let (_, b) = get(&server, rows, Some(&police)).await;
+    let hashed = a["records"][0]["legal_person_id"]
+        .as_str()
+        .expect("hashed")
+        .to_owned();
+    assert_eq!(hashed.len(), 24);
+    assert_ne!(hashed, "370202199001011237");
+    assert_eq!(b["records"][0]["legal_person_id"], json!(hashed));
+
+    // Revocation closes access at once; an expired grant too.
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/data/requests/{}/revoke", grants[0]),
+        Some(&market),
+        json!({"reason": "用途已完成"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, problem) = get(&server, rows, Some(&water)).await;
+    assert_eq!(status, 403);
+    assert!(
+        problem["detail"].as_str().unwrap_or("").contains("revoked"),
+        "{problem}"
+    );
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (_, filed) = post(
+        &server,
+        "/api/v1/data/requests",
+        Some(&water),
+        request("market-entities"),
+    )
+    .await;
+    let id = filed["id"].as_str().expect("id").to_owned();
+    let (status, approved) = post(
+        &server,
+        &format!("/api/v1/data/requests/{id}/decision"),
+        Some(&market),
+        json!({"decision": "approve", "valid_until": soon.to_rfc3339(), "reason": "两秒"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{approved}");
+    let (status, _) = get(&server, rows, Some(&water)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, problem) = get(&server, rows, Some(&water)).await;
+    assert_eq!(status, 403);
+    assert!(
+        problem["detail"].as_str().unwrap_or("").contains("expired"),
+        "{problem}"
+    );
+
+    // Every read, served or denied, is in the audit chain, and the chain verifies.
+    let (_, audit) = get(&server, "/api/v1/audit?limit=1000", Some(&admin)).await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"data.read.grant"), "{actions:?}");
+    assert!(actions.contains(&"data.read.owner"));
+    assert!(actions.contains(&"data.read.denied"));
+    assert!(actions.contains(&"data.request.approved"));
+    let (_, verified) = get(&server, "/api/v1/audit/verify", Some(&admin)).await;
+    assert_eq!(verified["ok"], true, "{verified}");
+    let (status, monitoring) = get(&server, "/api/v1/data/monitoring", Some(&market)).await;
+    assert_eq!(status, 200);
+    let figures = monitoring["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .find(|d| d["dataset"] == "market-entities")
+        .cloned()
+        .expect("figures");
+    assert!(figures["reads"].as_i64().unwrap_or(0) >= 5, "{figures}");
+    assert!(
+        figures["denied_reads"].as_i64().unwrap_or(0) >= 4,
+        "{figures}"
+    );
+    assert_eq!(figures["requests"], 4);
+    server.cleanup().await;
+}
+
+/// A department API registered in the marketplace, called through the hub by a subscribed
+/// app with its key, within its budget; the plan's 新接入场景 counts the app.
+async fn marketplace_proxies_within_budget(backend: TestBackend) {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream_url = format!("http://{}", upstream.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/permits/{no}",
+            axum::routing::get(
+                |axum::extract::Path(no): axum::extract::Path<String>,
+                 headers: axum::http::HeaderMap| async move {
+                    axum::Json(json!({
+                        "permit": no,
+                        "client": headers.get("x-yunnao-client").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                        "department": headers.get("x-yunnao-department").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    }))
+                },
+            ),
+        );
+        let _ = axum::serve(upstream, app).await;
+    });
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let ecology = server
+        .user(&admin, "ecology.owner", "ecology", "dept_admin")
+        .await;
+    let water = server
+        .user(&admin, "water.owner", "water", "dept_admin")
+        .await;
+    let (status, capability) = post(
+        &server,
+        "/api/v1/data/capabilities",
+        Some(&ecology),
+        json!({"id": "permit-lookup", "title_zh": "排污许可查询", "title_en": "Permit lookup",
+               "description_zh": "按许可证编号查询排污许可", "upstream": upstream_url, "rate_per_minute": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{capability}");
+    let (_, listed) = get(&server, "/api/v1/data/capabilities", None).await;
+    let listed = listed.as_array().expect("capabilities");
+    assert!(listed.iter().any(|c| c["id"] == "grid-lookup"));
+    assert!(
+        listed.iter().all(|c| c.get("upstream").is_none()),
+        "upstreams are not shown to the public"
+    );
+    let (status, created) = post(
+        &server,
+        "/api/v1/api-clients",
+        Some(&water),
+        json!({"name": "智慧水务", "department": "water", "scopes": ["datasets:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let client = created["client"]["id"].as_str().expect("id").to_owned();
+    let key = created["api_key"].as_str().expect("key").to_owned();
+    let call = "/api/v1/data/capabilities/permit-lookup/call/permits/37020001";
+    let (status, _) = get(&server, call, Some(&key)).await;
+    assert_eq!(status, 403, "no subscription yet");
+    let (status, subscription) = post(
+        &server,
+        "/api/v1/data/subscriptions",
+        Some(&water),
+        json!({"client_id": client, "capability": "permit-lookup"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{subscription}");
+    let (status, _) = post(
+        &server,
+        "/api/v1/data/subscriptions",
+        Some(&water),
+        json!({"client_id": client, "dataset": "market-entities"}),
+    )
+    .await;
+    assert_eq!(status, 403, "a conditional dataset takes a grant first");
+    let (status, answer) = get(&server, call, Some(&key)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"permit": "37020001", "client": client, "department": "water"})
+    );
+    let (status, _) = get(&server, call, Some(&key)).await;
+    assert_eq!(status, 200);
+    let response = server.request(Method::GET, call, Some(&key), None).await;
+    assert_eq!(response.status(), 429, "two calls a minute");
+    assert!(response.headers().get("retry-after").is_some());
+    let (status, _) = get(&server, call, Some(&water)).await;
+    assert_eq!(status, 403, "capabilities are called with an app's key");
+    let (_, plan) = get(&server, "/api/v1/plan/targets", Some(&admin)).await;
+    let scenario = plan
+        .as_array()
+        .and_then(|targets| targets.iter().find(|t| t["item"] == 3))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(scenario["current"], 1.0, "{scenario}");
+    server.cleanup().await;
+}
+
+backend_tests!(imports_are_whole_or_refused);
+backend_tests!(the_access_matrix);
+backend_tests!(marketplace_proxies_within_budget);
