@@ -769,6 +769,96 @@ async fn data_routes_follow_the_table(backend: TestBackend) {
             "{} GET core dataset",
             caller.name
         );
+        // Importing a table of the owner's dataset follows datasets:write.
+        let imported = server
+            .client
+            .post(server.url(
+                "/api/v1/data/datasets/traffic-accidents/versions?format=csv",
+            ))
+            .bearer_auth(&caller.token)
+            .body("district,month,accidents,injured\n市南区,2024-01,3,1\n")
+            .send()
+            .await
+            .expect("import sent")
+            .status()
+            .as_u16();
+        assert_eq!(
+            imported,
+            if writes { 201 } else { 403 },
+            "{} import",
+            caller.name
+        );
+        // Requests, subscriptions and capabilities follow data-sharing.
+        let (reads_sharing, writes_sharing) = (
+            caller.reach(Resource::DataSharing, Action::Read) != Reach::None,
+            caller.reach(Resource::DataSharing, Action::Write) != Reach::None,
+        );
+        let until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+        let status = server
+            .request(
+                Method::POST,
+                "/api/v1/data/requests",
+                Some(&caller.token),
+                Some(json!({"dataset": "market-entities", "purpose": "访问检查", "legal_basis": "访问检查",
+                            "fields": ["name"], "valid_until": until})),
+            )
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            status,
+            if writes_sharing { 201 } else { 403 },
+            "{} file a request",
+            caller.name
+        );
+        for path in ["/api/v1/data/requests", "/api/v1/data/subscriptions"] {
+            let status = server
+                .request(Method::GET, path, Some(&caller.token), None)
+                .await
+                .status()
+                .as_u16();
+            assert_eq!(
+                status,
+                if reads_sharing { 200 } else { 403 },
+                "{} GET {path}",
+                caller.name
+            );
+        }
+        let status = server
+            .request(
+                Method::POST,
+                "/api/v1/data/capabilities",
+                Some(&caller.token),
+                Some(json!({"id": format!("access-api-{i}"), "title_zh": "检查", "title_en": "check",
+                            "description_zh": "检查", "upstream": "http://127.0.0.1:9", "rate_per_minute": 10})),
+            )
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            status,
+            if writes_sharing { 201 } else { 403 },
+            "{} register a capability",
+            caller.name
+        );
+        let status = server
+            .request(Method::GET, "/api/v1/data/monitoring", Some(&caller.token), None)
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(status, 200, "{} monitoring", caller.name);
+    }
+    // Unsigned callers: the catalogue and open data yes, the rest no.
+    for (method, path, status) in [
+        (Method::GET, "/api/v1/data/datasets", 200),
+        (Method::GET, "/api/v1/data/capabilities", 200),
+        (Method::GET, "/api/v1/data/requests", 401),
+        (Method::GET, "/api/v1/data/monitoring", 401),
+        (Method::GET, "/api/v1/data/datasets/traffic-accidents/rows", 401),
+        (Method::POST, "/api/v1/data/datasets/traffic-accidents/versions", 401),
+    ] {
+        let got = server.request(method.clone(), path, None, None).await.status().as_u16();
+        assert_eq!(got, status, "anonymous {method} {path}");
     }
     server.cleanup().await;
 }
