@@ -8,6 +8,7 @@
 
 mod city;
 mod codes;
+mod data;
 mod services;
 mod workflow;
 
@@ -75,6 +76,11 @@ pub struct SimStats {
     /// Codes scanned at the simulated scenarios (一码通城), and of those accepted.
     pub code_scans: AtomicU64,
     pub code_scans_accepted: AtomicU64,
+    /// The data hub: owners' decisions on requests, reads of shared and open data, and the
+    /// scenario apps' marketplace subscriptions.
+    pub data_decisions: AtomicU64,
+    pub data_reads: AtomicU64,
+    pub data_subscriptions: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -179,6 +185,14 @@ pub async fn run(
     let citizens =
         workflow::run_citizens(admin.clone(), fleet.clone(), config.clone(), stats.clone());
     let cases = workflow::run_cases(crew, config.clone(), stats.clone());
+    {
+        let (admin, config, stats) = (admin.clone(), config.clone(), stats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = data::run_sharing(admin, config, stats).await {
+                tracing::warn!(error = %e, "the simulated data sharing stopped");
+            }
+        });
+    }
     {
         let (admin, client, config, stats) =
             (admin.clone(), client.clone(), config.clone(), stats.clone());

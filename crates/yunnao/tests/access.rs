@@ -772,9 +772,7 @@ async fn data_routes_follow_the_table(backend: TestBackend) {
         // Importing a table of the owner's dataset follows datasets:write.
         let imported = server
             .client
-            .post(server.url(
-                "/api/v1/data/datasets/traffic-accidents/versions?format=csv",
-            ))
+            .post(server.url("/api/v1/data/datasets/traffic-accidents/versions?format=csv"))
             .bearer_auth(&caller.token)
             .body("district,month,accidents,injured\n市南区,2024-01,3,1\n")
             .send()
@@ -842,7 +840,12 @@ async fn data_routes_follow_the_table(backend: TestBackend) {
             caller.name
         );
         let status = server
-            .request(Method::GET, "/api/v1/data/monitoring", Some(&caller.token), None)
+            .request(
+                Method::GET,
+                "/api/v1/data/monitoring",
+                Some(&caller.token),
+                None,
+            )
             .await
             .status()
             .as_u16();
@@ -854,10 +857,22 @@ async fn data_routes_follow_the_table(backend: TestBackend) {
         (Method::GET, "/api/v1/data/capabilities", 200),
         (Method::GET, "/api/v1/data/requests", 401),
         (Method::GET, "/api/v1/data/monitoring", 401),
-        (Method::GET, "/api/v1/data/datasets/traffic-accidents/rows", 401),
-        (Method::POST, "/api/v1/data/datasets/traffic-accidents/versions", 401),
+        (
+            Method::GET,
+            "/api/v1/data/datasets/traffic-accidents/rows",
+            401,
+        ),
+        (
+            Method::POST,
+            "/api/v1/data/datasets/traffic-accidents/versions",
+            401,
+        ),
     ] {
-        let got = server.request(method.clone(), path, None, None).await.status().as_u16();
+        let got = server
+            .request(method.clone(), path, None, None)
+            .await
+            .status()
+            .as_u16();
         assert_eq!(got, status, "anonymous {method} {path}");
     }
     server.cleanup().await;

@@ -67,6 +67,8 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
             && stats.mqtt_acknowledged.load(Ordering::Relaxed) > 0
             && stats.progress_reports.load(Ordering::Relaxed) >= 20
             && stats.code_scans_accepted.load(Ordering::Relaxed) >= 5
+            && stats.data_decisions.load(Ordering::Relaxed) >= 8
+            && stats.data_subscriptions.load(Ordering::Relaxed) >= 12
         {
             break;
         }
@@ -82,6 +84,31 @@ async fn the_simulated_city_runs_through_the_real_interfaces(backend: TestBacken
         "no workflow step taken"
     );
     assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    // Departments shared data by request and decision; a dozen scenario apps subscribed,
+    // which the plan's 新接入场景 counts.
+    let monitoring: Value = server
+        .request(Method::GET, "/api/v1/data/monitoring", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let requests: i64 = monitoring["datasets"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|d| d["requests"].as_i64()).sum())
+        .unwrap_or(0);
+    assert!(requests >= 8, "{}", monitoring["totals"]);
+    let targets: Value = server
+        .request(Method::GET, "/api/v1/plan/targets", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let scenarios = targets
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["item"] == 3))
+        .map(|t| t["current"].clone())
+        .unwrap_or(Value::Null);
+    assert_eq!(scenarios, serde_json::json!(12.0));
     // Residents showed their codes at the scenarios; the scan log counted them.
     assert!(stats.code_scans_accepted.load(Ordering::Relaxed) >= 5);
     let figures: Value = server
