@@ -378,6 +378,8 @@ pub struct Catalogue {
     seeded_notify: Arc<tokio::sync::Notify>,
     meter: market::SharedMeter,
     http: reqwest::Client,
+    /// Reads to meter and audit ([`rows::run_meter`]).
+    meters: tokio::sync::mpsc::Sender<rows::MeterJob>,
 }
 
 type Row = (String, i64, i64);
@@ -427,7 +429,10 @@ impl Catalogue {
             .db()?;
         }
         tx.commit().await?;
+        let (meters, jobs) = tokio::sync::mpsc::channel(rows::METER_QUEUE);
+        tokio::spawn(rows::run_meter(db.clone(), identity.clone(), jobs));
         let catalogue = Catalogue {
+            meters,
             cipher: Arc::new(identity.field_cipher("data-personal-fields")),
             salts: Arc::new(identity.field_cipher("data-hash-salts")),
             db,

@@ -389,6 +389,10 @@ impl Catalogue {
                 .await
                 .db()?;
         }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {}", version.table)))
+            .execute(&mut **tx)
+            .await
+            .db()?;
         let record = version_insert(version, now);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(record.0));
         for arg in record.1 {
@@ -470,6 +474,10 @@ impl Catalogue {
                 .await
                 .map_err(failed)?;
         }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {}", version.table)))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
         let (sql, args) = version_insert(version, now);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for arg in args {
@@ -496,6 +504,17 @@ impl Catalogue {
             .await
             .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
+        // The visibility map, so that counts read the indexes only; after the commit (VACUUM
+        // runs outside a transaction), in the background.
+        let table = version.table.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
+                .execute(&mut connection)
+                .await
+            {
+                tracing::warn!(error = %e, %table, "VACUUM after import failed");
+            }
+        });
         Ok(())
     }
 
@@ -555,7 +574,8 @@ impl Catalogue {
             Ok(access) => access,
             Err(problem) => {
                 if let Some(p) = principal {
-                    self.meter(p, request_id, dataset, "", 0, 0, 0, "denied", &problem)
+                    let _ = self
+                        .meter(p, request_id, dataset, "", 0, 0, 0, "denied", &problem)
                         .await;
                 }
                 return Err(problem);
@@ -592,7 +612,8 @@ impl Catalogue {
                         Access::Grant(g) => g.id.as_str(),
                         _ => "",
                     };
-                    self.meter(p, request_id, dataset, grant, 0, 0, 0, "denied", &problem)
+                    let _ = self
+                        .meter(p, request_id, dataset, grant, 0, 0, 0, "denied", &problem)
                         .await;
                 }
                 return Err(problem);
@@ -704,7 +725,11 @@ impl Catalogue {
                     access.name(),
                     &Problem::internal(""),
                 )
-                .await;
+                .await
+                // A read not audited is not served.
+                .map_err(|_| {
+                    Problem::internal("the read could not be audited; nothing was served")
+                })?;
             }
             None => self.count_public(&dataset.id, &dataset.department, records.len(), bytes),
         }
@@ -742,7 +767,7 @@ impl Catalogue {
         bytes: usize,
         outcome: &str,
         denial: &Problem,
-    ) {
+    ) -> Result<(), Problem> {
         let denied = outcome == "denied";
         let entry = AuditEntry {
             actor: principal.name.clone(),
@@ -768,32 +793,33 @@ impl Catalogue {
             request_id: request_id.to_owned(),
             outcome: if denied { "denied" } else { "success" }.into(),
         };
-        let result = async {
-            let mut tx = self.db.begin_fast_write().await?;
-            tx.execute(
-                "INSERT INTO data_reads (at_ms, dataset, owner, consumer, actor, grant_id, row_count, field_count, bytes, outcome) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    Arg::Int(yunnao_core::time::now_ms()),
-                    Arg::text(dataset.id.as_str()),
-                    Arg::text(dataset.department.as_str()),
-                    Arg::text(principal.department.as_str()),
-                    Arg::text(principal.name.as_str()),
-                    Arg::text(grant),
-                    Arg::Int(rows as i64),
-                    Arg::Int(fields as i64),
-                    Arg::Int(bytes as i64),
-                    Arg::text(outcome),
-                ],
-            )
-            .await?;
-            self.identity.audit_in(&mut tx, entry).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(problem) = result {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let job = MeterJob {
+            args: vec![
+                Arg::Int(yunnao_core::time::now_ms()),
+                Arg::Text(dataset.id.clone().into()),
+                Arg::Text(dataset.department.clone().into()),
+                Arg::Text(principal.department.clone().into()),
+                Arg::Text(principal.name.clone().into()),
+                Arg::Text(grant.to_owned().into()),
+                Arg::Int(rows as i64),
+                Arg::Int(fields as i64),
+                Arg::Int(bytes as i64),
+                Arg::Text(outcome.to_owned().into()),
+            ],
+            entry,
+            done,
+        };
+        let result = match self.meters.send(job).await {
+            Ok(()) => committed
+                .await
+                .unwrap_or_else(|_| Err(Problem::internal("the meter stopped"))),
+            Err(_) => Err(Problem::internal("the meter stopped")),
+        };
+        if let Err(problem) = &result {
             tracing::error!(%problem, "a data read could not be metered");
         }
+        result
     }
 
     /// Counts an anonymous read of open data for the next minute's meter row.
@@ -835,6 +861,62 @@ impl Catalogue {
             .await?;
         }
         tx.commit().await
+    }
+}
+
+/// One read to meter and audit, and who waits for its commit.
+pub(crate) struct MeterJob {
+    args: Vec<Arg<'static>>,
+    entry: AuditEntry,
+    done: tokio::sync::oneshot::Sender<Result<(), Problem>>,
+}
+
+/// Reads waiting to be metered at most; past this a read waits for room.
+pub(crate) const METER_QUEUE: usize = 4096;
+
+/// Meters reads in groups: each group's `data_reads` rows and audit records in one
+/// transaction, so concurrent reads share a commit (and the audit chain's lock) instead of
+/// queueing for one each; every read still answers only after its records are committed.
+pub(crate) async fn run_meter(
+    db: yunnao_store::Db,
+    identity: yunnao_identity::Identity,
+    mut jobs: tokio::sync::mpsc::Receiver<MeterJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < 256 {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut entries = Vec::with_capacity(group.len());
+        let mut waiting = Vec::with_capacity(group.len());
+        let mut rows = Vec::with_capacity(group.len());
+        for job in group {
+            entries.push(job.entry);
+            waiting.push(job.done);
+            rows.push(job.args);
+        }
+        let result = async {
+            let mut tx = db.begin_fast_write().await?;
+            for args in &rows {
+                tx.execute(
+                    "INSERT INTO data_reads (at_ms, dataset, owner, consumer, actor, grant_id, row_count, field_count, bytes, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    args,
+                )
+                .await?;
+            }
+            for entry in entries {
+                identity.audit_in(&mut tx, entry).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        for done in waiting {
+            let _ = done.send(result.clone());
+        }
     }
 }
 

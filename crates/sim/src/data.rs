@@ -247,8 +247,10 @@ pub(crate) async fn run_sharing(
             (20.0 * config.interval_factor).max(2.0),
         ))
         .await;
-        if let Some((consumer, dataset)) = reads.get(rng.random_range(0..reads.len().max(1))) {
-            if let Some(me) = officers.get(consumer) {
+        if let Some((consumer, dataset)) = reads.get(rng.random_range(0..reads.len().max(1)))
+            && let Some(me) = officers.get(consumer)
+        {
+            {
                 let offset = rng.random_range(0..500);
                 let (status, _) = me
                     .call(

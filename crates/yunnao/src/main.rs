@@ -103,8 +103,39 @@ enum Command {
         #[command(subcommand)]
         command: CodeCommand,
     },
+    /// Tables of the data hub, through a running server's API.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Import a file (CSV in UTF-8 or GBK, XLSX, JSON, JSON Lines) as the next version of a
+    /// dataset's table, with a progress bar; a file with bad rows is refused whole and each
+    /// bad row printed.
+    Import {
+        /// The dataset's id.
+        dataset: String,
+        file: PathBuf,
+        /// `csv`, `xlsx`, `json` or `jsonl`; from the file's extension when not given.
+        #[arg(long)]
+        format: Option<String>,
+        /// For CSV: `auto`, `utf-8` or `gbk`.
+        #[arg(long, default_value = "auto")]
+        encoding: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "YUNNAO_TOKEN")]
+        token: Option<String>,
+        #[arg(long, env = "YUNNAO_USERNAME")]
+        username: Option<String>,
+        #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +365,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     password,
                 },
         } => devices_import(&file, &url, token, username, password).await,
+        Command::Data {
+            command:
+                DataCommand::Import {
+                    dataset,
+                    file,
+                    format,
+                    encoding,
+                    url,
+                    token,
+                    username,
+                    password,
+                },
+        } => {
+            data_import(
+                &dataset, &file, format, &encoding, &url, token, username, password,
+            )
+            .await
+        }
     }
 }
 
@@ -687,6 +736,123 @@ fn licence_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<Ex
     }
 }
 
+/// The token to call a server with: the one given, or one from signing in.
+async fn bearer(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<String> {
+    match (token, username, password) {
+        (Some(token), _, _) => Ok(token),
+        (None, Some(username), Some(password)) => {
+            let response = client
+                .post(format!("{url}/api/v1/auth/sign-in"))
+                .json(&serde_json::json!({"username": username, "password": password}))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                anyhow::bail!(
+                    "sign-in failed: {}",
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            let body: serde_json::Value = response.json().await?;
+            Ok(body["access_token"].as_str().unwrap_or_default().to_owned())
+        }
+        _ => anyhow::bail!("give --token, or --username and --password"),
+    }
+}
+
+/// Uploads a file as a dataset's next version, the upload's progress on a bar.
+#[allow(clippy::too_many_arguments)]
+async fn data_import(
+    dataset: &str,
+    file: &std::path::Path,
+    format: Option<String>,
+    encoding: &str,
+    url: &str,
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use futures::StreamExt as _;
+    let client = reqwest::Client::new();
+    let url = url.trim_end_matches('/');
+    let token = bearer(&client, url, token, username, password).await?;
+    let format = format
+        .or_else(|| {
+            file.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+        })
+        .unwrap_or_else(|| "csv".into());
+    let size = std::fs::metadata(file)?.len();
+    let progress = indicatif::ProgressBar::new(size);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress.set_message("uploading");
+    let counted = progress.clone();
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(file).await?, 1 << 20)
+            .map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    counted.inc(bytes.len() as u64);
+                    if counted.position() >= counted.length().unwrap_or(0) {
+                        counted.set_message("checking every row, then writing");
+                    }
+                }
+                chunk
+            });
+    let response = client
+        .post(format!(
+            "{url}/api/v1/data/datasets/{dataset}/versions?format={format}&encoding={encoding}"
+        ))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        progress.finish_with_message("imported");
+        let v = &body["version"];
+        println!(
+            "{dataset} version {}: {} rows in {} s ({} encoding); completeness {}, validity {}, uniqueness {}",
+            v["version"],
+            v["rows"],
+            body["seconds"],
+            v["encoding"].as_str().unwrap_or(""),
+            v["quality"]["completeness"],
+            v["quality"]["validity"],
+            v["quality"]["uniqueness"]
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    progress.abandon_with_message("refused");
+    eprintln!(
+        "refused ({status}): {}",
+        body["detail"].as_str().unwrap_or("")
+    );
+    for error in body["errors"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  row {}{}: {}",
+            error["row"],
+            error["field"]
+                .as_str()
+                .map(|f| format!(", {f}"))
+                .unwrap_or_default(),
+            error["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::from(1))
+}
+
 async fn devices_import(
     file: &std::path::Path,
     url: &str,
@@ -707,25 +873,7 @@ async fn devices_import(
     .map_err(anyhow::Error::msg)?;
     let client = reqwest::Client::new();
     let url = url.trim_end_matches('/');
-    let token = match (token, username, password) {
-        (Some(token), _, _) => token,
-        (None, Some(username), Some(password)) => {
-            let response = client
-                .post(format!("{url}/api/v1/auth/sign-in"))
-                .json(&serde_json::json!({"username": username, "password": password}))
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                anyhow::bail!(
-                    "sign-in failed: {}",
-                    response.text().await.unwrap_or_default()
-                );
-            }
-            let body: serde_json::Value = response.json().await?;
-            body["access_token"].as_str().unwrap_or_default().to_owned()
-        }
-        _ => anyhow::bail!("give --token, or --username and --password"),
-    };
+    let token = bearer(&client, url, token, username, password).await?;
 
     let progress = indicatif::ProgressBar::new(rows.len() as u64);
     progress.set_style(
