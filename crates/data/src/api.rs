@@ -28,10 +28,7 @@ pub fn router() -> OpenApiRouter<Catalogue> {
         .routes(routes!(capabilities, register_capability))
         .routes(routes!(list_subscriptions, subscribe))
         .routes(routes!(cancel_subscription))
-        .route(
-            "/api/v1/data/capabilities/{id}/call/{*path}",
-            axum::routing::any(call_capability),
-        )
+        .routes(routes!(call_get, call_post))
         .routes(routes!(list_requests, file_request))
         .routes(routes!(get_request))
         .routes(routes!(decide))
@@ -757,32 +754,97 @@ async fn cancel_subscription(
     ))
 }
 
-/// A call to a department capability, forwarded to its upstream with the app's identity
-/// (`X-Yunnao-Client`, `X-Yunnao-Department`), within its subscription's budget, metered.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CallQuery {
+    /// The upstream path to call (`/permits/3702…`); the other query parameters go with it.
+    pub path: String,
+}
+
+/// A call to a department capability (GET), forwarded to `{upstream}{path}` with the app's
+/// identity (`X-Yunnao-Client`, `X-Yunnao-Department`), within its subscription's budget,
+/// metered. Scenario apps, with their API key.
+#[utoipa::path(get, path = "/api/v1/data/capabilities/{id}/call", tag = "data",
+    params(("id" = String, Path), CallQuery),
+    responses((status = 200, description = "the upstream's answer"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 429), (status = 502)))]
+async fn call_get(
+    state: State<Catalogue>,
+    principal: Principal,
+    id: Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, Problem> {
+    call_capability(
+        state,
+        principal,
+        id,
+        axum::http::Method::GET,
+        uri,
+        headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+/// A call to a department capability (POST, the body forwarded as it is).
+#[utoipa::path(post, path = "/api/v1/data/capabilities/{id}/call", tag = "data",
+    params(("id" = String, Path), CallQuery),
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "the upstream's answer"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 429), (status = 502)))]
+async fn call_post(
+    state: State<Catalogue>,
+    principal: Principal,
+    id: Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::response::Response, Problem> {
+    call_capability(
+        state,
+        principal,
+        id,
+        axum::http::Method::POST,
+        uri,
+        headers,
+        body,
+    )
+    .await
+}
+
 async fn call_capability(
     State(catalogue): State<Catalogue>,
     principal: Principal,
-    Path((id, path)): Path<(String, String)>,
+    Path(id): Path<String>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::response::Response, Problem> {
+    let mut path = None;
+    let mut rest = Vec::new();
+    for (key, value) in url_pairs(uri.query().unwrap_or("")) {
+        if key == "path" && path.is_none() {
+            path = Some(value);
+        } else {
+            rest.push((key, value));
+        }
+    }
+    let path = path.ok_or_else(|| Problem::bad_request("path: the upstream path to call"))?;
     let capability = catalogue.admit_call(&principal, &id).await?;
     let upstream = capability
         .upstream
         .ok_or_else(|| Problem::internal("a department capability without an upstream"))?;
-    if path.split('/').any(|segment| segment == "..") {
-        return Err(Problem::bad_request("a path without `..`"));
+    if !path.starts_with('/') || path.split('/').any(|segment| segment == "..") || path.len() > 2000
+    {
+        return Err(Problem::bad_request("path: an absolute path without `..`"));
     }
-    let mut target = format!("{upstream}/{path}");
-    if let Some(query) = uri.query() {
-        target.push('?');
-        target.push_str(query);
+    let mut target = reqwest::Url::parse(&format!("{upstream}{path}"))
+        .map_err(|_| Problem::bad_request("path: not a URL path"))?;
+    if !rest.is_empty() {
+        target.query_pairs_mut().extend_pairs(rest.iter());
     }
     let mut request = catalogue
         .upstream_client()
-        .request(method, &target)
+        .request(method, target)
         .header("x-yunnao-client", principal.id.as_str())
         .header("x-yunnao-department", principal.department.as_str())
         .body(body);
@@ -817,4 +879,15 @@ async fn call_capability(
     }
     response.extensions_mut().insert(AuditNote::skip());
     Ok(response)
+}
+
+/// A query string's pairs, percent-decoded.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -67,7 +67,7 @@ pub struct NewCapability {
     pub title_en: String,
     pub description_zh: String,
     /// The department's API base URL, `http://` or `https://`; calls to
-    /// `/api/v1/data/capabilities/{id}/call/{path}` go to `{upstream}/{path}`.
+    /// `/api/v1/data/capabilities/{id}/call?path=/p` go to `{upstream}/p`.
     pub upstream: String,
     /// Calls per minute one subscription may make.
     pub rate_per_minute: u32,
@@ -276,7 +276,7 @@ impl Catalogue {
             title_zh: new.title_zh.trim().into(),
             title_en: new.title_en.trim().into(),
             description_zh: new.description_zh.trim().into(),
-            endpoint: format!("ANY /api/v1/data/capabilities/{}/call/{{path}}", new.id),
+            endpoint: format!("GET|POST /api/v1/data/capabilities/{}/call?path=…", new.id),
             upstream: Some(new.upstream.trim_end_matches('/').to_owned()),
             rate_per_minute: new.rate_per_minute,
             subscribers: 0,

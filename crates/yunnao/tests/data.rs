@@ -932,7 +932,7 @@ async fn marketplace_proxies_within_budget(backend: TestBackend) {
     assert_eq!(status, 201, "{created}");
     let client = created["client"]["id"].as_str().expect("id").to_owned();
     let key = created["api_key"].as_str().expect("key").to_owned();
-    let call = "/api/v1/data/capabilities/permit-lookup/call/permits/37020001";
+    let call = "/api/v1/data/capabilities/permit-lookup/call?path=/permits/37020001";
     let (status, _) = get(&server, call, Some(&key)).await;
     assert_eq!(status, 403, "no subscription yet");
     let (status, subscription) = post(
