@@ -374,8 +374,6 @@ pub struct Catalogue {
     public_reads: Arc<Mutex<PublicReads>>,
     /// The largest file an import takes, bytes.
     import_limit: u64,
-    seeded: Arc<Mutex<(bool,)>>,
-    seeded_notify: Arc<tokio::sync::Notify>,
     meter: market::SharedMeter,
     http: reqwest::Client,
     /// Reads to meter and audit ([`rows::run_meter`]).
@@ -445,8 +443,6 @@ impl Catalogue {
             imports: Arc::new(tokio::sync::Semaphore::new(2)),
             public_reads: Arc::new(Mutex::new(HashMap::new())),
             import_limit: DEFAULT_IMPORT_LIMIT,
-            seeded: Arc::new(Mutex::new((false,))),
-            seeded_notify: Arc::new(tokio::sync::Notify::new()),
             meter: Default::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -519,10 +515,6 @@ impl Catalogue {
                 Ok(n) => tracing::info!(tables = n, "data hub: seeded tables imported"),
                 Err(problem) => tracing::error!(%problem, "data hub: seeding tables failed"),
             }
-            if let Ok(mut seeded) = hub.seeded.lock() {
-                seeded.0 = true;
-            }
-            hub.seeded_notify.notify_waiters();
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
@@ -537,17 +529,6 @@ impl Catalogue {
                 }
             }
         })
-    }
-
-    /// Waits until the seeded tables are in (for tests and the simulator).
-    pub async fn seeded(&self) {
-        loop {
-            let notified = self.seeded_notify.notified();
-            if self.seeded.lock().is_ok_and(|s| s.0) {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// Sets the largest file an import takes.

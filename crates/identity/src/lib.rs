@@ -269,6 +269,20 @@ impl Identity {
         .db()
     }
 
+    /// The ids of every API client not revoked.
+    pub async fn active_api_client_ids(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, yunnao_core::Problem> {
+        use yunnao_store::DbResultExt;
+        let ids: Vec<String> = yunnao_store::sqlx::query_scalar(
+            "SELECT id FROM api_clients WHERE revoked_at_ms IS NULL",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .db()?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// One API client (a department's scenario application), revoked or not.
     pub async fn api_client(
         &self,
