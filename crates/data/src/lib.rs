@@ -14,6 +14,7 @@ pub mod api;
 pub mod ckan;
 pub mod dcat;
 pub mod import;
+pub mod live;
 pub mod market;
 pub mod mask;
 mod migrations;
@@ -88,6 +89,9 @@ pub struct Field {
     /// `coordinate`, `age`, `date`; found from the field's name when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// For a live view: the attribute or member the field reads (see [`live::source_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
 }
 
 impl Field {
@@ -102,6 +106,7 @@ impl Field {
             personal: "none".into(),
             indexed: false,
             kind: None,
+            attribute: None,
         }
     }
 
@@ -158,6 +163,13 @@ pub struct Dataset {
     /// `open`, `conditional` or `none`.
     pub sharing: String,
     pub fields: Vec<Field>,
+    /// Where the rows come from: imported tables (the default) or a live view.
+    #[serde(default, skip_serializing_if = "is_table")]
+    pub source: live::Source,
+}
+
+fn is_table(source: &live::Source) -> bool {
+    !source.is_live()
 }
 
 /// A dataset as stored: with its times.
@@ -310,6 +322,9 @@ impl Dataset {
             if let Some(unit) = &f.unit {
                 bounded("fields", unit, 20, false)?;
             }
+            if let Some(attribute) = &f.attribute {
+                bounded("fields", attribute, 200, true)?;
+            }
             if level_rank(&f.level) > level_rank(&self.level) {
                 return Err(invalid(
                     "level",
@@ -320,6 +335,7 @@ impl Dataset {
                 ));
             }
         }
+        self.source.validate()?;
         let sensitive = self.fields.iter().any(|f| f.personal != "none");
         if self.sharing == "open" && (self.level != "general" || sensitive) {
             return Err(invalid(
@@ -378,6 +394,10 @@ pub struct Catalogue {
     http: reqwest::Client,
     /// Reads to meter and audit ([`rows::run_meter`]).
     meters: tokio::sync::mpsc::Sender<rows::MeterJob>,
+    /// Grants read lately ([`sharing::GrantCache`]).
+    grants: Arc<sharing::GrantCache>,
+    /// The other hubs live views read ([`live::LiveViews`]), once the binary connects them.
+    live: live::SharedViews,
 }
 
 type Row = (String, i64, i64);
@@ -431,6 +451,8 @@ impl Catalogue {
         tokio::spawn(rows::run_meter(db.clone(), identity.clone(), jobs));
         let catalogue = Catalogue {
             meters,
+            grants: Default::default(),
+            live: Default::default(),
             cipher: Arc::new(identity.field_cipher("data-personal-fields")),
             salts: Arc::new(identity.field_cipher("data-hash-salts")),
             db,

@@ -211,7 +211,7 @@ impl Catalogue {
             .collect())
     }
 
-    async fn capability(&self, id: &str) -> Result<Option<Capability>, Problem> {
+    pub(crate) async fn capability(&self, id: &str) -> Result<Option<Capability>, Problem> {
         let row: Option<(String,)> = self
             .db
             .fetch_optional(

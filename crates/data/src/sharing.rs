@@ -9,6 +9,8 @@ use crate::Catalogue;
 use crate::mask::RULES;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 use yunnao_core::Problem;
 use yunnao_identity::{Action, Principal, Resource};
 use yunnao_store::Arg;
@@ -127,6 +129,68 @@ type GrantRow = (
     i64,
     Option<String>,
 );
+
+/// Grants read lately, per consumer and dataset, so that a run of reads does not look the
+/// same rows up each time. A decision or revocation on this node clears them at once (the
+/// generation); one on another node is seen within [`GRANT_RECHECK`], as sessions are.
+#[derive(Default)]
+pub(crate) struct GrantCache {
+    entries: std::sync::Mutex<HashMap<(String, String), CachedGrants>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+struct CachedGrants {
+    rows: Arc<Vec<GrantRow>>,
+    read: std::time::Instant,
+    generation: u64,
+}
+
+/// How long grant rows read from the database are trusted without reading them again.
+pub const GRANT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const GRANT_CACHE_MAX: usize = 10_000;
+
+impl GrantCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<Arc<Vec<GrantRow>>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(key)?;
+        (entry.generation == self.generation() && entry.read.elapsed() < GRANT_RECHECK)
+            .then(|| entry.rows.clone())
+    }
+
+    /// Keeps rows read at `generation` (taken before the read, so a change committed while
+    /// reading leaves them stale at once).
+    fn insert(&self, key: (String, String), generation: u64, rows: Arc<Vec<GrantRow>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= GRANT_CACHE_MAX {
+            entries.retain(|_, e| e.read.elapsed() < GRANT_RECHECK);
+            if entries.len() >= GRANT_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            CachedGrants {
+                rows,
+                read: std::time::Instant::now(),
+                generation,
+            },
+        );
+    }
+
+    /// A grant changed on this node: nothing cached before is trusted again.
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
 
 const COLUMNS_A: &str = "id, dataset, owner, consumer, requested_by, purpose, legal_basis";
 const COLUMNS_B: &str = "fields, row_filter, valid_from_ms, valid_until_ms, expected_rows, status";
@@ -563,6 +627,7 @@ impl Catalogue {
             }
         }
         tx.commit().await?;
+        self.grants.changed();
         self.request(principal, id).await
     }
 
@@ -601,34 +666,50 @@ impl Catalogue {
         )
         .await?;
         tx.commit().await?;
+        self.grants.changed();
         self.request(principal, id).await
     }
 
     /// The consumer's live grant for a dataset, or why it has none.
     pub async fn live_grant(&self, consumer: &str, dataset: &str) -> Result<Grant, Problem> {
+        let key = (consumer.to_owned(), dataset.to_owned());
+        let rows = match self.grants.get(&key) {
+            Some(rows) => rows,
+            None => {
+                let generation = self.grants.generation();
+                let rows: Arc<Vec<GrantRow>> = Arc::new(
+                    self.db
+                        .fetch_all(
+                            "SELECT id, status, granted_fields, granted_filter, granted_until_ms, masking, valid_from_ms, reason \
+                             FROM data_requests WHERE consumer = $1 AND dataset = $2 AND status IN ('approved', 'revoked') \
+                             ORDER BY decided_at_ms DESC LIMIT 20",
+                            &[Arg::text(consumer), Arg::text(dataset)],
+                        )
+                        .await?,
+                );
+                self.grants.insert(key, generation, rows.clone());
+                rows
+            }
+        };
+        // Expiry is judged now, on every read, whether the rows were cached or not.
         let now = yunnao_core::time::now_ms();
-        let rows: Vec<GrantRow> = self
-            .db
-            .fetch_all(
-                "SELECT id, status, granted_fields, granted_filter, granted_until_ms, masking, valid_from_ms, reason \
-                 FROM data_requests WHERE consumer = $1 AND dataset = $2 AND status IN ('approved', 'revoked') \
-                 ORDER BY decided_at_ms DESC LIMIT 20",
-                &[Arg::text(consumer), Arg::text(dataset)],
-            )
-            .await?;
         let mut why = None;
-        for (id, status, fields, filter, until, masking, from, reason) in rows {
+        for (id, status, fields, filter, until, masking, from, reason) in rows.iter() {
             let until = until.unwrap_or(0);
-            if status == "approved" && from <= now && now < until {
+            if status == "approved" && *from <= now && now < until {
                 return Ok(Grant {
-                    id,
+                    id: id.clone(),
                     fields: parse_json(fields.as_deref()),
                     row_filter: parse_json(filter.as_deref()),
                     masking: parse_json(masking.as_deref()),
                 });
             }
+            let from = *from;
             why.get_or_insert(if status == "revoked" {
-                format!("grant {id} was revoked: {}", reason.unwrap_or_default())
+                format!(
+                    "grant {id} was revoked: {}",
+                    reason.as_deref().unwrap_or_default()
+                )
             } else if now < from {
                 format!("grant {id} opens at {}", time(from))
             } else {

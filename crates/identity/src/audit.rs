@@ -31,6 +31,8 @@ use yunnao_store::{Arg, Db, DbResultExt, Write, sqlx};
 /// Arbitrary constant naming the audit chain's advisory lock.
 const ADVISORY_LOCK_KEY: i64 = 0x7961_756e_6e61_6f01;
 const GENESIS: [u8; 32] = [0; 32];
+/// Audit records per insert statement (10 parameters each, within SQLite's limit).
+const AUDIT_INSERT_ROWS: usize = 256;
 
 /// What a handler tells the audit layer about the write it did.
 #[derive(Debug, Clone, Default)]
@@ -242,54 +244,112 @@ impl Identity {
         self.append(tx, entry).await
     }
 
+    /// Appends many records inside the caller's write transaction with one read of the chain's
+    /// head and one multi-row insert: for callers that audit in groups (metered data reads),
+    /// where a read and an insert per record would hold the chain's lock for each.
+    pub async fn audit_many_in(
+        &self,
+        tx: &mut Write,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditRecord>, Problem> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.lock_chain(tx).await?;
+        self.append_all(tx, entries).await
+    }
+
     async fn append(&self, tx: &mut Write, entry: AuditEntry) -> Result<AuditRecord, Problem> {
+        let mut records = self.append_all(tx, vec![entry]).await?;
+        records
+            .pop()
+            .ok_or_else(|| Problem::internal("audit append returned no record"))
+    }
+
+    /// Chains `entries` onto the head and inserts them, at most [`AUDIT_INSERT_ROWS`] a
+    /// statement; checkpoints fall where the interval says, after their records are in.
+    async fn append_all(
+        &self,
+        tx: &mut Write,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditRecord>, Problem> {
         let last = seq_and_hash(
             tx,
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
         )
         .await?;
-        let (prev_seq, prev_hash) = match last {
+        let (mut prev_seq, mut prev_hash) = match last {
             Some((seq, hash)) => (
                 seq,
                 hex::decode(&hash).map_err(|_| Problem::internal("audit chain head is corrupt"))?,
             ),
             None => (0, GENESIS.to_vec()),
         };
-        let mut record = AuditRecord {
-            seq: prev_seq + 1,
-            at_ms: yunnao_core::time::now_ms(),
-            actor: entry.actor,
-            department: entry.department,
-            action: entry.action,
-            target: entry.target,
-            request_id: entry.request_id,
-            outcome: entry.outcome,
-            prev_hash: hex::encode(&prev_hash),
-            hash: String::new(),
-        };
-        record.hash = hex::encode(record_hash(&prev_hash, &record)?);
-        tx.execute(
-            "INSERT INTO audit_log (seq, at_ms, actor, department, action, target, request_id, outcome, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                Arg::Int(record.seq),
-                Arg::Int(record.at_ms),
-                Arg::text(&record.actor),
-                Arg::text(&record.department),
-                Arg::text(&record.action),
-                Arg::text(&record.target),
-                Arg::text(&record.request_id),
-                Arg::text(&record.outcome),
-                Arg::text(&record.prev_hash),
-                Arg::text(&record.hash),
-            ],
-        )
-        .await?;
-        if record.seq % self.config.checkpoint_every.max(1) == 0 {
+        let at_ms = yunnao_core::time::now_ms();
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut record = AuditRecord {
+                seq: prev_seq + 1,
+                at_ms,
+                actor: entry.actor,
+                department: entry.department,
+                action: entry.action,
+                target: entry.target,
+                request_id: entry.request_id,
+                outcome: entry.outcome,
+                prev_hash: hex::encode(&prev_hash),
+                hash: String::new(),
+            };
+            let hash = record_hash(&prev_hash, &record)?;
+            record.hash = hex::encode(hash);
+            prev_seq = record.seq;
+            prev_hash = hash.to_vec();
+            records.push(record);
+        }
+        for chunk in records.chunks(AUDIT_INSERT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO audit_log (seq, at_ms, actor, department, action, target, request_id, outcome, prev_hash, hash) VALUES ",
+            );
+            let mut args = Vec::with_capacity(chunk.len() * 10);
+            for (i, record) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let n = i * 10;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7,
+                    n + 8,
+                    n + 9,
+                    n + 10
+                ));
+                args.extend([
+                    Arg::Int(record.seq),
+                    Arg::Int(record.at_ms),
+                    Arg::text(&record.actor),
+                    Arg::text(&record.department),
+                    Arg::text(&record.action),
+                    Arg::text(&record.target),
+                    Arg::text(&record.request_id),
+                    Arg::text(&record.outcome),
+                    Arg::text(&record.prev_hash),
+                    Arg::text(&record.hash),
+                ]);
+            }
+            tx.execute(&sql, &args).await?;
+        }
+        let every = self.config.checkpoint_every.max(1);
+        for record in records.iter().filter(|r| r.seq % every == 0) {
             self.insert_checkpoint(tx, record.seq, &record.hash, record.at_ms)
                 .await?;
         }
-        Ok(record)
+        Ok(records)
     }
 
     /// A write transaction that holds the chain: on PostgreSQL the advisory lock serialises

@@ -73,6 +73,31 @@ pub fn merge_buckets(buckets: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
 }
 
 impl Sensing {
+    /// The messages of `department`'s devices of `profile` since `since_ms`, newest first, at
+    /// most `max`: (device id, device name, time, the message's values as JSON). What the data
+    /// hub's live series views read.
+    pub async fn profile_messages(
+        &self,
+        department: &str,
+        profile: &str,
+        since_ms: i64,
+        max: i64,
+    ) -> Result<Vec<(String, String, i64, String)>, Problem> {
+        sqlx::query_as(
+            "SELECT t.device_id, d.name, t.ts_ms, t.values_json FROM devices d \
+             JOIN telemetry t ON t.device_id = d.id AND t.ts_ms >= $3 \
+             WHERE d.department_code = $1 AND d.profile_code = $2 \
+             ORDER BY t.ts_ms DESC, t.device_id LIMIT $4",
+        )
+        .bind(department)
+        .bind(profile)
+        .bind(since_ms)
+        .bind(max)
+        .fetch_all(self.db.pool())
+        .await
+        .db()
+    }
+
     /// The newest value of each of `keys` (all profile keys when empty) that has one.
     pub async fn latest(
         &self,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod context_link;
 pub mod contract;
+pub mod data_link;
 pub mod governance_link;
 mod platform;
 
@@ -216,6 +217,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .await
         .map_err(|p| anyhow::anyhow!("data hub: {p}"))?
         .with_import_limit(config.data_import_max_mib.max(1) << 20);
+    data.connect_live_views(Arc::new(data_link::PlatformViews {
+        context: context.clone(),
+        sensing: sensing.clone(),
+    }));
     data.spawn_background(config.data_seed_tables);
     let plan = yunnao_plan::Plan::start(
         db.clone(),

@@ -974,6 +974,205 @@ async fn marketplace_proxies_within_budget(backend: TestBackend) {
     server.cleanup().await;
 }
 
+/// Live views read their source at each request: the city information model's metro stations,
+/// an air-quality device's readings, and a department's registered API, which is requested,
+/// granted and masked as a table is.
+async fn live_views_read_their_sources(backend: TestBackend) {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream_url = format!("http://{}", upstream.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/stations",
+            axum::routing::get(|| async {
+                axum::Json(json!({"records": [
+                    {"stationName": "团岛污水处理厂", "district": "市南区", "capacity": 10.0, "keeperPhone": "13812345678"},
+                    {"stationName": "海泊河污水处理厂", "district": "市北区", "capacity": 16.0, "keeperPhone": "13987654321"},
+                    {"stationName": "李村河污水处理厂", "district": "李沧区", "capacity": 25.0, "keeperPhone": "13700001111"}
+                ]}))
+            }),
+        );
+        let _ = axum::serve(upstream, app).await;
+    });
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+
+    // (b) The city information model: the 172 metro stations, filtered and sorted.
+    let (status, rows) = get(
+        &server,
+        "/api/v1/data/datasets/metro-stations-live/rows?include_total=true&sort=name%20desc&limit=5",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(rows["total"], json!(172), "{rows}");
+    let records = rows["records"].as_array().expect("records");
+    assert_eq!(records.len(), 5);
+    assert!(
+        records[0]["entity_id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("urn:ngsi-ld:TransportStation:"),
+        "{rows}"
+    );
+    let names: Vec<&str> = records.iter().filter_map(|r| r["name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(names, sorted, "sorted by name, descending");
+    let one = records[0]["area_code"]
+        .as_str()
+        .expect("area code")
+        .to_owned();
+    let (_, filtered) = get(
+        &server,
+        &format!("/api/v1/data/datasets/metro-stations-live/rows?include_total=true&filters=%7B%22area_code%22:%22{one}%22%7D"),
+        None,
+    )
+    .await;
+    let filtered_total = filtered["total"].as_i64().expect("total");
+    assert!((1..172).contains(&filtered_total), "{filtered}");
+    assert!(
+        filtered["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .all(|r| r["area_code"] == json!(one))
+    );
+    let (status, _) = get(
+        &server,
+        "/api/3/action/datastore_search?resource_id=metro-stations-live&limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "CKAN reads a live view too");
+
+    // (b) A sensing profile's series: a reading is in the view as soon as it is acknowledged.
+    let ecology = server
+        .user(&admin, "ecology.live", "ecology", "dept_admin")
+        .await;
+    let response = server
+        .request(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&ecology),
+            Some(
+                json!({"id": "aq-live-1", "name": "市南区监测站", "profile": "air-quality",
+                        "department": "ecology", "location": {"lon": 120.38, "lat": 36.07}}),
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let device: Value = response.json().await.expect("json");
+    let device_token = device["access_token"].as_str().expect("token").to_owned();
+    let sent = server
+        .client
+        .post(server.url(&format!("/api/v1/{device_token}/telemetry")))
+        .header("content-type", "application/json")
+        .body(r#"{"pm25": 35.5, "pm10": 60, "no2": 20, "o3": 80}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    let (status, series) = get(
+        &server,
+        "/api/v1/data/datasets/air-quality-realtime/rows?filters=%7B%22device_id%22:%22aq-live-1%22%7D",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{series}");
+    assert_eq!(series["records"][0]["pm25"], json!(35.5), "{series}");
+    assert_eq!(series["records"][0]["device_name"], json!("市南区监测站"));
+
+    // (c) A registered department API, conditional, with a personal field masked by grant.
+    let water = server
+        .user(&admin, "water.live", "water", "dept_admin")
+        .await;
+    let (status, capability) = post(
+        &server,
+        "/api/v1/data/capabilities",
+        Some(&ecology),
+        json!({"id": "sewage-plants", "title_zh": "污水处理厂接口", "title_en": "Sewage plants",
+               "description_zh": "污水处理厂名录接口", "upstream": upstream_url, "rate_per_minute": 60}),
+    )
+    .await;
+    assert_eq!(status, 201, "{capability}");
+    let field = |name: &str, kind: &str, personal: &str, level: &str, attribute: &str| {
+        json!({"name": name, "type": kind, "unit": null, "description_zh": name, "level": level,
+               "personal": personal, "attribute": attribute})
+    };
+    let dataset = json!({
+        "id": "sewage-plants-live", "department": "ecology", "title_zh": "污水处理厂(接口)", "title_en": "Sewage plants (API)",
+        "description_zh": "部门接口的实时视图", "description_en": "", "themes": ["生态环保"], "keywords": [],
+        "frequency": "realtime", "spatial": "青岛市", "temporal_start": null, "temporal_end": null,
+        "source_system": "污水处理监管系统", "contact": "ecology", "licence": "政务数据共享协议",
+        "level": "important", "sharing": "conditional",
+        "fields": [
+            field("station", "text", "none", "general", "stationName"),
+            field("district", "text", "none", "general", "district"),
+            field("capacity", "number", "none", "general", "capacity"),
+            field("keeper_phone", "text", "personal", "important", "keeperPhone")
+        ],
+        "source": {"kind": "api", "capability": "sewage-plants", "path": "/stations"}
+    });
+    let (status, created) = post(&server, "/api/v1/data/datasets", Some(&ecology), dataset).await;
+    assert_eq!(status, 201, "{created}");
+    let rows = "/api/v1/data/datasets/sewage-plants-live/rows";
+    let (status, owner) = get(&server, rows, Some(&ecology)).await;
+    assert_eq!(status, 200, "{owner}");
+    assert_eq!(owner["records"][0]["keeper_phone"], json!("13812345678"));
+    let (status, _) = get(&server, rows, Some(&water)).await;
+    assert_eq!(status, 403, "no grant yet");
+    let (status, _) = upload(
+        &server,
+        "/api/v1/data/datasets/sewage-plants-live/versions",
+        &ecology,
+        "text/csv",
+        b"station,district,capacity,keeper_phone\nx,y,1,13800000000\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 409, "a live view is not imported");
+    let until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let (status, filed) = post(
+        &server,
+        "/api/v1/data/requests",
+        Some(&water),
+        json!({"dataset": "sewage-plants-live", "purpose": "排水调度", "legal_basis": "《城镇排水与污水处理条例》",
+               "fields": ["station", "district", "keeper_phone"], "row_filter": {},
+               "valid_until": until, "expected_rows": 10}),
+    )
+    .await;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_str().expect("id").to_owned();
+    let (status, approved) = post(
+        &server,
+        &format!("/api/v1/data/requests/{id}/decision"),
+        Some(&ecology),
+        json!({"decision": "approve", "masking": {"keeper_phone": "mask"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{approved}");
+    let (status, granted) = get(
+        &server,
+        &format!("{rows}?sort=station&include_total=true"),
+        Some(&water),
+    )
+    .await;
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(granted["total"], json!(3));
+    let first = &granted["records"][0];
+    assert_eq!(first["keeper_phone"], json!("138****5678"), "{granted}");
+    assert!(first.get("capacity").is_none(), "not granted");
+    let (status, problem) = get(&server, &format!("{rows}?fields=capacity"), Some(&water)).await;
+    assert_eq!(
+        (status, problem["reason"].clone()),
+        (403, json!("outside-grant")),
+        "{problem}"
+    );
+    server.cleanup().await;
+}
+
 backend_tests!(imports_are_whole_or_refused);
 backend_tests!(the_access_matrix);
 backend_tests!(marketplace_proxies_within_budget);
+backend_tests!(live_views_read_their_sources);
