@@ -119,6 +119,28 @@ pub fn package(
             })
         })
         .into_iter()
+        .chain(d.source.is_live().then(|| {
+            // A live view is a DataStore resource too: datastore_search reads it now.
+            json!({
+                "id": d.id,
+                "package_id": d.id,
+                "name": d.title_zh,
+                "description": d.description_zh,
+                "format": match d.source.kind() {
+                    "entities" => "NGSI-LD",
+                    "series" => "JSON",
+                    _ => "API",
+                },
+                "url": format!("/api/v1/data/datasets/{}/rows", d.id),
+                "url_type": "datastore",
+                "datastore_active": true,
+                "resource_type": format!("live-{}", d.source.kind()),
+                "last_modified": entry.modified_at.trim_end_matches('Z'),
+                "created": entry.created_at.trim_end_matches('Z'),
+                "state": "active",
+                "position": 0,
+            })
+        }))
         .collect();
     json!({
         "id": d.id,

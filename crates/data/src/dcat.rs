@@ -2,6 +2,9 @@
 //! list of statements so the two say the same. Frequencies and access rights use the EU
 //! Publications Office's authority tables (DCAT-AP's controlled vocabularies); a publisher is
 //! the department (a `foaf:Agent`), the schema's fields are not exported (they are in the API).
+//! Every object is typed as DCAT-AP 3's SHACL ranges ask (themes are concepts of the hub's
+//! scheme, licences licence documents, places locations); a dataset that is served has a
+//! distribution whose access URL is its rows API.
 
 use crate::Entry;
 use std::collections::HashMap;
@@ -12,6 +15,9 @@ const FOAF: &str = "http://xmlns.com/foaf/0.1/";
 const VCARD: &str = "http://www.w3.org/2006/vcard/ns#";
 const XSD: &str = "http://www.w3.org/2001/XMLSchema#";
 const RDF_TYPE: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type";
+const RDFS_LABEL: &str = "http://www.w3.org/2000/01/rdf-schema#label";
+const SKOS: &str = "http://www.w3.org/2004/02/skos/core#";
+const JSON_MEDIA_TYPE: &str = "http://www.iana.org/assignments/media-types/application/json";
 
 /// An RDF term: an IRI, a blank node, or a literal with a language or a datatype.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +43,21 @@ fn frequency_iri(frequency: &str) -> String {
         _ => "IRREG",
     };
     format!("http://publications.europa.eu/resource/authority/frequency/{code}")
+}
+
+/// A licence as a `dct:LicenseDocument`: the EU authority table's IRI where there is one,
+/// else one of ours.
+fn licence_iri(base: &str, licence: &str) -> String {
+    let code = match licence {
+        "CC-BY-4.0" => Some("CC_BY_4_0"),
+        "CC-BY-SA-4.0" => Some("CC_BY_SA_4_0"),
+        "CC0-1.0" => Some("CC0"),
+        _ => None,
+    };
+    match code {
+        Some(code) => format!("http://publications.europa.eu/resource/authority/licence/{code}"),
+        None => format!("{base}/api/v1/data/licences/{}", percent(licence)),
+    }
 }
 
 fn access_iri(sharing: &str) -> String {
@@ -84,6 +105,30 @@ pub fn triples(
         ),
     ];
     let mut publishers: Vec<&str> = vec!["bigdata"];
+    // Nodes named by many datasets, described once after them (DCAT-AP's ranges: a theme is
+    // a skos:Concept, a licence a dct:LicenseDocument, a place a dct:Location, …).
+    let mut themes: std::collections::BTreeMap<String, String> = Default::default();
+    let mut licences: std::collections::BTreeMap<String, String> = Default::default();
+    let mut places: std::collections::BTreeMap<String, String> = Default::default();
+    let mut frequencies: std::collections::BTreeSet<String> = Default::default();
+    let mut rights: std::collections::BTreeSet<String> = Default::default();
+    let mut has_distribution = false;
+    let scheme = Term::Iri(format!("{base}/api/v1/data/themes"));
+    out.push((
+        catalog.clone(),
+        format!("{DCAT}themeTaxonomy"),
+        scheme.clone(),
+    ));
+    out.push((
+        scheme.clone(),
+        RDF_TYPE.into(),
+        Term::Iri(format!("{SKOS}ConceptScheme")),
+    ));
+    out.push((
+        scheme.clone(),
+        format!("{DCT}title"),
+        Term::Lang("青岛市公共数据主题分类".into(), "zh"),
+    ));
     for entry in entries {
         let d = &entry.dataset;
         let s = Term::Iri(format!("{base}/api/v1/data/datasets/{}", d.id));
@@ -130,11 +175,9 @@ pub fn triples(
             ));
         }
         for t in &d.themes {
-            out.push((
-                s.clone(),
-                format!("{DCAT}theme"),
-                Term::Iri(format!("{base}/api/v1/data/themes/{}", percent(t))),
-            ));
+            let theme = format!("{base}/api/v1/data/themes/{}", percent(t));
+            out.push((s.clone(), format!("{DCAT}theme"), Term::Iri(theme.clone())));
+            themes.entry(theme).or_insert_with(|| t.clone());
         }
         out.push((
             s.clone(),
@@ -154,16 +197,62 @@ pub fn triples(
             format!("{DCT}accessRights"),
             Term::Iri(access_iri(&d.sharing)),
         ));
+        let licence = licence_iri(base, &d.licence);
         out.push((
             s.clone(),
             format!("{DCT}license"),
-            Term::Plain(d.licence.clone()),
+            Term::Iri(licence.clone()),
         ));
-        out.push((
-            s.clone(),
-            format!("{DCT}spatial"),
-            Term::Lang(d.spatial.clone(), "zh"),
-        ));
+        licences.entry(licence).or_insert_with(|| d.licence.clone());
+        if !d.spatial.is_empty() {
+            let place = format!("{base}/api/v1/data/places/{}", percent(&d.spatial));
+            out.push((s.clone(), format!("{DCT}spatial"), Term::Iri(place.clone())));
+            places.entry(place).or_insert_with(|| d.spatial.clone());
+        }
+        frequencies.insert(frequency_iri(&d.frequency));
+        rights.insert(access_iri(&d.sharing));
+        if d.sharing != "none" {
+            // Served through the rows API (open to all, conditional with a grant).
+            let distribution = Term::Blank(format!("d-{}", d.id));
+            out.push((
+                s.clone(),
+                format!("{DCAT}distribution"),
+                distribution.clone(),
+            ));
+            out.push((
+                distribution.clone(),
+                RDF_TYPE.into(),
+                Term::Iri(format!("{DCAT}Distribution")),
+            ));
+            out.push((
+                distribution.clone(),
+                format!("{DCAT}accessURL"),
+                Term::Iri(format!("{base}/api/v1/data/datasets/{}/rows", d.id)),
+            ));
+            out.push((
+                distribution.clone(),
+                format!("{DCT}title"),
+                Term::Lang(
+                    if d.source.is_live() {
+                        format!("{}(实时视图接口)", d.title_zh)
+                    } else {
+                        format!("{}(数据接口)", d.title_zh)
+                    },
+                    "zh",
+                ),
+            ));
+            out.push((
+                distribution.clone(),
+                format!("{DCAT}mediaType"),
+                Term::Iri(JSON_MEDIA_TYPE.into()),
+            ));
+            out.push((
+                distribution,
+                format!("{DCT}license"),
+                Term::Iri(licence_iri(base, &d.licence)),
+            ));
+            has_distribution = true;
+        }
         out.push((
             s.clone(),
             format!("{DCT}issued"),
@@ -210,6 +299,59 @@ pub fn triples(
             Term::Lang(d.contact.clone(), "zh"),
         ));
     }
+    for (theme, label) in themes {
+        let theme = Term::Iri(theme);
+        out.push((
+            theme.clone(),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{SKOS}Concept")),
+        ));
+        out.push((
+            theme.clone(),
+            format!("{SKOS}prefLabel"),
+            Term::Lang(label, "zh"),
+        ));
+        out.push((theme, format!("{SKOS}inScheme"), scheme.clone()));
+    }
+    for (licence, label) in licences {
+        let licence = Term::Iri(licence);
+        out.push((
+            licence.clone(),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{DCT}LicenseDocument")),
+        ));
+        out.push((licence, RDFS_LABEL.into(), Term::Plain(label)));
+    }
+    for (place, label) in places {
+        let place = Term::Iri(place);
+        out.push((
+            place.clone(),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{DCT}Location")),
+        ));
+        out.push((place, format!("{SKOS}prefLabel"), Term::Lang(label, "zh")));
+    }
+    for frequency in frequencies {
+        out.push((
+            Term::Iri(frequency),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{DCT}Frequency")),
+        ));
+    }
+    for right in rights {
+        out.push((
+            Term::Iri(right),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{DCT}RightsStatement")),
+        ));
+    }
+    if has_distribution {
+        out.push((
+            Term::Iri(JSON_MEDIA_TYPE.into()),
+            RDF_TYPE.into(),
+            Term::Iri(format!("{DCT}MediaType")),
+        ));
+    }
     for code in publishers {
         let agent = Term::Iri(format!("{base}/api/v1/departments/{code}"));
         out.push((
@@ -217,13 +359,17 @@ pub fn triples(
             RDF_TYPE.into(),
             Term::Iri(format!("{FOAF}Agent")),
         ));
-        if let Some((zh, en)) = departments.get(code) {
-            out.push((
-                agent.clone(),
-                format!("{FOAF}name"),
-                Term::Lang(zh.clone(), "zh"),
-            ));
-            out.push((agent, format!("{FOAF}name"), Term::Lang(en.clone(), "en")));
+        // foaf:name is mandatory for an agent: the code where the department is unknown.
+        match departments.get(code) {
+            Some((zh, en)) => {
+                out.push((
+                    agent.clone(),
+                    format!("{FOAF}name"),
+                    Term::Lang(zh.clone(), "zh"),
+                ));
+                out.push((agent, format!("{FOAF}name"), Term::Lang(en.clone(), "en")));
+            }
+            None => out.push((agent, format!("{FOAF}name"), Term::Plain(code.to_owned()))),
         }
     }
     out

@@ -232,13 +232,16 @@ pub(crate) async fn run_sharing(
             }
         }
     }
-    // All day: consumers read their grants, the public reads open data.
+    // All day: consumers read their grants, the public reads open data (the live views of
+    // the city information model and the air-quality stations among them).
     let open = [
         "bus-routes",
         "air-quality-daily",
         "parking-lots",
         "schools",
         "hotels",
+        "metro-stations-live",
+        "air-quality-realtime",
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xDA7A);
     let public = admin.client.clone();

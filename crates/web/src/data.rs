@@ -436,7 +436,7 @@ pub(crate) async fn dataset(
         .unwrap_or_default();
     let body = format!(
         "{top}<main id=\"main\">{nav}<h1>{title}</h1><p>{desc}</p>\
-         <dl class=\"facts\"><dt>{l_dept}</dt><dd>{dept}</dd><dt>{l_sharing}</dt><dd>{sharing}</dd><dt>{l_level}</dt><dd>{level}</dd><dt>{l_freq}</dt><dd>{freq}</dd><dt>{l_source}</dt><dd>{source}</dd><dt>{l_licence}</dt><dd>{licence}</dd></dl>\
+         <dl class=\"facts\"><dt>{l_dept}</dt><dd>{dept}</dd><dt>{l_sharing}</dt><dd>{sharing}</dd><dt>{l_level}</dt><dd>{level}</dd><dt>{l_freq}</dt><dd>{freq}</dd><dt>{l_source}</dt><dd>{source}</dd><dt>{l_resource}</dt><dd>{resource}</dd><dt>{l_licence}</dt><dd>{licence}</dd></dl>\
          <h2>{h_schema}</h2><table><thead><tr><th>{h_field}</th><th>{h_desc}</th><th>{h_type}</th><th>{h_unit}</th><th>{h_level}</th><th>{h_personal}</th></tr></thead><tbody>{schema}</tbody></table>\
          <h2>{h_preview}</h2>{preview}\
          <h2>{h_versions}</h2><table><thead><tr><th>{h_version}</th><th>{h_at}</th><th>{h_rows}</th><th>{h_format}</th><th>{h_complete}</th><th>{h_valid}</th><th>{h_unique}</th><th>{h_by}</th></tr></thead><tbody>{version_rows}</tbody></table>\
@@ -454,6 +454,8 @@ pub(crate) async fn dataset(
         freq = escape(&d.frequency),
         l_source = tr(l, "来源系统", "Source system"),
         source = escape(&d.source_system),
+        l_resource = tr(l, "资源形式", "Resource"),
+        resource = resource_name(l, &d.source),
         l_licence = tr(l, "许可", "Licence"),
         licence = escape(&d.licence),
         h_schema = tr(l, "数据项", "Schema"),
@@ -1045,4 +1047,45 @@ pub(crate) async fn monitoring(
         h_served = tr(l, "提供行数", "Rows served"),
     );
     page(l, tr(l, "共享监测", "Monitoring"), &body).into_response()
+}
+
+/// How a dataset's rows are held, for its page.
+fn resource_name(l: Lang, source: &yunnao_data::live::Source) -> String {
+    use yunnao_data::live::Source;
+    match source {
+        Source::Table => tr(
+            l,
+            "导入数据表(按版本保留)",
+            "Imported table (versions kept)",
+        )
+        .to_owned(),
+        Source::Entities { entity_type } => format!(
+            "{}: {}",
+            tr(
+                l,
+                "实时视图 · 城市信息模型实体",
+                "Live view · city information model entities"
+            ),
+            escape(entity_type)
+        ),
+        Source::Series { profile } => format!(
+            "{}: {}",
+            tr(
+                l,
+                "实时视图 · 感知设备近24小时序列",
+                "Live view · sensing series, last 24 hours"
+            ),
+            escape(profile)
+        ),
+        Source::Api { capability, path } => format!(
+            "{}: {} {}",
+            tr(
+                l,
+                "部门接口(服务超市登记)",
+                "Department API (registered in the marketplace)"
+            ),
+            escape(capability),
+            escape(path)
+        ),
+    }
 }

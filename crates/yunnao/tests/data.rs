@@ -323,11 +323,11 @@ async fn dcat_exports_parse_as_rdf(backend: TestBackend) {
     let turtle = response.text().await.expect("text");
     let mut datasets = 0;
     let mut chinese_titles = 0;
-    let mut triples = 0;
+    let mut statements: Vec<(String, String, String)> = Vec::new();
     for triple in oxttl::TurtleParser::new().for_slice(turtle.as_bytes()) {
         let triple = triple.expect("valid Turtle");
-        triples += 1;
-        let (p, o) = (
+        let (s, p, o) = (
+            triple.subject.to_string(),
             triple.predicate.as_str().to_owned(),
             triple.object.to_string(),
         );
@@ -336,18 +336,101 @@ async fn dcat_exports_parse_as_rdf(backend: TestBackend) {
         {
             datasets += 1;
         }
-        if p == "http://purl.org/dc/terms/title" && o.ends_with("@zh") {
+        if p == "http://purl.org/dc/terms/title"
+            && o.ends_with("@zh")
+            && (s.contains("/data/datasets/") || s.ends_with("/data/catalog>"))
+        {
             chinese_titles += 1;
         }
+        statements.push((s, p, o));
     }
     let (_, list) = get(&server, "/api/3/action/package_list", None).await;
     let listed = list["result"].as_array().expect("list").len();
-    assert_eq!(datasets, listed, "{triples} triples");
+    assert_eq!(datasets, listed, "{} triples", statements.len());
     assert_eq!(
         chinese_titles,
         listed + 1,
         "every dataset and the catalogue"
     );
+    // DCAT-AP 3's SHACL ranges: what a property names is typed as the profile says, and the
+    // mandatory members are there.
+    let typed = |node: &str, class: &str| {
+        statements.iter().any(|(s, p, o)| {
+            s == node
+                && p == "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+                && o == &format!("<{class}>")
+        })
+    };
+    let has = |node: &str, property: &str| {
+        statements
+            .iter()
+            .any(|(s, p, _)| s == node && p == property)
+    };
+    for (property, class) in [
+        (
+            "http://www.w3.org/ns/dcat#theme",
+            "http://www.w3.org/2004/02/skos/core#Concept",
+        ),
+        (
+            "http://purl.org/dc/terms/license",
+            "http://purl.org/dc/terms/LicenseDocument",
+        ),
+        (
+            "http://purl.org/dc/terms/spatial",
+            "http://purl.org/dc/terms/Location",
+        ),
+        (
+            "http://purl.org/dc/terms/publisher",
+            "http://xmlns.com/foaf/0.1/Agent",
+        ),
+        (
+            "http://purl.org/dc/terms/accrualPeriodicity",
+            "http://purl.org/dc/terms/Frequency",
+        ),
+        (
+            "http://purl.org/dc/terms/accessRights",
+            "http://purl.org/dc/terms/RightsStatement",
+        ),
+        (
+            "http://www.w3.org/ns/dcat#distribution",
+            "http://www.w3.org/ns/dcat#Distribution",
+        ),
+        (
+            "http://www.w3.org/ns/dcat#mediaType",
+            "http://purl.org/dc/terms/MediaType",
+        ),
+        (
+            "http://www.w3.org/ns/dcat#themeTaxonomy",
+            "http://www.w3.org/2004/02/skos/core#ConceptScheme",
+        ),
+    ] {
+        let objects: Vec<&String> = statements
+            .iter()
+            .filter(|(_, p, _)| p == property)
+            .map(|(_, _, o)| o)
+            .collect();
+        assert!(!objects.is_empty(), "{property} is used");
+        for o in objects {
+            assert!(typed(o, class), "{o} ({property}) is a {class}");
+        }
+    }
+    for (s, p, o) in &statements {
+        if p == "http://www.w3.org/ns/dcat#distribution" {
+            assert!(
+                has(o, "http://www.w3.org/ns/dcat#accessURL"),
+                "{s}: accessURL"
+            );
+        }
+        if p == "http://purl.org/dc/terms/publisher" {
+            assert!(has(o, "http://xmlns.com/foaf/0.1/name"), "{o}: foaf:name");
+        }
+        if p == "http://www.w3.org/ns/dcat#theme" {
+            assert!(
+                has(o, "http://www.w3.org/2004/02/skos/core#prefLabel"),
+                "{o}: prefLabel"
+            );
+        }
+    }
     assert!(turtle.contains("<http://publications.europa.eu/resource/authority/frequency/DAILY>"));
     assert!(
         turtle
