@@ -54,7 +54,7 @@ pub struct DatasetFigures {
     pub version: Option<i64>,
     pub rows: i64,
     pub last_import: Option<String>,
-    /// `fresh`, `stale`, `no-data`, or `no-deadline` (irregular).
+    /// `fresh`, `stale`, `no-data`, `no-deadline` (irregular), or `live` (a live view).
     pub freshness: String,
     pub completeness: Option<f64>,
     pub validity: Option<f64>,
@@ -225,6 +225,8 @@ impl Catalogue {
                 .as_ref()
                 .map(|v| now - yunnao_core::time::parse_rfc3339_ms(&v.imported_at).unwrap_or(now));
             let freshness = match age {
+                // A live view is as fresh as its source, read at each request.
+                None if d.source.is_live() => "live",
                 None => "no-data",
                 Some(_) if period_ms(&d.frequency).is_none() => "no-deadline",
                 Some(a) if is_stale(&d.frequency, a) => "stale",
@@ -233,7 +235,8 @@ impl Catalogue {
             department(&mut departments, &d.department);
             if let Some(dep) = departments.get_mut(&d.department) {
                 dep.datasets += 1;
-                dep.fresh_datasets += i64::from(matches!(freshness, "fresh" | "no-deadline"));
+                dep.fresh_datasets +=
+                    i64::from(matches!(freshness, "fresh" | "no-deadline" | "live"));
                 dep.rows_supplied += version.as_ref().map_or(0, |v| v.rows);
             }
             figures.insert(

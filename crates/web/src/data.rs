@@ -297,6 +297,29 @@ pub(crate) async fn dataset(
             )
         })
         .collect();
+    // A live view has no versions: its rows are read from the source at each request.
+    let versions_table = if d.source.is_live() {
+        format!(
+            "<p>{}</p>",
+            tr(
+                l,
+                "实时视图:每次读取时即时查询数据源,不导入、无版本。",
+                "A live view: its source is queried at each read; nothing is imported, there are no versions."
+            )
+        )
+    } else {
+        format!(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{version_rows}</tbody></table>",
+            tr(l, "版本", "Version"),
+            tr(l, "导入时间", "Imported"),
+            tr(l, "行数", "Rows"),
+            tr(l, "格式/编码", "Format/encoding"),
+            tr(l, "完整性", "Completeness"),
+            tr(l, "有效性", "Validity"),
+            tr(l, "唯一性", "Uniqueness"),
+            tr(l, "导入人", "By"),
+        )
+    };
     let request_id = yunnao_http::RequestId::from_headers(&headers);
     let read = web
         .data
@@ -427,6 +450,7 @@ pub(crate) async fn dataset(
                     "fresh" => tr(l, "按时更新", "fresh"),
                     "stale" => tr(l, "已过期未更新", "stale"),
                     "no-data" => tr(l, "无数据", "no data"),
+                    "live" => tr(l, "实时", "live"),
                     _ => tr(l, "不定期", "no deadline"),
                 },
                 tr(l, "使用部门", "Consumers"),
@@ -439,7 +463,7 @@ pub(crate) async fn dataset(
          <dl class=\"facts\"><dt>{l_dept}</dt><dd>{dept}</dd><dt>{l_sharing}</dt><dd>{sharing}</dd><dt>{l_level}</dt><dd>{level}</dd><dt>{l_freq}</dt><dd>{freq}</dd><dt>{l_source}</dt><dd>{source}</dd><dt>{l_resource}</dt><dd>{resource}</dd><dt>{l_licence}</dt><dd>{licence}</dd></dl>\
          <h2>{h_schema}</h2><table><thead><tr><th>{h_field}</th><th>{h_desc}</th><th>{h_type}</th><th>{h_unit}</th><th>{h_level}</th><th>{h_personal}</th></tr></thead><tbody>{schema}</tbody></table>\
          <h2>{h_preview}</h2>{preview}\
-         <h2>{h_versions}</h2><table><thead><tr><th>{h_version}</th><th>{h_at}</th><th>{h_rows}</th><th>{h_format}</th><th>{h_complete}</th><th>{h_valid}</th><th>{h_unique}</th><th>{h_by}</th></tr></thead><tbody>{version_rows}</tbody></table>\
+         <h2>{h_versions}</h2>{versions_table}\
          <h2>{h_usage}</h2>{usage}</main>",
         nav = sub_nav(l, "/ui/data"),
         title = escape(tr(l, &d.title_zh, &d.title_en)),
@@ -467,14 +491,6 @@ pub(crate) async fn dataset(
         h_personal = tr(l, "个人信息", "Personal information"),
         h_preview = tr(l, "数据预览", "Preview"),
         h_versions = tr(l, "版本与质量", "Versions and quality"),
-        h_version = tr(l, "版本", "Version"),
-        h_at = tr(l, "导入时间", "Imported"),
-        h_rows = tr(l, "行数", "Rows"),
-        h_format = tr(l, "格式/编码", "Format/encoding"),
-        h_complete = tr(l, "完整性", "Completeness"),
-        h_valid = tr(l, "有效性", "Validity"),
-        h_unique = tr(l, "唯一性", "Uniqueness"),
-        h_by = tr(l, "导入人", "By"),
         h_usage = tr(l, "使用情况", "Usage"),
     );
     page(l, tr(l, &d.title_zh, &d.title_en), &body).into_response()
@@ -951,6 +967,7 @@ pub(crate) async fn monitoring(
                     "fresh" => tr(l, "及时", "fresh"),
                     "stale" => tr(l, "过期", "stale"),
                     "no-data" => tr(l, "无数据", "no data"),
+                    "live" => tr(l, "实时", "live"),
                     _ => tr(l, "不定期", "irregular"),
                 },
                 c = pct(f.completeness),
