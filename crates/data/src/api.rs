@@ -243,7 +243,7 @@ async fn ckan(
 /// CKAN's action API, read only, with parameters in the query string. Public.
 #[utoipa::path(get, path = "/api/3/action/{action}", tag = "data", security(()),
     params(("action" = String, Path, description = "package_list, package_show, package_search, organization_list, organization_show, group_list, tag_list, license_list, status_show")),
-    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 422), (status = 502), (status = 503)))]
 async fn ckan_get(
     State(catalogue): State<Catalogue>,
     Caller(principal): Caller,
@@ -270,7 +270,7 @@ async fn ckan_get(
 #[utoipa::path(post, path = "/api/3/action/{action}", tag = "data", security(()),
     params(("action" = String, Path)),
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 413), (status = 422)))]
+    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 413), (status = 422), (status = 502), (status = 503)))]
 async fn ckan_post(
     State(catalogue): State<Catalogue>,
     Caller(principal): Caller,
@@ -312,7 +312,7 @@ async fn ckan_post(
 /// CKAN's action API under its unversioned path (`/api/action/…`, where ckanapi calls it).
 #[utoipa::path(get, path = "/api/action/{action}", tag = "data", security(()),
     params(("action" = String, Path)),
-    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 422), (status = 502), (status = 503)))]
 async fn ckan_get_unversioned(
     state: State<Catalogue>,
     caller: Caller,
@@ -327,7 +327,7 @@ async fn ckan_get_unversioned(
 #[utoipa::path(post, path = "/api/action/{action}", tag = "data", security(()),
     params(("action" = String, Path)),
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 413), (status = 422)))]
+    responses((status = 200, body = Object, description = "CKAN's answer: help, success, result"), (status = 400), (status = 403), (status = 404), (status = 413), (status = 422), (status = 502), (status = 503)))]
 async fn ckan_post_unversioned(
     state: State<Catalogue>,
     caller: Caller,
@@ -506,7 +506,8 @@ pub struct RowsQuery {
 /// it says; data not shared no one else. Every read is metered and audited.
 #[utoipa::path(get, path = "/api/v1/data/datasets/{id}/rows", tag = "data", security((), ("bearer" = [])),
     params(("id" = String, Path), RowsQuery),
-    responses((status = 200, body = crate::rows::Rows), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = crate::rows::Rows), (status = 400), (status = 401), (status = 403), (status = 404),
+        (status = 502, description = "a live view's source (a department API) failed"), (status = 503, description = "live views are not connected")))]
 async fn rows(
     State(catalogue): State<Catalogue>,
     Caller(principal): Caller,
