@@ -6,7 +6,9 @@ use yunnao_identity::{AuditEntry, Identity, IdentityConfig, PlatformKeys, audit}
 use yunnao_store::testing::{TestBackend, TestDb};
 use yunnao_store::{Db, backend_tests, migrate};
 
-async fn concurrent_appends_from_two_nodes_keep_one_chain(backend: TestBackend) {
+/// A migrated database and two nodes on it (two pools, one platform key), checkpointing
+/// every 16 records.
+async fn two_nodes(backend: TestBackend) -> (TestDb, Vec<Identity>) {
     let test = TestDb::new(backend).await.expect("test db");
     migrate::run(&test.db, &[yunnao_identity::MIGRATIONS])
         .await
@@ -24,6 +26,11 @@ async fn concurrent_appends_from_two_nodes_keep_one_chain(backend: TestBackend) 
         let keys = PlatformKeys::from_secret(&secret).expect("keys");
         nodes.push(Identity::new(db, Bus::in_process(), keys, config.clone()));
     }
+    (test, nodes)
+}
+
+async fn concurrent_appends_from_two_nodes_keep_one_chain(backend: TestBackend) {
+    let (test, nodes) = two_nodes(backend).await;
     let mut tasks = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
         for worker in 0..3 {
@@ -70,23 +77,7 @@ async fn concurrent_appends_from_two_nodes_keep_one_chain(backend: TestBackend) 
 /// Groups appended in one statement (as metered data reads are) interleave with single
 /// appends from another node; checkpoints fall inside groups where the interval says.
 async fn grouped_appends_chain_and_checkpoint_like_single_ones(backend: TestBackend) {
-    let test = TestDb::new(backend).await.expect("test db");
-    migrate::run(&test.db, &[yunnao_identity::MIGRATIONS])
-        .await
-        .expect("migrate");
-    let secret = yunnao_gm::Sm2KeyPair::generate()
-        .expect("key")
-        .secret_bytes();
-    let config = IdentityConfig {
-        checkpoint_every: 16,
-        ..IdentityConfig::default()
-    };
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let db = Db::connect(&test.url).await.expect("node pool");
-        let keys = PlatformKeys::from_secret(&secret).expect("keys");
-        nodes.push(Identity::new(db, Bus::in_process(), keys, config.clone()));
-    }
+    let (test, nodes) = two_nodes(backend).await;
     let entry = |who: &str, i: usize| AuditEntry {
         actor: who.into(),
         department: "bigdata".into(),

@@ -960,27 +960,53 @@ async fn the_access_matrix(backend: TestBackend) {
 
 /// A department API registered in the marketplace, called through the hub by a subscribed
 /// app with its key, within its budget; the plan's 新接入场景 counts the app.
-async fn marketplace_proxies_within_budget(backend: TestBackend) {
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// A department's own system on loopback, answering `app`; its base URL.
+async fn department_system(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let upstream_url = format!("http://{}", upstream.local_addr().expect("addr"));
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
-        let app = axum::Router::new().route(
-            "/permits/{no}",
-            axum::routing::get(
-                |axum::extract::Path(no): axum::extract::Path<String>,
-                 headers: axum::http::HeaderMap| async move {
-                    axum::Json(json!({
-                        "permit": no,
-                        "client": headers.get("x-yunnao-client").and_then(|v| v.to_str().ok()).unwrap_or(""),
-                        "department": headers.get("x-yunnao-department").and_then(|v| v.to_str().ok()).unwrap_or(""),
-                    }))
-                },
-            ),
-        );
-        let _ = axum::serve(upstream, app).await;
+        let _ = axum::serve(listener, app).await;
     });
+    url
+}
+
+/// Registers a department API in the marketplace as `token`'s department.
+async fn register_api(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    title_zh: &str,
+    upstream: &str,
+    rate_per_minute: u32,
+) {
+    let (status, capability) = post(
+        server,
+        "/api/v1/data/capabilities",
+        Some(token),
+        json!({"id": id, "title_zh": title_zh, "title_en": id, "description_zh": title_zh,
+               "upstream": upstream, "rate_per_minute": rate_per_minute}),
+    )
+    .await;
+    assert_eq!(status, 201, "{capability}");
+}
+
+async fn marketplace_proxies_within_budget(backend: TestBackend) {
+    let app = axum::Router::new().route(
+        "/permits/{no}",
+        axum::routing::get(
+            |axum::extract::Path(no): axum::extract::Path<String>,
+             headers: axum::http::HeaderMap| async move {
+                axum::Json(json!({
+                    "permit": no,
+                    "client": headers.get("x-yunnao-client").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    "department": headers.get("x-yunnao-department").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                }))
+            },
+        ),
+    );
+    let upstream_url = department_system(app).await;
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let ecology = server
@@ -989,15 +1015,15 @@ async fn marketplace_proxies_within_budget(backend: TestBackend) {
     let water = server
         .user(&admin, "water.owner", "water", "dept_admin")
         .await;
-    let (status, capability) = post(
+    register_api(
         &server,
-        "/api/v1/data/capabilities",
-        Some(&ecology),
-        json!({"id": "permit-lookup", "title_zh": "排污许可查询", "title_en": "Permit lookup",
-               "description_zh": "按许可证编号查询排污许可", "upstream": upstream_url, "rate_per_minute": 2}),
+        &ecology,
+        "permit-lookup",
+        "排污许可查询",
+        &upstream_url,
+        2,
     )
     .await;
-    assert_eq!(status, 201, "{capability}");
     let (_, listed) = get(&server, "/api/v1/data/capabilities", None).await;
     let listed = listed.as_array().expect("capabilities");
     assert!(listed.iter().any(|c| c["id"] == "grid-lookup"));
@@ -1061,23 +1087,17 @@ async fn marketplace_proxies_within_budget(backend: TestBackend) {
 /// an air-quality device's readings, and a department's registered API, which is requested,
 /// granted and masked as a table is.
 async fn live_views_read_their_sources(backend: TestBackend) {
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let upstream_url = format!("http://{}", upstream.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let app = axum::Router::new().route(
-            "/stations",
-            axum::routing::get(|| async {
-                axum::Json(json!({"records": [
-                    {"stationName": "团岛污水处理厂", "district": "市南区", "capacity": 10.0, "keeperPhone": "13812345678"},
-                    {"stationName": "海泊河污水处理厂", "district": "市北区", "capacity": 16.0, "keeperPhone": "13987654321"},
-                    {"stationName": "李村河污水处理厂", "district": "李沧区", "capacity": 25.0, "keeperPhone": "13700001111"}
-                ]}))
-            }),
-        );
-        let _ = axum::serve(upstream, app).await;
-    });
+    let app = axum::Router::new().route(
+        "/stations",
+        axum::routing::get(|| async {
+            axum::Json(json!({"records": [
+                {"stationName": "团岛污水处理厂", "district": "市南区", "capacity": 10.0, "keeperPhone": "13812345678"},
+                {"stationName": "海泊河污水处理厂", "district": "市北区", "capacity": 16.0, "keeperPhone": "13987654321"},
+                {"stationName": "李村河污水处理厂", "district": "李沧区", "capacity": 25.0, "keeperPhone": "13700001111"}
+            ]}))
+        }),
+    );
+    let upstream_url = department_system(app).await;
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
 
@@ -1171,15 +1191,15 @@ async fn live_views_read_their_sources(backend: TestBackend) {
     let water = server
         .user(&admin, "water.live", "water", "dept_admin")
         .await;
-    let (status, capability) = post(
+    register_api(
         &server,
-        "/api/v1/data/capabilities",
-        Some(&ecology),
-        json!({"id": "sewage-plants", "title_zh": "污水处理厂接口", "title_en": "Sewage plants",
-               "description_zh": "污水处理厂名录接口", "upstream": upstream_url, "rate_per_minute": 60}),
+        &ecology,
+        "sewage-plants",
+        "污水处理厂接口",
+        &upstream_url,
+        60,
     )
     .await;
-    assert_eq!(status, 201, "{capability}");
     let field = |name: &str, kind: &str, personal: &str, level: &str, attribute: &str| {
         json!({"name": name, "type": kind, "unit": null, "description_zh": name, "level": level,
                "personal": personal, "attribute": attribute})
