@@ -14,6 +14,7 @@ pub mod linked;
 mod migrations;
 pub mod model;
 mod negotiation;
+pub use negotiation::ngsi_path_ids;
 pub mod query;
 pub mod registrations;
 pub mod subscriptions;

@@ -100,6 +100,72 @@ fn retrieves_or_queries_entities(method: &Method, path: &str) -> bool {
     }
 }
 
+/// An entity's, subscription's or registration's id in a path is a URI (clause 4.5.1); a
+/// missing one (`/entities//attrs`) or one without a scheme is 400 BadRequestData, not 404
+/// (clauses 5.6.3, 5.6.4, 5.8.2 …). Layered on the whole application, so that it answers paths
+/// with an empty id, which match no route.
+pub async fn ngsi_path_ids(request: Request, next: Next) -> Response {
+    if let Some(problem) = invalid_path_id(request.uri().path()) {
+        return problem.into_response();
+    }
+    next.run(request).await
+}
+
+/// Why `path` names no valid id where one is expected, if it does not.
+pub fn invalid_path_id(path: &str) -> Option<yunnao_core::Problem> {
+    let rest = path.strip_prefix("/ngsi-ld/v1/")?;
+    let mut segments = rest.split('/');
+    let mut first = segments.next()?;
+    if first == "temporal" {
+        first = segments.next()?;
+        if first != "entities" {
+            return None;
+        }
+    }
+    let what = match first {
+        "entities" => "entity id",
+        "subscriptions" => "subscription id",
+        "csourceRegistrations" => "registration id",
+        "csourceSubscriptions" => "subscription id",
+        _ => return None,
+    };
+    let id = segments.next()?;
+    let decoded: String =
+        form_urlencoded::parse(format!("x={}", id.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+    if decoded.is_empty() {
+        return Some(errors::bad_request(format!(
+            "the {what} is missing from the path"
+        )));
+    }
+    if what == "entity id" {
+        return crate::model::check_entity_id(&decoded).err();
+    }
+    if !is_uri(&decoded) {
+        return Some(errors::bad_request(format!(
+            "the {what} {decoded:?} is not a URI (a scheme, then ':')"
+        )));
+    }
+    None
+}
+
+/// Does `text` start as an absolute URI does (RFC 3986: a scheme, then `:`, then more)?
+fn is_uri(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((scheme, rest)) => {
+            !rest.is_empty()
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
 pub async fn ngsi_edge(mut request: Request, next: Next) -> Response {
     if !request.uri().path().starts_with("/ngsi-ld/v1") {
         return next.run(request).await;
@@ -283,6 +349,28 @@ fn amend_attribute(attribute: &mut serde_json::Value, version: (u32, u32)) -> bo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ids_in_paths_are_uris() {
+        for (path, bad) in [
+            ("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1", false),
+            (
+                "/ngsi-ld/v1/entities/urn%3Angsi-ld%3AVehicle%3A1/attrs",
+                false,
+            ),
+            ("/ngsi-ld/v1/entities", false),
+            ("/ngsi-ld/v1/entities//attrs", true),
+            ("/ngsi-ld/v1/entities/thisisaninvaliduri/attrs", true),
+            ("/ngsi-ld/v1/temporal/entities/thisisaninvaliduri", true),
+            ("/ngsi-ld/v1/temporal/entities/urn:a:b", false),
+            ("/ngsi-ld/v1/subscriptions/invalidId", true),
+            ("/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:R:1", false),
+            ("/ngsi-ld/v1/types/Building", false),
+            ("/api/v1/entities/x", false),
+        ] {
+            assert_eq!(super::invalid_path_id(path).is_some(), bad, "{path}");
+        }
+    }
     use super::*;
 
     /// (Accept, GeoJSON offered, chosen): list order breaks ties, weights decide otherwise,

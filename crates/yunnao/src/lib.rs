@@ -265,10 +265,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .split_for_parts();
     let _ = openapi_cell.set(served_document(&openapi));
 
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        identity.clone(),
-        yunnao_identity::authenticate_and_audit,
-    ));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            identity.clone(),
+            yunnao_identity::authenticate_and_audit,
+        ))
+        // Outside routing: an NGSI-LD path with an empty id matches no route but is a 400.
+        .layer(axum::middleware::from_fn(yunnao_context::ngsi_path_ids));
     let router = yunnao_http::edge(
         router,
         &EdgeConfig {

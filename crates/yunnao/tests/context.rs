@@ -265,6 +265,27 @@ async fn authentication_can_be_turned_off_for_conformance_suites(backend: TestBa
         .await
         .expect("sent");
     assert_eq!(read.status(), 200);
+    // A missing or invalid id in a path is bad request data (clause 5.6.3), not "not found",
+    // even where no route matches (an empty segment).
+    for (method, path) in [
+        (Method::POST, "/ngsi-ld/v1/entities//attrs"),
+        (
+            Method::POST,
+            "/ngsi-ld/v1/entities/thisisaninvaliduri/attrs",
+        ),
+        (Method::GET, "/ngsi-ld/v1/subscriptions/invalidId"),
+        (Method::DELETE, "/ngsi-ld/v1/temporal/entities/not-a-uri"),
+    ] {
+        let response = server
+            .client
+            .request(method, server.url(path))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("sent");
+        expect_ngsi_error(response, 400, "BadRequestData").await;
+    }
     // Only /ngsi-ld/v1: the rest of the platform still needs a credential.
     let devices = server
         .client
