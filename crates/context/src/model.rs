@@ -827,8 +827,25 @@ pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
 /// Does this member of a merge or partial update remove what it names (the NGSI-LD Null, as
 /// such or as the value)?
 pub fn removes(member: &Value) -> bool {
-    member.as_str() == Some(NGSI_LD_NULL)
-        || member.get("value").and_then(Value::as_str) == Some(NGSI_LD_NULL)
+    let null = |v: Option<&Value>| v.and_then(Value::as_str) == Some(NGSI_LD_NULL);
+    let null_list = |v: Option<&Value>| match v.and_then(Value::as_array).map(Vec::as_slice) {
+        Some([only]) => only.as_str() == Some(NGSI_LD_NULL) || null(only.get("object")),
+        _ => false,
+    };
+    if member.as_str() == Some(NGSI_LD_NULL) {
+        return true;
+    }
+    // The Null in each attribute type's own member (clause 4.5.19 and the types' clauses).
+    null(member.get("value"))
+        || null(member.get("object"))
+        || null(member.get("vocab"))
+        || null(member.get("json"))
+        || member
+            .get("languageMap")
+            .and_then(Value::as_object)
+            .is_some_and(|map| map.len() == 1 && null(map.get("@none")))
+        || null_list(member.get("valueList"))
+        || null_list(member.get("objectList"))
 }
 
 /// Does the value hold the NGSI-LD Null anywhere (clause 5.5.4: at any depth of a value)?

@@ -286,6 +286,73 @@ async fn authentication_can_be_turned_off_for_conformance_suites(backend: TestBa
             .expect("sent");
         expect_ngsi_error(response, 400, "BadRequestData").await;
     }
+    // The NGSI-LD Null deletes in each attribute type's own member, one instance where a
+    // datasetId is named (clauses 5.5.8, 5.6.4, 5.6.17).
+    let nil = "urn:ngsi-ld:null";
+    let send = |method: Method, path: &str, body: Value| {
+        server
+            .client
+            .request(method, server.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let id = "urn:ngsi-ld:Building:null-1";
+    let created = send(
+        Method::POST,
+        "/ngsi-ld/v1/entities",
+        json!({"id": id, "type": "Building",
+               "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:qingdao"},
+               "street": {"type": "LanguageProperty", "languageMap": {"zh": "香港中路", "en": "Hong Kong Middle Road"}},
+               "name": [{"type": "Property", "value": "甲"},
+                        {"type": "Property", "value": "乙", "datasetId": "urn:ngsi-ld:Dataset:b"}],
+               "height": {"type": "Property", "value": 30}}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(created.status(), 201);
+    let path = format!("/ngsi-ld/v1/entities/{id}");
+    let changed = send(
+        Method::PATCH,
+        &format!("{path}/attrs"),
+        json!({"locatedAt": {"type": "Relationship", "object": nil}}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(changed.status(), 204);
+    let merged = send(
+        Method::PATCH,
+        &path,
+        json!({"name": {"type": "Property", "value": nil, "datasetId": "urn:ngsi-ld:Dataset:b"}}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(merged.status(), 204);
+    let partial = send(
+        Method::PATCH,
+        &format!("{path}/attrs/street"),
+        json!({"type": "LanguageProperty", "languageMap": {"@none": nil}}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(partial.status(), 204);
+    let entity: Value = server
+        .client
+        .get(server.url(&path))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(entity.get("locatedAt").is_none(), "{entity}");
+    assert!(entity.get("street").is_none(), "{entity}");
+    assert_eq!(
+        entity["name"]["value"],
+        json!("甲"),
+        "only instance b went: {entity}"
+    );
+    assert_eq!(entity["height"]["value"], json!(30));
     // Only /ngsi-ld/v1: the rest of the platform still needs a credential.
     let devices = server
         .client

@@ -125,12 +125,14 @@ pub(super) async fn update_attributes(
                 if let Some(scope) = &scope {
                     stored.entity.scope = scope.clone();
                 }
-                for name in &deleted {
-                    if stored.entity.attrs.remove(name).is_some() {
-                        updated.push(name.clone());
+                for removal in &deleted {
+                    let name = removal.0.clone();
+                    if remove_instance(stored, removal) {
+                        if !updated.contains(&name) {
+                            updated.push(name);
+                        }
                     } else {
-                        not_updated
-                            .push((name.clone(), "the entity has no such attribute".to_owned()));
+                        not_updated.push((name, "the entity has no such attribute".to_owned()));
                     }
                 }
                 for (name, attribute) in attrs {
@@ -193,6 +195,12 @@ pub(super) async fn partial_attribute_update(
     let types = TypeSelector::read(&params, &request.context);
     let name = request.context.expand(&attr);
     let stamp = now();
+    // A fragment that is its type's NGSI-LD Null deletes the attribute (clause 5.6.4).
+    let deletes = model::removes(&Value::Object(fragment.clone()));
+    let dataset = fragment
+        .get("datasetId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     broker
         .modify(
             &request.tenant,
@@ -202,6 +210,18 @@ pub(super) async fn partial_attribute_update(
             |stored| {
                 types.check(stored)?;
                 request.may_change(&broker, stored)?;
+                if deletes {
+                    if !stored
+                        .entity
+                        .remove_instances(&name, dataset.as_deref(), false)
+                    {
+                        return Err(errors::not_found(format!(
+                            "entity {id} has no attribute {attr}"
+                        )));
+                    }
+                    stored.entity.modified_at = stamp.clone();
+                    return Ok(());
+                }
                 let Some(Value::Object(existing)) = stored.entity.attrs.get(&name) else {
                     return Err(errors::not_found(format!(
                         "entity {id} has no attribute {attr}"

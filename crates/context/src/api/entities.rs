@@ -334,18 +334,42 @@ pub(super) async fn merge_entity(
     Ok(shared.write_outcome(&request))
 }
 
-/// Takes the members of a merge or update fragment that are the NGSI-LD Null out of it: the
-/// (expanded) names of the attributes to delete.
-pub(super) fn take_removals(object: &mut Map<String, Value>, context: &Context) -> Vec<String> {
+/// An attribute instance a merge or update deletes: the (expanded) name and the datasetId
+/// of the instance (`None`: the default instance).
+pub(super) type Removal = (String, Option<String>);
+
+/// Takes the members of a merge or update fragment that are the NGSI-LD Null out of it (one
+/// instance, or a list of instances all Null): the instances to delete (clause 5.5.8).
+pub(super) fn take_removals(object: &mut Map<String, Value>, context: &Context) -> Vec<Removal> {
+    let dataset = |instance: &Value| {
+        instance
+            .get("datasetId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let mut deleted = Vec::new();
     object.retain(|name, value| {
-        let null = model::removes(value);
-        if null {
-            deleted.push(context.expand(name));
+        let instances: Vec<&Value> = match value {
+            Value::Array(items) if !items.is_empty() && items.iter().all(model::removes) => {
+                items.iter().collect()
+            }
+            Value::Array(_) => return true,
+            one if model::removes(one) => vec![one],
+            _ => return true,
+        };
+        for instance in instances {
+            deleted.push((context.expand(name), dataset(instance)));
         }
-        !null
+        false
     });
     deleted
+}
+
+/// Deletes one instance a merge or update named; false when there was none.
+pub(super) fn remove_instance(stored: &mut Stored, (name, dataset): &Removal) -> bool {
+    stored
+        .entity
+        .remove_instances(name, dataset.as_deref(), false)
 }
 
 /// A fragment's `scope` member, validated: `Some(None)` for the NGSI-LD Null where it may
@@ -371,7 +395,7 @@ pub(super) struct Merge {
     /// A new scope, or (`Some(None)`) its removal.
     pub(super) scope: Option<Option<Value>>,
     pub(super) attrs: Map<String, Value>,
-    pub(super) deleted: Vec<String>,
+    pub(super) deleted: Vec<Removal>,
     /// Property values given as objects, as given: merged into the stored value (RFC 7396).
     pub(super) value_patches: HashMap<String, Value>,
 }
@@ -427,8 +451,8 @@ impl Merge {
             }
             stored.entity.put_attribute(name.clone(), attribute);
         }
-        for name in &self.deleted {
-            stored.entity.attrs.remove(name);
+        for removal in &self.deleted {
+            remove_instance(stored, removal);
         }
         stored.entity.modified_at = stamp.to_owned();
     }
