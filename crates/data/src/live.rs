@@ -166,18 +166,18 @@ impl Catalogue {
             .ok_or_else(|| Problem::unavailable("live views are not connected on this node"))
     }
 
-    /// The source's current records, at most [`MAX_LIVE_ROWS`].
-    async fn live_records(&self, dataset: &Dataset) -> Result<Vec<Map<String, Value>>, Problem> {
-        let names: Vec<String> = dataset
-            .fields
-            .iter()
-            .map(|f| source_name(f, &dataset.source))
-            .collect();
+    /// The source's current records, at most [`MAX_LIVE_ROWS`]; `names` are the fields'
+    /// source names ([`source_name`]).
+    async fn live_records(
+        &self,
+        dataset: &Dataset,
+        names: &[String],
+    ) -> Result<Vec<Map<String, Value>>, Problem> {
         match &dataset.source {
             Source::Table => Ok(Vec::new()),
             Source::Entities { entity_type } => {
                 self.views()?
-                    .entities(&dataset.department, entity_type, &names, MAX_LIVE_ROWS)
+                    .entities(&dataset.department, entity_type, names, MAX_LIVE_ROWS)
                     .await
             }
             Source::Series { profile } => {
@@ -289,8 +289,13 @@ impl Catalogue {
         select: &Select,
         include_total: bool,
     ) -> Result<(Vec<Cells>, Option<i64>), Problem> {
-        let records = self.live_records(dataset).await?;
-        let typed = typed_rows(dataset, &records);
+        let names: Vec<String> = dataset
+            .fields
+            .iter()
+            .map(|f| source_name(f, &dataset.source))
+            .collect();
+        let records = self.live_records(dataset, &names).await?;
+        let typed = typed_rows(&dataset.fields, &names, &records);
         let fields = dataset.fields.clone();
         let select = select.clone();
         tokio::task::spawn_blocking(move || scan_in_memory(&fields, typed, &select, include_total))
@@ -301,19 +306,18 @@ impl Catalogue {
 
 /// The records typed by the schema; a value of the wrong type is empty (a live source is
 /// not refused for one bad value, as an import is).
-pub fn typed_rows(dataset: &Dataset, records: &[Map<String, Value>]) -> Vec<Vec<Cell>> {
-    let names: Vec<String> = dataset
-        .fields
-        .iter()
-        .map(|f| source_name(f, &dataset.source))
-        .collect();
+pub fn typed_rows(
+    fields: &[Field],
+    names: &[String],
+    records: &[Map<String, Value>],
+) -> Vec<Vec<Cell>> {
     records
         .iter()
         .enumerate()
         .map(|(i, record)| {
-            let mut row = Vec::with_capacity(dataset.fields.len() + 1);
+            let mut row = Vec::with_capacity(fields.len() + 1);
             row.push(Cell::Int(i as i64 + 1));
-            for (field, name) in dataset.fields.iter().zip(&names) {
+            for (field, name) in fields.iter().zip(names) {
                 let text = match record.get(name) {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(s)) => s.clone(),

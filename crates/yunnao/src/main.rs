@@ -112,6 +112,21 @@ enum Command {
     Version,
 }
 
+/// The server a client command calls, and how it signs in.
+#[derive(clap::Args)]
+struct Server {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A bearer token or API key (or sign in with --username/--password).
+    #[arg(long, env = "YUNNAO_TOKEN")]
+    token: Option<String>,
+    #[arg(long, env = "YUNNAO_USERNAME")]
+    username: Option<String>,
+    #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Import a file (CSV in UTF-8 or GBK, XLSX, JSON, JSON Lines) as the next version of a
@@ -127,14 +142,8 @@ enum DataCommand {
         /// For CSV: `auto`, `utf-8` or `gbk`.
         #[arg(long, default_value = "auto")]
         encoding: String,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        #[arg(long, env = "YUNNAO_TOKEN")]
-        token: Option<String>,
-        #[arg(long, env = "YUNNAO_USERNAME")]
-        username: Option<String>,
-        #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
+        #[command(flatten)]
+        server: Server,
     },
 }
 
@@ -195,16 +204,8 @@ enum DevicesCommand {
     /// department, lon, lat, tags). Access tokens are written to FILE.tokens.csv.
     Import {
         file: PathBuf,
-        /// The server's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// A bearer token or API key (or sign in with --username/--password).
-        #[arg(long, env = "YUNNAO_TOKEN")]
-        token: Option<String>,
-        #[arg(long, env = "YUNNAO_USERNAME")]
-        username: Option<String>,
-        #[arg(long, env = "YUNNAO_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
+        #[command(flatten)]
+        server: Server,
     },
 }
 
@@ -356,15 +357,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &code,
         ),
         Command::Devices {
-            command:
-                DevicesCommand::Import {
-                    file,
-                    url,
-                    token,
-                    username,
-                    password,
-                },
-        } => devices_import(&file, &url, token, username, password).await,
+            command: DevicesCommand::Import { file, server },
+        } => devices_import(&file, server).await,
         Command::Data {
             command:
                 DataCommand::Import {
@@ -372,17 +366,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     file,
                     format,
                     encoding,
-                    url,
-                    token,
-                    username,
-                    password,
+                    server,
                 },
-        } => {
-            data_import(
-                &dataset, &file, format, &encoding, &url, token, username, password,
-            )
-            .await
-        }
+        } => data_import(&dataset, &file, format, &encoding, server).await,
     }
 }
 
@@ -736,51 +722,45 @@ fn licence_verify(public_key: &str, file: &std::path::Path) -> anyhow::Result<Ex
     }
 }
 
-/// The token to call a server with: the one given, or one from signing in.
-async fn bearer(
-    client: &reqwest::Client,
-    url: &str,
-    token: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-) -> anyhow::Result<String> {
-    match (token, username, password) {
-        (Some(token), _, _) => Ok(token),
-        (None, Some(username), Some(password)) => {
-            let response = client
-                .post(format!("{url}/api/v1/auth/sign-in"))
-                .json(&serde_json::json!({"username": username, "password": password}))
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                anyhow::bail!(
-                    "sign-in failed: {}",
-                    response.text().await.unwrap_or_default()
-                );
+impl Server {
+    /// The base URL without a trailing `/`, and the token to call it with: the one given, or
+    /// one from signing in.
+    async fn sign_in(self, client: &reqwest::Client) -> anyhow::Result<(String, String)> {
+        let url = self.url.trim_end_matches('/').to_owned();
+        let token = match (self.token, self.username, self.password) {
+            (Some(token), _, _) => token,
+            (None, Some(username), Some(password)) => {
+                let response = client
+                    .post(format!("{url}/api/v1/auth/sign-in"))
+                    .json(&serde_json::json!({"username": username, "password": password}))
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    anyhow::bail!(
+                        "sign-in failed: {}",
+                        response.text().await.unwrap_or_default()
+                    );
+                }
+                let body: serde_json::Value = response.json().await?;
+                body["access_token"].as_str().unwrap_or_default().to_owned()
             }
-            let body: serde_json::Value = response.json().await?;
-            Ok(body["access_token"].as_str().unwrap_or_default().to_owned())
-        }
-        _ => anyhow::bail!("give --token, or --username and --password"),
+            _ => anyhow::bail!("give --token, or --username and --password"),
+        };
+        Ok((url, token))
     }
 }
 
 /// Uploads a file as a dataset's next version, the upload's progress on a bar.
-#[allow(clippy::too_many_arguments)]
 async fn data_import(
     dataset: &str,
     file: &std::path::Path,
     format: Option<String>,
     encoding: &str,
-    url: &str,
-    token: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
+    server: Server,
 ) -> anyhow::Result<ExitCode> {
     use futures::StreamExt as _;
     let client = reqwest::Client::new();
-    let url = url.trim_end_matches('/');
-    let token = bearer(&client, url, token, username, password).await?;
+    let (url, token) = server.sign_in(&client).await?;
     let format = format
         .or_else(|| {
             file.extension()
@@ -853,13 +833,7 @@ async fn data_import(
     Ok(ExitCode::from(1))
 }
 
-async fn devices_import(
-    file: &std::path::Path,
-    url: &str,
-    token: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-) -> anyhow::Result<ExitCode> {
+async fn devices_import(file: &std::path::Path, server: Server) -> anyhow::Result<ExitCode> {
     use yunnao_sensing::tables;
     let bytes = std::fs::read(file)?;
     let is_xlsx = file
@@ -872,8 +846,7 @@ async fn devices_import(
     }
     .map_err(anyhow::Error::msg)?;
     let client = reqwest::Client::new();
-    let url = url.trim_end_matches('/');
-    let token = bearer(&client, url, token, username, password).await?;
+    let (url, token) = server.sign_in(&client).await?;
 
     let progress = indicatif::ProgressBar::new(rows.len() as u64);
     progress.set_style(
